@@ -1,0 +1,1 @@
+"""The replay machinery: records, codec, journal and stores, executor. No printing, no CLI."""

@@ -1,0 +1,284 @@
+"""Turns Python values into JSON trees that decode to an equal value of the same type.
+
+The common case (str, bool, None, finite float, 64-bit int, list, dict with plain string keys)
+is written as itself. Everything JSON cannot express exactly is a tagged object whose first key
+starts with `$` (SPEC.md, section "Values"). Decoding never imports a module and never evaluates
+anything: classes are looked up among modules already imported, through a `Resolver`.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime as dt
+import enum
+import math
+import sys
+import traceback
+import uuid
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from engine.errors import DecodeError, EncodeError, RecordedError
+
+__all__ = ["Resolver", "class_ref", "decode", "encode", "find_class"]
+
+_INT_MIN = -(2**63)
+_INT_MAX = 2**63 - 1
+_MAX_DEPTH = 200
+
+Resolver = Callable[[str], "type | None"]
+
+
+def class_ref(cls: type) -> str:
+    """The `module:qualname` reference written for a class."""
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def find_class(ref: str, aliases: dict[str, str] | None = None) -> type | None:
+    """Finds a class among modules already imported; never imports anything."""
+    module_name, _, qualname = ref.partition(":")
+    if aliases and module_name in aliases:
+        module_name = aliases[module_name]
+    module = sys.modules.get(module_name)
+    if module is None or not qualname:
+        return None
+    obj: Any = module
+    for part in qualname.split("."):
+        if part == "<locals>":
+            return None
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj if isinstance(obj, type) else None
+
+
+def _is_namedtuple(value: Any) -> bool:
+    return isinstance(value, tuple) and hasattr(type(value), "_fields") and hasattr(value, "_asdict")
+
+
+def _is_pydantic(value: Any) -> bool:
+    return hasattr(type(value), "model_fields") and hasattr(value, "model_dump")
+
+
+def encode(value: Any, where: str = "value") -> Any:
+    """Returns a JSON tree for `value`.
+
+    Raises:
+        EncodeError: for a type the journal cannot hold exactly, naming the type and where it is.
+    """
+    return _enc(value, where, 0)
+
+
+def _enc(v: Any, where: str, depth: int) -> Any:
+    t = type(v)
+    if t is str or t is bool or v is None:
+        return v
+    if t is int:
+        if _INT_MIN <= v <= _INT_MAX:
+            return v
+        return {"$int": str(v)}
+    if t is float:
+        if math.isfinite(v):
+            return v
+        return {"$float": "nan" if v != v else ("inf" if v > 0 else "-inf")}
+    if depth > _MAX_DEPTH:
+        raise EncodeError(f"{where}: nested deeper than {_MAX_DEPTH} levels", type_name=t.__name__, where=where)
+    d = depth + 1
+    if t is list:
+        return [_enc(x, f"{where}[{i}]", d) for i, x in enumerate(v)]
+    if t is dict:
+        for k in v:
+            if type(k) is not str or k[:1] == "$":
+                return {"$dict": [[_enc(k, f"{where} key", d), _enc(x, f"{where}[{k!r}]", d)] for k, x in v.items()]}
+        return {k: _enc(x, f"{where}[{k!r}]", d) for k, x in v.items()}
+    if t is tuple:
+        return {"$tuple": [_enc(x, f"{where}[{i}]", d) for i, x in enumerate(v)]}
+    if t is bytes:
+        return {"$bytes": base64.b64encode(v).decode("ascii")}
+    if t is set or t is frozenset:
+        items = [_enc(x, f"{where} item", d) for x in v]
+        # Sets have no order; sorting by the encoded bytes makes the record canonical.
+        items.sort(key=orjson.dumps)
+        return {"$set" if t is set else "$frozenset": items}
+    if t is dt.datetime:
+        return _enc_temporal("$datetime", v)
+    if t is dt.date:
+        return {"$date": v.isoformat()}
+    if t is dt.time:
+        return _enc_temporal("$time", v)
+    if t is dt.timedelta:
+        return {"$timedelta": [v.days, v.seconds, v.microseconds]}
+    if t is Decimal:
+        return {"$decimal": str(v)}
+    if t is uuid.UUID:
+        return {"$uuid": str(v)}
+    if isinstance(v, enum.Enum):
+        return {"$enum": class_ref(t), "v": _enc(v.value, f"{where}.value", d)}
+    if isinstance(v, BaseException):
+        return encode_exception(v, where, d)
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        fields = {f.name: _enc(getattr(v, f.name), f"{where}.{f.name}", d) for f in dataclasses.fields(v)}
+        return {"$dataclass": class_ref(t), "v": fields}
+    if _is_namedtuple(v):
+        return {"$namedtuple": class_ref(t), "v": [_enc(x, f"{where}[{i}]", d) for i, x in enumerate(v)]}
+    if _is_pydantic(v):
+        fields = {name: _enc(getattr(v, name), f"{where}.{name}", d) for name in type(v).model_fields}
+        return {"$pydantic": class_ref(t), "v": fields}
+    raise EncodeError(
+        f"{where}: values of type {t.__module__}.{t.__qualname__} cannot be recorded; "
+        "return or pass JSON-like values, dataclasses, enums or other types listed in SPEC.md",
+        type_name=f"{t.__module__}.{t.__qualname__}",
+        where=where,
+    )
+
+
+def _enc_temporal(tag: str, v: dt.datetime | dt.time) -> dict[str, Any]:
+    out: dict[str, Any] = {tag: v.isoformat()}
+    key = getattr(v.tzinfo, "key", None)  # zoneinfo.ZoneInfo keeps its name; isoformat keeps only the offset
+    if isinstance(key, str):
+        out["tz"] = key
+    if v.fold:
+        out["fold"] = 1
+    return out
+
+
+def encode_exception(exc: BaseException, where: str = "error", depth: int = 0) -> dict[str, Any]:
+    """Records an exception: class, message, arguments (when recordable) and traceback text."""
+    try:
+        args: Any = [_enc(a, f"{where}.args", depth + 1) for a in exc.args]
+    except EncodeError:
+        args = None
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)) if exc.__traceback__ else ""
+    out: dict[str, Any] = {"$error": class_ref(type(exc)), "msg": str(exc), "args": args, "tb": tb}
+    return out
+
+
+def decode(tree: Any, resolve: Resolver = find_class) -> Any:
+    """Rebuilds the value a tree was encoded from.
+
+    Raises:
+        DecodeError: for an unknown tag, a malformed tagged object, or a class not imported here.
+    """
+    t = type(tree)
+    if t is list:
+        return [decode(x, resolve) for x in tree]
+    if t is dict:
+        if tree:
+            first = next(iter(tree))
+            if first[:1] == "$":
+                return _dec_tagged(first, tree, resolve)
+        return {k: decode(x, resolve) for k, x in tree.items()}
+    return tree
+
+
+def _need_class(ref: Any, resolve: Resolver, kind: str) -> type:
+    if not isinstance(ref, str):
+        raise DecodeError(f"malformed {kind} reference {ref!r}")
+    cls = resolve(ref)
+    if cls is None:
+        raise DecodeError(
+            f"the journal holds a {kind} of class {ref} but no imported module defines it; "
+            "import the module that defines it before replaying"
+        )
+    return cls
+
+
+def _dec_tagged(tag: str, tree: dict[str, Any], resolve: Resolver) -> Any:
+    p = tree[tag]
+    try:
+        handler = _DECODERS[tag]
+    except KeyError:
+        raise DecodeError(f"unknown value tag {tag!r}") from None
+    try:
+        return handler(p, tree, resolve)
+    except DecodeError:
+        raise
+    except Exception as err:
+        raise DecodeError(f"malformed {tag} value {p!r}: {err}") from err
+
+
+def _dec_temporal(parse: Callable[[str], Any]) -> Callable[[Any, dict[str, Any], Resolver], Any]:
+    def run(p: Any, tree: dict[str, Any], resolve: Resolver) -> Any:
+        value = parse(p)
+        if "tz" in tree:
+            from zoneinfo import ZoneInfo
+
+            value = value.replace(tzinfo=ZoneInfo(tree["tz"]))
+        if tree.get("fold"):
+            value = value.replace(fold=1)
+        return value
+
+    return run
+
+
+def _dec_enum(p: Any, tree: dict[str, Any], resolve: Resolver) -> Any:
+    cls = _need_class(p, resolve, "enum")
+    return cls(decode(tree["v"], resolve))
+
+
+def _dec_dataclass(p: Any, tree: dict[str, Any], resolve: Resolver) -> Any:
+    cls = _need_class(p, resolve, "dataclass")
+    obj = cls.__new__(cls)
+    for name, x in tree["v"].items():
+        # object.__setattr__ works for frozen dataclasses and skips __init__ side effects.
+        object.__setattr__(obj, name, decode(x, resolve))
+    return obj
+
+
+def _dec_namedtuple(p: Any, tree: dict[str, Any], resolve: Resolver) -> Any:
+    cls = _need_class(p, resolve, "namedtuple")
+    return cls(*[decode(x, resolve) for x in tree["v"]])
+
+
+def _dec_pydantic(p: Any, tree: dict[str, Any], resolve: Resolver) -> Any:
+    cls = _need_class(p, resolve, "pydantic model")
+    return cls.model_validate({k: decode(x, resolve) for k, x in tree["v"].items()})
+
+
+def _dec_error(p: Any, tree: dict[str, Any], resolve: Resolver) -> BaseException:
+    message = str(tree.get("msg", ""))
+    tb = str(tree.get("tb", ""))
+    cls = resolve(p) if isinstance(p, str) else None
+    exc: BaseException
+    if cls is not None and issubclass(cls, BaseException):
+        raw_args = tree.get("args")
+        args = tuple(decode(raw_args, resolve)) if isinstance(raw_args, list) else (message,)
+        try:
+            exc = cls(*args)
+        except Exception:
+            exc = cls.__new__(cls)
+            exc.args = args
+    else:
+        exc = RecordedError(str(p).rpartition(":")[2] or str(p), message, tb)
+    exc.__flux_traceback__ = tb  # type: ignore[attr-defined]
+    return exc
+
+
+_DECODERS: dict[str, Callable[[Any, dict[str, Any], Resolver], Any]] = {
+    "$int": lambda p, t, r: int(p),
+    "$float": lambda p, t, r: float(p) if p in ("nan", "inf", "-inf") else _bad(p),
+    "$dict": lambda p, t, r: {decode(k, r): decode(x, r) for k, x in p},
+    "$tuple": lambda p, t, r: tuple(decode(x, r) for x in p),
+    "$set": lambda p, t, r: {decode(x, r) for x in p},
+    "$frozenset": lambda p, t, r: frozenset(decode(x, r) for x in p),
+    "$bytes": lambda p, t, r: base64.b64decode(p.encode("ascii"), validate=True),
+    "$datetime": _dec_temporal(dt.datetime.fromisoformat),
+    "$date": lambda p, t, r: dt.date.fromisoformat(p),
+    "$time": _dec_temporal(dt.time.fromisoformat),
+    "$timedelta": lambda p, t, r: dt.timedelta(days=p[0], seconds=p[1], microseconds=p[2]),
+    "$decimal": lambda p, t, r: Decimal(p),
+    "$uuid": lambda p, t, r: uuid.UUID(p),
+    "$enum": _dec_enum,
+    "$dataclass": _dec_dataclass,
+    "$namedtuple": _dec_namedtuple,
+    "$pydantic": _dec_pydantic,
+    "$error": _dec_error,
+}
+
+
+def _bad(p: Any) -> Any:
+    raise DecodeError(f"malformed $float value {p!r}")

@@ -1,0 +1,157 @@
+"""Every error the engine raises; `flux.errors` re-exports them for users.
+
+    FluxError
+    ├── ExecutionError              a task failed; `inner_exception` is what it raised
+    ├── EngineError                 engine trouble: never recorded, the journal is left untouched
+    │   ├── JournalCorruptError     damage other than a torn last line (path, line, offset)
+    │   ├── NondeterminismError     the code asks for another call than the journal recorded
+    │   ├── ExecutionLockedError    another process owns the execution (pid, host)
+    │   ├── ExecutionNotFoundError  no journal for that execution id
+    │   ├── InvalidExecutionIdError an id that could name a path outside the store
+    │   ├── DurabilityError         a write or fsync failed; the run stops
+    │   └── WorkflowLoadError       the workflow's code cannot be found or imported
+    ├── EncodeError                 a value the journal cannot hold exactly (type and where)
+    ├── DecodeError                 a recorded value cannot be rebuilt (missing class)
+    ├── InvalidOptionError          a bad decorator option, raised when the decorator runs
+    └── ExecutionStateError         an operation that the execution's state does not allow
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "DecodeError",
+    "DurabilityError",
+    "EncodeError",
+    "EngineError",
+    "ExecutionError",
+    "ExecutionLockedError",
+    "ExecutionNotFoundError",
+    "ExecutionStateError",
+    "FluxError",
+    "InvalidExecutionIdError",
+    "InvalidOptionError",
+    "JournalCorruptError",
+    "NondeterminismError",
+    "RecordedError",
+    "WorkflowLoadError",
+]
+
+
+class FluxError(Exception):
+    """Base of every error raised by Flux itself."""
+
+
+class ExecutionError(FluxError):
+    """A task failed. The exception it raised is `inner_exception` and `__cause__`."""
+
+    def __init__(self, inner_exception: BaseException | None = None, message: str | None = None) -> None:
+        self.inner_exception = inner_exception
+        if message is None:
+            if inner_exception is None:
+                message = "execution failed"
+            else:
+                message = f"{type(inner_exception).__name__}: {inner_exception}"
+        self.message = message
+        super().__init__(message)
+
+
+class EngineError(FluxError):
+    """Engine trouble: not a result of the workflow, never recorded in the journal."""
+
+
+class JournalCorruptError(EngineError):
+    """A journal is damaged somewhere other than a torn last line."""
+
+    def __init__(self, path: str, line: int, offset: int, problem: str) -> None:
+        self.path = path
+        self.line = line
+        self.offset = offset
+        self.problem = problem
+        super().__init__(
+            f"{path}:{line}: journal damaged at byte {offset}: {problem}. "
+            "Nothing was changed; restore the file from a backup or inspect it with `jq`."
+        )
+
+
+class NondeterminismError(EngineError):
+    """The workflow asked for a different call than the journal recorded at that call id."""
+
+    def __init__(self, message: str, *, path: str = "", line: int = 0, call_id: str = "") -> None:
+        self.path = path
+        self.line = line
+        self.call_id = call_id
+        super().__init__(message)
+
+
+class ExecutionLockedError(EngineError):
+    """Another process owns the execution."""
+
+    def __init__(self, execution_id: str, holder: dict[str, Any]) -> None:
+        self.execution_id = execution_id
+        self.holder = holder
+        pid = holder.get("pid", "?")
+        host = holder.get("host", "?")
+        super().__init__(
+            f"execution {execution_id} is being run by another process (pid {pid} on {host}); "
+            "wait for it to finish or stop that process"
+        )
+
+
+class ExecutionNotFoundError(EngineError):
+    """No journal exists for the execution id."""
+
+    def __init__(self, execution_id: str, where: str) -> None:
+        self.execution_id = execution_id
+        super().__init__(f"no execution {execution_id!r} in {where}; `flux list` shows the ones there")
+
+
+class InvalidExecutionIdError(EngineError):
+    """An execution id that is not of the allowed form."""
+
+    def __init__(self, execution_id: str) -> None:
+        self.execution_id = execution_id
+        super().__init__(
+            f"invalid execution id {execution_id!r}: use 1 to 64 letters, digits, '-' or '_', "
+            "not starting with '-' or '_'"
+        )
+
+
+class DurabilityError(EngineError):
+    """Writing or syncing the journal failed; what was not synced may be lost."""
+
+
+class WorkflowLoadError(EngineError):
+    """The workflow's code cannot be found or imported."""
+
+
+class EncodeError(FluxError):
+    """A value that the journal cannot hold exactly."""
+
+    def __init__(self, message: str, *, type_name: str = "", where: str = "") -> None:
+        self.type_name = type_name
+        self.where = where
+        super().__init__(message)
+
+
+class DecodeError(FluxError):
+    """A recorded value that cannot be rebuilt in this process."""
+
+
+class InvalidOptionError(FluxError, ValueError):
+    """A decorator option with a bad value, raised when the decorator runs."""
+
+
+class ExecutionStateError(FluxError):
+    """The execution's state does not allow the operation (for example resuming a finished one)."""
+
+
+class RecordedError(Exception):
+    """Stands in for a recorded exception whose class cannot be found in this process."""
+
+    def __init__(self, type_name: str, message: str, traceback_text: str = "") -> None:
+        self.type_name = type_name
+        self.message = message
+        self.traceback_text = traceback_text
+        super().__init__(f"{type_name}: {message}")

@@ -1,0 +1,426 @@
+"""Runs one execution: replays what the journal recorded, then continues live (SPEC.md "Replay").
+
+The executor is the only code that interprets the traps of engine/traps.py. Its rules:
+- a call id the journal knows must ask for the same task with the same arguments, else the run
+  stops with NondeterminismError and nothing more is written;
+- a recorded result is returned without running the body; a started but unfinished call runs
+  again (tasks are at-least-once, recording is exactly-once);
+- no task body starts before every record appended so far is durable (group commit: records
+  appended while the event loop is busy share one write and one fsync).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import socket
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio.to_thread
+import orjson
+
+from engine import records as R
+from engine import traps
+from engine.clock import Clock, SystemClock, iso
+from engine.codec import decode, encode, encode_exception, find_class
+from engine.errors import EncodeError, EngineError, ExecutionError, ExecutionStateError, NondeterminismError
+from engine.journal import FORMAT_VERSION, JournalRead
+from engine.replay import RecordedCall, ReplayIndex
+from engine.store import Lease, Store
+
+__all__ = ["EndOfJournal", "Executor", "Outcome", "RunRequest", "TaskSpec", "format_call"]
+
+
+@dataclass(frozen=True, eq=False)
+class TaskSpec:
+    """What the engine needs to know of a task: its name (maybe a format string) and its body."""
+
+    name: str
+    fn: Callable[..., Any]
+    is_async: bool
+    signature: inspect.Signature | None = None  # only when `name` is a format string
+
+    @classmethod
+    def of(cls, fn: Callable[..., Any], name: str) -> TaskSpec:
+        is_async = inspect.iscoroutinefunction(fn)
+        sig = inspect.signature(fn) if "{" in name else None
+        return cls(name, fn, is_async, sig)
+
+    def display_name(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        if self.signature is None:
+            return self.name
+        bound = self.signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return self.name.format(**bound.arguments)
+
+    async def invoke(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if self.is_async:
+            return await self.fn(*args, **kwargs)
+        # A plain function runs in a worker thread so it cannot stall other branches.
+        return await anyio.to_thread.run_sync(lambda: self.fn(*args, **kwargs))
+
+
+@dataclass
+class RunRequest:
+    """One run of an execution: a new one (`create`), a continuation, or a read-only replay."""
+
+    execution_id: str
+    workflow_name: str = ""
+    code: dict[str, Any] = field(default_factory=dict)
+    input: Any = None
+    resume_input: Any = None
+    create: bool = False
+    durability: str = "fsync"
+    replay_only: bool = False
+    journal: JournalRead | None = None  # replay_only: the journal to replay
+    aliases: dict[str, str] = field(default_factory=dict)  # recorded module -> module loaded now
+
+
+@dataclass
+class Outcome:
+    """Where a run left the execution."""
+
+    execution_id: str
+    path: str
+    status: str  # paused, completed, failed; "replayed" for a replay that reached the journal's end
+    output: Any
+    records: list[dict[str, Any]]
+    workflow_name: str = ""
+    input: Any = None
+
+
+class EndOfJournal(BaseException):
+    """Raised inside a read-only replay when the code reaches what the journal has not recorded."""
+
+    def __init__(self, call_id: str) -> None:
+        self.call_id = call_id
+        super().__init__(call_id)
+
+
+class _Suspend(BaseException):
+    """Unwinds the workflow at a pause; BaseException so `except Exception` in user code keeps out."""
+
+
+def format_call(name: str, args: Any, kwargs: Any) -> str:
+    """`name(arg, key=value)` with arguments in their recorded JSON form."""
+    parts = [orjson.dumps(a).decode() for a in (args or [])]
+    parts += [f"{k}={orjson.dumps(v).decode()}" for k, v in (kwargs or {}).items()]
+    return f"{name}({', '.join(parts)})"
+
+
+class Executor:
+    """Drives one execution of a workflow body against its journal."""
+
+    def __init__(self, store: Store, request: RunRequest, clock: Clock | None = None) -> None:
+        self.store = store
+        self.request = request
+        self.execution_id = request.execution_id
+        self.clock = clock or SystemClock()
+        self.replay_only = request.replay_only
+        self.lease: Lease | None = None
+        self.records: list[dict[str, Any]] = []
+        self.calls: dict[str, RecordedCall] = {}
+        self.visited: set[str] = set()
+        self._fatal: BaseException | None = None
+        self._sync_future: asyncio.Future[None] | None = None
+        self._tasks: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
+        self.path = ""
+
+    def resolve(self, ref: str) -> type | None:
+        return find_class(ref, self.request.aliases)
+
+    def track_task(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.add(task)
+
+    # -- opening -----------------------------------------------------------------------------
+
+    def _open(self) -> JournalRead:
+        req = self.request
+        if req.replay_only:
+            read = req.journal if req.journal is not None else self.store.read(req.execution_id)
+            return read
+        if req.create:
+            header = {
+                "seq": 0,
+                "kind": R.HEADER,
+                "format": FORMAT_VERSION,
+                "execution_id": req.execution_id,
+                "workflow": req.workflow_name,
+                "code": req.code,
+                "input": encode(req.input, "workflow input"),
+                "created": iso(self.clock.now()),
+            }
+            self.lease = self.store.create(req.execution_id, header, req.durability)
+        else:
+            self.lease = self.store.acquire(req.execution_id, req.durability)
+        return self.lease.read
+
+    def _append(self, record: dict[str, Any]) -> None:
+        assert self.lease is not None
+        self.lease.writer.append(record)
+        self.records.append(record)
+
+    async def _durable(self) -> None:
+        """Waits until every record appended so far is durable; one sync serves all waiters."""
+        if self.lease is None or not self.lease.writer.dirty:
+            return
+        fut = self._sync_future
+        if fut is None:
+            loop = asyncio.get_running_loop()
+            fut = self._sync_future = loop.create_future()
+            # Scheduled behind every callback already ready, so branches that are about to
+            # append their records join this sync instead of paying for their own.
+            loop.call_soon(self._flush)
+        await asyncio.shield(fut)
+
+    def _flush(self) -> None:
+        fut, self._sync_future = self._sync_future, None
+        assert fut is not None
+        try:
+            if self._fatal is None and self.lease is not None:
+                self.lease.writer.sync()
+        except BaseException as err:
+            self._fatal = err
+            fut.set_exception(err)
+            fut.exception()  # retrieved here; each waiter re-raises it
+        else:
+            fut.set_result(None)
+
+    # -- running -----------------------------------------------------------------------------
+
+    async def run(self, body: Callable[[Any], Awaitable[Any]]) -> Outcome:
+        """Replays and continues the execution; returns where it ended.
+
+        Raises:
+            EngineError subclasses (divergence, corruption, a lock held elsewhere, a failed write):
+            nothing is written after the point where the trouble was found.
+        """
+        loop = asyncio.get_running_loop()
+        traps.install_task_factory(loop)
+        read = self._open()
+        try:
+            return await self._run(read, body)
+        finally:
+            if self.lease is not None:
+                self.lease.close()
+
+    async def _run(self, read: JournalRead, body: Callable[[Any], Awaitable[Any]]) -> Outcome:
+        self.path = read.path
+        self.records = list(read.records)
+        header = self.records[0]
+        index = ReplayIndex(read.path, read.offsets)
+        index.apply_all(self.records)
+        self.calls = index.calls
+        status = R.status_of(self.records)
+        resolve = self.resolve
+        workflow_input = decode(header.get("input"), resolve)
+        name = header.get("workflow", "")
+        if not self.request.create and self.request.workflow_name and name != self.request.workflow_name:
+            raise ExecutionStateError(
+                f"{read.path}: execution {self.execution_id} is of workflow {name!r}, not {self.request.workflow_name!r}"
+            )
+        if status in ("completed", "failed") and not self.replay_only:
+            return self._outcome(status, self._final_output(index.final), header, workflow_input)
+        if not self.replay_only:
+            if self.request.create:
+                self._append({"seq": 0, "kind": R.STARTED, "at": iso(self.clock.now())})
+            else:
+                resumed: dict[str, Any] = {"seq": 0, "kind": R.RESUMED, "at": iso(self.clock.now())}
+                if index.pending_pause is not None:
+                    resumed["call_id"] = index.pending_pause
+                    resumed["input"] = encode(self.request.resume_input, "resume input")
+                resumed["pid"] = os.getpid()
+                resumed["host"] = socket.gethostname()
+                self._append(resumed)
+                index.apply(resumed)
+        root = traps.Branch(self, "")
+        token = traps.enter(root)
+        try:
+            result = await body(workflow_input)
+        except _Suspend:
+            return self._finish_paused(header, workflow_input)
+        except EndOfJournal:
+            self._check_fatal()
+            return self._outcome("replayed", None, header, workflow_input)
+        except Exception as exc:
+            self._check_fatal()
+            if isinstance(exc, EngineError):
+                raise
+            return await self._finish_failed(exc, header, workflow_input)
+        finally:
+            traps.leave(token)
+            await self._cancel_leftovers()
+        self._check_fatal()
+        self._check_all_visited(name)
+        if self.replay_only:
+            return self._outcome("completed" if index.final is None else index.final["kind"][9:], result, header, workflow_input)
+        try:
+            value = encode(result, f"workflow {name!r} result")
+        except EncodeError as err:
+            return await self._finish_failed(err, header, workflow_input)
+        self._append({"seq": 0, "kind": R.COMPLETED, "at": iso(self.clock.now()), "value": value})
+        await self._durable()
+        self._check_fatal()
+        return self._outcome("completed", result, header, workflow_input)
+
+    def _final_output(self, final: dict[str, Any] | None) -> Any:
+        assert final is not None
+        if final["kind"] == R.COMPLETED:
+            return decode(final["value"], self.resolve)
+        return decode(final["error"], self.resolve)
+
+    def _outcome(self, status: str, output: Any, header: dict[str, Any], workflow_input: Any) -> Outcome:
+        return Outcome(self.execution_id, self.path, status, output, self.records, header.get("workflow", ""), workflow_input)
+
+    def _check_fatal(self) -> None:
+        if self._fatal is not None:
+            if self.lease is not None:
+                self.lease.writer._pending.clear()
+            raise self._fatal
+
+    async def _finish_failed(self, exc: BaseException, header: dict[str, Any], workflow_input: Any) -> Outcome:
+        if not self.replay_only:
+            self._append({"seq": 0, "kind": R.FAILED, "at": iso(self.clock.now()), "error": encode_exception(exc)})
+            await self._durable()
+            self._check_fatal()
+        return self._outcome("failed", exc, header, workflow_input)
+
+    def _finish_paused(self, header: dict[str, Any], workflow_input: Any) -> Outcome:
+        self._check_fatal()
+        if self.lease is not None:
+            self.lease.writer.sync()
+        return self._outcome("paused", None, header, workflow_input)
+
+    async def _cancel_leftovers(self) -> None:
+        """Branches the workflow did not wait for are cancelled, so nothing runs past its end."""
+        leftovers = [t for t in self._tasks if not t.done()]
+        for task in leftovers:
+            task.cancel()
+        if leftovers:
+            await asyncio.gather(*leftovers, return_exceptions=True)
+
+    def _check_all_visited(self, name: str) -> None:
+        missed = [c for cid, c in self.calls.items() if cid not in self.visited]
+        if not missed:
+            return
+        call = min(missed, key=lambda c: c.seq)
+        what = format_call(call.name, call.start.get("args"), call.start.get("kwargs")) if call.kind == "task" else f"pause({call.name!r})"
+        self._diverge(
+            f"{self.path}:{call.seq + 1}: workflow {name!r} finished without asking for {what} "
+            f"at call {call.start['call_id']} ({call.start.get('src', '?')}), which the journal recorded. "
+            'The workflow code changed or is not deterministic; see SPEC.md section "Replay".',
+            call,
+        )
+
+    def _diverge(self, message: str, call: RecordedCall | None) -> None:
+        err = NondeterminismError(
+            message,
+            path=self.path,
+            line=call.seq + 1 if call else 0,
+            call_id=call.start["call_id"] if call else "",
+        )
+        if self._fatal is None:
+            self._fatal = err
+        if self.lease is not None:
+            self.lease.writer._pending.clear()
+        raise err
+
+    def _mismatch(self, call: RecordedCall, call_id: str, now: str, src: str) -> None:
+        if call.kind == "task":
+            then = format_call(call.name, call.start.get("args"), call.start.get("kwargs"))
+        else:
+            then = f"pause({call.name!r})"
+        self._diverge(
+            f"{self.path}:{call.seq + 1}: workflow {self.records[0].get('workflow', '')!r} asked for {now} "
+            f"at call {call_id} ({src}), but the journal recorded {then} there ({call.start.get('src', '?')}). "
+            'The workflow code changed or is not deterministic; see SPEC.md section "Replay".',
+            call,
+        )
+
+    # -- traps -------------------------------------------------------------------------------
+
+    async def call_task(
+        self, branch: traps.Branch, spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any], src: str
+    ) -> Any:
+        if self._fatal is not None:
+            raise self._fatal
+        call_id = branch.next_id()
+        name = spec.display_name(args, kwargs) if spec.signature is not None else spec.name
+        enc_args = encode(list(args), f"task {name!r} argument") if args else None
+        enc_kwargs = encode(kwargs, f"task {name!r} argument") if kwargs else None
+        call = self.calls.get(call_id)
+        if call is not None:
+            self.visited.add(call_id)
+            start = call.start
+            if (
+                call.kind != "task"
+                or call.name != name
+                or start.get("args") != enc_args
+                or start.get("kwargs") != enc_kwargs
+            ):
+                self._mismatch(call, call_id, format_call(name, enc_args, enc_kwargs), src)
+            outcome = call.outcome
+            if outcome is not None:
+                if outcome["kind"] == R.TASK_COMPLETED:
+                    return decode(outcome["value"], self.resolve)
+                exc = decode(outcome["error"], self.resolve)
+                raise ExecutionError(exc) from exc
+            if self.replay_only:
+                raise EndOfJournal(call_id)
+        else:
+            if self.replay_only:
+                raise EndOfJournal(call_id)
+            record: dict[str, Any] = {"seq": 0, "kind": R.TASK_STARTED, "at": iso(self.clock.now()), "call_id": call_id, "name": name}
+            if enc_args is not None:
+                record["args"] = enc_args
+            if enc_kwargs is not None:
+                record["kwargs"] = enc_kwargs
+            record["src"] = src
+            self._append(record)
+        await self._durable()
+        token = traps.enter(traps.Branch(self, call_id + ".", call_id=call_id))
+        try:
+            result = await spec.invoke(args, kwargs)
+        except Exception as exc:
+            if isinstance(exc, EngineError) or self._fatal is not None:
+                raise
+            self._record_failure(call_id, exc)
+            raise ExecutionError(exc) from exc
+        finally:
+            traps.leave(token)
+        try:
+            value = encode(result, f"task {name!r} result")
+        except EncodeError as err:
+            self._record_failure(call_id, err)
+            raise ExecutionError(err) from err
+        self._append({"seq": 0, "kind": R.TASK_COMPLETED, "at": iso(self.clock.now()), "call_id": call_id, "value": value})
+        return result
+
+    def _record_failure(self, call_id: str, exc: BaseException) -> None:
+        self._append(
+            {"seq": 0, "kind": R.TASK_FAILED, "at": iso(self.clock.now()), "call_id": call_id, "error": encode_exception(exc)}
+        )
+
+    async def pause(self, branch: traps.Branch, name: str, src: str) -> Any:
+        if self._fatal is not None:
+            raise self._fatal
+        if not isinstance(name, str):
+            raise TypeError(f"pause name must be a str, not {type(name).__name__}")
+        call_id = branch.next_id()
+        call = self.calls.get(call_id)
+        if call is not None:
+            self.visited.add(call_id)
+            if call.kind != "pause" or call.name != name:
+                self._mismatch(call, call_id, f"pause({name!r})", src)
+            if call.resumed is not None:
+                return decode(call.resumed.get("input"), self.resolve)
+            raise EndOfJournal(call_id)  # only a read-only replay sees a pause not yet resumed
+        if self.replay_only:
+            raise EndOfJournal(call_id)
+        self._append({"seq": 0, "kind": R.PAUSED, "at": iso(self.clock.now()), "call_id": call_id, "name": name, "src": src})
+        raise _Suspend()
+

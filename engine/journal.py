@@ -1,0 +1,251 @@
+"""Only this module reads and writes journal bytes (SPEC.md, section "Journal format").
+
+A journal is one file of lines. Each line is a JSON object whose last member is a CRC-32 of
+every byte before it, seeded with the CRC-32 of the execution id, so a line copied from another
+execution fails its check. Readers never change a file; `JournalWriter.open` cuts a torn last
+line (keeping the cut bytes in a side file) and nothing else.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from engine.errors import DurabilityError, JournalCorruptError
+
+__all__ = [
+    "DURABILITY_MODES",
+    "JournalRead",
+    "JournalWriter",
+    "encode_line",
+    "fsync_dir",
+    "read_journal",
+    "seed_for",
+]
+
+FORMAT_VERSION = 1
+DURABILITY_MODES = ("fsync", "os")
+FILE_MODE = 0o600
+
+_CRC_OPEN = b',"crc":"'
+_SUFFIX_LEN = len(_CRC_OPEN) + 8 + 2  # ,"crc":"xxxxxxxx"}
+_HEX = b"0123456789abcdef"
+
+
+def seed_for(execution_id: str) -> int:
+    """The CRC-32 seed of an execution's lines."""
+    return zlib.crc32(execution_id.encode("utf-8"))
+
+
+def encode_line(record: dict[str, Any], seed: int) -> bytes:
+    """The exact bytes of one journal line, newline included."""
+    body = orjson.dumps(record)
+    prefix = body[:-1]
+    crc = zlib.crc32(prefix, seed)
+    return b"%s%s%08x\"}\n" % (prefix, _CRC_OPEN, crc)
+
+
+@dataclass
+class JournalRead:
+    """What a journal holds: its valid records, and the torn tail a writer would cut."""
+
+    path: str
+    records: list[dict[str, Any]]
+    offsets: list[int]  # byte offset of each record's line
+    valid_size: int  # bytes up to and including the last complete line
+    torn: bytes = b""  # bytes after the last complete line
+
+    def line_of(self, seq: int) -> int:
+        """1-based line number of the record with this seq."""
+        return seq + 1
+
+
+def _corrupt(path: str, line: int, offset: int, problem: str) -> JournalCorruptError:
+    return JournalCorruptError(path, line, offset, problem)
+
+
+def _is_torn(tail: bytes) -> bool:
+    return bool(tail)
+
+
+def read_journal(path: str, execution_id: str, data: bytes | None = None) -> JournalRead:
+    """Reads and checks every line of a journal without changing it.
+
+    Raises:
+        JournalCorruptError: on anything but a torn last line (a final line with no newline).
+        FileNotFoundError: when there is no such file.
+    """
+    if data is None:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            data = _read_all(fd)
+        finally:
+            os.close(fd)
+    seed = seed_for(execution_id)
+    end = data.rfind(b"\n") + 1
+    torn = data[end:]
+    records: list[dict[str, Any]] = []
+    offsets: list[int] = []
+    loads = orjson.loads
+    crc32 = zlib.crc32
+    pos = 0
+    seq = 0
+    while pos < end:
+        nl = data.index(b"\n", pos)
+        line = data[pos:nl]
+        lineno = seq + 1
+        n = len(line)
+        if n < _SUFFIX_LEN + 2 or line[n - _SUFFIX_LEN : n - 10] != _CRC_OPEN or line[-2:] != b'"}':
+            raise _corrupt(path, lineno, pos, "line does not end with its checksum member")
+        prefix = line[: n - _SUFFIX_LEN]
+        try:
+            stored = int(line[n - 10 : n - 2], 16)
+        except ValueError:
+            raise _corrupt(path, lineno, pos, "checksum is not 8 hex digits") from None
+        if crc32(prefix, seed) != stored:
+            raise _corrupt(path, lineno, pos, "checksum mismatch (damaged line, or a line from another execution)")
+        try:
+            record = loads(line)
+        except orjson.JSONDecodeError as err:
+            raise _corrupt(path, lineno, pos, f"invalid JSON: {err}") from None
+        if type(record) is not dict:
+            raise _corrupt(path, lineno, pos, "line is not a JSON object")
+        if record.get("seq") != seq:
+            raise _corrupt(path, lineno, pos, f"expected seq {seq}, found {record.get('seq')!r}")
+        if seq == 0:
+            _check_header(path, pos, record, execution_id)
+        elif type(record.get("kind")) is not str:
+            raise _corrupt(path, lineno, pos, "record has no kind")
+        records.append(record)
+        offsets.append(pos)
+        seq += 1
+        pos = nl + 1
+    if not records and not torn:
+        raise _corrupt(path, 1, 0, "journal is empty (no header)")
+    return JournalRead(path, records, offsets, end, torn)
+
+
+def _check_header(path: str, pos: int, record: dict[str, Any], execution_id: str) -> None:
+    if record.get("kind") != "header":
+        raise _corrupt(path, 1, pos, "first record is not a header")
+    version = record.get("format")
+    if version != FORMAT_VERSION:
+        raise _corrupt(
+            path, 1, pos, f"format version {version!r} is not supported (this Flux reads version {FORMAT_VERSION})"
+        )
+    if record.get("execution_id") != execution_id:
+        raise _corrupt(path, 1, pos, f"header names execution {record.get('execution_id')!r}, not {execution_id!r}")
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def fsync_dir(path: str) -> None:
+    """Makes a directory entry (a new or renamed file) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(errno.EIO, "write returned no progress")
+        view = view[written:]
+
+
+@dataclass
+class JournalWriter:
+    """Appends records to one journal; the process must hold the execution's lock.
+
+    `append` only buffers; `sync` writes the buffer in one `write` and, in `fsync` durability,
+    one `fsync` (group commit: every record appended since the last sync shares it).
+    After any failed write or sync the writer refuses all further work (SPEC.md "Durability").
+    """
+
+    path: str
+    execution_id: str
+    fd: int
+    next_seq: int
+    durability: str = "fsync"
+    seed: int = 0
+    _pending: list[bytes] = field(default_factory=list)
+    _broken: BaseException | None = None
+    on_sync: Callable[[], None] | None = None
+
+    @classmethod
+    def open(cls, read: JournalRead, execution_id: str, durability: str, side_file: str) -> JournalWriter:
+        """Opens a journal for appending, cutting a torn last line into `side_file` first."""
+        fd = os.open(read.path, os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW)
+        try:
+            if read.torn:
+                side = os.open(side_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, FILE_MODE)
+                try:
+                    _write_all(side, b"%d " % read.valid_size + read.torn + b"\n")
+                    os.fsync(side)
+                finally:
+                    os.close(side)
+                os.ftruncate(fd, read.valid_size)
+                os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(read.path, execution_id, fd, len(read.records), durability, seed_for(execution_id))
+
+    def append(self, record: dict[str, Any]) -> int:
+        """Buffers a record (its `seq` is set here) and returns its seq."""
+        if self._broken is not None:
+            raise DurabilityError(f"{self.path}: an earlier write failed; the run cannot go on") from self._broken
+        seq = self.next_seq
+        record["seq"] = seq
+        self._pending.append(encode_line(record, self.seed))
+        self.next_seq = seq + 1
+        return seq
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self._pending)
+
+    def sync(self) -> None:
+        """Writes every buffered record and, in `fsync` durability, waits until it is on disk.
+
+        Raises:
+            DurabilityError: when the write or the fsync fails; the writer is then unusable.
+        """
+        if self._broken is not None:
+            raise DurabilityError(f"{self.path}: an earlier write failed; the run cannot go on") from self._broken
+        if not self._pending:
+            return
+        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        self._pending.clear()
+        try:
+            _write_all(self.fd, data)
+            if self.durability == "fsync":
+                os.fsync(self.fd)
+        except OSError as err:
+            # After a failed fsync the page cache may claim data the disk lost: never retry.
+            self._broken = err
+            raise DurabilityError(f"{self.path}: writing the journal failed ({err.strerror or err}); stopped") from err
+        if self.on_sync is not None:
+            self.on_sync()
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1

@@ -1,0 +1,51 @@
+"""The record kinds of a journal, and what an execution's state is after a list of records.
+
+Every kind is written by the executor and read back by `ReplayIndex` (engine/replay.py);
+SPEC.md, section "Records", lists their fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "COMPLETED",
+    "FAILED",
+    "HEADER",
+    "KINDS",
+    "PAUSED",
+    "RESUMED",
+    "STARTED",
+    "STATUSES",
+    "TASK_COMPLETED",
+    "TASK_FAILED",
+    "TASK_STARTED",
+    "status_of",
+]
+
+HEADER = "header"
+STARTED = "workflow_started"
+RESUMED = "workflow_resumed"
+PAUSED = "workflow_paused"
+COMPLETED = "workflow_completed"
+FAILED = "workflow_failed"
+TASK_STARTED = "task_started"
+TASK_COMPLETED = "task_completed"
+TASK_FAILED = "task_failed"
+
+KINDS = (HEADER, STARTED, RESUMED, PAUSED, COMPLETED, FAILED, TASK_STARTED, TASK_COMPLETED, TASK_FAILED)
+
+# created: only the header. running: started or resumed, not yet ended (a live owner holds the
+# lock, or the process died: "interrupted" when nobody holds it).
+STATUSES = ("created", "running", "interrupted", "paused", "completed", "failed")
+
+_LIFECYCLE = {STARTED: "running", RESUMED: "running", PAUSED: "paused", COMPLETED: "completed", FAILED: "failed"}
+
+
+def status_of(records: list[dict[str, Any]]) -> str:
+    """The status the records leave the execution in ("running" if it has not ended)."""
+    for record in reversed(records):
+        status = _LIFECYCLE.get(record["kind"])
+        if status is not None:
+            return status
+    return "created"

@@ -1,0 +1,123 @@
+"""What a journal says about each call id, built once before the workflow code is replayed.
+
+Each record kind has one `_apply_<kind>` method (SPEC.md, section "Records"). Adding a kind means
+a constant in engine/records.py, an `_apply_` method here, the executor code that writes it, and
+a test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from engine.errors import JournalCorruptError
+
+__all__ = ["RecordedCall", "ReplayIndex"]
+
+
+@dataclass(eq=False)
+class RecordedCall:
+    """One call id in the journal: how it started and, if recorded, how it ended."""
+
+    kind: str  # "task" or "pause"
+    start: dict[str, Any]
+    outcome: dict[str, Any] | None = None  # task_completed / task_failed record
+    resumed: dict[str, Any] | None = None  # for a pause: the workflow_resumed record
+
+    @property
+    def name(self) -> str:
+        return self.start["name"]
+
+    @property
+    def seq(self) -> int:
+        return self.start["seq"]
+
+
+class ReplayIndex:
+    """Call ids to recorded calls, plus the execution's pending pause and final record."""
+
+    def __init__(self, path: str, offsets: list[int] | None = None) -> None:
+        self.path = path
+        self.offsets = offsets
+        self.calls: dict[str, RecordedCall] = {}
+        self.pending_pause: str | None = None
+        self.final: dict[str, Any] | None = None
+
+    def apply_all(self, records: list[dict[str, Any]]) -> None:
+        for record in records:
+            self.apply(record)
+
+    def apply(self, record: dict[str, Any]) -> None:
+        method = getattr(self, "_apply_" + record["kind"], None)
+        if method is None:
+            self._corrupt(record, f"unknown record kind {record['kind']!r} (written by a newer Flux?)")
+        method(record)
+
+    def _corrupt(self, record: dict[str, Any], problem: str) -> None:
+        seq = record.get("seq", 0)
+        offset = self.offsets[seq] if self.offsets and seq < len(self.offsets) else -1
+        raise JournalCorruptError(self.path, seq + 1, offset, problem)
+
+    def _call_id(self, record: dict[str, Any]) -> str:
+        call_id = record.get("call_id")
+        if type(call_id) is not str:
+            self._corrupt(record, "record has no call_id")
+        return call_id  # type: ignore[return-value]
+
+    def _ended(self, record: dict[str, Any]) -> None:
+        call = self.calls.get(self._call_id(record))
+        if call is None or call.kind != "task":
+            self._corrupt(record, f"{record['kind']} for call {record.get('call_id')!r}, which never started")
+        elif call.outcome is not None:
+            self._corrupt(record, f"call {record['call_id']!r} already ended at line {call.outcome['seq'] + 1}")
+        else:
+            call.outcome = record
+
+    def _apply_header(self, record: dict[str, Any]) -> None:
+        if record["seq"] != 0:
+            self._corrupt(record, "a second header")
+
+    def _apply_workflow_started(self, record: dict[str, Any]) -> None:
+        pass
+
+    def _apply_task_started(self, record: dict[str, Any]) -> None:
+        call_id = self._call_id(record)
+        if call_id in self.calls:
+            self._corrupt(record, f"call {call_id!r} started twice")
+        if type(record.get("name")) is not str:
+            self._corrupt(record, "task_started without a name")
+        self.calls[call_id] = RecordedCall("task", record)
+
+    def _apply_task_completed(self, record: dict[str, Any]) -> None:
+        if "value" not in record:
+            self._corrupt(record, "task_completed without a value")
+        self._ended(record)
+
+    def _apply_task_failed(self, record: dict[str, Any]) -> None:
+        if "error" not in record:
+            self._corrupt(record, "task_failed without an error")
+        self._ended(record)
+
+    def _apply_workflow_paused(self, record: dict[str, Any]) -> None:
+        call_id = self._call_id(record)
+        if call_id in self.calls:
+            self._corrupt(record, f"call {call_id!r} recorded twice")
+        self.calls[call_id] = RecordedCall("pause", record)
+        self.pending_pause = call_id
+
+    def _apply_workflow_resumed(self, record: dict[str, Any]) -> None:
+        call_id = record.get("call_id")
+        if call_id is None:
+            return
+        call = self.calls.get(call_id)
+        if call is None or call.kind != "pause" or call.resumed is not None:
+            self._corrupt(record, f"resumes call {call_id!r}, which is not a waiting pause")
+        else:
+            call.resumed = record
+            self.pending_pause = None
+
+    def _apply_workflow_completed(self, record: dict[str, Any]) -> None:
+        self.final = record
+
+    def _apply_workflow_failed(self, record: dict[str, Any]) -> None:
+        self.final = record

@@ -1,0 +1,202 @@
+"""Where journals live. `Store` is the seam; `FileStore` keeps them as plain files.
+
+Layout of a `FileStore` home (SPEC.md, section "Store"):
+
+    <home>/executions/<execution_id>.jsonl   the journal
+    <home>/executions/<execution_id>.lock    flock'ed by the one process that runs the execution
+    <home>/executions/<execution_id>.torn    torn tails cut from the journal, kept for inspection
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+
+from engine.errors import (
+    DurabilityError,
+    ExecutionLockedError,
+    ExecutionNotFoundError,
+    InvalidExecutionIdError,
+)
+from engine.journal import FILE_MODE, JournalRead, JournalWriter, encode_line, fsync_dir, read_journal, seed_for
+
+__all__ = ["FileStore", "Lease", "Store", "validate_execution_id"]
+
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+DIR_MODE = 0o700
+
+
+def validate_execution_id(execution_id: str) -> str:
+    """Returns the id unchanged, or raises InvalidExecutionIdError when it could name another path."""
+    if not isinstance(execution_id, str) or _ID_RE.fullmatch(execution_id) is None:
+        raise InvalidExecutionIdError(str(execution_id))
+    return execution_id
+
+
+@dataclass
+class Lease:
+    """Ownership of one execution: its lock and its open writer. Close it when done."""
+
+    read: JournalRead
+    writer: JournalWriter
+    lock_fd: int
+
+    def close(self) -> None:
+        self.writer.close()
+        if self.lock_fd >= 0:
+            os.close(self.lock_fd)  # closing the descriptor releases the flock
+            self.lock_fd = -1
+
+
+class Store(Protocol):
+    """What the executor needs from a place that keeps journals."""
+
+    def create(self, execution_id: str, header: dict[str, Any], durability: str) -> Lease: ...
+
+    def acquire(self, execution_id: str, durability: str) -> Lease: ...
+
+    def read(self, execution_id: str) -> JournalRead: ...
+
+    def list_ids(self) -> list[str]: ...
+
+    def describe(self, execution_id: str) -> str: ...
+
+
+class FileStore:
+    """Journals as files under one directory (`.flux/` by default)."""
+
+    def __init__(self, home: str) -> None:
+        self.home = home
+        self.dir = os.path.join(home, "executions")
+
+    def _ensure_dirs(self) -> None:
+        for path in (self.home, self.dir):
+            try:
+                os.mkdir(path, DIR_MODE)
+            except FileExistsError:
+                pass
+
+    def journal_path(self, execution_id: str) -> str:
+        return os.path.join(self.dir, validate_execution_id(execution_id) + ".jsonl")
+
+    def describe(self, execution_id: str) -> str:
+        return self.journal_path(execution_id)
+
+    def _lock(self, execution_id: str) -> int:
+        path = os.path.join(self.dir, execution_id + ".lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise ExecutionLockedError(execution_id, holder) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        info = orjson.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()})
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, info, 0)
+        return fd
+
+    def create(self, execution_id: str, header: dict[str, Any], durability: str) -> Lease:
+        """Creates a new journal holding only `header`, durable before this returns.
+
+        Raises:
+            FileExistsError: when the execution already exists (a journal is never overwritten).
+        """
+        self._ensure_dirs()
+        path = self.journal_path(execution_id)
+        lock_fd = self._lock(execution_id)
+        try:
+            if os.path.lexists(path):
+                raise FileExistsError(f"{path}: execution {execution_id} already exists")
+            tmp = f"{path}.new-{os.getpid()}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
+            try:
+                header["seq"] = 0
+                data = encode_line(header, seed_for(execution_id))
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                os.link(tmp, path)  # unlike rename, link never replaces an existing journal
+            finally:
+                os.unlink(tmp)
+            fsync_dir(self.dir)
+            read = JournalRead(path, [header], [0], len(data))
+            writer = JournalWriter.open(read, execution_id, durability, path[:-6] + ".torn")
+        except OSError as err:
+            os.close(lock_fd)
+            if isinstance(err, FileExistsError):
+                raise
+            raise DurabilityError(f"{path}: cannot create the journal ({err.strerror or err})") from err
+        except BaseException:
+            os.close(lock_fd)
+            raise
+        return Lease(read, writer, lock_fd)
+
+    def acquire(self, execution_id: str, durability: str) -> Lease:
+        """Locks an execution, reads its journal and opens it for appending.
+
+        Raises:
+            ExecutionNotFoundError, ExecutionLockedError, JournalCorruptError.
+        """
+        path = self.journal_path(execution_id)
+        if not os.path.isfile(path):
+            raise ExecutionNotFoundError(execution_id, self.home)
+        lock_fd = self._lock(execution_id)
+        try:
+            read = read_journal(path, execution_id)
+            writer = JournalWriter.open(read, execution_id, durability, path[:-6] + ".torn")
+        except BaseException:
+            os.close(lock_fd)
+            raise
+        return Lease(read, writer, lock_fd)
+
+    def read(self, execution_id: str) -> JournalRead:
+        """Reads a journal without locking or changing it."""
+        path = self.journal_path(execution_id)
+        try:
+            return read_journal(path, execution_id)
+        except FileNotFoundError:
+            raise ExecutionNotFoundError(execution_id, self.home) from None
+
+    def list_ids(self) -> list[str]:
+        try:
+            names = os.listdir(self.dir)
+        except FileNotFoundError:
+            return []
+        return sorted(n[:-6] for n in names if n.endswith(".jsonl") and _ID_RE.fullmatch(n[:-6]))
+
+    def is_locked(self, execution_id: str) -> bool:
+        """True when some process holds the execution's lock right now."""
+        path = os.path.join(self.dir, validate_execution_id(execution_id) + ".lock")
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+
+def _read_holder(fd: int) -> dict[str, Any]:
+    try:
+        data = os.pread(fd, 4096, 0)
+        holder = orjson.loads(data) if data else {}
+        return holder if isinstance(holder, dict) else {}
+    except (OSError, orjson.JSONDecodeError):
+        return {}

@@ -1,0 +1,115 @@
+"""The only awaits that reach the engine. The executor is the only code that interprets them.
+
+Workflow code and `flux` call these; each finds the running execution through a context
+variable that holds the current *branch* (SPEC.md, section "Call ids"). A branch hands out call
+slots in program order; an asyncio task created inside a branch takes the next slot as its own
+branch, so ids follow the structure of the program, never the order in which things finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine.executor import Executor, TaskSpec
+
+__all__ = ["Branch", "call_task", "current_call_id", "idempotency_key", "in_workflow", "install_task_factory", "pause"]
+
+
+@dataclass(eq=False)
+class Branch:
+    """One line of control in a workflow: the prefix of its call ids and its slot counter."""
+
+    executor: Executor
+    prefix: str
+    slots: int = 0
+    call_id: str | None = None  # set inside a task body: the call that runs it
+
+    def next_id(self) -> str:
+        self.slots += 1
+        return f"{self.prefix}{self.slots}"
+
+
+_branch: contextvars.ContextVar[Branch | None] = contextvars.ContextVar("flux_branch", default=None)
+
+
+def current_branch() -> Branch | None:
+    return _branch.get()
+
+
+def enter(branch: Branch) -> contextvars.Token[Branch | None]:
+    return _branch.set(branch)
+
+
+def leave(token: contextvars.Token[Branch | None]) -> None:
+    _branch.reset(token)
+
+
+def in_workflow() -> bool:
+    """True inside a running workflow or one of its tasks."""
+    return _branch.get() is not None
+
+
+async def call_task(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any], src: str) -> Any:
+    """Runs a task call through the engine, or calls the body directly outside any workflow."""
+    branch = _branch.get()
+    if branch is None:
+        return await spec.invoke(args, kwargs)
+    return await branch.executor.call_task(branch, spec, args, kwargs, src)
+
+
+async def pause(name: str, src: str) -> Any:
+    """Pauses the execution at this point; returns the input given when it is resumed."""
+    branch = _branch.get()
+    if branch is None:
+        raise RuntimeError("pause() can only be awaited inside a running workflow")
+    return await branch.executor.pause(branch, name, src)
+
+
+def current_call_id() -> str | None:
+    """The call id of the task body running here, or None outside a task."""
+    branch = _branch.get()
+    return None if branch is None else branch.call_id
+
+
+def idempotency_key() -> str:
+    """A key for the current task call, the same on every attempt and every replay."""
+    branch = _branch.get()
+    if branch is None or branch.call_id is None:
+        raise RuntimeError("idempotency_key() can only be called inside a task that runs in a workflow")
+    return f"{branch.executor.execution_id}:{branch.call_id}"
+
+
+def _factory_for(previous: Any) -> Any:
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        context: contextvars.Context | None = kwargs.pop("context", None)
+        parent = _branch.get() if context is None else context.get(_branch)
+        if parent is not None:
+            # The child takes the parent's next slot: creation order within a parent is program
+            # order, so the same code gives the same ids however the children later interleave.
+            child = Branch(parent.executor, parent.next_id() + ".")
+            context = (context if context is not None else contextvars.copy_context()).copy()
+            context.run(_branch.set, child)
+        if previous is not None:
+            if context is not None:
+                kwargs["context"] = context
+            task = previous(loop, coro, **kwargs)
+        else:
+            task = asyncio.Task(coro, loop=loop, context=context, **kwargs)
+        if parent is not None:
+            parent.executor.track_task(task)
+        return task
+
+    factory.__flux__ = True  # type: ignore[attr-defined]
+    return factory
+
+
+def install_task_factory(loop: asyncio.AbstractEventLoop) -> None:
+    """Makes tasks created on `loop` inherit call-id branches (idempotent; keeps any factory)."""
+    current = loop.get_task_factory()
+    if current is not None and getattr(current, "__flux__", False):
+        return
+    loop.set_task_factory(_factory_for(current))

@@ -1,0 +1,1 @@
+"""Flux's domain types, as Flux code imports them (`flux.domain.events`)."""

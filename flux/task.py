@@ -1,0 +1,83 @@
+"""`@task`: functions whose calls inside a workflow are recorded and replayed."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from engine import traps
+from engine.executor import TaskSpec
+from flux.options import check_options
+
+__all__ = ["TaskFunction", "task"]
+
+_TASK_OPTIONS = {"name"}
+
+
+def _caller_src(depth: int = 2) -> str:
+    frame = sys._getframe(depth)
+    return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
+
+
+class TaskFunction:
+    """A function made into a task. Calling it returns an awaitable that runs through the engine.
+
+    Outside a workflow the function simply runs.
+    """
+
+    def __init__(self, fn: Callable[..., Any], **options: Any) -> None:
+        check_options("task", options, _TASK_OPTIONS)
+        self.fn = fn
+        self.options = options
+        self.name: str = options.get("name") or fn.__name__
+        self.spec = TaskSpec.of(fn, self.name)
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        frame = sys._getframe(1)
+        src = f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
+        return traps.call_task(self.spec, args, kwargs, src)
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return _BoundTask(self, obj)
+
+    def with_options(self, **options: Any) -> TaskFunction:
+        """A new task with these options changed and the others kept.
+
+        Raises:
+            InvalidOptionError: for an unknown option or a bad value.
+        """
+        return TaskFunction(self.fn, **{**self.options, **options})
+
+    def __repr__(self) -> str:
+        return f"<task {self.name}>"
+
+
+class _BoundTask:
+    """A task defined as a method, bound to its instance; the instance is not recorded."""
+
+    def __init__(self, task: TaskFunction, obj: Any) -> None:
+        self.task = task
+        self.spec = TaskSpec.of(functools.partial(task.fn, obj), task.name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return traps.call_task(self.spec, args, kwargs, _caller_src())
+
+
+class _TaskDecorator:
+    """`@task` and `@task.with_options(...)`."""
+
+    def __call__(self, fn: Callable[..., Any]) -> TaskFunction:
+        return TaskFunction(fn)
+
+    def with_options(self, **options: Any) -> Callable[[Callable[..., Any]], TaskFunction]:
+        check_options("task", options, _TASK_OPTIONS)
+        return lambda fn: TaskFunction(fn, **options)
+
+
+task = _TaskDecorator()

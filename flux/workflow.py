@@ -1,0 +1,169 @@
+"""`@workflow`: the entry point of an execution, and the ways to run, resume and replay one."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from engine.errors import InvalidOptionError
+from engine.executor import Executor, Outcome, RunRequest
+from engine.journal import DURABILITY_MODES, JournalRead
+from engine.store import FileStore, validate_execution_id
+from engine.clock import Clock
+from flux.context import ExecutionContext
+from flux.loader import code_of
+from flux.options import check_options
+
+__all__ = ["Workflow", "default_home", "workflow"]
+
+_WORKFLOW_OPTIONS = {"name"}
+
+
+def default_home(home: str | None = None) -> str:
+    """The store directory: `home`, else $FLUX_HOME, else `.flux` in the current directory."""
+    return home or os.environ.get("FLUX_HOME") or ".flux"
+
+
+def _check_durability(durability: str | None) -> str:
+    durability = durability or os.environ.get("FLUX_DURABILITY") or "fsync"
+    if durability not in DURABILITY_MODES:
+        raise InvalidOptionError(f"durability={durability!r} must be one of {', '.join(DURABILITY_MODES)}")
+    return durability
+
+
+def _run_sync(coro: Awaitable[ExecutionContext[Any]]) -> ExecutionContext[Any]:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    coro.close()  # type: ignore[attr-defined]
+    raise RuntimeError("run() cannot be called inside a running event loop; use `await wf.run_async(...)`")
+
+
+class Workflow:
+    """An async function `fn(ctx)` made into a durable workflow."""
+
+    def __init__(self, fn: Callable[..., Awaitable[Any]], **options: Any) -> None:
+        check_options("workflow", options, _WORKFLOW_OPTIONS)
+        if not asyncio.iscoroutinefunction(fn):
+            raise InvalidOptionError(f"@workflow needs an `async def` function; {fn.__qualname__} is not one")
+        self.fn = fn
+        self.options = options
+        self.name: str = options.get("name") or fn.__name__
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, ctx: ExecutionContext[Any]) -> Awaitable[Any]:
+        return self.fn(ctx)
+
+    def __repr__(self) -> str:
+        return f"<workflow {self.name}>"
+
+    def run(
+        self,
+        input: Any = None,
+        *,
+        execution_id: str | None = None,
+        home: str | None = None,
+        durability: str | None = None,
+        clock: Clock | None = None,
+    ) -> ExecutionContext[Any]:
+        """Runs a new execution, or continues `execution_id`, until it finishes, fails or pauses.
+
+        Returns:
+            The ExecutionContext of the execution as the run left it.
+
+        Raises:
+            EngineError subclasses for engine trouble (divergence, damage, a lock held elsewhere).
+        """
+        return _run_sync(
+            self.run_async(input, execution_id=execution_id, home=home, durability=durability, clock=clock)
+        )
+
+    def resume(
+        self, execution_id: str, input: Any = None, *, home: str | None = None, durability: str | None = None,
+        clock: Clock | None = None,
+    ) -> ExecutionContext[Any]:
+        """Continues a paused or interrupted execution; `input` is what the waiting pause returns."""
+        return _run_sync(self.run_async(input, execution_id=execution_id, home=home, durability=durability, clock=clock))
+
+    async def run_async(
+        self,
+        input: Any = None,
+        *,
+        execution_id: str | None = None,
+        home: str | None = None,
+        durability: str | None = None,
+        clock: Clock | None = None,
+        aliases: dict[str, str] | None = None,
+    ) -> ExecutionContext[Any]:
+        """`run` for code that already runs an event loop."""
+        store = FileStore(default_home(home))
+        mode = _check_durability(durability)
+        if execution_id is None:
+            request = RunRequest(
+                execution_id=uuid.uuid4().hex,
+                workflow_name=self.name,
+                code=code_of(self),
+                input=input,
+                create=True,
+                durability=mode,
+            )
+        else:
+            validate_execution_id(execution_id)
+            request = RunRequest(
+                execution_id=execution_id,
+                workflow_name=self.name,
+                resume_input=input,
+                durability=mode,
+                aliases=aliases or {},
+            )
+        return await self._execute(store, request, clock)
+
+    async def replay_async(
+        self, journal: JournalRead, execution_id: str, *, aliases: dict[str, str] | None = None
+    ) -> tuple[ExecutionContext[Any], Outcome]:
+        """Re-runs the workflow over a journal without running any task body or writing anything."""
+        request = RunRequest(execution_id=execution_id, replay_only=True, journal=journal, aliases=aliases or {})
+        executor = Executor(FileStore(os.path.dirname(os.path.dirname(journal.path)) or "."), request)
+        ctx_box: list[ExecutionContext[Any]] = []
+        outcome = await executor.run(self._body(executor, ctx_box))
+        ctx = self._context(executor, outcome, ctx_box)
+        return ctx, outcome
+
+    def _body(self, executor: Executor, ctx_box: list[ExecutionContext[Any]]) -> Callable[[Any], Awaitable[Any]]:
+        async def body(workflow_input: Any) -> Any:
+            ctx: ExecutionContext[Any] = ExecutionContext(executor.execution_id, self.name, workflow_input)
+            ctx_box.append(ctx)
+            return await self.fn(ctx)
+
+        return body
+
+    def _context(self, executor: Executor, outcome: Outcome, ctx_box: list[ExecutionContext[Any]]) -> ExecutionContext[Any]:
+        ctx = ctx_box[0] if ctx_box else ExecutionContext(outcome.execution_id, outcome.workflow_name, outcome.input)
+        ctx.journal_path = outcome.path
+        ctx._settle(outcome.status, outcome.output, outcome.records, executor.resolve)
+        return ctx
+
+    async def _execute(self, store: FileStore, request: RunRequest, clock: Clock | None) -> ExecutionContext[Any]:
+        executor = Executor(store, request, clock)
+        ctx_box: list[ExecutionContext[Any]] = []
+        outcome = await executor.run(self._body(executor, ctx_box))
+        return self._context(executor, outcome, ctx_box)
+
+
+class _WorkflowDecorator:
+    """`@workflow` and `@workflow.with_options(...)`."""
+
+    def __call__(self, fn: Callable[..., Awaitable[Any]]) -> Workflow:
+        return Workflow(fn)
+
+    def with_options(self, **options: Any) -> Callable[[Callable[..., Awaitable[Any]]], Workflow]:
+        check_options("workflow", options, _WORKFLOW_OPTIONS)
+        return lambda fn: Workflow(fn, **options)
+
+
+workflow = _WorkflowDecorator()
