@@ -73,6 +73,7 @@ class RunRequest:
     code: dict[str, Any] = field(default_factory=dict)
     input: Any = None
     resume_input: Any = None
+    resume: bool = False  # give `resume_input` to a waiting pause; without it a paused run stays paused
     create: bool = False
     durability: str = "fsync"
     replay_only: bool = False
@@ -225,6 +226,8 @@ class Executor:
             )
         if status in ("completed", "failed") and not self.replay_only:
             return self._outcome(status, self._final_output(index.final), header, workflow_input)
+        if status == "paused" and not self.request.resume and not self.replay_only:
+            return self._outcome("paused", None, header, workflow_input)
         if not self.replay_only:
             if self.request.create:
                 self._append({"seq": 0, "kind": R.STARTED, "at": iso(self.clock.now())})

@@ -39,9 +39,13 @@ def _run_sync(coro: Awaitable[ExecutionContext[Any]]) -> ExecutionContext[Any]:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coro)  # type: ignore[arg-type]
-    coro.close()  # type: ignore[attr-defined]
-    raise RuntimeError("run() cannot be called inside a running event loop; use `await wf.run_async(...)`")
+        running = False
+    else:
+        running = True
+    if running:
+        coro.close()  # type: ignore[attr-defined]
+        raise RuntimeError("run() cannot be called inside a running event loop; use `await wf.run_async(...)`")
+    return asyncio.run(coro)  # type: ignore[arg-type]
 
 
 class Workflow:
@@ -88,7 +92,9 @@ class Workflow:
         clock: Clock | None = None,
     ) -> ExecutionContext[Any]:
         """Continues a paused or interrupted execution; `input` is what the waiting pause returns."""
-        return _run_sync(self.run_async(input, execution_id=execution_id, home=home, durability=durability, clock=clock))
+        return _run_sync(
+            self.run_async(input, execution_id=execution_id, home=home, durability=durability, clock=clock, resume=True)
+        )
 
     async def run_async(
         self,
@@ -99,8 +105,13 @@ class Workflow:
         durability: str | None = None,
         clock: Clock | None = None,
         aliases: dict[str, str] | None = None,
+        resume: bool = False,
     ) -> ExecutionContext[Any]:
-        """`run` for code that already runs an event loop."""
+        """`run` (or, with `resume=True`, `resume`) for code that already runs an event loop.
+
+        Without `resume`, a paused execution is returned as it is; with it, `input` is what the
+        waiting pause returns.
+        """
         store = FileStore(default_home(home))
         mode = _check_durability(durability)
         if execution_id is None:
@@ -118,6 +129,7 @@ class Workflow:
                 execution_id=execution_id,
                 workflow_name=self.name,
                 resume_input=input,
+                resume=resume,
                 durability=mode,
                 aliases=aliases or {},
             )

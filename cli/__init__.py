@@ -1,0 +1,1 @@
+"""The `flux` command line: a thin typer + rich layer over `flux.runner`."""

@@ -1,0 +1,193 @@
+"""The `flux` command: parse arguments, call one function of `flux.runner`, render, exit."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, NoReturn
+
+import orjson
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from cli.render import render_timeline, short
+from flux import runner
+from flux.context import ExecutionContext
+from flux.errors import FluxError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Run durable workflows whose every step is recorded in a journal, and replay them.",
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+_state: dict[str, bool] = {"debug": False}
+
+HomeOpt = typer.Option(None, "--home", help="Store directory (default: $FLUX_HOME, else ./.flux).")
+DebugOpt = typer.Option(False, "--debug", help="Show tracebacks of errors.")
+
+
+def _fail(error: BaseException) -> NoReturn:
+    if _state["debug"]:
+        import traceback
+
+        traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
+    name = type(error).__name__
+    message = str(error).replace("\n", " ")
+    err.print(f"[red]{escape(name)}: {escape(message)}[/red]")
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _guard(debug: bool) -> None:
+    _state["debug"] = debug
+
+
+def _read_input(input: str | None, input_file: str | None) -> Any:
+    if input is not None and input_file is not None:
+        raise ValueError("give --input or --input-file, not both")
+    if input_file is not None:
+        try:
+            with open(input_file, "rb") as fh:
+                text = fh.read().decode("utf-8")
+        except OSError as error:
+            raise ValueError(f"{input_file}: cannot read the input file ({error.strerror})") from None
+        return runner.parse_input(text, input_file)
+    if input is None:
+        return None
+    return runner.parse_input(input)
+
+
+def _report(ctx: ExecutionContext[Any], home: str | None) -> None:
+    out.print(f"execution_id: {ctx.execution_id}")
+    out.print(f"workflow: {escape(ctx.name)}")
+    colour = {"completed": "green", "failed": "red", "paused": "yellow"}.get(ctx.status, "white")
+    out.print(f"status: [{colour}]{ctx.status}[/{colour}]")
+    if ctx.has_succeeded:
+        out.print(f"output: {escape(short(ctx.output, 2000))}")
+    elif ctx.has_failed:
+        error = ctx.output
+        out.print(f"[red]error: {escape(type(error).__name__)}: {escape(str(error))}[/red]")
+    elif ctx.is_paused:
+        home_arg = f" --home {home}" if home else ""
+        out.print(f"resume with: flux resume {ctx.execution_id}{home_arg} --input '<json>'")
+    if ctx.has_failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command("exec")
+def exec_(
+    file: str = typer.Argument(..., help="Python file that defines the workflow."),
+    workflow: str = typer.Argument(..., help="Name of the workflow in that file."),
+    input: str = typer.Option(None, "--input", "-i", help="Input as JSON."),
+    input_file: str = typer.Option(None, "--input-file", help="File holding the input as JSON."),
+    home: str = HomeOpt,
+    durability: str = typer.Option(None, "--durability", help="fsync (default) or os."),
+    debug: bool = DebugOpt,
+) -> None:
+    """Run a new execution of WORKFLOW from FILE."""
+    _guard(debug)
+    try:
+        value = _read_input(input, input_file)
+        ctx = runner.exec_file(file, workflow, value, home=home, durability=durability)
+    except (FluxError, ValueError) as error:
+        _fail(error)
+    _report(ctx, home)
+
+
+@app.command()
+def resume(
+    execution_id: str = typer.Argument(..., help="The execution to continue."),
+    input: str = typer.Option(None, "--input", "-i", help="Input as JSON, returned by the waiting pause()."),
+    input_file: str = typer.Option(None, "--input-file", help="File holding the input as JSON."),
+    home: str = HomeOpt,
+    file: str = typer.Option(None, "--file", help="The workflow's file, if it moved since the run started."),
+    durability: str = typer.Option(None, "--durability", help="fsync (default) or os."),
+    debug: bool = DebugOpt,
+) -> None:
+    """Continue a paused or interrupted execution."""
+    _guard(debug)
+    try:
+        value = _read_input(input, input_file)
+        ctx = runner.resume_execution(execution_id, value, home=home, file=file, durability=durability)
+    except (FluxError, ValueError) as error:
+        _fail(error)
+    _report(ctx, home)
+
+
+@app.command("list")
+def list_(home: str = HomeOpt, debug: bool = DebugOpt) -> None:
+    """List the executions in the store."""
+    _guard(debug)
+    try:
+        rows = runner.list_executions(home)
+    except (FluxError, ValueError) as error:
+        _fail(error)
+    if not rows:
+        out.print("no executions")
+        return
+    table = Table(box=None)
+    table.add_column("execution_id", no_wrap=True)
+    for title in ("workflow", "status", "started", "events"):
+        table.add_column(title)
+    for row in rows:
+        table.add_row(row.execution_id, escape(row.workflow), row.status, row.created[:19], str(row.events))
+    out.print(table)
+
+
+@app.command()
+def show(execution_id: str = typer.Argument(...), home: str = HomeOpt, debug: bool = DebugOpt) -> None:
+    """Show the timeline of one execution."""
+    _guard(debug)
+    try:
+        view = runner.read_execution(execution_id, home)
+    except (FluxError, ValueError) as error:
+        _fail(error)
+    out.print(f"execution_id: {view.execution_id}  status: {view.status}  journal: {escape(view.path)}")
+    out.print(render_timeline(view.records))
+
+
+@app.command()
+def replay(
+    journal: str = typer.Argument(..., help="Path of the journal (.jsonl)."),
+    file: str = typer.Option(None, "--file", help="The workflow's file, if it moved since the run."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    debug: bool = DebugOpt,
+) -> None:
+    """Re-run a journal against the current code without running any task body."""
+    _guard(debug)
+    try:
+        report = runner.replay_journal(journal, file)
+    except (FluxError, ValueError, OSError) as error:
+        _fail(error)
+    records = report.outcome.records
+    if as_json:
+        sys.stdout.write(
+            orjson.dumps(
+                {"execution_id": report.execution_id, "status": report.status, "matches": report.matches,
+                 "note": report.note, "records": records}
+            ).decode()
+            + "\n"
+        )
+    else:
+        out.print(render_timeline(records))
+        colour = "green" if report.matches else "red"
+        out.print(f"[{colour}]{escape(report.note)}[/{colour}] ({len(records)} records, recorded status {report.status})")
+    if not report.matches:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
