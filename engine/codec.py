@@ -154,6 +154,9 @@ def encode_exception(exc: BaseException, where: str = "error", depth: int = 0) -
         args = None
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)) if exc.__traceback__ else ""
     out: dict[str, Any] = {"$error": class_ref(type(exc)), "msg": str(exc), "args": args, "tb": tb}
+    cause = exc.__cause__
+    if cause is not None and depth < 8 and not any(cause is a for a in exc.args):
+        out["cause"] = encode_exception(cause, f"{where}.__cause__", depth + 1)
     return out
 
 
@@ -255,6 +258,10 @@ def _dec_error(p: Any, tree: dict[str, Any], resolve: Resolver) -> BaseException
     else:
         exc = RecordedError(str(p).rpartition(":")[2] or str(p), message, tb)
     exc.__flux_traceback__ = tb  # type: ignore[attr-defined]
+    if isinstance(tree.get("cause"), dict):
+        exc.__cause__ = _dec_error(tree["cause"].get("$error"), tree["cause"], resolve)
+    elif exc.args and isinstance(exc.args[0], BaseException) and exc.__cause__ is None:
+        exc.__cause__ = exc.args[0]
     return exc
 
 

@@ -54,7 +54,11 @@ class ExecutionError(FluxError):
             else:
                 message = f"{type(inner_exception).__name__}: {inner_exception}"
         self.message = message
-        super().__init__(message)
+        # Both arguments are kept in `args`, so a recorded ExecutionError is rebuilt whole.
+        super().__init__(inner_exception, message)
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class EngineError(FluxError):

@@ -1,0 +1,253 @@
+"""The Flux API on the engine: results, failures, pauses, events, methods, names, values."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import enum
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+
+from flux import ExecutionContext, task, workflow
+from flux.domain.events import ExecutionEventType as E
+from flux.errors import EncodeError, ExecutionError, ExecutionStateError, InvalidOptionError
+from flux.tasks import idempotency_key, pause
+
+RAN: list[str] = []
+
+
+class Colour(enum.Enum):
+    RED = "red"
+
+
+@dataclasses.dataclass(frozen=True)
+class Order:
+    id: int
+    items: tuple[str, ...]
+    placed: dt.datetime
+
+
+class Point(NamedTuple):
+    x: int
+    y: int
+
+
+class OrderError(Exception):
+    pass
+
+
+@task
+async def echo(value: Any) -> Any:
+    RAN.append("echo")
+    return value
+
+
+@task.with_options(name="sum_{n}")
+async def total(n: int) -> int:
+    RAN.append(f"sum_{n}")
+    return sum(range(n + 1))
+
+
+@task
+def plain(x: int) -> int:
+    RAN.append("plain")
+    return x * 10
+
+
+@task
+async def outer(x: int) -> int:
+    RAN.append("outer")
+    return await plain(x) + await plain(x + 1)
+
+
+@task
+async def fails(msg: str) -> None:
+    RAN.append("fails")
+    raise OrderError(msg)
+
+
+@task
+async def key() -> str:
+    return idempotency_key()
+
+
+class Shop:
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+
+    @task
+    async def price(self, qty: int) -> int:
+        RAN.append("price")
+        return qty * self.rate
+
+
+@workflow
+async def values_wf(ctx: ExecutionContext[Any]) -> Any:
+    got = await echo(ctx.input)
+    await pause("check")
+    return got
+
+
+@workflow
+async def composite(ctx: ExecutionContext[int]) -> Any:
+    a = await total(ctx.input)
+    b = await outer(ctx.input)
+    c = await Shop(3).price(ctx.input)
+    try:
+        await fails("no stock")
+    except ExecutionError as err:
+        d = f"{type(err.inner_exception).__name__}:{err.__cause__}"
+    return [a, b, c, d]
+
+
+@workflow
+async def two_pauses(ctx: ExecutionContext[str]) -> list[Any]:
+    first = await pause("first")
+    second = await pause("second")
+    return [ctx.input, first, second]
+
+
+@workflow
+async def failing(ctx: ExecutionContext[None]) -> None:
+    await fails("card declined")
+
+
+@workflow.with_options(name="keyed")
+async def keyed(ctx: ExecutionContext[None]) -> list[str]:
+    a = await key()
+    await pause("p")
+    return [a, await key()]
+
+
+@workflow
+async def unrecordable(ctx: ExecutionContext[None]) -> Any:
+    return object()
+
+
+SAMPLES = [
+    None,
+    True,
+    2**100,
+    float("inf"),
+    "text",
+    b"\x00\xff",
+    (1, (2, "x")),
+    {1: "a", (2, 3): "b"},
+    {"$t": 1},
+    {1, 2, 3},
+    frozenset({"a"}),
+    dt.datetime(2024, 5, 1, 12, 30, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+    dt.date(2024, 5, 1),
+    dt.time(12, 30, 1, 5),
+    dt.timedelta(days=2, microseconds=3),
+    Decimal("1.10"),
+    uuid.UUID(int=7),
+    Colour.RED,
+    Order(1, ("a", "b"), dt.datetime(2024, 1, 1)),
+    Point(1, 2),
+]
+
+
+@pytest.mark.parametrize("value", SAMPLES, ids=lambda v: type(v).__name__)
+def test_replayed_values_equal_the_originals_and_keep_their_type(value: Any, home: Path) -> None:
+    ctx = values_wf.run(value)
+    assert ctx.is_paused
+    RAN.clear()
+    done = values_wf.resume(ctx.execution_id)
+    assert RAN == []  # echo was replayed, not run
+    assert done.output == value and type(done.output) is type(value)
+
+
+def test_composite_workflow_results_and_events(home: Path) -> None:
+    RAN.clear()
+    ctx = composite.run(3)
+    assert ctx.has_succeeded and ctx.has_finished and not ctx.has_failed
+    assert ctx.output == [6, 30 + 40, 9, "OrderError:no stock"]
+    assert RAN == ["sum_3", "outer", "plain", "plain", "price", "fails"]
+    kinds = [e.type for e in ctx.events]
+    assert kinds[0] == E.WORKFLOW_STARTED and kinds[-1] == E.WORKFLOW_COMPLETED
+    names = [e.name for e in ctx.events if e.type == E.TASK_STARTED]
+    assert names == ["sum_3", "outer", "plain", "plain", "price", "fails"]
+    ids = [e.source_id for e in ctx.events if e.type == E.TASK_STARTED]
+    assert ids == ["1", "2", "2.1", "2.2", "3", "4"]  # tasks called from a task take ids under it
+    failed = [e for e in ctx.events if e.type == E.TASK_FAILED]
+    assert len(failed) == 1 and isinstance(failed[0].value, OrderError)
+
+
+def test_a_failing_task_fails_the_workflow_with_the_exception_as_output(home: Path) -> None:
+    ctx = failing.run()
+    assert ctx.has_failed and ctx.has_finished
+    assert isinstance(ctx.output, ExecutionError)
+    assert isinstance(ctx.output.inner_exception, OrderError)
+    assert str(ctx.output.inner_exception) == "card declined"
+    assert ctx.events[-1].type == E.WORKFLOW_FAILED
+    again = failing.run(execution_id=ctx.execution_id)  # a finished execution is returned as recorded
+    assert again.has_failed and isinstance(again.output, ExecutionError)
+    assert isinstance(again.output.inner_exception, OrderError)
+
+
+def test_several_pauses_resume_one_after_another(home: Path) -> None:
+    ctx = two_pauses.run("in")
+    assert ctx.is_paused and ctx.events[-1].type == E.WORKFLOW_PAUSED
+    ctx = two_pauses.run(execution_id=ctx.execution_id)
+    assert ctx.is_paused  # running a paused execution without resuming it leaves it paused
+    ctx = two_pauses.resume(ctx.execution_id, {"ok": 1})
+    assert ctx.is_paused
+    ctx = two_pauses.resume(ctx.execution_id, [2])
+    assert ctx.has_succeeded and ctx.output == ["in", {"ok": 1}, [2]]
+    types = [e.type for e in ctx.events]
+    assert types.count(E.WORKFLOW_PAUSED) == 2 and types.count(E.WORKFLOW_RESUMED) == 2
+
+
+def test_idempotency_key_is_stable_across_replays(home: Path) -> None:
+    ctx = keyed.run()
+    done = keyed.resume(ctx.execution_id)
+    first, second = done.output
+    assert first == f"{ctx.execution_id}:1" and second == f"{ctx.execution_id}:3"
+
+
+def test_an_unrecordable_result_fails_the_run_naming_the_type(home: Path) -> None:
+    ctx = unrecordable.run()
+    assert ctx.has_failed and isinstance(ctx.output, EncodeError)
+    assert "builtins.object" in str(ctx.output)
+
+
+def test_an_unrecordable_argument_is_refused_naming_the_task(home: Path) -> None:
+    @workflow
+    async def bad_arg(ctx: ExecutionContext[None]) -> Any:
+        return await echo(object())
+
+    ctx = bad_arg.run()
+    assert ctx.has_failed and "task 'echo' argument" in str(ctx.output)
+
+
+def test_tasks_run_directly_outside_a_workflow() -> None:
+    assert asyncio.run(total(4)) == 10
+
+
+def test_unknown_and_bad_options_are_refused_when_decorating() -> None:
+    with pytest.raises(InvalidOptionError, match="unknown task option colour"):
+        task.with_options(colour="red")
+    with pytest.raises(InvalidOptionError, match="name=''"):
+        workflow.with_options(name="")
+    with pytest.raises(InvalidOptionError, match="async def"):
+        workflow(lambda ctx: None)
+
+
+def test_resuming_under_another_workflow_is_refused(home: Path) -> None:
+    ctx = two_pauses.run("x")
+    with pytest.raises(ExecutionStateError, match="is of workflow 'two_pauses'"):
+        values_wf.resume(ctx.execution_id)
+
+
+def test_home_is_read_when_the_run_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLUX_HOME", str(tmp_path / "a"))
+    ctx = values_wf.run(1)
+    assert Path(ctx.journal_path).parent.parent == tmp_path / "a"
+    monkeypatch.setenv("FLUX_HOME", str(tmp_path / "b"))
+    assert Path(values_wf.run(1).journal_path).parent.parent == tmp_path / "b"
