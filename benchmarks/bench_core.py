@@ -260,9 +260,9 @@ def render(cases: list[Case]) -> list[tuple[str, ...]]:
             )
         )
     for durability, small, large in (("os", by["Sos"], by["Los"]), ("fsync", by["Sf"], by["Lf"])):
-        # Per-task cost at 10*N over N/10; either way past 1.3x means the cost depends on N.
-        # The verdict is on the plain ratio; the one net of a run's fixed cost (W0) says whether
-        # a miss comes from that fixed cost or from the per-task path.
+        # Per-task cost at 10*N over N/10, net of a run's fixed cost (W0: creating the journal,
+        # which a 100-task run would otherwise spread over few tasks). Growth past 1.3x means the
+        # per-task path slows down as history grows; the plain ratio is shown beside it.
         r = large.us_per_task / small.us_per_task
         w0 = by["W0"].median
         net = ((large.median - w0) / large.tasks) / ((small.median - w0) / small.tasks)
@@ -271,9 +271,9 @@ def render(cases: list[Case]) -> list[tuple[str, ...]]:
                 f"scaling W1 {durability}",
                 f"{large.tasks}/{small.tasks}",
                 "", "", "", "", "",
-                "within 1.3x",
-                f"{r:.2f}x ({net:.2f}x net of W0)",
-                _verdict(1 / 1.3 <= r <= 1.3),
+                "<= 1.3x",
+                f"{net:.2f}x net of W0 ({r:.2f}x plain)",
+                _verdict(net <= 1.3),
             )
         )
     return rows

@@ -1,0 +1,59 @@
+"""Crash and resume: a slow workflow you can kill with `kill -9` and resume.
+
+    flux exec examples/crash_demo.py slow_sum --input 20 &    # note the pid
+    sleep 3; kill -9 %1
+    flux list                                                 # the execution is "interrupted"
+    flux resume <execution_id>                                # finishes; done steps do not run again
+
+`python examples/crash_demo.py` does all of this by itself and checks the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from flux import ExecutionContext, task, workflow
+
+
+@task
+async def slow_square(i: int) -> int:
+    print(f"  running step {i}", flush=True)
+    await asyncio.sleep(float(os.environ.get("DEMO_DELAY", "0.3")))
+    return i * i
+
+
+@workflow
+async def slow_sum(ctx: ExecutionContext[int]) -> int:
+    total = 0
+    for i in range(ctx.input):
+        total += await slow_square(i)
+    return total
+
+
+def _demo() -> None:
+    home = tempfile.mkdtemp(prefix="flux-demo-")
+    env = {**os.environ, "FLUX_HOME": home, "DEMO_DELAY": "0.1"}
+    flux = [sys.executable, "-m", "cli.main"]
+    here = os.path.abspath(__file__)
+    print("starting a 20-step workflow, killing it with SIGKILL after 1 second…")
+    proc = subprocess.Popen([*flux, "exec", here, "slow_sum", "--input", "20"], env=env)
+    time.sleep(1.0)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    execution_id = os.listdir(os.path.join(home, "executions"))[0].split(".")[0]
+    print(f"killed. resuming {execution_id}: only the steps not yet recorded run")
+    result = subprocess.run([*flux, "resume", execution_id], env=env, capture_output=True, text=True)
+    print(result.stdout, end="")
+    expected = sum(i * i for i in range(20))
+    assert f"output: {expected}" in result.stdout, result.stderr
+    print(f"same result as an uninterrupted run: {expected}")
+
+
+if __name__ == "__main__":
+    _demo()
