@@ -127,7 +127,7 @@ class Executor:
         self.calls: dict[str, RecordedCall] = {}
         self.visited: set[str] = set()
         self._fatal: BaseException | None = None
-        self._sync_future: asyncio.Future[None] | None = None
+        self._live_branches = 0
         self._tasks: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
         self.path = ""
 
@@ -136,6 +136,11 @@ class Executor:
 
     def track_task(self, task: asyncio.Task[Any]) -> None:
         self._tasks.add(task)
+        self._live_branches += 1
+        task.add_done_callback(self._branch_done)
+
+    def _branch_done(self, task: asyncio.Task[Any]) -> None:
+        self._live_branches -= 1
 
     # -- opening -----------------------------------------------------------------------------
 
@@ -166,30 +171,29 @@ class Executor:
         self.records.append(record)
 
     async def _durable(self) -> None:
-        """Waits until every record appended so far is durable; one sync serves all waiters."""
-        if self.lease is None or not self.lease.writer.dirty:
-            return
-        fut = self._sync_future
-        if fut is None:
-            loop = asyncio.get_running_loop()
-            fut = self._sync_future = loop.create_future()
-            # Scheduled behind every callback already ready, so branches that are about to
-            # append their records join this sync instead of paying for their own.
-            loop.call_soon(self._flush)
-        await asyncio.shield(fut)
+        """Waits until every record appended so far is durable (group commit).
 
-    def _flush(self) -> None:
-        fut, self._sync_future = self._sync_future, None
-        assert fut is not None
+        A waiter needs only the records appended before it asked; records appended later by
+        other branches wait for the next sync, so a fan-out of N branches pays for one sync.
+        """
+        lease = self.lease
+        if lease is None:
+            return
+        writer = lease.writer
+        upto = writer.next_seq - 1
+        if writer.synced_seq >= upto:
+            return
+        if self._live_branches:
+            # Other branches may be about to append: yield once so that their records join
+            # this sync. The first waiter to run again syncs for all of them.
+            await asyncio.sleep(0)
+            if writer.synced_seq >= upto:
+                return
         try:
-            if self._fatal is None and self.lease is not None:
-                self.lease.writer.sync()
+            writer.sync()
         except BaseException as err:
-            self._fatal = err
-            fut.set_exception(err)
-            fut.exception()  # retrieved here; each waiter re-raises it
-        else:
-            fut.set_result(None)
+            self._fatal = self._fatal or err
+            raise
 
     # -- running -----------------------------------------------------------------------------
 

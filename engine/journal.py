@@ -70,10 +70,6 @@ def _corrupt(path: str, line: int, offset: int, problem: str) -> JournalCorruptE
     return JournalCorruptError(path, line, offset, problem)
 
 
-def _is_torn(tail: bytes) -> bool:
-    return bool(tail)
-
-
 def read_journal(path: str, execution_id: str, data: bytes | None = None) -> JournalRead:
     """Reads and checks every line of a journal without changing it.
 
@@ -185,6 +181,7 @@ class JournalWriter:
     next_seq: int
     durability: str = "fsync"
     seed: int = 0
+    synced_seq: int = -1  # seq of the last record known to be written (and synced, in fsync mode)
     _pending: list[bytes] = field(default_factory=list)
     _broken: BaseException | None = None
     on_sync: Callable[[], None] | None = None
@@ -206,7 +203,8 @@ class JournalWriter:
         except BaseException:
             os.close(fd)
             raise
-        return cls(read.path, execution_id, fd, len(read.records), durability, seed_for(execution_id))
+        n = len(read.records)
+        return cls(read.path, execution_id, fd, n, durability, seed_for(execution_id), n - 1)
 
     def append(self, record: dict[str, Any]) -> int:
         """Buffers a record (its `seq` is set here) and returns its seq."""
@@ -242,6 +240,7 @@ class JournalWriter:
             # After a failed fsync the page cache may claim data the disk lost: never retry.
             self._broken = err
             raise DurabilityError(f"{self.path}: writing the journal failed ({err.strerror or err}); stopped") from err
+        self.synced_seq = self.next_seq - 1
         if self.on_sync is not None:
             self.on_sync()
 
