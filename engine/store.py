@@ -91,16 +91,26 @@ class FileStore:
 
     def _lock(self, execution_id: str) -> int:
         path = os.path.join(self.dir, execution_id + ".lock")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read_holder(fd)
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read_holder(fd)
+                os.close(fd)
+                raise ExecutionLockedError(execution_id, holder) from None
+            except BaseException:
+                os.close(fd)
+                raise
+            # A lock file deleted and recreated under us would let two processes hold "the"
+            # lock on two inodes; only the lock on the file that is at the path counts.
+            try:
+                same = os.fstat(fd).st_ino == os.stat(path, follow_symlinks=False).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
             os.close(fd)
-            raise ExecutionLockedError(execution_id, holder) from None
-        except BaseException:
-            os.close(fd)
-            raise
         info = orjson.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()})
         os.ftruncate(fd, 0)
         os.pwrite(fd, info, 0)
