@@ -91,7 +91,7 @@ def _factory_for(previous: Any) -> Any:
             # The child takes the parent's next slot: creation order within a parent is program
             # order, so the same code gives the same ids however the children later interleave.
             child = Branch(parent.executor, parent.next_id() + ".")
-            context = (context if context is not None else contextvars.copy_context()).copy()
+            context = context.copy() if context is not None else contextvars.copy_context()
             context.run(_branch.set, child)
         if previous is not None:
             if context is not None:
