@@ -218,3 +218,13 @@ def test_resume_finds_the_code_from_another_directory_and_moved_code_with_file(p
     result = flux_cmd("resume", execution_id, "--file", str(moved), "--input", "0", cwd=elsewhere, env=env)
     assert result.returncode == 0, result.stderr
     assert "output: [9,0,16]" in result.stdout
+
+
+def test_input_file_is_read_and_a_bad_one_named(project: Path) -> None:
+    (project / "in.json").write_text("2")
+    (project / "bad.json").write_text("[1,")
+    env = {"RUN_LOG": str(project / "runs.log"), "STEP_DELAY": "0"}
+    ok = flux_cmd("exec", "flows.py", "squares", "--input-file", "in.json", cwd=project, env=env)
+    assert ok.returncode == 0 and "output: 1" in ok.stdout, ok.stderr
+    bad = flux_cmd("exec", "flows.py", "squares", "--input-file", "bad.json", cwd=project, env=env)
+    assert bad.returncode == 2 and "bad.json is not valid JSON" in bad.stderr
