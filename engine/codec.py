@@ -28,7 +28,7 @@ __all__ = ["Resolver", "class_ref", "decode", "encode", "find_class"]
 
 _INT_MIN = -(2**63)
 _INT_MAX = 2**63 - 1
-_MAX_DEPTH = 200
+_MAX_DEPTH = 80  # a tagged value takes up to 3 JSON levels; orjson stops at 255
 
 Resolver = Callable[[str], "type | None"]
 
@@ -39,7 +39,11 @@ def class_ref(cls: type) -> str:
 
 
 def find_class(ref: str, aliases: dict[str, str] | None = None) -> type | None:
-    """Finds a class among modules already imported; never imports anything."""
+    """Finds a class among modules already imported; never imports anything.
+
+    Names are looked up in the objects' own `__dict__`, so a module-level `__getattr__` (which
+    may import submodules lazily) is never triggered.
+    """
     module_name, _, qualname = ref.partition(":")
     if aliases and module_name in aliases:
         module_name = aliases[module_name]
@@ -50,7 +54,11 @@ def find_class(ref: str, aliases: dict[str, str] | None = None) -> type | None:
     for part in qualname.split("."):
         if part == "<locals>":
             return None
-        obj = getattr(obj, part, None)
+        try:
+            namespace = vars(obj)
+        except TypeError:
+            return None
+        obj = namespace.get(part)
         if obj is None:
             return None
     return obj if isinstance(obj, type) else None
@@ -73,9 +81,24 @@ def encode(value: Any, where: str = "value") -> Any:
     return _enc(value, where, 0)
 
 
+def _check_str(v: str, where: str) -> str:
+    if not v.isascii():
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:
+            raise EncodeError(
+                f"{where}: a str with a lone surrogate cannot be recorded; encode it as bytes",
+                type_name="str",
+                where=where,
+            ) from None
+    return v
+
+
 def _enc(v: Any, where: str, depth: int) -> Any:
     t = type(v)
-    if t is str or t is bool or v is None:
+    if t is str:
+        return v if v.isascii() else _check_str(v, where)
+    if t is bool or v is None:
         return v
     if t is int:
         if _INT_MIN <= v <= _INT_MAX:
@@ -92,7 +115,9 @@ def _enc(v: Any, where: str, depth: int) -> Any:
         return [_enc(x, f"{where}[{i}]", d) for i, x in enumerate(v)]
     if t is dict:
         for k in v:
-            if type(k) is not str or k[:1] == "$":
+            if type(k) is not str or k[:1] == "$" or not k.isascii():
+                if type(k) is str and k[:1] != "$" and _check_str(k, f"{where} key"):
+                    continue
                 return {"$dict": [[_enc(k, f"{where} key", d), _enc(x, f"{where}[{k!r}]", d)] for k, x in v.items()]}
         return {k: _enc(x, f"{where}[{k!r}]", d) for k, x in v.items()}
     if t is tuple:
@@ -178,7 +203,7 @@ def decode(tree: Any, resolve: Resolver = find_class) -> Any:
     return tree
 
 
-def _need_class(ref: Any, resolve: Resolver, kind: str) -> type:
+def _need_class(ref: Any, resolve: Resolver, kind: str, check: Callable[[type], bool]) -> type:
     if not isinstance(ref, str):
         raise DecodeError(f"malformed {kind} reference {ref!r}")
     cls = resolve(ref)
@@ -187,6 +212,10 @@ def _need_class(ref: Any, resolve: Resolver, kind: str) -> type:
             f"the journal holds a {kind} of class {ref} but no imported module defines it; "
             "import the module that defines it before replaying"
         )
+    # Only the kind of class the tag names is ever built: a journal cannot make decoding call
+    # the constructor of an arbitrary class.
+    if not check(cls):
+        raise DecodeError(f"the journal says {ref} is a {kind}, but it is not one")
     return cls
 
 
@@ -219,12 +248,12 @@ def _dec_temporal(parse: Callable[[str], Any]) -> Callable[[Any, dict[str, Any],
 
 
 def _dec_enum(p: Any, tree: dict[str, Any], resolve: Resolver) -> Any:
-    cls = _need_class(p, resolve, "enum")
+    cls = _need_class(p, resolve, "enum", lambda c: issubclass(c, enum.Enum))
     return cls(decode(tree["v"], resolve))
 
 
 def _dec_dataclass(p: Any, tree: dict[str, Any], resolve: Resolver) -> Any:
-    cls = _need_class(p, resolve, "dataclass")
+    cls = _need_class(p, resolve, "dataclass", dataclasses.is_dataclass)
     obj = cls.__new__(cls)
     for name, x in tree["v"].items():
         # object.__setattr__ works for frozen dataclasses and skips __init__ side effects.
@@ -233,13 +262,14 @@ def _dec_dataclass(p: Any, tree: dict[str, Any], resolve: Resolver) -> Any:
 
 
 def _dec_namedtuple(p: Any, tree: dict[str, Any], resolve: Resolver) -> Any:
-    cls = _need_class(p, resolve, "namedtuple")
+    cls = _need_class(p, resolve, "namedtuple", lambda c: issubclass(c, tuple) and hasattr(c, "_fields"))
     return cls(*[decode(x, resolve) for x in tree["v"]])
 
 
 def _dec_pydantic(p: Any, tree: dict[str, Any], resolve: Resolver) -> Any:
-    cls = _need_class(p, resolve, "pydantic model")
-    return cls.model_validate({k: decode(x, resolve) for k, x in tree["v"].items()})
+    cls = _need_class(p, resolve, "pydantic model", lambda c: hasattr(c, "model_fields") and hasattr(c, "model_construct"))
+    # The values came from a valid model; construct keeps them exactly (and ignores aliases).
+    return cls.model_construct(**{k: decode(x, resolve) for k, x in tree["v"].items()})
 
 
 def _dec_error(p: Any, tree: dict[str, Any], resolve: Resolver) -> BaseException:

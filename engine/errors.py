@@ -2,6 +2,11 @@
 
     FluxError
     ├── ExecutionError              a task failed; `inner_exception` is what it raised
+    ├── RetryError                  every attempt of a task failed (attempts, last exception)
+    ├── ExecutionTimeoutError       an attempt ran past its timeout (task, call id, limit)
+    ├── FallbackError               the task failed and so did its fallback (both exceptions)
+    ├── RollbackError               the task failed and so did its rollback (both exceptions)
+    ├── CompensationError           a saga step failed and some compensations failed too
     ├── EngineError                 engine trouble: never recorded, the journal is left untouched
     │   ├── JournalCorruptError     damage other than a torn last line (path, line, offset)
     │   ├── NondeterminismError     the code asks for another call than the journal recorded
@@ -25,8 +30,13 @@ __all__ = [
     "DurabilityError",
     "EncodeError",
     "EngineError",
+    "CompensationError",
     "ExecutionError",
     "ExecutionLockedError",
+    "ExecutionTimeoutError",
+    "FallbackError",
+    "RetryError",
+    "RollbackError",
     "ExecutionNotFoundError",
     "ExecutionStateError",
     "FluxError",
@@ -59,6 +69,81 @@ class ExecutionError(FluxError):
 
     def __str__(self) -> str:
         return self.message
+
+
+def _describe(exc: BaseException | None) -> str:
+    return "nothing" if exc is None else f"{type(exc).__name__}: {exc}"
+
+
+class RetryError(FluxError):
+    """Every attempt of a task failed."""
+
+    def __init__(self, attempts: int, last_exception: BaseException | None = None, task: str = "") -> None:
+        self.attempts = attempts
+        self.last_exception = last_exception
+        self.task = task
+        super().__init__(attempts, last_exception, task)
+
+    def __str__(self) -> str:
+        return f"task {self.task!r} failed after {self.attempts} attempts; last: {_describe(self.last_exception)}"
+
+
+class ExecutionTimeoutError(FluxError):
+    """An attempt of a task ran longer than its `timeout`."""
+
+    def __init__(self, task: str = "", call_id: str = "", timeout: float = 0.0) -> None:
+        self.task = task
+        self.call_id = call_id
+        self.timeout = timeout
+        super().__init__(task, call_id, timeout)
+
+    def __str__(self) -> str:
+        return f"task {self.task!r} (call {self.call_id}) ran longer than its timeout of {self.timeout:g} s"
+
+
+class FallbackError(FluxError):
+    """A task failed, then its fallback failed too."""
+
+    def __init__(self, original: BaseException | None, fallback_exception: BaseException | None, task: str = "") -> None:
+        self.original = original
+        self.fallback_exception = fallback_exception
+        self.task = task
+        super().__init__(original, fallback_exception, task)
+
+    def __str__(self) -> str:
+        return (
+            f"task {self.task!r} failed ({_describe(self.original)}) "
+            f"and its fallback failed too ({_describe(self.fallback_exception)})"
+        )
+
+
+class RollbackError(FluxError):
+    """A task failed, then its rollback failed too."""
+
+    def __init__(self, original: BaseException | None, rollback_exception: BaseException | None, task: str = "") -> None:
+        self.original = original
+        self.rollback_exception = rollback_exception
+        self.task = task
+        super().__init__(original, rollback_exception, task)
+
+    def __str__(self) -> str:
+        return (
+            f"task {self.task!r} failed ({_describe(self.original)}) "
+            f"and its rollback failed too ({_describe(self.rollback_exception)})"
+        )
+
+
+class CompensationError(FluxError):
+    """A saga step failed and one or more of the compensations that ran for it failed too."""
+
+    def __init__(self, original: BaseException | None, failures: list[BaseException] | None = None) -> None:
+        self.original = original
+        self.failures = list(failures or [])
+        super().__init__(original, self.failures)
+
+    def __str__(self) -> str:
+        failed = "; ".join(_describe(f) for f in self.failures)
+        return f"saga failed ({_describe(self.original)}); compensations that failed: {failed}"
 
 
 class EngineError(FluxError):

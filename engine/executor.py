@@ -29,6 +29,7 @@ from engine.clock import Clock, SystemClock, iso
 from engine.codec import decode, encode, encode_exception, find_class
 from engine.errors import EncodeError, EngineError, ExecutionError, ExecutionStateError, NondeterminismError
 from engine.journal import FORMAT_VERSION, JournalRead
+from engine.handling import TaskOptions, run_attempt, run_handled
 from engine.replay import RecordedCall, ReplayIndex
 from engine.store import Lease, Store
 
@@ -43,12 +44,13 @@ class TaskSpec:
     fn: Callable[..., Any]
     is_async: bool
     signature: inspect.Signature | None = None  # only when `name` is a format string
+    options: TaskOptions | None = None  # None: no retries, timeout, fallback or rollback
 
     @classmethod
-    def of(cls, fn: Callable[..., Any], name: str) -> TaskSpec:
+    def of(cls, fn: Callable[..., Any], name: str, options: TaskOptions | None = None) -> TaskSpec:
         is_async = inspect.iscoroutinefunction(fn)
         sig = inspect.signature(fn) if "{" in name else None
-        return cls(name, fn, is_async, sig)
+        return cls(name, fn, is_async, sig, None if options is None or options.plain else options)
 
     def display_name(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         if self.signature is None:
@@ -126,7 +128,7 @@ class Executor:
         self.records: list[dict[str, Any]] = []
         self.calls: dict[str, RecordedCall] = {}
         self.visited: set[str] = set()
-        self._fatal: BaseException | None = None
+        self.fatal: BaseException | None = None
         self._live_branches = 0
         self._tasks: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
         self.path = ""
@@ -165,12 +167,18 @@ class Executor:
             self.lease = self.store.acquire(req.execution_id, req.durability)
         return self.lease.read
 
-    def _append(self, record: dict[str, Any]) -> None:
-        assert self.lease is not None
+    def before_live(self, call_id: str) -> None:
+        """Called before anything live happens for a call: a read-only replay stops here."""
+        if self.replay_only:
+            raise EndOfJournal(call_id)
+
+    def append(self, record: dict[str, Any]) -> None:
+        if self.lease is None:
+            raise EndOfJournal(record.get("call_id") or "")
         self.lease.writer.append(record)
         self.records.append(record)
 
-    async def _durable(self) -> None:
+    async def durable(self) -> None:
         """Waits until every record appended so far is durable (group commit).
 
         A waiter needs only the records appended before it asked; records appended later by
@@ -192,7 +200,7 @@ class Executor:
         try:
             writer.sync()
         except BaseException as err:
-            self._fatal = self._fatal or err
+            self.fatal = self.fatal or err
             raise
 
     # -- running -----------------------------------------------------------------------------
@@ -234,7 +242,7 @@ class Executor:
             return self._outcome("paused", None, header, workflow_input)
         if not self.replay_only:
             if self.request.create:
-                self._append({"seq": 0, "kind": R.STARTED, "at": iso(self.clock.now())})
+                self.append({"seq": 0, "kind": R.STARTED, "at": iso(self.clock.now())})
             else:
                 resumed: dict[str, Any] = {"seq": 0, "kind": R.RESUMED, "at": iso(self.clock.now())}
                 if index.pending_pause is not None:
@@ -242,7 +250,7 @@ class Executor:
                     resumed["input"] = encode(self.request.resume_input, "resume input")
                 resumed["pid"] = os.getpid()
                 resumed["host"] = socket.gethostname()
-                self._append(resumed)
+                self.append(resumed)
                 index.apply(resumed)
         root = traps.Branch(self, "")
         token = traps.enter(root)
@@ -269,8 +277,8 @@ class Executor:
             value = encode(result, f"workflow {name!r} result")
         except EncodeError as err:
             return await self._finish_failed(err, header, workflow_input)
-        self._append({"seq": 0, "kind": R.COMPLETED, "at": iso(self.clock.now()), "value": value})
-        await self._durable()
+        self.append({"seq": 0, "kind": R.COMPLETED, "at": iso(self.clock.now()), "value": value})
+        await self.durable()
         self._check_fatal()
         return self._outcome("completed", result, header, workflow_input)
 
@@ -284,15 +292,15 @@ class Executor:
         return Outcome(self.execution_id, self.path, status, output, self.records, header.get("workflow", ""), workflow_input)
 
     def _check_fatal(self) -> None:
-        if self._fatal is not None:
+        if self.fatal is not None:
             if self.lease is not None:
                 self.lease.writer._pending.clear()
-            raise self._fatal
+            raise self.fatal
 
     async def _finish_failed(self, exc: BaseException, header: dict[str, Any], workflow_input: Any) -> Outcome:
         if not self.replay_only:
-            self._append({"seq": 0, "kind": R.FAILED, "at": iso(self.clock.now()), "error": encode_exception(exc)})
-            await self._durable()
+            self.append({"seq": 0, "kind": R.FAILED, "at": iso(self.clock.now()), "error": encode_exception(exc)})
+            await self.durable()
             self._check_fatal()
         return self._outcome("failed", exc, header, workflow_input)
 
@@ -330,8 +338,8 @@ class Executor:
             line=call.seq + 1 if call else 0,
             call_id=call.start["call_id"] if call else "",
         )
-        if self._fatal is None:
-            self._fatal = err
+        if self.fatal is None:
+            self.fatal = err
         if self.lease is not None:
             self.lease.writer._pending.clear()
         raise err
@@ -353,8 +361,8 @@ class Executor:
     async def call_task(
         self, branch: traps.Branch, spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any], src: str
     ) -> Any:
-        if self._fatal is not None:
-            raise self._fatal
+        if self.fatal is not None:
+            raise self.fatal
         call_id = branch.next_id()
         name = spec.display_name(args, kwargs) if spec.signature is not None else spec.name
         enc_args = encode(list(args), f"task {name!r} argument") if args else None
@@ -387,34 +395,33 @@ class Executor:
             if enc_kwargs is not None:
                 record["kwargs"] = enc_kwargs
             record["src"] = src
-            self._append(record)
-        await self._durable()
-        token = traps.enter(traps.Branch(self, call_id + ".", call_id=call_id))
+            self.append(record)
+        if spec.options is not None:
+            return await run_handled(self, spec, args, kwargs, call_id, name, call)
+        await self.durable()
         try:
-            result = await spec.invoke(args, kwargs)
+            result = await run_attempt(self, spec, args, kwargs, call_id)
         except Exception as exc:
-            if isinstance(exc, EngineError) or self._fatal is not None:
+            if isinstance(exc, EngineError) or self.fatal is not None:
                 raise
-            self._record_failure(call_id, exc)
+            self.record_failure(call_id, exc)
             raise ExecutionError(exc) from exc
-        finally:
-            traps.leave(token)
         try:
             value = encode(result, f"task {name!r} result")
         except EncodeError as err:
-            self._record_failure(call_id, err)
+            self.record_failure(call_id, err)
             raise ExecutionError(err) from err
-        self._append({"seq": 0, "kind": R.TASK_COMPLETED, "at": iso(self.clock.now()), "call_id": call_id, "value": value})
+        self.append({"seq": 0, "kind": R.TASK_COMPLETED, "at": iso(self.clock.now()), "call_id": call_id, "value": value})
         return result
 
-    def _record_failure(self, call_id: str, exc: BaseException) -> None:
-        self._append(
+    def record_failure(self, call_id: str, exc: BaseException) -> None:
+        self.append(
             {"seq": 0, "kind": R.TASK_FAILED, "at": iso(self.clock.now()), "call_id": call_id, "error": encode_exception(exc)}
         )
 
     async def pause(self, branch: traps.Branch, name: str, src: str) -> Any:
-        if self._fatal is not None:
-            raise self._fatal
+        if self.fatal is not None:
+            raise self.fatal
         if not isinstance(name, str):
             raise TypeError(f"pause name must be a str, not {type(name).__name__}")
         call_id = branch.next_id()
@@ -428,6 +435,6 @@ class Executor:
             raise EndOfJournal(call_id)  # only a read-only replay sees a pause not yet resumed
         if self.replay_only:
             raise EndOfJournal(call_id)
-        self._append({"seq": 0, "kind": R.PAUSED, "at": iso(self.clock.now()), "call_id": call_id, "name": name, "src": src})
+        self.append({"seq": 0, "kind": R.PAUSED, "at": iso(self.clock.now()), "call_id": call_id, "name": name, "src": src})
         raise _Suspend()
 

@@ -100,10 +100,10 @@ def read_journal(path: str, execution_id: str, data: bytes | None = None) -> Jou
         if n < _SUFFIX_LEN + 2 or line[n - _SUFFIX_LEN : n - 10] != _CRC_OPEN or line[-2:] != b'"}':
             raise _corrupt(path, lineno, pos, "line does not end with its checksum member")
         prefix = line[: n - _SUFFIX_LEN]
-        try:
-            stored = int(line[n - 10 : n - 2], 16)
-        except ValueError:
-            raise _corrupt(path, lineno, pos, "checksum is not 8 hex digits") from None
+        digits = line[n - 10 : n - 2]
+        if digits.strip(_HEX):
+            raise _corrupt(path, lineno, pos, "checksum is not 8 lowercase hex digits")
+        stored = int(digits, 16)
         if crc32(prefix, seed) != stored:
             raise _corrupt(path, lineno, pos, "checksum mismatch (damaged line, or a line from another execution)")
         try:

@@ -9,7 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "ATTEMPT_FAILED",
     "COMPLETED",
+    "FALLBACK_FAILED",
+    "FALLBACK_STARTED",
+    "RETRY_STARTED",
+    "ROLLBACK_COMPLETED",
+    "ROLLBACK_FAILED",
+    "ROLLBACK_STARTED",
     "FAILED",
     "HEADER",
     "KINDS",
@@ -32,8 +39,19 @@ FAILED = "workflow_failed"
 TASK_STARTED = "task_started"
 TASK_COMPLETED = "task_completed"
 TASK_FAILED = "task_failed"
+ATTEMPT_FAILED = "attempt_failed"
+RETRY_STARTED = "retry_started"
+FALLBACK_STARTED = "fallback_started"
+FALLBACK_FAILED = "fallback_failed"
+ROLLBACK_STARTED = "rollback_started"
+ROLLBACK_COMPLETED = "rollback_completed"
+ROLLBACK_FAILED = "rollback_failed"
 
-KINDS = (HEADER, STARTED, RESUMED, PAUSED, COMPLETED, FAILED, TASK_STARTED, TASK_COMPLETED, TASK_FAILED)
+KINDS = (
+    HEADER, STARTED, RESUMED, PAUSED, COMPLETED, FAILED, TASK_STARTED, TASK_COMPLETED, TASK_FAILED,
+    ATTEMPT_FAILED, RETRY_STARTED, FALLBACK_STARTED, FALLBACK_FAILED, ROLLBACK_STARTED, ROLLBACK_COMPLETED,
+    ROLLBACK_FAILED,
+)
 
 # created: only the header. running: started or resumed, not yet ended (a live owner holds the
 # lock, or the process died: "interrupted" when nobody holds it).

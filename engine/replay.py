@@ -23,6 +23,12 @@ class RecordedCall:
     start: dict[str, Any]
     outcome: dict[str, Any] | None = None  # task_completed / task_failed record
     resumed: dict[str, Any] | None = None  # for a pause: the workflow_resumed record
+    failures: list[dict[str, Any]] | None = None  # attempt_failed records, in attempt order
+    retries: set[int] | None = None  # attempts whose retry_started was recorded
+    handlers: dict[str, dict[str, Any]] | None = None  # fallback_/rollback_ records by kind
+
+    def handler(self, kind: str) -> dict[str, Any] | None:
+        return None if self.handlers is None else self.handlers.get(kind)
 
     @property
     def name(self) -> str:
@@ -97,6 +103,43 @@ class ReplayIndex:
         if "error" not in record:
             self._corrupt(record, "task_failed without an error")
         self._ended(record)
+
+    def _open_task(self, record: dict[str, Any]) -> RecordedCall:
+        call = self.calls.get(self._call_id(record))
+        if call is None or call.kind != "task":
+            self._corrupt(record, f"{record['kind']} for call {record.get('call_id')!r}, which never started")
+        if call.outcome is not None:  # type: ignore[union-attr]
+            self._corrupt(record, f"{record['kind']} for call {record['call_id']!r}, which already ended")
+        return call  # type: ignore[return-value]
+
+    def _apply_attempt_failed(self, record: dict[str, Any]) -> None:
+        call = self._open_task(record)
+        failures = call.failures if call.failures is not None else []
+        if record.get("attempt") != len(failures) or "error" not in record:
+            self._corrupt(record, f"attempt_failed out of order for call {record['call_id']!r}")
+        failures.append(record)
+        call.failures = failures
+
+    def _apply_retry_started(self, record: dict[str, Any]) -> None:
+        call = self._open_task(record)
+        attempt = record.get("attempt")
+        if type(attempt) is not int or attempt < 1 or attempt != len(call.failures or ()):
+            self._corrupt(record, f"retry_started out of order for call {record['call_id']!r}")
+        call.retries = (call.retries or set()) | {attempt}  # type: ignore[operator]
+
+    def _apply_handler(self, record: dict[str, Any]) -> None:
+        call = self._open_task(record)
+        handlers = call.handlers if call.handlers is not None else {}
+        if record["kind"] in handlers:
+            self._corrupt(record, f"{record['kind']} recorded twice for call {record['call_id']!r}")
+        handlers[record["kind"]] = record
+        call.handlers = handlers
+
+    _apply_fallback_started = _apply_handler
+    _apply_fallback_failed = _apply_handler
+    _apply_rollback_started = _apply_handler
+    _apply_rollback_completed = _apply_handler
+    _apply_rollback_failed = _apply_handler
 
     def _apply_workflow_paused(self, record: dict[str, Any]) -> None:
         call_id = self._call_id(record)

@@ -9,6 +9,7 @@ Layout of a `FileStore` home (SPEC.md, section "Store"):
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
@@ -25,6 +26,7 @@ from engine.errors import (
     ExecutionNotFoundError,
     InvalidExecutionIdError,
 )
+from engine.isolate import register_inherited_fd, unregister_inherited_fd
 from engine.journal import FILE_MODE, JournalRead, JournalWriter, encode_line, fsync_dir, read_journal, seed_for
 
 __all__ = ["FileStore", "Lease", "Store", "validate_execution_id"]
@@ -51,7 +53,7 @@ class Lease:
     def close(self) -> None:
         self.writer.close()
         if self.lock_fd >= 0:
-            os.close(self.lock_fd)  # closing the descriptor releases the flock
+            _release_lock(self.lock_fd)
             self.lock_fd = -1
 
 
@@ -111,6 +113,7 @@ class FileStore:
             if same:
                 break
             os.close(fd)
+        register_inherited_fd(fd)
         info = orjson.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()})
         os.ftruncate(fd, 0)
         os.pwrite(fd, info, 0)
@@ -129,6 +132,9 @@ class FileStore:
             if os.path.lexists(path):
                 raise FileExistsError(f"{path}: execution {execution_id} already exists")
             tmp = f"{path}.new-{os.getpid()}"
+            # We hold the lock, so a temp file of this name was left by a process that died.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
             try:
                 header["seq"] = 0
@@ -145,12 +151,12 @@ class FileStore:
             read = JournalRead(path, [header], [0], len(data))
             writer = JournalWriter.open(read, execution_id, durability, path[:-6] + ".torn")
         except OSError as err:
-            os.close(lock_fd)
+            _release_lock(lock_fd)
             if isinstance(err, FileExistsError):
                 raise
             raise DurabilityError(f"{path}: cannot create the journal ({err.strerror or err})") from err
         except BaseException:
-            os.close(lock_fd)
+            _release_lock(lock_fd)
             raise
         return Lease(read, writer, lock_fd)
 
@@ -168,7 +174,7 @@ class FileStore:
             read = read_journal(path, execution_id)
             writer = JournalWriter.open(read, execution_id, durability, path[:-6] + ".torn")
         except BaseException:
-            os.close(lock_fd)
+            _release_lock(lock_fd)
             raise
         return Lease(read, writer, lock_fd)
 
@@ -201,6 +207,11 @@ class FileStore:
         finally:
             os.close(fd)
         return False
+
+
+def _release_lock(fd: int) -> None:
+    unregister_inherited_fd(fd)
+    os.close(fd)  # closing the descriptor releases the flock
 
 
 def _read_holder(fd: int) -> dict[str, Any]:

@@ -10,11 +10,11 @@ from typing import Any
 
 from engine import traps
 from engine.executor import TaskSpec
-from flux.options import check_options
+from flux.options import check_options, task_options
 
 __all__ = ["TaskFunction", "task"]
 
-_TASK_OPTIONS = {"name"}
+_TASK_OPTIONS = {"name", "retry_max_attempts", "retry_delay", "retry_backoff", "timeout", "fallback", "rollback"}
 
 
 def _caller_src(depth: int = 2) -> str:
@@ -33,8 +33,10 @@ class TaskFunction:
         self.fn = fn
         self.options = options
         self.name: str = options.get("name") or fn.__name__
-        self.spec = TaskSpec.of(fn, self.name)
+        self.task_options = task_options(options)
+        self.spec = TaskSpec.of(fn, self.name, self.task_options)
         functools.update_wrapper(self, fn)
+        self.__flux_task__ = True
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         frame = sys._getframe(1)
@@ -63,7 +65,7 @@ class _BoundTask:
 
     def __init__(self, task: TaskFunction, obj: Any) -> None:
         self.task = task
-        self.spec = TaskSpec.of(functools.partial(task.fn, obj), task.name)
+        self.spec = TaskSpec.of(functools.partial(task.fn, obj), task.name, task.task_options)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return traps.call_task(self.spec, args, kwargs, _caller_src())

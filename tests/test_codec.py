@@ -184,7 +184,7 @@ ints = st.one_of(
     st.integers(min_value=-(2**300), max_value=2**300),
 )
 
-scalars = st.one_of(
+_scalars = st.one_of(
     st.none(),
     st.booleans(),
     ints,
@@ -201,8 +201,15 @@ scalars = st.one_of(
     st.sampled_from(Color),
 )
 
-hashables = st.recursive(
-    scalars,
+
+# Hypothesis writes strategy reprs into its events; wrapping keeps them short.
+@st.composite
+def scalars(draw: st.DrawFn) -> Any:
+    return draw(_scalars)
+
+
+_hashables = st.recursive(
+    scalars(),
     lambda inner: st.one_of(
         st.lists(inner, max_size=3).map(tuple),
         st.frozensets(inner, max_size=3),
@@ -212,17 +219,23 @@ hashables = st.recursive(
     max_leaves=8,
 )
 
+
+@st.composite
+def hashables(draw: st.DrawFn) -> Any:
+    return draw(_hashables)
+
+
 str_keys = st.one_of(st.text(), st.text().map(lambda s: "$" + s))
 
 values = st.recursive(
-    hashables,
+    hashables(),
     lambda inner: st.one_of(
         st.lists(inner, max_size=4),
         st.lists(inner, max_size=4).map(tuple),
         st.dictionaries(str_keys, inner, max_size=4),
-        st.dictionaries(hashables, inner, max_size=4),
-        st.sets(hashables, max_size=4),
-        st.frozensets(hashables, max_size=4),
+        st.dictionaries(hashables(), inner, max_size=4),
+        st.sets(hashables(), max_size=4),
+        st.frozensets(hashables(), max_size=4),
         st.builds(Box, inner, inner),
         st.builds(Point, inner, inner),
         st.builds(Pair, inner, inner),
@@ -439,12 +452,6 @@ def test_decoding_an_error_from_a_module_not_imported_gives_recorded_error_witho
     assert "this" not in sys.modules
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: find_class uses getattr, which runs a module's __getattr__ (PEP 562) and so imports; "
-    "and _dec_dataclass accepts a class that is not a dataclass",
-)
 def test_decoding_does_not_import_through_a_lazy_module_attribute() -> None:
     # concurrent.futures imports its `process` submodule lazily from its module __getattr__.
     script = (
@@ -465,15 +472,10 @@ def test_decoding_does_not_import_through_a_lazy_module_attribute() -> None:
     assert run.stdout.split("\n")[:2] == ["refused", "not imported"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: $enum and $namedtuple call the constructor of whatever class the journal names",
-)
 @pytest.mark.parametrize("tag", ["$enum", "$namedtuple"])
 def test_decoding_does_not_call_constructors_of_other_kinds_of_class(tag: str) -> None:
     Recorder.calls.clear()
-    payload: Any = ["rm", "-rf", "/"] if tag == "$enum" else [["rm", "-rf", "/"]]
+    payload: Any = ["echo", "hi"] if tag == "$enum" else [["echo", "hi"]]
     try:
         decode({tag: class_ref(Recorder), "v": payload})
     except DecodeError:
@@ -513,7 +515,7 @@ def test_find_class_only_returns_classes_from_imported_modules() -> None:
     assert find_class(class_ref(Pair)) is Pair
     assert find_class("builtins:len") is None  # not a class
     assert find_class(f"{__name__}:") is None
-    assert find_class("tests.test_codec:Color.RED") is None
+    assert find_class(f"{__name__}:Color.RED") is None  # a member, not a class
     assert find_class("x_alias:Color", aliases={"x_alias": __name__}) is Color
 
 
@@ -527,11 +529,6 @@ def nested_tuples(depth: int) -> Any:
     return value
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="bug: encode allows 200 levels, but a tuple takes two JSON levels and orjson stops at 255",
-)
 @pytest.mark.parametrize("depth", [130, 199])
 def test_values_within_the_depth_limit_can_be_written_as_json(depth: int) -> None:
     try:
@@ -542,11 +539,6 @@ def test_values_within_the_depth_limit_can_be_written_as_json(depth: int) -> Non
     assert same(decode(orjson.loads(line)["value"]), nested_tuples(depth))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="bug: encode passes lone surrogates through; orjson then refuses the str",
-)
 @pytest.mark.parametrize("text", ["\ud800", "a\udfffb"])
 def test_strings_with_lone_surrogates_are_refused_or_kept(text: str) -> None:
     try:
@@ -557,11 +549,6 @@ def test_strings_with_lone_surrogates_are_refused_or_kept(text: str) -> None:
     assert decode(orjson.loads(orjson.dumps(tree))) == {"s": text}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=DecodeError,
-    reason="bug: $pydantic writes field names and rebuilds with model_validate, which expects aliases",
-)
 def test_pydantic_model_with_field_alias_round_trips() -> None:
     value = Aliased(X=5)
     assert same(through_journal(value), value)

@@ -1,0 +1,218 @@
+"""What happens when a task fails: retries with durable backoff, timeouts, fallback, rollback.
+
+Every step is a record (SPEC.md "Failure handling"), so a run that dies anywhere in here resumes
+at the same step: a backoff waits only for what is left of it, no recorded attempt runs again,
+and a fallback or rollback that was recorded as finished does not run again.
+
+    attempt 0 ─fail─> attempt_failed{retry_at} ─wait─> retry_started{1} ─> attempt 1 ─> …
+    last attempt fails ─> attempt_failed{retry_at: null} ─> fallback_started ─> task_completed
+                                                          │                 └fail> fallback_failed ─> task_failed
+                                                          └> rollback_started ─> rollback_completed|failed ─> task_failed
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio.to_thread
+
+from engine import records as R
+from engine import traps
+from engine.clock import finishes_within, iso
+from engine.codec import decode, encode, encode_exception
+from engine.errors import (
+    EngineError,
+    ExecutionError,
+    ExecutionTimeoutError,
+    FallbackError,
+    RetryError,
+    RollbackError,
+)
+from engine.isolate import TimedOut, run_isolated
+
+if TYPE_CHECKING:
+    from engine.executor import Executor, TaskSpec
+    from engine.replay import RecordedCall
+
+__all__ = ["TaskOptions", "run_attempt", "run_handled"]
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """How a task's failures are handled. Checked by `flux` when the decorator runs."""
+
+    retry_max_attempts: int = 0
+    retry_delay: float = 1.0
+    retry_backoff: float = 2.0
+    timeout: float | None = None
+    fallback: Callable[..., Any] | None = None
+    rollback: Callable[..., Any] | None = None
+
+    @property
+    def plain(self) -> bool:
+        return self.retry_max_attempts == 0 and self.timeout is None and self.fallback is None and self.rollback is None
+
+    def wait_before(self, attempt: int) -> float:
+        """Seconds to wait before attempt `attempt` (1-based retries)."""
+        return self.retry_delay * self.retry_backoff ** (attempt - 1)
+
+
+async def run_attempt(ex: Executor, spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str) -> Any:
+    """Runs the body once, within the task's timeout if it has one."""
+    branch = traps.Branch(ex, call_id + ".", call_id=call_id)
+    timeout = spec.options.timeout if spec.options is not None else None
+    if timeout is None:
+        token = traps.enter(branch)
+        try:
+            return await spec.invoke(args, kwargs)
+        finally:
+            traps.leave(token)
+    if not spec.is_async:
+        token = traps.enter(branch)
+        try:
+            return await run_isolated(spec.fn, args, kwargs, timeout, ex.clock, ex.resolve)
+        except TimedOut:
+            raise ExecutionTimeoutError(spec.name, call_id, timeout) from None
+        finally:
+            traps.leave(token)
+    context = contextvars.copy_context()
+    context.run(traps.enter, branch)
+    # Created directly, not through the task factory: this task must not take a call slot,
+    # since replay, which never runs the body, would not take it either.
+    body: asyncio.Task[Any] = asyncio.Task(spec.fn(*args, **kwargs), context=context)
+    try:
+        in_time = await finishes_within(body, ex.clock, timeout)
+    except BaseException:
+        body.cancel()
+        raise
+    if not in_time:
+        body.cancel()
+        await asyncio.gather(body, return_exceptions=True)
+        raise ExecutionTimeoutError(spec.name, call_id, timeout)
+    return body.result()
+
+
+async def _run_handler(ex: Executor, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], prefix: str, call_id: str) -> Any:
+    """Runs a fallback or rollback; tasks it calls get call ids under `prefix`."""
+    token = traps.enter(traps.Branch(ex, prefix, call_id=call_id))
+    try:
+        if inspect.iscoroutinefunction(fn) or getattr(fn, "__flux_task__", False):
+            return await fn(*args, **kwargs)
+        return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
+    finally:
+        traps.leave(token)
+
+
+def _is_engine_trouble(ex: Executor, exc: BaseException) -> bool:
+    return isinstance(exc, EngineError) or ex.fatal is not None
+
+
+async def run_handled(
+    ex: Executor,
+    spec: TaskSpec,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    call_id: str,
+    name: str,
+    call: RecordedCall | None,
+) -> Any:
+    """Runs a task call with options from wherever its records left it."""
+    opts = spec.options
+    assert opts is not None
+    now = ex.clock.now
+    failures = list(call.failures or ()) if call is not None else []
+    retries = set(call.retries or ()) if call is not None else set()
+    handlers = dict(call.handlers or {}) if call is not None else {}
+    last_error: BaseException | None = None
+
+    if not handlers and not (failures and failures[-1].get("retry_at") is None):
+        attempt = len(failures)
+        while True:
+            if attempt > 0 and attempt not in retries:
+                wait = failures[-1]["retry_at"] - now()
+                if wait > 0:
+                    ex.before_live(call_id)
+                    await ex.clock.sleep(wait)
+                ex.append({"seq": 0, "kind": R.RETRY_STARTED, "at": iso(now()), "call_id": call_id, "attempt": attempt})
+            await ex.durable()
+            try:
+                result = await run_attempt(ex, spec, args, kwargs, call_id)
+                value = encode(result, f"task {name!r} result")
+            except Exception as exc:
+                if _is_engine_trouble(ex, exc):
+                    raise
+                last_error = exc
+                more = attempt < opts.retry_max_attempts
+                if not more and opts.fallback is None and opts.rollback is None:
+                    break
+                retry_at = now() + opts.wait_before(attempt + 1) if more else None
+                record = {"seq": 0, "kind": R.ATTEMPT_FAILED, "at": iso(now()), "call_id": call_id,
+                          "attempt": attempt, "error": encode_exception(exc), "retry_at": retry_at}
+                ex.append(record)
+                failures.append(record)
+                if not more:
+                    break
+                attempt += 1
+                continue
+            record = {"seq": 0, "kind": R.TASK_COMPLETED, "at": iso(now()), "call_id": call_id, "value": value}
+            if attempt:
+                record["attempt"] = attempt
+            ex.append(record)
+            return result
+        attempts = attempt + 1
+    else:
+        attempts = len(failures)
+        last_error = decode(failures[-1]["error"], ex.resolve) if failures else None
+
+    error: BaseException | None = (
+        RetryError(attempts, last_error, name) if opts.retry_max_attempts > 0 else last_error
+    )
+    if opts.fallback is not None:
+        failed = handlers.get(R.FALLBACK_FAILED)
+        if failed is None:
+            if R.FALLBACK_STARTED not in handlers:
+                ex.append({"seq": 0, "kind": R.FALLBACK_STARTED, "at": iso(now()), "call_id": call_id})
+            await ex.durable()
+            try:
+                result = await _run_handler(ex, opts.fallback, args, kwargs, f"{call_id}.f.", call_id)
+                value = encode(result, f"fallback of task {name!r} result")
+            except Exception as exc:
+                if _is_engine_trouble(ex, exc):
+                    raise
+                fallback_error: BaseException = exc
+                ex.append({"seq": 0, "kind": R.FALLBACK_FAILED, "at": iso(now()), "call_id": call_id,
+                           "error": encode_exception(exc)})
+            else:
+                ex.append({"seq": 0, "kind": R.TASK_COMPLETED, "at": iso(now()), "call_id": call_id, "value": value,
+                           "fallback": True})
+                return result
+        else:
+            fallback_error = decode(failed["error"], ex.resolve)
+        error = FallbackError(error, fallback_error, name)
+    elif opts.rollback is not None:
+        ended = handlers.get(R.ROLLBACK_COMPLETED) or handlers.get(R.ROLLBACK_FAILED)
+        if ended is None:
+            if R.ROLLBACK_STARTED not in handlers:
+                ex.append({"seq": 0, "kind": R.ROLLBACK_STARTED, "at": iso(now()), "call_id": call_id})
+            await ex.durable()
+            try:
+                await _run_handler(ex, opts.rollback, args, kwargs, f"{call_id}.r.", call_id)
+            except Exception as exc:
+                if _is_engine_trouble(ex, exc):
+                    raise
+                ended = {"seq": 0, "kind": R.ROLLBACK_FAILED, "at": iso(now()), "call_id": call_id,
+                         "error": encode_exception(exc)}
+            else:
+                ended = {"seq": 0, "kind": R.ROLLBACK_COMPLETED, "at": iso(now()), "call_id": call_id}
+            ex.append(ended)
+        if ended["kind"] == R.ROLLBACK_FAILED:
+            error = RollbackError(error, decode(ended["error"], ex.resolve), name)
+    assert error is not None
+    ex.record_failure(call_id, error)
+    raise ExecutionError(error) from error
+
