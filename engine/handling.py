@@ -137,6 +137,7 @@ async def run_handled(
                 wait = failures[-1]["retry_at"] - now()
                 if wait > 0:
                     ex.before_live(call_id)
+                    await ex.durable()  # the failure and its wake-up time survive a crash in the wait
                     await ex.clock.sleep(wait)
                 ex.append({"seq": 0, "kind": R.RETRY_STARTED, "at": iso(now()), "call_id": call_id, "attempt": attempt})
             await ex.durable()
@@ -148,8 +149,8 @@ async def run_handled(
                     raise
                 last_error = exc
                 more = attempt < opts.retry_max_attempts
-                if not more and opts.fallback is None and opts.rollback is None:
-                    break
+                if not more and attempt == 0 and opts.fallback is None and opts.rollback is None:
+                    break  # a timeout alone: the failure is the task's, nothing follows
                 retry_at = now() + opts.wait_before(attempt + 1) if more else None
                 record = {"seq": 0, "kind": R.ATTEMPT_FAILED, "at": iso(now()), "call_id": call_id,
                           "attempt": attempt, "error": encode_exception(exc), "retry_at": retry_at}

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from engine import faults as _faults
 from engine.errors import DurabilityError, JournalCorruptError
 
 __all__ = [
@@ -36,6 +37,11 @@ FILE_MODE = 0o600
 _CRC_OPEN = b',"crc":"'
 _SUFFIX_LEN = len(_CRC_OPEN) + 8 + 2  # ,"crc":"xxxxxxxx"}
 _HEX = b"0123456789abcdef"
+
+# Test-only fault hooks (engine/faults.py), decided once at import so that normal runs pay for
+# one global lookup per sync and nothing else.
+_FAULTS = _faults.ACTIVE
+_WRITE = _faults.write if _FAULTS else os.write
 
 
 def seed_for(execution_id: str) -> int:
@@ -89,6 +95,7 @@ def read_journal(path: str, execution_id: str, data: bytes | None = None) -> Jou
     records: list[dict[str, Any]] = []
     offsets: list[int] = []
     loads = orjson.loads
+    dumps = orjson.dumps
     crc32 = zlib.crc32
     pos = 0
     seq = 0
@@ -112,6 +119,15 @@ def read_journal(path: str, execution_id: str, data: bytes | None = None) -> Jou
             raise _corrupt(path, lineno, pos, f"invalid JSON: {err}") from None
         if type(record) is not dict:
             raise _corrupt(path, lineno, pos, "line is not a JSON object")
+        # A line with a valid checksum can still be one no Flux wrote (duplicate keys, a number
+        # orjson rounds, spaces): parsers disagree on such lines, so only the exact bytes that
+        # writing the parsed record gives back are accepted.
+        try:
+            canonical = dumps(record) == line
+        except orjson.JSONEncodeError:
+            canonical = False
+        if not canonical:
+            raise _corrupt(path, lineno, pos, "line is not in the form Flux writes (duplicate keys, a number out of range, or extra spaces)")
         if record.get("seq") != seq:
             raise _corrupt(path, lineno, pos, f"expected seq {seq}, found {record.get('seq')!r}")
         if seq == 0:
@@ -122,8 +138,10 @@ def read_journal(path: str, execution_id: str, data: bytes | None = None) -> Jou
         offsets.append(pos)
         seq += 1
         pos = nl + 1
-    if not records and not torn:
-        raise _corrupt(path, 1, 0, "journal is empty (no header)")
+    if not records:
+        # The header is written whole before the journal appears (SPEC.md 2.2), so a journal
+        # without a complete first line is damage, never a torn tail to cut.
+        raise _corrupt(path, 1, 0, "journal is empty (no header)" if not torn else "journal has no complete header line")
     return JournalRead(path, records, offsets, end, torn)
 
 
@@ -157,10 +175,10 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes, write: Callable[[int, memoryview], int] = os.write) -> None:
     view = memoryview(data)
     while view:
-        written = os.write(fd, view)
+        written = write(fd, view)
         if written <= 0:
             raise OSError(errno.EIO, "write returned no progress")
         view = view[written:]
@@ -182,6 +200,7 @@ class JournalWriter:
     durability: str = "fsync"
     seed: int = 0
     synced_seq: int = -1  # seq of the last record known to be written (and synced, in fsync mode)
+    end: int = 0  # the journal's size as this writer left it
     _pending: list[bytes] = field(default_factory=list)
     _broken: BaseException | None = None
     on_sync: Callable[[], None] | None = None
@@ -204,7 +223,7 @@ class JournalWriter:
             os.close(fd)
             raise
         n = len(read.records)
-        return cls(read.path, execution_id, fd, n, durability, seed_for(execution_id), n - 1)
+        return cls(read.path, execution_id, fd, n, durability, seed_for(execution_id), n - 1, read.valid_size)
 
     def append(self, record: dict[str, Any]) -> int:
         """Buffers a record (its `seq` is set here) and returns its seq."""
@@ -233,14 +252,31 @@ class JournalWriter:
         data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
         self._pending.clear()
         try:
-            _write_all(self.fd, data)
+            size = os.fstat(self.fd).st_size
+            if size != self.end:
+                # Someone else appended (or cut) since this writer last wrote: ownership was lost
+                # (SPEC.md 5). Writing now would interleave two histories, so nothing is written.
+                self._broken = DurabilityError(
+                    f"{self.path}: the journal is {size} bytes, this writer left it at {self.end}: another "
+                    "process wrote to it (was its lock file removed, or is the store on a network file "
+                    "system?); stopped without writing"
+                )
+                raise self._broken
+            if _FAULTS:
+                _faults.reach("before_write", self)
+            _write_all(self.fd, data, _WRITE)
+            if _FAULTS:
+                _faults.reach("after_write", self)
             if self.durability == "fsync":
                 os.fsync(self.fd)
         except OSError as err:
             # After a failed fsync the page cache may claim data the disk lost: never retry.
             self._broken = err
             raise DurabilityError(f"{self.path}: writing the journal failed ({err.strerror or err}); stopped") from err
+        self.end += len(data)
         self.synced_seq = self.next_seq - 1
+        if _FAULTS:
+            _faults.reach("after_fsync", self)
         if self.on_sync is not None:
             self.on_sync()
 

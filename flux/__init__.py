@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from flux.context import ExecutionContext
 from flux.domain.events import ExecutionEvent, ExecutionEventType
+from flux.saga import Saga
 from flux.task import TaskFunction, task
 from flux.workflow import Workflow, workflow
 
-__all__ = ["ExecutionContext", "ExecutionEvent", "ExecutionEventType", "TaskFunction", "Workflow", "task", "workflow"]
+__all__ = ["ExecutionContext", "ExecutionEvent", "ExecutionEventType", "Saga", "TaskFunction", "Workflow", "task", "workflow"]

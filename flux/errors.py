@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 from engine.errors import (
+    CompensationError,
+    ExecutionTimeoutError,
+    FallbackError,
+    RetryError,
+    RollbackError,
     DecodeError,
     DurabilityError,
     EncodeError,
@@ -21,6 +26,11 @@ from engine.errors import (
 )
 
 __all__ = [
+    "CompensationError",
+    "ExecutionTimeoutError",
+    "FallbackError",
+    "RetryError",
+    "RollbackError",
     "DecodeError",
     "DurabilityError",
     "EncodeError",

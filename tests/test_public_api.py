@@ -11,12 +11,14 @@ import flux.errors
 from flux.domain.events import ExecutionEventType
 
 SURFACE = {
-    "flux": ["ExecutionContext", "ExecutionEvent", "ExecutionEventType", "TaskFunction", "Workflow", "task", "workflow"],
+    "flux": ["ExecutionContext", "ExecutionEvent", "ExecutionEventType", "Saga", "TaskFunction", "Workflow", "task", "workflow"],
     "flux.tasks": ["idempotency_key", "pause"],
     "flux.workflow": ["workflow"],
     "flux.task": ["task"],
+    "flux.saga": ["Saga"],
     "flux.domain.events": ["ExecutionEvent", "ExecutionEventType"],
     "flux.errors": [
+        "CompensationError", "ExecutionTimeoutError", "FallbackError", "RetryError", "RollbackError",
         "DecodeError", "DurabilityError", "EncodeError", "EngineError", "ExecutionError", "ExecutionLockedError",
         "ExecutionNotFoundError", "ExecutionStateError", "FluxError", "InvalidExecutionIdError", "InvalidOptionError",
         "JournalCorruptError", "NondeterminismError", "RecordedError", "WorkflowLoadError",

@@ -46,6 +46,17 @@ class ExecutionEvent:
     value: Any = None
     time: dt.datetime | None = None
     seq: int = -1
+    attempt: int | None = None  # for retry events: which retry (1 is the first retry)
+
+
+_HANDLER_EVENTS = {
+    R.RETRY_STARTED: ExecutionEventType.TASK_RETRY_STARTED,
+    R.FALLBACK_STARTED: ExecutionEventType.TASK_FALLBACK_STARTED,
+    R.FALLBACK_FAILED: ExecutionEventType.TASK_FALLBACK_FAILED,
+    R.ROLLBACK_STARTED: ExecutionEventType.TASK_ROLLBACK_STARTED,
+    R.ROLLBACK_COMPLETED: ExecutionEventType.TASK_ROLLBACK_COMPLETED,
+    R.ROLLBACK_FAILED: ExecutionEventType.TASK_ROLLBACK_FAILED,
+}
 
 
 def _time(record: dict[str, Any]) -> dt.datetime | None:
@@ -74,10 +85,24 @@ def events_from_records(records: list[dict[str, Any]], resolve: Any = None) -> l
             out.append(ExecutionEvent(E.TASK_STARTED, r["call_id"], r["name"], args, t, seq))
         elif kind == R.TASK_COMPLETED:
             cid = r["call_id"]
-            out.append(ExecutionEvent(E.TASK_COMPLETED, cid, names.get(cid, ""), decode(r["value"], **kw), t, seq))
+            value = decode(r["value"], **kw)
+            if r.get("attempt"):
+                out.append(ExecutionEvent(E.TASK_RETRY_COMPLETED, cid, names.get(cid, ""), value, t, seq, r["attempt"]))
+            if r.get("fallback"):
+                out.append(ExecutionEvent(E.TASK_FALLBACK_COMPLETED, cid, names.get(cid, ""), value, t, seq))
+            out.append(ExecutionEvent(E.TASK_COMPLETED, cid, names.get(cid, ""), value, t, seq))
         elif kind == R.TASK_FAILED:
             cid = r["call_id"]
             out.append(ExecutionEvent(E.TASK_FAILED, cid, names.get(cid, ""), decode(r["error"], **kw), t, seq))
+        elif kind == R.ATTEMPT_FAILED:
+            if r["attempt"]:
+                cid = r["call_id"]
+                error = decode(r["error"], **kw)
+                out.append(ExecutionEvent(E.TASK_RETRY_FAILED, cid, names.get(cid, ""), error, t, seq, r["attempt"]))
+        elif kind in _HANDLER_EVENTS:
+            cid = r["call_id"]
+            value = decode(r["error"], **kw) if "error" in r else None
+            out.append(ExecutionEvent(_HANDLER_EVENTS[kind], cid, names.get(cid, ""), value, t, seq, r.get("attempt")))
         elif kind == R.PAUSED:
             out.append(ExecutionEvent(E.TASK_PAUSED, r["call_id"], r["name"], None, t, seq))
             out.append(ExecutionEvent(E.WORKFLOW_PAUSED, execution_id, workflow, r["name"], t, seq))
