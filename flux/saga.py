@@ -55,18 +55,21 @@ class Saga:
     def compensate(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """Registers `fn(*args, **kwargs)` to run if the saga fails. `fn` may be a task or a
         plain function; either way its call is recorded as a task."""
+        self._register(fn, args, kwargs, sys._getframe(1))
+
+    def _register(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], frame: Any) -> None:
         spec = getattr(fn, "spec", None)
         if not isinstance(spec, TaskSpec):
             spec = TaskSpec.of(fn, getattr(fn, "__name__", "compensation"))
-        frame = sys._getframe(1)
         src = f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
         self._compensations.append((spec, args, kwargs, src))
 
     async def step(self, action: Awaitable[T], *, compensate: Callable[..., Any] | None = None) -> T:
         """Awaits `action`; once it succeeded, registers `compensate(result)`."""
+        frame = sys._getframe(1)
         result = await action
         if compensate is not None:
-            self.compensate(compensate, result)
+            self._register(compensate, (result,), {}, frame)
         return result
 
     async def compensate_all(self, original: BaseException | None = None) -> None:
