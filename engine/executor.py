@@ -12,6 +12,8 @@ The executor is the only code that interprets the traps of engine/traps.py. Its 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import hashlib
 import inspect
 import os
 import socket
@@ -33,7 +35,9 @@ from engine.handling import TaskOptions, run_attempt, run_handled
 from engine.replay import RecordedCall, ReplayIndex
 from engine.store import Lease, Store
 
-__all__ = ["EndOfJournal", "Executor", "Outcome", "RunRequest", "TaskSpec", "format_call"]
+_CANCEL_POLL = 0.2  # seconds between checks for a cancellation asked by another process
+
+__all__ = ["child_execution_id", "EndOfJournal", "Executor", "Outcome", "RunRequest", "TaskSpec", "format_call"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,6 +49,7 @@ class TaskSpec:
     is_async: bool
     signature: inspect.Signature | None = None  # only when `name` is a format string
     options: TaskOptions | None = None  # None: no retries, timeout, fallback or rollback
+    child: bool = False  # the body runs a sub-workflow; its execution id is recorded
 
     @classmethod
     def of(cls, fn: Callable[..., Any], name: str, options: TaskOptions | None = None) -> TaskSpec:
@@ -76,6 +81,9 @@ class RunRequest:
     input: Any = None
     resume_input: Any = None
     resume: bool = False  # give `resume_input` to a waiting pause; without it a paused run stays paused
+    resume_has_input: bool = True  # False: `flux resume` without --input (a timed pause may go on)
+    cancel: bool = False  # cancel the execution: deliver CancelledError at its first live point
+    parent: dict[str, Any] | None = None  # for a sub-workflow: the parent's execution_id and call_id
     create: bool = False
     durability: str = "fsync"
     replay_only: bool = False
@@ -108,6 +116,14 @@ class _Suspend(BaseException):
     """Unwinds the workflow at a pause; BaseException so `except Exception` in user code keeps out."""
 
 
+def child_execution_id(parent_id: str, call_id: str) -> str:
+    """The execution id of the sub-workflow started at `call_id`: the same on every replay."""
+    candidate = f"{parent_id}-{call_id.replace('.', '_')}"
+    if len(candidate) <= 64:
+        return candidate
+    return "c" + hashlib.sha256(f"{parent_id}:{call_id}".encode()).hexdigest()[:40]
+
+
 def format_call(name: str, args: Any, kwargs: Any) -> str:
     """`name(arg, key=value)` with arguments in their recorded JSON form."""
     parts = [orjson.dumps(a).decode() for a in (args or [])]
@@ -132,6 +148,10 @@ class Executor:
         self._live_branches = 0
         self._tasks: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
         self.path = ""
+        self._cancel_pending = request.cancel  # to be delivered at the first live point
+        self.cancelling = False  # a requested cancellation is unwinding the workflow
+        self._root: asyncio.Task[Any] | None = None
+        self._watch: asyncio.TimerHandle | None = None
 
     def resolve(self, ref: str) -> type | None:
         return find_class(ref, self.request.aliases)
@@ -162,15 +182,32 @@ class Executor:
                 "input": encode(req.input, "workflow input"),
                 "created": iso(self.clock.now()),
             }
+            if req.parent is not None:
+                header["parent"] = req.parent
             self.lease = self.store.create(req.execution_id, header, req.durability)
         else:
             self.lease = self.store.acquire(req.execution_id, req.durability)
         return self.lease.read
 
     def before_live(self, call_id: str) -> None:
-        """Called before anything live happens for a call: a read-only replay stops here."""
+        """Called before anything live happens for a call: a read-only replay stops here, and a
+        cancellation of an execution that was not running is delivered here."""
         if self.replay_only:
             raise EndOfJournal(call_id)
+        if self._cancel_pending:
+            self._cancel_pending = False
+            self.cancelling = True
+            raise asyncio.CancelledError()
+
+    def _poll_cancel(self) -> None:
+        """Checks for a cancellation asked by another process (SPEC.md "Cancellation")."""
+        if self._root is None or self._root.done():
+            return
+        if self.store.cancel_requested(self.execution_id):
+            self.cancelling = True
+            self._root.cancel()
+            return
+        self._watch = asyncio.get_running_loop().call_later(_CANCEL_POLL, self._poll_cancel)
 
     def append(self, record: dict[str, Any]) -> None:
         if self.lease is None:
@@ -236,43 +273,68 @@ class Executor:
             raise ExecutionStateError(
                 f"{read.path}: execution {self.execution_id} is of workflow {name!r}, not {self.request.workflow_name!r}"
             )
-        if status in ("completed", "failed") and not self.replay_only:
+        if status in R.FINAL_STATUSES and not self.replay_only:
             return self._outcome(status, self._final_output(index.final), header, workflow_input)
-        if status == "paused" and not self.request.resume and not self.replay_only:
-            return self._outcome("paused", None, header, workflow_input)
+        if status == "paused" and not self.replay_only:
+            if not self.request.resume and not self.request.cancel:
+                return self._outcome("paused", None, header, workflow_input)
+            wake_at = index.calls[index.pending_pause].start.get("wake_at") if index.pending_pause else None
+            if (
+                wake_at is not None
+                and not self.request.resume_has_input
+                and not self.request.cancel
+                and self.clock.now() < wake_at
+            ):
+                raise ExecutionStateError(
+                    f"execution {self.execution_id} is paused until {iso(wake_at)}; "
+                    "give --input to resume it earlier"
+                )
         if not self.replay_only:
             if self.request.create:
                 self.append({"seq": 0, "kind": R.STARTED, "at": iso(self.clock.now())})
             else:
                 resumed: dict[str, Any] = {"seq": 0, "kind": R.RESUMED, "at": iso(self.clock.now())}
-                if index.pending_pause is not None:
+                if index.pending_pause is not None and not self.request.cancel:
                     resumed["call_id"] = index.pending_pause
                     resumed["input"] = encode(self.request.resume_input, "resume input")
                 resumed["pid"] = os.getpid()
                 resumed["host"] = socket.gethostname()
                 self.append(resumed)
                 index.apply(resumed)
-        root = traps.Branch(self, "")
-        token = traps.enter(root)
+        context = contextvars.copy_context()
+        context.run(traps.enter, traps.Branch(self, ""))
+        # The workflow runs in a task of its own so that a cancellation can be delivered to it;
+        # created directly, it takes no call slot.
+        self._root = root = asyncio.Task(body(workflow_input), context=context)
+        if self.lease is not None:
+            self._watch = asyncio.get_running_loop().call_later(_CANCEL_POLL, self._poll_cancel)
         try:
-            result = await body(workflow_input)
+            result = await root
         except _Suspend:
             return self._finish_paused(header, workflow_input)
         except EndOfJournal:
             self._check_fatal()
             return self._outcome("replayed", None, header, workflow_input)
+        except asyncio.CancelledError:
+            self._check_fatal()
+            if not self.cancelling or not root.cancelled() or self._outer_cancelled():
+                self._sync_quietly()
+                raise
+            return await self._finish_cancelled(header, workflow_input)
         except Exception as exc:
             self._check_fatal()
             if isinstance(exc, EngineError):
                 raise
             return await self._finish_failed(exc, header, workflow_input)
         finally:
-            traps.leave(token)
+            if self._watch is not None:
+                self._watch.cancel()
             await self._cancel_leftovers()
         self._check_fatal()
         self._check_all_visited(name)
         if self.replay_only:
-            return self._outcome("completed" if index.final is None else index.final["kind"][9:], result, header, workflow_input)
+            final = index.final
+            return self._outcome(R.LIFECYCLE[final["kind"]] if final else "completed", result, header, workflow_input)
         try:
             value = encode(result, f"workflow {name!r} result")
         except EncodeError as err:
@@ -282,10 +344,31 @@ class Executor:
         self._check_fatal()
         return self._outcome("completed", result, header, workflow_input)
 
+    def _outer_cancelled(self) -> bool:
+        task = asyncio.current_task()
+        return task is not None and task.cancelling() > 0
+
+    def _sync_quietly(self) -> None:
+        """On the way out of an interrupted run: write what is buffered, if the writer is sound."""
+        if self.lease is not None and self.fatal is None:
+            try:
+                self.lease.writer.sync()
+            except Exception:  # noqa: BLE001 - the run is already ending; the journal stays valid
+                pass
+
+    async def _finish_cancelled(self, header: dict[str, Any], workflow_input: Any) -> Outcome:
+        self.append({"seq": 0, "kind": R.CANCELLED, "at": iso(self.clock.now())})
+        await self.durable()
+        self._check_fatal()
+        self.store.clear_cancel(self.execution_id)
+        return self._outcome("cancelled", None, header, workflow_input)
+
     def _final_output(self, final: dict[str, Any] | None) -> Any:
         assert final is not None
         if final["kind"] == R.COMPLETED:
             return decode(final["value"], self.resolve)
+        if final["kind"] == R.CANCELLED:
+            return None
         return decode(final["error"], self.resolve)
 
     def _outcome(self, status: str, output: Any, header: dict[str, Any], workflow_input: Any) -> Outcome:
@@ -359,7 +442,12 @@ class Executor:
     # -- traps -------------------------------------------------------------------------------
 
     async def call_task(
-        self, branch: traps.Branch, spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any], src: str
+        self,
+        branch: traps.Branch,
+        spec: TaskSpec,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        src: str,
     ) -> Any:
         if self.fatal is not None:
             raise self.fatal
@@ -387,14 +475,15 @@ class Executor:
             if self.replay_only:
                 raise EndOfJournal(call_id)
         else:
-            if self.replay_only:
-                raise EndOfJournal(call_id)
+            self.before_live(call_id)
             record: dict[str, Any] = {"seq": 0, "kind": R.TASK_STARTED, "at": iso(self.clock.now()), "call_id": call_id, "name": name}
             if enc_args is not None:
                 record["args"] = enc_args
             if enc_kwargs is not None:
                 record["kwargs"] = enc_kwargs
             record["src"] = src
+            if spec.child:
+                record["child"] = child_execution_id(self.execution_id, call_id)
             self.append(record)
         if spec.options is not None:
             return await run_handled(self, spec, args, kwargs, call_id, name, call)
@@ -406,6 +495,9 @@ class Executor:
                 raise
             self.record_failure(call_id, exc)
             raise ExecutionError(exc) from exc
+        except asyncio.CancelledError:
+            self.record_cancelled(call_id)
+            raise
         try:
             value = encode(result, f"task {name!r} result")
         except EncodeError as err:
@@ -414,12 +506,17 @@ class Executor:
         self.append({"seq": 0, "kind": R.TASK_COMPLETED, "at": iso(self.clock.now()), "call_id": call_id, "value": value})
         return result
 
+    def record_cancelled(self, call_id: str) -> None:
+        """Notes that a running body was cancelled; the call stays open and runs again if reached."""
+        if self.lease is not None and self.fatal is None:
+            self.append({"seq": 0, "kind": R.TASK_CANCELLED, "at": iso(self.clock.now()), "call_id": call_id})
+
     def record_failure(self, call_id: str, exc: BaseException) -> None:
         self.append(
             {"seq": 0, "kind": R.TASK_FAILED, "at": iso(self.clock.now()), "call_id": call_id, "error": encode_exception(exc)}
         )
 
-    async def pause(self, branch: traps.Branch, name: str, src: str) -> Any:
+    async def pause(self, branch: traps.Branch, name: str, src: str, wake_at: float | None = None) -> Any:
         if self.fatal is not None:
             raise self.fatal
         if not isinstance(name, str):
@@ -432,9 +529,55 @@ class Executor:
                 self._mismatch(call, call_id, f"pause({name!r})", src)
             if call.resumed is not None:
                 return decode(call.resumed.get("input"), self.resolve)
-            raise EndOfJournal(call_id)  # only a read-only replay sees a pause not yet resumed
-        if self.replay_only:
+            self.before_live(call_id)  # a replay stops here; a cancellation is delivered here
             raise EndOfJournal(call_id)
-        self.append({"seq": 0, "kind": R.PAUSED, "at": iso(self.clock.now()), "call_id": call_id, "name": name, "src": src})
+        self.before_live(call_id)
+        record = {"seq": 0, "kind": R.PAUSED, "at": iso(self.clock.now()), "call_id": call_id, "name": name, "src": src}
+        if wake_at is not None:
+            record["wake_at"] = wake_at
+        self.append(record)
         raise _Suspend()
 
+    async def record_value(self, branch: traps.Branch, name: str, produce: Callable[[], Any], src: str) -> Any:
+        """A value the workflow must see again on replay (a time, a uuid, a random number)."""
+        if self.fatal is not None:
+            raise self.fatal
+        call_id = branch.next_id()
+        call = self.calls.get(call_id)
+        if call is not None:
+            self.visited.add(call_id)
+            if call.kind != "value" or call.name != name:
+                self._mismatch(call, call_id, f"{name}()", src)
+            return decode(call.start["value"], self.resolve)
+        self.before_live(call_id)
+        value = produce()
+        self.append(
+            {"seq": 0, "kind": R.VALUE, "at": iso(self.clock.now()), "call_id": call_id, "name": name,
+             "value": encode(value, f"{name}() value"), "src": src}
+        )
+        return value
+
+    async def sleep(self, branch: traps.Branch, seconds: float, src: str) -> None:
+        """A durable timer: the wake-up time is recorded, a resume waits only for what is left."""
+        if self.fatal is not None:
+            raise self.fatal
+        call_id = branch.next_id()
+        call = self.calls.get(call_id)
+        if call is not None:
+            self.visited.add(call_id)
+            if call.kind != "timer":
+                self._mismatch(call, call_id, f"sleep({seconds:g})", src)
+            if call.outcome is not None:
+                return
+            wake_at = call.start["wake_at"]
+            self.before_live(call_id)
+        else:
+            self.before_live(call_id)
+            wake_at = self.clock.now() + max(0.0, seconds)
+            self.append({"seq": 0, "kind": R.TIMER_STARTED, "at": iso(self.clock.now()), "call_id": call_id,
+                         "name": "sleep", "wake_at": wake_at, "src": src})
+        await self.durable()
+        remaining = wake_at - self.clock.now()
+        if remaining > 0:
+            await self.clock.sleep(remaining)
+        self.append({"seq": 0, "kind": R.TIMER_FIRED, "at": iso(self.clock.now()), "call_id": call_id})

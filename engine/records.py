@@ -10,6 +10,13 @@ from typing import Any
 
 __all__ = [
     "ATTEMPT_FAILED",
+    "CANCELLED",
+    "FINAL_STATUSES",
+    "LIFECYCLE",
+    "TASK_CANCELLED",
+    "TIMER_FIRED",
+    "TIMER_STARTED",
+    "VALUE",
     "COMPLETED",
     "FALLBACK_FAILED",
     "FALLBACK_STARTED",
@@ -46,24 +53,37 @@ FALLBACK_FAILED = "fallback_failed"
 ROLLBACK_STARTED = "rollback_started"
 ROLLBACK_COMPLETED = "rollback_completed"
 ROLLBACK_FAILED = "rollback_failed"
+TASK_CANCELLED = "task_cancelled"
+VALUE = "value_recorded"
+TIMER_STARTED = "timer_started"
+TIMER_FIRED = "timer_fired"
+CANCELLED = "workflow_cancelled"
 
 KINDS = (
     HEADER, STARTED, RESUMED, PAUSED, COMPLETED, FAILED, TASK_STARTED, TASK_COMPLETED, TASK_FAILED,
     ATTEMPT_FAILED, RETRY_STARTED, FALLBACK_STARTED, FALLBACK_FAILED, ROLLBACK_STARTED, ROLLBACK_COMPLETED,
-    ROLLBACK_FAILED,
+    ROLLBACK_FAILED, TASK_CANCELLED, VALUE, TIMER_STARTED, TIMER_FIRED, CANCELLED,
 )
 
 # created: only the header. running: started or resumed, not yet ended (a live owner holds the
 # lock, or the process died: "interrupted" when nobody holds it).
-STATUSES = ("created", "running", "interrupted", "paused", "completed", "failed")
+STATUSES = ("created", "running", "interrupted", "paused", "completed", "failed", "cancelled")
+FINAL_STATUSES = ("completed", "failed", "cancelled")
 
-_LIFECYCLE = {STARTED: "running", RESUMED: "running", PAUSED: "paused", COMPLETED: "completed", FAILED: "failed"}
+LIFECYCLE = {
+    STARTED: "running",
+    RESUMED: "running",
+    PAUSED: "paused",
+    COMPLETED: "completed",
+    FAILED: "failed",
+    CANCELLED: "cancelled",
+}
 
 
 def status_of(records: list[dict[str, Any]]) -> str:
     """The status the records leave the execution in ("running" if it has not ended)."""
     for record in reversed(records):
-        status = _LIFECYCLE.get(record["kind"])
+        status = LIFECYCLE.get(record["kind"])
         if status is not None:
             return status
     return "created"

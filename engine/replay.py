@@ -19,7 +19,7 @@ __all__ = ["RecordedCall", "ReplayIndex"]
 class RecordedCall:
     """One call id in the journal: how it started and, if recorded, how it ended."""
 
-    kind: str  # "task" or "pause"
+    kind: str  # "task", "pause", "value" or "timer"
     start: dict[str, Any]
     outcome: dict[str, Any] | None = None  # task_completed / task_failed record
     resumed: dict[str, Any] | None = None  # for a pause: the workflow_resumed record
@@ -158,6 +158,35 @@ class ReplayIndex:
         else:
             call.resumed = record
             self.pending_pause = None
+
+    def _apply_task_cancelled(self, record: dict[str, Any]) -> None:
+        self._open_task(record)  # informational: the call stays open and runs again if reached
+
+    def _new_call(self, kind: str, record: dict[str, Any]) -> None:
+        call_id = self._call_id(record)
+        if call_id in self.calls:
+            self._corrupt(record, f"call {call_id!r} recorded twice")
+        self.calls[call_id] = RecordedCall(kind, record)
+
+    def _apply_value_recorded(self, record: dict[str, Any]) -> None:
+        if "value" not in record or type(record.get("name")) is not str:
+            self._corrupt(record, "value_recorded without a name or a value")
+        self._new_call("value", record)
+
+    def _apply_timer_started(self, record: dict[str, Any]) -> None:
+        if not isinstance(record.get("wake_at"), (int, float)):
+            self._corrupt(record, "timer_started without a wake_at time")
+        self._new_call("timer", record)
+
+    def _apply_timer_fired(self, record: dict[str, Any]) -> None:
+        call = self.calls.get(self._call_id(record))
+        if call is None or call.kind != "timer" or call.outcome is not None:
+            self._corrupt(record, f"timer_fired for call {record.get('call_id')!r}, which is not a waiting timer")
+        else:
+            call.outcome = record
+
+    def _apply_workflow_cancelled(self, record: dict[str, Any]) -> None:
+        self.final = record
 
     def _apply_workflow_completed(self, record: dict[str, Any]) -> None:
         self.final = record

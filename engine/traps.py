@@ -16,7 +16,20 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from engine.executor import Executor, TaskSpec
 
-__all__ = ["Branch", "call_task", "current_call_id", "idempotency_key", "in_workflow", "install_task_factory", "pause"]
+__all__ = [
+    "Branch",
+    "call_task",
+    "cancelling",
+    "current_call_id",
+    "current_executor",
+    "idempotency_key",
+    "in_workflow",
+    "install_task_factory",
+    "now_seconds",
+    "pause",
+    "record_value",
+    "sleep",
+]
 
 
 @dataclass(eq=False)
@@ -61,12 +74,46 @@ async def call_task(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any
     return await branch.executor.call_task(branch, spec, args, kwargs, src)
 
 
-async def pause(name: str, src: str) -> Any:
-    """Pauses the execution at this point; returns the input given when it is resumed."""
+def _need_branch(what: str) -> Branch:
     branch = _branch.get()
     if branch is None:
-        raise RuntimeError("pause() can only be awaited inside a running workflow")
-    return await branch.executor.pause(branch, name, src)
+        raise RuntimeError(f"{what} can only be awaited inside a running workflow")
+    return branch
+
+
+async def pause(name: str, src: str, wake_at: float | None = None) -> Any:
+    """Pauses the execution at this point; returns the input given when it is resumed."""
+    branch = _need_branch("pause()")
+    return await branch.executor.pause(branch, name, src, wake_at)
+
+
+async def record_value(name: str, produce: Any, src: str) -> Any:
+    """Returns `produce()` the first time and the recorded value on every replay."""
+    branch = _need_branch(f"{name}()")
+    return await branch.executor.record_value(branch, name, produce, src)
+
+
+async def sleep(seconds: float, src: str) -> None:
+    """A durable timer of `seconds` on the engine's clock."""
+    branch = _need_branch("sleep()")
+    await branch.executor.sleep(branch, seconds, src)
+
+
+def now_seconds() -> float | None:
+    """The engine clock's time inside a workflow, or None outside one."""
+    branch = _branch.get()
+    return None if branch is None else branch.executor.clock.now()
+
+
+def cancelling() -> bool:
+    """True while a requested cancellation unwinds the workflow."""
+    branch = _branch.get()
+    return branch is not None and branch.executor.cancelling
+
+
+def current_executor() -> Executor | None:
+    branch = _branch.get()
+    return None if branch is None else branch.executor
 
 
 def current_call_id() -> str | None:

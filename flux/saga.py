@@ -47,6 +47,8 @@ class Saga:
     ) -> bool:
         if exc is None or isinstance(exc, EngineError):
             return False
+        if isinstance(exc, asyncio.CancelledError) and not traps.cancelling():
+            return False  # the process is shutting down, not the execution being cancelled
         if not isinstance(exc, (Exception, asyncio.CancelledError)):
             return False  # a pause or the end of a read-only replay: nothing failed
         await self.compensate_all(exc)

@@ -48,6 +48,12 @@ class TaskFunction:
             return self
         return _BoundTask(self, obj)
 
+    def map(self, items: Any) -> Any:
+        """`self(item)` for each item, concurrently; awaits to the results in order."""
+        from flux.tasks import map_task
+
+        return map_task(self, items)
+
     def with_options(self, **options: Any) -> TaskFunction:
         """A new task with these options changed and the others kept.
 

@@ -1,28 +1,185 @@
-"""Built-in tasks: `pause`, and the idempotency key of the running task call."""
+"""Built-in tasks: pauses, durable timers, recorded time and randomness, composition, sub-workflows.
+
+Everything here goes through the engine, so replay sees the same values and the same structure:
+`now()`, `uuid4()` and the random functions return what was recorded; `sleep` records its
+wake-up time; `parallel`, `pipeline`, `map` and `Graph` are ordinary task calls in branches with
+stable call ids (SPEC.md "Built-ins").
+"""
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import os
+import random as _random
 import sys
-from typing import Any
+import uuid as _uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine import traps
+from engine.errors import InvalidOptionError
+from flux.graph import Graph, GraphError
 
-__all__ = ["idempotency_key", "pause"]
+if TYPE_CHECKING:
+    from flux.workflow import Workflow
+
+__all__ = [
+    "Graph",
+    "GraphError",
+    "call",
+    "choice",
+    "idempotency_key",
+    "now",
+    "parallel",
+    "pause",
+    "pipeline",
+    "randint",
+    "randrange",
+    "sleep",
+    "uuid4",
+]
+
+T = TypeVar("T")
+_rng = _random.SystemRandom()
 
 
-async def pause(name: str) -> Any:
+def _src(depth: int = 2) -> str:
+    frame = sys._getframe(depth)
+    return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
+
+
+def _seconds(value: float | dt.timedelta, what: str) -> float:
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise InvalidOptionError(f"{what}={value!r} must be a number of seconds or a timedelta")
+    return float(value)
+
+
+async def pause(
+    name: str, *, until: dt.datetime | float | None = None, delay: float | dt.timedelta | None = None
+) -> Any:
     """Pauses the execution here. Resuming it makes this call return the resume input.
+
+    With `until` (a datetime or epoch seconds) or `delay` (seconds or a timedelta), the pause
+    also ends on its own: after that time `flux resume` continues it without input (this call
+    then returns None); before it, resuming needs an input.
 
     Raises:
         RuntimeError: outside a running workflow.
     """
-    frame = sys._getframe(1)
-    src = f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
-    return await traps.pause(name, src)
+    wake_at: float | None = None
+    if until is not None and delay is not None:
+        raise InvalidOptionError("give pause() `until` or `delay`, not both")
+    if until is not None:
+        wake_at = until.timestamp() if isinstance(until, dt.datetime) else _seconds(until, "until")
+    elif delay is not None:
+        start = traps.now_seconds()
+        wake_at = (start or 0.0) + _seconds(delay, "delay")
+    return await traps.pause(name, _src(), wake_at)
 
 
 def idempotency_key() -> str:
     """A key for the running task call, the same on every attempt and replay: hand it to
     external systems so that a task run again after a crash does not act twice."""
     return traps.idempotency_key()
+
+
+async def now() -> dt.datetime:
+    """The current time (UTC, from the engine's clock), recorded: replay sees the same time."""
+    clock_now = traps.now_seconds
+    return await traps.record_value(
+        "now", lambda: dt.datetime.fromtimestamp(clock_now() or 0.0, dt.timezone.utc), _src()
+    )
+
+
+async def uuid4() -> _uuid.UUID:
+    """A random UUID, recorded."""
+    return await traps.record_value("uuid4", _uuid.uuid4, _src())
+
+
+async def randint(a: int, b: int) -> int:
+    """A random integer N with a <= N <= b, recorded."""
+    return await traps.record_value("randint", lambda: _rng.randint(a, b), _src())
+
+
+async def randrange(start: int, stop: int | None = None, step: int = 1) -> int:
+    """A random element of range(start, stop, step), recorded."""
+    return await traps.record_value("randrange", lambda: _rng.randrange(start, stop, step), _src())
+
+
+async def choice(seq: Sequence[T]) -> T:
+    """A random element of a non-empty sequence, recorded."""
+    return await traps.record_value("choice", lambda: _rng.choice(seq), _src())
+
+
+async def sleep(duration: float | dt.timedelta) -> None:
+    """A durable timer: the wake-up time is recorded, so a process that dies during a one-hour
+    sleep and is resumed 50 minutes later sleeps only 10 more minutes, and one resumed after the
+    wake-up time does not sleep at all."""
+    await traps.sleep(_seconds(duration, "duration"), _src())
+
+
+async def parallel(*awaitables: Awaitable[Any], max_concurrent: int | None = None) -> list[Any]:
+    """Runs the awaitables concurrently; returns their results in the order given.
+
+    The first failure fails the call: the others are cancelled (their running task bodies are
+    recorded as cancelled) and the failure is raised.
+    """
+    if max_concurrent is not None and (isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1):
+        raise InvalidOptionError(f"max_concurrent={max_concurrent!r} must be an int >= 1")
+    if not awaitables:
+        return []
+    limit = asyncio.Semaphore(max_concurrent) if max_concurrent else None
+
+    async def limited(aw: Awaitable[Any]) -> Any:
+        assert limit is not None
+        async with limit:
+            return await aw
+
+    # Created in argument order: each takes the next call slot, so ids do not depend on timing.
+    tasks = [asyncio.ensure_future(limited(aw) if limit else aw) for aw in awaitables]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    failed = next((t for t in tasks if t.done() and not t.cancelled() and t.exception() is not None), None)
+    if failed is None:
+        return [t.result() for t in tasks]
+    for t in tasks:
+        if not t.done():
+            t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    raise failed.exception()  # type: ignore[misc]
+
+
+async def pipeline(*steps: Callable[[Any], Awaitable[Any]], input: Any = None) -> Any:
+    """Calls each step with the previous step's result, starting with `input`."""
+    value = input
+    for step in steps:
+        value = await step(value)
+    return value
+
+
+async def call(workflow: Workflow | str, input: Any = None) -> Any:
+    """Runs a sub-workflow with its own journal and returns its output.
+
+    The parent records the child's execution id (derived from the parent's id and the call id,
+    so a resumed parent finds the same child); the child's header records its parent. A parent
+    that crashes while the child runs resumes both; completed tasks of neither run again.
+
+    Raises:
+        ExecutionError: when the child fails (its exception is the cause).
+    """
+    from flux.workflow import run_child
+
+    return await run_child(workflow, input, _src())
+
+
+def map_task(task: Callable[[Any], Awaitable[T]], items: Iterable[Any]) -> Awaitable[list[T]]:
+    """`task(item)` for each item, concurrently; results in order."""
+    return parallel(*(task(item) for item in items))

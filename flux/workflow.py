@@ -9,8 +9,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from engine.errors import InvalidOptionError
-from engine.executor import Executor, Outcome, RunRequest
+from engine.errors import ExecutionStateError, InvalidOptionError
+from engine.executor import Executor, Outcome, RunRequest, TaskSpec, child_execution_id
 from engine.journal import DURABILITY_MODES, JournalRead
 from engine.store import FileStore, validate_execution_id
 from engine.clock import Clock
@@ -165,6 +165,62 @@ class Workflow:
         ctx_box: list[ExecutionContext[Any]] = []
         outcome = await executor.run(self._body(executor, ctx_box))
         return self._context(executor, outcome, ctx_box)
+
+
+async def run_child(workflow: Workflow | str, input: Any, src: str) -> Any:
+    """Runs (or, on replay, continues) a sub-workflow as one task call of the running workflow."""
+    from engine import traps
+
+    parent = traps.current_executor()
+    if parent is None:
+        raise RuntimeError("call() can only be awaited inside a running workflow")
+    if isinstance(workflow, str):
+        workflow = _find_sibling(parent, workflow)
+    if not isinstance(workflow, Workflow):
+        raise TypeError(f"call() needs a workflow, not {type(workflow).__name__}")
+    child_wf = workflow
+
+    async def body(child_input: Any) -> Any:
+        call_id = traps.current_call_id()
+        assert call_id is not None
+        child_id = child_execution_id(parent.execution_id, call_id)
+        store = parent.store
+        exists = os.path.exists(store.journal_path(child_id)) if isinstance(store, FileStore) else False
+        request = RunRequest(
+            execution_id=child_id,
+            workflow_name=child_wf.name,
+            code=code_of(child_wf),
+            input=child_input,
+            create=not exists,
+            durability=parent.request.durability,
+            parent={"execution_id": parent.execution_id, "call_id": call_id},
+            aliases=parent.request.aliases,
+        )
+        executor = Executor(store, request, parent.clock)
+        outcome = await executor.run(child_wf._body(executor, []))
+        if outcome.status == "completed":
+            return outcome.output
+        if outcome.status == "failed":
+            raise outcome.output
+        raise ExecutionStateError(
+            f"sub-workflow {child_wf.name!r} (execution {child_id}) ended {outcome.status}; "
+            "pauses and cancellations inside sub-workflows are not carried to the parent"
+        )
+
+    spec = TaskSpec(child_wf.name, body, True, None, None, True)
+    return await traps.call_task(spec, (input,), {}, src)
+
+
+def _find_sibling(parent: Executor, name: str) -> Workflow:
+    from flux.loader import workflows_in
+    import sys
+
+    module = sys.modules.get((parent.records[0].get("code") or {}).get("module", ""))
+    found = workflows_in(module) if module is not None else {}
+    for attr, wf in found.items():
+        if name in (attr, wf.name):
+            return wf
+    raise ExecutionStateError(f"call({name!r}): no workflow of that name in the calling workflow's module")
 
 
 class _WorkflowDecorator:
