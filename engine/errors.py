@@ -14,6 +14,7 @@
     │   ├── ExecutionNotFoundError  no journal for that execution id
     │   ├── InvalidExecutionIdError an id that could name a path outside the store
     │   ├── DurabilityError         a write or fsync failed; the run stops
+    │   ├── BlobError               a stored output is missing or altered (names the file)
     │   └── WorkflowLoadError       the workflow's code cannot be found or imported
     ├── EncodeError                 a value the journal cannot hold exactly (type and where)
     ├── DecodeError                 a recorded value cannot be rebuilt (missing class)
@@ -26,6 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "BlobError",
     "DecodeError",
     "DurabilityError",
     "EncodeError",
@@ -209,6 +211,10 @@ class InvalidExecutionIdError(EngineError):
 
 class DurabilityError(EngineError):
     """Writing or syncing the journal failed; what was not synced may be lost."""
+
+
+class BlobError(EngineError):
+    """A stored output (blob) is missing or does not match its digest."""
 
 
 class WorkflowLoadError(EngineError):

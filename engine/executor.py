@@ -29,10 +29,18 @@ from engine import records as R
 from engine import traps
 from engine.clock import Clock, SystemClock, iso
 from engine.codec import decode, encode, encode_exception, find_class
-from engine.errors import EncodeError, EngineError, ExecutionError, ExecutionStateError, NondeterminismError
-from engine.journal import FORMAT_VERSION, JournalRead
+from engine.errors import (
+    DecodeError,
+    EncodeError,
+    EngineError,
+    ExecutionError,
+    ExecutionStateError,
+    NondeterminismError,
+)
+from engine.journal import FORMAT_VERSION, JournalRead, RecordTooLargeError
 from engine.handling import TaskOptions, run_attempt, run_handled
 from engine.replay import RecordedCall, ReplayIndex
+from engine.secrets import SecretError, Secrets, redact
 from engine.store import Lease, Store
 
 _CANCEL_POLL = 0.2  # seconds between checks for a cancellation asked by another process
@@ -50,12 +58,30 @@ class TaskSpec:
     signature: inspect.Signature | None = None  # only when `name` is a format string
     options: TaskOptions | None = None  # None: no retries, timeout, fallback or rollback
     child: bool = False  # the body runs a sub-workflow; its execution id is recorded
+    secrets: tuple[str, ...] = ()  # secret names handed to the body as `secrets=`
+    blob: bool = False  # output storage: the result goes to a blob, the journal keeps its digest
+    cache: bool = False  # reuse the result of an identical earlier call (same task, same arguments)
+
+    @property
+    def identity(self) -> str:
+        fn = getattr(self.fn, "func", self.fn)  # a bound method's partial
+        return f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', self.name)}"
 
     @classmethod
-    def of(cls, fn: Callable[..., Any], name: str, options: TaskOptions | None = None) -> TaskSpec:
+    def of(
+        cls,
+        fn: Callable[..., Any],
+        name: str,
+        options: TaskOptions | None = None,
+        *,
+        secrets: tuple[str, ...] = (),
+        blob: bool = False,
+        cache: bool = False,
+    ) -> TaskSpec:
         is_async = inspect.iscoroutinefunction(fn)
         sig = inspect.signature(fn) if "{" in name else None
-        return cls(name, fn, is_async, sig, None if options is None or options.plain else options)
+        handled = None if options is None or options.plain else options
+        return cls(name, fn, is_async, sig, handled, False, tuple(secrets), blob, cache)
 
     def display_name(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         if self.signature is None:
@@ -88,6 +114,7 @@ class RunRequest:
     durability: str = "fsync"
     replay_only: bool = False
     journal: JournalRead | None = None  # replay_only: the journal to replay
+    blob_output: bool = False  # the workflow's output goes to output storage
     aliases: dict[str, str] = field(default_factory=dict)  # recorded module -> module loaded now
 
 
@@ -152,9 +179,106 @@ class Executor:
         self.cancelling = False  # a requested cancellation is unwinding the workflow
         self._root: asyncio.Task[Any] | None = None
         self._watch: asyncio.TimerHandle | None = None
+        self.redactions: dict[str, str] = {}  # secret value -> name, for every secret handed out
+        home = getattr(store, "home", None)
+        self.secrets = Secrets(home) if isinstance(home, str) else None
 
     def resolve(self, ref: str) -> type | None:
         return find_class(ref, self.request.aliases)
+
+    def value_of(self, tree: Any) -> Any:
+        """Decodes a recorded value, reading it from output storage when it was stored there."""
+        if type(tree) is dict and "$blob" in tree:
+            tree = self._load_blob(tree)
+        return decode(tree, self.resolve)
+
+    def _load_blob(self, ref: dict[str, Any]) -> Any:
+        get_blob = getattr(self.store, "get_blob", None)
+        if get_blob is None:
+            raise DecodeError("this store keeps no output storage")
+        return orjson.loads(get_blob(ref["$blob"]))
+
+    def _store_blob(self, tree: Any) -> dict[str, Any]:
+        data = orjson.dumps(tree)
+        digest = self.store.put_blob(data)  # type: ignore[attr-defined]
+        return {"$blob": digest, "size": len(data)}
+
+    def error_tree(self, exc: BaseException) -> tuple[Any, BaseException]:
+        """The recorded form of an exception, secrets removed, and the exception the workflow
+        should see (rebuilt from the record when a secret had to be removed)."""
+        tree = encode_exception(exc)
+        if self.redactions:
+            tree, changed = redact(tree, self.redactions)
+            if changed:
+                exc = decode(tree, self.resolve)
+        return tree, exc
+
+    def reveal(self, spec: TaskSpec, task: str) -> dict[str, str]:
+        """The secrets a task asked for; remembered so that none is ever recorded."""
+        if self.secrets is None:
+            raise SecretError(f"task {task!r} needs secrets, but this store has no secrets file")
+        values = self.secrets.get(spec.secrets, task)
+        for name, value in values.items():
+            self.redactions[value] = name
+        return values
+
+    def complete(self, call_id: str, name: str, spec: TaskSpec, result: Any, extra: dict[str, Any] | None = None) -> Any:
+        """Records a task's result; returns what the workflow sees (the result, or its recorded
+        form when a secret had to be removed).
+
+        Raises:
+            ExecutionError: when the result cannot be recorded (the failure is recorded instead).
+        """
+        try:
+            tree = encode(result, f"task {name!r} result")
+        except EncodeError as err:
+            raise self.fail(call_id, err)  # noqa: B904 - fail() sets the cause
+        returned = result
+        if self.redactions:
+            tree, changed = redact(tree, self.redactions)
+            if changed:
+                returned = decode(tree, self.resolve)
+        stored = self._store_blob(tree) if spec.blob else tree
+        record = {"seq": 0, "kind": R.TASK_COMPLETED, "at": iso(self.clock.now()), "call_id": call_id, "value": stored}
+        if extra:
+            record.update(extra)
+        try:
+            self.append(record)
+        except RecordTooLargeError as err:
+            raise self.fail(call_id, err)  # noqa: B904 - fail() sets the cause
+        if spec.cache and not (extra and extra.get("cached")):
+            self._cache_put(spec, record, stored)
+        return returned
+
+    def fail(self, call_id: str, exc: BaseException) -> ExecutionError:
+        """Records a task's failure; returns the ExecutionError to raise in the workflow."""
+        tree, seen = self.error_tree(exc)
+        self.append({"seq": 0, "kind": R.TASK_FAILED, "at": iso(self.clock.now()), "call_id": call_id, "error": tree})
+        err = ExecutionError(seen)
+        err.__cause__ = seen
+        return err
+
+    def _cache_key(self, spec: TaskSpec, start: dict[str, Any]) -> str:
+        ident = [spec.identity, start["name"], start.get("args"), start.get("kwargs")]
+        return hashlib.sha256(orjson.dumps(ident, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+    def _cache_get(self, spec: TaskSpec, start: dict[str, Any]) -> Any:
+        getter = getattr(self.store, "cache_get", None)
+        data = getter(self._cache_key(spec, start)) if getter else None
+        if data is None:
+            return None
+        try:
+            entry = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return None  # a damaged cache entry is a miss, not an error
+        return entry if isinstance(entry, dict) and "value" in entry else None
+
+    def _cache_put(self, spec: TaskSpec, record: dict[str, Any], stored: Any) -> None:
+        start = next((r for r in reversed(self.records) if r.get("call_id") == record["call_id"] and r["kind"] == R.TASK_STARTED), None)
+        putter = getattr(self.store, "cache_put", None)
+        if start is not None and putter is not None:
+            entry = {"task": spec.identity, "name": start["name"], "execution_id": self.execution_id, "value": stored}
+            putter(self._cache_key(spec, start), orjson.dumps(entry))
 
     def track_task(self, task: asyncio.Task[Any]) -> None:
         self._tasks.add(task)
@@ -337,9 +461,15 @@ class Executor:
             return self._outcome(R.LIFECYCLE[final["kind"]] if final else "completed", result, header, workflow_input)
         try:
             value = encode(result, f"workflow {name!r} result")
+            if self.redactions:
+                value, changed = redact(value, self.redactions)
+                if changed:
+                    result = decode(value, self.resolve)
+            if self.request.blob_output:
+                value = self._store_blob(value)
+            self.append({"seq": 0, "kind": R.COMPLETED, "at": iso(self.clock.now()), "value": value})
         except EncodeError as err:
             return await self._finish_failed(err, header, workflow_input)
-        self.append({"seq": 0, "kind": R.COMPLETED, "at": iso(self.clock.now()), "value": value})
         await self.durable()
         self._check_fatal()
         return self._outcome("completed", result, header, workflow_input)
@@ -366,7 +496,7 @@ class Executor:
     def _final_output(self, final: dict[str, Any] | None) -> Any:
         assert final is not None
         if final["kind"] == R.COMPLETED:
-            return decode(final["value"], self.resolve)
+            return self.value_of(final["value"])
         if final["kind"] == R.CANCELLED:
             return None
         return decode(final["error"], self.resolve)
@@ -382,7 +512,8 @@ class Executor:
 
     async def _finish_failed(self, exc: BaseException, header: dict[str, Any], workflow_input: Any) -> Outcome:
         if not self.replay_only:
-            self.append({"seq": 0, "kind": R.FAILED, "at": iso(self.clock.now()), "error": encode_exception(exc)})
+            tree, exc = self.error_tree(exc)
+            self.append({"seq": 0, "kind": R.FAILED, "at": iso(self.clock.now()), "error": tree})
             await self.durable()
             self._check_fatal()
         return self._outcome("failed", exc, header, workflow_input)
@@ -469,7 +600,7 @@ class Executor:
             outcome = call.outcome
             if outcome is not None:
                 if outcome["kind"] == R.TASK_COMPLETED:
-                    return decode(outcome["value"], self.resolve)
+                    return self.value_of(outcome["value"])
                 exc = decode(outcome["error"], self.resolve)
                 raise ExecutionError(exc) from exc
             if self.replay_only:
@@ -485,6 +616,12 @@ class Executor:
             if spec.child:
                 record["child"] = child_execution_id(self.execution_id, call_id)
             self.append(record)
+            if spec.cache:
+                hit = self._cache_get(spec, record)
+                if hit is not None:
+                    value = self.value_of(hit["value"])
+                    self.complete(call_id, name, spec, value, {"cached": True})
+                    return value
         if spec.options is not None:
             return await run_handled(self, spec, args, kwargs, call_id, name, call)
         await self.durable()
@@ -493,28 +630,16 @@ class Executor:
         except Exception as exc:
             if isinstance(exc, EngineError) or self.fatal is not None:
                 raise
-            self.record_failure(call_id, exc)
-            raise ExecutionError(exc) from exc
+            raise self.fail(call_id, exc)  # noqa: B904 - fail() sets the cause
         except asyncio.CancelledError:
             self.record_cancelled(call_id)
             raise
-        try:
-            value = encode(result, f"task {name!r} result")
-        except EncodeError as err:
-            self.record_failure(call_id, err)
-            raise ExecutionError(err) from err
-        self.append({"seq": 0, "kind": R.TASK_COMPLETED, "at": iso(self.clock.now()), "call_id": call_id, "value": value})
-        return result
+        return self.complete(call_id, name, spec, result)
 
     def record_cancelled(self, call_id: str) -> None:
         """Notes that a running body was cancelled; the call stays open and runs again if reached."""
         if self.lease is not None and self.fatal is None:
             self.append({"seq": 0, "kind": R.TASK_CANCELLED, "at": iso(self.clock.now()), "call_id": call_id})
-
-    def record_failure(self, call_id: str, exc: BaseException) -> None:
-        self.append(
-            {"seq": 0, "kind": R.TASK_FAILED, "at": iso(self.clock.now()), "call_id": call_id, "error": encode_exception(exc)}
-        )
 
     async def pause(self, branch: traps.Branch, name: str, src: str, wake_at: float | None = None) -> Any:
         if self.fatal is not None:
@@ -548,7 +673,7 @@ class Executor:
             self.visited.add(call_id)
             if call.kind != "value" or call.name != name:
                 self._mismatch(call, call_id, f"{name}()", src)
-            return decode(call.start["value"], self.resolve)
+            return self.value_of(call.start["value"])
         self.before_live(call_id)
         value = produce()
         self.append(

@@ -24,10 +24,9 @@ import anyio.to_thread
 from engine import records as R
 from engine import traps
 from engine.clock import finishes_within, iso
-from engine.codec import decode, encode, encode_exception
+from engine.codec import decode, encode
 from engine.errors import (
     EngineError,
-    ExecutionError,
     ExecutionTimeoutError,
     FallbackError,
     RetryError,
@@ -66,6 +65,8 @@ async def run_attempt(ex: Executor, spec: TaskSpec, args: tuple[Any, ...], kwarg
     """Runs the body once, within the task's timeout if it has one."""
     branch = traps.Branch(ex, call_id + ".", call_id=call_id)
     timeout = spec.options.timeout if spec.options is not None else None
+    if spec.secrets:
+        kwargs = {**kwargs, "secrets": ex.reveal(spec, spec.name)}
     if timeout is None:
         token = traps.enter(branch)
         try:
@@ -143,7 +144,7 @@ async def run_handled(
             await ex.durable()
             try:
                 result = await run_attempt(ex, spec, args, kwargs, call_id)
-                value = encode(result, f"task {name!r} result")
+                encode(result, f"task {name!r} result")  # an unrecordable result fails the attempt
             except Exception as exc:
                 if _is_engine_trouble(ex, exc):
                     raise
@@ -153,18 +154,14 @@ async def run_handled(
                     break  # a timeout alone: the failure is the task's, nothing follows
                 retry_at = now() + opts.wait_before(attempt + 1) if more else None
                 record = {"seq": 0, "kind": R.ATTEMPT_FAILED, "at": iso(now()), "call_id": call_id,
-                          "attempt": attempt, "error": encode_exception(exc), "retry_at": retry_at}
+                          "attempt": attempt, "error": ex.error_tree(exc)[0], "retry_at": retry_at}
                 ex.append(record)
                 failures.append(record)
                 if not more:
                     break
                 attempt += 1
                 continue
-            record = {"seq": 0, "kind": R.TASK_COMPLETED, "at": iso(now()), "call_id": call_id, "value": value}
-            if attempt:
-                record["attempt"] = attempt
-            ex.append(record)
-            return result
+            return ex.complete(call_id, name, spec, result, {"attempt": attempt} if attempt else None)
         attempts = attempt + 1
     else:
         attempts = len(failures)
@@ -181,17 +178,15 @@ async def run_handled(
             await ex.durable()
             try:
                 result = await _run_handler(ex, opts.fallback, args, kwargs, f"{call_id}.f.", call_id)
-                value = encode(result, f"fallback of task {name!r} result")
+                encode(result, f"fallback of task {name!r} result")
             except Exception as exc:
                 if _is_engine_trouble(ex, exc):
                     raise
                 fallback_error: BaseException = exc
                 ex.append({"seq": 0, "kind": R.FALLBACK_FAILED, "at": iso(now()), "call_id": call_id,
-                           "error": encode_exception(exc)})
+                           "error": ex.error_tree(exc)[0]})
             else:
-                ex.append({"seq": 0, "kind": R.TASK_COMPLETED, "at": iso(now()), "call_id": call_id, "value": value,
-                           "fallback": True})
-                return result
+                return ex.complete(call_id, name, spec, result, {"fallback": True})
         else:
             fallback_error = decode(failed["error"], ex.resolve)
         error = FallbackError(error, fallback_error, name)
@@ -207,13 +202,12 @@ async def run_handled(
                 if _is_engine_trouble(ex, exc):
                     raise
                 ended = {"seq": 0, "kind": R.ROLLBACK_FAILED, "at": iso(now()), "call_id": call_id,
-                         "error": encode_exception(exc)}
+                         "error": ex.error_tree(exc)[0]}
             else:
                 ended = {"seq": 0, "kind": R.ROLLBACK_COMPLETED, "at": iso(now()), "call_id": call_id}
             ex.append(ended)
         if ended["kind"] == R.ROLLBACK_FAILED:
             error = RollbackError(error, decode(ended["error"], ex.resolve), name)
     assert error is not None
-    ex.record_failure(call_id, error)
-    raise ExecutionError(error) from error
+    raise ex.fail(call_id, error)
 

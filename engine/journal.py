@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from engine import faults as _faults
-from engine.errors import DurabilityError, JournalCorruptError
+from engine.errors import DurabilityError, EncodeError, JournalCorruptError
 
 __all__ = [
     "DURABILITY_MODES",
@@ -33,6 +33,9 @@ __all__ = [
 FORMAT_VERSION = 1
 DURABILITY_MODES = ("fsync", "os")
 FILE_MODE = 0o600
+# One record (one line) at most; larger values belong in output storage. FLUX_MAX_RECORD_BYTES
+# changes it for the process.
+MAX_RECORD_BYTES = int(os.environ.get("FLUX_MAX_RECORD_BYTES", str(1 << 20)))
 
 _CRC_OPEN = b',"crc":"'
 _SUFFIX_LEN = len(_CRC_OPEN) + 8 + 2  # ,"crc":"xxxxxxxx"}
@@ -55,6 +58,10 @@ def encode_line(record: dict[str, Any], seed: int) -> bytes:
     prefix = body[:-1]
     crc = zlib.crc32(prefix, seed)
     return b"%s%s%08x\"}\n" % (prefix, _CRC_OPEN, crc)
+
+
+class RecordTooLargeError(EncodeError):
+    """A record longer than MAX_RECORD_BYTES."""
 
 
 @dataclass
@@ -127,9 +134,10 @@ def read_journal(path: str, execution_id: str, data: bytes | None = None) -> Jou
         except orjson.JSONEncodeError:
             canonical = False
         if not canonical:
-            raise _corrupt(path, lineno, pos, "line is not in the form Flux writes (duplicate keys, a number out of range, or extra spaces)")
-        if record.get("seq") != seq:
-            raise _corrupt(path, lineno, pos, f"expected seq {seq}, found {record.get('seq')!r}")
+            raise _corrupt(path, lineno, pos, "line is not as Flux writes it (duplicate keys, a rounded number, spaces)")
+        found = record.get("seq")
+        if found != seq or type(found) is not int:  # `true == 1` in Python: the type is checked too
+            raise _corrupt(path, lineno, pos, f"expected seq {seq}, found {found!r}")
         if seq == 0:
             _check_header(path, pos, record, execution_id)
         elif type(record.get("kind")) is not str:
@@ -231,7 +239,15 @@ class JournalWriter:
             raise DurabilityError(f"{self.path}: an earlier write failed; the run cannot go on") from self._broken
         seq = self.next_seq
         record["seq"] = seq
-        self._pending.append(encode_line(record, self.seed))
+        line = encode_line(record, self.seed)
+        if len(line) > MAX_RECORD_BYTES:
+            raise RecordTooLargeError(
+                f"a {record.get('kind')} record of {len(line)} bytes is over the limit of {MAX_RECORD_BYTES} bytes; "
+                "keep large results out of the journal with output_storage=True (SPEC.md \"Output storage\")",
+                type_name="record",
+                where=str(record.get("call_id", "")),
+            )
+        self._pending.append(line)
         self.next_seq = seq + 1
         return seq
 

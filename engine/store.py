@@ -10,6 +10,8 @@ Layout of a `FileStore` home (SPEC.md, section "Store"):
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import errno
 import fcntl
 import os
 import re
@@ -21,6 +23,7 @@ from typing import Any, Protocol
 import orjson
 
 from engine.errors import (
+    BlobError,
     DurabilityError,
     ExecutionLockedError,
     ExecutionNotFoundError,
@@ -49,9 +52,13 @@ class Lease:
     read: JournalRead
     writer: JournalWriter
     lock_fd: int
+    journal_lock_fd: int = -1
 
     def close(self) -> None:
         self.writer.close()
+        if self.journal_lock_fd >= 0:
+            _release_lock(self.journal_lock_fd)
+            self.journal_lock_fd = -1
         if self.lock_fd >= 0:
             _release_lock(self.lock_fd)
             self.lock_fd = -1
@@ -69,6 +76,12 @@ class Store(Protocol):
     def list_ids(self) -> list[str]: ...
 
     def describe(self, execution_id: str) -> str: ...
+
+    def request_cancel(self, execution_id: str) -> None: ...
+
+    def cancel_requested(self, execution_id: str) -> bool: ...
+
+    def clear_cancel(self, execution_id: str) -> None: ...
 
 
 class FileStore:
@@ -119,6 +132,31 @@ class FileStore:
         os.pwrite(fd, info, 0)
         return fd
 
+    def _lock_journal(self, execution_id: str, path: str) -> int:
+        """Flocks the journal itself too: a lock file deleted or replaced while held (`rm *.lock`)
+        would otherwise let a second process in beside the first (SPEC.md 5)."""
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ExecutionLockedError(execution_id, self._holder(execution_id)) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        register_inherited_fd(fd)
+        return fd
+
+    def _holder(self, execution_id: str) -> dict[str, Any]:
+        try:
+            fd = os.open(os.path.join(self.dir, execution_id + ".lock"), os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return {}
+        try:
+            return _read_holder(fd)
+        finally:
+            os.close(fd)
+
     def create(self, execution_id: str, header: dict[str, Any], durability: str) -> Lease:
         """Creates a new journal holding only `header`, durable before this returns.
 
@@ -139,7 +177,9 @@ class FileStore:
             try:
                 header["seq"] = 0
                 data = encode_line(header, seed_for(execution_id))
-                os.write(fd, data)
+                if os.write(fd, data) != len(data):
+                    # A journal must never appear with half a header (SPEC.md 2.2).
+                    raise OSError(errno.ENOSPC, "short write of the journal header")
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -148,8 +188,13 @@ class FileStore:
             finally:
                 os.unlink(tmp)
             fsync_dir(self.dir)
+            journal_lock_fd = self._lock_journal(execution_id, path)
             read = JournalRead(path, [header], [0], len(data))
-            writer = JournalWriter.open(read, execution_id, durability, path[:-6] + ".torn")
+            try:
+                writer = JournalWriter.open(read, execution_id, durability, path[:-6] + ".torn")
+            except BaseException:
+                _release_lock(journal_lock_fd)
+                raise
         except OSError as err:
             _release_lock(lock_fd)
             if isinstance(err, FileExistsError):
@@ -158,7 +203,7 @@ class FileStore:
         except BaseException:
             _release_lock(lock_fd)
             raise
-        return Lease(read, writer, lock_fd)
+        return Lease(read, writer, lock_fd, journal_lock_fd)
 
     def acquire(self, execution_id: str, durability: str) -> Lease:
         """Locks an execution, reads its journal and opens it for appending.
@@ -169,14 +214,20 @@ class FileStore:
         path = self.journal_path(execution_id)
         if not os.path.isfile(path):
             raise ExecutionNotFoundError(execution_id, self.home)
-        lock_fd = self._lock(execution_id)
+        journal_lock_fd = self._lock_journal(execution_id, path)
+        try:
+            lock_fd = self._lock(execution_id)
+        except BaseException:
+            _release_lock(journal_lock_fd)
+            raise
         try:
             read = read_journal(path, execution_id)
             writer = JournalWriter.open(read, execution_id, durability, path[:-6] + ".torn")
         except BaseException:
             _release_lock(lock_fd)
+            _release_lock(journal_lock_fd)
             raise
-        return Lease(read, writer, lock_fd)
+        return Lease(read, writer, lock_fd, journal_lock_fd)
 
     def read(self, execution_id: str) -> JournalRead:
         """Reads a journal without locking or changing it."""
@@ -192,6 +243,103 @@ class FileStore:
         except FileNotFoundError:
             return []
         return sorted(n[:-6] for n in names if n.endswith(".jsonl") and _ID_RE.fullmatch(n[:-6]))
+
+    # -- blobs and the task cache (SPEC.md "Output storage", "Cache") ---------------------------
+
+    def _private_dir(self, name: str) -> str:
+        self._ensure_dirs()
+        path = os.path.join(self.home, name)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, DIR_MODE)
+        return path
+
+    def _write_atomically(self, folder: str, name: str, data: bytes) -> str:
+        path = os.path.join(folder, name)
+        tmp = f"{path}.tmp-{os.getpid()}-{id(data)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        fsync_dir(folder)
+        return path
+
+    def blob_path(self, digest: str) -> str:
+        if not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise BlobError(f"invalid blob digest {digest!r}")
+        return os.path.join(self.home, "blobs", digest + ".json")
+
+    def put_blob(self, data: bytes) -> str:
+        """Stores `data` under its SHA-256; returns the digest. Durable before it returns."""
+        digest = hashlib.sha256(data).hexdigest()
+        folder = self._private_dir("blobs")
+        if not os.path.exists(os.path.join(folder, digest + ".json")):
+            self._write_atomically(folder, digest + ".json", data)
+        return digest
+
+    def get_blob(self, digest: str) -> bytes:
+        """The bytes stored under `digest`.
+
+        Raises:
+            BlobError: naming the file when it is missing or its content does not match.
+        """
+        path = self.blob_path(digest)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError as err:
+            raise BlobError(f"{path}: the stored output is missing ({err.strerror}); restore the file") from None
+        try:
+            data = b"".join(iter(lambda: os.read(fd, 1 << 20), b""))
+        finally:
+            os.close(fd)
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise BlobError(f"{path}: the stored output was altered (its SHA-256 no longer matches); restore the file")
+        return data
+
+    def cache_get(self, key: str) -> bytes | None:
+        path = os.path.join(self.home, "cache", key + ".json")
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return None
+        try:
+            return b"".join(iter(lambda: os.read(fd, 1 << 20), b""))
+        finally:
+            os.close(fd)
+
+    def cache_put(self, key: str, data: bytes) -> None:
+        self._write_atomically(self._private_dir("cache"), key + ".json", data)
+
+    def clear_cache(self) -> int:
+        """Deletes every cached task result; returns how many there were."""
+        folder = os.path.join(self.home, "cache")
+        try:
+            names = os.listdir(folder)
+        except FileNotFoundError:
+            return 0
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(folder, name))
+        return len(names)
+
+    def _cancel_path(self, execution_id: str) -> str:
+        return os.path.join(self.dir, validate_execution_id(execution_id) + ".cancel")
+
+    def request_cancel(self, execution_id: str) -> None:
+        """Asks the process that runs the execution to cancel it (it checks a few times a second)."""
+        fd = os.open(self._cancel_path(execution_id), os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
+        os.close(fd)
+
+    def cancel_requested(self, execution_id: str) -> bool:
+        return os.path.lexists(self._cancel_path(execution_id))
+
+    def clear_cancel(self, execution_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._cancel_path(execution_id))
 
     def is_locked(self, execution_id: str) -> bool:
         """True when some process holds the execution's lock right now."""

@@ -51,7 +51,7 @@ class ExecutionContext(Generic[T]):
 
     @property
     def status(self) -> str:
-        """One of running, paused, completed, failed."""
+        """One of running, paused, completed, failed, cancelled."""
         return self._status
 
     @property
@@ -62,7 +62,7 @@ class ExecutionContext(Generic[T]):
 
     @property
     def has_finished(self) -> bool:
-        return self._status in ("completed", "failed")
+        return self._status in ("completed", "failed", "cancelled")
 
     @property
     def has_succeeded(self) -> bool:
@@ -71,6 +71,10 @@ class ExecutionContext(Generic[T]):
     @property
     def has_failed(self) -> bool:
         return self._status == "failed"
+
+    @property
+    def is_cancelled(self) -> bool:
+        return self._status == "cancelled"
 
     @property
     def is_paused(self) -> bool:

@@ -7,15 +7,10 @@ from typing import Any
 from engine.errors import InvalidOptionError
 from engine.handling import TaskOptions
 
-__all__ = ["check_options", "task_options"]
+__all__ = ["check_options", "task_options", "uses_output_storage"]
 
 # Flux options that a later version implements: refused by name rather than silently ignored.
-_NOT_YET = {
-    "secret_requests",
-    "output_storage",
-    "cache",
-    "metadata",
-}
+_NOT_YET = {"metadata"}
 
 
 def _number(key: str, value: Any, *, positive: bool = False, integer: bool = False) -> None:
@@ -44,6 +39,26 @@ def _check_value(key: str, value: Any) -> None:
     elif key in ("fallback", "rollback"):
         if value is not None and not callable(value):
             raise InvalidOptionError(f"{key}={value!r} must be callable")
+    elif key == "secret_requests":
+        if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, str) and v for v in value
+        ):
+            raise InvalidOptionError(f"secret_requests={value!r} must be a list of secret names")
+    elif key == "output_storage":
+        from flux.output_storage import OutputStorage
+
+        if value not in (None, True, False) and not isinstance(value, OutputStorage):
+            raise InvalidOptionError(
+                f"output_storage={value!r} must be True or a flux.output_storage.LocalFileStorage()"
+            )
+    elif key == "cache":
+        if not isinstance(value, bool):
+            raise InvalidOptionError(f"cache={value!r} must be True or False")
+
+
+def uses_output_storage(options: dict[str, Any]) -> bool:
+    value = options.get("output_storage")
+    return value is not None and value is not False
 
 
 def task_options(options: dict[str, Any]) -> TaskOptions:

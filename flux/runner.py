@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ from flux.workflow import default_home
 
 __all__ = [
     "ExecutionSummary",
+    "cancel_execution",
     "ReplayReport",
     "exec_file",
     "list_executions",
@@ -62,16 +64,58 @@ def resume_execution(
     home: str | None = None,
     file: str | None = None,
     durability: str | None = None,
+    has_input: bool = True,
 ) -> ExecutionContext[Any]:
-    """Loads the code an execution's journal names and continues the execution."""
+    """Loads the code an execution's journal names and continues the execution.
+
+    `has_input=False` (no --input given) lets a timed pause whose time has come continue."""
     store = FileStore(default_home(home))
     header = store.read(validate_execution_id(execution_id)).records[0]
     wf, aliases = load_recorded(header.get("code") or {}, header.get("workflow", ""), file)
     return asyncio.run(
         wf.run_async(
-            input, execution_id=execution_id, home=store.home, durability=durability, aliases=aliases, resume=True
+            input,
+            execution_id=execution_id,
+            home=store.home,
+            durability=durability,
+            aliases=aliases,
+            resume=True,
+            resume_has_input=has_input,
         )
     )
+
+
+def cancel_execution(
+    execution_id: str, *, home: str | None = None, file: str | None = None, wait: float = 30.0
+) -> str:
+    """Cancels a running, paused or interrupted execution; returns the status it ended in.
+
+    If no process runs it, this process replays it and delivers the cancellation at the point
+    where the journal ends (or at the waiting pause): sagas compensate, and WORKFLOW_CANCELLED is
+    recorded. If another process runs it, that process is asked to cancel it and this call waits
+    up to `wait` seconds for the journal to say so ("cancelling" if it has not yet).
+
+    Raises:
+        ExecutionStateError: when the execution has already finished.
+    """
+    store = FileStore(default_home(home))
+    read = store.read(validate_execution_id(execution_id))
+    status = status_of(read.records)
+    if status in ("completed", "failed", "cancelled"):
+        raise ExecutionStateError(f"execution {execution_id} has already {status}; there is nothing to cancel")
+    if store.is_locked(execution_id):
+        store.request_cancel(execution_id)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            status = status_of(store.read(execution_id).records)
+            if status in ("completed", "failed", "cancelled"):
+                return status
+            time.sleep(0.05)
+        return "cancelling"
+    header = read.records[0]
+    wf, aliases = load_recorded(header.get("code") or {}, header.get("workflow", ""), file)
+    ctx = asyncio.run(wf.cancel_async(execution_id, home=store.home, aliases=aliases))
+    return ctx.status
 
 
 @dataclass
@@ -183,7 +227,3 @@ def parse_time(text: str) -> dt.datetime | None:
     except (TypeError, ValueError):
         return None
 
-
-def ensure_not_finished(status: str, execution_id: str) -> None:
-    if status in ("completed", "failed"):
-        raise ExecutionStateError(f"execution {execution_id} has already {status}")

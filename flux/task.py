@@ -10,11 +10,22 @@ from typing import Any
 
 from engine import traps
 from engine.executor import TaskSpec
-from flux.options import check_options, task_options
+from flux.options import check_options, task_options, uses_output_storage
 
 __all__ = ["TaskFunction", "task"]
 
-_TASK_OPTIONS = {"name", "retry_max_attempts", "retry_delay", "retry_backoff", "timeout", "fallback", "rollback"}
+_TASK_OPTIONS = {
+    "name",
+    "retry_max_attempts",
+    "retry_delay",
+    "retry_backoff",
+    "timeout",
+    "fallback",
+    "rollback",
+    "secret_requests",
+    "output_storage",
+    "cache",
+}
 
 
 def _caller_src(depth: int = 2) -> str:
@@ -34,7 +45,7 @@ class TaskFunction:
         self.options = options
         self.name: str = options.get("name") or fn.__name__
         self.task_options = task_options(options)
-        self.spec = TaskSpec.of(fn, self.name, self.task_options)
+        self.spec = TaskSpec.of(fn, self.name, self.task_options, **_extras(options))
         functools.update_wrapper(self, fn)
         self.__flux_task__ = True
 
@@ -66,12 +77,20 @@ class TaskFunction:
         return f"<task {self.name}>"
 
 
+def _extras(options: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "secrets": tuple(options.get("secret_requests") or ()),
+        "blob": uses_output_storage(options),
+        "cache": bool(options.get("cache", False)),
+    }
+
+
 class _BoundTask:
     """A task defined as a method, bound to its instance; the instance is not recorded."""
 
     def __init__(self, task: TaskFunction, obj: Any) -> None:
         self.task = task
-        self.spec = TaskSpec.of(functools.partial(task.fn, obj), task.name, task.task_options)
+        self.spec = TaskSpec.of(functools.partial(task.fn, obj), task.name, task.task_options, **_extras(task.options))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return traps.call_task(self.spec, args, kwargs, _caller_src())

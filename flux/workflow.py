@@ -16,11 +16,11 @@ from engine.store import FileStore, validate_execution_id
 from engine.clock import Clock
 from flux.context import ExecutionContext
 from flux.loader import code_of
-from flux.options import check_options
+from flux.options import check_options, uses_output_storage
 
 __all__ = ["Workflow", "default_home", "workflow"]
 
-_WORKFLOW_OPTIONS = {"name"}
+_WORKFLOW_OPTIONS = {"name", "output_storage"}
 
 
 def default_home(home: str | None = None) -> str:
@@ -106,6 +106,7 @@ class Workflow:
         clock: Clock | None = None,
         aliases: dict[str, str] | None = None,
         resume: bool = False,
+        resume_has_input: bool = True,
     ) -> ExecutionContext[Any]:
         """`run` (or, with `resume=True`, `resume`) for code that already runs an event loop.
 
@@ -122,6 +123,7 @@ class Workflow:
                 input=input,
                 create=True,
                 durability=mode,
+                blob_output=uses_output_storage(self.options),
             )
         else:
             validate_execution_id(execution_id)
@@ -130,10 +132,28 @@ class Workflow:
                 workflow_name=self.name,
                 resume_input=input,
                 resume=resume,
+                resume_has_input=resume_has_input,
                 durability=mode,
                 aliases=aliases or {},
+                blob_output=uses_output_storage(self.options),
             )
         return await self._execute(store, request, clock)
+
+    def cancel(self, execution_id: str, *, home: str | None = None) -> ExecutionContext[Any]:
+        """Cancels an execution that no process is running (a paused or interrupted one):
+        replays it, delivers the cancellation where the journal ends, lets sagas compensate
+        and records WORKFLOW_CANCELLED. For one running elsewhere use `flux cancel`."""
+        return _run_sync(self.cancel_async(execution_id, home=home))
+
+    async def cancel_async(
+        self, execution_id: str, *, home: str | None = None, aliases: dict[str, str] | None = None
+    ) -> ExecutionContext[Any]:
+        validate_execution_id(execution_id)
+        request = RunRequest(
+            execution_id=execution_id, workflow_name=self.name, cancel=True, aliases=aliases or {},
+            durability=_check_durability(None),
+        )
+        return await self._execute(FileStore(default_home(home)), request, None)
 
     async def replay_async(
         self, journal: JournalRead, execution_id: str, *, aliases: dict[str, str] | None = None
@@ -157,7 +177,7 @@ class Workflow:
     def _context(self, executor: Executor, outcome: Outcome, ctx_box: list[ExecutionContext[Any]]) -> ExecutionContext[Any]:
         ctx = ctx_box[0] if ctx_box else ExecutionContext(outcome.execution_id, outcome.workflow_name, outcome.input)
         ctx.journal_path = outcome.path
-        ctx._settle(outcome.status, outcome.output, outcome.records, executor.resolve)
+        ctx._settle(outcome.status, outcome.output, outcome.records, executor.value_of)
         return ctx
 
     async def _execute(self, store: FileStore, request: RunRequest, clock: Clock | None) -> ExecutionContext[Any]:

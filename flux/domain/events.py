@@ -24,6 +24,7 @@ class ExecutionEventType(str, Enum):
     TASK_COMPLETED = "TASK_COMPLETED"
     TASK_FAILED = "TASK_FAILED"
     TASK_PAUSED = "TASK_PAUSED"
+    TASK_CANCELLED = "TASK_CANCELLED"
     TASK_RESUMED = "TASK_RESUMED"
     TASK_RETRY_STARTED = "TASK_RETRY_STARTED"
     TASK_RETRY_COMPLETED = "TASK_RETRY_COMPLETED"
@@ -64,9 +65,11 @@ def _time(record: dict[str, Any]) -> dt.datetime | None:
     return dt.datetime.fromisoformat(at) if isinstance(at, str) else None
 
 
-def events_from_records(records: list[dict[str, Any]], resolve: Any = None) -> list[ExecutionEvent]:
-    """Turns journal records into events (a pause yields TASK_PAUSED then WORKFLOW_PAUSED)."""
-    kw = {} if resolve is None else {"resolve": resolve}
+def events_from_records(records: list[dict[str, Any]], load: Any = None) -> list[ExecutionEvent]:
+    """Turns journal records into events (a pause yields TASK_PAUSED then WORKFLOW_PAUSED).
+
+    `load` decodes a recorded value (the executor's, which also reads output storage)."""
+    load = load or decode
     header = records[0]
     execution_id = header.get("execution_id", "")
     workflow = header.get("workflow", "")
@@ -78,14 +81,14 @@ def events_from_records(records: list[dict[str, Any]], resolve: Any = None) -> l
         seq = r["seq"]
         t = _time(r)
         if kind == R.STARTED:
-            out.append(ExecutionEvent(E.WORKFLOW_STARTED, execution_id, workflow, decode(header.get("input"), **kw), t, seq))
+            out.append(ExecutionEvent(E.WORKFLOW_STARTED, execution_id, workflow, load(header.get("input")), t, seq))
         elif kind == R.TASK_STARTED:
             names[r["call_id"]] = r["name"]
-            args = decode(r.get("args", []), **kw)
+            args = load(r.get("args", []))
             out.append(ExecutionEvent(E.TASK_STARTED, r["call_id"], r["name"], args, t, seq))
         elif kind == R.TASK_COMPLETED:
             cid = r["call_id"]
-            value = decode(r["value"], **kw)
+            value = load(r["value"])
             if r.get("attempt"):
                 out.append(ExecutionEvent(E.TASK_RETRY_COMPLETED, cid, names.get(cid, ""), value, t, seq, r["attempt"]))
             if r.get("fallback"):
@@ -93,23 +96,28 @@ def events_from_records(records: list[dict[str, Any]], resolve: Any = None) -> l
             out.append(ExecutionEvent(E.TASK_COMPLETED, cid, names.get(cid, ""), value, t, seq))
         elif kind == R.TASK_FAILED:
             cid = r["call_id"]
-            out.append(ExecutionEvent(E.TASK_FAILED, cid, names.get(cid, ""), decode(r["error"], **kw), t, seq))
+            out.append(ExecutionEvent(E.TASK_FAILED, cid, names.get(cid, ""), load(r["error"]), t, seq))
         elif kind == R.ATTEMPT_FAILED:
             if r["attempt"]:
                 cid = r["call_id"]
-                error = decode(r["error"], **kw)
+                error = load(r["error"])
                 out.append(ExecutionEvent(E.TASK_RETRY_FAILED, cid, names.get(cid, ""), error, t, seq, r["attempt"]))
         elif kind in _HANDLER_EVENTS:
             cid = r["call_id"]
-            value = decode(r["error"], **kw) if "error" in r else None
+            value = load(r["error"]) if "error" in r else None
             out.append(ExecutionEvent(_HANDLER_EVENTS[kind], cid, names.get(cid, ""), value, t, seq, r.get("attempt")))
         elif kind == R.PAUSED:
             out.append(ExecutionEvent(E.TASK_PAUSED, r["call_id"], r["name"], None, t, seq))
             out.append(ExecutionEvent(E.WORKFLOW_PAUSED, execution_id, workflow, r["name"], t, seq))
         elif kind == R.RESUMED:
-            out.append(ExecutionEvent(E.WORKFLOW_RESUMED, execution_id, workflow, decode(r.get("input"), **kw), t, seq))
+            out.append(ExecutionEvent(E.WORKFLOW_RESUMED, execution_id, workflow, load(r.get("input")), t, seq))
+        elif kind == R.CANCELLED:
+            out.append(ExecutionEvent(E.WORKFLOW_CANCELLED, execution_id, workflow, None, t, seq))
+        elif kind == R.TASK_CANCELLED:
+            cid = r["call_id"]
+            out.append(ExecutionEvent(E.TASK_CANCELLED, cid, names.get(cid, ""), None, t, seq))
         elif kind == R.COMPLETED:
-            out.append(ExecutionEvent(E.WORKFLOW_COMPLETED, execution_id, workflow, decode(r["value"], **kw), t, seq))
+            out.append(ExecutionEvent(E.WORKFLOW_COMPLETED, execution_id, workflow, load(r["value"]), t, seq))
         elif kind == R.FAILED:
-            out.append(ExecutionEvent(E.WORKFLOW_FAILED, execution_id, workflow, decode(r["error"], **kw), t, seq))
+            out.append(ExecutionEvent(E.WORKFLOW_FAILED, execution_id, workflow, load(r["error"]), t, seq))
     return out
