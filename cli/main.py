@@ -69,7 +69,7 @@ def _read_input(input: str | None, input_file: str | None) -> Any:
 def _report(ctx: ExecutionContext[Any], home: str | None) -> None:
     out.print(f"execution_id: {ctx.execution_id}")
     out.print(f"workflow: {escape(ctx.name)}")
-    colour = {"completed": "green", "failed": "red", "paused": "yellow"}.get(ctx.status, "white")
+    colour = {"completed": "green", "failed": "red", "paused": "yellow", "cancelled": "magenta"}.get(ctx.status, "white")
     out.print(f"status: [{colour}]{ctx.status}[/{colour}]")
     if ctx.has_succeeded:
         out.print(f"output: {escape(short(ctx.output, 2000))}")
@@ -79,7 +79,9 @@ def _report(ctx: ExecutionContext[Any], home: str | None) -> None:
     elif ctx.is_paused:
         home_arg = f" --home {home}" if home else ""
         out.print(f"resume with: flux resume {ctx.execution_id}{home_arg} --input '<json>'")
-    if ctx.has_failed:
+    elif ctx.status == "cancelled":
+        out.print("the execution was cancelled; it will not run again")
+    if ctx.has_failed or ctx.status == "cancelled":
         raise typer.Exit(EXIT_FAILED)
 
 
@@ -117,10 +119,41 @@ def resume(
     _guard(debug)
     try:
         value = _read_input(input, input_file)
-        ctx = runner.resume_execution(execution_id, value, home=home, file=file, durability=durability)
+        has_input = input is not None or input_file is not None
+        ctx = runner.resume_execution(
+            execution_id, value, home=home, file=file, durability=durability, has_input=has_input
+        )
     except (FluxError, ValueError) as error:
         _fail(error)
     _report(ctx, home)
+
+
+@app.command()
+def cancel(
+    execution_id: str = typer.Argument(..., help="The execution to cancel."),
+    home: str = HomeOpt,
+    file: str = typer.Option(None, "--file", help="The workflow's file, if it moved since the run started."),
+    debug: bool = DebugOpt,
+) -> None:
+    """Cancel a running, paused or interrupted execution (its sagas compensate)."""
+    _guard(debug)
+    try:
+        status = runner.cancel_execution(execution_id, home=home, file=file)
+    except (FluxError, ValueError) as error:
+        _fail(error)
+    out.print(f"execution_id: {execution_id}")
+    out.print(f"status: {status}")
+
+
+@app.command("clear-cache")
+def clear_cache(home: str = HomeOpt, debug: bool = DebugOpt) -> None:
+    """Delete every cached task result (tasks declared with cache=True) in the store."""
+    _guard(debug)
+    try:
+        count = runner.clear_cache(home)
+    except (FluxError, ValueError, OSError) as error:
+        _fail(error)
+    out.print(f"removed {count} cached results")
 
 
 @app.command("list")

@@ -27,6 +27,7 @@ from flux.workflow import default_home
 __all__ = [
     "ExecutionSummary",
     "cancel_execution",
+    "clear_cache",
     "ReplayReport",
     "exec_file",
     "list_executions",
@@ -116,6 +117,11 @@ def cancel_execution(
     wf, aliases = load_recorded(header.get("code") or {}, header.get("workflow", ""), file)
     ctx = asyncio.run(wf.cancel_async(execution_id, home=store.home, aliases=aliases))
     return ctx.status
+
+
+def clear_cache(home: str | None = None) -> int:
+    """Deletes the cached results of `cache=True` tasks; returns how many there were."""
+    return FileStore(default_home(home)).clear_cache()
 
 
 @dataclass
