@@ -1,0 +1,170 @@
+"""What the fault battery's scenarios share: sizes, figures, the fork server client, journal helpers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+__all__ = ["ROOT", "SIZES", "Figures", "ForkServer", "Row", "Size", "journal_of", "read_side_log", "read_sync_log"]
+
+
+@dataclass(frozen=True)
+class Size:
+    """How much of each scenario one battery run does."""
+
+    name: str
+    kills: int
+    power_states: int
+    truncation_journals: int
+    corruption_cases: int  # at least this many
+    race_rounds: int
+    disk_cases_per_fault: int
+    executions: int
+
+
+SIZES = {
+    "ci": Size("ci", kills=200, power_states=2000, truncation_journals=1, corruption_cases=20_000, race_rounds=500,
+               disk_cases_per_fault=3, executions=10_000),
+    "long": Size("long", kills=20_000, power_states=100_000, truncation_journals=5, corruption_cases=200_000,
+                 race_rounds=5_000, disk_cases_per_fault=25, executions=10_000),
+}
+
+
+@dataclass
+class Row:
+    figure: str
+    value: Any
+    required: str = ""
+    ok: bool | None = None
+
+
+@dataclass
+class Figures:
+    """One scenario's results: table rows, and the same numbers by key for tests."""
+
+    scenario: str
+    rows: list[Row] = field(default_factory=list)
+    values: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def add(self, key: str, figure: str, value: Any, *, equal: Any = None, at_least: Any = None, at_most: Any = None) -> None:
+        """Records a figure; `equal`, `at_least` or `at_most` make it a requirement that can fail."""
+        self.values[key] = value
+        required, ok = "", None
+        if equal is not None:
+            required, ok = f"= {equal}", value == equal
+        elif at_least is not None:
+            required, ok = f">= {at_least}", value >= at_least
+        elif at_most is not None:
+            required, ok = f"<= {at_most}", value <= at_most
+        self.rows.append(Row(figure, value, required, ok))
+
+    def note(self, text: str) -> None:
+        """A detail worth reading when a requirement fails (first few kept)."""
+        if len(self.notes) < 20:
+            self.notes.append(text)
+
+    @property
+    def failed(self) -> list[Row]:
+        return [r for r in self.rows if r.ok is False]
+
+
+class ForkServer:
+    """Client of `battery_child.serve`: a clean process that forks the processes the battery kills."""
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        full_env = {**os.environ, "PYTHONPATH": ROOT, "FLUX_TEST_FAULTS": "none", **(env or {})}
+        full_env.pop("FLUX_TEST_SYNC_LOG", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "import benchmarks.battery_child as c; c.serve()"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd=ROOT,
+            env=full_env,
+        )
+
+    def _ask(self, command: dict[str, Any]) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(orjson.dumps(command) + b"\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the fork server died (exit status {self.proc.wait()})")
+        return orjson.loads(line)
+
+    def fork(self, action: str, args: dict[str, Any], faults: str = "none", sync_log: str | None = None) -> int:
+        return self._ask({"op": "fork", "action": action, "args": args, "faults": faults, "sync_log": sync_log})["pid"]
+
+    def wait(self, pid: int, timeout: float = 60.0) -> dict[str, Any]:
+        return self._ask({"op": "wait", "pid": pid, "timeout": timeout})
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def __enter__(self) -> ForkServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def journal_of(home: str) -> tuple[str, str] | None:
+    """(path, execution_id) of the one journal in a store, or None when there is none yet."""
+    folder = os.path.join(home, "executions")
+    try:
+        names = [n for n in os.listdir(folder) if n.endswith(".jsonl")]
+    except FileNotFoundError:
+        return None
+    if not names:
+        return None
+    if len(names) > 1:
+        raise AssertionError(f"{folder}: expected one journal, found {names}")
+    return os.path.join(folder, names[0]), names[0][:-6]
+
+
+def read_sync_log(path: str) -> Iterator[tuple[str, int, int]]:
+    """(execution_id, journal size, last synced seq) of each sync the fault hooks logged."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        return
+    for line in data.splitlines():
+        eid, end, seq = line.split()
+        yield eid.decode(), int(end), int(seq)
+
+
+def read_side_log(path: str) -> list[tuple[str, int]]:
+    """(call_id, pid) of each task body that started, from the battery workflows' side log."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in data.splitlines():
+        key, pid = line.split()
+        out.append((key.decode().partition(":")[2], int(pid)))
+    return out
+
+
+def elapsed(started: float) -> float:
+    return time.perf_counter() - started
