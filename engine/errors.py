@@ -169,10 +169,21 @@ class JournalCorruptError(EngineError):
 class NondeterminismError(EngineError):
     """The workflow asked for a different call than the journal recorded at that call id."""
 
-    def __init__(self, message: str, *, path: str = "", line: int = 0, call_id: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str = "",
+        line: int = 0,
+        call_id: str = "",
+        recorded: dict[str, Any] | None = None,
+        current: dict[str, Any] | None = None,
+    ) -> None:
         self.path = path
         self.line = line
         self.call_id = call_id
+        self.recorded = recorded  # the journal's record at that call id (None: nothing recorded)
+        self.current = current  # what the code asked for: kind, name, args, kwargs, src (None: nothing)
         super().__init__(message)
 
 

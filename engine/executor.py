@@ -16,6 +16,7 @@ import contextvars
 import hashlib
 import inspect
 import os
+import sys
 import socket
 import weakref
 from collections.abc import Awaitable, Callable
@@ -43,6 +44,8 @@ from engine.replay import RecordedCall, ReplayIndex
 from engine.secrets import SecretError, Secrets, redact
 from engine.store import Lease, Store
 
+_ENGINE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_FLUX_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "flux") + os.sep
 _CANCEL_POLL = 0.2  # seconds between checks for a cancellation asked by another process
 
 __all__ = ["child_execution_id", "EndOfJournal", "Executor", "Outcome", "RunRequest", "TaskSpec", "format_call"]
@@ -115,6 +118,7 @@ class RunRequest:
     replay_only: bool = False
     journal: JournalRead | None = None  # replay_only: the journal to replay
     blob_output: bool = False  # the workflow's output goes to output storage
+    observer: Any = None  # optional hooks for debuggers and checkers (SPEC.md "Observers")
     aliases: dict[str, str] = field(default_factory=dict)  # recorded module -> module loaded now
 
 
@@ -141,6 +145,27 @@ class EndOfJournal(BaseException):
 
 class _Suspend(BaseException):
     """Unwinds the workflow at a pause; BaseException so `except Exception` in user code keeps out."""
+
+
+def user_frame() -> Any:
+    """The innermost frame of user code (outside engine/ and flux/), for debuggers."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if not (name.startswith(_ENGINE_DIR) or name.startswith(_FLUX_DIR) or "asyncio" in name):
+            return frame
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
+
+
+def _all_slots(calls: dict[str, RecordedCall]) -> set[str]:
+    """Every call id and branch prefix the journal used ("3.2.1" gives "3", "3.2", "3.2.1")."""
+    slots: set[str] = set()
+    for call_id in calls:
+        parts = call_id.split(".")
+        for i in range(1, len(parts) + 1):
+            slots.add(".".join(parts[:i]))
+    return slots
 
 
 def child_execution_id(parent_id: str, call_id: str) -> str:
@@ -179,6 +204,10 @@ class Executor:
         self.cancelling = False  # a requested cancellation is unwinding the workflow
         self._root: asyncio.Task[Any] | None = None
         self._watch: asyncio.TimerHandle | None = None
+        self.observer = request.observer
+        self.patches: dict[str, bool] = {}  # change id -> the answer `patched` gave in this run
+        self.markers: set[str] = set()  # change ids whose `patched` marker the journal holds
+        self._slots: set[str] | None = None
         self.redactions: dict[str, str] = {}  # secret value -> name, for every secret handed out
         home = getattr(store, "home", None)
         self.secrets = Secrets(home) if isinstance(home, str) else None
@@ -313,11 +342,32 @@ class Executor:
             self.lease = self.store.acquire(req.execution_id, req.durability)
         return self.lease.read
 
+    # -- observers (SPEC.md "Observers"): debuggers and checkers watch replay through these ----
+
+    def _notify(self, hook: str, call_id: str, record: dict[str, Any]) -> None:
+        method = getattr(self.observer, hook, None)
+        if method is not None:
+            method(call_id, record, user_frame())
+
+    async def _notify_live(self, call_id: str) -> None:
+        method = getattr(self.observer, "live", None)
+        if method is not None:
+            delay = method(call_id)
+            if delay:
+                await asyncio.sleep(delay)  # a checker shuffles completion order this way
+
+    def _end(self, call_id: str) -> None:
+        """The code reached what the journal has not recorded, in a read-only replay."""
+        method = getattr(self.observer, "end_of_journal", None)
+        if method is not None:
+            method(call_id, user_frame())
+        raise EndOfJournal(call_id)
+
     def before_live(self, call_id: str) -> None:
         """Called before anything live happens for a call: a read-only replay stops here, and a
         cancellation of an execution that was not running is delivered here."""
         if self.replay_only:
-            raise EndOfJournal(call_id)
+            self._end(call_id)
         if self._cancel_pending:
             self._cancel_pending = False
             self.cancelling = True
@@ -389,6 +439,7 @@ class Executor:
         index = ReplayIndex(read.path, read.offsets)
         index.apply_all(self.records)
         self.calls = index.calls
+        self.markers = index.markers
         status = R.status_of(self.records)
         resolve = self.resolve
         workflow_input = decode(header.get("input"), resolve)
@@ -545,12 +596,14 @@ class Executor:
             call,
         )
 
-    def _diverge(self, message: str, call: RecordedCall | None) -> None:
+    def _diverge(self, message: str, call: RecordedCall | None, current: dict[str, Any] | None = None) -> None:
         err = NondeterminismError(
             message,
             path=self.path,
             line=call.seq + 1 if call else 0,
             call_id=call.start["call_id"] if call else "",
+            recorded=call.start if call else None,
+            current=current,
         )
         if self.fatal is None:
             self.fatal = err
@@ -558,16 +611,21 @@ class Executor:
             self.lease.writer._pending.clear()
         raise err
 
-    def _mismatch(self, call: RecordedCall, call_id: str, now: str, src: str) -> None:
+    def _mismatch(self, call: RecordedCall, call_id: str, now: str, src: str, current: dict[str, Any] | None = None) -> None:
         if call.kind == "task":
             then = format_call(call.name, call.start.get("args"), call.start.get("kwargs"))
-        else:
+        elif call.kind == "pause":
             then = f"pause({call.name!r})"
+        else:
+            then = f"{call.name}()"
+        current = current or {"src": src, "what": now}
+        current.setdefault("src", src)
         self._diverge(
             f"{self.path}:{call.seq + 1}: workflow {self.records[0].get('workflow', '')!r} asked for {now} "
             f"at call {call_id} ({src}), but the journal recorded {then} there ({call.start.get('src', '?')}). "
             'The workflow code changed or is not deterministic; see SPEC.md section "Replay".',
             call,
+            current,
         )
 
     # -- traps -------------------------------------------------------------------------------
@@ -596,15 +654,20 @@ class Executor:
                 or start.get("args") != enc_args
                 or start.get("kwargs") != enc_kwargs
             ):
-                self._mismatch(call, call_id, format_call(name, enc_args, enc_kwargs), src)
+                self._mismatch(
+                    call, call_id, format_call(name, enc_args, enc_kwargs), src,
+                    {"kind": "task", "name": name, "args": enc_args, "kwargs": enc_kwargs},
+                )
             outcome = call.outcome
             if outcome is not None:
+                if self.observer is not None:
+                    self._notify("replayed", call_id, outcome)
                 if outcome["kind"] == R.TASK_COMPLETED:
                     return self.value_of(outcome["value"])
                 exc = decode(outcome["error"], self.resolve)
                 raise ExecutionError(exc) from exc
             if self.replay_only:
-                raise EndOfJournal(call_id)
+                self._end(call_id)
         else:
             self.before_live(call_id)
             record: dict[str, Any] = {"seq": 0, "kind": R.TASK_STARTED, "at": iso(self.clock.now()), "call_id": call_id, "name": name}
@@ -622,6 +685,8 @@ class Executor:
                     value = self.value_of(hit["value"])
                     self.complete(call_id, name, spec, value, {"cached": True})
                     return value
+        if self.observer is not None:
+            await self._notify_live(call_id)
         if spec.options is not None:
             return await run_handled(self, spec, args, kwargs, call_id, name, call)
         await self.durable()
@@ -651,8 +716,10 @@ class Executor:
         if call is not None:
             self.visited.add(call_id)
             if call.kind != "pause" or call.name != name:
-                self._mismatch(call, call_id, f"pause({name!r})", src)
+                self._mismatch(call, call_id, f"pause({name!r})", src, {"kind": "pause", "name": name})
             if call.resumed is not None:
+                if self.observer is not None:
+                    self._notify("replayed", call_id, call.resumed)
                 return decode(call.resumed.get("input"), self.resolve)
             self.before_live(call_id)  # a replay stops here; a cancellation is delivered here
             raise EndOfJournal(call_id)
@@ -663,6 +730,30 @@ class Executor:
         self.append(record)
         raise _Suspend()
 
+    def patched(self, branch: traps.Branch, change_id: str) -> bool:
+        """Whether this execution takes the new path of a change (SPEC.md "Versioning").
+
+        True when the journal holds the change's marker, or when the code reaches the check
+        where the journal has nothing more recorded in this branch (new work): the marker is then
+        written. False when the journal recorded other calls after this point in this branch:
+        the execution was recorded by the code before the change. The answer is kept for the run.
+        """
+        known = self.patches.get(change_id)
+        if known is not None:
+            return known
+        if change_id in self.markers:
+            answer = True
+        elif self.replay_only:
+            answer = False
+        else:
+            if self._slots is None:
+                self._slots = _all_slots(self.calls)
+            answer = f"{branch.prefix}{branch.slots + 1}" not in self._slots
+            if answer:
+                self.append({"seq": 0, "kind": R.PATCHED, "at": iso(self.clock.now()), "change_id": change_id})
+        self.patches[change_id] = answer
+        return answer
+
     async def record_value(self, branch: traps.Branch, name: str, produce: Callable[[], Any], src: str) -> Any:
         """A value the workflow must see again on replay (a time, a uuid, a random number)."""
         if self.fatal is not None:
@@ -672,7 +763,9 @@ class Executor:
         if call is not None:
             self.visited.add(call_id)
             if call.kind != "value" or call.name != name:
-                self._mismatch(call, call_id, f"{name}()", src)
+                self._mismatch(call, call_id, f"{name}()", src, {"kind": "value", "name": name})
+            if self.observer is not None:
+                self._notify("replayed", call_id, call.start)
             return self.value_of(call.start["value"])
         self.before_live(call_id)
         value = produce()
@@ -691,8 +784,10 @@ class Executor:
         if call is not None:
             self.visited.add(call_id)
             if call.kind != "timer":
-                self._mismatch(call, call_id, f"sleep({seconds:g})", src)
+                self._mismatch(call, call_id, f"sleep({seconds:g})", src, {"kind": "timer", "name": "sleep"})
             if call.outcome is not None:
+                if self.observer is not None:
+                    self._notify("replayed", call_id, call.outcome)
                 return
             wake_at = call.start["wake_at"]
             self.before_live(call_id)

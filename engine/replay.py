@@ -48,6 +48,7 @@ class ReplayIndex:
         self.calls: dict[str, RecordedCall] = {}
         self.pending_pause: str | None = None
         self.final: dict[str, Any] | None = None
+        self.markers: set[str] = set()  # change ids of `patched` markers
 
     def apply_all(self, records: list[dict[str, Any]]) -> None:
         for record in records:
@@ -184,6 +185,12 @@ class ReplayIndex:
             self._corrupt(record, f"timer_fired for call {record.get('call_id')!r}, which is not a waiting timer")
         else:
             call.outcome = record
+
+    def _apply_patched(self, record: dict[str, Any]) -> None:
+        change_id = record.get("change_id")
+        if type(change_id) is not str:
+            self._corrupt(record, "patched record without a change_id")
+        self.markers.add(change_id)  # type: ignore[arg-type]
 
     def _apply_workflow_cancelled(self, record: dict[str, Any]) -> None:
         self.final = record

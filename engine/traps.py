@@ -26,6 +26,7 @@ __all__ = [
     "in_workflow",
     "install_task_factory",
     "now_seconds",
+    "patched",
     "pause",
     "record_value",
     "sleep",
@@ -97,6 +98,14 @@ async def sleep(seconds: float, src: str) -> None:
     """A durable timer of `seconds` on the engine's clock."""
     branch = _need_branch("sleep()")
     await branch.executor.sleep(branch, seconds, src)
+
+
+def patched(change_id: str) -> bool:
+    """Whether the running execution takes the new path of change `change_id`."""
+    branch = _branch.get()
+    if branch is None:
+        raise RuntimeError("patched() can only be called inside a running workflow")
+    return branch.executor.patched(branch, change_id)
 
 
 def now_seconds() -> float | None:

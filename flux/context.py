@@ -84,5 +84,17 @@ class ExecutionContext(Generic[T]):
     def output(self) -> Any:
         return self._output
 
+    def patched(self, change_id: str) -> bool:
+        """True when this execution should take the new code path of change `change_id`.
+
+        New executions (and executions that reach this point after the change was deployed)
+        get True, and a marker in the journal keeps it so on every replay. Executions recorded
+        before the change replay the old path (False). See SPEC.md "Versioning" for the life
+        cycle: introduce, wait for old executions to finish, remove.
+        """
+        from engine import traps
+
+        return traps.patched(change_id)
+
     def __repr__(self) -> str:
         return f"ExecutionContext(execution_id={self._execution_id!r}, name={self._name!r}, status={self._status!r})"
