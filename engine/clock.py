@@ -133,6 +133,23 @@ async def finishes_within(fut: asyncio.Future[object], clock: Clock, timeout: fl
     return fut.done()
 
 
+_iso_second = -1
+_iso_prefix = ""
+
+
 def iso(seconds: float) -> str:
-    """The journal's time format: UTC ISO-8601 with microseconds."""
-    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).isoformat(timespec="microseconds")
+    """The journal's time format: UTC ISO-8601 with microseconds.
+
+    Every record carries one, so the date and time down to the second are formatted once per
+    second and only the microseconds each time.
+    """
+    global _iso_second, _iso_prefix
+    whole = int(seconds // 1)
+    micros = int(round((seconds - whole) * 1_000_000))
+    if micros >= 1_000_000:
+        whole += 1
+        micros -= 1_000_000
+    if whole != _iso_second:
+        _iso_prefix = dt.datetime.fromtimestamp(whole, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+        _iso_second = whole
+    return f"{_iso_prefix}{micros:06d}+00:00"

@@ -99,6 +99,9 @@ def read_journal(path: str, execution_id: str, data: bytes | None = None) -> Jou
     seed = seed_for(execution_id)
     end = data.rfind(b"\n") + 1
     torn = data[end:]
+    fast = _read_fast(path, data, end, seed, execution_id)
+    if fast is not None:
+        return JournalRead(path, fast[0], fast[1], end, torn)
     records: list[dict[str, Any]] = []
     offsets: list[int] = []
     loads = orjson.loads
@@ -151,6 +154,50 @@ def read_journal(path: str, execution_id: str, data: bytes | None = None) -> Jou
         # without a complete first line is damage, never a torn tail to cut.
         raise _corrupt(path, 1, 0, "journal is empty (no header)" if not torn else "journal has no complete header line")
     return JournalRead(path, records, offsets, end, torn)
+
+
+def _read_fast(
+    path: str, data: bytes, end: int, seed: int, execution_id: str
+) -> tuple[list[dict[str, Any]], list[int]] | None:
+    """The same checks as the line-by-line reader, made over the whole file at once.
+
+    Returns None when any check fails; the caller then reads line by line to name the first
+    damaged line. Every line is still checked: its checksum digits, its CRC, that it parses,
+    that writing the parsed record gives back its exact bytes, and its seq.
+    """
+    if end == 0:
+        return None
+    lines = data[: end - 1].split(b"\n")
+    try:
+        if any(line[-_SUFFIX_LEN : -10] != _CRC_OPEN or line[-2:] != b'"}' or len(line) < _SUFFIX_LEN + 2 for line in lines):
+            return None
+        digits = b"".join([line[-10:-2] for line in lines])
+        if digits.translate(None, _HEX):
+            return None
+        crc32 = zlib.crc32
+        cut = -_SUFFIX_LEN
+        if [crc32(line[:cut], seed) for line in lines] != [int(line[-10:-2], 16) for line in lines]:
+            return None
+        body = b"[" + b",".join(lines) + b"]"
+        records = orjson.loads(body)
+        if orjson.dumps(records) != body:
+            return None
+    except (ValueError, orjson.JSONDecodeError, orjson.JSONEncodeError):
+        return None
+    for seq, record in enumerate(records):
+        if type(record) is not dict or record.get("seq") != seq or type(record.get("seq")) is not int:
+            return None
+        if seq and type(record.get("kind")) is not str:
+            return None
+    header = records[0]
+    if header.get("kind") != "header" or header.get("format") != FORMAT_VERSION or header.get("execution_id") != execution_id:
+        return None
+    offsets = [0] * len(lines)
+    pos = 0
+    for i, line in enumerate(lines):
+        offsets[i] = pos
+        pos += len(line) + 1
+    return records, offsets
 
 
 def _check_header(path: str, pos: int, record: dict[str, Any], execution_id: str) -> None:

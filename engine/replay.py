@@ -15,7 +15,7 @@ from engine.errors import JournalCorruptError
 __all__ = ["RecordedCall", "ReplayIndex"]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class RecordedCall:
     """One call id in the journal: how it started and, if recorded, how it ended."""
 
@@ -51,8 +51,23 @@ class ReplayIndex:
         self.markers: set[str] = set()  # change ids of `patched` markers
 
     def apply_all(self, records: list[dict[str, Any]]) -> None:
+        # The two commonest kinds are indexed inline when well formed; anything else, or
+        # anything doubtful, goes through its `_apply_` method, which checks and explains.
+        calls = self.calls
+        apply = self.apply
         for record in records:
-            self.apply(record)
+            kind = record["kind"]
+            if kind == "task_started":
+                call_id = record.get("call_id")
+                if type(call_id) is str and call_id not in calls and type(record.get("name")) is str:
+                    calls[call_id] = RecordedCall("task", record)
+                    continue
+            elif kind == "task_completed":
+                call = calls.get(record.get("call_id"))  # type: ignore[arg-type]
+                if call is not None and call.kind == "task" and call.outcome is None and "value" in record:
+                    call.outcome = record
+                    continue
+            apply(record)
 
     def apply(self, record: dict[str, Any]) -> None:
         method = getattr(self, "_apply_" + record["kind"], None)

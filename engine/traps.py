@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from dataclasses import dataclass
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -67,12 +68,16 @@ def in_workflow() -> bool:
     return _branch.get() is not None
 
 
-async def call_task(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any], src: str) -> Any:
-    """Runs a task call through the engine, or calls the body directly outside any workflow."""
+def call_task(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any], src: str) -> Awaitable[Any]:
+    """A task call through the engine, or the body itself outside any workflow (an awaitable).
+
+    The branch is looked up when the call is made, as `await task(...)` does at once; the
+    engine's coroutine is returned as it is, without a coroutine of its own around it.
+    """
     branch = _branch.get()
     if branch is None:
-        return await spec.invoke(args, kwargs)
-    return await branch.executor.call_task(branch, spec, args, kwargs, src)
+        return spec.invoke(args, kwargs)
+    return branch.executor.call_task(branch, spec, args, kwargs, src)
 
 
 def _need_branch(what: str) -> Branch:

@@ -28,9 +28,19 @@ _TASK_OPTIONS = {
 }
 
 
+_basenames: dict[str, str] = {}
+
+
 def _caller_src(depth: int = 2) -> str:
     frame = sys._getframe(depth)
-    return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
+    return f"{_basename(frame.f_code.co_filename)}:{frame.f_lineno}"
+
+
+def _basename(filename: str) -> str:
+    name = _basenames.get(filename)
+    if name is None:
+        name = _basenames[filename] = os.path.basename(filename)
+    return name
 
 
 class TaskFunction:
@@ -51,8 +61,9 @@ class TaskFunction:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         frame = sys._getframe(1)
-        src = f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
-        return traps.call_task(self.spec, args, kwargs, src)
+        filename = frame.f_code.co_filename
+        base = _basenames.get(filename) or _basename(filename)
+        return traps.call_task(self.spec, args, kwargs, f"{base}:{frame.f_lineno}")
 
     def __get__(self, obj: Any, objtype: type | None = None) -> Any:
         if obj is None:
