@@ -11,8 +11,19 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from cli.render import render_timeline, short
-from flux import runner
+from cli.render import (
+    render_calls,
+    render_diff,
+    render_divergence,
+    render_fork,
+    render_replay,
+    render_timeline,
+    replay_summary,
+    short,
+)
+from flux import debug as debug_replay
+from flux import journals, runner
+from flux.timeline import timeline
 from flux.context import ExecutionContext
 from flux.errors import FluxError
 
@@ -177,45 +188,116 @@ def list_(home: str = HomeOpt, debug: bool = DebugOpt) -> None:
 
 
 @app.command()
-def show(execution_id: str = typer.Argument(...), home: str = HomeOpt, debug: bool = DebugOpt) -> None:
-    """Show the timeline of one execution."""
+def show(
+    execution_id: str = typer.Argument(...),
+    records: bool = typer.Option(False, "--records", help="One row per record instead of one per call."),
+    home: str = HomeOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Show the timeline of one execution: one row per call (or per record with --records)."""
     _guard(debug)
     try:
         view = runner.read_execution(execution_id, home)
     except (FluxError, ValueError) as error:
         _fail(error)
     out.print(f"execution_id: {view.execution_id}  status: {view.status}  journal: {escape(view.path)}")
-    out.print(render_timeline(view.records))
+    out.print(render_timeline(view.records) if records else render_calls(timeline(view.records)))
 
 
 @app.command()
 def replay(
-    journal: str = typer.Argument(..., help="Path of the journal (.jsonl)."),
+    journal: str = typer.Argument(..., help="Path of the journal (.jsonl), or an execution id in the store."),
     file: str = typer.Option(None, "--file", help="The workflow's file, if it moved since the run."),
+    until: int = typer.Option(None, "--until", help="Stop after the record with this seq and show the workflow's state."),
+    break_at: str = typer.Option(
+        None, "--break-at", help="Start pdb in the workflow when this seq (or task name) is replayed."
+    ),
+    summary: bool = typer.Option(False, "--summary", "--quiet", "-q", help="Print one line only."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    home: str = HomeOpt,
     debug: bool = DebugOpt,
 ) -> None:
     """Re-run a journal against the current code without running any task body."""
     _guard(debug)
+
+    def on_break(point: debug_replay.BreakPoint) -> None:
+        out.print(
+            f"break at seq {point.seq}: call {point.call_id} {escape(point.name)} is handed "
+            f"{escape(short(point.record.get('value', point.record.get('input', point.record.get('error')))))}; "
+            "pdb stops at the workflow's next line ('c' goes on)"
+        )
+        debug_replay.break_into(point)
+
     try:
-        report = runner.replay_journal(journal, file)
+        result = debug_replay.replay(
+            journal, home=home, file=file, until=until, break_at=break_at, on_break=on_break,
+            calls=not summary or as_json,
+        )
     except (FluxError, ValueError, OSError) as error:
         _fail(error)
-    records = report.outcome.records
     if as_json:
-        sys.stdout.write(
-            orjson.dumps(
-                {"execution_id": report.execution_id, "status": report.status, "matches": report.matches,
-                 "note": report.note, "records": records}
-            ).decode()
-            + "\n"
-        )
+        sys.stdout.write(orjson.dumps(result.as_json(), default=repr).decode() + "\n")
+    elif result.divergence is not None:
+        out.print(render_divergence(result.divergence))
+    elif summary:
+        out.print(replay_summary(result))
     else:
-        out.print(render_timeline(records))
-        colour = "green" if report.matches else "red"
-        out.print(f"[{colour}]{escape(report.note)}[/{colour}] ({len(records)} records, recorded status {report.status})")
-    if not report.matches:
+        out.print(render_replay(result))
+    if result.divergence is not None:
+        _fail(result.divergence.error)
+    if not result.matches:
         raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def diff(
+    a: str = typer.Argument(..., help="A journal path, or an execution id in the store."),
+    b: str = typer.Argument(..., help="Another journal of the same workflow."),
+    as_json: bool = typer.Option(False, "--json", help="Print the differences as JSON."),
+    home: str = HomeOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Compare two journals of the same workflow: exit 0 if the same in substance, 1 if not."""
+    _guard(debug)
+    try:
+        result = journals.diff_journals(a, b, home=home)
+    except (FluxError, ValueError, OSError) as error:
+        _fail(error)
+    if as_json:
+        sys.stdout.write(orjson.dumps(result.as_json()).decode() + "\n")
+    else:
+        out.print(render_diff(result))
+    if not result.same:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def fork(
+    execution_id: str = typer.Argument(..., help="The execution to fork (it is not changed)."),
+    at: int = typer.Option(..., "--at", help="Keep the first AT records (seq 0 to AT-1)."),
+    set_result: str = typer.Option(None, "--set-result", help="SEQ=JSON: replace the result recorded at SEQ."),
+    input: str = typer.Option(None, "--input", "-i", help="Input as JSON for a pause the fork waits at."),
+    home: str = HomeOpt,
+    file: str = typer.Option(None, "--file", help="The workflow's file, if it moved since the run."),
+    durability: str = typer.Option(None, "--durability", help="fsync (default) or os."),
+    debug: bool = DebugOpt,
+) -> None:
+    """Make a new execution of the first AT records of another, then continue it live."""
+    _guard(debug)
+    try:
+        value = _read_input(input, None)
+        change = journals.parse_set_result(set_result) if set_result is not None else None
+        made = journals.fork_execution(execution_id, at, set_result=change, home=home, durability=durability)
+    except (FluxError, ValueError, OSError) as error:
+        _fail(error)
+    out.print(render_fork(made))
+    try:
+        ctx = journals.continue_fork(
+            made.execution_id, home=home, file=file, input=value, has_input=input is not None, durability=durability
+        )
+    except (FluxError, ValueError) as error:
+        _fail(error)
+    _report(ctx, home)
 
 
 def main() -> None:

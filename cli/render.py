@@ -1,15 +1,35 @@
-"""Rich renderings of journal records; reads records, never files."""
+"""Rich renderings of journal records, replays and journal comparisons; reads no files."""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+from rich.console import Group, RenderableType
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-__all__ = ["render_timeline", "short"]
+from flux.divergence import ABSENT, describe_call
+
+if TYPE_CHECKING:
+    from flux.debug import ReplayResult
+    from flux.divergence import Divergence
+    from flux.journals import ForkResult, JournalDiff
+    from flux.timeline import CallRow
+
+__all__ = [
+    "render_calls",
+    "render_diff",
+    "render_divergence",
+    "render_fork",
+    "render_replay",
+    "render_stop",
+    "render_timeline",
+    "replay_summary",
+    "short",
+]
 
 
 def short(value: Any, limit: int = 80) -> str:
@@ -71,3 +91,175 @@ def render_timeline(records: list[dict[str, Any]]) -> Table:
         name = record.get("name") or names.get(call_id, "")
         table.add_row(str(record["seq"]), offset, record["kind"], call_id, escape(str(name)), escape(_detail(record)), took)
     return table
+
+
+# -- calls (flux show, flux replay) -------------------------------------------------------------
+
+
+def _arguments(args: Any, kwargs: Any, limit: int = 40) -> str:
+    parts = [short(a, limit) for a in (args or [])]
+    parts += [f"{k}={short(v, limit)}" for k, v in (kwargs or {}).items()]
+    return ", ".join(parts)
+
+
+def _result(row: CallRow) -> Text:
+    if row.outcome == "failed":
+        error = row.error if isinstance(row.error, dict) else {}
+        name = str(error.get("$error", "?")).rpartition(":")[2]
+        return Text(f"✗ {name}: {_cut(str(error.get('msg', '')), 50)}", style="red")
+    if row.outcome in ("completed", "recorded"):
+        return Text("→ " + short(row.value, 50))
+    if row.outcome == "resumed":
+        return Text("resumed with " + short(row.value, 50))
+    if row.outcome == "fired":
+        return Text("fired")
+    return Text("(no outcome recorded)" if row.kind != "pause" else "(waiting)", style="yellow")
+
+
+def _cut(text: str, limit: int) -> str:
+    text = text.replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _took(ms: float | None) -> str:
+    if ms is None:
+        return ""
+    return f"{ms:.1f} ms" if ms < 10_000 else f"{ms / 1000:.1f} s"
+
+
+def render_calls(rows: list[CallRow]) -> Table:
+    """One row per call: the seqs of its records, call id, the call (kind, name, arguments), result
+    or error, attempts, duration and the source line of the call."""
+    table = Table("seq", "call_id", "call", "result", "tries", "took", "src", box=None, pad_edge=False)
+    table.columns[0].no_wrap = table.columns[1].no_wrap = table.columns[6].no_wrap = True
+    for row in rows:
+        seqs = str(row.seq) if row.end_seq in (None, row.seq) else f"{row.seq}-{row.end_seq}"
+        if row.kind == "pause":
+            call = f"pause({row.name!r}{', ' if row.kwargs else ''}{_arguments(None, row.kwargs, 30)})"
+        else:
+            prefix = "" if row.kind == "task" else f"{row.kind} "
+            call = f"{prefix}{row.name}({_arguments(row.args, row.kwargs, 30)})"
+        result = _result(row)
+        if row.notes:
+            result.append(f"  [{', '.join(row.notes)}]", style="dim")
+        table.add_row(seqs, row.call_id, Text(call), result, str(row.attempts), _took(row.duration_ms), row.src)
+    return table
+
+
+# -- flux replay --------------------------------------------------------------------------------
+
+
+def replay_summary(result: ReplayResult) -> Text:
+    """The one line `flux replay --summary` prints."""
+    colour = "green" if result.matches else "red"
+    text = Text(f"{result.execution_id}: replayed {result.replayed} of {result.records} records, ")
+    text.append(f"{result.call_count} calls, status {result.status} (recorded {result.recorded_status}), ")
+    text.append(result.note, style=colour)
+    text.append(f", {result.seconds:.3f} s")
+    return text
+
+
+def render_stop(result: ReplayResult) -> RenderableType:
+    """The workflow's state where `--until` stopped it."""
+    stop = result.stop
+    if stop is None:
+        if result.status in ("completed", "failed"):
+            return Text(f"stopped after seq {result.until}: the workflow {result.status} with {short(_shown(result.output))}")
+        return Text(f"stopped after seq {result.until}: the workflow is {result.status}")
+    parts: list[RenderableType] = [
+        Text(f"stopped after seq {stop.seq}: the workflow waits at call {stop.call_id}, whose outcome those records do not hold")
+    ]
+    for frame in stop.frames:
+        parts.append(Text(f"  in {frame.function} at {frame.where} ({frame.file})", style="bold"))
+        table = Table(box=None, show_header=False, pad_edge=False)
+        table.add_column(style="cyan", no_wrap=True)
+        table.add_column()
+        for name, value in frame.locals.items():
+            table.add_row(f"    {name}", Text(value))
+        parts.append(table)
+    return Group(*parts)
+
+
+def _shown(value: Any) -> Any:
+    if isinstance(value, BaseException):
+        return f"{type(value).__name__}: {value}"
+    return value
+
+
+def render_replay(result: ReplayResult) -> RenderableType:
+    """The timeline of calls of a replay, the stop (for `--until`) and the verdict."""
+    parts: list[RenderableType] = []
+    if result.calls is not None:
+        parts.append(render_calls(result.calls))
+    if result.until is not None:
+        parts.append(render_stop(result))
+    parts.append(replay_summary(result))
+    return Group(*parts)
+
+
+_CALL_KINDS = {"task_started": "task", "workflow_paused": "pause", "value_recorded": "value", "timer_started": "timer"}
+
+
+def render_divergence(div: Divergence) -> RenderableType:
+    """Side by side: what the journal recorded and what the code asks for now at one call id."""
+    rec = div.recorded or {}
+    cur = div.current or {}
+    kind = _CALL_KINDS.get(str(rec.get("kind")), str(rec.get("kind", "")))
+    if kind == "task" and "child" in rec:
+        kind = "child"
+    table = Table("", "journal", "code now", title=f"divergence at call {div.call_id}", box=None, pad_edge=False)
+    table.add_row("call", Text(describe_call(rec) or "(nothing)"), Text(describe_call(cur) or "(nothing: the workflow finished first)"))
+    table.add_row("call id", str(rec.get("call_id", "")), str(cur.get("call_id", div.call_id)) if cur else "")
+    table.add_row("kind", kind, str(cur.get("kind", "")))
+    table.add_row("name", Text(str(rec.get("name", ""))), Text(str(cur.get("name", ""))))
+    table.add_row("arguments", Text(_arguments(rec.get("args"), rec.get("kwargs"))), Text(_arguments(cur.get("args"), cur.get("kwargs"))))
+    table.add_row("source", Text(str(rec.get("src", "?"))), Text(str(cur.get("src", "?")) if cur else ""))
+    parts: list[RenderableType] = [table]
+    if div.args:
+        diff = Table("argument", "journal", "code now", title="argument diff", box=None, pad_edge=False)
+        for d in div.args:
+            diff.add_row(d.where, Text(_side(d.recorded)), Text(_side(d.current)))
+        parts.append(diff)
+    parts.append(Text(f"journal: {div.path}:{div.line}"))
+    parts.append(Text(f"first record where they part: seq {div.seq} (line {div.line})", style="bold red"))
+    return Group(*parts)
+
+
+def _side(value: Any) -> str:
+    return "(absent)" if value is ABSENT else short(value, 60)
+
+
+# -- flux diff, flux fork -----------------------------------------------------------------------
+
+
+def render_diff(diff: JournalDiff) -> RenderableType:
+    """The first record where two journals differ, then every difference, one per line."""
+    parts: list[RenderableType] = [
+        Text(f"A: {diff.a.path} ({diff.a.records} records, {diff.a.status})"),
+        Text(f"B: {diff.b.path} ({diff.b.records} records, {diff.b.status})"),
+    ]
+    if not diff.differences:
+        parts.append(Text("the journals are the same in substance (times, hosts and pids aside)", style="green"))
+        return Group(*parts)
+    first = diff.differences[0]
+    parts.append(
+        Text(f"first difference: {first.what} at seq {_seq(first.seq_a)} in A, seq {_seq(first.seq_b)} in B", style="bold red")
+    )
+    table = Table("seq A", "seq B", "where", "A", "B", box=None, pad_edge=False)
+    for d in diff.differences:
+        table.add_row(_seq(d.seq_a), _seq(d.seq_b), Text(d.what), Text(d.a), Text(d.b))
+    parts.append(table)
+    parts.append(Text(f"{len(diff.differences)} differences", style="red"))
+    return Group(*parts)
+
+
+def _seq(seq: int | None) -> str:
+    return "-" if seq is None else str(seq)
+
+
+def render_fork(fork: ForkResult) -> RenderableType:
+    return Text(
+        f"forked {fork.source_id} at seq {fork.at} ({fork.copied} records copied"
+        + (f", result of seq {fork.replaced} replaced" if fork.replaced is not None else "")
+        + f") into {fork.execution_id}"
+    )

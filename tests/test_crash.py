@@ -189,7 +189,7 @@ def test_show_and_list_describe_the_execution(project: Path) -> None:
     execution_id = _journal(project).stem
     listing = flux_cmd("list", cwd=project)
     assert execution_id in listing.stdout and "paused" in listing.stdout and "gated" in listing.stdout
-    shown = flux_cmd("show", execution_id, cwd=project)
+    shown = flux_cmd("show", execution_id, "--records", cwd=project)
     assert shown.returncode == 0
     for word in ("task_started", "task_completed", "workflow_paused", "work", "flows.py:"):
         assert word in shown.stdout

@@ -1,0 +1,103 @@
+"""Times `flux replay --summary` as a whole process on journals of N sequential tasks; prints one
+table with the median wall time and the peak memory (max RSS) of the replaying process.
+
+Run from the project root:
+
+    .venv/bin/python benchmarks/bench_replay.py [--runs N] [--sizes 10,10000,100000] [--dir DIR]
+
+Setup (not timed): one workflow of N trivial sequential tasks runs with durability "os" and ends
+at `pause("end")`, so its journal holds 2N+3 records. Each timed run is a fresh `python -m
+cli.main replay JOURNAL --summary` process, interpreter start-up and imports included; its peak
+RSS comes from `os.wait4`, for that process alone. A replay that does not report the code as
+matching stops the script: a fast wrong answer is not a measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from flux import ExecutionContext, task, workflow  # noqa: E402
+from flux.tasks import pause  # noqa: E402
+
+
+@task
+async def noop(i: int) -> int:
+    return i
+
+
+@workflow
+async def sequential(ctx: ExecutionContext[int]) -> int:
+    total = 0
+    for i in range(ctx.input):
+        total += await noop(i)
+    await pause("end")
+    return total
+
+
+def make_journal(n: int, home: str) -> str:
+    from flux.loader import load_file
+
+    module = load_file(os.path.abspath(__file__))  # record this file as the workflow's code
+    ctx = module.sequential.run(n, home=home, durability="os")
+    assert ctx.status == "paused", ctx.status
+    return os.path.join(home, "executions", ctx.execution_id + ".jsonl")
+
+
+def replay_once(journal: str) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds (user + system) and peak RSS in KiB of one `flux replay
+    --summary` process."""
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "replay", journal, "--summary"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    out, err = proc.stdout.read(), proc.stderr.read()  # type: ignore[union-attr]
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0 or b"matches the journal" not in out:
+        raise SystemExit(f"replay of {journal} failed ({proc.returncode}): {out.decode()} {err.decode()}")
+    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--sizes", default="10,10000,100000")
+    parser.add_argument("--dir", default=None, help="where the journals go (default: a temporary directory)")
+    args = parser.parse_args()
+    base = tempfile.mkdtemp(prefix="bench-replay-", dir=args.dir)
+    try:
+        rows = []
+        for n in (int(s) for s in args.sizes.split(",")):
+            journal = make_journal(n, os.path.join(base, f"n{n}"))
+            size = os.path.getsize(journal)
+            replay_once(journal)  # warm-up: page cache, .pyc files
+            runs = [replay_once(journal) for _ in range(args.runs)]
+            seconds = statistics.median(r[0] for r in runs)
+            cpu = statistics.median(r[1] for r in runs)
+            peak = max(r[2] for r in runs)
+            rows.append((n, 2 * n + 3, size, seconds, cpu, peak))
+        print(f"flux replay --summary, median of {args.runs} processes (python {sys.version.split()[0]}, "
+              f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs)")
+        print(f"{'tasks':>8} {'records':>8} {'journal MB':>11} {'wall s':>7} {'CPU s':>6} {'peak RSS MB':>12}")
+        for n, records, size, seconds, cpu, peak in rows:
+            print(f"{n:>8} {records:>8} {size / 1e6:>11.1f} {seconds:>7.2f} {cpu:>6.2f} {peak / 1024:>12.0f}")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

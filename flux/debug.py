@@ -1,0 +1,585 @@
+"""The replay debugger: `flux replay` with its stops, breakpoints and divergences (SPEC.md 4.12).
+
+Everything here runs workflow code only in read-only replay: no task body runs and no journal
+is written. Nothing here prints; the command line renders what these functions return.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bdb
+import dataclasses
+import fnmatch
+import gc
+import os
+import pdb
+import reprlib
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+import orjson
+
+from engine.codec import decode, encode, find_class
+from engine.errors import EncodeError, ExecutionNotFoundError, NondeterminismError, WorkflowLoadError
+from engine.executor import Executor, Outcome, RunRequest
+from engine.journal import JournalRead, read_journal
+from engine.records import status_of
+from engine.store import FileStore, validate_execution_id
+from flux.divergence import Divergence, beyond_the_end
+from flux.loader import load_recorded, workflows_in
+from flux.timeline import CallRow, error_summary, timeline
+from flux.workflow import Workflow, default_home
+
+__all__ = [
+    "BreakPoint",
+    "FrameState",
+    "ReplayResult",
+    "StopState",
+    "break_into",
+    "load_workflow",
+    "open_journal",
+    "replay",
+]
+
+_ENGINE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "engine") + os.sep
+_FLUX_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_HIDDEN_FRAMES = (_ENGINE_DIR, _FLUX_DIR)
+
+# -- loading ----------------------------------------------------------------------------------
+
+
+def open_journal(ref: str, home: str | None = None) -> tuple[JournalRead, str]:
+    """Reads a journal given by its path (`…/<execution_id>.jsonl`) or by an execution id in the
+    store; returns it and the execution id. Changes nothing.
+
+    Raises:
+        JournalCorruptError, ExecutionNotFoundError, InvalidExecutionIdError, WorkflowLoadError.
+    """
+    if ref.endswith(".jsonl") or os.sep in ref or os.path.exists(ref):
+        name = os.path.basename(ref)
+        if not name.endswith(".jsonl"):
+            raise WorkflowLoadError(f"{ref}: a journal file ends in .jsonl")
+        execution_id = validate_execution_id(name[:-6])
+        try:
+            return read_journal(ref, execution_id), execution_id
+        except FileNotFoundError:
+            raise ExecutionNotFoundError(execution_id, ref) from None
+        except IsADirectoryError:
+            raise WorkflowLoadError(f"{ref}: a directory, not a journal file") from None
+    store = FileStore(default_home(home))
+    return store.read(validate_execution_id(ref)), ref
+
+
+def load_workflow(read: JournalRead, file: str | None = None) -> tuple[Workflow, dict[str, str]]:
+    """Loads the workflow a journal's header names (from `file` when given).
+
+    Raises:
+        WorkflowLoadError: naming the journal when the code holds no workflow of that name.
+    """
+    header = read.records[0]
+    name = header.get("workflow", "")
+    code = header.get("code") or {}
+    try:
+        wf, aliases = load_recorded(code, name, file)
+    except WorkflowLoadError as err:
+        raise WorkflowLoadError(f"{read.path}:1: cannot load workflow {name!r} of this journal: {err}") from err
+    if wf.name != name:
+        where = file or code.get("file")
+        module = sys.modules.get(wf.fn.__module__)
+        found = ", ".join(sorted(w.name for w in workflows_in(module).values())) if module else wf.name
+        raise WorkflowLoadError(
+            f"{read.path}:1: the journal is of workflow {name!r}, but {where} defines {wf.name!r} there "
+            f"(workflows found: {found}); pass --file with the file of workflow {name!r}"
+        )
+    return wf, aliases
+
+
+def _home_of(path: str) -> str:
+    """The store a journal lives in (`<home>/executions/<id>.jsonl`), for its output storage."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(path))) or "."
+
+
+# -- stops and breakpoints --------------------------------------------------------------------
+
+_repr = reprlib.Repr()
+_repr.maxstring = 120
+_repr.maxother = 120
+_repr.maxlist = _repr.maxtuple = _repr.maxset = _repr.maxdict = 8
+_repr.maxlevel = 3
+
+
+def _short_repr(value: Any) -> str:
+    try:
+        return _repr.repr(value)
+    except Exception as err:  # noqa: BLE001 - a user __repr__ may raise; show that instead
+        return f"<repr failed: {type(err).__name__}>"
+
+
+def _is_user(frame: FrameType) -> bool:
+    name = frame.f_code.co_filename
+    return not (name.startswith(_HIDDEN_FRAMES) or "asyncio" in name or name.startswith("<"))
+
+
+@dataclass
+class FrameState:
+    """One frame of workflow code where a replay stopped."""
+
+    function: str
+    file: str  # absolute path
+    line: int
+    locals: dict[str, str]  # name -> repr, cut short
+
+    @property
+    def where(self) -> str:
+        return f"{os.path.basename(self.file)}:{self.line}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {"function": self.function, "file": self.file, "line": self.line, "where": self.where, "locals": self.locals}
+
+
+def _user_frames(start: FrameType | None) -> list[FrameType]:
+    """The frames of workflow code in the chain of awaits that runs now, innermost first; when a
+    task call was handed straight to `gather`/`create_task`, that chain holds none, and the
+    frames are those of the task that awaits it (and so on outwards)."""
+    found: list[FrameType] = []
+    frame = start
+    # Walk out until the event loop: beyond it lie the frames of whoever started the replay.
+    while frame is not None and "asyncio" not in frame.f_code.co_filename:
+        if _is_user(frame):
+            found.append(frame)
+        frame = frame.f_back
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        return found
+    seen = set()
+    while not found and task is not None and task not in seen:
+        seen.add(task)
+        task = _awaiter_of(task)
+        if task is not None:
+            found = [f for f in reversed(_suspended_frames(task)) if _is_user(f)]
+    return found
+
+
+def _suspended_frames(task: asyncio.Task[Any]) -> list[FrameType]:
+    """The frames of a waiting task's chain of awaits, outermost first (`Task.get_stack` gives
+    only the outermost one)."""
+    frames = []
+    coro: Any = task.get_coro()
+    while coro is not None and len(frames) < 100:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            frames.append(frame)
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return frames
+
+
+def _awaiter_of(child: asyncio.Future[Any]) -> asyncio.Task[Any] | None:
+    """The task that waits for `child`, directly or through a `gather`."""
+    for task in asyncio.all_tasks():
+        waiter = getattr(task, "_fut_waiter", None)
+        if waiter is child or child in getattr(waiter, "_children", ()):
+            return task
+    return None
+
+
+def _frames(frames: list[FrameType]) -> list[FrameState]:
+    """What the workflow frames hold: function, file, line, locals (repr, cut short)."""
+    out: list[FrameState] = []
+    for frame in frames[:10]:
+        names = {k: _short_repr(v) for k, v in frame.f_locals.items() if not k.startswith("__")}
+        out.append(FrameState(frame.f_code.co_name, frame.f_code.co_filename, frame.f_lineno, names))
+    return out
+
+
+@dataclass
+class StopState:
+    """Where `--until` left the workflow: the call it asked for next, and its frames."""
+
+    seq: int  # the last record replayed
+    call_id: str  # the call the code reached that the replayed records do not hold (or hold no outcome of)
+    frames: list[FrameState]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "call_id": self.call_id, "frames": [f.as_json() for f in self.frames]}
+
+
+@dataclass
+class BreakPoint:
+    """A call whose recorded outcome is being handed to the workflow: where `--break-at` stops."""
+
+    call_id: str
+    seq: int  # the record being replayed
+    record: dict[str, Any]
+    name: str
+    frame: FrameType  # the workflow frame that receives the value
+
+
+def break_into(point: BreakPoint, debugger: pdb.Pdb | None = None) -> None:
+    """Starts pdb so that it stops in the workflow frame at the next line after the await that
+    receives the recorded value, so the variable it is assigned to already holds it."""
+    dbg = debugger or pdb.Pdb(nosigint=True)
+    dbg.reset()
+    frame: FrameType | None = point.frame
+    # As Bdb.set_trace does, but the stop is the next line of the workflow frame, not this one.
+    while frame is not None:
+        frame.f_trace = dbg.trace_dispatch
+        dbg.botframe = frame
+        frame = frame.f_back
+    dbg.set_next(point.frame)
+    sys.settrace(dbg.trace_dispatch)
+
+
+class _Watch:
+    """The observer of a debugging replay (SPEC.md "Observers"): notes where the code went past
+    what the journal holds, and what it asked for there."""
+
+    def __init__(self) -> None:
+        self.stop: tuple[str, list[FrameState], dict[str, Any] | None] | None = None
+
+    def end_of_journal(self, call_id: str, frame: FrameType | None) -> None:
+        if self.stop is None:  # with concurrent branches, the first to reach the end
+            here = sys._getframe(1)
+            self.stop = (call_id, _frames(_user_frames(here)), _asked_for(here))
+
+
+class _BreakWatch(_Watch):
+    """A `_Watch` that also stops at one replayed call (`--break-at`)."""
+
+    def __init__(
+        self, break_call: str | None, break_name: str | None, names: dict[str, str], on_break: Callable[[BreakPoint], None]
+    ) -> None:
+        super().__init__()
+        self.break_call = break_call
+        self.break_name = break_name
+        self.names = names
+        self.on_break = on_break
+        self.hit: BreakPoint | None = None
+
+    def replayed(self, call_id: str, record: dict[str, Any], frame: FrameType | None) -> None:
+        if self.hit is not None:
+            return
+        name = self.names.get(call_id, "")
+        if call_id == self.break_call or (self.break_name is not None and _name_matches(name, self.break_name)):
+            # The hook's frame is not used: for a call handed straight to gather it is no
+            # workflow frame at all (engine.executor.user_frame walks out past the event loop).
+            frames = _user_frames(sys._getframe(1))
+            if not frames:
+                return
+            self.hit = BreakPoint(call_id, record["seq"], record, name, frames[0])
+            self.on_break(self.hit)
+
+
+_EXECUTOR_FILE = os.path.join(_ENGINE_DIR, "executor.py")
+_TRAP_KINDS = {"call_task": "task", "pause": "pause", "record_value": "value", "sleep": "timer"}
+
+
+def _asked_for(frame: FrameType | None) -> dict[str, Any] | None:
+    """What the code asked for where the journal ended: read from the executor's frame that
+    handles the call (its locals), since the observer hook is given only the call id."""
+    while frame is not None:
+        kind = _TRAP_KINDS.get(frame.f_code.co_name)
+        if kind is not None and os.path.abspath(frame.f_code.co_filename) == _EXECUTOR_FILE:
+            names = frame.f_locals
+            asked = {"kind": kind, "name": names.get("name", "sleep"), "src": names.get("src", "?")}
+            if kind == "task":
+                asked["args"] = names.get("enc_args")
+                asked["kwargs"] = names.get("enc_kwargs")
+            return asked
+        frame = frame.f_back
+    return None
+
+
+def _name_matches(name: str, pattern: str) -> bool:
+    return name == pattern or fnmatch.fnmatchcase(name, pattern)
+
+
+def _replay_seq(rows: list[CallRow], call_id: str) -> int | None:
+    """The seq of the record replay hands to the workflow for a call, None when there is none."""
+    for row in rows:
+        if row.call_id == call_id:
+            return row.seq if row.kind == "value" else (row.end_seq if row.outcome != "open" else None)
+    return None
+
+
+def _check_seq(option: str, seq: int, count: int) -> None:
+    if not 0 <= seq < count:
+        raise ValueError(f"{option} {seq}: the journal has {count} records (seq 0 to {count - 1})")
+
+
+def _break_target(records: list[dict[str, Any]], rows: list[CallRow], spec: str) -> tuple[str | None, str | None]:
+    """(call id, None) for a seq, (None, name pattern) for a task name.
+
+    Raises:
+        ValueError: for a seq beyond the end (saying how many records there are), a record of no
+            call, a call whose outcome was never recorded, or a name no replayable call has.
+    """
+    count = len(records)
+    try:
+        seq = int(spec)
+    except ValueError:
+        seq = None
+    if seq is not None:
+        _check_seq("--break-at", seq, count)
+        record = records[seq]
+        call_id = record.get("call_id")
+        if call_id is None:
+            raise ValueError(
+                f"--break-at {seq}: record {seq} is {record['kind']}, which belongs to no call; "
+                "give the seq of a call's record, or a task name"
+            )
+        if _replay_seq(rows, call_id) is None:
+            raise ValueError(
+                f"--break-at {seq}: call {call_id} has no recorded outcome to replay (the journal ends "
+                f"while it runs); use --until {seq} to see the workflow there"
+            )
+        return call_id, None
+    if any(_name_matches(row.name, spec) and _replay_seq(rows, row.call_id) is not None for row in rows):
+        return None, spec
+    raise ValueError(
+        f"--break-at {spec!r}: no call of that name with a recorded outcome in the journal "
+        f"({len(rows)} calls, {count} records)"
+    )
+
+
+# -- replay -----------------------------------------------------------------------------------
+
+
+@dataclass
+class ReplayResult:
+    """What a debugging replay found."""
+
+    execution_id: str
+    path: str
+    workflow: str
+    recorded_status: str  # the status the whole journal records
+    status: str  # completed, failed, paused, cancelled, replayed (the journal ended first), diverged, quit
+    matches: bool
+    note: str
+    records: int  # records in the journal
+    replayed: int  # records replayed (fewer with `until`)
+    call_count: int
+    seconds: float
+    calls: list[CallRow] | None = None  # None when asked for a summary
+    output: Any = None
+    until: int | None = None
+    stop: StopState | None = None
+    divergence: Divergence | None = None
+    breakpoint: BreakPoint | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        if self.divergence is not None:
+            return {"execution_id": self.execution_id, "workflow": self.workflow, **self.divergence.as_json()}
+        out: dict[str, Any] = {
+            "execution_id": self.execution_id,
+            "workflow": self.workflow,
+            "path": self.path,
+            "status": self.status,
+            "recorded_status": self.recorded_status,
+            "matches": self.matches,
+            "note": self.note,
+            "records": self.records,
+            "replayed": self.replayed,
+            "call_count": self.call_count,
+            "seconds": round(self.seconds, 6),
+        }
+        if self.calls is not None:
+            out["calls"] = [row.as_json() for row in self.calls]
+        if self.status in ("completed", "failed"):
+            out["output"] = _tree(self.output)
+        if self.until is not None:
+            out["until"] = self.until
+        if self.stop is not None:
+            out["stop"] = self.stop.as_json()
+        if self.breakpoint is not None:
+            out["breakpoint"] = {"call_id": self.breakpoint.call_id, "seq": self.breakpoint.seq}
+        return out
+
+
+def _error_text(exc: Any) -> str:
+    return f"{type(exc).__name__}: {exc}" if isinstance(exc, BaseException) else _short_repr(exc)
+
+
+def _tree(value: Any) -> Any:
+    if isinstance(value, BaseException):
+        return {"type": type(value).__name__, "message": str(value)}
+    try:
+        return encode(value, "output")
+    except EncodeError:
+        return {"repr": _short_repr(value)}
+
+
+def replay(
+    ref: str,
+    *,
+    home: str | None = None,
+    file: str | None = None,
+    until: int | None = None,
+    break_at: str | None = None,
+    on_break: Callable[[BreakPoint], None] | None = None,
+    calls: bool = True,
+) -> ReplayResult:
+    """Replays a journal against the current code without running any task body or writing.
+
+    Args:
+        ref: the journal's path, or an execution id in the store at `home`.
+        file: the workflow's file, when it is not where the header says.
+        until: replay only the records up to this seq and report the workflow's state there.
+        break_at: a seq or a task name (a glob pattern works): when that call's recorded outcome is
+            handed to the workflow, `on_break` is called (default: pdb in the workflow frame).
+        calls: build the timeline of calls (False: only the summary).
+
+    Returns:
+        The result; a divergence is reported in `divergence` (status "diverged"), not raised.
+
+    Raises:
+        JournalCorruptError, WorkflowLoadError, ExecutionNotFoundError, DecodeError;
+        ValueError for an `until` or `break_at` outside the journal (saying how many records it has).
+    """
+    # A journal is read into one dict per record, all alive until the end, so the cycle
+    # collector would traverse them again and again while they are made and replayed (half the
+    # time of a 100,000-task replay) and find nothing to free. It is paused for the replay;
+    # garbage cycles a replay makes are bounded by the journal and are collected afterwards.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _replay(ref, home, file, until, break_at, on_break, calls)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _replay(
+    ref: str,
+    home: str | None,
+    file: str | None,
+    until: int | None,
+    break_at: str | None,
+    on_break: Callable[[BreakPoint], None] | None,
+    calls: bool,
+) -> ReplayResult:
+    read, execution_id = open_journal(ref, home)
+    records = read.records
+    wf, aliases = load_workflow(read, file)
+    count = len(records)
+    if until is not None:
+        _check_seq("--until", until, count)
+        read = dataclasses.replace(read, records=records[: until + 1], offsets=read.offsets[: until + 1], torn=b"")
+    rows = timeline(read.records) if calls or break_at is not None else None
+    watch = _Watch()
+    if break_at is not None:
+        assert rows is not None
+        break_call, break_name = _break_target(read.records, rows, break_at)
+        names = {row.call_id: row.name for row in rows}
+        watch = _BreakWatch(break_call, break_name, names, on_break or break_into)
+    started = time.perf_counter()
+    divergence: Divergence | None = None
+    box: list[Any] = []
+    try:
+        asyncio.run(_run(wf, read, execution_id, aliases, watch, box))
+    except NondeterminismError as err:
+        divergence = Divergence.of(err)
+    finally:
+        if isinstance(watch, _BreakWatch) and watch.hit is not None:
+            sys.settrace(None)  # a debugger quit with tracing still on
+    seconds = time.perf_counter() - started
+    executor: Executor = box[0]
+    call_count = len(rows) if rows is not None else len(executor.calls)
+    missed = [call for call_id, call in executor.calls.items() if call_id not in executor.visited]
+    first_missed = min(missed, key=lambda call: call.seq).start if missed else None
+    _release(executor)
+    header = records[0]
+    base = dict(
+        execution_id=execution_id,
+        path=read.path,
+        workflow=header.get("workflow", ""),
+        recorded_status=status_of(records),
+        records=count,
+        replayed=len(read.records),
+        call_count=call_count,
+        seconds=seconds,
+        calls=rows if calls else None,
+        until=until,
+        breakpoint=watch.hit if isinstance(watch, _BreakWatch) else None,
+    )
+    if divergence is not None:
+        return ReplayResult(status="diverged", matches=False, note=str(divergence.error), divergence=divergence, **base)
+    outcome: Outcome = box[1]
+    stop = None
+    if watch.stop is not None and outcome.status == "replayed":
+        stop = StopState(len(read.records) - 1, watch.stop[0], watch.stop[1])
+        if until is None:
+            err = beyond_the_end(read, watch.stop[0], watch.stop[2], first_missed)
+            if err is not None:
+                divergence = Divergence.of(err)
+                return ReplayResult(status="diverged", matches=False, note=str(err), divergence=divergence, **base)
+    if isinstance(outcome.output, bdb.BdbQuit):
+        return ReplayResult(status="quit", matches=True, note="the debugger was quit", stop=stop, **base)
+    matches, note = _verdict(read, outcome, aliases)
+    status = "stopped" if until is not None and outcome.status == "replayed" else outcome.status
+    return ReplayResult(status=status, matches=matches, note=note, output=outcome.output, stop=stop, **base)
+
+
+async def _run(
+    wf: Workflow, read: JournalRead, execution_id: str, aliases: dict[str, str], observer: Any, box: list[Any]
+) -> None:
+    request = RunRequest(execution_id=execution_id, replay_only=True, journal=read, aliases=aliases, observer=observer)
+    executor = Executor(FileStore(_home_of(read.path)), request)
+    box.append(executor)
+    # The outcome goes in the box, not out as the result: asyncio.run (3.11) builds the repr of
+    # its main task, result included, when it puts back its SIGINT handler, and the repr of an
+    # outcome holding 200,000 records takes longer than replaying them.
+    box.append(await executor.run(wf._body(executor, [])))
+
+
+def _release(executor: Executor) -> None:
+    """Lets the journal's records go as soon as the replay is over, without the cycle collector.
+
+    The executor sits in reference cycles: its branches refer back to it through the workflow
+    task's context, and when the replay stopped at the journal's end, the workflow task holds the
+    EndOfJournal whose traceback holds the frames that hold the task and the records. Left to the
+    collector, freeing 200,000 records costs a full traversal on top of the frees.
+    """
+    root = getattr(executor, "_root", None)
+    if root is not None and root.done() and not root.cancelled() and root.exception() is not None:
+        traceback.clear_frames(root.exception().__traceback__)
+    executor.__dict__.clear()
+
+
+def _verdict(read: JournalRead, outcome: Outcome, aliases: dict[str, str]) -> tuple[bool, str]:
+    """Whether the code reproduced what the (replayed part of the) journal recorded, and a note."""
+    records = read.records
+    final = records[-1] if records[-1]["kind"] in ("workflow_completed", "workflow_failed", "workflow_cancelled") else None
+    if outcome.status in ("replayed", "paused"):
+        return True, "the code matches the journal up to its last record"
+    if final is None:
+        return True, "the code matches the journal"
+    if final["kind"] == "workflow_cancelled":
+        return True, "the code matches the journal up to its cancellation"
+    if final["kind"] == "workflow_completed":
+        if outcome.status != "completed":
+            now = f"fails with {_error_text(outcome.output)}" if outcome.status == "failed" else f"ends {outcome.status}"
+            return False, f"the journal recorded a completed run, the code now {now}"
+        tree = final["value"]
+        if type(tree) is dict and "$blob" in tree:  # the output went to output storage
+            tree = orjson.loads(FileStore(_home_of(read.path)).get_blob(tree["$blob"]))
+        try:
+            same = encode(outcome.output) == tree
+        except EncodeError:
+            same = False
+        if not same:
+            recorded = decode(tree, lambda ref: find_class(ref, aliases))
+            return False, f"the code now returns {_short_repr(outcome.output)}, the journal recorded {_short_repr(recorded)}"
+        return True, "the code reproduces the recorded output"
+    if outcome.status != "failed":
+        return False, f"the journal recorded a failed run, the code now returns {_short_repr(outcome.output)}"
+    recorded_type = error_summary(final.get("error"))["type"].rpartition(".")[2]
+    now_type = type(outcome.output).__name__
+    if recorded_type != now_type:
+        return False, f"the journal recorded a failure with {recorded_type}, the code now fails with {now_type}"
+    return True, "the code fails as recorded"
