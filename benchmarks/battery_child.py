@@ -136,6 +136,27 @@ def _act(action: str, args: dict[str, Any]) -> dict[str, Any]:
     return {"execution_id": ctx.execution_id, "status": ctx.status, "output": output}
 
 
+def _record_fsyncs(log: str) -> None:
+    """Wraps os.fsync so that every fsync of a journal that returns is logged with the size it
+    made durable: the power-loss scenario then trusts the disk, not the engine, about what was
+    synced. Lines go to the same file as the fault hooks' acknowledgements, in the order they
+    happened."""
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        real(fd)
+        target = os.readlink(f"/proc/self/fd/{fd}") if isinstance(fd, int) else ""
+        if target.endswith(".jsonl"):
+            line = b"fsync %d %s\n" % (os.fstat(fd).st_size, target.encode())
+            out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(out, line)
+            finally:
+                os.close(out)
+
+    os.fsync = fsync
+
+
 def _child(command: dict[str, Any]) -> None:
     from engine import faults
     from engine.errors import DurabilityError, ExecutionLockedError, NondeterminismError
@@ -150,6 +171,8 @@ def _child(command: dict[str, Any]) -> None:
     result: dict[str, Any]
     try:
         faults.configure(command.get("faults", "none"), command.get("sync_log"))
+        if args.get("log_fsyncs") and command.get("sync_log"):
+            _record_fsyncs(command["sync_log"])
         started = time.perf_counter()
         result = _act(command["action"], args)
         result["seconds"] = time.perf_counter() - started

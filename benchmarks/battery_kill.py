@@ -20,7 +20,7 @@ import orjson
 
 from benchmarks.battery_child import expected_output, many
 from benchmarks.battery_kit import Figures, ForkServer, Size, journal_of, read_side_log, read_sync_log
-from engine.errors import JournalCorruptError, NondeterminismError
+from engine.errors import FluxError, JournalCorruptError, NondeterminismError
 from engine.journal import read_journal
 
 __all__ = ["run_kill"]
@@ -169,6 +169,9 @@ def run_kill(size: Size, seed: int, workdir: str) -> Figures:
                         except NondeterminismError as err:
                             divergences += 1
                             fig.note(f"replay diverged: {err}")
+                        except FluxError as err:
+                            errors += 1
+                            fig.note(f"replay failed: {err}")
                     else:
                         fig.note(f"{ex.path}: finished with {outcome}")
                 elif status["code"] == 4:

@@ -18,7 +18,7 @@ from benchmarks import battery_child
 from benchmarks.battery_child import expected_output, twenty
 from benchmarks.battery_kit import ROOT, Figures, ForkServer, Size, journal_of, read_side_log, read_sync_log
 from engine.codec import encode
-from engine.errors import DurabilityError, ExecutionLockedError, FluxError
+from engine.errors import DurabilityError, FluxError
 from engine.journal import JournalWriter, encode_line, read_journal, seed_for
 from engine.store import FileStore
 from flux.recover import recover_store
@@ -103,7 +103,7 @@ def run_race(size: Size, seed: int, workdir: str) -> Figures:
             args = {"home": home, "workflow": "held", "execution_id": eid, "side_log": side_log, "start_at": start_at}
             pids = [server.fork("race", args) for _ in range(k)]
             ended: dict[int, Any] = {}
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + 5
             while len(ended) < k - 1 and time.monotonic() < deadline:
                 for p in pids:
                     if p not in ended:
@@ -114,7 +114,8 @@ def run_race(size: Size, seed: int, workdir: str) -> Figures:
             locked = sum(1 for s in ended.values() if s["code"] == 3)
             owner = alive[0] if len(alive) == 1 else None
             if owner is not None and locked == k - 1:
-                if _wait_for(lambda: any(p == owner for _, p in read_side_log(side_log))) and _lock_holder(home, eid) == owner:
+                started = _wait_for(lambda: any(p == owner for _, p in read_side_log(side_log)), timeout=5)
+                if started and _lock_holder(home, eid) == owner:
                     one_owner += 1
                     owners.append(owner)
             else:
@@ -141,13 +142,21 @@ def run_race(size: Size, seed: int, workdir: str) -> Figures:
                 store.acquire(eid, "fsync").close()
                 takeover_first_try += 1
                 takeovers.append(time.perf_counter() - killed_at)
-            except ExecutionLockedError as err:
-                fig.note(f"round {rnd}: the execution was still locked after its owner died: {err}")
+            except FluxError as err:
+                fig.note(f"round {rnd}: the next owner could not get in after the owner died: {err}")
             if rnd % 50 == 25:
                 for owner_first in (True, False):
                     late_checks += 1
-                    late_refused += _late_writer(store, eid, owner_first)
-    records = read_journal(path, eid).records
+                    try:
+                        late_refused += _late_writer(store, eid, owner_first)
+                    except FluxError as err:
+                        fig.note(f"round {rnd}: a late writer was not refused cleanly: {err}")
+    try:
+        records = read_journal(path, eid).records
+        valid = True
+    except FluxError as err:
+        fig.note(f"the journal is damaged after the rounds: {err}")
+        records, valid = [], False
     resumed_pids = [r["pid"] for r in records if r["kind"] == "workflow_resumed" and r.get("host") != "battery"]
     rounds = size.race_rounds
     fig.add("rounds", "rounds of 2 to 8 resumers at once", rounds, at_least=rounds)
@@ -166,7 +175,7 @@ def run_race(size: Size, seed: int, workdir: str) -> Figures:
             equal=f"{unlinked_checks}/{unlinked_checks}")
     fig.add("late_writer", "writes of a writer that lost ownership refused", f"{late_refused}/{late_checks}",
             equal=f"{late_checks}/{late_checks}")
-    fig.add("journal_valid", "journal valid after all rounds", True, equal=True)
+    fig.add("journal_valid", "journal valid after all rounds", valid, equal=True)
     return fig
 
 
