@@ -26,7 +26,6 @@ __all__ = [
     "JournalWriter",
     "encode_line",
     "fsync_dir",
-    "open_journal",
     "read_journal",
     "seed_for",
 ]
@@ -92,7 +91,7 @@ def read_journal(path: str, execution_id: str, data: bytes | None = None) -> Jou
         FileNotFoundError: when there is no such file.
     """
     if data is None:
-        fd = open_journal(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         try:
             data = _read_all(fd)
         finally:
@@ -199,21 +198,6 @@ def _read_fast(
         offsets[i] = pos
         pos += len(line) + 1
     return records, offsets
-
-
-def open_journal(path: str, flags: int) -> int:
-    """Opens a journal without following a symbolic link planted in its place.
-
-    Raises:
-        JournalCorruptError: when the path is a symbolic link (the store never follows them).
-        FileNotFoundError: when there is no such file.
-    """
-    try:
-        return os.open(path, flags | os.O_NOFOLLOW)
-    except OSError as err:
-        if err.errno == errno.ELOOP:
-            raise _corrupt(path, 1, 0, "the journal is a symbolic link, which Flux never follows") from None
-        raise
 
 
 def _check_header(path: str, pos: int, record: dict[str, Any], execution_id: str) -> None:

@@ -30,16 +30,7 @@ from engine.errors import (
     InvalidExecutionIdError,
 )
 from engine.isolate import register_inherited_fd, unregister_inherited_fd
-from engine.journal import (
-    FILE_MODE,
-    JournalRead,
-    JournalWriter,
-    encode_line,
-    fsync_dir,
-    open_journal,
-    read_journal,
-    seed_for,
-)
+from engine.journal import FILE_MODE, JournalRead, JournalWriter, encode_line, fsync_dir, read_journal, seed_for
 
 __all__ = ["FileStore", "Lease", "Store", "validate_execution_id"]
 
@@ -144,7 +135,7 @@ class FileStore:
     def _lock_journal(self, execution_id: str, path: str) -> int:
         """Flocks the journal itself too: a lock file deleted or replaced while held (`rm *.lock`)
         would otherwise let a second process in beside the first (SPEC.md 5)."""
-        fd = open_journal(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

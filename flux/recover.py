@@ -51,7 +51,7 @@ def recover_store(home: str | None = None, *, durability: str | None = None) -> 
     for execution_id in store.list_ids():
         try:
             records = store.read(execution_id).records
-        except JournalCorruptError as err:
+        except (JournalCorruptError, OSError) as err:  # OSError: a symbolic link, never followed
             out.append(Recovered(execution_id, "?", "error", error=err))
             continue
         if status_of(records) not in _INTERRUPTED:
