@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -92,6 +93,7 @@ class ForkServer:
             cwd=ROOT,
             env=full_env,
         )
+        self.children: set[int] = set()  # forked and not yet seen to exit
 
     def _ask(self, command: dict[str, Any]) -> dict[str, Any]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -103,12 +105,24 @@ class ForkServer:
         return orjson.loads(line)
 
     def fork(self, action: str, args: dict[str, Any], faults: str = "none", sync_log: str | None = None) -> int:
-        return self._ask({"op": "fork", "action": action, "args": args, "faults": faults, "sync_log": sync_log})["pid"]
+        pid = self._ask({"op": "fork", "action": action, "args": args, "faults": faults, "sync_log": sync_log})["pid"]
+        self.children.add(pid)
+        return pid
 
     def wait(self, pid: int, timeout: float = 60.0) -> dict[str, Any]:
-        return self._ask({"op": "wait", "pid": pid, "timeout": timeout})
+        status = self._ask({"op": "wait", "pid": pid, "timeout": timeout})
+        if status["exited"]:
+            self.children.discard(pid)
+        return status
 
     def close(self) -> None:
+        """Kills every child still running (a scenario that failed half-way leaves some), then stops."""
+        for pid in list(self.children):
+            try:
+                os.kill(pid, signal.SIGKILL)
+                self.wait(pid, timeout=10)
+            except (ProcessLookupError, RuntimeError):
+                pass
         if self.proc.stdin is not None:
             self.proc.stdin.close()
         try:

@@ -47,6 +47,16 @@ def _lock_holder(home: str, execution_id: str) -> int | None:
         return None
 
 
+def _exit_code(server: ForkServer, pid: int, timeout: float = 10.0) -> int | None:
+    """The exit code of a child that should end soon; one still running is killed (None)."""
+    status = server.wait(pid, timeout=timeout)
+    if not status["exited"]:
+        os.kill(pid, signal.SIGKILL)
+        server.wait(pid)
+        return None
+    return status["code"]
+
+
 def _resumed(at: str) -> dict[str, Any]:
     return {"seq": 0, "kind": "workflow_resumed", "at": at, "pid": os.getpid(), "host": "battery"}
 
@@ -125,14 +135,14 @@ def run_race(size: Size, seed: int, workdir: str) -> Figures:
                 os.kill(owner, signal.SIGSTOP)
                 stopped_checks += 1
                 late = server.fork("race", {**args, "start_at": 0})
-                stopped_held += server.wait(late, timeout=20).get("code") == 3
+                stopped_held += _exit_code(server, late) == 3
                 os.kill(owner, signal.SIGCONT)
             if owner is not None and rnd % 10 == 5:
                 # `rm *.lock` while the owner runs: the journal's own flock still keeps others out.
                 os.unlink(os.path.join(home, "executions", eid + ".lock"))
                 unlinked_checks += 1
                 late = server.fork("race", {**args, "start_at": 0})
-                unlinked_held += server.wait(late, timeout=20).get("code") == 3
+                unlinked_held += _exit_code(server, late) == 3
             for p in alive:
                 os.kill(p, signal.SIGKILL)
             killed_at = time.perf_counter()
