@@ -26,6 +26,7 @@ from flux import journals, runner
 from flux.timeline import timeline
 from flux.context import ExecutionContext
 from flux.errors import FluxError
+from flux.recover import recover_store
 
 __all__ = ["app", "main"]
 
@@ -165,6 +166,40 @@ def clear_cache(home: str = HomeOpt, debug: bool = DebugOpt) -> None:
     except (FluxError, ValueError, OSError) as error:
         _fail(error)
     out.print(f"removed {count} cached results")
+
+
+@app.command()
+def recover(
+    home: str = HomeOpt,
+    durability: str = typer.Option(None, "--durability", help="fsync (default) or os."),
+    debug: bool = DebugOpt,
+) -> None:
+    """Resume every interrupted execution in the store; paused, finished and running ones are left alone."""
+    _guard(debug)
+    try:
+        rows = recover_store(home, durability=durability)
+    except (FluxError, ValueError) as error:
+        _fail(error)
+    if not rows:
+        out.print("no interrupted executions")
+        return
+    table = Table(box=None)
+    table.add_column("execution_id", no_wrap=True)
+    table.add_column("workflow")
+    table.add_column("result")
+    for row in rows:
+        if row.error is not None:
+            result = f"[red]{escape(type(row.error).__name__)}: {escape(str(row.error))}[/red]"
+        elif row.status == "locked":
+            result = "skipped: another process runs it"
+        else:
+            result = row.status
+        table.add_row(row.execution_id, escape(row.workflow), result)
+    out.print(table)
+    if any(row.status == "error" for row in rows):
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if any(row.status == "failed" for row in rows):
+        raise typer.Exit(EXIT_FAILED)
 
 
 @app.command("list")
