@@ -48,7 +48,7 @@ class _Execution:
         self.changed_prefix = 0
         self.unreadable = 0
         self.duplicates = 0
-        self.early_bodies = 0
+        self.early: set[tuple[str, int]] = set()  # (call_id, pid) of bodies seen running unrecorded
         self.records: list[dict[str, Any]] = []
 
     def locate(self) -> bool:
@@ -96,7 +96,9 @@ class _Execution:
             if completed.get(call_id, ...) != value and call_id in self.acked_calls:
                 self.lost.add(call_id)
         self.seen.update(completed)
-        self.early_bodies = sum(1 for call_id, _ in read_side_log(self.side_log) if call_id not in started)
+        # A body that ran while its task_started was not yet written: a later resume writes the
+        # record, so each check keeps what it saw.
+        self.early.update(entry for entry in read_side_log(self.side_log) if entry[0] not in started)
 
     def reruns_after_ack(self) -> int:
         """Bodies that ran in a process started after their result was acknowledged."""
@@ -186,7 +188,7 @@ def run_kill(size: Size, seed: int, workdir: str) -> Figures:
             unreadable += ex.unreadable
             duplicates += ex.duplicates
             reruns += ex.reruns_after_ack()
-            early += ex.early_bodies
+            early += len(ex.early)
     total = sum(kills.values())
     fig.add("kills", "SIGKILLs (each followed by a resume)", total, at_least=size.kills)
     fig.add("kills_by_mode", "  before write / after write / after fsync / random moment",
