@@ -335,6 +335,39 @@ def fork(
     _report(ctx, home)
 
 
+@app.command()
+def check(
+    file: str = typer.Argument(..., help="Python file that defines the workflow."),
+    workflow: str = typer.Argument(..., help="Name of the workflow in that file."),
+    input: str = typer.Option(None, "--input", "-i", help="Input as JSON."),
+    input_file: str = typer.Option(None, "--input-file", help="File holding the input as JSON."),
+    resume_input: str = typer.Option(None, "--resume-input", help="JSON that every pause() returns when resumed."),
+    cuts: int = typer.Option(None, "--cuts", help="Interrupt after this many evenly spread records (default: every one)."),
+    no_subprocess: bool = typer.Option(False, "--no-subprocess", help="Skip the replay in another process."),
+    home: str = typer.Option(None, "--home", help="Directory for the temporary stores (default: the system's)."),
+    debug: bool = DebugOpt,
+) -> None:
+    """Check that WORKFLOW is deterministic for one input: exit 0 if every property holds, 1 if not."""
+    from cli.render_check import render_check
+    from flux import testing
+
+    _guard(debug)
+    try:
+        value = _read_input(input, input_file)
+        resumed = runner.parse_input(resume_input, "--resume-input") if resume_input is not None else None
+        report = testing.check_file(
+            file, workflow, value, resume_inputs=resumed, cuts="all" if cuts is None else cuts,
+            subprocess_replay=not no_subprocess, home=home,
+        )
+    except (FluxError, ValueError) as error:
+        _fail(error)
+    out.print(f"workflow: {escape(report.workflow)}  input: {escape(short(report.input))}  ({report.seconds:.2f} s)")
+    out.print(render_check(report))
+    if not report.ok:
+        out.print(f"[red]not deterministic[/red]; journals kept in {escape(report.store or '?')}")
+        raise typer.Exit(EXIT_FAILED)
+
+
 def main() -> None:
     app()
 

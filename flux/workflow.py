@@ -107,11 +107,12 @@ class Workflow:
         aliases: dict[str, str] | None = None,
         resume: bool = False,
         resume_has_input: bool = True,
+        observer: Any = None,
     ) -> ExecutionContext[Any]:
         """`run` (or, with `resume=True`, `resume`) for code that already runs an event loop.
 
         Without `resume`, a paused execution is returned as it is; with it, `input` is what the
-        waiting pause returns.
+        waiting pause returns. `observer` watches the run (SPEC.md "Observers").
         """
         store = FileStore(default_home(home))
         mode = _check_durability(durability)
@@ -124,6 +125,7 @@ class Workflow:
                 create=True,
                 durability=mode,
                 blob_output=uses_output_storage(self.options),
+                observer=observer,
             )
         else:
             validate_execution_id(execution_id)
@@ -136,6 +138,7 @@ class Workflow:
                 durability=mode,
                 aliases=aliases or {},
                 blob_output=uses_output_storage(self.options),
+                observer=observer,
             )
         return await self._execute(store, request, clock)
 
