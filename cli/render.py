@@ -233,7 +233,8 @@ def _side(value: Any) -> str:
 
 
 def render_diff(diff: JournalDiff) -> RenderableType:
-    """The first record where two journals differ, then every difference, one per line."""
+    """The first record where two journals differ, then every difference: where (seq in A | seq
+    in B, what) and each side."""
     parts: list[RenderableType] = [
         Text(f"A: {diff.a.path} ({diff.a.records} records, {diff.a.status})"),
         Text(f"B: {diff.b.path} ({diff.b.records} records, {diff.b.status})"),
@@ -245,10 +246,10 @@ def render_diff(diff: JournalDiff) -> RenderableType:
     parts.append(
         Text(f"first difference: {first.what} at seq {_seq(first.seq_a)} in A, seq {_seq(first.seq_b)} in B", style="bold red")
     )
-    table = Table("seq A", "seq B", "where", "A", "B", box=None, pad_edge=False)
     for d in diff.differences:
-        table.add_row(_seq(d.seq_a), _seq(d.seq_b), Text(d.what), Text(d.a), Text(d.b))
-    parts.append(table)
+        parts.append(Text(f"seq {_seq(d.seq_a)} | {_seq(d.seq_b)}  {d.what}", style="bold"))
+        parts.append(Text(f"    A: {d.a}"))
+        parts.append(Text(f"    B: {d.b}"))
     parts.append(Text(f"{len(diff.differences)} differences", style="red"))
     return Group(*parts)
 
