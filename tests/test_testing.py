@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -33,6 +34,12 @@ from tests import determinism_workflows as W
 from tests.conftest import ROOT, flux_cmd
 
 WORKFLOWS = str(ROOT / "tests" / "determinism_workflows.py")
+
+
+@pytest.fixture(autouse=True)
+def stores_in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed check keeps its stores for inspection: keep them in the test's tmp_path."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
 
 
 def statuses(report: flux.testing.CheckReport) -> dict[str, str]:
@@ -359,7 +366,10 @@ def test_the_pytest_plugin_gives_a_one_line_fixture(tmp_path: Path) -> None:
 
 
 def test_flux_check_command_prints_a_table_and_exits_1_on_failure(tmp_path: Path) -> None:
-    proc = flux_cmd("check", WORKFLOWS, "dispatch", "--input", "3", "--cuts", "6", cwd=tmp_path, env={"COLUMNS": "300"})
+    proc = flux_cmd(
+        "check", WORKFLOWS, "dispatch", "--input", "3", "--cuts", "6", "--home", str(tmp_path), cwd=tmp_path,
+        env={"COLUMNS": "300"},
+    )
     assert proc.returncode == 1, proc.stderr
     assert re.search(r"^resume\s+FAIL\s+6\s+interrupted after record seq=0 \(header\) of 7", proc.stdout, re.M)
     assert re.search(r"^no-rerun\s+PASS\s+6", proc.stdout, re.M)
