@@ -27,7 +27,7 @@ from typing import Any
 from engine.errors import FluxError
 from flux.debug import replay
 
-__all__ = ["GoldenResult", "assert_golden", "golden_params", "journals_in", "replay_folder"]
+__all__ = ["GoldenResult", "assert_golden", "golden_params", "journals_in", "replay_folder", "replay_one"]
 
 Files = str | Mapping[str, str] | None
 

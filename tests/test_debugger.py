@@ -169,6 +169,8 @@ def test_summary_is_one_line(recorded: dict[str, Any]) -> None:
     assert result.exit_code == 0, result.output
     (line,) = result.output.strip().splitlines()
     assert "matches the journal up to its last record" in line and "8 calls" in line
+    by_id = _invoke("replay", Path(recorded["waiting"]).stem, "--home", recorded["home"], "--summary")
+    assert by_id.exit_code == 0 and Path(recorded["waiting"]).stem in by_id.output and "8 calls" in by_id.output
 
 
 # -- --until ------------------------------------------------------------------------------------

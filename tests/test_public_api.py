@@ -17,6 +17,7 @@ SURFACE = {
     "flux.task": ["task"],
     "flux.saga": ["Saga"],
     "flux.domain.events": ["ExecutionEvent", "ExecutionEventType"],
+    "flux.golden": ["GoldenResult", "assert_golden", "golden_params", "journals_in", "replay_folder", "replay_one"],
     "flux.errors": [
         "CompensationError", "ExecutionTimeoutError", "FallbackError", "RetryError", "RollbackError",
         "DecodeError", "DurabilityError", "EncodeError", "EngineError", "ExecutionError", "ExecutionLockedError",
