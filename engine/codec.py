@@ -166,6 +166,15 @@ def _enc_temporal(tag: str, v: dt.datetime | dt.time) -> dict[str, Any]:
     key = getattr(v.tzinfo, "key", None)  # zoneinfo.ZoneInfo keeps its name; isoformat keeps only the offset
     if isinstance(key, str):
         out["tz"] = key
+    elif v.tzinfo is not None:
+        offset = v.utcoffset()
+        if offset is not None and (offset.microseconds or offset.seconds % 60):
+            # Python's ISO parser drops offsets finer than a minute; keep the exact one.
+            out["off"] = [offset.days, offset.seconds, offset.microseconds]
+        if type(v.tzinfo) is dt.timezone and offset is not None:
+            name = v.tzinfo.tzname(None)
+            if name != dt.timezone(offset).tzname(None):
+                out["tzname"] = name  # timezone(offset, "CET") keeps its name
     if v.fold:
         out["fold"] = 1
     return out
@@ -240,6 +249,16 @@ def _dec_temporal(parse: Callable[[str], Any]) -> Callable[[Any, dict[str, Any],
             from zoneinfo import ZoneInfo
 
             value = value.replace(tzinfo=ZoneInfo(tree["tz"]))
+        elif "off" in tree or "tzname" in tree:
+            if "off" in tree:
+                days, seconds, micros = tree["off"]
+                offset = dt.timedelta(days=days, seconds=seconds, microseconds=micros)
+            else:
+                offset = value.utcoffset()
+            if "tzname" in tree:
+                value = value.replace(tzinfo=dt.timezone(offset, str(tree["tzname"])))
+            else:
+                value = value.replace(tzinfo=dt.timezone(offset))
         if tree.get("fold"):
             value = value.replace(fold=1)
         return value

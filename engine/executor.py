@@ -198,9 +198,11 @@ class Executor:
         self.visited: set[str] = set()
         self.fatal: BaseException | None = None
         self._live_branches = 0
+        self._flush_soon = False
         self._tasks: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
         self.path = ""
         self._cancel_pending = request.cancel  # to be delivered at the first live point
+        self._cancel_recorded = False
         self.cancelling = False  # a requested cancellation is unwinding the workflow
         self._root: asyncio.Task[Any] | None = None
         self._watch: asyncio.TimerHandle | None = None
@@ -277,7 +279,20 @@ class Executor:
             raise self.fail(call_id, err)  # noqa: B904 - fail() sets the cause
         if spec.cache and not (extra and extra.get("cached")):
             self._cache_put(spec, record, stored)
+        if self._live_branches and not self._flush_soon:
+            # Other branches may run on for long: this result should not wait for the next task
+            # to start before it reaches the disk. One sync per loop turn serves all of them.
+            self._flush_soon = True
+            asyncio.get_running_loop().call_soon(self._flush_completed)
         return returned
+
+    def _flush_completed(self) -> None:
+        self._flush_soon = False
+        if self.lease is not None and self.fatal is None and self.lease.writer.dirty:
+            try:
+                self.lease.writer.sync()
+            except Exception as err:  # noqa: BLE001 - kept; the next waiter re-raises it
+                self.fatal = err
 
     def fail(self, call_id: str, exc: BaseException) -> ExecutionError:
         """Records a task's failure; returns the ExecutionError to raise in the workflow."""
@@ -370,15 +385,24 @@ class Executor:
             self._end(call_id)
         if self._cancel_pending:
             self._cancel_pending = False
-            self.cancelling = True
+            self._begin_cancel()
             raise asyncio.CancelledError()
+
+    def _begin_cancel(self) -> None:
+        """Records that a cancellation is unwinding the workflow, so that a run that dies while
+        compensating finishes cancelling when resumed (SPEC.md 4.6)."""
+        if not self.cancelling:
+            self.cancelling = True
+            if self.lease is not None and not self._cancel_recorded:
+                self._cancel_recorded = True
+                self.append({"seq": 0, "kind": R.CANCEL_REQUESTED, "at": iso(self.clock.now())})
 
     def _poll_cancel(self) -> None:
         """Checks for a cancellation asked by another process (SPEC.md "Cancellation")."""
         if self._root is None or self._root.done():
             return
         if self.store.cancel_requested(self.execution_id):
-            self.cancelling = True
+            self._begin_cancel()
             self._root.cancel()
             return
         self._watch = asyncio.get_running_loop().call_later(_CANCEL_POLL, self._poll_cancel)
@@ -440,6 +464,10 @@ class Executor:
         index.apply_all(self.records)
         self.calls = index.calls
         self.markers = index.markers
+        if index.cancel_requested:
+            # The run that began cancelling died before it finished: finish it now.
+            self.cancelling = self._cancel_recorded = True
+            self._cancel_pending = True
         status = R.status_of(self.records)
         resolve = self.resolve
         workflow_input = decode(header.get("input"), resolve)
@@ -644,6 +672,9 @@ class Executor:
         name = spec.display_name(args, kwargs) if spec.signature is not None else spec.name
         enc_args = encode(list(args), f"task {name!r} argument") if args else None
         enc_kwargs = encode(kwargs, f"task {name!r} argument") if kwargs else None
+        if self.redactions:
+            enc_args = redact(enc_args, self.redactions)[0]
+            enc_kwargs = redact(enc_kwargs, self.redactions)[0]
         call = self.calls.get(call_id)
         if call is not None:
             self.visited.add(call_id)
@@ -666,8 +697,10 @@ class Executor:
                     return self.value_of(outcome["value"])
                 exc = decode(outcome["error"], self.resolve)
                 raise ExecutionError(exc) from exc
-            if self.replay_only:
-                self._end(call_id)
+            if call.cancelled is not None:
+                self._cancel_pending = False  # a resumed cancellation arrives here, as it did then
+                raise asyncio.CancelledError()  # cancelled by the workflow itself: so again
+            self.before_live(call_id)  # a read-only replay stops here; a cancellation is delivered
         else:
             self.before_live(call_id)
             record: dict[str, Any] = {"seq": 0, "kind": R.TASK_STARTED, "at": iso(self.clock.now()), "call_id": call_id, "name": name}
@@ -702,9 +735,21 @@ class Executor:
         return self.complete(call_id, name, spec, result)
 
     def record_cancelled(self, call_id: str) -> None:
-        """Notes that a running body was cancelled; the call stays open and runs again if reached."""
-        if self.lease is not None and self.fatal is None:
-            self.append({"seq": 0, "kind": R.TASK_CANCELLED, "at": iso(self.clock.now()), "call_id": call_id})
+        """Records that the workflow itself cancelled a running body (a sibling failed in
+        `parallel`, a task group was cancelled): replay cancels the call at the same place.
+
+        A cancellation of the whole run (a requested cancel, or the process shutting down) is
+        not recorded per call: the run ends there, and a shutdown leaves the call open to run
+        again, as a crash would.
+        """
+        if self.lease is None or self.fatal is not None:
+            return
+        root = self._root
+        if not self.cancelling and (
+            root is None or root.cancelling() or (task := asyncio.current_task()) is None or task is root
+        ):
+            return  # the process is shutting down: the call stays open, as after a crash
+        self.append({"seq": 0, "kind": R.TASK_CANCELLED, "at": iso(self.clock.now()), "call_id": call_id})
 
     async def pause(self, branch: traps.Branch, name: str, src: str, wake_at: float | None = None) -> Any:
         if self.fatal is not None:

@@ -11,6 +11,7 @@ from typing import Any
 __all__ = [
     "ATTEMPT_FAILED",
     "CANCELLED",
+    "CANCEL_REQUESTED",
     "FINAL_STATUSES",
     "LIFECYCLE",
     "PATCHED",
@@ -60,11 +61,13 @@ TIMER_STARTED = "timer_started"
 TIMER_FIRED = "timer_fired"
 CANCELLED = "workflow_cancelled"
 PATCHED = "patched"
+CANCEL_REQUESTED = "cancel_requested"
 
 KINDS = (
     HEADER, STARTED, RESUMED, PAUSED, COMPLETED, FAILED, TASK_STARTED, TASK_COMPLETED, TASK_FAILED,
     ATTEMPT_FAILED, RETRY_STARTED, FALLBACK_STARTED, FALLBACK_FAILED, ROLLBACK_STARTED, ROLLBACK_COMPLETED,
     ROLLBACK_FAILED, TASK_CANCELLED, VALUE, TIMER_STARTED, TIMER_FIRED, CANCELLED, PATCHED,
+    CANCEL_REQUESTED,
 )
 
 # created: only the header. running: started or resumed, not yet ended (a live owner holds the
@@ -75,6 +78,7 @@ FINAL_STATUSES = ("completed", "failed", "cancelled")
 LIFECYCLE = {
     STARTED: "running",
     RESUMED: "running",
+    CANCEL_REQUESTED: "running",  # still running until the cancellation has unwound it
     PAUSED: "paused",
     COMPLETED: "completed",
     FAILED: "failed",

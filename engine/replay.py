@@ -26,6 +26,7 @@ class RecordedCall:
     failures: list[dict[str, Any]] | None = None  # attempt_failed records, in attempt order
     retries: set[int] | None = None  # attempts whose retry_started was recorded
     handlers: dict[str, dict[str, Any]] | None = None  # fallback_/rollback_ records by kind
+    cancelled: dict[str, Any] | None = None  # task_cancelled: the workflow cancelled it here
 
     def handler(self, kind: str) -> dict[str, Any] | None:
         return None if self.handlers is None else self.handlers.get(kind)
@@ -49,6 +50,7 @@ class ReplayIndex:
         self.pending_pause: str | None = None
         self.final: dict[str, Any] | None = None
         self.markers: set[str] = set()  # change ids of `patched` markers
+        self.cancel_requested = False  # a cancellation began and has not finished unwinding
 
     def apply_all(self, records: list[dict[str, Any]]) -> None:
         # The two commonest kinds are indexed inline when well formed; anything else, or
@@ -176,7 +178,7 @@ class ReplayIndex:
             self.pending_pause = None
 
     def _apply_task_cancelled(self, record: dict[str, Any]) -> None:
-        self._open_task(record)  # informational: the call stays open and runs again if reached
+        self._open_task(record).cancelled = record
 
     def _new_call(self, kind: str, record: dict[str, Any]) -> None:
         call_id = self._call_id(record)
@@ -206,6 +208,9 @@ class ReplayIndex:
         if type(change_id) is not str:
             self._corrupt(record, "patched record without a change_id")
         self.markers.add(change_id)  # type: ignore[arg-type]
+
+    def _apply_cancel_requested(self, record: dict[str, Any]) -> None:
+        self.cancel_requested = True
 
     def _apply_workflow_cancelled(self, record: dict[str, Any]) -> None:
         self.final = record

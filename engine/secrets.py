@@ -8,6 +8,7 @@ the names.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import stat
@@ -100,8 +101,23 @@ def redact(tree: Any, secrets: dict[str, str]) -> tuple[Any, bool]:
         if isinstance(node, list):
             return [walk(x) for x in node]
         if isinstance(node, dict):
+            if "$bytes" in node and isinstance(node["$bytes"], str):
+                return _redact_bytes(node)
             return {walk(k): walk(v) for k, v in node.items()}
         return node
+
+    def _redact_bytes(node: dict[str, Any]) -> dict[str, Any]:
+        nonlocal changed
+        raw = base64.b64decode(node["$bytes"])
+        out = raw
+        for value, name in secrets.items():
+            secret = value.encode("utf-8")
+            if secret in out:
+                out = out.replace(secret, f"[secret:{name}]".encode())
+        if out == raw:
+            return node
+        changed = True
+        return {**node, "$bytes": base64.b64encode(out).decode("ascii")}
 
     result = walk(tree)
     return result, changed

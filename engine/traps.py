@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from dataclasses import dataclass
-from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -68,16 +67,16 @@ def in_workflow() -> bool:
     return _branch.get() is not None
 
 
-def call_task(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any], src: str) -> Awaitable[Any]:
-    """A task call through the engine, or the body itself outside any workflow (an awaitable).
+async def call_task(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any], src: str) -> Any:
+    """Runs a task call through the engine, or calls the body directly outside any workflow.
 
-    The branch is looked up when the call is made, as `await task(...)` does at once; the
-    engine's coroutine is returned as it is, without a coroutine of its own around it.
+    The branch is looked up when the call is awaited, in the asyncio task that awaits it: a
+    coroutine made in one branch and awaited in another takes its slot where it runs.
     """
     branch = _branch.get()
     if branch is None:
-        return spec.invoke(args, kwargs)
-    return branch.executor.call_task(branch, spec, args, kwargs, src)
+        return await spec.invoke(args, kwargs)
+    return await branch.executor.call_task(branch, spec, args, kwargs, src)
 
 
 def _need_branch(what: str) -> Branch:

@@ -17,6 +17,7 @@ several end nodes ran).
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -120,6 +121,15 @@ class Graph:
 
     async def __call__(self, input: Any = None) -> Any:
         self.validate()
+        from flux.task import _src_of, call_site
+
+        token = call_site.set(_src_of(sys._getframe(1)))  # node calls point at `await graph(...)`
+        try:
+            return await self._run(input)
+        finally:
+            call_site.reset(token)
+
+    async def _run(self, input: Any) -> Any:
         order = list(self._nodes)  # insertion order: the order node tasks take their call slots
         done: dict[str, asyncio.Future[Any]] = {n: asyncio.get_running_loop().create_future() for n in order}
         incoming = {n: [e for e in self._edges if e.target == n] for n in order}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import functools
 import os
 import sys
@@ -29,10 +31,25 @@ _TASK_OPTIONS = {
 
 
 _basenames: dict[str, str] = {}
+_FLUX_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_ASYNCIO_DIR = os.path.dirname(os.path.abspath(asyncio.__file__)) + os.sep
+
+# Where a call made by Flux's own helpers (a Graph node) comes from in user code.
+call_site: contextvars.ContextVar[str | None] = contextvars.ContextVar("flux_call_site", default=None)
 
 
 def _caller_src(depth: int = 2) -> str:
-    frame = sys._getframe(depth)
+    return _src_of(sys._getframe(depth))
+
+
+def _src_of(frame: Any) -> str:
+    """`file:line` of the first frame outside Flux, from `frame` outwards."""
+    start = frame
+    while frame is not None and frame.f_code.co_filename.startswith(_FLUX_DIR):
+        frame = frame.f_back
+    if frame is None or frame.f_code.co_filename.startswith(_ASYNCIO_DIR):
+        # The chain ends in the event loop: a Flux helper runs this call in a task of its own.
+        return call_site.get() or f"{_basename(start.f_code.co_filename)}:{start.f_lineno}"
     return f"{_basename(frame.f_code.co_filename)}:{frame.f_lineno}"
 
 
@@ -62,6 +79,8 @@ class TaskFunction:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         frame = sys._getframe(1)
         filename = frame.f_code.co_filename
+        if filename.startswith(_FLUX_DIR):  # called by pipeline, map, a Graph node: find the user's line
+            return traps.call_task(self.spec, args, kwargs, _src_of(frame))
         base = _basenames.get(filename) or _basename(filename)
         return traps.call_task(self.spec, args, kwargs, f"{base}:{frame.f_lineno}")
 

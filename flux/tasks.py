@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import inspect
 import os
 import random as _random
 import sys
@@ -132,14 +133,34 @@ async def parallel(*awaitables: Awaitable[Any], max_concurrent: int | None = Non
     if not awaitables:
         return []
     limit = asyncio.Semaphore(max_concurrent) if max_concurrent else None
+    failed_once = False
 
     async def limited(aw: Awaitable[Any]) -> Any:
         assert limit is not None
-        async with limit:
-            return await aw
+        try:
+            async with limit:
+                if failed_once:
+                    raise asyncio.CancelledError()  # a sibling failed while this one waited its turn
+                try:
+                    return await aw
+                except Exception:
+                    note(True)  # before the slot is released, so no queued call starts after it
+                    raise
+        finally:
+            if inspect.iscoroutine(aw) and inspect.getcoroutinestate(aw) == inspect.CORO_CREATED:
+                aw.close()  # never started: nothing to record, no "never awaited" warning
+
+    def note(failed: bool) -> None:
+        nonlocal failed_once
+        failed_once = failed_once or failed
+
+    def note_failure(task: asyncio.Task[Any]) -> None:
+        note(not task.cancelled() and task.exception() is not None)
 
     # Created in argument order: each takes the next call slot, so ids do not depend on timing.
     tasks = [asyncio.ensure_future(limited(aw) if limit else aw) for aw in awaitables]
+    for t in tasks:
+        t.add_done_callback(note_failure)
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
     except BaseException:

@@ -230,12 +230,6 @@ async def fails_first_one_at_a_time(ctx: ExecutionContext[None]) -> str:
     return "no failure"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: flux/tasks.py parallel(): with max_concurrent, the semaphore released by the failing "
-    "branch lets a queued call start (task_started, then its body) after the failure was seen, and the "
-    "calls still queued are never awaited (RuntimeWarning: coroutine ... was never awaited)",
-)
 def test_with_max_concurrent_nothing_starts_after_a_failure(home: Path) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -258,12 +252,6 @@ async def fails_then_waits(ctx: ExecutionContext[None]) -> Any:
     return await pause("after")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: engine/executor.py call_task(): on replay, a call that the failing parallel() "
-    "cancelled (task_cancelled) is reached before the recorded failure and its body starts again "
-    "(a plain task would run to the end in its thread), and another task_cancelled is written",
-)
 def test_replaying_a_failed_parallel_does_not_start_the_cancelled_bodies_again(home: Path) -> None:
     first = fails_then_waits.run()
     assert first.status == "paused"
@@ -292,13 +280,6 @@ async def late_calls(ctx: ExecutionContext[None]) -> Any:
     return [out, await pause("p")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (regression of 47299f1, engine/traps.py call_task): a task call now takes its branch "
-    "where it is made and its slot when it is first awaited, so a call made in the workflow and awaited "
-    "in a parallel lane after another task takes a root slot in completion order; replay, where every "
-    "result is ready at once, gives it another call id and stops with NondeterminismError",
-)
 def test_a_call_awaited_in_a_lane_after_another_task_keeps_its_call_id_on_replay(home: Path) -> None:
     first = late_calls.run()
     assert first.status == "paused"
@@ -373,12 +354,6 @@ async def sourced(ctx: ExecutionContext[None]) -> list[Any]:
     return [await pipeline(inc, double, input=1), await inc.map([1, 2]), await graph(1)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: flux/tasks.py pipeline() and map_task() and flux/graph.py call the tasks themselves, so "
-    "task_started's src (and so every divergence message about these calls) names tasks.py or graph.py "
-    "instead of the line of the workflow that asked for them",
-)
 def test_calls_made_by_pipeline_map_and_graph_point_at_the_workflows_line(home: Path) -> None:
     ctx = sourced.run()
     assert ctx.output == [4, [2, 3], 4]
@@ -976,12 +951,6 @@ async def checkout(ctx: ExecutionContext[None]) -> str:
     return "ok"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: engine/executor.py call_task(): cancelling an interrupted execution (no process runs it) "
-    "delivers the cancellation only at a new call (before_live); the call that was running when the "
-    "process died (task_started, no outcome) is started again and run to its end first, then compensated",
-)
 def test_cancelling_an_interrupted_execution_does_not_start_the_interrupted_call_again(home: Path) -> None:
     first = checkout.run()
     _cut_after_call(first, "charge")  # the process died while charge(2) ran
@@ -1173,11 +1142,6 @@ async def nested_secret(ctx: ExecutionContext[None]) -> int:
     return await authorised_call()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: engine/executor.py call_task() encodes a task call's args without redact(): a secret "
-    "that a secret-holding task passes to a task it calls is written in clear in that call's task_started",
-)
 def test_a_secret_passed_to_a_task_called_inside_a_secret_task_is_not_recorded(
     home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1197,11 +1161,6 @@ async def bytes_secret(ctx: ExecutionContext[None]) -> bytes:
     return await secret_bytes()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: engine/secrets.py redact() only looks into str: a secret returned as bytes is recorded "
-    "as base64 in the journal and handed to the workflow (and printed by `flux exec`) in clear",
-)
 def test_a_secret_returned_as_bytes_is_not_recorded_or_shown(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(SECRET, CANARY)
     ctx = bytes_secret.run()

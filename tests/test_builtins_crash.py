@@ -351,13 +351,6 @@ def test_kill_during_a_map_then_resume(project: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: engine/executor.py complete() only appends task_completed to the writer's buffer; it is "
-    "written when some later record must be durable (a body starting, the run ending). In a map or "
-    "graph whose bodies all started, finished bodies stay unrecorded until the last one ends, so a "
-    "kill -9 loses every completion and resume runs them all again",
-)
 def test_the_completion_of_a_finished_body_reaches_the_journal_while_the_others_still_run(project: Path) -> None:
     env = _env(project, SLOW="0.5")
     _exec_and_kill(project, "mapped", "8", env, lambda: len(_ended(project)) >= 2, settle=0.5)
