@@ -12,7 +12,13 @@ from flux.domain.events import ExecutionEventType
 
 SURFACE = {
     "flux": ["ExecutionContext", "ExecutionEvent", "ExecutionEventType", "Saga", "TaskFunction", "Workflow", "task", "workflow"],
-    "flux.tasks": ["idempotency_key", "pause"],
+    "flux.tasks": [
+        "Graph", "GraphError", "call", "choice", "idempotency_key", "now", "parallel", "pause", "pipeline",
+        "randint", "randrange", "sleep", "uuid4",
+    ],
+    "flux.clock": ["Clock", "SystemClock", "VirtualClock"],
+    "flux.output_storage": ["LocalFileStorage", "OutputStorage"],
+    "flux.testing": ["check_workflow", "check_once", "DeterminismError"],
     "flux.workflow": ["workflow"],
     "flux.task": ["task"],
     "flux.saga": ["Saga"],
