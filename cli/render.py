@@ -102,18 +102,19 @@ def _arguments(args: Any, kwargs: Any, limit: int = 40) -> str:
     return ", ".join(parts)
 
 
-def _result(row: CallRow) -> Text:
+def _result(row: CallRow) -> tuple[str, str]:
+    """The result cell of a call and its style."""
     if row.outcome == "failed":
         error = row.error if isinstance(row.error, dict) else {}
         name = str(error.get("$error", "?")).rpartition(":")[2]
-        return Text(f"✗ {name}: {_cut(str(error.get('msg', '')), 50)}", style="red")
+        return f"✗ {name}: {_cut(str(error.get('msg', '')), 50)}", "red"
     if row.outcome in ("completed", "recorded"):
-        return Text("→ " + short(row.value, 50))
+        return "→ " + short(row.value, 50), ""
     if row.outcome == "resumed":
-        return Text("resumed with " + short(row.value, 50))
+        return "resumed with " + short(row.value, 50), ""
     if row.outcome == "fired":
-        return Text("fired")
-    return Text("(no outcome recorded)" if row.kind != "pause" else "(waiting)", style="yellow")
+        return "fired", ""
+    return ("(waiting)" if row.kind == "pause" else "(no outcome recorded)"), "yellow"
 
 
 def _cut(text: str, limit: int) -> str:
@@ -127,11 +128,19 @@ def _took(ms: float | None) -> str:
     return f"{ms:.1f} ms" if ms < 10_000 else f"{ms / 1000:.1f} s"
 
 
-def render_calls(rows: list[CallRow]) -> Table:
-    """One row per call: the seqs of its records, call id, the call (kind, name, arguments), result
-    or error, attempts, duration and the source line of the call."""
-    table = Table("seq", "call_id", "call", "result", "tries", "took", "src", box=None, pad_edge=False)
-    table.columns[0].no_wrap = table.columns[1].no_wrap = table.columns[6].no_wrap = True
+_CALL_COLUMNS = ("seq", "call_id", "call", "result", "tries", "took", "src")
+_CALL_WIDTH = 48  # the call and result columns are cut here, so a row fits a wide terminal
+
+
+def render_calls(rows: list[CallRow]) -> Text:
+    """One line per call: the seqs of its records, call id, the call (kind, name, arguments),
+    result or error, attempts, duration and the source line of the call.
+
+    Plain aligned text rather than a rich Table: a table measures every cell of every row and
+    takes seconds for the 10,000 calls a long journal has; this takes milliseconds.
+    """
+    cells: list[tuple[str, ...]] = [_CALL_COLUMNS]
+    styles: list[str] = ["bold"]
     for row in rows:
         seqs = str(row.seq) if row.end_seq in (None, row.seq) else f"{row.seq}-{row.end_seq}"
         if row.kind == "pause":
@@ -139,11 +148,23 @@ def render_calls(rows: list[CallRow]) -> Table:
         else:
             prefix = "" if row.kind == "task" else f"{row.kind} "
             call = f"{prefix}{row.name}({_arguments(row.args, row.kwargs, 30)})"
-        result = _result(row)
+        result, style = _result(row)
         if row.notes:
-            result.append(f"  [{', '.join(row.notes)}]", style="dim")
-        table.add_row(seqs, row.call_id, Text(call), result, str(row.attempts), _took(row.duration_ms), row.src)
-    return table
+            result += f" [{', '.join(row.notes)}]"
+        cells.append(
+            (seqs, row.call_id, _cut(call, _CALL_WIDTH), _cut(result, _CALL_WIDTH), str(row.attempts),
+             _took(row.duration_ms), row.src)
+        )
+        styles.append(style)
+    widths = [max(len(line[i]) for line in cells) for i in range(len(_CALL_COLUMNS))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in cells]
+    text = Text("\n".join(lines), no_wrap=True, overflow="ignore")
+    start = 0
+    for line, style in zip(lines, styles):
+        if style:
+            text.stylize(style, start, start + len(line))
+        start += len(line) + 1
+    return text
 
 
 # -- flux replay --------------------------------------------------------------------------------
