@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cli.render import (
+    break_banner,
     render_calls,
     render_diff,
     render_divergence,
@@ -256,11 +257,7 @@ def replay(
     _guard(debug)
 
     def on_break(point: debug_replay.BreakPoint) -> None:
-        out.print(
-            f"break at seq {point.seq}: call {point.call_id} {escape(point.name)} is handed "
-            f"{escape(short(point.record.get('value', point.record.get('input', point.record.get('error')))))}; "
-            "pdb stops at the workflow's next line ('c' goes on)"
-        )
+        out.print(break_banner(point))
         debug_replay.break_into(point)
 
     try:

@@ -12,14 +12,16 @@ from rich.table import Table
 from rich.text import Text
 
 from flux.divergence import ABSENT, describe_call
+from flux.timeline import error_summary
 
 if TYPE_CHECKING:
-    from flux.debug import ReplayResult
+    from flux.debug import BreakPoint, ReplayResult
     from flux.divergence import Divergence
     from flux.journals import ForkResult, JournalDiff
     from flux.timeline import CallRow
 
 __all__ = [
+    "break_banner",
     "render_calls",
     "render_diff",
     "render_divergence",
@@ -219,6 +221,24 @@ def render_replay(result: ReplayResult) -> RenderableType:
 
 
 _CALL_KINDS = {"task_started": "task", "workflow_paused": "pause", "value_recorded": "value", "timer_started": "timer"}
+
+
+def break_banner(point: BreakPoint) -> Text:
+    """What `--break-at` says before pdb starts: the record and what it hands to the workflow."""
+    record = point.record
+    if record["kind"] == "task_failed":
+        error = error_summary(record.get("error"))
+        handed = f"raises {error['type']}: {_cut(error['message'], 80)}"
+    elif record["kind"] == "workflow_resumed":
+        handed = f"returns the resume input {short(record.get('input'))}"
+    elif record["kind"] == "timer_fired":
+        handed = "returns (the timer fired)"
+    else:
+        handed = f"returns {short(record.get('value'))}"
+    return Text(
+        f"break at seq {point.seq} ({record['kind']}): call {point.call_id} {point.name} {handed}; "
+        "pdb stops at the workflow's next line ('c' goes on, 'q' ends the replay)"
+    )
 
 
 def render_divergence(div: Divergence) -> RenderableType:
