@@ -3,8 +3,8 @@ a requirement fails (a figure that must be 0 is not, say), else 0.
 
 Run from the project root:
 
-    .venv/bin/python benchmarks/battery.py --size ci            # what CI runs (a few minutes)
-    .venv/bin/python benchmarks/battery.py --size long          # 100x the kills and power losses
+    .venv/bin/python benchmarks/battery.py --size ci            # what CI runs: 1 to 2 minutes
+    .venv/bin/python benchmarks/battery.py --size long          # 20,000 kills, 100,000 power losses
     .venv/bin/python benchmarks/battery.py --only kill,race --seed 7
 
 Scenarios (SPEC.md, section "Fault battery"); each is seeded and reproducible:
