@@ -133,6 +133,7 @@ class Outcome:
     records: list[dict[str, Any]]
     workflow_name: str = ""
     input: Any = None
+    load: Callable[[Any], Any] | None = None  # decodes a recorded value (reads output storage)
 
 
 class EndOfJournal(BaseException):
@@ -209,6 +210,7 @@ class Executor:
         self.observer = request.observer
         self.patches: dict[str, bool] = {}  # change id -> the answer `patched` gave in this run
         self.markers: set[str] = set()  # change ids whose `patched` marker the journal holds
+        self.final: dict[str, Any] | None = None  # the journal's workflow_completed/failed/cancelled
         self._slots: set[str] | None = None
         self.redactions: dict[str, str] = {}  # secret value -> name, for every secret handed out
         home = getattr(store, "home", None)
@@ -371,18 +373,41 @@ class Executor:
             if delay:
                 await asyncio.sleep(delay)  # a checker shuffles completion order this way
 
-    def _end(self, call_id: str) -> None:
-        """The code reached what the journal has not recorded, in a read-only replay."""
+    def _end(self, call_id: str, current: dict[str, Any] | None = None) -> None:
+        """The code reached what the journal has not recorded, in a read-only replay.
+
+        If the recorded run had finished, asking for anything more is a divergence: the code
+        would now do something the recorded run never did.
+        """
+        if self.final is not None and self.final["kind"] != R.CANCELLED:
+            current = dict(current or {"kind": "call"})
+            if "src" not in current:
+                frame = user_frame()
+                current["src"] = f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}" if frame else "?"
+            what = (
+                format_call(current["name"], current.get("args"), current.get("kwargs"))
+                if current.get("kind") == "task"
+                else f"{current.get('name', 'a call')}()"
+            )
+            self._diverge(
+                f"{self.path}:{self.final['seq'] + 1}: the recorded run {R.LIFECYCLE[self.final['kind']]} "
+                f"without it, but workflow {self.records[0].get('workflow', '')!r} now asks for {what} "
+                f"at call {call_id} ({current['src']}). "
+                'The workflow code changed or is not deterministic; see SPEC.md section "Replay".',
+                None,
+                current,
+            )
         method = getattr(self.observer, "end_of_journal", None)
         if method is not None:
             method(call_id, user_frame())
         raise EndOfJournal(call_id)
 
-    def before_live(self, call_id: str) -> None:
+    def before_live(self, call_id: str, current: dict[str, Any] | None = None) -> None:
         """Called before anything live happens for a call: a read-only replay stops here, and a
-        cancellation of an execution that was not running is delivered here."""
+        cancellation of an execution that was not running is delivered here. `current` says
+        what the code asks for (kind, name, args, kwargs, src), for error messages."""
         if self.replay_only:
-            self._end(call_id)
+            self._end(call_id, current)
         if self._cancel_pending:
             self._cancel_pending = False
             self._begin_cancel()
@@ -464,6 +489,7 @@ class Executor:
         index.apply_all(self.records)
         self.calls = index.calls
         self.markers = index.markers
+        self.final = index.final
         if index.cancel_requested:
             # The run that began cancelling died before it finished: finish it now.
             self.cancelling = self._cancel_recorded = True
@@ -581,7 +607,10 @@ class Executor:
         return decode(final["error"], self.resolve)
 
     def _outcome(self, status: str, output: Any, header: dict[str, Any], workflow_input: Any) -> Outcome:
-        return Outcome(self.execution_id, self.path, status, output, self.records, header.get("workflow", ""), workflow_input)
+        return Outcome(
+            self.execution_id, self.path, status, output, self.records, header.get("workflow", ""), workflow_input,
+            self.value_of,
+        )
 
     def _check_fatal(self) -> None:
         if self.fatal is not None:
@@ -702,6 +731,8 @@ class Executor:
                 raise asyncio.CancelledError()  # cancelled by the workflow itself: so again
             self.before_live(call_id)  # a read-only replay stops here; a cancellation is delivered
         else:
+            if self.replay_only:
+                self._end(call_id, {"kind": "task", "name": name, "args": enc_args, "kwargs": enc_kwargs, "src": src})
             self.before_live(call_id)
             record: dict[str, Any] = {"seq": 0, "kind": R.TASK_STARTED, "at": iso(self.clock.now()), "call_id": call_id, "name": name}
             if enc_args is not None:

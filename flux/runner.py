@@ -214,12 +214,13 @@ def _compare(records: list[dict[str, Any]], outcome: Outcome, aliases: dict[str,
     if final["kind"] == "workflow_completed":
         if outcome.status != "completed":
             return False, f"the journal recorded a completed run, the code now {outcome.status}"
+        load = outcome.load or (lambda tree: decode(tree, lambda ref: find_class(ref, aliases)))
+        recorded = load(final["value"])
         try:
-            same = encode(outcome.output) == final["value"]
+            same = encode(outcome.output) == encode(recorded)
         except Exception:
             same = False
         if not same:
-            recorded = decode(final["value"], lambda ref: find_class(ref, aliases))
             return False, f"the code now returns {outcome.output!r}, the journal recorded {recorded!r}"
         return True, "the code reproduces the recorded output"
     if outcome.status != "failed":
