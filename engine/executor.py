@@ -13,35 +13,40 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import hashlib
-import inspect
 import os
-import sys
 import socket
 import weakref
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-import anyio.to_thread
-import orjson
 
 from engine import records as R
 from engine import traps
 from engine.clock import Clock, SystemClock, iso
-from engine.codec import decode, encode, encode_exception, find_class
+from engine.codec import decode, encode, find_class
 from engine.errors import (
-    DecodeError,
     EncodeError,
     EngineError,
     ExecutionError,
     ExecutionStateError,
     NondeterminismError,
 )
-from engine.journal import FORMAT_VERSION, JournalRead, RecordTooLargeError
-from engine.handling import TaskOptions, run_attempt, run_handled
+from engine.journal import FORMAT_VERSION, JournalRead
+from engine.handling import run_attempt, run_handled
+from engine.calls import (
+    EndOfJournal,
+    Outcome,
+    RunRequest,
+    TaskSpec,
+    _Suspend,
+    _all_slots,
+    child_execution_id,
+    format_call,
+    user_frame,
+)
+from engine.outputs import Outputs
 from engine.replay import RecordedCall, ReplayIndex
-from engine.secrets import SecretError, Secrets, redact
+from engine.secrets import Secrets, redact
 from engine.store import Lease, Store
 
 _ENGINE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -51,140 +56,7 @@ _CANCEL_POLL = 0.2  # seconds between checks for a cancellation asked by another
 __all__ = ["child_execution_id", "EndOfJournal", "Executor", "Outcome", "RunRequest", "TaskSpec", "format_call"]
 
 
-@dataclass(frozen=True, eq=False)
-class TaskSpec:
-    """What the engine needs to know of a task: its name (maybe a format string) and its body."""
-
-    name: str
-    fn: Callable[..., Any]
-    is_async: bool
-    signature: inspect.Signature | None = None  # only when `name` is a format string
-    options: TaskOptions | None = None  # None: no retries, timeout, fallback or rollback
-    child: bool = False  # the body runs a sub-workflow; its execution id is recorded
-    secrets: tuple[str, ...] = ()  # secret names handed to the body as `secrets=`
-    blob: bool = False  # output storage: the result goes to a blob, the journal keeps its digest
-    cache: bool = False  # reuse the result of an identical earlier call (same task, same arguments)
-
-    @property
-    def identity(self) -> str:
-        fn = getattr(self.fn, "func", self.fn)  # a bound method's partial
-        return f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', self.name)}"
-
-    @classmethod
-    def of(
-        cls,
-        fn: Callable[..., Any],
-        name: str,
-        options: TaskOptions | None = None,
-        *,
-        secrets: tuple[str, ...] = (),
-        blob: bool = False,
-        cache: bool = False,
-    ) -> TaskSpec:
-        is_async = inspect.iscoroutinefunction(fn)
-        sig = inspect.signature(fn) if "{" in name else None
-        handled = None if options is None or options.plain else options
-        return cls(name, fn, is_async, sig, handled, False, tuple(secrets), blob, cache)
-
-    def display_name(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-        if self.signature is None:
-            return self.name
-        bound = self.signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        return self.name.format(**bound.arguments)
-
-    async def invoke(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if self.is_async:
-            return await self.fn(*args, **kwargs)
-        # A plain function runs in a worker thread so it cannot stall other branches.
-        return await anyio.to_thread.run_sync(lambda: self.fn(*args, **kwargs))
-
-
-@dataclass
-class RunRequest:
-    """One run of an execution: a new one (`create`), a continuation, or a read-only replay."""
-
-    execution_id: str
-    workflow_name: str = ""
-    code: dict[str, Any] = field(default_factory=dict)
-    input: Any = None
-    resume_input: Any = None
-    resume: bool = False  # give `resume_input` to a waiting pause; without it a paused run stays paused
-    resume_has_input: bool = True  # False: `flux resume` without --input (a timed pause may go on)
-    cancel: bool = False  # cancel the execution: deliver CancelledError at its first live point
-    parent: dict[str, Any] | None = None  # for a sub-workflow: the parent's execution_id and call_id
-    create: bool = False
-    durability: str = "fsync"
-    replay_only: bool = False
-    journal: JournalRead | None = None  # replay_only: the journal to replay
-    blob_output: bool = False  # the workflow's output goes to output storage
-    observer: Any = None  # optional hooks for debuggers and checkers (SPEC.md "Observers")
-    aliases: dict[str, str] = field(default_factory=dict)  # recorded module -> module loaded now
-
-
-@dataclass
-class Outcome:
-    """Where a run left the execution."""
-
-    execution_id: str
-    path: str
-    status: str  # paused, completed, failed; "replayed" for a replay that reached the journal's end
-    output: Any
-    records: list[dict[str, Any]]
-    workflow_name: str = ""
-    input: Any = None
-    load: Callable[[Any], Any] | None = None  # decodes a recorded value (reads output storage)
-
-
-class EndOfJournal(BaseException):
-    """Raised inside a read-only replay when the code reaches what the journal has not recorded."""
-
-    def __init__(self, call_id: str) -> None:
-        self.call_id = call_id
-        super().__init__(call_id)
-
-
-class _Suspend(BaseException):
-    """Unwinds the workflow at a pause; BaseException so `except Exception` in user code keeps out."""
-
-
-def user_frame() -> Any:
-    """The innermost frame of user code (outside engine/ and flux/), for debuggers."""
-    frame = sys._getframe(1)
-    while frame is not None:
-        name = frame.f_code.co_filename
-        if not (name.startswith(_ENGINE_DIR) or name.startswith(_FLUX_DIR) or "asyncio" in name):
-            return frame
-        frame = frame.f_back  # type: ignore[assignment]
-    return None
-
-
-def _all_slots(calls: dict[str, RecordedCall]) -> set[str]:
-    """Every call id and branch prefix the journal used ("3.2.1" gives "3", "3.2", "3.2.1")."""
-    slots: set[str] = set()
-    for call_id in calls:
-        parts = call_id.split(".")
-        for i in range(1, len(parts) + 1):
-            slots.add(".".join(parts[:i]))
-    return slots
-
-
-def child_execution_id(parent_id: str, call_id: str) -> str:
-    """The execution id of the sub-workflow started at `call_id`: the same on every replay."""
-    candidate = f"{parent_id}-{call_id.replace('.', '_')}"
-    if len(candidate) <= 64:
-        return candidate
-    return "c" + hashlib.sha256(f"{parent_id}:{call_id}".encode()).hexdigest()[:40]
-
-
-def format_call(name: str, args: Any, kwargs: Any) -> str:
-    """`name(arg, key=value)` with arguments in their recorded JSON form."""
-    parts = [orjson.dumps(a).decode() for a in (args or [])]
-    parts += [f"{k}={orjson.dumps(v).decode()}" for k, v in (kwargs or {}).items()]
-    return f"{name}({', '.join(parts)})"
-
-
-class Executor:
+class Executor(Outputs):
     """Drives one execution of a workflow body against its journal."""
 
     def __init__(self, store: Store, request: RunRequest, clock: Clock | None = None) -> None:
@@ -218,113 +90,6 @@ class Executor:
 
     def resolve(self, ref: str) -> type | None:
         return find_class(ref, self.request.aliases)
-
-    def value_of(self, tree: Any) -> Any:
-        """Decodes a recorded value, reading it from output storage when it was stored there."""
-        if type(tree) is dict and "$blob" in tree:
-            tree = self._load_blob(tree)
-        return decode(tree, self.resolve)
-
-    def _load_blob(self, ref: dict[str, Any]) -> Any:
-        get_blob = getattr(self.store, "get_blob", None)
-        if get_blob is None:
-            raise DecodeError("this store keeps no output storage")
-        return orjson.loads(get_blob(ref["$blob"]))
-
-    def _store_blob(self, tree: Any) -> dict[str, Any]:
-        data = orjson.dumps(tree)
-        digest = self.store.put_blob(data)  # type: ignore[attr-defined]
-        return {"$blob": digest, "size": len(data)}
-
-    def error_tree(self, exc: BaseException) -> tuple[Any, BaseException]:
-        """The recorded form of an exception, secrets removed, and the exception the workflow
-        should see (rebuilt from the record when a secret had to be removed)."""
-        tree = encode_exception(exc)
-        if self.redactions:
-            tree, changed = redact(tree, self.redactions)
-            if changed:
-                exc = decode(tree, self.resolve)
-        return tree, exc
-
-    def reveal(self, spec: TaskSpec, task: str) -> dict[str, str]:
-        """The secrets a task asked for; remembered so that none is ever recorded."""
-        if self.secrets is None:
-            raise SecretError(f"task {task!r} needs secrets, but this store has no secrets file")
-        values = self.secrets.get(spec.secrets, task)
-        for name, value in values.items():
-            self.redactions[value] = name
-        return values
-
-    def complete(self, call_id: str, name: str, spec: TaskSpec, result: Any, extra: dict[str, Any] | None = None) -> Any:
-        """Records a task's result; returns what the workflow sees (the result, or its recorded
-        form when a secret had to be removed).
-
-        Raises:
-            ExecutionError: when the result cannot be recorded (the failure is recorded instead).
-        """
-        try:
-            tree = encode(result, f"task {name!r} result")
-        except EncodeError as err:
-            raise self.fail(call_id, err)  # noqa: B904 - fail() sets the cause
-        returned = result
-        if self.redactions:
-            tree, changed = redact(tree, self.redactions)
-            if changed:
-                returned = decode(tree, self.resolve)
-        stored = self._store_blob(tree) if spec.blob else tree
-        record = {"seq": 0, "kind": R.TASK_COMPLETED, "at": iso(self.clock.now()), "call_id": call_id, "value": stored}
-        if extra:
-            record.update(extra)
-        try:
-            self.append(record)
-        except RecordTooLargeError as err:
-            raise self.fail(call_id, err)  # noqa: B904 - fail() sets the cause
-        if spec.cache and not (extra and extra.get("cached")):
-            self._cache_put(spec, record, stored)
-        if self._live_branches and not self._flush_soon:
-            # Other branches may run on for long: this result should not wait for the next task
-            # to start before it reaches the disk. One sync per loop turn serves all of them.
-            self._flush_soon = True
-            asyncio.get_running_loop().call_soon(self._flush_completed)
-        return returned
-
-    def _flush_completed(self) -> None:
-        self._flush_soon = False
-        if self.lease is not None and self.fatal is None and self.lease.writer.dirty:
-            try:
-                self.lease.writer.sync()
-            except Exception as err:  # noqa: BLE001 - kept; the next waiter re-raises it
-                self.fatal = err
-
-    def fail(self, call_id: str, exc: BaseException) -> ExecutionError:
-        """Records a task's failure; returns the ExecutionError to raise in the workflow."""
-        tree, seen = self.error_tree(exc)
-        self.append({"seq": 0, "kind": R.TASK_FAILED, "at": iso(self.clock.now()), "call_id": call_id, "error": tree})
-        err = ExecutionError(seen)
-        err.__cause__ = seen
-        return err
-
-    def _cache_key(self, spec: TaskSpec, start: dict[str, Any]) -> str:
-        ident = [spec.identity, start["name"], start.get("args"), start.get("kwargs")]
-        return hashlib.sha256(orjson.dumps(ident, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-    def _cache_get(self, spec: TaskSpec, start: dict[str, Any]) -> Any:
-        getter = getattr(self.store, "cache_get", None)
-        data = getter(self._cache_key(spec, start)) if getter else None
-        if data is None:
-            return None
-        try:
-            entry = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return None  # a damaged cache entry is a miss, not an error
-        return entry if isinstance(entry, dict) and "value" in entry else None
-
-    def _cache_put(self, spec: TaskSpec, record: dict[str, Any], stored: Any) -> None:
-        start = next((r for r in reversed(self.records) if r.get("call_id") == record["call_id"] and r["kind"] == R.TASK_STARTED), None)
-        putter = getattr(self.store, "cache_put", None)
-        if start is not None and putter is not None:
-            entry = {"task": spec.identity, "name": start["name"], "execution_id": self.execution_id, "value": stored}
-            putter(self._cache_key(spec, start), orjson.dumps(entry))
 
     def track_task(self, task: asyncio.Task[Any]) -> None:
         self._tasks.add(task)

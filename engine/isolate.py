@@ -156,6 +156,15 @@ def _reap(pid: int) -> None:
         pass
 
 
+def _settle(fut: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if fut.done():
+        return  # the caller gave up (timed out) already
+    if error is not None:
+        fut.set_exception(error)
+    else:
+        fut.set_result(result)
+
+
 async def _run_in_daemon_thread(
     fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], timeout: float, clock: Clock
 ) -> Any:
@@ -166,9 +175,13 @@ async def _run_in_daemon_thread(
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting coroutine
-            loop.call_soon_threadsafe(lambda: fut.done() or fut.set_exception(exc))
+            outcome: tuple[Any, BaseException | None] = (None, exc)
         else:
-            loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(result))
+            outcome = (result, None)
+        try:
+            loop.call_soon_threadsafe(_settle, fut, *outcome)
+        except RuntimeError:
+            pass  # abandoned after a timeout, and the loop has closed since: nobody waits for it
 
     threading.Thread(target=target, daemon=True, name="flux-timeout-task").start()
     with clock.working():

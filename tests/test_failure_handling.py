@@ -402,3 +402,27 @@ def test_a_pause_inside_a_saga_does_not_compensate(home: Path) -> None:
     assert ctx.is_paused and BOOKED == ["book0", "book1"]
     done = trip.resume(ctx.execution_id)
     assert done.output == [f"ref{n}" for n in range(5)]
+
+
+def test_without_fork_a_plain_task_with_a_timeout_runs_in_an_abandoned_thread(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import engine.isolate
+
+    monkeypatch.setattr(engine.isolate, "CAN_FORK", False)
+
+    @task.with_options(timeout=0.3)
+    def sleepy(seconds: float) -> str:
+        time.sleep(seconds)
+        return "woke"
+
+    @task.with_options(timeout=5)
+    def raises_key(x: int) -> None:
+        raise KeyError(x)
+
+    started = time.monotonic()
+    ctx = runner(sleepy).run(3.0)
+    assert time.monotonic() - started < 2.5
+    assert isinstance(ctx.output.__cause__, ExecutionTimeoutError)
+    assert runner(sleepy).run(0.0).output == "woke"
+    assert isinstance(runner(raises_key).run(1).output.__cause__, KeyError)

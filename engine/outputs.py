@@ -1,0 +1,151 @@
+"""What the executor records as a call's outcome: values (with secrets removed, in output
+storage when asked), errors, and the task cache (SPEC.md 4.7 to 4.9).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from engine import records as R
+from engine.clock import iso
+from engine.codec import decode, encode, encode_exception
+from engine.errors import DecodeError, EncodeError, ExecutionError
+from engine.journal import RecordTooLargeError
+from engine.secrets import SecretError, redact
+
+if TYPE_CHECKING:
+    from engine.calls import TaskSpec
+
+__all__ = ["Outputs"]
+
+
+class Outputs:
+    """The executor's recording of outcomes; mixed into `Executor`, which supplies the state."""
+
+    # Provided by Executor.
+    store: Any
+    secrets: Any
+    redactions: dict[str, str]
+    records: list[dict[str, Any]]
+    lease: Any
+    fatal: BaseException | None
+    execution_id: str
+    clock: Any
+    _live_branches: int
+    _flush_soon: bool
+
+    def resolve(self, ref: str) -> type | None: ...  # noqa: D102 - defined by Executor
+
+    def append(self, record: dict[str, Any]) -> None: ...  # noqa: D102 - defined by Executor
+
+    def value_of(self, tree: Any) -> Any:
+        """Decodes a recorded value, reading it from output storage when it was stored there."""
+        if type(tree) is dict and "$blob" in tree:
+            tree = self._load_blob(tree)
+        return decode(tree, self.resolve)
+
+    def _load_blob(self, ref: dict[str, Any]) -> Any:
+        get_blob = getattr(self.store, "get_blob", None)
+        if get_blob is None:
+            raise DecodeError("this store keeps no output storage")
+        return orjson.loads(get_blob(ref["$blob"]))
+
+    def _store_blob(self, tree: Any) -> dict[str, Any]:
+        data = orjson.dumps(tree)
+        digest = self.store.put_blob(data)  # type: ignore[attr-defined]
+        return {"$blob": digest, "size": len(data)}
+
+    def error_tree(self, exc: BaseException) -> tuple[Any, BaseException]:
+        """The recorded form of an exception, secrets removed, and the exception the workflow
+        should see (rebuilt from the record when a secret had to be removed)."""
+        tree = encode_exception(exc)
+        if self.redactions:
+            tree, changed = redact(tree, self.redactions)
+            if changed:
+                exc = decode(tree, self.resolve)
+        return tree, exc
+
+    def reveal(self, spec: TaskSpec, task: str) -> dict[str, str]:
+        """The secrets a task asked for; remembered so that none is ever recorded."""
+        if self.secrets is None:
+            raise SecretError(f"task {task!r} needs secrets, but this store has no secrets file")
+        values = self.secrets.get(spec.secrets, task)
+        for name, value in values.items():
+            self.redactions[value] = name
+        return values
+
+    def complete(self, call_id: str, name: str, spec: TaskSpec, result: Any, extra: dict[str, Any] | None = None) -> Any:
+        """Records a task's result; returns what the workflow sees (the result, or its recorded
+        form when a secret had to be removed).
+
+        Raises:
+            ExecutionError: when the result cannot be recorded (the failure is recorded instead).
+        """
+        try:
+            tree = encode(result, f"task {name!r} result")
+        except EncodeError as err:
+            raise self.fail(call_id, err)  # noqa: B904 - fail() sets the cause
+        returned = result
+        if self.redactions:
+            tree, changed = redact(tree, self.redactions)
+            if changed:
+                returned = decode(tree, self.resolve)
+        stored = self._store_blob(tree) if spec.blob else tree
+        record = {"seq": 0, "kind": R.TASK_COMPLETED, "at": iso(self.clock.now()), "call_id": call_id, "value": stored}
+        if extra:
+            record.update(extra)
+        try:
+            self.append(record)
+        except RecordTooLargeError as err:
+            raise self.fail(call_id, err)  # noqa: B904 - fail() sets the cause
+        if spec.cache and not (extra and extra.get("cached")):
+            self._cache_put(spec, record, stored)
+        if self._live_branches and not self._flush_soon:
+            # Other branches may run on for long: this result should not wait for the next task
+            # to start before it reaches the disk. One sync per loop turn serves all of them.
+            self._flush_soon = True
+            asyncio.get_running_loop().call_soon(self._flush_completed)
+        return returned
+
+    def _flush_completed(self) -> None:
+        self._flush_soon = False
+        if self.lease is not None and self.fatal is None and self.lease.writer.dirty:
+            try:
+                self.lease.writer.sync()
+            except Exception as err:  # noqa: BLE001 - kept; the next waiter re-raises it
+                self.fatal = err
+
+    def fail(self, call_id: str, exc: BaseException) -> ExecutionError:
+        """Records a task's failure; returns the ExecutionError to raise in the workflow."""
+        tree, seen = self.error_tree(exc)
+        self.append({"seq": 0, "kind": R.TASK_FAILED, "at": iso(self.clock.now()), "call_id": call_id, "error": tree})
+        err = ExecutionError(seen)
+        err.__cause__ = seen
+        return err
+
+    def _cache_key(self, spec: TaskSpec, start: dict[str, Any]) -> str:
+        ident = [spec.identity, start["name"], start.get("args"), start.get("kwargs")]
+        return hashlib.sha256(orjson.dumps(ident, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+    def _cache_get(self, spec: TaskSpec, start: dict[str, Any]) -> Any:
+        getter = getattr(self.store, "cache_get", None)
+        data = getter(self._cache_key(spec, start)) if getter else None
+        if data is None:
+            return None
+        try:
+            entry = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return None  # a damaged cache entry is a miss, not an error
+        return entry if isinstance(entry, dict) and "value" in entry else None
+
+    def _cache_put(self, spec: TaskSpec, record: dict[str, Any], stored: Any) -> None:
+        start = next((r for r in reversed(self.records) if r.get("call_id") == record["call_id"] and r["kind"] == R.TASK_STARTED), None)
+        putter = getattr(self.store, "cache_put", None)
+        if start is not None and putter is not None:
+            entry = {"task": spec.identity, "name": start["name"], "execution_id": self.execution_id, "value": stored}
+            putter(self._cache_key(spec, start), orjson.dumps(entry))
+
