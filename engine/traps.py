@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Branch:
     """One line of control in a workflow: the prefix of its call ids and its slot counter."""
 
