@@ -15,6 +15,7 @@
     │   ├── InvalidExecutionIdError an id that could name a path outside the store
     │   ├── DurabilityError         a write or fsync failed; the run stops
     │   ├── BlobError               a stored output is missing or altered (names the file)
+    │   ├── UnsafePathError         a journal that is a symbolic link (also an OSError)
     │   └── WorkflowLoadError       the workflow's code cannot be found or imported
     ├── EncodeError                 a value the journal cannot hold exactly (type and where)
     ├── DecodeError                 a recorded value cannot be rebuilt (missing class)
@@ -39,6 +40,7 @@ __all__ = [
     "FallbackError",
     "RetryError",
     "RollbackError",
+    "UnsafePathError",
     "ExecutionNotFoundError",
     "ExecutionStateError",
     "FluxError",
@@ -226,6 +228,10 @@ class DurabilityError(EngineError):
 
 class BlobError(EngineError):
     """A stored output (blob) is missing or does not match its digest."""
+
+
+class UnsafePathError(EngineError, OSError):
+    """A journal path that is a symbolic link (or otherwise not a plain file): never followed."""
 
 
 class WorkflowLoadError(EngineError):

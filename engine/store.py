@@ -24,6 +24,7 @@ import orjson
 
 from engine.errors import (
     BlobError,
+    UnsafePathError,
     DurabilityError,
     ExecutionLockedError,
     ExecutionNotFoundError,
@@ -212,6 +213,8 @@ class FileStore:
             ExecutionNotFoundError, ExecutionLockedError, JournalCorruptError.
         """
         path = self.journal_path(execution_id)
+        if os.path.islink(path):
+            raise UnsafePathError(errno.ELOOP, f"{path}: is a symbolic link; journals are never read through links, remove it")
         if not os.path.isfile(path):
             raise ExecutionNotFoundError(execution_id, self.home)
         journal_lock_fd = self._lock_journal(execution_id, path)
@@ -236,6 +239,12 @@ class FileStore:
             return read_journal(path, execution_id)
         except FileNotFoundError:
             raise ExecutionNotFoundError(execution_id, self.home) from None
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                raise UnsafePathError(
+                    errno.ELOOP, f"{path}: is a symbolic link; journals are never read through links, remove it"
+                ) from None
+            raise
 
     def list_ids(self) -> list[str]:
         try:

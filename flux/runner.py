@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from engine.codec import find_class
-from engine.errors import ExecutionStateError, JournalCorruptError, WorkflowLoadError
+from engine.errors import ExecutionStateError, JournalCorruptError, UnsafePathError, WorkflowLoadError
 from engine.executor import Outcome
 from engine.journal import read_journal
 from engine.records import status_of
@@ -141,7 +141,7 @@ def list_executions(home: str | None = None) -> list[ExecutionSummary]:
     for execution_id in store.list_ids():
         try:
             records = store.read(execution_id).records
-        except JournalCorruptError as err:
+        except (JournalCorruptError, UnsafePathError) as err:
             out.append(ExecutionSummary(execution_id, "?", "damaged", "", 0, str(err)))
             continue
         header = records[0]

@@ -228,3 +228,20 @@ def test_input_file_is_read_and_a_bad_one_named(project: Path) -> None:
     assert ok.returncode == 0 and "output: 1" in ok.stdout, ok.stderr
     bad = flux_cmd("exec", "flows.py", "squares", "--input-file", "bad.json", cwd=project, env=env)
     assert bad.returncode == 2 and "bad.json is not valid JSON" in bad.stderr
+
+
+def test_a_symlinked_journal_is_listed_as_damaged_and_refused_in_one_line(project: Path, tmp_path: Path) -> None:
+    env = {"RUN_LOG": str(project / "runs.log"), "STEP_DELAY": "0"}
+    flux_cmd("exec", "flows.py", "squares", "--input", "1", cwd=project, env=env)
+    target = tmp_path / "elsewhere.jsonl"
+    target.write_text("not a journal\n")
+    (project / ".flux" / "executions" / "evil.jsonl").symlink_to(target)
+    listing = flux_cmd("list", cwd=project)
+    assert listing.returncode == 0 and "evil" in listing.stdout and "damaged" in listing.stdout
+    assert "completed" in listing.stdout  # the real execution is still listed
+    for command in (("resume", "evil"), ("show", "evil")):
+        result = flux_cmd(*command, cwd=project)
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "UnsafePathError" in lines[0] and "symbolic link" in lines[0]
+    assert target.read_text() == "not a journal\n"

@@ -28,7 +28,7 @@ SURFACE = {
         "CompensationError", "ExecutionTimeoutError", "FallbackError", "RetryError", "RollbackError",
         "DecodeError", "DurabilityError", "EncodeError", "EngineError", "ExecutionError", "ExecutionLockedError",
         "ExecutionNotFoundError", "ExecutionStateError", "FluxError", "InvalidExecutionIdError", "InvalidOptionError",
-        "JournalCorruptError", "NondeterminismError", "RecordedError", "WorkflowLoadError",
+        "JournalCorruptError", "NondeterminismError", "RecordedError", "UnsafePathError", "WorkflowLoadError",
     ],
 }
 
