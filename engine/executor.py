@@ -547,17 +547,24 @@ class Executor(Outputs):
             return  # the process is shutting down: the call stays open, as after a crash
         self.append({"seq": 0, "kind": R.TASK_CANCELLED, "at": iso(self.clock.now()), "call_id": call_id})
 
-    async def pause(self, branch: traps.Branch, name: str, src: str, wake_at: float | None = None) -> Any:
+    def _take_slot(self, branch: traps.Branch, kind: str, name: str, what: str, src: str) -> tuple[str, RecordedCall | None]:
+        """The next call id of the branch, and what the journal recorded there, which must be a
+        `kind` of this `name` (else the run stops with NondeterminismError)."""
         if self.fatal is not None:
             raise self.fatal
-        if not isinstance(name, str):
-            raise TypeError(f"pause name must be a str, not {type(name).__name__}")
         call_id = branch.next_id()
         call = self.calls.get(call_id)
         if call is not None:
             self.visited.add(call_id)
-            if call.kind != "pause" or call.name != name:
-                self._mismatch(call, call_id, f"pause({name!r})", src, {"kind": "pause", "name": name})
+            if call.kind != kind or call.name != name:
+                self._mismatch(call, call_id, what, src, {"kind": kind, "name": name})
+        return call_id, call
+
+    async def pause(self, branch: traps.Branch, name: str, src: str, wake_at: float | None = None) -> Any:
+        if not isinstance(name, str):
+            raise TypeError(f"pause name must be a str, not {type(name).__name__}")
+        call_id, call = self._take_slot(branch, "pause", name, f"pause({name!r})", src)
+        if call is not None:
             if call.resumed is not None:
                 if self.observer is not None:
                     self._notify("replayed", call_id, call.resumed)
@@ -597,14 +604,8 @@ class Executor(Outputs):
 
     async def record_value(self, branch: traps.Branch, name: str, produce: Callable[[], Any], src: str) -> Any:
         """A value the workflow must see again on replay (a time, a uuid, a random number)."""
-        if self.fatal is not None:
-            raise self.fatal
-        call_id = branch.next_id()
-        call = self.calls.get(call_id)
+        call_id, call = self._take_slot(branch, "value", name, f"{name}()", src)
         if call is not None:
-            self.visited.add(call_id)
-            if call.kind != "value" or call.name != name:
-                self._mismatch(call, call_id, f"{name}()", src, {"kind": "value", "name": name})
             if self.observer is not None:
                 self._notify("replayed", call_id, call.start)
             return self.value_of(call.start["value"])
@@ -618,14 +619,8 @@ class Executor(Outputs):
 
     async def sleep(self, branch: traps.Branch, seconds: float, src: str) -> None:
         """A durable timer: the wake-up time is recorded, a resume waits only for what is left."""
-        if self.fatal is not None:
-            raise self.fatal
-        call_id = branch.next_id()
-        call = self.calls.get(call_id)
+        call_id, call = self._take_slot(branch, "timer", "sleep", f"sleep({seconds:g})", src)
         if call is not None:
-            self.visited.add(call_id)
-            if call.kind != "timer":
-                self._mismatch(call, call_id, f"sleep({seconds:g})", src, {"kind": "timer", "name": "sleep"})
             if call.outcome is not None:
                 if self.observer is not None:
                     self._notify("replayed", call_id, call.outcome)
