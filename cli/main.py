@@ -47,6 +47,9 @@ _state: dict[str, bool] = {"debug": False}
 
 HomeOpt = typer.Option(None, "--home", help="Store directory (default: $FLUX_HOME, else ./.flux).")
 DebugOpt = typer.Option(False, "--debug", help="Show tracebacks of errors.")
+DurabilityOpt = typer.Option(None, "--durability", help="fsync (default) or os.")
+FileOpt = typer.Option(None, "--file", help="The workflow's file, if it moved since the run started.")
+InputFileOpt = typer.Option(None, "--input-file", help="File holding the input as JSON.")
 
 
 def _fail(error: BaseException) -> NoReturn:
@@ -103,9 +106,9 @@ def exec_(
     file: str = typer.Argument(..., help="Python file that defines the workflow."),
     workflow: str = typer.Argument(..., help="Name of the workflow in that file."),
     input: str = typer.Option(None, "--input", "-i", help="Input as JSON."),
-    input_file: str = typer.Option(None, "--input-file", help="File holding the input as JSON."),
+    input_file: str = InputFileOpt,
     home: str = HomeOpt,
-    durability: str = typer.Option(None, "--durability", help="fsync (default) or os."),
+    durability: str = DurabilityOpt,
     debug: bool = DebugOpt,
 ) -> None:
     """Run a new execution of WORKFLOW from FILE."""
@@ -122,10 +125,10 @@ def exec_(
 def resume(
     execution_id: str = typer.Argument(..., help="The execution to continue."),
     input: str = typer.Option(None, "--input", "-i", help="Input as JSON, returned by the waiting pause()."),
-    input_file: str = typer.Option(None, "--input-file", help="File holding the input as JSON."),
+    input_file: str = InputFileOpt,
     home: str = HomeOpt,
-    file: str = typer.Option(None, "--file", help="The workflow's file, if it moved since the run started."),
-    durability: str = typer.Option(None, "--durability", help="fsync (default) or os."),
+    file: str = FileOpt,
+    durability: str = DurabilityOpt,
     debug: bool = DebugOpt,
 ) -> None:
     """Continue a paused or interrupted execution."""
@@ -145,7 +148,7 @@ def resume(
 def cancel(
     execution_id: str = typer.Argument(..., help="The execution to cancel."),
     home: str = HomeOpt,
-    file: str = typer.Option(None, "--file", help="The workflow's file, if it moved since the run started."),
+    file: str = FileOpt,
     debug: bool = DebugOpt,
 ) -> None:
     """Cancel a running, paused or interrupted execution (its sagas compensate)."""
@@ -172,7 +175,7 @@ def clear_cache(home: str = HomeOpt, debug: bool = DebugOpt) -> None:
 @app.command()
 def recover(
     home: str = HomeOpt,
-    durability: str = typer.Option(None, "--durability", help="fsync (default) or os."),
+    durability: str = DurabilityOpt,
     debug: bool = DebugOpt,
 ) -> None:
     """Resume every interrupted execution in the store; paused, finished and running ones are left alone."""
@@ -242,7 +245,7 @@ def show(
 @app.command()
 def replay(
     journal: str = typer.Argument(..., help="Path of the journal (.jsonl), or an execution id in the store."),
-    file: str = typer.Option(None, "--file", help="The workflow's file, if it moved since the run."),
+    file: str = FileOpt,
     until: int = typer.Option(None, "--until", help="Stop after the record with this seq and show the workflow's state."),
     break_at: str = typer.Option(
         None, "--break-at", help="Start pdb in the workflow when this seq (or task name) is replayed."
@@ -309,8 +312,8 @@ def fork(
     set_result: str = typer.Option(None, "--set-result", help="SEQ=JSON: replace the result recorded at SEQ."),
     input: str = typer.Option(None, "--input", "-i", help="Input as JSON for a pause the fork waits at."),
     home: str = HomeOpt,
-    file: str = typer.Option(None, "--file", help="The workflow's file, if it moved since the run."),
-    durability: str = typer.Option(None, "--durability", help="fsync (default) or os."),
+    file: str = FileOpt,
+    durability: str = DurabilityOpt,
     debug: bool = DebugOpt,
 ) -> None:
     """Make a new execution of the first AT records of another, then continue it live."""
@@ -336,7 +339,7 @@ def check(
     file: str = typer.Argument(..., help="Python file that defines the workflow."),
     workflow: str = typer.Argument(..., help="Name of the workflow in that file."),
     input: str = typer.Option(None, "--input", "-i", help="Input as JSON."),
-    input_file: str = typer.Option(None, "--input-file", help="File holding the input as JSON."),
+    input_file: str = InputFileOpt,
     resume_input: str = typer.Option(None, "--resume-input", help="JSON that every pause() returns when resumed."),
     cuts: int = typer.Option(None, "--cuts", help="Interrupt after this many evenly spread records (default: every one)."),
     no_subprocess: bool = typer.Option(False, "--no-subprocess", help="Skip the replay in another process."),
