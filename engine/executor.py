@@ -12,11 +12,13 @@ The executor is the only code that interprets the traps of engine/traps.py. Its 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+import gc
 import os
 import socket
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 
@@ -54,6 +56,20 @@ _FLUX_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file_
 _CANCEL_POLL = 0.2  # seconds between checks for a cancellation asked by another process
 
 __all__ = ["child_execution_id", "EndOfJournal", "Executor", "Outcome", "RunRequest", "TaskSpec", "format_call"]
+
+
+@contextlib.contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Reading a journal and indexing it allocate many containers and no cycles; the cycle
+    collector would only traverse them again and again (a third of a large replay's time)."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 class Executor(Outputs):
@@ -239,7 +255,8 @@ class Executor(Outputs):
         """
         loop = asyncio.get_running_loop()
         traps.install_task_factory(loop)
-        read = self._open()
+        with _no_cycle_collection():
+            read = self._open()
         try:
             return await self._run(read, body)
         finally:
@@ -251,7 +268,8 @@ class Executor(Outputs):
         self.records = list(read.records)
         header = self.records[0]
         index = ReplayIndex(read.path, read.offsets)
-        index.apply_all(self.records)
+        with _no_cycle_collection():
+            index.apply_all(self.records)
         self.calls = index.calls
         self.markers = index.markers
         self.final = index.final
