@@ -472,12 +472,20 @@ class Executor(Outputs):
 
     async def call_task(
         self,
-        branch: traps.Branch,
+        branch: traps.Branch | None,
         spec: TaskSpec,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         src: str,
     ) -> Any:
+        if branch is None:
+            # Looked up now, in the task that awaits the call (SPEC.md 4.1), not where the
+            # coroutine was made.
+            branch = traps.current_branch()
+            if branch is None:
+                return await spec.invoke(args, kwargs)  # made in a workflow, awaited outside one
+            if branch.executor is not self:
+                return await branch.executor.call_task(branch, spec, args, kwargs, src)
         if self.fatal is not None:
             raise self.fatal
         call_id = branch.next_id()

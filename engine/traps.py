@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from dataclasses import dataclass
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -67,13 +68,21 @@ def in_workflow() -> bool:
     return _branch.get() is not None
 
 
-async def call_task(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any], src: str) -> Any:
-    """Runs a task call through the engine, or calls the body directly outside any workflow.
+def call_task(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any], src: str) -> Awaitable[Any]:
+    """A task call through the engine, or the body itself outside any workflow (an awaitable).
 
-    The branch is looked up when the call is awaited, in the asyncio task that awaits it: a
-    coroutine made in one branch and awaited in another takes its slot where it runs.
+    The branch, and so the call id, is taken when the call is awaited, in the asyncio task that
+    awaits it: a coroutine made in one branch and awaited in another takes its slot where it
+    runs. Inside a workflow the engine's coroutine is returned as it is, with no other around it.
     """
     branch = _branch.get()
+    if branch is None:
+        return _outside(spec, args, kwargs, src)
+    return branch.executor.call_task(None, spec, args, kwargs, src)
+
+
+async def _outside(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any], src: str) -> Any:
+    branch = _branch.get()  # made outside a workflow; it may be awaited inside one
     if branch is None:
         return await spec.invoke(args, kwargs)
     return await branch.executor.call_task(branch, spec, args, kwargs, src)
