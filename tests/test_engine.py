@@ -251,3 +251,25 @@ def test_home_is_read_when_the_run_starts(tmp_path: Path, monkeypatch: pytest.Mo
     assert Path(ctx.journal_path).parent.parent == tmp_path / "a"
     monkeypatch.setenv("FLUX_HOME", str(tmp_path / "b"))
     assert Path(values_wf.run(1).journal_path).parent.parent == tmp_path / "b"
+
+
+PREMADE: list[Any] = []
+
+
+@workflow
+async def awaits_premade(ctx: ExecutionContext[None]) -> Any:
+    made_inside = echo("inside")
+    PREMADE.append(made_inside)
+    return await PREMADE[0]  # made before the run, outside any workflow
+
+
+def test_a_call_made_outside_a_workflow_is_recorded_where_it_is_awaited(home: Path) -> None:
+    PREMADE.clear()
+    PREMADE.append(echo("outside"))
+    RAN.clear()
+    ctx = awaits_premade.run()
+    assert ctx.output == "outside" and RAN == ["echo"]
+    started = [r for r in ctx._records if r["kind"] == "task_started"]
+    assert [(r["call_id"], r["args"]) for r in started] == [("1", ["outside"])]
+    # The call made inside but never awaited there runs as a plain call when awaited outside.
+    assert asyncio.run(PREMADE[1]) == "inside"
