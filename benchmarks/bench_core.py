@@ -27,7 +27,6 @@ the script with an error: a fast wrong answer is not a measurement. Missed targe
 from __future__ import annotations
 
 import argparse
-import asyncio
 import cProfile
 import gc
 import os
@@ -44,36 +43,12 @@ from typing import Any
 
 import orjson
 
-from flux import ExecutionContext, task, workflow
-from flux.tasks import pause
+from flux import ExecutionContext
+
+# The workflows are the suite's own (run as a script, this folder is first on sys.path).
+from flux_workloads import parallel, paused_at_end, sequential
 
 # -- the workflows under test ------------------------------------------------------------------
-
-
-@task
-async def noop(i: int) -> int:
-    return i
-
-
-@workflow
-async def sequential(ctx: ExecutionContext[int]) -> int:
-    for i in range(ctx.input):
-        await noop(i)
-    return ctx.input
-
-
-@workflow
-async def parallel(ctx: ExecutionContext[int]) -> int:
-    results = await asyncio.gather(*(noop(i) for i in range(ctx.input)))
-    return sum(results)
-
-
-@workflow
-async def paused_at_end(ctx: ExecutionContext[int]) -> int:
-    for i in range(ctx.input):
-        await noop(i)
-    await pause("end")
-    return ctx.input
 
 
 # -- cases -------------------------------------------------------------------------------------
