@@ -33,7 +33,7 @@ from engine.errors import (
     ExecutionStateError,
     NondeterminismError,
 )
-from engine.journal import FORMAT_VERSION, JournalRead
+from engine.journal import FORMAT_VERSION, JournalRead, Records
 from engine.handling import run_attempt, run_handled
 from engine.calls import (
     EndOfJournal,
@@ -82,9 +82,8 @@ class Executor(Outputs):
         self.clock = clock or SystemClock()
         self.replay_only = request.replay_only
         self.lease: Lease | None = None
-        self.records: list[dict[str, Any]] = []
+        self.records: Records = Records()
         self.calls: dict[str, RecordedCall] = {}
-        self.visited: set[str] = set()
         self.fatal: BaseException | None = None
         self._live_branches = 0
         self._flush_soon = False
@@ -117,11 +116,14 @@ class Executor(Outputs):
 
     # -- opening -----------------------------------------------------------------------------
 
-    def _open(self) -> JournalRead:
+    def _open(self, index: ReplayIndex) -> JournalRead:
+        """Reads the journal (and takes ownership unless replaying), indexing it as it is read."""
         req = self.request
         if req.replay_only:
-            read = req.journal if req.journal is not None else self.store.read(req.execution_id)
-            return read
+            if req.journal is None:
+                return self.store.read(req.execution_id, visit=index.apply_all)
+            index.apply_all(list(req.journal.records), req.journal.offsets)
+            return req.journal
         if req.create:
             header = {
                 "seq": 0,
@@ -136,8 +138,9 @@ class Executor(Outputs):
             if req.parent is not None:
                 header["parent"] = req.parent
             self.lease = self.store.create(req.execution_id, header, req.durability)
+            index.apply_all(list(self.lease.read.records), self.lease.read.offsets)
         else:
-            self.lease = self.store.acquire(req.execution_id, req.durability)
+            self.lease = self.store.acquire(req.execution_id, req.durability, visit=index.apply_all)
         return self.lease.read
 
     # -- observers (SPEC.md "Observers"): debuggers and checkers watch replay through these ----
@@ -255,21 +258,21 @@ class Executor(Outputs):
         """
         loop = asyncio.get_running_loop()
         traps.install_task_factory(loop)
+        req = self.request
+        index = ReplayIndex(req.journal.path if req.journal is not None else self.store.describe(self.execution_id))
         with _no_cycle_collection():
-            read = self._open()
+            read = self._open(index)
         try:
-            return await self._run(read, body)
+            return await self._run(read, index, body)
         finally:
             if self.lease is not None:
                 self.lease.close()
 
-    async def _run(self, read: JournalRead, body: Callable[[Any], Awaitable[Any]]) -> Outcome:
-        self.path = read.path
-        self.records = list(read.records)
-        header = self.records[0]
-        index = ReplayIndex(read.path, read.offsets)
-        with _no_cycle_collection():
-            index.apply_all(self.records)
+    async def _run(self, read: JournalRead, index: ReplayIndex, body: Callable[[Any], Awaitable[Any]]) -> Outcome:
+        self.path = index.path = read.path
+        records = index.journal = read.records
+        self.records = records if isinstance(records, Records) else Records.of(list(records))
+        header = records[0]
         self.calls = index.calls
         self.markers = index.markers
         self.final = index.final
@@ -277,7 +280,7 @@ class Executor(Outputs):
             # The run that began cancelling died before it finished: finish it now.
             self.cancelling = self._cancel_recorded = True
             self._cancel_pending = True
-        status = R.status_of(self.records)
+        status = index.status
         resolve = self.resolve
         workflow_input = decode(header.get("input"), resolve)
         name = header.get("workflow", "")
@@ -424,7 +427,7 @@ class Executor(Outputs):
             await asyncio.gather(*leftovers, return_exceptions=True)
 
     def _check_all_visited(self, name: str) -> None:
-        missed = [c for cid, c in self.calls.items() if cid not in self.visited]
+        missed = [c for c in self.calls.values() if not c.visited]
         if not missed:
             return
         call = min(missed, key=lambda c: c.seq)
@@ -497,25 +500,19 @@ class Executor(Outputs):
             enc_kwargs = redact(enc_kwargs, self.redactions)[0]
         call = self.calls.get(call_id)
         if call is not None:
-            self.visited.add(call_id)
-            start = call.start
-            if (
-                call.kind != "task"
-                or call.name != name
-                or start.get("args") != enc_args
-                or start.get("kwargs") != enc_kwargs
-            ):
+            call.visited = True
+            if call.kind != "task" or call.name != name or call.args != enc_args or call.kwargs != enc_kwargs:
                 self._mismatch(
                     call, call_id, format_call(name, enc_args, enc_kwargs), src,
                     {"kind": "task", "name": name, "args": enc_args, "kwargs": enc_kwargs},
                 )
-            outcome = call.outcome
-            if outcome is not None:
+            end = call.end
+            if end is not None:
                 if self.observer is not None:
-                    self._notify("replayed", call_id, outcome)
-                if outcome["kind"] == R.TASK_COMPLETED:
-                    return self.value_of(outcome["value"])
-                exc = decode(outcome["error"], self.resolve)
+                    self._notify("replayed", call_id, call.outcome)  # type: ignore[arg-type]
+                if end == R.TASK_COMPLETED:
+                    return self.value_of(call.value)
+                exc = decode(call.outcome["error"], self.resolve)  # type: ignore[index]
                 raise ExecutionError(exc) from exc
             if call.cancelled is not None:
                 self._cancel_pending = False  # a resumed cancellation arrives here, as it did then
@@ -581,7 +578,7 @@ class Executor(Outputs):
         call_id = branch.next_id()
         call = self.calls.get(call_id)
         if call is not None:
-            self.visited.add(call_id)
+            call.visited = True
             if call.kind != kind or call.name != name:
                 self._mismatch(call, call_id, what, src, {"kind": kind, "name": name})
         return call_id, call
@@ -634,7 +631,7 @@ class Executor(Outputs):
         if call is not None:
             if self.observer is not None:
                 self._notify("replayed", call_id, call.start)
-            return self.value_of(call.start["value"])
+            return self.value_of(call.value)
         self.before_live(call_id)
         value = produce()
         self.append(
@@ -647,9 +644,9 @@ class Executor(Outputs):
         """A durable timer: the wake-up time is recorded, a resume waits only for what is left."""
         call_id, call = self._take_slot(branch, "timer", "sleep", f"sleep({seconds:g})", src)
         if call is not None:
-            if call.outcome is not None:
+            if call.end is not None:
                 if self.observer is not None:
-                    self._notify("replayed", call_id, call.outcome)
+                    self._notify("replayed", call_id, call.outcome)  # type: ignore[arg-type]
                 return
             wake_at = call.start["wake_at"]
             self.before_live(call_id)

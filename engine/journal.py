@@ -9,10 +9,10 @@ line (keeping the cut bytes in a side file) and nothing else.
 from __future__ import annotations
 
 import errno
-import io
 import os
 import zlib
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,7 @@ __all__ = [
     "DURABILITY_MODES",
     "JournalRead",
     "JournalWriter",
+    "Records",
     "encode_line",
     "fsync_dir",
     "read_journal",
@@ -66,13 +67,93 @@ class RecordTooLargeError(EncodeError):
     """A record longer than MAX_RECORD_BYTES."""
 
 
+class Records(Sequence[dict[str, Any]]):
+    """A journal's records in seq order, as dicts.
+
+    Records read from the file are kept as the file's bytes and parsed again each time one is
+    asked for: as dicts they would take four times the file's size, and a run needs few of them
+    once its replay index is built. Records appended since are kept as they were written. Each
+    access to a read record gives a new dict, so changing it changes nothing here.
+    """
+
+    __slots__ = ("_data", "_offsets", "_end", "_header", "_added")
+
+    def __init__(self, data: bytes = b"", offsets: Sequence[int] = (), end: int = 0) -> None:
+        self._data = data
+        self._offsets = offsets  # start of each read record's line
+        self._end = end  # end of the last read line, its newline included
+        self._header: dict[str, Any] | None = None
+        self._added: list[dict[str, Any]] = []
+
+    @classmethod
+    def of(cls, records: list[dict[str, Any]]) -> Records:
+        """Records that are all in memory already (a journal just created)."""
+        made = cls()
+        made._added.extend(records)
+        return made
+
+    def _parse(self, i: int) -> dict[str, Any]:
+        if i == 0 and self._header is not None:
+            return self._header
+        offsets = self._offsets
+        start = offsets[i]
+        stop = offsets[i + 1] if i + 1 < len(offsets) else self._end
+        record: dict[str, Any] = orjson.loads(memoryview(self._data)[start : stop - 1])
+        del record["crc"]
+        if i == 0:
+            self._header = record
+        return record
+
+    def __len__(self) -> int:
+        return len(self._offsets) + len(self._added)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        n = len(self._offsets)
+        if i < 0:
+            i += n + len(self._added)
+            if i < 0:
+                raise IndexError("record index out of range")
+        if i < n:
+            return self._parse(i)
+        return self._added[i - n]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for i in range(len(self._offsets)):
+            yield self._parse(i)
+        yield from self._added
+
+    def __reversed__(self) -> Iterator[dict[str, Any]]:
+        yield from reversed(self._added)
+        for i in range(len(self._offsets) - 1, -1, -1):
+            yield self._parse(i)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (list, Records)):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def append(self, record: dict[str, Any]) -> None:
+        self._added.append(record)
+
+    def __repr__(self) -> str:
+        return f"<Records: {len(self._offsets)} read, {len(self._added)} appended>"
+
+
+# Handed each batch of checked records and the line offsets of every record read so far.
+Visit = Callable[[list[dict[str, Any]], Sequence[int]], None]
+
+
 @dataclass
 class JournalRead:
     """What a journal holds: its valid records, and the torn tail a writer would cut."""
 
     path: str
-    records: list[dict[str, Any]]
-    offsets: list[int]  # byte offset of each record's line
+    records: Sequence[dict[str, Any]]
+    offsets: Sequence[int]  # byte offset of each record's line
     valid_size: int  # bytes up to and including the last complete line
     torn: bytes = b""  # bytes after the last complete line
 
@@ -85,8 +166,17 @@ def _corrupt(path: str, line: int, offset: int, problem: str) -> JournalCorruptE
     return JournalCorruptError(path, line, offset, problem)
 
 
-def read_journal(path: str, execution_id: str, data: bytes | None = None) -> JournalRead:
+_CHUNK_BYTES = 1 << 20  # bytes of lines checked and parsed at a time
+_KIND_NAMES: dict[str, str] = {k: k for k in RECORD_KINDS}
+
+
+def read_journal(path: str, execution_id: str, data: bytes | None = None, visit: Visit | None = None) -> JournalRead:
     """Reads and checks every line of a journal without changing it.
+
+    `visit`, when given, is handed the parsed records a batch at a time, in seq order, as soon
+    as they are checked, with the line offsets of all records so far; this is how a replay index
+    is built without keeping every record as a dict. If the journal turns out damaged further
+    on, the error is raised after some batches were visited.
 
     Raises:
         JournalCorruptError: on anything but a torn last line (a final line with no newline).
@@ -101,19 +191,76 @@ def read_journal(path: str, execution_id: str, data: bytes | None = None) -> Jou
     seed = seed_for(execution_id)
     end = data.rfind(b"\n") + 1
     torn = data[end:]
-    fast = _read_fast(path, data, end, seed, execution_id)
-    if fast is not None:
-        return JournalRead(path, fast[0], fast[1], end, torn)
+    if end == 0:
+        # The header is written whole before the journal appears (SPEC.md 2.2), so a journal
+        # without a complete first line is damage, never a torn tail to cut.
+        raise _corrupt(path, 1, 0, "journal is empty (no header)" if not torn else "journal has no complete header line")
+    offsets = array("q")
+    pos = 0
+    while pos < end:
+        stop = data.rfind(b"\n", pos, pos + _CHUNK_BYTES) + 1
+        if stop <= pos:  # one line longer than a chunk
+            stop = data.index(b"\n", pos) + 1
+        lines = data[pos : stop - 1].split(b"\n")
+        seq = len(offsets)
+        records = _parse_fast(lines, seed, seq)
+        if records is None:
+            # The line-by-line check names the first damaged line; if it finds none, the fast
+            # check was only too strict and its answer stands.
+            records = _parse_slow(path, lines, pos, seq, seed, execution_id)
+        if seq == 0:
+            _check_header(path, 0, records[0], execution_id)
+        for line in lines:
+            offsets.append(pos)
+            pos += len(line) + 1
+        if visit is not None:
+            visit(records, offsets)
+    read = Records(data, offsets, end)
+    return JournalRead(path, read, offsets, end, torn)
+
+
+def _parse_fast(lines: list[bytes], seed: int, first_seq: int) -> list[dict[str, Any]] | None:
+    """The checks of `_parse_slow`, made over many lines at a time; None when any fails.
+
+    Every line is still checked: its checksum digits, its CRC, that it parses, that writing the
+    parsed record gives back its exact bytes, and its seq.
+    """
+    crc32 = zlib.crc32
+    cut = -_SUFFIX_LEN
+    try:
+        if any(line[cut:-10] != _CRC_OPEN or line[-2:] != b'"}' or len(line) < _SUFFIX_LEN + 2 for line in lines):
+            return None
+        if b"".join([line[-10:-2] for line in lines]).translate(None, _HEX):
+            return None
+        if [crc32(line[:cut], seed) for line in lines] != [int(line[-10:-2], 16) for line in lines]:
+            return None
+        body = b"[" + b",".join(lines) + b"]"
+        records: list[dict[str, Any]] = orjson.loads(body)
+        if orjson.dumps(records) != body:
+            return None
+    except (ValueError, orjson.JSONDecodeError, orjson.JSONEncodeError):
+        return None
+    kinds = _KIND_NAMES
+    for seq, record in enumerate(records, first_seq):
+        if type(record) is not dict or record.get("seq") != seq or type(record.get("seq")) is not int:
+            return None
+        kind = record.get("kind")
+        if type(kind) is not str:
+            return None
+        # Verified: the checksum has done its work; the record no longer carries it. Kinds are
+        # shared strings rather than one copy per record.
+        del record["crc"]
+        record["kind"] = kinds.get(kind, kind)
+    return records
+
+
+def _parse_slow(path: str, lines: list[bytes], pos: int, seq: int, seed: int, execution_id: str) -> list[dict[str, Any]]:
+    """Checks lines one at a time; raises JournalCorruptError naming the first damaged one."""
     records: list[dict[str, Any]] = []
-    offsets: list[int] = []
     loads = orjson.loads
     dumps = orjson.dumps
     crc32 = zlib.crc32
-    pos = 0
-    seq = 0
-    while pos < end:
-        nl = data.index(b"\n", pos)
-        line = data[pos:nl]
+    for line in lines:
         lineno = seq + 1
         n = len(line)
         if n < _SUFFIX_LEN + 2 or line[n - _SUFFIX_LEN : n - 10] != _CRC_OPEN or line[-2:] != b'"}':
@@ -149,76 +296,9 @@ def read_journal(path: str, execution_id: str, data: bytes | None = None) -> Jou
             raise _corrupt(path, lineno, pos, "record has no kind")
         del record["crc"]
         records.append(record)
-        offsets.append(pos)
         seq += 1
-        pos = nl + 1
-    if not records:
-        # The header is written whole before the journal appears (SPEC.md 2.2), so a journal
-        # without a complete first line is damage, never a torn tail to cut.
-        raise _corrupt(path, 1, 0, "journal is empty (no header)" if not torn else "journal has no complete header line")
-    return JournalRead(path, records, offsets, end, torn)
-
-
-_CHUNK_BYTES = 1 << 20  # bytes of lines parsed per orjson call: few calls, no second copy of the file
-_KIND_NAMES: dict[str, str] = {k: k for k in RECORD_KINDS}
-
-
-def _read_fast(
-    path: str, data: bytes, end: int, seed: int, execution_id: str
-) -> tuple[list[dict[str, Any]], list[int]] | None:
-    """The same checks as the line-by-line reader, made over many lines at a time.
-
-    Returns None when any check fails; the caller then reads line by line to name the first
-    damaged line. Every line is still checked: its checksum digits, its CRC, that it parses,
-    that writing the parsed record gives back its exact bytes, and its seq.
-    """
-    if end == 0:
-        return None
-    # Lines are taken a chunk at a time, so the file is never held twice as a list of lines.
-    reader = io.BytesIO(memoryview(data)[:end])
-    crc32 = zlib.crc32
-    cut = -_SUFFIX_LEN
-    loads = orjson.loads
-    dumps = orjson.dumps
-    records: list[dict[str, Any]] = []
-    offsets: list[int] = []
-    pos = 0
-    try:
-        while True:
-            chunk = [line[:-1] for line in reader.readlines(_CHUNK_BYTES)]
-            if not chunk:
-                break
-            if any(line[cut:-10] != _CRC_OPEN or line[-2:] != b'"}' or len(line) < _SUFFIX_LEN + 2 for line in chunk):
-                return None
-            if b"".join([line[-10:-2] for line in chunk]).translate(None, _HEX):
-                return None
-            if [crc32(line[:cut], seed) for line in chunk] != [int(line[-10:-2], 16) for line in chunk]:
-                return None
-            body = b"[" + b",".join(chunk) + b"]"
-            parsed = loads(body)
-            if dumps(parsed) != body:
-                return None
-            for line in chunk:
-                offsets.append(pos)
-                pos += len(line) + 1
-            records.extend(parsed)
-    except (ValueError, orjson.JSONDecodeError, orjson.JSONEncodeError):
-        return None
-    kinds = _KIND_NAMES
-    for seq, record in enumerate(records):
-        if type(record) is not dict or record.get("seq") != seq or type(record.get("seq")) is not int:
-            return None
-        if seq and type(record.get("kind")) is not str:
-            return None
-        # Verified: the checksum has done its work; the record no longer carries it. Kinds are
-        # shared strings rather than one copy per record.
-        del record["crc"]
-        kind = record.get("kind")
-        record["kind"] = kinds.get(kind, kind)  # type: ignore[arg-type]
-    header = records[0]
-    if header.get("kind") != "header" or header.get("format") != FORMAT_VERSION or header.get("execution_id") != execution_id:
-        return None
-    return records, offsets
+        pos += n + 1
+    return records
 
 
 def _check_header(path: str, pos: int, record: dict[str, Any], execution_id: str) -> None:

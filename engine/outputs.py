@@ -30,7 +30,8 @@ class Outputs:
     store: Any
     secrets: Any
     redactions: dict[str, str]
-    records: list[dict[str, Any]]
+    records: Any
+    calls: dict[str, Any]
     lease: Any
     fatal: BaseException | None
     execution_id: str
@@ -143,7 +144,11 @@ class Outputs:
         return entry if isinstance(entry, dict) and "value" in entry else None
 
     def _cache_put(self, spec: TaskSpec, record: dict[str, Any], stored: Any) -> None:
-        start = next((r for r in reversed(self.records) if r.get("call_id") == record["call_id"] and r["kind"] == R.TASK_STARTED), None)
+        recorded = self.calls.get(record["call_id"])
+        if recorded is not None:
+            start = recorded.start  # started in an earlier run of the execution
+        else:
+            start = next((r for r in reversed(self.records) if r.get("call_id") == record["call_id"] and r["kind"] == R.TASK_STARTED), None)
         putter = getattr(self.store, "cache_put", None)
         if start is not None and putter is not None:
             entry = {"task": spec.identity, "name": start["name"], "execution_id": self.execution_id, "value": stored}

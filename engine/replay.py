@@ -7,75 +7,119 @@ a test.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
+
+from engine import records as R
 
 from engine.errors import JournalCorruptError
 
 __all__ = ["RecordedCall", "ReplayIndex"]
 
 
-@dataclass(eq=False, slots=True)
 class RecordedCall:
-    """One call id in the journal: how it started and, if recorded, how it ended."""
+    """One call id in the journal: how it started and, if recorded, how it ended.
 
-    kind: str  # "task", "pause", "value" or "timer"
-    start: dict[str, Any]
-    outcome: dict[str, Any] | None = None  # task_completed / task_failed record
-    resumed: dict[str, Any] | None = None  # for a pause: the workflow_resumed record
-    failures: list[dict[str, Any]] | None = None  # attempt_failed records, in attempt order
-    retries: set[int] | None = None  # attempts whose retry_started was recorded
-    handlers: dict[str, dict[str, Any]] | None = None  # fallback_/rollback_ records by kind
-    cancelled: dict[str, Any] | None = None  # task_cancelled: the workflow cancelled it here
+    Only what replay compares and returns is kept (name, arguments, value); the records
+    themselves are parsed again from the journal when asked for (`start`, `outcome`).
+    """
+
+    __slots__ = (
+        "kind", "seq", "name", "args", "kwargs", "value", "end", "end_seq", "index",
+        "resumed", "failures", "retries", "handlers", "cancelled", "visited",
+    )
+
+    def __init__(self, index: ReplayIndex, kind: str, seq: int, name: str, args: Any = None, kwargs: Any = None, value: Any = None) -> None:
+        self.index = index
+        self.kind = kind  # "task", "pause", "value" or "timer"
+        self.seq = seq  # of the record that started the call
+        self.name = name
+        self.args = args  # recorded form, as compared with the call made on replay
+        self.kwargs = kwargs
+        self.value = value  # recorded form: a task's result, or a recorded value
+        self.end: str | None = None  # kind of the record that ended it: task_completed/_failed, timer_fired
+        self.end_seq = -1
+        self.resumed: dict[str, Any] | None = None  # for a pause: the workflow_resumed record
+        self.failures: list[dict[str, Any]] | None = None  # attempt_failed records, in attempt order
+        self.retries: set[int] | None = None  # attempts whose retry_started was recorded
+        self.handlers: dict[str, dict[str, Any]] | None = None  # fallback_/rollback_ records by kind
+        self.cancelled: dict[str, Any] | None = None  # task_cancelled: the workflow cancelled it here
+        self.visited = False  # replay has reached this call
 
     def handler(self, kind: str) -> dict[str, Any] | None:
         return None if self.handlers is None else self.handlers.get(kind)
 
     @property
-    def name(self) -> str:
-        return self.start["name"]
+    def start(self) -> dict[str, Any]:
+        """The record that started the call."""
+        return self.index.record(self.seq)
 
     @property
-    def seq(self) -> int:
-        return self.start["seq"]
+    def outcome(self) -> dict[str, Any] | None:
+        """The record that ended the call, or None while it is open."""
+        return None if self.end is None else self.index.record(self.end_seq)
 
 
 class ReplayIndex:
-    """Call ids to recorded calls, plus the execution's pending pause and final record."""
+    """Call ids to recorded calls, plus the execution's pending pause and final record.
 
-    def __init__(self, path: str, offsets: list[int] | None = None) -> None:
+    Built one batch of records at a time (`apply_all`) while the journal is read; `journal` is
+    then set to the journal's records, from which a call's records are parsed when asked for.
+    """
+
+    def __init__(self, path: str, offsets: Sequence[int] | None = None, journal: Sequence[dict[str, Any]] | None = None) -> None:
         self.path = path
         self.offsets = offsets
+        self.journal = journal
         self.calls: dict[str, RecordedCall] = {}
         self.pending_pause: str | None = None
         self.final: dict[str, Any] | None = None
         self.markers: set[str] = set()  # change ids of `patched` markers
         self.cancel_requested = False  # a cancellation began and has not finished unwinding
+        self.status = "created"  # what the records read so far leave the execution in
+        self._names: dict[str, str] = {}  # one string per task name, not one per call
 
-    def apply_all(self, records: list[dict[str, Any]]) -> None:
+    def record(self, seq: int) -> dict[str, Any]:
+        if self.journal is None:
+            raise RuntimeError("the index was built without its journal")
+        return self.journal[seq]
+
+    def apply_all(self, records: list[dict[str, Any]], offsets: Sequence[int] | None = None) -> None:
+        """Indexes a batch of records; `offsets` (each line's byte offset) name damage exactly."""
+        if offsets is not None:
+            self.offsets = offsets
         # The two commonest kinds are indexed inline when well formed; anything else, or
         # anything doubtful, goes through its `_apply_` method, which checks and explains.
         calls = self.calls
+        names = self._names
         apply = self.apply
         for record in records:
             kind = record["kind"]
             if kind == "task_started":
                 call_id = record.get("call_id")
-                if type(call_id) is str and call_id not in calls and type(record.get("name")) is str:
-                    calls[call_id] = RecordedCall("task", record)
+                name = record.get("name")
+                if type(call_id) is str and call_id not in calls and type(name) is str:
+                    name = names.setdefault(name, name)
+                    calls[call_id] = RecordedCall(self, "task", record["seq"], name, record.get("args"), record.get("kwargs"))
                     continue
             elif kind == "task_completed":
                 call = calls.get(record.get("call_id"))  # type: ignore[arg-type]
-                if call is not None and call.kind == "task" and call.outcome is None and "value" in record:
-                    call.outcome = record
+                if call is not None and call.kind == "task" and call.end is None and "value" in record:
+                    call.end = kind
+                    call.end_seq = record["seq"]
+                    call.value = record["value"]
                     continue
             apply(record)
 
     def apply(self, record: dict[str, Any]) -> None:
-        method = getattr(self, "_apply_" + record["kind"], None)
+        kind = record["kind"]
+        method = getattr(self, "_apply_" + kind, None)
         if method is None:
-            self._corrupt(record, f"unknown record kind {record['kind']!r} (written by a newer Flux?)")
+            self._corrupt(record, f"unknown record kind {kind!r} (written by a newer Flux?)")
         method(record)
+        status = R.LIFECYCLE.get(kind)
+        if status is not None:
+            self.status = status
 
     def _corrupt(self, record: dict[str, Any], problem: str) -> None:
         seq = record.get("seq", 0)
@@ -92,10 +136,12 @@ class ReplayIndex:
         call = self.calls.get(self._call_id(record))
         if call is None or call.kind != "task":
             self._corrupt(record, f"{record['kind']} for call {record.get('call_id')!r}, which never started")
-        elif call.outcome is not None:
-            self._corrupt(record, f"call {record['call_id']!r} already ended at line {call.outcome['seq'] + 1}")
+        elif call.end is not None:
+            self._corrupt(record, f"call {record['call_id']!r} already ended at line {call.end_seq + 1}")
         else:
-            call.outcome = record
+            call.end = record["kind"]
+            call.end_seq = record["seq"]
+            call.value = record.get("value")
 
     def _apply_header(self, record: dict[str, Any]) -> None:
         if record["seq"] != 0:
@@ -110,7 +156,9 @@ class ReplayIndex:
             self._corrupt(record, f"call {call_id!r} started twice")
         if type(record.get("name")) is not str:
             self._corrupt(record, "task_started without a name")
-        self.calls[call_id] = RecordedCall("task", record)
+        self.calls[call_id] = RecordedCall(
+            self, "task", record["seq"], record["name"], record.get("args"), record.get("kwargs")
+        )
 
     def _apply_task_completed(self, record: dict[str, Any]) -> None:
         if "value" not in record:
@@ -126,7 +174,7 @@ class ReplayIndex:
         call = self.calls.get(self._call_id(record))
         if call is None or call.kind != "task":
             self._corrupt(record, f"{record['kind']} for call {record.get('call_id')!r}, which never started")
-        if call.outcome is not None:  # type: ignore[union-attr]
+        if call.end is not None:  # type: ignore[union-attr]
             self._corrupt(record, f"{record['kind']} for call {record['call_id']!r}, which already ended")
         return call  # type: ignore[return-value]
 
@@ -163,7 +211,9 @@ class ReplayIndex:
         call_id = self._call_id(record)
         if call_id in self.calls:
             self._corrupt(record, f"call {call_id!r} recorded twice")
-        self.calls[call_id] = RecordedCall("pause", record)
+        if type(record.get("name")) is not str:
+            self._corrupt(record, "workflow_paused without a name")
+        self.calls[call_id] = RecordedCall(self, "pause", record["seq"], record["name"])
         self.pending_pause = call_id
 
     def _apply_workflow_resumed(self, record: dict[str, Any]) -> None:
@@ -184,7 +234,9 @@ class ReplayIndex:
         call_id = self._call_id(record)
         if call_id in self.calls:
             self._corrupt(record, f"call {call_id!r} recorded twice")
-        self.calls[call_id] = RecordedCall(kind, record)
+        if type(record.get("name")) is not str:
+            self._corrupt(record, f"{record['kind']} without a name")
+        self.calls[call_id] = RecordedCall(self, kind, record["seq"], record["name"], value=record.get("value"))
 
     def _apply_value_recorded(self, record: dict[str, Any]) -> None:
         if "value" not in record or type(record.get("name")) is not str:
@@ -198,10 +250,11 @@ class ReplayIndex:
 
     def _apply_timer_fired(self, record: dict[str, Any]) -> None:
         call = self.calls.get(self._call_id(record))
-        if call is None or call.kind != "timer" or call.outcome is not None:
+        if call is None or call.kind != "timer" or call.end is not None:
             self._corrupt(record, f"timer_fired for call {record.get('call_id')!r}, which is not a waiting timer")
         else:
-            call.outcome = record
+            call.end = record["kind"]
+            call.end_seq = record["seq"]
 
     def _apply_patched(self, record: dict[str, Any]) -> None:
         change_id = record.get("change_id")

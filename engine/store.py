@@ -31,7 +31,7 @@ from engine.errors import (
     InvalidExecutionIdError,
 )
 from engine.isolate import register_inherited_fd, unregister_inherited_fd
-from engine.journal import FILE_MODE, JournalRead, JournalWriter, encode_line, fsync_dir, read_journal, seed_for
+from engine.journal import FILE_MODE, JournalRead, JournalWriter, Records, Visit, encode_line, fsync_dir, read_journal, seed_for
 
 __all__ = ["FileStore", "Lease", "Store", "validate_execution_id"]
 
@@ -70,9 +70,9 @@ class Store(Protocol):
 
     def create(self, execution_id: str, header: dict[str, Any], durability: str) -> Lease: ...
 
-    def acquire(self, execution_id: str, durability: str) -> Lease: ...
+    def acquire(self, execution_id: str, durability: str, visit: Visit | None = None) -> Lease: ...
 
-    def read(self, execution_id: str) -> JournalRead: ...
+    def read(self, execution_id: str, visit: Visit | None = None) -> JournalRead: ...
 
     def list_ids(self) -> list[str]: ...
 
@@ -190,7 +190,7 @@ class FileStore:
                 os.unlink(tmp)
             fsync_dir(self.dir)
             journal_lock_fd = self._lock_journal(execution_id, path)
-            read = JournalRead(path, [header], [0], len(data))
+            read = JournalRead(path, Records.of([header]), [0], len(data))
             try:
                 writer = JournalWriter.open(read, execution_id, durability, path[:-6] + ".torn")
             except BaseException:
@@ -206,8 +206,9 @@ class FileStore:
             raise
         return Lease(read, writer, lock_fd, journal_lock_fd)
 
-    def acquire(self, execution_id: str, durability: str) -> Lease:
-        """Locks an execution, reads its journal and opens it for appending.
+    def acquire(self, execution_id: str, durability: str, visit: Visit | None = None) -> Lease:
+        """Locks an execution, reads its journal and opens it for appending. `visit` is handed
+        the records as they are read (see `read_journal`).
 
         Raises:
             ExecutionNotFoundError, ExecutionLockedError, JournalCorruptError.
@@ -224,7 +225,7 @@ class FileStore:
             _release_lock(journal_lock_fd)
             raise
         try:
-            read = read_journal(path, execution_id)
+            read = read_journal(path, execution_id, visit=visit)
             writer = JournalWriter.open(read, execution_id, durability, path[:-6] + ".torn")
         except BaseException:
             _release_lock(lock_fd)
@@ -232,11 +233,11 @@ class FileStore:
             raise
         return Lease(read, writer, lock_fd, journal_lock_fd)
 
-    def read(self, execution_id: str) -> JournalRead:
-        """Reads a journal without locking or changing it."""
+    def read(self, execution_id: str, visit: Visit | None = None) -> JournalRead:
+        """Reads a journal without locking or changing it; `visit` as for `read_journal`."""
         path = self.journal_path(execution_id)
         try:
-            return read_journal(path, execution_id)
+            return read_journal(path, execution_id, visit=visit)
         except FileNotFoundError:
             raise ExecutionNotFoundError(execution_id, self.home) from None
         except OSError as err:

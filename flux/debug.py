@@ -27,7 +27,7 @@ import orjson
 from engine.codec import decode, encode, find_class
 from engine.errors import EncodeError, ExecutionNotFoundError, NondeterminismError, WorkflowLoadError
 from engine.executor import Executor, Outcome, RunRequest
-from engine.journal import JournalRead, read_journal
+from engine.journal import JournalRead, Visit, read_journal
 from engine.records import status_of
 from engine.store import FileStore, validate_execution_id
 from flux.divergence import Divergence, beyond_the_end
@@ -66,13 +66,21 @@ def open_journal(ref: str, home: str | None = None) -> tuple[JournalRead, str]:
             raise WorkflowLoadError(f"{ref}: a journal file ends in .jsonl")
         execution_id = validate_execution_id(name[:-6])
         try:
-            return read_journal(ref, execution_id), execution_id
+            return _kept(lambda visit: read_journal(ref, execution_id, visit=visit)), execution_id
         except FileNotFoundError:
             raise ExecutionNotFoundError(execution_id, ref) from None
         except IsADirectoryError:
             raise WorkflowLoadError(f"{ref}: a directory, not a journal file") from None
     store = FileStore(default_home(home))
-    return store.read(validate_execution_id(ref)), ref
+    return _kept(lambda visit: store.read(validate_execution_id(ref), visit=visit)), ref
+
+
+def _kept(read: Callable[[Visit], JournalRead]) -> JournalRead:
+    """A journal read with every record kept as a dict: a debugger looks at all of them, often
+    more than once, so they are not parsed again on each look."""
+    kept: list[dict[str, Any]] = []
+    done = read(lambda records, offsets: kept.extend(records))
+    return dataclasses.replace(done, records=kept)
 
 
 def load_workflow(read: JournalRead, file: str | None = None) -> tuple[Workflow, dict[str, str]]:
@@ -490,7 +498,7 @@ def _replay(
     seconds = time.perf_counter() - started
     executor: Executor = box[0]
     call_count = len(rows) if rows is not None else len(executor.calls)
-    missed = [call for call_id, call in executor.calls.items() if call_id not in executor.visited]
+    missed = [call for call in executor.calls.values() if not call.visited]
     first_missed = min(missed, key=lambda call: call.seq).start if missed else None
     _release(executor)
     header = records[0]

@@ -82,7 +82,7 @@ def test_written_journal_reads_back_exactly(tmp_path: Path) -> None:
     assert read.valid_size == path.stat().st_size
     lines = lines_of(path)
     assert len(lines) == len(written)
-    assert read.offsets == [sum(len(x) for x in lines[:i]) for i in range(len(lines))]
+    assert list(read.offsets) == [sum(len(x) for x in lines[:i]) for i in range(len(lines))]
     for line, record in zip(lines, written):
         assert LINE_END.search(line), line
         parsed = json.loads(line)
@@ -101,6 +101,59 @@ def test_records_with_awkward_text_stay_one_line_each(tmp_path: Path) -> None:
     path = tmp_path / "executions" / f"{EID}.jsonl"
     assert len(lines_of(path)) == 2
     assert without_crc(read_journal(str(path), EID).records)[1] == {**awkward, "seq": 1}
+
+
+def test_read_records_are_parsed_again_on_each_access_and_behave_as_a_list(tmp_path: Path) -> None:
+    path, written = write_journal(tmp_path / "home", n=6)
+    records = read_journal(str(path), EID).records
+    assert len(records) == 7 and records == written and list(reversed(records)) == written[::-1]
+    assert records[-1] == written[-1] and records[2:5] == written[2:5] and records[::3] == written[::3]
+    first = records[3]
+    first["name"] = "changed"
+    assert records[3]["name"] == "t"  # a new dict on each access: nothing here can be changed
+    with pytest.raises(IndexError):
+        records[-8]
+    with pytest.raises(IndexError):
+        records[7]
+    records.append({"seq": 7, "kind": "task_started", "call_id": "7", "name": "t"})
+    assert len(records) == 8 and records[-1]["call_id"] == "7" and records[7] == records[-1]
+    assert [r["seq"] for r in reversed(records)] == list(range(7, -1, -1))
+
+
+def test_visit_sees_every_record_once_in_order_across_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.journal as journal
+
+    path, written = write_journal(tmp_path / "home", n=300)
+    monkeypatch.setattr(journal, "_CHUNK_BYTES", 1000)  # many batches, lines cut between them
+    batches: list[list[dict[str, Any]]] = []
+    offsets_seen: list[int] = []
+
+    def visit(records: list[dict[str, Any]], offsets: Any) -> None:
+        batches.append(records)
+        offsets_seen.append(len(offsets))
+
+    read = journal.read_journal(str(path), EID, visit=visit)
+    assert len(batches) > 20
+    assert [r for batch in batches for r in batch] == written
+    # Each batch comes with the offsets of every record read so far, its own included.
+    assert offsets_seen == [sum(len(b) for b in batches[: i + 1]) for i in range(len(batches))]
+    assert list(read.offsets) == [sum(len(x) for x in lines_of(path)[:i]) for i in range(len(written))]
+
+
+def test_damage_in_a_later_batch_is_named_by_its_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.journal as journal
+
+    path, _ = write_journal(tmp_path / "home", n=300)
+    monkeypatch.setattr(journal, "_CHUNK_BYTES", 1000)
+    lines = lines_of(path)
+    lines[250] = lines[250].replace(b'"name":"t"', b'"name":"u"')
+    path.write_bytes(b"".join(lines))
+    visited: list[int] = []
+    with pytest.raises(JournalCorruptError) as caught:
+        journal.read_journal(str(path), EID, visit=lambda records, offsets: visited.extend(r["seq"] for r in records))
+    assert caught.value.line == 251 and caught.value.offset == sum(len(x) for x in lines[:250])
+    assert "checksum mismatch" in str(caught.value)
+    assert visited == list(range(len(visited))) and 0 < len(visited) <= 250  # only checked records
 
 
 # -- a torn tail is cut and kept --------------------------------------------------------------

@@ -194,11 +194,11 @@ def test_a_completed_task_that_runs_again_is_reported(monkeypatch: pytest.Monkey
     """An engine that forgot recorded completions would re-run their bodies: no-rerun says so."""
     apply_all = ReplayIndex.apply_all
 
-    def forgetful(self: ReplayIndex, records: list[dict[str, Any]]) -> None:
-        apply_all(self, records)
+    def forgetful(self: ReplayIndex, records: list[dict[str, Any]], offsets: Any = None) -> None:
+        apply_all(self, records, offsets)
         for call in self.calls.values():
             if call.kind == "task" and call.name == "reserve_stock":
-                call.outcome = None
+                call.end = None
 
     monkeypatch.setattr(ReplayIndex, "apply_all", forgetful)
     report = check_once(W.dispatch_fixed, 5, subprocess_replay=False)
