@@ -13,10 +13,10 @@ import datetime as dt
 import heapq
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
-__all__ = ["Clock", "SystemClock", "VirtualClock", "finishes_within", "iso"]
+__all__ = ["Clock", "SystemClock", "VirtualClock", "finishes_within", "iso", "stamper"]
 
 
 class Clock(Protocol):
@@ -153,3 +153,21 @@ def iso(seconds: float) -> str:
         _iso_prefix = dt.datetime.fromtimestamp(whole, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
         _iso_second = whole
     return f"{_iso_prefix}{micros:06d}+00:00"
+
+
+def _system_stamp() -> str:
+    """`iso(time.time())` from the integer clock: no float rounding, a third of the work."""
+    global _iso_second, _iso_prefix
+    ns = time.time_ns()
+    whole = ns // 1_000_000_000
+    if whole != _iso_second:
+        _iso_prefix = dt.datetime.fromtimestamp(whole, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+        _iso_second = whole
+    return "%s%06d+00:00" % (_iso_prefix, ns // 1000 % 1_000_000)
+
+
+def stamper(clock: Clock) -> Callable[[], str]:
+    """A function giving `clock`'s current time in the journal's format (the `at` of records)."""
+    if type(clock) is SystemClock:
+        return _system_stamp
+    return lambda: iso(clock.now())

@@ -23,7 +23,7 @@ import anyio.to_thread
 
 from engine import records as R
 from engine import traps
-from engine.clock import finishes_within, iso
+from engine.clock import finishes_within
 from engine.codec import decode, encode
 from engine.errors import (
     EngineError,
@@ -140,7 +140,7 @@ async def run_handled(
                     ex.before_live(call_id)
                     await ex.durable()  # the failure and its wake-up time survive a crash in the wait
                     await ex.clock.sleep(wait)
-                ex.append({"seq": 0, "kind": R.RETRY_STARTED, "at": iso(now()), "call_id": call_id, "attempt": attempt})
+                ex.append({"seq": 0, "kind": R.RETRY_STARTED, "at": ex.stamp(), "call_id": call_id, "attempt": attempt})
             await ex.durable()
             try:
                 result = await run_attempt(ex, spec, args, kwargs, call_id)
@@ -153,7 +153,7 @@ async def run_handled(
                 if not more and attempt == 0 and opts.fallback is None and opts.rollback is None:
                     break  # a timeout alone: the failure is the task's, nothing follows
                 retry_at = now() + opts.wait_before(attempt + 1) if more else None
-                record = {"seq": 0, "kind": R.ATTEMPT_FAILED, "at": iso(now()), "call_id": call_id,
+                record = {"seq": 0, "kind": R.ATTEMPT_FAILED, "at": ex.stamp(), "call_id": call_id,
                           "attempt": attempt, "error": ex.error_tree(exc)[0], "retry_at": retry_at}
                 ex.append(record)
                 failures.append(record)
@@ -174,7 +174,7 @@ async def run_handled(
         failed = handlers.get(R.FALLBACK_FAILED)
         if failed is None:
             if R.FALLBACK_STARTED not in handlers:
-                ex.append({"seq": 0, "kind": R.FALLBACK_STARTED, "at": iso(now()), "call_id": call_id})
+                ex.append({"seq": 0, "kind": R.FALLBACK_STARTED, "at": ex.stamp(), "call_id": call_id})
             await ex.durable()
             try:
                 result = await _run_handler(ex, opts.fallback, args, kwargs, f"{call_id}.f.", call_id)
@@ -183,7 +183,7 @@ async def run_handled(
                 if _is_engine_trouble(ex, exc):
                     raise
                 fallback_error: BaseException = exc
-                ex.append({"seq": 0, "kind": R.FALLBACK_FAILED, "at": iso(now()), "call_id": call_id,
+                ex.append({"seq": 0, "kind": R.FALLBACK_FAILED, "at": ex.stamp(), "call_id": call_id,
                            "error": ex.error_tree(exc)[0]})
             else:
                 return ex.complete(call_id, name, spec, result, {"fallback": True})
@@ -194,17 +194,17 @@ async def run_handled(
         ended = handlers.get(R.ROLLBACK_COMPLETED) or handlers.get(R.ROLLBACK_FAILED)
         if ended is None:
             if R.ROLLBACK_STARTED not in handlers:
-                ex.append({"seq": 0, "kind": R.ROLLBACK_STARTED, "at": iso(now()), "call_id": call_id})
+                ex.append({"seq": 0, "kind": R.ROLLBACK_STARTED, "at": ex.stamp(), "call_id": call_id})
             await ex.durable()
             try:
                 await _run_handler(ex, opts.rollback, args, kwargs, f"{call_id}.r.", call_id)
             except Exception as exc:
                 if _is_engine_trouble(ex, exc):
                     raise
-                ended = {"seq": 0, "kind": R.ROLLBACK_FAILED, "at": iso(now()), "call_id": call_id,
+                ended = {"seq": 0, "kind": R.ROLLBACK_FAILED, "at": ex.stamp(), "call_id": call_id,
                          "error": ex.error_tree(exc)[0]}
             else:
-                ended = {"seq": 0, "kind": R.ROLLBACK_COMPLETED, "at": iso(now()), "call_id": call_id}
+                ended = {"seq": 0, "kind": R.ROLLBACK_COMPLETED, "at": ex.stamp(), "call_id": call_id}
             ex.append(ended)
         if ended["kind"] == R.ROLLBACK_FAILED:
             error = RollbackError(error, decode(ended["error"], ex.resolve), name)

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from engine import records as R
-from engine.clock import iso
 from engine.codec import decode, encode, encode_exception
 from engine.errors import DecodeError, EncodeError, ExecutionError
 from engine.journal import RecordTooLargeError
@@ -36,6 +35,7 @@ class Outputs:
     fatal: BaseException | None
     execution_id: str
     clock: Any
+    stamp: Any
     _live_branches: int
     _flush_soon: bool
 
@@ -96,7 +96,7 @@ class Outputs:
             if changed:
                 returned = decode(tree, self.resolve)
         stored = self._store_blob(tree) if spec.blob else tree
-        record = {"seq": 0, "kind": R.TASK_COMPLETED, "at": iso(self.clock.now()), "call_id": call_id, "value": stored}
+        record = {"seq": 0, "kind": R.TASK_COMPLETED, "at": self.stamp(), "call_id": call_id, "value": stored}
         if extra:
             record.update(extra)
         try:
@@ -123,7 +123,7 @@ class Outputs:
     def fail(self, call_id: str, exc: BaseException) -> ExecutionError:
         """Records a task's failure; returns the ExecutionError to raise in the workflow."""
         tree, seen = self.error_tree(exc)
-        self.append({"seq": 0, "kind": R.TASK_FAILED, "at": iso(self.clock.now()), "call_id": call_id, "error": tree})
+        self.append({"seq": 0, "kind": R.TASK_FAILED, "at": self.stamp(), "call_id": call_id, "error": tree})
         err = ExecutionError(seen)
         err.__cause__ = seen
         return err

@@ -37,6 +37,7 @@ __all__ = ["FileStore", "Lease", "Store", "validate_execution_id"]
 
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 DIR_MODE = 0o700
+_HOLDER_BYTES = 256  # a lock file's size: the holder's pid, host and start time, space-padded
 
 
 def validate_execution_id(execution_id: str) -> str:
@@ -120,17 +121,22 @@ class FileStore:
                 raise
             # A lock file deleted and recreated under us would let two processes hold "the"
             # lock on two inodes; only the lock on the file that is at the path counts.
+            held = os.fstat(fd)
             try:
-                same = os.fstat(fd).st_ino == os.stat(path, follow_symlinks=False).st_ino
+                same = held.st_ino == os.stat(path, follow_symlinks=False).st_ino
             except FileNotFoundError:
                 same = False
             if same:
                 break
             os.close(fd)
         register_inherited_fd(fd)
+        # Who holds the lock, padded to a fixed size and written over the last holder's: JSON
+        # allows the trailing spaces, and no truncation (a journalled metadata change) is needed.
         info = orjson.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()})
-        os.ftruncate(fd, 0)
+        info = info.ljust(_HOLDER_BYTES)
         os.pwrite(fd, info, 0)
+        if held.st_size > len(info):
+            os.ftruncate(fd, len(info))
         return fd
 
     def _lock_journal(self, execution_id: str, path: str) -> int:

@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import enum
+import gc
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -273,3 +274,42 @@ def test_a_call_made_outside_a_workflow_is_recorded_where_it_is_awaited(home: Pa
     assert [(r["call_id"], r["args"]) for r in started] == [("1", ["outside"])]
     # The call made inside but never awaited there runs as a plain call when awaited outside.
     assert asyncio.run(PREMADE[1]) == "inside"
+
+
+@task
+async def threshold_now() -> int:
+    return gc.get_threshold()[0]
+
+
+@workflow
+async def reads_the_collector_pace(ctx: ExecutionContext[int]) -> list[int]:
+    await asyncio.sleep(0.01 * ctx.input)  # the runs overlap, and end in turn
+    return [await threshold_now() for _ in range(2)]
+
+
+def test_the_cycle_collector_is_paced_while_runs_last_and_restored_after(tmp_path: Path) -> None:
+    before = gc.get_threshold()
+    assert before[0] < 10_000
+    home = str(tmp_path)
+
+    async def overlapping() -> list[Any]:
+        return list(await asyncio.gather(*(reads_the_collector_pace.run_async(i, home=home) for i in (1, 2, 3))))
+
+    runs = asyncio.run(overlapping())
+    assert [ctx.output for ctx in runs] == [[10_000, 10_000]] * 3
+    assert gc.get_threshold() == before
+
+
+@workflow
+async def changes_the_collector_pace(ctx: ExecutionContext[None]) -> int:
+    gc.set_threshold(5_000)
+    return await threshold_now()
+
+
+def test_a_pace_the_workflow_set_itself_is_kept(tmp_path: Path) -> None:
+    before = gc.get_threshold()
+    try:
+        assert changes_the_collector_pace.run(None, home=str(tmp_path)).output == 5_000
+        assert gc.get_threshold()[0] == 5_000
+    finally:
+        gc.set_threshold(*before)

@@ -178,3 +178,16 @@ def test_the_lock_file_names_the_owner(tmp_path: Path) -> None:
             store.acquire(EID, "os")
     finally:
         lease.close()
+
+
+def test_the_lock_file_is_overwritten_whole_whatever_it_held_before(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    lock = Path(store.dir, EID + ".lock")
+    for before in (b'{"pid": 1, "host": "' + b"h" * 1000 + b'"}', b"{}", b""):
+        lock.write_bytes(before)
+        lease = store.acquire(EID, "os")
+        try:
+            data = lock.read_bytes()
+            assert len(data) == 256 and orjson.loads(data)["pid"] == os.getpid(), before[:20]
+        finally:
+            lease.close()
