@@ -72,8 +72,33 @@ def _is_pydantic(value: Any) -> bool:
     return hasattr(type(value), "model_fields") and hasattr(value, "model_dump")
 
 
-def encode(value: Any, where: str = "value") -> Any:
-    """Returns a JSON tree for `value`.
+# Where a value sits, for error messages, is built only when an error needs it: a `Place` is a
+# str, or a tuple (parent place, step, key). Step "[]" is an index, "[k]" a dict key, "." an
+# attribute, anything else a literal suffix; a parent of None makes `step.format(key)` the root.
+Place = Any
+
+
+def _place(where: Place) -> str:
+    """The text of a place: `task 'f' argument[0]['k']`."""
+    steps: list[str] = []
+    while type(where) is tuple:
+        where, step, key = where
+        if where is None:
+            where = step.format(key)
+        elif step == "[]":
+            steps.append(f"[{key}]")
+        elif step == "[k]":
+            steps.append(f"[{key!r}]")
+        elif step == ".":
+            steps.append(f".{key}")
+        else:
+            steps.append(step)
+    return str(where) + "".join(reversed(steps))
+
+
+def encode(value: Any, where: Place = "value") -> Any:
+    """Returns a JSON tree for `value`. `where` names it in errors: a str, or a `Place` such as
+    `(None, "task {!r} argument", name)`, formatted only if there is an error.
 
     Raises:
         EncodeError: for a type the journal cannot hold exactly, naming the type and where it is.
@@ -81,20 +106,21 @@ def encode(value: Any, where: str = "value") -> Any:
     return _enc(value, where, 0)
 
 
-def _check_str(v: str, where: str) -> str:
+def _check_str(v: str, where: Place) -> str:
     if not v.isascii():
         try:
             v.encode("utf-8")
         except UnicodeEncodeError:
+            place = _place(where)
             raise EncodeError(
-                f"{where}: a str with a lone surrogate cannot be recorded; encode it as bytes",
+                f"{place}: a str with a lone surrogate cannot be recorded; encode it as bytes",
                 type_name="str",
-                where=where,
+                where=place,
             ) from None
     return v
 
 
-def _enc(v: Any, where: str, depth: int) -> Any:
+def _enc(v: Any, where: Place, depth: int) -> Any:
     t = type(v)
     if t is str:
         return v if v.isascii() else _check_str(v, where)
@@ -109,23 +135,24 @@ def _enc(v: Any, where: str, depth: int) -> Any:
             return v
         return {"$float": "nan" if v != v else ("inf" if v > 0 else "-inf")}
     if depth > _MAX_DEPTH:
-        raise EncodeError(f"{where}: nested deeper than {_MAX_DEPTH} levels", type_name=t.__name__, where=where)
+        place = _place(where)
+        raise EncodeError(f"{place}: nested deeper than {_MAX_DEPTH} levels", type_name=t.__name__, where=place)
     d = depth + 1
     if t is list:
-        return [_enc(x, f"{where}[{i}]", d) for i, x in enumerate(v)]
+        return [_enc(x, (where, "[]", i), d) for i, x in enumerate(v)]
     if t is dict:
         for k in v:
             if type(k) is not str or k[:1] == "$" or not k.isascii():
-                if type(k) is str and k[:1] != "$" and _check_str(k, f"{where} key"):
+                if type(k) is str and k[:1] != "$" and _check_str(k, (where, " key", None)):
                     continue
-                return {"$dict": [[_enc(k, f"{where} key", d), _enc(x, f"{where}[{k!r}]", d)] for k, x in v.items()]}
-        return {k: _enc(x, f"{where}[{k!r}]", d) for k, x in v.items()}
+                return {"$dict": [[_enc(k, (where, " key", None), d), _enc(x, (where, "[k]", k), d)] for k, x in v.items()]}
+        return {k: _enc(x, (where, "[k]", k), d) for k, x in v.items()}
     if t is tuple:
-        return {"$tuple": [_enc(x, f"{where}[{i}]", d) for i, x in enumerate(v)]}
+        return {"$tuple": [_enc(x, (where, "[]", i), d) for i, x in enumerate(v)]}
     if t is bytes:
         return {"$bytes": base64.b64encode(v).decode("ascii")}
     if t is set or t is frozenset:
-        items = [_enc(x, f"{where} item", d) for x in v]
+        items = [_enc(x, (where, " item", None), d) for x in v]
         # Sets have no order; sorting by the encoded bytes makes the record canonical.
         items.sort(key=orjson.dumps)
         return {"$set" if t is set else "$frozenset": items}
@@ -142,22 +169,23 @@ def _enc(v: Any, where: str, depth: int) -> Any:
     if t is uuid.UUID:
         return {"$uuid": str(v)}
     if isinstance(v, enum.Enum):
-        return {"$enum": class_ref(t), "v": _enc(v.value, f"{where}.value", d)}
+        return {"$enum": class_ref(t), "v": _enc(v.value, (where, ".", "value"), d)}
     if isinstance(v, BaseException):
         return encode_exception(v, where, d)
     if dataclasses.is_dataclass(v) and not isinstance(v, type):
-        fields = {f.name: _enc(getattr(v, f.name), f"{where}.{f.name}", d) for f in dataclasses.fields(v)}
+        fields = {f.name: _enc(getattr(v, f.name), (where, ".", f.name), d) for f in dataclasses.fields(v)}
         return {"$dataclass": class_ref(t), "v": fields}
     if _is_namedtuple(v):
-        return {"$namedtuple": class_ref(t), "v": [_enc(x, f"{where}[{i}]", d) for i, x in enumerate(v)]}
+        return {"$namedtuple": class_ref(t), "v": [_enc(x, (where, "[]", i), d) for i, x in enumerate(v)]}
     if _is_pydantic(v):
-        fields = {name: _enc(getattr(v, name), f"{where}.{name}", d) for name in type(v).model_fields}
+        fields = {name: _enc(getattr(v, name), (where, ".", name), d) for name in type(v).model_fields}
         return {"$pydantic": class_ref(t), "v": fields}
+    place = _place(where)
     raise EncodeError(
-        f"{where}: values of type {t.__module__}.{t.__qualname__} cannot be recorded; "
+        f"{place}: values of type {t.__module__}.{t.__qualname__} cannot be recorded; "
         "return or pass JSON-like values, dataclasses, enums or other types listed in SPEC.md",
         type_name=f"{t.__module__}.{t.__qualname__}",
-        where=where,
+        where=place,
     )
 
 
@@ -180,17 +208,17 @@ def _enc_temporal(tag: str, v: dt.datetime | dt.time) -> dict[str, Any]:
     return out
 
 
-def encode_exception(exc: BaseException, where: str = "error", depth: int = 0) -> dict[str, Any]:
+def encode_exception(exc: BaseException, where: Place = "error", depth: int = 0) -> dict[str, Any]:
     """Records an exception: class, message, arguments (when recordable) and traceback text."""
     try:
-        args: Any = [_enc(a, f"{where}.args", depth + 1) for a in exc.args]
+        args: Any = [_enc(a, (where, ".args", None), depth + 1) for a in exc.args]
     except EncodeError:
         args = None
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)) if exc.__traceback__ else ""
     out: dict[str, Any] = {"$error": class_ref(type(exc)), "msg": str(exc), "args": args, "tb": tb}
     cause = exc.__cause__
     if cause is not None and depth < 8 and not any(cause is a for a in exc.args):
-        out["cause"] = encode_exception(cause, f"{where}.__cause__", depth + 1)
+        out["cause"] = encode_exception(cause, (where, ".__cause__", None), depth + 1)
     return out
 
 

@@ -17,7 +17,6 @@ import contextvars
 import gc
 import os
 import socket
-import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -116,9 +115,8 @@ class Executor(Outputs):
         self.records: Records = Records()
         self.calls: dict[str, RecordedCall] = {}
         self.fatal: BaseException | None = None
-        self._live_branches = 0
         self._flush_soon = False
-        self._tasks: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
+        self._tasks: set[asyncio.Task[Any]] = set()  # branches not yet done
         self.path = ""
         self._cancel_pending = request.cancel  # to be delivered at the first live point
         self._cancel_recorded = False
@@ -139,11 +137,7 @@ class Executor(Outputs):
 
     def track_task(self, task: asyncio.Task[Any]) -> None:
         self._tasks.add(task)
-        self._live_branches += 1
-        task.add_done_callback(self._branch_done)
-
-    def _branch_done(self, task: asyncio.Task[Any]) -> None:
-        self._live_branches -= 1
+        task.add_done_callback(self._tasks.discard)
 
     # -- opening -----------------------------------------------------------------------------
 
@@ -266,7 +260,7 @@ class Executor(Outputs):
         upto = writer.next_seq - 1
         if writer.synced_seq >= upto:
             return
-        if self._live_branches:
+        if self._tasks:
             # Other branches may be about to append: yield once so that their records join
             # this sync. The first waiter to run again syncs for all of them.
             await asyncio.sleep(0)
@@ -383,7 +377,7 @@ class Executor(Outputs):
             final = index.final
             return self._outcome(R.LIFECYCLE[final["kind"]] if final else "completed", result, header, workflow_input)
         try:
-            value = encode(result, f"workflow {name!r} result")
+            value = encode(result, (None, "workflow {!r} result", name))
             if self.redactions:
                 value, changed = redact(value, self.redactions)
                 if changed:
@@ -452,7 +446,7 @@ class Executor(Outputs):
 
     async def _cancel_leftovers(self) -> None:
         """Branches the workflow did not wait for are cancelled, so nothing runs past its end."""
-        leftovers = [t for t in self._tasks if not t.done()]
+        leftovers = [t for t in list(self._tasks) if not t.done()]
         for task in leftovers:
             task.cancel()
         if leftovers:
@@ -525,8 +519,8 @@ class Executor(Outputs):
             raise self.fatal
         call_id = branch.next_id()
         name = spec.display_name(args, kwargs) if spec.signature is not None else spec.name
-        enc_args = encode(list(args), f"task {name!r} argument") if args else None
-        enc_kwargs = encode(kwargs, f"task {name!r} argument") if kwargs else None
+        enc_args = encode(list(args), (None, "task {!r} argument", name)) if args else None
+        enc_kwargs = encode(kwargs, (None, "task {!r} argument", name)) if kwargs else None
         if self.redactions:
             enc_args = redact(enc_args, self.redactions)[0]
             enc_kwargs = redact(enc_kwargs, self.redactions)[0]
@@ -573,9 +567,19 @@ class Executor(Outputs):
             await self._notify_live(call_id)
         if spec.options is not None:
             return await run_handled(self, spec, args, kwargs, call_id, name, call)
-        await self.durable()
+        lease = self.lease
+        if lease is None or lease.writer.synced_seq < lease.writer.next_seq - 1:
+            await self.durable()
         try:
-            result = await run_attempt(self, spec, args, kwargs, call_id)
+            if spec.is_async and not spec.secrets:
+                # run_attempt's first case, inline: one coroutine less per call on the hot path.
+                token = traps.enter(traps.Branch(self, call_id + ".", call_id=call_id))
+                try:
+                    result = await spec.fn(*args, **kwargs)
+                finally:
+                    traps.leave(token)
+            else:
+                result = await run_attempt(self, spec, args, kwargs, call_id)
         except Exception as exc:
             if isinstance(exc, EngineError) or self.fatal is not None:
                 raise
@@ -668,7 +672,7 @@ class Executor(Outputs):
         value = produce()
         self.append(
             {"seq": 0, "kind": R.VALUE, "at": self.stamp(), "call_id": call_id, "name": name,
-             "value": encode(value, f"{name}() value"), "src": src}
+             "value": encode(value, (None, "{}() value", name)), "src": src}
         )
         return value
 

@@ -144,7 +144,7 @@ async def run_handled(
             await ex.durable()
             try:
                 result = await run_attempt(ex, spec, args, kwargs, call_id)
-                encode(result, f"task {name!r} result")  # an unrecordable result fails the attempt
+                encode(result, (None, "task {!r} result", name))  # an unrecordable result fails the attempt
             except Exception as exc:
                 if _is_engine_trouble(ex, exc):
                     raise
@@ -178,7 +178,7 @@ async def run_handled(
             await ex.durable()
             try:
                 result = await _run_handler(ex, opts.fallback, args, kwargs, f"{call_id}.f.", call_id)
-                encode(result, f"fallback of task {name!r} result")
+                encode(result, (None, "fallback of task {!r} result", name))
             except Exception as exc:
                 if _is_engine_trouble(ex, exc):
                     raise

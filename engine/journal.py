@@ -76,7 +76,7 @@ class Records(Sequence[dict[str, Any]]):
     access to a read record gives a new dict, so changing it changes nothing here.
     """
 
-    __slots__ = ("_data", "_offsets", "_end", "_header", "_added")
+    __slots__ = ("_data", "_offsets", "_end", "_header", "_added", "append")
 
     def __init__(self, data: bytes = b"", offsets: Sequence[int] = (), end: int = 0) -> None:
         self._data = data
@@ -84,6 +84,7 @@ class Records(Sequence[dict[str, Any]]):
         self._end = end  # end of the last read line, its newline included
         self._header: dict[str, Any] | None = None
         self._added: list[dict[str, Any]] = []
+        self.append = self._added.append  # adds a record written since
 
     @classmethod
     def of(cls, records: list[dict[str, Any]]) -> Records:
@@ -135,9 +136,6 @@ class Records(Sequence[dict[str, Any]]):
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
-
-    def append(self, record: dict[str, Any]) -> None:
-        self._added.append(record)
 
     def __repr__(self) -> str:
         return f"<Records: {len(self._offsets)} read, {len(self._added)} appended>"

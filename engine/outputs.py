@@ -36,7 +36,7 @@ class Outputs:
     execution_id: str
     clock: Any
     stamp: Any
-    _live_branches: int
+    _tasks: set[Any]
     _flush_soon: bool
 
     def resolve(self, ref: str) -> type | None: ...  # noqa: D102 - defined by Executor
@@ -87,7 +87,7 @@ class Outputs:
             ExecutionError: when the result cannot be recorded (the failure is recorded instead).
         """
         try:
-            tree = encode(result, f"task {name!r} result")
+            tree = encode(result, (None, "task {!r} result", name))
         except EncodeError as err:
             raise self.fail(call_id, err)  # noqa: B904 - fail() sets the cause
         returned = result
@@ -105,7 +105,7 @@ class Outputs:
             raise self.fail(call_id, err)  # noqa: B904 - fail() sets the cause
         if spec.cache and not (extra and extra.get("cached")):
             self._cache_put(spec, record, stored)
-        if self._live_branches and not self._flush_soon:
+        if self._tasks and not self._flush_soon:
             # Other branches may run on for long: this result should not wait for the next task
             # to start before it reaches the disk. One sync per loop turn serves all of them.
             self._flush_soon = True

@@ -55,12 +55,9 @@ def current_branch() -> Branch | None:
     return _branch.get()
 
 
-def enter(branch: Branch) -> contextvars.Token[Branch | None]:
-    return _branch.set(branch)
-
-
-def leave(token: contextvars.Token[Branch | None]) -> None:
-    _branch.reset(token)
+# enter(branch) makes `branch` current and returns a token; leave(token) restores the one before.
+enter = _branch.set
+leave = _branch.reset
 
 
 def in_workflow() -> bool:

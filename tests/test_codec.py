@@ -427,6 +427,13 @@ def test_unsupported_values_raise_encode_error_naming_type_and_place(value: Any,
     assert message.startswith(f"{where}:")
 
 
+def test_a_place_given_as_a_template_is_formatted_into_the_error() -> None:
+    with pytest.raises(EncodeError) as info:
+        encode([1, {"k": (2, object())}], (None, "task {!r} argument", "charge"))
+    assert info.value.where == "task 'charge' argument[1]['k'][1]"
+    assert str(info.value).startswith("task 'charge' argument[1]['k'][1]: values of type builtins.object")
+
+
 # -- decoding never imports and never runs code -----------------------------------------------
 
 
