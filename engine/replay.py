@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from engine import records as R
-
 from engine.errors import JournalCorruptError
 
 __all__ = ["RecordedCall", "ReplayIndex"]

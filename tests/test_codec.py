@@ -9,7 +9,6 @@ import math
 import os
 import subprocess
 import sys
-import uuid
 import zoneinfo
 from decimal import Decimal
 from pathlib import Path

@@ -211,7 +211,7 @@ def test_every_file_of_a_store_is_private_to_its_owner_even_with_a_permissive_um
     (tmp_path / "flows.py").write_text(WORKFLOW)
     home = tmp_path / "store"
     script = textwrap.dedent(
-        f"""
+        """
         import os
         os.umask(0)
         from cli.main import main
