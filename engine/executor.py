@@ -293,6 +293,9 @@ class Executor(Outputs):
             finally:
                 if self.lease is not None:
                     self.lease.close()
+                # The root task's context holds a branch, which holds this executor: without
+                # this, the executor and its index would wait for the cycle collector.
+                self._root = None
 
     async def _run(self, read: JournalRead, index: ReplayIndex, body: Callable[[Any], Awaitable[Any]]) -> Outcome:
         self.path = index.path = read.path

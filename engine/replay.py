@@ -16,6 +16,24 @@ from engine.errors import JournalCorruptError
 __all__ = ["RecordedCall", "ReplayIndex"]
 
 
+class Source:
+    """Where a call's records are parsed from: the journal's records once they are all read.
+
+    Calls refer to this rather than to the index, so that the index and its calls hold no
+    reference cycle and are freed as soon as a run lets go of them.
+    """
+
+    __slots__ = ("records",)
+
+    def __init__(self) -> None:
+        self.records: Sequence[dict[str, Any]] | None = None
+
+    def record(self, seq: int) -> dict[str, Any]:
+        if self.records is None:
+            raise RuntimeError("the index was built without its journal")
+        return self.records[seq]
+
+
 class RecordedCall:
     """One call id in the journal: how it started and, if recorded, how it ended.
 
@@ -24,12 +42,12 @@ class RecordedCall:
     """
 
     __slots__ = (
-        "kind", "seq", "name", "args", "kwargs", "value", "end", "end_seq", "index",
+        "kind", "seq", "name", "args", "kwargs", "value", "end", "end_seq", "source",
         "resumed", "failures", "retries", "handlers", "cancelled", "visited",
     )
 
-    def __init__(self, index: ReplayIndex, kind: str, seq: int, name: str, args: Any = None, kwargs: Any = None, value: Any = None) -> None:
-        self.index = index
+    def __init__(self, source: Source, kind: str, seq: int, name: str, args: Any = None, kwargs: Any = None, value: Any = None) -> None:
+        self.source = source  # the journal's records, parsed on demand
         self.kind = kind  # "task", "pause", "value" or "timer"
         self.seq = seq  # of the record that started the call
         self.name = name
@@ -51,12 +69,12 @@ class RecordedCall:
     @property
     def start(self) -> dict[str, Any]:
         """The record that started the call."""
-        return self.index.record(self.seq)
+        return self.source.record(self.seq)
 
     @property
     def outcome(self) -> dict[str, Any] | None:
         """The record that ended the call, or None while it is open."""
-        return None if self.end is None else self.index.record(self.end_seq)
+        return None if self.end is None else self.source.record(self.end_seq)
 
 
 class ReplayIndex:
@@ -69,7 +87,8 @@ class ReplayIndex:
     def __init__(self, path: str, offsets: Sequence[int] | None = None, journal: Sequence[dict[str, Any]] | None = None) -> None:
         self.path = path
         self.offsets = offsets
-        self.journal = journal
+        self.source = Source()
+        self.source.records = journal
         self.calls: dict[str, RecordedCall] = {}
         self.pending_pause: str | None = None
         self.final: dict[str, Any] | None = None
@@ -78,10 +97,13 @@ class ReplayIndex:
         self.status = "created"  # what the records read so far leave the execution in
         self._names: dict[str, str] = {}  # one string per task name, not one per call
 
-    def record(self, seq: int) -> dict[str, Any]:
-        if self.journal is None:
-            raise RuntimeError("the index was built without its journal")
-        return self.journal[seq]
+    @property
+    def journal(self) -> Sequence[dict[str, Any]] | None:
+        return self.source.records
+
+    @journal.setter
+    def journal(self, records: Sequence[dict[str, Any]]) -> None:
+        self.source.records = records
 
     def apply_all(self, records: list[dict[str, Any]], offsets: Sequence[int] | None = None) -> None:
         """Indexes a batch of records; `offsets` (each line's byte offset) name damage exactly."""
@@ -92,6 +114,7 @@ class ReplayIndex:
         calls = self.calls
         names = self._names
         apply = self.apply
+        source = self.source
         for record in records:
             kind = record["kind"]
             if kind == "task_started":
@@ -99,7 +122,7 @@ class ReplayIndex:
                 name = record.get("name")
                 if type(call_id) is str and call_id not in calls and type(name) is str:
                     name = names.setdefault(name, name)
-                    calls[call_id] = RecordedCall(self, "task", record["seq"], name, record.get("args"), record.get("kwargs"))
+                    calls[call_id] = RecordedCall(source, "task", record["seq"], name, record.get("args"), record.get("kwargs"))
                     continue
             elif kind == "task_completed":
                 call = calls.get(record.get("call_id"))  # type: ignore[arg-type]
@@ -156,7 +179,7 @@ class ReplayIndex:
         if type(record.get("name")) is not str:
             self._corrupt(record, "task_started without a name")
         self.calls[call_id] = RecordedCall(
-            self, "task", record["seq"], record["name"], record.get("args"), record.get("kwargs")
+            self.source, "task", record["seq"], record["name"], record.get("args"), record.get("kwargs")
         )
 
     def _apply_task_completed(self, record: dict[str, Any]) -> None:
@@ -212,7 +235,7 @@ class ReplayIndex:
             self._corrupt(record, f"call {call_id!r} recorded twice")
         if type(record.get("name")) is not str:
             self._corrupt(record, "workflow_paused without a name")
-        self.calls[call_id] = RecordedCall(self, "pause", record["seq"], record["name"])
+        self.calls[call_id] = RecordedCall(self.source, "pause", record["seq"], record["name"])
         self.pending_pause = call_id
 
     def _apply_workflow_resumed(self, record: dict[str, Any]) -> None:
@@ -235,7 +258,7 @@ class ReplayIndex:
             self._corrupt(record, f"call {call_id!r} recorded twice")
         if type(record.get("name")) is not str:
             self._corrupt(record, f"{record['kind']} without a name")
-        self.calls[call_id] = RecordedCall(self, kind, record["seq"], record["name"], value=record.get("value"))
+        self.calls[call_id] = RecordedCall(self.source, kind, record["seq"], record["name"], value=record.get("value"))
 
     def _apply_value_recorded(self, record: dict[str, Any]) -> None:
         if "value" not in record or type(record.get("name")) is not str:

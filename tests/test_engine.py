@@ -313,3 +313,30 @@ def test_a_pace_the_workflow_set_itself_is_kept(tmp_path: Path) -> None:
         assert gc.get_threshold()[0] == 5_000
     finally:
         gc.set_threshold(*before)
+
+
+@workflow
+async def echoes_then_pauses(ctx: ExecutionContext[int]) -> int:
+    for i in range(ctx.input):
+        await echo(i)
+    await pause("end")
+    return ctx.input
+
+
+def test_a_finished_run_leaves_nothing_for_the_cycle_collector(tmp_path: Path) -> None:
+    """The executor and its replay index are freed when the run returns, by reference counts:
+    a cycle through them would keep a large journal's index alive until a full collection."""
+    home = str(tmp_path)
+    first = echoes_then_pauses.run(50, home=home)
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        done = echoes_then_pauses.resume(first.execution_id, None, home=home)
+        assert done.output == 50
+        del done
+        gc.collect()
+        kept = sorted({type(o).__name__ for o in gc.garbage if type(o).__module__.startswith(("engine", "flux"))})
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert kept == []
