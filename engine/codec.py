@@ -139,7 +139,17 @@ def _enc(v: Any, where: Place, depth: int) -> Any:
         raise EncodeError(f"{place}: nested deeper than {_MAX_DEPTH} levels", type_name=t.__name__, where=place)
     d = depth + 1
     if t is list:
-        return [_enc(x, (where, "[]", i), d) for i, x in enumerate(v)]
+        for x in v:  # a list of plain scalars, the commonest arguments, is copied as it is
+            tx = type(x)
+            if not (
+                (tx is str and x.isascii())
+                or (tx is int and _INT_MIN <= x <= _INT_MAX)
+                or tx is bool
+                or x is None
+                or (tx is float and math.isfinite(x))
+            ):
+                return [_enc(x, (where, "[]", i), d) for i, x in enumerate(v)]
+        return v.copy()
     if t is dict:
         for k in v:
             if type(k) is not str or k[:1] == "$" or not k.isascii():

@@ -17,6 +17,7 @@ import contextvars
 import gc
 import os
 import socket
+import zlib
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -32,7 +33,7 @@ from engine.errors import (
     ExecutionStateError,
     NondeterminismError,
 )
-from engine.journal import FORMAT_VERSION, JournalRead, Records
+from engine.journal import FORMAT_VERSION, JournalRead, Known, Records
 from engine.handling import run_attempt, run_handled
 from engine.calls import (
     EndOfJournal,
@@ -48,6 +49,7 @@ from engine.calls import (
 from engine.outputs import Outputs
 from engine.replay import RecordedCall, ReplayIndex
 from engine.secrets import Secrets, redact
+from engine.snapshot import Snapshot, snapshot_of
 from engine.store import Lease, Store
 
 _ENGINE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -128,6 +130,7 @@ class Executor(Outputs):
         self.markers: set[str] = set()  # change ids whose `patched` marker the journal holds
         self.final: dict[str, Any] | None = None  # the journal's workflow_completed/failed/cancelled
         self._slots: set[str] | None = None
+        self._had_snapshot = False  # the store held a replay snapshot of this execution
         self.redactions: dict[str, str] = {}  # secret value -> name, for every secret handed out
         home = getattr(store, "home", None)
         self.secrets = Secrets(home) if isinstance(home, str) else None
@@ -165,8 +168,45 @@ class Executor(Outputs):
             self.lease = self.store.create(req.execution_id, header, req.durability)
             index.apply_all(list(self.lease.read.records), self.lease.read.offsets)
         else:
-            self.lease = self.store.acquire(req.execution_id, req.durability, visit=index.apply_all)
+            known = self._known_prefix(index)
+            self.lease = self.store.acquire(req.execution_id, req.durability, visit=index.apply_all, known=known)
         return self.lease.read
+
+    # -- replay snapshots (SPEC.md 2.3) --------------------------------------------------------
+
+    def _known_prefix(self, index: ReplayIndex) -> Known | None:
+        """The journal prefix a snapshot vouches for, if the store has a usable snapshot."""
+        get = getattr(self.store, "get_snapshot", None)
+        data = get(self.execution_id) if get is not None else None
+        if not data:
+            return None
+        self._had_snapshot = True
+        snapshot = Snapshot.parse(data, self.execution_id)
+        if snapshot is None:
+            return None
+        return Known(snapshot.size, snapshot.records, snapshot.crc, lambda: snapshot.restore(index))
+
+    def _save_snapshot(self, index: ReplayIndex) -> None:
+        """Saves the replay index of the whole journal, so that resuming reads only what follows.
+        Any trouble is ignored: without a snapshot, a resume reads the whole journal."""
+        put = getattr(self.store, "put_snapshot", None)
+        lease = self.lease
+        if put is None or lease is None or self.fatal is not None:
+            return
+        writer = lease.writer
+        try:
+            index.apply_all(self.records[index.next_seq :])
+            data = os.pread(writer.fd, writer.end, 0)
+            if len(data) == writer.end:
+                put(self.execution_id, snapshot_of(index, self.execution_id, writer.end, writer.next_seq, zlib.crc32(data)))
+        except (OSError, EngineError):
+            pass
+
+    def _drop_snapshot(self) -> None:
+        drop = getattr(self.store, "drop_snapshot", None)
+        if drop is not None:
+            with contextlib.suppress(OSError):
+                drop(self.execution_id)
 
     # -- observers (SPEC.md "Observers"): debuggers and checkers watch replay through these ----
 
@@ -289,7 +329,10 @@ class Executor(Outputs):
             with _no_cycle_collection():
                 read = self._open(index)
             try:
-                return await self._run(read, index, body)
+                outcome = await self._run(read, index, body)
+                if self._had_snapshot and outcome.status in R.FINAL_STATUSES and self.lease is not None:
+                    self._drop_snapshot()  # finished: nothing will resume it
+                return outcome
             finally:
                 if self.lease is not None:
                     self.lease.close()
@@ -355,7 +398,7 @@ class Executor(Outputs):
         try:
             result = await root
         except _Suspend:
-            return self._finish_paused(header, workflow_input)
+            return self._finish_paused(header, workflow_input, index)
         except EndOfJournal:
             self._check_fatal()
             return self._outcome("replayed", None, header, workflow_input)
@@ -441,10 +484,11 @@ class Executor(Outputs):
             self._check_fatal()
         return self._outcome("failed", exc, header, workflow_input)
 
-    def _finish_paused(self, header: dict[str, Any], workflow_input: Any) -> Outcome:
+    def _finish_paused(self, header: dict[str, Any], workflow_input: Any, index: ReplayIndex) -> Outcome:
         self._check_fatal()
         if self.lease is not None:
             self.lease.writer.sync()
+            self._save_snapshot(index)
         return self._outcome("paused", None, header, workflow_input)
 
     async def _cancel_leftovers(self) -> None:

@@ -26,6 +26,8 @@ __all__ = [
     "DURABILITY_MODES",
     "JournalRead",
     "JournalWriter",
+    "Known",
+    "LineOffsets",
     "Records",
     "encode_line",
     "fsync_dir",
@@ -65,6 +67,66 @@ def encode_line(record: dict[str, Any], seed: int) -> bytes:
 
 class RecordTooLargeError(EncodeError):
     """A record longer than MAX_RECORD_BYTES."""
+
+
+class LineOffsets(Sequence[int]):
+    """The byte offset of each complete line of a journal, by seq.
+
+    The lines of a prefix already known to be good (see `Known`) are found only when one of
+    them is first asked for: a run that never looks at them never pays for finding them.
+    """
+
+    __slots__ = ("_data", "_head", "_head_lines", "_tail", "append")
+
+    def __init__(self, data: bytes = b"", head_lines: int = 0) -> None:
+        self._data = data
+        self._head: array[int] | None = None if head_lines else array("q")
+        self._head_lines = head_lines
+        self._tail = array("q")
+        self.append = self._tail.append  # the offset of the next line read
+
+    def _find_head(self) -> array[int]:
+        head = array("q")
+        find = self._data.find
+        pos = 0
+        for _ in range(self._head_lines):
+            head.append(pos)
+            pos = find(b"\n", pos) + 1
+        self._head = head
+        return head
+
+    def __len__(self) -> int:
+        return self._head_lines + len(self._tail)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if i < self._head_lines:
+            head = self._head if self._head is not None else self._find_head()
+            return head[i]
+        return self._tail[i - self._head_lines]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass
+class Known:
+    """A prefix of a journal already checked and indexed, as a replay snapshot records it: its
+    size in bytes, its number of records and the CRC-32 of its bytes. If the journal still starts
+    with exactly those bytes, `read_journal` calls `accept()` and checks and visits only the
+    lines after it; otherwise it reads the whole journal as if nothing were known."""
+
+    size: int
+    records: int
+    crc: int
+    accept: Callable[[], None]
 
 
 class Records(Sequence[dict[str, Any]]):
@@ -168,13 +230,16 @@ _CHUNK_BYTES = 1 << 20  # bytes of lines checked and parsed at a time
 _KIND_NAMES: dict[str, str] = {k: k for k in RECORD_KINDS}
 
 
-def read_journal(path: str, execution_id: str, data: bytes | None = None, visit: Visit | None = None) -> JournalRead:
+def read_journal(
+    path: str, execution_id: str, data: bytes | None = None, visit: Visit | None = None, known: Known | None = None
+) -> JournalRead:
     """Reads and checks every line of a journal without changing it.
 
     `visit`, when given, is handed the parsed records a batch at a time, in seq order, as soon
     as they are checked, with the line offsets of all records so far; this is how a replay index
     is built without keeping every record as a dict. If the journal turns out damaged further
-    on, the error is raised after some batches were visited.
+    on, the error is raised after some batches were visited. With `known`, a prefix checked
+    before is taken as it is when its bytes are unchanged (see `Known`).
 
     Raises:
         JournalCorruptError: on anything but a torn last line (a final line with no newline).
@@ -193,8 +258,12 @@ def read_journal(path: str, execution_id: str, data: bytes | None = None, visit:
         # The header is written whole before the journal appears (SPEC.md 2.2), so a journal
         # without a complete first line is damage, never a torn tail to cut.
         raise _corrupt(path, 1, 0, "journal is empty (no header)" if not torn else "journal has no complete header line")
-    offsets = array("q")
     pos = 0
+    offsets = LineOffsets(data)
+    if known is not None and _starts_with(data, end, known):
+        known.accept()
+        pos = known.size
+        offsets = LineOffsets(data, known.records)
     while pos < end:
         stop = data.rfind(b"\n", pos, pos + _CHUNK_BYTES) + 1
         if stop <= pos:  # one line longer than a chunk
@@ -215,6 +284,17 @@ def read_journal(path: str, execution_id: str, data: bytes | None = None, visit:
             visit(records, offsets)
     read = Records(data, offsets, end)
     return JournalRead(path, read, offsets, end, torn)
+
+
+def _starts_with(data: bytes, end: int, known: Known) -> bool:
+    """Whether the journal still begins with the known prefix, byte for byte (by its CRC-32)."""
+    size = known.size
+    return (
+        0 < size <= end
+        and known.records > 0
+        and data[size - 1 : size] == b"\n"
+        and zlib.crc32(memoryview(data)[:size]) == known.crc
+    )
 
 
 def _parse_fast(lines: list[bytes], seed: int, first_seq: int) -> list[dict[str, Any]] | None:

@@ -95,6 +95,7 @@ class ReplayIndex:
         self.markers: set[str] = set()  # change ids of `patched` markers
         self.cancel_requested = False  # a cancellation began and has not finished unwinding
         self.status = "created"  # what the records read so far leave the execution in
+        self.next_seq = 0  # seq of the next record to index
         self._names: dict[str, str] = {}  # one string per task name, not one per call
 
     @property
@@ -132,6 +133,8 @@ class ReplayIndex:
                     call.value = record["value"]
                     continue
             apply(record)
+        if records:
+            self.next_seq = records[-1]["seq"] + 1
 
     def apply(self, record: dict[str, Any]) -> None:
         kind = record["kind"]
@@ -142,6 +145,7 @@ class ReplayIndex:
         status = R.LIFECYCLE.get(kind)
         if status is not None:
             self.status = status
+        self.next_seq = record["seq"] + 1
 
     def _corrupt(self, record: dict[str, Any], problem: str) -> None:
         seq = record.get("seq", 0)

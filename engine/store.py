@@ -5,6 +5,7 @@ Layout of a `FileStore` home (SPEC.md, section "Store"):
     <home>/executions/<execution_id>.jsonl   the journal
     <home>/executions/<execution_id>.lock    flock'ed by the one process that runs the execution
     <home>/executions/<execution_id>.torn    torn tails cut from the journal, kept for inspection
+    <home>/executions/<execution_id>.index   replay snapshot written when a run pauses (optional)
 """
 
 from __future__ import annotations
@@ -31,7 +32,18 @@ from engine.errors import (
     InvalidExecutionIdError,
 )
 from engine.isolate import register_inherited_fd, unregister_inherited_fd
-from engine.journal import FILE_MODE, JournalRead, JournalWriter, Records, Visit, encode_line, fsync_dir, read_journal, seed_for
+from engine.journal import (
+    FILE_MODE,
+    JournalRead,
+    JournalWriter,
+    Known,
+    Records,
+    Visit,
+    encode_line,
+    fsync_dir,
+    read_journal,
+    seed_for,
+)
 
 __all__ = ["FileStore", "Lease", "Store", "validate_execution_id"]
 
@@ -71,7 +83,9 @@ class Store(Protocol):
 
     def create(self, execution_id: str, header: dict[str, Any], durability: str) -> Lease: ...
 
-    def acquire(self, execution_id: str, durability: str, visit: Visit | None = None) -> Lease: ...
+    def acquire(
+        self, execution_id: str, durability: str, visit: Visit | None = None, known: Known | None = None
+    ) -> Lease: ...
 
     def read(self, execution_id: str, visit: Visit | None = None) -> JournalRead: ...
 
@@ -212,9 +226,9 @@ class FileStore:
             raise
         return Lease(read, writer, lock_fd, journal_lock_fd)
 
-    def acquire(self, execution_id: str, durability: str, visit: Visit | None = None) -> Lease:
-        """Locks an execution, reads its journal and opens it for appending. `visit` is handed
-        the records as they are read (see `read_journal`).
+    def acquire(self, execution_id: str, durability: str, visit: Visit | None = None, known: Known | None = None) -> Lease:
+        """Locks an execution, reads its journal and opens it for appending. `visit` and `known`
+        are as for `read_journal`.
 
         Raises:
             ExecutionNotFoundError, ExecutionLockedError, JournalCorruptError.
@@ -231,7 +245,7 @@ class FileStore:
             _release_lock(journal_lock_fd)
             raise
         try:
-            read = read_journal(path, execution_id, visit=visit)
+            read = read_journal(path, execution_id, visit=visit, known=known)
             writer = JournalWriter.open(read, execution_id, durability, path[:-6] + ".torn")
         except BaseException:
             _release_lock(lock_fd)
@@ -269,7 +283,7 @@ class FileStore:
             os.mkdir(path, DIR_MODE)
         return path
 
-    def _write_atomically(self, folder: str, name: str, data: bytes) -> str:
+    def _write_atomically(self, folder: str, name: str, data: bytes, durable: bool = True) -> str:
         path = os.path.join(folder, name)
         tmp = f"{path}.tmp-{os.getpid()}-{id(data)}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
@@ -277,12 +291,37 @@ class FileStore:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
-        fsync_dir(folder)
+        if durable:
+            fsync_dir(folder)
         return path
+
+    def _snapshot_path(self, execution_id: str) -> str:
+        return os.path.join(self.dir, validate_execution_id(execution_id) + ".index")
+
+    def get_snapshot(self, execution_id: str) -> bytes | None:
+        """The execution's replay snapshot (SPEC.md 2.3), or None when there is none."""
+        try:
+            fd = os.open(self._snapshot_path(execution_id), os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return None  # missing, or a link: either way there is no snapshot to use
+        try:
+            return b"".join(iter(lambda: os.read(fd, 1 << 20), b""))
+        finally:
+            os.close(fd)
+
+    def put_snapshot(self, execution_id: str, data: bytes) -> None:
+        """Replaces the execution's replay snapshot. Not synced: a snapshot lost or torn by a
+        crash is ignored, and the journal is read whole instead."""
+        self._write_atomically(self.dir, validate_execution_id(execution_id) + ".index", data, durable=False)
+
+    def drop_snapshot(self, execution_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._snapshot_path(execution_id))
 
     def blob_path(self, digest: str) -> str:
         if not re.fullmatch(r"[0-9a-f]{64}", digest):

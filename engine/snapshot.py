@@ -1,0 +1,135 @@
+"""Replay snapshots: a journal's replay index saved when a run pauses (SPEC.md 2.3).
+
+Resuming a long execution would otherwise check, parse and index every line of its journal
+again. A snapshot holds what the index kept of each call, plus the size, record count and CRC-32
+of the journal prefix it was built from. It is an accelerator only: when it is missing, damaged,
+of another format, or the journal no longer starts with exactly those bytes, the journal is read
+whole as if there were none, and deleting it changes nothing but speed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from engine.replay import RecordedCall, ReplayIndex
+
+__all__ = ["SNAPSHOT_FORMAT", "Snapshot", "snapshot_of"]
+
+SNAPSHOT_FORMAT = 1
+_KINDS = {"task": "task", "pause": "pause", "value": "value", "timer": "timer"}
+_ENDS = {"task_completed": "task_completed", "task_failed": "task_failed", "timer_fired": "timer_fired", None: None}
+
+
+def snapshot_of(index: ReplayIndex, execution_id: str, size: int, records: int, crc: int) -> bytes:
+    """The snapshot of `index`, which must hold every record of the `size`-byte journal prefix."""
+    calls = []
+    for call_id, call in index.calls.items():
+        rare = None
+        if call.resumed or call.failures or call.retries or call.handlers or call.cancelled:
+            rare = {
+                "resumed": call.resumed,
+                "failures": call.failures,
+                "retries": sorted(call.retries) if call.retries else None,
+                "handlers": call.handlers,
+                "cancelled": call.cancelled,
+            }
+        calls.append(
+            [call_id, call.kind, call.seq, call.name, call.args, call.kwargs, call.value, call.end, call.end_seq, rare]
+        )
+    return orjson.dumps(
+        {
+            "snapshot": SNAPSHOT_FORMAT,
+            "execution_id": execution_id,
+            "size": size,
+            "records": records,
+            "crc": crc,
+            "status": index.status,
+            "pending_pause": index.pending_pause,
+            "final": index.final,
+            "markers": sorted(index.markers),
+            "cancel_requested": index.cancel_requested,
+            "calls": calls,
+        }
+    )
+
+
+@dataclass
+class Snapshot:
+    """A snapshot read back, its shape checked; `restore` fills an empty index from it."""
+
+    size: int
+    records: int
+    crc: int
+    state: dict[str, Any]
+
+    @classmethod
+    def parse(cls, data: bytes, execution_id: str) -> Snapshot | None:
+        """The snapshot in `data`, or None when it is not one this engine wrote for this execution."""
+        try:
+            state = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return None
+        if not (
+            type(state) is dict
+            and state.get("snapshot") == SNAPSHOT_FORMAT
+            and state.get("execution_id") == execution_id
+            and all(type(state.get(k)) is int for k in ("size", "records", "crc"))
+            and type(state.get("calls")) is list
+            and type(state.get("markers")) is list
+            and all(type(m) is str for m in state["markers"])
+            and type(state.get("status")) is str
+            and type(state.get("cancel_requested")) is bool
+            and (state.get("pending_pause") is None or type(state["pending_pause"]) is str)
+            and (state.get("final") is None or type(state["final"]) is dict)
+        ):
+            return None
+        records = state["records"]
+        for call in state["calls"]:
+            if not (
+                type(call) is list
+                and len(call) == 10
+                and type(call[0]) is str
+                and call[1] in _KINDS
+                and type(call[2]) is int
+                and 0 < call[2] < records
+                and type(call[3]) is str
+                and call[7] in _ENDS
+                and type(call[8]) is int
+                and (call[9] is None or type(call[9]) is dict)
+            ):
+                return None
+        return cls(state["size"], records, state["crc"], state)
+
+    def restore(self, index: ReplayIndex) -> None:
+        """Fills `index`, which has seen no record, with the calls and state of the snapshot."""
+        state = self.state
+        source = index.source
+        calls = index.calls
+        names = index._names
+        kinds = _KINDS
+        ends = _ENDS
+        rows = state["calls"]
+        state["calls"] = None
+        for i in range(len(rows)):
+            row = rows[i]
+            rows[i] = None  # each row is freed once its call is built, so both are never held whole
+            call_id, kind, seq, name, args, kwargs, value, end, end_seq, rare = row
+            call = RecordedCall(source, kinds[kind], seq, names.setdefault(name, name), args, kwargs, value)
+            call.end = ends[end]
+            call.end_seq = end_seq
+            if rare is not None:
+                call.resumed = rare.get("resumed")
+                call.failures = rare.get("failures")
+                call.retries = set(rare["retries"]) if rare.get("retries") else None
+                call.handlers = rare.get("handlers")
+                call.cancelled = rare.get("cancelled")
+            calls[call_id] = call
+        index.pending_pause = state["pending_pause"]
+        index.final = state["final"]
+        index.markers = set(state["markers"])
+        index.cancel_requested = state["cancel_requested"]
+        index.status = state["status"]
+        index.next_seq = self.records
