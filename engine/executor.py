@@ -282,9 +282,10 @@ class Executor(Outputs):
         self._watch = asyncio.get_running_loop().call_later(_CANCEL_POLL, self._poll_cancel)
 
     def append(self, record: dict[str, Any]) -> None:
-        if self.lease is None:
+        lease = self.lease
+        if lease is None:
             raise EndOfJournal(record.get("call_id") or "")
-        self.lease.writer.append(record)
+        lease.writer.append(record)
         self.records.append(record)
 
     async def durable(self) -> None:

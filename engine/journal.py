@@ -57,12 +57,14 @@ def seed_for(execution_id: str) -> int:
     return zlib.crc32(execution_id.encode("utf-8"))
 
 
+_dumps = orjson.dumps
+_crc32 = zlib.crc32
+
+
 def encode_line(record: dict[str, Any], seed: int) -> bytes:
     """The exact bytes of one journal line, newline included."""
-    body = orjson.dumps(record)
-    prefix = body[:-1]
-    crc = zlib.crc32(prefix, seed)
-    return b"%s%s%08x\"}\n" % (prefix, _CRC_OPEN, crc)
+    prefix = _dumps(record)[:-1]
+    return prefix + b',"crc":"%08x"}\n' % _crc32(prefix, seed)
 
 
 class RecordTooLargeError(EncodeError):
@@ -465,7 +467,8 @@ class JournalWriter:
             raise DurabilityError(f"{self.path}: an earlier write failed; the run cannot go on") from self._broken
         seq = self.next_seq
         record["seq"] = seq
-        line = encode_line(record, self.seed)
+        prefix = _dumps(record)[:-1]  # encode_line, inline on the hot path
+        line = prefix + b',"crc":"%08x"}\n' % _crc32(prefix, self.seed)
         if len(line) > MAX_RECORD_BYTES:
             raise RecordTooLargeError(
                 f"a {record.get('kind')} record of {len(line)} bytes is over the limit of {MAX_RECORD_BYTES} bytes; "
