@@ -18,8 +18,11 @@ Workloads (N = 1000 tasks unless --quick):
   (the time of the resume call, and the peak RSS of that process), and `flux replay` reads and
   replays it as a whole process.
 - W6: `flux exec` of a one-task workflow as a whole process; `python -c pass` for reference.
-- Scaling: W1 at 100 and 10,000 tasks (--quick: 1,000), per task and net of an empty run's fixed
-  cost (W0).
+- Scaling: within each 10,000-task W1 run (--quick: 1,000), the median time between consecutive
+  task starts (the journal's `at` times) over its last 100 tasks, over its first 100: how much a
+  task costs once history is long. With fsync it is divided by the same ratio of the plain fsync
+  loop over 10,000 lines in the same run, since fsync itself may slow down as a file grows. Beside
+  it, 10,000-task runs over 100-task runs per task, plain and net of an empty run's fixed cost (W0).
 
 Our engine runs in this process (W1-W4, round-robin with the plain loops, one untimed warm-up
 round first) and in subprocesses (W5, W6). Each peer is set up by `peers/setup_peers.py` in its
@@ -33,11 +36,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import gc
 import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -121,6 +126,33 @@ def plain_loop(n: int, every: int) -> Callable[[str], tuple[Timed, Verify]]:
     return prepare
 
 
+def plain_history(n: int, window: int) -> Callable[[str], tuple[Timed, Verify]]:
+    """The plain fsync loop over n lines, timing each line: the disk's own growth with history,
+    for the scaling row (HISTORY["plain"])."""
+
+    def prepare(home: str) -> tuple[Timed, Verify]:
+        path = os.path.join(home, "plain.jsonl")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        stamps: list[float] = []
+
+        def timed() -> None:
+            dumps, write, sync, clock = orjson.dumps, os.write, os.fsync, time.perf_counter
+            for i in range(n):
+                stamps.append(clock())
+                write(fd, dumps({"seq": i, "kind": "task_completed", "call_id": str(i), "value": i}) + b"\n")
+                sync(fd)
+
+        def verify(_: Any) -> None:
+            os.close(fd)
+            _expect(_lines(path) == n, f"{path}: expected {n} lines")
+            gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+            HISTORY.setdefault("plain", []).append(statistics.median(gaps[-window:]) / statistics.median(gaps[:window]))
+
+        return timed, verify
+
+    return prepare
+
+
 def run_workflow(wf: Any, n: int, durability: str, expected: Any) -> Callable[[str], tuple[Timed, Verify]]:
     def prepare(home: str) -> tuple[Timed, Verify]:
         def verify(ctx: Any) -> None:
@@ -128,6 +160,41 @@ def run_workflow(wf: Any, n: int, durability: str, expected: Any) -> Callable[[s
                     f"{wf.name}({n}, {durability}) ended {ctx.status} with {ctx.output!r}, expected {expected!r}")
 
         return (lambda: wf.run(n, home=home, durability=durability)), verify
+
+    return prepare
+
+
+# Per durability, one figure per large W1 run: the median time from one task_started record to the
+# next over the run's last `small` tasks, over the same for its first `small` tasks (the journal's
+# own `at` times). Growth with history shows here without any fixed cost to subtract.
+HISTORY: dict[str, list[float]] = {}
+
+
+def _start_intervals(path: str) -> list[float]:
+    with open(path, "rb") as f:
+        starts = [
+            dt.datetime.fromisoformat(r["at"]).timestamp()
+            for r in map(orjson.loads, f)
+            if r["kind"] == "task_started"
+        ]
+    return [b - a for a, b in zip(starts, starts[1:])]
+
+
+def run_with_history(n: int, durability: str, window: int) -> Callable[[str], tuple[Timed, Verify]]:
+    """A W1 run whose journal also gives the per-task cost late in the run over early in it."""
+
+    def prepare(home: str) -> tuple[Timed, Verify]:
+        check = run_workflow(fw.sequential, n, durability, n)(home)[1]
+
+        def verify(ctx: Any) -> None:
+            check(ctx)
+            gaps = _start_intervals(os.path.join(home, "executions", ctx.execution_id + ".jsonl"))
+            _expect(len(gaps) == n - 1, f"expected {n - 1} intervals between task starts, found {len(gaps)}")
+            early, late = statistics.median(gaps[:window]), statistics.median(gaps[-window:])
+            if early > 0:
+                HISTORY.setdefault(durability, []).append(late / early)
+
+        return (lambda: fw.sequential.run(n, home=home, durability=durability)), verify
 
     return prepare
 
@@ -166,6 +233,7 @@ def in_process_cases(s: Sizes) -> list[Case]:
         Case("P0", n, plain_loop(n, 0)),
         Case("P1", n, plain_loop(n, 1)),
         Case("P1000", n, plain_loop(n, 1000)),
+        Case("P1/history", s.large, plain_history(s.large, s.small)),
     ]
     for d in ("fsync", "os"):
         cases += [
@@ -175,7 +243,7 @@ def in_process_cases(s: Sizes) -> list[Case]:
             Case(f"W4/{d}", 1000, concurrent(100, 10, d)),
             Case(f"W0/{d}", 0, run_workflow(fw.sequential, 0, d, 0)),
             Case(f"small/{d}", s.small, run_workflow(fw.sequential, s.small, d, s.small)),
-            Case(f"large/{d}", s.large, run_workflow(fw.sequential, s.large, d, s.large)),
+            Case(f"large/{d}", s.large, run_with_history(s.large, d, s.small)),
         ]
     return cases
 
@@ -415,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.cpu_count()} CPUs"
     )
     print(render(figures, peers, sizes.n, sizes.small, sizes.large, sizes.w5,
-                 replay_option=replay_option, markdown=args.markdown))
+                 replay_option=replay_option, markdown=args.markdown, history=HISTORY))
     print(f"total {time.perf_counter() - started:.0f} s; targets are reported, never enforced (exit status 0)")
     return 0
 
