@@ -17,6 +17,7 @@ import contextvars
 import gc
 import os
 import socket
+import types
 import zlib
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -57,6 +58,12 @@ _FLUX_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file_
 _CANCEL_POLL = 0.2  # seconds between checks for a cancellation asked by another process
 
 __all__ = ["child_execution_id", "EndOfJournal", "Executor", "Outcome", "RunRequest", "TaskSpec", "format_call"]
+
+
+@types.coroutine
+def _one_turn() -> Iterator[None]:
+    """Lets every other ready callback of the event loop run once (`asyncio.sleep(0)`, bare)."""
+    yield
 
 
 @contextlib.contextmanager
@@ -118,7 +125,8 @@ class Executor(Outputs):
         self.calls: dict[str, RecordedCall] = {}
         self.fatal: BaseException | None = None
         self._flush_soon = False
-        self._tasks: set[asyncio.Task[Any]] = set()  # branches not yet done
+        self._tasks: list[asyncio.Task[Any]] = []  # branches created, some maybe done
+        self._prune_at = 64
         self.path = ""
         self._cancel_pending = request.cancel  # to be delivered at the first live point
         self._cancel_recorded = False
@@ -139,8 +147,13 @@ class Executor(Outputs):
         return find_class(ref, self.request.aliases)
 
     def track_task(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        """Keeps the branches this run created, to cancel those left over at its end. Done ones
+        are dropped whenever the list has doubled since the last look: no callback per task."""
+        tasks = self._tasks
+        tasks.append(task)
+        if len(tasks) >= self._prune_at:
+            tasks[:] = [t for t in tasks if not t.done()]
+            self._prune_at = max(64, 2 * len(tasks))
 
     # -- opening -----------------------------------------------------------------------------
 
@@ -301,10 +314,10 @@ class Executor(Outputs):
         upto = writer.next_seq - 1
         if writer.synced_seq >= upto:
             return
-        if self._tasks:
-            # Other branches may be about to append: yield once so that their records join
-            # this sync. The first waiter to run again syncs for all of them.
-            await asyncio.sleep(0)
+        if asyncio.current_task() is not self._root:
+            # In a branch, others may be about to append: yield once so that their records
+            # join this sync. The first waiter to run again syncs for all of them.
+            await _one_turn()
             if writer.synced_seq >= upto:
                 return
         try:
@@ -494,7 +507,8 @@ class Executor(Outputs):
 
     async def _cancel_leftovers(self) -> None:
         """Branches the workflow did not wait for are cancelled, so nothing runs past its end."""
-        leftovers = [t for t in list(self._tasks) if not t.done()]
+        leftovers = [t for t in self._tasks if not t.done()]
+        self._tasks = []
         for task in leftovers:
             task.cancel()
         if leftovers:

@@ -36,7 +36,6 @@ class Outputs:
     execution_id: str
     clock: Any
     stamp: Any
-    _tasks: set[Any]
     _flush_soon: bool
 
     def resolve(self, ref: str) -> type | None: ...  # noqa: D102 - defined by Executor
@@ -105,9 +104,9 @@ class Outputs:
             raise self.fail(call_id, err)  # noqa: B904 - fail() sets the cause
         if spec.cache and not (extra and extra.get("cached")):
             self._cache_put(spec, record, stored)
-        if self._tasks and not self._flush_soon:
-            # Other branches may run on for long: this result should not wait for the next task
-            # to start before it reaches the disk. One sync per loop turn serves all of them.
+        if not self._flush_soon:
+            # The workflow may go on for long without starting a task: this result should not
+            # wait for that to reach the disk. One sync per loop turn serves every result.
             self._flush_soon = True
             asyncio.get_running_loop().call_soon(self._flush_completed)
         return returned
