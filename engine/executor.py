@@ -609,7 +609,8 @@ class Executor(Outputs):
         else:
             if self.replay_only:
                 self._end(call_id, {"kind": "task", "name": name, "args": enc_args, "kwargs": enc_kwargs, "src": src})
-            self.before_live(call_id)
+            if self._cancel_pending:
+                self.before_live(call_id)
             record: dict[str, Any] = {"seq": 0, "kind": R.TASK_STARTED, "at": self.stamp(), "call_id": call_id, "name": name}
             if enc_args is not None:
                 record["args"] = enc_args
@@ -635,7 +636,7 @@ class Executor(Outputs):
         try:
             if spec.is_async and not spec.secrets:
                 # run_attempt's first case, inline: one coroutine less per call on the hot path.
-                token = traps.enter(traps.Branch(self, call_id + ".", call_id=call_id))
+                token = traps.enter(traps.Branch(self, call_id + ".", 0, call_id))
                 try:
                     result = await spec.fn(*args, **kwargs)
                 finally:

@@ -150,21 +150,24 @@ def idempotency_key() -> str:
 
 
 def _factory_for(previous: Any) -> Any:
-    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
-        context: contextvars.Context | None = kwargs.pop("context", None)
+    copy_context = contextvars.copy_context
+    new_task = asyncio.Task
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, context: contextvars.Context | None = None, **kwargs: Any) -> asyncio.Task[Any]:
         parent = _branch.get() if context is None else context.get(_branch)
         if parent is not None:
             # The child takes the parent's next slot: creation order within a parent is program
             # order, so the same code gives the same ids however the children later interleave.
-            child = Branch(parent.executor, parent.next_id() + ".")
-            context = context.copy() if context is not None else contextvars.copy_context()
+            parent.slots += 1
+            child = Branch(parent.executor, f"{parent.prefix}{parent.slots}.")
+            context = copy_context() if context is None else context.copy()
             context.run(_branch.set, child)
         if previous is not None:
             if context is not None:
                 kwargs["context"] = context
             task = previous(loop, coro, **kwargs)
         else:
-            task = asyncio.Task(coro, loop=loop, context=context, **kwargs)
+            task = new_task(coro, loop=loop, context=context, **kwargs)
         if parent is not None:
             parent.executor.track_task(task)
         return task
