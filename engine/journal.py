@@ -67,6 +67,24 @@ def encode_line(record: dict[str, Any], seed: int) -> bytes:
     return prefix + b',"crc":"%08x"}\n' % _crc32(prefix, seed)
 
 
+def encode_line_body(body: bytes, seed: int) -> bytes:
+    """`encode_line` of a record already written as a JSON object (`body`)."""
+    prefix = body[:-1]
+    return prefix + b',"crc":"%08x"}\n' % _crc32(prefix, seed)
+
+
+def checks_out(line: bytes, seed: int) -> bool:
+    """Whether `line` ends with the checksum member of its own bytes (a trailing newline allowed)."""
+    line = line[:-1] if line.endswith(b"\n") else line
+    n = len(line)
+    if n < _SUFFIX_LEN + 2 or line[n - _SUFFIX_LEN : n - 10] != _CRC_OPEN or line[-2:] != b'"}':
+        return False
+    digits = line[n - 10 : n - 2]
+    if digits.strip(_HEX):
+        return False
+    return _crc32(line[: n - _SUFFIX_LEN], seed) == int(digits, 16)
+
+
 class RecordTooLargeError(EncodeError):
     """A record longer than MAX_RECORD_BYTES."""
 

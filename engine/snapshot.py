@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from engine.journal import checks_out, encode_line_body, seed_for
 from engine.replay import RecordedCall, ReplayIndex
 
 __all__ = ["SNAPSHOT_FORMAT", "Snapshot", "snapshot_of"]
@@ -39,13 +40,13 @@ def snapshot_of(index: ReplayIndex, execution_id: str, size: int, records: int, 
         calls.append(
             [call_id, call.kind, call.seq, call.name, call.args, call.kwargs, call.value, call.end, call.end_seq, rare]
         )
-    return orjson.dumps(
+    body = orjson.dumps(
         {
             "snapshot": SNAPSHOT_FORMAT,
             "execution_id": execution_id,
             "size": size,
             "records": records,
-            "crc": crc,
+            "prefix_crc": crc,
             "status": index.status,
             "pending_pause": index.pending_pause,
             "final": index.final,
@@ -54,6 +55,9 @@ def snapshot_of(index: ReplayIndex, execution_id: str, size: int, records: int, 
             "calls": calls,
         }
     )
+    # Sealed like a journal line: a checksum of every byte before it, seeded with the execution
+    # id, so a damaged or foreign snapshot is never taken for a good one.
+    return encode_line_body(body, seed_for(execution_id))
 
 
 @dataclass
@@ -68,6 +72,8 @@ class Snapshot:
     @classmethod
     def parse(cls, data: bytes, execution_id: str) -> Snapshot | None:
         """The snapshot in `data`, or None when it is not one this engine wrote for this execution."""
+        if not checks_out(data, seed_for(execution_id)):
+            return None
         try:
             state = orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -76,7 +82,7 @@ class Snapshot:
             type(state) is dict
             and state.get("snapshot") == SNAPSHOT_FORMAT
             and state.get("execution_id") == execution_id
-            and all(type(state.get(k)) is int for k in ("size", "records", "crc"))
+            and all(type(state.get(k)) is int for k in ("size", "records", "prefix_crc"))
             and type(state.get("calls")) is list
             and type(state.get("markers")) is list
             and all(type(m) is str for m in state["markers"])
@@ -98,10 +104,11 @@ class Snapshot:
                 and type(call[3]) is str
                 and call[7] in _ENDS
                 and type(call[8]) is int
+                and (call[8] == -1 if call[7] is None else call[2] < call[8] < records)
                 and (call[9] is None or type(call[9]) is dict)
             ):
                 return None
-        return cls(state["size"], records, state["crc"], state)
+        return cls(state["size"], records, state["prefix_crc"], state)
 
     def restore(self, index: ReplayIndex) -> None:
         """Fills `index`, which has seen no record, with the calls and state of the snapshot."""

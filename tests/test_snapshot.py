@@ -12,7 +12,7 @@ import pytest
 
 from engine.clock import VirtualClock
 from engine.errors import JournalCorruptError
-from engine.journal import read_journal
+from engine.journal import encode_line_body, read_journal, seed_for
 from engine.replay import ReplayIndex
 from engine.snapshot import Snapshot
 from engine.store import FileStore
@@ -154,12 +154,20 @@ def test_resuming_with_or_without_the_snapshot_gives_the_same_run(tmp_path: Path
         b"not json",
         b"",
         b'{"snapshot": 99}',
-        b'{"snapshot":1,"execution_id":"someone-else","size":1,"records":1,"crc":0,"calls":[],"markers":[]}',
+        b'{"snapshot":1,"execution_id":"someone-else","size":1,"records":1,"prefix_crc":0,"calls":[],"markers":[]}',
+        b"flip",  # one bit of a value in an otherwise good snapshot
     ],
 )
 def test_a_damaged_or_foreign_snapshot_is_ignored(tmp_path: Path, damage: bytes) -> None:
     execution_id = _paused_twice(tmp_path)
-    _snapshot(tmp_path, execution_id).write_bytes(damage)
+    path = _snapshot(tmp_path, execution_id)
+    if damage == b"flip":
+        good = path.read_bytes()
+        at = good.index(b'"double",[2],null,4,') + len(b'"double",[2],null,')
+        damage = good[:at] + b"5" + good[at + 1 :]  # double(2) "returned" 5
+        assert Snapshot.parse(good, execution_id) is not None
+        assert Snapshot.parse(damage, execution_id) is None
+    path.write_bytes(damage)
     done = varied.resume(execution_id, "two", home=str(tmp_path), clock=VirtualClock())
     assert done.has_succeeded and done.output["second"] == "two"
 
@@ -214,9 +222,11 @@ def test_a_snapshot_that_is_a_symbolic_link_is_neither_read_nor_written_through(
     home = tmp_path / "store"
     first = varied.run(3, home=str(home), clock=VirtualClock())
     real = _snapshot(home, first.execution_id)
-    # A lying snapshot outside the store: same prefix, but double(0) "returned" 999.
-    lie = real.read_bytes().replace(b'"double",[0],null,0,', b'"double",[0],null,999,')
-    assert lie != real.read_bytes()
+    # A lying snapshot outside the store, sealed with a good checksum: double(0) "returned" 999.
+    body = real.read_bytes()
+    body = body[: body.rindex(b',"crc":"')] + b"}"
+    lie = encode_line_body(body.replace(b'"double",[0],null,0,', b'"double",[0],null,999,'), seed_for(first.execution_id))
+    assert Snapshot.parse(lie, first.execution_id) is not None and lie != real.read_bytes()
     target = tmp_path / "outside.index"
     target.write_bytes(lie)
     real.unlink()
