@@ -283,21 +283,12 @@ class FileStore:
             os.mkdir(path, DIR_MODE)
         return path
 
-    def _write_atomically(self, folder: str, name: str, data: bytes, durable: bool = True) -> str:
+    def _write_atomically(self, folder: str, name: str, data: bytes) -> str:
         path = os.path.join(folder, name)
         tmp = f"{path}.tmp-{os.getpid()}-{id(data)}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            if durable:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
+        _write_file(tmp, data, sync=True)
         os.replace(tmp, path)
-        if durable:
-            fsync_dir(folder)
+        fsync_dir(folder)
         return path
 
     def _snapshot_path(self, execution_id: str) -> str:
@@ -315,9 +306,11 @@ class FileStore:
             os.close(fd)
 
     def put_snapshot(self, execution_id: str, data: bytes) -> None:
-        """Replaces the execution's replay snapshot. Not synced: a snapshot lost or torn by a
-        crash is ignored, and the journal is read whole instead."""
-        self._write_atomically(self.dir, validate_execution_id(execution_id) + ".index", data, durable=False)
+        """Replaces the execution's replay snapshot; the caller holds the execution's lock. Not
+        synced: a snapshot lost or torn by a crash is ignored, and the journal is read whole."""
+        path = self._snapshot_path(execution_id)
+        _write_file(path + ".new", data, sync=False)  # one writer at a time: a leftover is reused
+        os.replace(path + ".new", path)
 
     def drop_snapshot(self, execution_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -410,6 +403,18 @@ class FileStore:
         finally:
             os.close(fd)
         return False
+
+
+def _write_file(path: str, data: bytes, *, sync: bool) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _release_lock(fd: int) -> None:
