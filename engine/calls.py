@@ -18,7 +18,7 @@ import orjson
 
 from engine.handling import TaskOptions
 from engine.journal import JournalRead
-from engine.replay import RecordedCall
+from engine.replay import RecordedCall, ReplayIndex
 
 __all__ = [
     "EndOfJournal",
@@ -100,6 +100,7 @@ class RunRequest:
     durability: str = "fsync"
     replay_only: bool = False
     journal: JournalRead | None = None  # replay_only: the journal to replay
+    index: ReplayIndex | None = None  # replay_only: the replay index of `journal`, if built already
     blob_output: bool = False  # the workflow's output goes to output storage
     observer: Any = None  # optional hooks for debuggers and checkers (SPEC.md "Observers")
     aliases: dict[str, str] = field(default_factory=dict)  # recorded module -> module loaded now

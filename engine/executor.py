@@ -163,7 +163,8 @@ class Executor(Outputs):
         if req.replay_only:
             if req.journal is None:
                 return self.store.read(req.execution_id, visit=index.apply_all)
-            index.apply_all(list(req.journal.records), req.journal.offsets)
+            if req.index is None:
+                index.apply_all(list(req.journal.records), req.journal.offsets)
             return req.journal
         if req.create:
             header = {
@@ -223,10 +224,12 @@ class Executor(Outputs):
 
     # -- observers (SPEC.md "Observers"): debuggers and checkers watch replay through these ----
 
-    def _notify(self, hook: str, call_id: str, record: dict[str, Any]) -> None:
-        method = getattr(self.observer, hook, None)
+    def _replayed(self, call_id: str, call: RecordedCall, which: str) -> None:
+        """Tells the observer that `call` was replayed, handing it the call's `which` record
+        (start, outcome, resumed), parsed from the journal only if the observer wants it."""
+        method = getattr(self.observer, "replayed", None)
         if method is not None:
-            method(call_id, record, user_frame())
+            method(call_id, getattr(call, which), user_frame())
 
     async def _notify_live(self, call_id: str) -> None:
         method = getattr(self.observer, "live", None)
@@ -338,7 +341,10 @@ class Executor(Outputs):
         loop = asyncio.get_running_loop()
         traps.install_task_factory(loop)
         req = self.request
-        index = ReplayIndex(req.journal.path if req.journal is not None else self.store.describe(self.execution_id))
+        if req.index is not None:
+            index = req.index
+        else:
+            index = ReplayIndex(req.journal.path if req.journal is not None else self.store.describe(self.execution_id))
         with _collector_paced():
             with _no_cycle_collection():
                 read = self._open(index)
@@ -597,7 +603,7 @@ class Executor(Outputs):
             end = call.end
             if end is not None:
                 if self.observer is not None:
-                    self._notify("replayed", call_id, call.outcome)  # type: ignore[arg-type]
+                    self._replayed(call_id, call, "outcome")
                 if end == R.TASK_COMPLETED:
                     return self.value_of(call.value)
                 exc = decode(call.outcome["error"], self.resolve)  # type: ignore[index]
@@ -689,7 +695,7 @@ class Executor(Outputs):
         if call is not None:
             if call.resumed is not None:
                 if self.observer is not None:
-                    self._notify("replayed", call_id, call.resumed)
+                    self._replayed(call_id, call, "resumed")
                 return decode(call.resumed.get("input"), self.resolve)
             self.before_live(call_id)  # a replay stops here; a cancellation is delivered here
             raise EndOfJournal(call_id)
@@ -729,7 +735,7 @@ class Executor(Outputs):
         call_id, call = self._take_slot(branch, "value", name, f"{name}()", src)
         if call is not None:
             if self.observer is not None:
-                self._notify("replayed", call_id, call.start)
+                self._replayed(call_id, call, "start")
             return self.value_of(call.value)
         self.before_live(call_id)
         value = produce()
@@ -745,7 +751,7 @@ class Executor(Outputs):
         if call is not None:
             if call.end is not None:
                 if self.observer is not None:
-                    self._notify("replayed", call_id, call.outcome)  # type: ignore[arg-type]
+                    self._replayed(call_id, call, "outcome")
                 return
             wake_at = call.start["wake_at"]
             self.before_live(call_id)

@@ -28,6 +28,7 @@ from engine.codec import decode, encode, find_class
 from engine.errors import EncodeError, ExecutionNotFoundError, NondeterminismError, WorkflowLoadError
 from engine.executor import Executor, Outcome, RunRequest
 from engine.journal import JournalRead, Visit, read_journal
+from engine.replay import ReplayIndex
 from engine.records import status_of
 from engine.store import FileStore, validate_execution_id
 from flux.divergence import Divergence, beyond_the_end
@@ -55,32 +56,51 @@ _HIDDEN_FRAMES = (_ENGINE_DIR, _FLUX_DIR)
 
 def open_journal(ref: str, home: str | None = None) -> tuple[JournalRead, str]:
     """Reads a journal given by its path (`…/<execution_id>.jsonl`) or by an execution id in the
-    store; returns it and the execution id. Changes nothing.
+    store; returns it, every record kept as a dict, and the execution id. Changes nothing.
 
     Raises:
         JournalCorruptError, ExecutionNotFoundError, InvalidExecutionIdError, WorkflowLoadError.
     """
+    read, execution_id, _ = _open_indexed(ref, home, keep=True)
+    return read, execution_id
+
+
+def _open_indexed(ref: str, home: str | None, *, keep: bool) -> tuple[JournalRead, str, ReplayIndex]:
+    """`open_journal`, building the replay index as the journal is read. With `keep`, every
+    record is kept as a dict (a debugger that shows calls looks at all of them, often more than
+    once); without, records stay as the journal's bytes and are parsed when asked for."""
+    kept: list[dict[str, Any]] = []
+
+    def read_with(read: Callable[[Visit], JournalRead], path: str) -> tuple[JournalRead, ReplayIndex]:
+        index = ReplayIndex(path)
+
+        def visit(records: list[dict[str, Any]], offsets: Any) -> None:
+            index.apply_all(records, offsets)
+            if keep:
+                kept.extend(records)
+
+        done = read(visit)
+        if keep:
+            done = dataclasses.replace(done, records=kept)
+        index.journal = done.records
+        return done, index
+
     if ref.endswith(".jsonl") or os.sep in ref or os.path.exists(ref):
         name = os.path.basename(ref)
         if not name.endswith(".jsonl"):
             raise WorkflowLoadError(f"{ref}: a journal file ends in .jsonl")
         execution_id = validate_execution_id(name[:-6])
         try:
-            return _kept(lambda visit: read_journal(ref, execution_id, visit=visit)), execution_id
+            done, index = read_with(lambda visit: read_journal(ref, execution_id, visit=visit), ref)
         except FileNotFoundError:
             raise ExecutionNotFoundError(execution_id, ref) from None
         except IsADirectoryError:
             raise WorkflowLoadError(f"{ref}: a directory, not a journal file") from None
+        return done, execution_id, index
     store = FileStore(default_home(home))
-    return _kept(lambda visit: store.read(validate_execution_id(ref), visit=visit)), ref
-
-
-def _kept(read: Callable[[Visit], JournalRead]) -> JournalRead:
-    """A journal read with every record kept as a dict: a debugger looks at all of them, often
-    more than once, so they are not parsed again on each look."""
-    kept: list[dict[str, Any]] = []
-    done = read(lambda records, offsets: kept.extend(records))
-    return dataclasses.replace(done, records=kept)
+    execution_id = validate_execution_id(ref)
+    done, index = read_with(lambda visit: store.read(execution_id, visit=visit), store.describe(execution_id))
+    return done, execution_id, index
 
 
 def load_workflow(read: JournalRead, file: str | None = None) -> tuple[Workflow, dict[str, str]]:
@@ -471,7 +491,10 @@ def _replay(
     on_break: Callable[[BreakPoint], None] | None,
     calls: bool,
 ) -> ReplayResult:
-    read, execution_id = open_journal(ref, home)
+    # Showing calls, stopping early or breaking needs every record at hand; a summary needs only
+    # the replay index, built as the journal is read, and no record kept as a dict.
+    keep = calls or break_at is not None or until is not None
+    read, execution_id, index = _open_indexed(ref, home, keep=keep)
     records = read.records
     wf, aliases = load_workflow(read, file)
     count = len(records)
@@ -489,7 +512,7 @@ def _replay(
     divergence: Divergence | None = None
     box: list[Any] = []
     try:
-        asyncio.run(_run(wf, read, execution_id, aliases, watch, box))
+        asyncio.run(_run(wf, read, execution_id, aliases, watch, box, None if until is not None else index))
     except NondeterminismError as err:
         divergence = Divergence.of(err)
     finally:
@@ -500,6 +523,7 @@ def _replay(
     call_count = len(rows) if rows is not None else len(executor.calls)
     missed = [call for call in executor.calls.values() if not call.visited]
     first_missed = min(missed, key=lambda call: call.seq).start if missed else None
+    waiting = {call_id for call_id, call in executor.calls.items() if call.kind == "pause" and call.resumed is None}
     _release(executor)
     header = records[0]
     base = dict(
@@ -522,7 +546,7 @@ def _replay(
     if watch.stop is not None and outcome.status == "replayed":
         stop = StopState(len(read.records) - 1, watch.stop[0], watch.stop[1])
         if until is None:
-            err = beyond_the_end(read, watch.stop[0], watch.stop[2], first_missed)
+            err = beyond_the_end(read, watch.stop[0], watch.stop[2], first_missed, waiting)
             if err is not None:
                 divergence = Divergence.of(err)
                 return ReplayResult(status="diverged", matches=False, note=str(err), divergence=divergence, **base)
@@ -534,9 +558,17 @@ def _replay(
 
 
 async def _run(
-    wf: Workflow, read: JournalRead, execution_id: str, aliases: dict[str, str], observer: Any, box: list[Any]
+    wf: Workflow,
+    read: JournalRead,
+    execution_id: str,
+    aliases: dict[str, str],
+    observer: Any,
+    box: list[Any],
+    index: ReplayIndex | None = None,
 ) -> None:
-    request = RunRequest(execution_id=execution_id, replay_only=True, journal=read, aliases=aliases, observer=observer)
+    request = RunRequest(
+        execution_id=execution_id, replay_only=True, journal=read, index=index, aliases=aliases, observer=observer
+    )
     executor = Executor(FileStore(_home_of(read.path)), request)
     box.append(executor)
     # The outcome goes in the box, not out as the result: asyncio.run (3.11) builds the repr of

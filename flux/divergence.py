@@ -115,7 +115,11 @@ def describe_call(side: dict[str, Any] | None) -> str:
 
 
 def beyond_the_end(
-    read: JournalRead, call_id: str, asked: dict[str, Any] | None, first_missed: dict[str, Any] | None
+    read: JournalRead,
+    call_id: str,
+    asked: dict[str, Any] | None,
+    first_missed: dict[str, Any] | None,
+    waiting: set[str] | None = None,
 ) -> NondeterminismError | None:
     """A divergence when the code asked for a call the journal never recorded although the
     recorded run had ended there (finished, or paused at another call); None when the journal
@@ -123,8 +127,9 @@ def beyond_the_end(
     records = read.records
     status = status_of(records)
     if status == "paused":
-        waiting = {r["call_id"] for r in records if r["kind"] == "workflow_paused"}
-        waiting -= {r.get("call_id") for r in records if r["kind"] == "workflow_resumed"}
+        if waiting is None:  # the pauses not resumed, when the caller's index does not say
+            waiting = {r["call_id"] for r in records if r["kind"] == "workflow_paused"}
+            waiting -= {r.get("call_id") for r in records if r["kind"] == "workflow_resumed"}
         if call_id in waiting:
             return None
     elif status not in ("completed", "failed", "cancelled"):
