@@ -63,9 +63,6 @@ class RecordedCall:
         self.cancelled: dict[str, Any] | None = None  # task_cancelled: the workflow cancelled it here
         self.visited = False  # replay has reached this call
 
-    def handler(self, kind: str) -> dict[str, Any] | None:
-        return None if self.handlers is None else self.handlers.get(kind)
-
     @property
     def start(self) -> dict[str, Any]:
         """The record that started the call."""
