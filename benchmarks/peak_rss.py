@@ -13,13 +13,7 @@ import atexit
 import runpy
 import sys
 
-
-def _peak_rss_bytes() -> int:
-    with open("/proc/self/status", "rb") as f:
-        for line in f:
-            if line.startswith(b"VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("/proc/self/status has no VmHWM line")
+from flux_workloads import peak_rss_bytes  # this folder is first on sys.path when run as a script
 
 
 def main() -> None:
@@ -29,7 +23,7 @@ def main() -> None:
 
     def write() -> None:
         with open(out, "w") as f:
-            f.write(str(_peak_rss_bytes()))
+            f.write(str(peak_rss_bytes()))
 
     atexit.register(write)
     sys.argv = [module, *sys.argv[3:]]

@@ -63,8 +63,7 @@ _crc32 = zlib.crc32
 
 def encode_line(record: dict[str, Any], seed: int) -> bytes:
     """The exact bytes of one journal line, newline included."""
-    prefix = _dumps(record)[:-1]
-    return prefix + b',"crc":"%08x"}\n' % _crc32(prefix, seed)
+    return encode_line_body(_dumps(record), seed)
 
 
 def encode_line_body(body: bytes, seed: int) -> bytes:
@@ -485,8 +484,7 @@ class JournalWriter:
             raise DurabilityError(f"{self.path}: an earlier write failed; the run cannot go on") from self._broken
         seq = self.next_seq
         record["seq"] = seq
-        prefix = _dumps(record)[:-1]  # encode_line, inline on the hot path
-        line = prefix + b',"crc":"%08x"}\n' % _crc32(prefix, self.seed)
+        line = encode_line(record, self.seed)
         if len(line) > MAX_RECORD_BYTES:
             raise RecordTooLargeError(
                 f"a {record.get('kind')} record of {len(line)} bytes is over the limit of {MAX_RECORD_BYTES} bytes; "

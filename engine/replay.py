@@ -174,14 +174,7 @@ class ReplayIndex:
         pass
 
     def _apply_task_started(self, record: dict[str, Any]) -> None:
-        call_id = self._call_id(record)
-        if call_id in self.calls:
-            self._corrupt(record, f"call {call_id!r} started twice")
-        if type(record.get("name")) is not str:
-            self._corrupt(record, "task_started without a name")
-        self.calls[call_id] = RecordedCall(
-            self.source, "task", record["seq"], record["name"], record.get("args"), record.get("kwargs")
-        )
+        self._new_call("task", record)
 
     def _apply_task_completed(self, record: dict[str, Any]) -> None:
         if "value" not in record:
@@ -231,13 +224,8 @@ class ReplayIndex:
     _apply_rollback_failed = _apply_handler
 
     def _apply_workflow_paused(self, record: dict[str, Any]) -> None:
-        call_id = self._call_id(record)
-        if call_id in self.calls:
-            self._corrupt(record, f"call {call_id!r} recorded twice")
-        if type(record.get("name")) is not str:
-            self._corrupt(record, "workflow_paused without a name")
-        self.calls[call_id] = RecordedCall(self.source, "pause", record["seq"], record["name"])
-        self.pending_pause = call_id
+        self._new_call("pause", record)
+        self.pending_pause = record["call_id"]
 
     def _apply_workflow_resumed(self, record: dict[str, Any]) -> None:
         call_id = record.get("call_id")
@@ -254,12 +242,15 @@ class ReplayIndex:
         self._open_task(record).cancelled = record
 
     def _new_call(self, kind: str, record: dict[str, Any]) -> None:
+        """Indexes the record that starts a call: a task, a pause, a recorded value or a timer."""
         call_id = self._call_id(record)
         if call_id in self.calls:
-            self._corrupt(record, f"call {call_id!r} recorded twice")
+            self._corrupt(record, f"call {call_id!r} {'started' if kind == 'task' else 'recorded'} twice")
         if type(record.get("name")) is not str:
             self._corrupt(record, f"{record['kind']} without a name")
-        self.calls[call_id] = RecordedCall(self.source, kind, record["seq"], record["name"], value=record.get("value"))
+        self.calls[call_id] = RecordedCall(
+            self.source, kind, record["seq"], record["name"], record.get("args"), record.get("kwargs"), record.get("value")
+        )
 
     def _apply_value_recorded(self, record: dict[str, Any]) -> None:
         if "value" not in record or type(record.get("name")) is not str:
