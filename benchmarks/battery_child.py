@@ -158,8 +158,8 @@ def _record_fsyncs(log: str) -> None:
 
 
 def _child(command: dict[str, Any]) -> None:
-    from engine import faults
-    from engine.errors import DurabilityError, ExecutionLockedError, NondeterminismError
+    from flux._engine import faults
+    from flux._engine.errors import DurabilityError, ExecutionLockedError, NondeterminismError
 
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)

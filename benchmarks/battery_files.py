@@ -27,10 +27,10 @@ import orjson
 
 from benchmarks.battery_child import expected_output, many
 from benchmarks.battery_kit import Figures, ForkServer, Size, journal_of
-from engine.errors import FluxError, JournalCorruptError
-from engine.journal import read_journal, seed_for
-from engine.replay import ReplayIndex
-from engine.store import FileStore
+from flux._engine.errors import FluxError, JournalCorruptError
+from flux._engine.journal import read_journal, seed_for
+from flux._engine.replay import ReplayIndex
+from flux._engine.store import FileStore
 
 __all__ = ["run_corruption", "run_power", "run_truncation"]
 

@@ -20,8 +20,8 @@ import orjson
 
 from benchmarks.battery_child import expected_output, many
 from benchmarks.battery_kit import Figures, ForkServer, Size, journal_of, read_side_log, read_sync_log
-from engine.errors import FluxError, JournalCorruptError, NondeterminismError
-from engine.journal import read_journal
+from flux._engine.errors import FluxError, JournalCorruptError, NondeterminismError
+from flux._engine.journal import read_journal
 
 __all__ = ["run_kill"]
 

@@ -17,10 +17,10 @@ import orjson
 from benchmarks import battery_child
 from benchmarks.battery_child import expected_output, twenty
 from benchmarks.battery_kit import ROOT, Figures, ForkServer, Size, journal_of, read_side_log, read_sync_log
-from engine.codec import encode
-from engine.errors import DurabilityError, FluxError
-from engine.journal import JournalWriter, encode_line, read_journal, seed_for
-from engine.store import FileStore
+from flux._engine.codec import encode
+from flux._engine.errors import DurabilityError, FluxError
+from flux._engine.journal import JournalWriter, encode_line, read_journal, seed_for
+from flux._engine.store import FileStore
 from flux.recover import recover_store
 from flux.runner import list_executions, resume_execution
 
@@ -202,7 +202,7 @@ FAULTS = (
 def _flux(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "PYTHONPATH": ROOT, **env}
     return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "flux", *args], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=300
     )
 
 

@@ -7,7 +7,7 @@ Run from the project root:
 
 Setup (not timed): one workflow of N trivial sequential tasks runs with durability "os" and ends
 at `pause("end")`, so its journal holds 2N+3 records. Each timed run is a fresh `python -m
-cli.main replay JOURNAL --summary` process, interpreter start-up and imports included; its peak
+flux replay JOURNAL --summary` process, interpreter start-up and imports included; its peak
 RSS is that process's own VmHWM (benchmarks/peak_rss.py). A replay that does not report the code as
 matching stops the script: a fast wrong answer is not a measurement.
 """
@@ -63,7 +63,7 @@ def replay_once(journal: str) -> tuple[float, float, int]:
     # Through peak_rss.py, which reports the process's own VmHWM: the rusage of a child forked
     # from this process (which made the journal) starts from this process's size.
     proc = subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "benchmarks", "peak_rss.py"), peak_file, "cli.main", "replay", journal, "--summary"],
+        [sys.executable, os.path.join(ROOT, "benchmarks", "peak_rss.py"), peak_file, "flux", "replay", journal, "--summary"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     out, err = proc.stdout.read(), proc.stderr.read()  # type: ignore[union-attr]

@@ -341,7 +341,7 @@ def measure_w5(tasks: int, runs: int, parent: str, flux: str) -> tuple[dict[str,
             # Its peak RSS is its own VmHWM: the rusage of a child of this large process is not.
             peak_file = os.path.join(base, "replay.peak")
             elapsed, _ = run_process(
-                [sys.executable, os.path.join(HERE, "peak_rss.py"), peak_file, "cli.main", "replay", quiet, journal],
+                [sys.executable, os.path.join(HERE, "peak_rss.py"), peak_file, "flux", "replay", quiet, journal],
                 cwd=ROOT,
             )
             if run:

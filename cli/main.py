@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from cli.render import (
+from flux._cli.render import (
     break_banner,
     render_calls,
     render_diff,
@@ -347,7 +347,7 @@ def check(
     debug: bool = DebugOpt,
 ) -> None:
     """Check that WORKFLOW is deterministic for one input: exit 0 if every property holds, 1 if not."""
-    from cli.render_check import render_check
+    from flux._cli.render_check import render_check
     from flux import testing
 
     _guard(debug)

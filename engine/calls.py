@@ -16,9 +16,9 @@ from typing import Any
 import anyio.to_thread
 import orjson
 
-from engine.handling import TaskOptions
-from engine.journal import JournalRead
-from engine.replay import RecordedCall, ReplayIndex
+from flux._engine.handling import TaskOptions
+from flux._engine.journal import JournalRead
+from flux._engine.replay import RecordedCall, ReplayIndex
 
 __all__ = [
     "EndOfJournal",

@@ -22,7 +22,8 @@ from typing import Any
 
 import orjson
 
-from engine.errors import DecodeError, EncodeError, RecordedError
+from flux._engine import errors as _errors
+from flux._engine.errors import DecodeError, EncodeError, RecordedError
 
 __all__ = ["Resolver", "class_ref", "decode", "encode", "find_class"]
 
@@ -38,15 +39,25 @@ def class_ref(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
+# Journals written before the engine was installed as `flux._engine` name its errors by their
+# old modules; they are the same classes, found in `flux.errors` (SPEC.md 3).
+_OLD_ERROR_MODULES = {"engine.errors", "engine.secrets", "engine.journal", "flux.graph", "flux.testing._check"}
+
+
 def find_class(ref: str, aliases: dict[str, str] | None = None) -> type | None:
     """Finds a class among modules already imported; never imports anything.
 
     Names are looked up in the objects' own `__dict__`, so a module-level `__getattr__` (which
-    may import submodules lazily) is never triggered.
+    may import submodules lazily) is never triggered. Flux's own errors (`flux.errors:Name`) are
+    always found.
     """
     module_name, _, qualname = ref.partition(":")
     if aliases and module_name in aliases:
         module_name = aliases[module_name]
+    if module_name == "flux.errors" or module_name in _OLD_ERROR_MODULES:
+        found = vars(_errors).get(qualname)
+        if isinstance(found, type) and qualname in _errors.__all__:
+            return found
     module = sys.modules.get(module_name)
     if module is None or not qualname:
         return None

@@ -1,4 +1,4 @@
-"""Every error the engine raises; `flux.errors` re-exports them for users.
+"""Every error Flux raises, in one tree; `flux.errors` is where users import them from.
 
     FluxError
     ├── ExecutionError              a task failed; `inner_exception` is what it raised
@@ -14,13 +14,24 @@
     │   ├── ExecutionNotFoundError  no journal for that execution id
     │   ├── InvalidExecutionIdError an id that could name a path outside the store
     │   ├── DurabilityError         a write or fsync failed; the run stops
+    │   │   └── OwnershipLostError  another owner took the execution over; this one's writes are refused
+    │   ├── StoreError              the store cannot be used (a bad path, a FIFO, no permission)
+    │   │   └── UnsafePathError     a journal that is a symbolic link or not a regular file (an OSError too)
     │   ├── BlobError               a stored output is missing or altered (names the file)
-    │   ├── UnsafePathError         a journal that is a symbolic link (also an OSError)
+    │   ├── SecretError             a requested secret is missing, or the secrets file is not private
     │   └── WorkflowLoadError       the workflow's code cannot be found or imported
     ├── EncodeError                 a value the journal cannot hold exactly (type and where)
+    │   └── RecordTooLargeError     a record over the size limit (use output storage)
     ├── DecodeError                 a recorded value cannot be rebuilt (missing class)
-    ├── InvalidOptionError          a bad decorator option, raised when the decorator runs
-    └── ExecutionStateError         an operation that the execution's state does not allow
+    ├── InvalidOptionError          a bad decorator option or argument (also a ValueError)
+    ├── GraphError                  an invalid Graph (names the node; also a ValueError)
+    ├── ExecutionStateError         an operation that the execution's state does not allow
+    ├── OutsideWorkflowError        a workflow-only call (pause, sleep, now, ...) made outside one
+    └── DeterminismError            flux.testing found a workflow that is not deterministic
+                                    (also an AssertionError)
+
+Every class here reports `flux.errors` as its module, the name users import and the name a
+journal records for a recorded exception (`{"$error":"flux.errors:ExecutionError",...}`).
 """
 
 from __future__ import annotations
@@ -29,6 +40,13 @@ from typing import Any
 
 __all__ = [
     "BlobError",
+    "DeterminismError",
+    "GraphError",
+    "OutsideWorkflowError",
+    "OwnershipLostError",
+    "RecordTooLargeError",
+    "SecretError",
+    "StoreError",
     "DecodeError",
     "DurabilityError",
     "EncodeError",
@@ -226,11 +244,25 @@ class DurabilityError(EngineError):
     """Writing or syncing the journal failed; what was not synced may be lost."""
 
 
+class OwnershipLostError(DurabilityError):
+    """Another owner took the execution over (a lease ran out, a lock was broken): this writer's
+    records are refused, never merged."""
+
+
+class StoreError(EngineError):
+    """The store cannot be used as asked: a path that is not a directory, no permission, a file
+    that is not a regular file. The message names the path and what to do."""
+
+
 class BlobError(EngineError):
     """A stored output (blob) is missing or does not match its digest."""
 
 
-class UnsafePathError(EngineError, OSError):
+class SecretError(EngineError):
+    """A requested secret is missing, or the secrets file is not private."""
+
+
+class UnsafePathError(StoreError, OSError):
     """A journal path that is a symbolic link (or otherwise not a plain file): never followed."""
 
 
@@ -247,6 +279,11 @@ class EncodeError(FluxError):
         super().__init__(message)
 
 
+class RecordTooLargeError(EncodeError):
+    """A record longer than the journal's limit for one line; large values belong in output
+    storage."""
+
+
 class DecodeError(FluxError):
     """A recorded value that cannot be rebuilt in this process."""
 
@@ -255,8 +292,32 @@ class InvalidOptionError(FluxError, ValueError):
     """A decorator option with a bad value, raised when the decorator runs."""
 
 
+class GraphError(FluxError, ValueError):
+    """An invalid graph: a cycle, an unreachable node, an unknown node, no start or no end."""
+
+
 class ExecutionStateError(FluxError):
     """The execution's state does not allow the operation (for example resuming a finished one)."""
+
+
+class OutsideWorkflowError(FluxError):
+    """A call that only means something inside a running workflow (`pause`, `sleep`, `now`,
+    `call`, `idempotency_key`, ...) was made outside one."""
+
+
+class DeterminismError(FluxError, AssertionError):
+    """A workflow broke a determinism property. An AssertionError, so test runners show it.
+
+    `report` is the `flux.testing.CheckReport`; `input`, `property` and `seq` (the last record
+    kept before the interruption, or None) describe the first failure.
+    """
+
+    def __init__(self, message: str, *, report: Any = None, input: Any = None, property: str = "", seq: int | None = None) -> None:
+        self.report = report
+        self.input = input
+        self.property = property
+        self.seq = seq
+        super().__init__(message)
 
 
 class RecordedError(Exception):
@@ -267,3 +328,9 @@ class RecordedError(Exception):
         self.message = message
         self.traceback_text = traceback_text
         super().__init__(f"{type_name}: {message}")
+
+
+# Users import these from `flux.errors`, and journals name them so (SPEC.md 3).
+for _name in __all__:
+    globals()[_name].__module__ = "flux.errors"
+del _name

@@ -23,20 +23,20 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 
-from engine import records as R
-from engine import traps
-from engine.clock import Clock, SystemClock, iso, stamper
-from engine.codec import decode, encode, find_class
-from engine.errors import (
+from flux._engine import records as R
+from flux._engine import traps
+from flux._engine.clock import Clock, SystemClock, iso, stamper
+from flux._engine.codec import decode, encode, find_class
+from flux._engine.errors import (
     EncodeError,
     EngineError,
     ExecutionError,
     ExecutionStateError,
     NondeterminismError,
 )
-from engine.journal import FORMAT_VERSION, JournalRead, Known, Records
-from engine.handling import run_attempt, run_handled
-from engine.calls import (
+from flux._engine.journal import FORMAT_VERSION, JournalRead, Known, Records
+from flux._engine.handling import run_attempt, run_handled
+from flux._engine.calls import (
     EndOfJournal,
     Outcome,
     RunRequest,
@@ -47,11 +47,11 @@ from engine.calls import (
     format_call,
     user_frame,
 )
-from engine.outputs import Outputs
-from engine.replay import RecordedCall, ReplayIndex
-from engine.secrets import Secrets, redact
-from engine.snapshot import Snapshot, snapshot_of
-from engine.store import Lease, Store
+from flux._engine.outputs import Outputs
+from flux._engine.replay import RecordedCall, ReplayIndex
+from flux._engine.secrets import Secrets, redact
+from flux._engine.snapshot import Snapshot, snapshot_of
+from flux._engine.store import Lease, Store
 
 _ENGINE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _FLUX_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "flux") + os.sep

@@ -21,22 +21,22 @@ from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
-from engine import records as R
-from engine import traps
-from engine.clock import finishes_within
-from engine.codec import decode, encode
-from engine.errors import (
+from flux._engine import records as R
+from flux._engine import traps
+from flux._engine.clock import finishes_within
+from flux._engine.codec import decode, encode
+from flux._engine.errors import (
     EngineError,
     ExecutionTimeoutError,
     FallbackError,
     RetryError,
     RollbackError,
 )
-from engine.isolate import TimedOut, run_isolated
+from flux._engine.isolate import TimedOut, run_isolated
 
 if TYPE_CHECKING:
-    from engine.executor import Executor, TaskSpec
-    from engine.replay import RecordedCall
+    from flux._engine.executor import Executor, TaskSpec
+    from flux._engine.replay import RecordedCall
 
 __all__ = ["TaskOptions", "run_attempt", "run_handled"]
 

@@ -23,8 +23,8 @@ from typing import Any
 
 import orjson
 
-from engine.clock import Clock, finishes_within
-from engine.codec import decode, encode, encode_exception
+from flux._engine.clock import Clock, finishes_within
+from flux._engine.codec import decode, encode, encode_exception
 
 __all__ = ["CAN_FORK", "TimedOut", "register_inherited_fd", "run_isolated", "unregister_inherited_fd"]
 

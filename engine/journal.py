@@ -18,9 +18,9 @@ from typing import Any
 
 import orjson
 
-from engine import faults as _faults
-from engine.errors import DurabilityError, EncodeError, JournalCorruptError
-from engine.records import KINDS as RECORD_KINDS
+from flux._engine import faults as _faults
+from flux._engine.errors import DurabilityError, JournalCorruptError, RecordTooLargeError
+from flux._engine.records import KINDS as RECORD_KINDS
 
 __all__ = [
     "DURABILITY_MODES",
@@ -82,10 +82,6 @@ def checks_out(line: bytes, seed: int) -> bool:
     if digits.strip(_HEX):
         return False
     return _crc32(line[: n - _SUFFIX_LEN], seed) == int(digits, 16)
-
-
-class RecordTooLargeError(EncodeError):
-    """A record longer than MAX_RECORD_BYTES."""
 
 
 class LineOffsets(Sequence[int]):

@@ -10,14 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from engine import records as R
-from engine.codec import decode, encode, encode_exception
-from engine.errors import DecodeError, EncodeError, ExecutionError
-from engine.journal import RecordTooLargeError
-from engine.secrets import SecretError, redact
+from flux._engine import records as R
+from flux._engine.codec import decode, encode, encode_exception
+from flux._engine.errors import DecodeError, EncodeError, ExecutionError
+from flux._engine.errors import RecordTooLargeError
+from flux._engine.errors import SecretError
+from flux._engine.secrets import redact
 
 if TYPE_CHECKING:
-    from engine.calls import TaskSpec
+    from flux._engine.calls import TaskSpec
 
 __all__ = ["Outputs"]
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from engine import records as R
-from engine.errors import JournalCorruptError
+from flux._engine import records as R
+from flux._engine.errors import JournalCorruptError
 
 __all__ = ["RecordedCall", "ReplayIndex"]
 

@@ -14,13 +14,9 @@ import os
 import stat
 from typing import Any
 
-from engine.errors import EngineError
+from flux._engine.errors import SecretError
 
 __all__ = ["SecretError", "Secrets", "redact"]
-
-
-class SecretError(EngineError):
-    """A requested secret is missing, or the secrets file is not private."""
 
 
 class Secrets:

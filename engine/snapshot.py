@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from engine.journal import checks_out, encode_line_body, seed_for
-from engine.replay import RecordedCall, ReplayIndex
+from flux._engine.journal import checks_out, encode_line_body, seed_for
+from flux._engine.replay import RecordedCall, ReplayIndex
 
 __all__ = ["SNAPSHOT_FORMAT", "Snapshot", "snapshot_of"]
 

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from engine.errors import (
+from flux._engine.errors import (
     BlobError,
     UnsafePathError,
     DurabilityError,
@@ -31,8 +31,8 @@ from engine.errors import (
     ExecutionNotFoundError,
     InvalidExecutionIdError,
 )
-from engine.isolate import register_inherited_fd, unregister_inherited_fd
-from engine.journal import (
+from flux._engine.isolate import register_inherited_fd, unregister_inherited_fd
+from flux._engine.journal import (
     FILE_MODE,
     JournalRead,
     JournalWriter,

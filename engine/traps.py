@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
+from flux._engine.errors import OutsideWorkflowError
+
 if TYPE_CHECKING:
-    from engine.executor import Executor, TaskSpec
+    from flux._engine.executor import Executor, TaskSpec
 
 __all__ = [
     "Branch",
@@ -88,7 +90,7 @@ async def _outside(spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
 def _need_branch(what: str) -> Branch:
     branch = _branch.get()
     if branch is None:
-        raise RuntimeError(f"{what} can only be awaited inside a running workflow")
+        raise OutsideWorkflowError(f"{what} can only be awaited inside a running workflow or one of its tasks")
     return branch
 
 
@@ -114,7 +116,7 @@ def patched(change_id: str) -> bool:
     """Whether the running execution takes the new path of change `change_id`."""
     branch = _branch.get()
     if branch is None:
-        raise RuntimeError("patched() can only be called inside a running workflow")
+        raise OutsideWorkflowError("patched() can only be called inside a running workflow")
     return branch.executor.patched(branch, change_id)
 
 
@@ -145,7 +147,7 @@ def idempotency_key() -> str:
     """A key for the current task call, the same on every attempt and every replay."""
     branch = _branch.get()
     if branch is None or branch.call_id is None:
-        raise RuntimeError("idempotency_key() can only be called inside a task that runs in a workflow")
+        raise OutsideWorkflowError("idempotency_key() can only be called inside a task that runs in a workflow")
     return f"{branch.executor.execution_id}:{branch.call_id}"
 
 

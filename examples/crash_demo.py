@@ -39,7 +39,7 @@ async def slow_sum(ctx: ExecutionContext[int]) -> int:
 def _demo() -> None:
     home = tempfile.mkdtemp(prefix="flux-demo-")
     env = {**os.environ, "FLUX_HOME": home, "DEMO_DELAY": "0.1"}
-    flux = [sys.executable, "-m", "cli.main"]
+    flux = [sys.executable, "-m", "flux"]
     here = os.path.abspath(__file__)
     print("starting a 20-step workflow, killing it with SIGKILL after 1 second…")
     proc = subprocess.Popen([*flux, "exec", here, "slow_sum", "--input", "20"], env=env)

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from engine.clock import Clock, SystemClock, VirtualClock
+from flux._engine.clock import Clock, SystemClock, VirtualClock
 
 __all__ = ["Clock", "SystemClock", "VirtualClock"]

@@ -92,7 +92,7 @@ class ExecutionContext(Generic[T]):
         before the change replay the old path (False). See SPEC.md "Versioning" for the life
         cycle: introduce, wait for old executions to finish, remove.
         """
-        from engine import traps
+        from flux._engine import traps
 
         return traps.patched(change_id)
 

@@ -24,13 +24,13 @@ from typing import Any
 
 import orjson
 
-from engine.codec import decode, encode, find_class
-from engine.errors import EncodeError, ExecutionNotFoundError, NondeterminismError, WorkflowLoadError
-from engine.executor import Executor, Outcome, RunRequest
-from engine.journal import JournalRead, Visit, read_journal
-from engine.replay import ReplayIndex
-from engine.records import status_of
-from engine.store import FileStore, validate_execution_id
+from flux._engine.codec import decode, encode, find_class
+from flux._engine.errors import EncodeError, ExecutionNotFoundError, NondeterminismError, WorkflowLoadError
+from flux._engine.executor import Executor, Outcome, RunRequest
+from flux._engine.journal import JournalRead, Visit, read_journal
+from flux._engine.replay import ReplayIndex
+from flux._engine.records import status_of
+from flux._engine.store import FileStore, validate_execution_id
 from flux.divergence import Divergence, beyond_the_end
 from flux.loader import load_recorded, workflows_in
 from flux.timeline import CallRow, error_summary, timeline
@@ -295,7 +295,7 @@ class _BreakWatch(_Watch):
         name = self.names.get(call_id, "")
         if call_id == self.break_call or (self.break_name is not None and _name_matches(name, self.break_name)):
             # The hook's frame is not used: for a call handed straight to gather it is no
-            # workflow frame at all (engine.executor.user_frame walks out past the event loop).
+            # workflow frame at all (flux._engine.calls.user_frame walks out past the event loop).
             frames = _user_frames(sys._getframe(1))
             if not frames:
                 return

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engine.errors import NondeterminismError
-from engine.executor import format_call
-from engine.journal import JournalRead
-from engine.records import status_of
+from flux._engine.errors import NondeterminismError
+from flux._engine.executor import format_call
+from flux._engine.journal import JournalRead
+from flux._engine.records import status_of
 
 __all__ = ["ABSENT", "ArgDiff", "Divergence", "arg_diff", "beyond_the_end", "describe_call"]
 

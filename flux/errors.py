@@ -1,51 +1,7 @@
-"""The errors users see; all derive from `FluxError` (the tree is drawn in engine/errors.py)."""
+"""The errors users see; all derive from `FluxError`. The tree is drawn in the engine's errors
+module (`flux._engine.errors`), which this module re-exports whole."""
 
 from __future__ import annotations
 
-from engine.errors import (
-    CompensationError,
-    ExecutionTimeoutError,
-    FallbackError,
-    RetryError,
-    RollbackError,
-    UnsafePathError,
-    DecodeError,
-    DurabilityError,
-    EncodeError,
-    EngineError,
-    ExecutionError,
-    ExecutionLockedError,
-    ExecutionNotFoundError,
-    ExecutionStateError,
-    FluxError,
-    InvalidExecutionIdError,
-    InvalidOptionError,
-    JournalCorruptError,
-    NondeterminismError,
-    RecordedError,
-    WorkflowLoadError,
-)
-
-__all__ = [
-    "CompensationError",
-    "ExecutionTimeoutError",
-    "FallbackError",
-    "RetryError",
-    "RollbackError",
-    "UnsafePathError",
-    "DecodeError",
-    "DurabilityError",
-    "EncodeError",
-    "EngineError",
-    "ExecutionError",
-    "ExecutionLockedError",
-    "ExecutionNotFoundError",
-    "ExecutionStateError",
-    "FluxError",
-    "InvalidExecutionIdError",
-    "InvalidOptionError",
-    "JournalCorruptError",
-    "NondeterminismError",
-    "RecordedError",
-    "WorkflowLoadError",
-]
+from flux._engine.errors import *  # noqa: F403 - the public error tree, re-exported whole
+from flux._engine.errors import __all__ as __all__  # noqa: PLC0414

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from engine.errors import FluxError
+from flux._engine.errors import FluxError
 from flux.debug import replay
 
 __all__ = ["GoldenResult", "assert_golden", "golden_params", "journals_in", "replay_folder", "replay_one"]
@@ -61,7 +61,7 @@ def journals_in(folder: str) -> list[str]:
 def _file_for(path: str, file: Files) -> str | None:
     if file is None or isinstance(file, str):
         return file
-    from engine.journal import read_journal
+    from flux._engine.journal import read_journal
 
     name = os.path.basename(path)[:-6]
     workflow = read_journal(path, name).records[0].get("workflow", "")

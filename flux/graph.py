@@ -22,15 +22,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from engine.errors import FluxError
+from flux._engine.errors import GraphError
 
 __all__ = ["Graph", "GraphError"]
 
 _SKIPPED = object()
-
-
-class GraphError(FluxError, ValueError):
-    """An invalid graph: a cycle, an unreachable node, an unknown node, no start or no end."""
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,13 @@ from typing import Any
 
 import orjson
 
-from engine import journal as _journal
-from engine.clock import SystemClock, iso
-from engine.codec import encode
-from engine.errors import ExecutionStateError, InvalidOptionError
-from engine.journal import DURABILITY_MODES, FORMAT_VERSION, JournalRead, encode_line
-from engine.records import status_of
-from engine.store import FileStore, validate_execution_id
+from flux._engine import journal as _journal
+from flux._engine.clock import SystemClock, iso
+from flux._engine.codec import encode
+from flux._engine.errors import ExecutionStateError, InvalidOptionError
+from flux._engine.journal import DURABILITY_MODES, FORMAT_VERSION, JournalRead, encode_line
+from flux._engine.records import status_of
+from flux._engine.store import FileStore, validate_execution_id
 from flux.context import ExecutionContext
 from flux.debug import open_journal
 from flux.divergence import ABSENT, arg_diff

@@ -15,7 +15,7 @@ import sys
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import WorkflowLoadError
+from flux._engine.errors import WorkflowLoadError
 
 if TYPE_CHECKING:
     from flux.workflow import Workflow

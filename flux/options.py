@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.errors import InvalidOptionError
-from engine.handling import TaskOptions
+from flux._engine.errors import InvalidOptionError
+from flux._engine.handling import TaskOptions
 
 __all__ = ["check_options", "task_options", "uses_output_storage"]
 

@@ -12,9 +12,9 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from engine.errors import ExecutionLockedError, FluxError, JournalCorruptError
-from engine.records import status_of
-from engine.store import FileStore
+from flux._engine.errors import ExecutionLockedError, FluxError, JournalCorruptError
+from flux._engine.records import status_of
+from flux._engine.store import FileStore
 from flux.context import ExecutionContext
 from flux.loader import load_recorded
 from flux.workflow import default_home

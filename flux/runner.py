@@ -14,12 +14,12 @@ from typing import Any
 
 import orjson
 
-from engine.codec import find_class
-from engine.errors import ExecutionStateError, JournalCorruptError, UnsafePathError, WorkflowLoadError
-from engine.executor import Outcome
-from engine.journal import read_journal
-from engine.records import status_of
-from engine.store import FileStore, validate_execution_id
+from flux._engine.codec import find_class
+from flux._engine.errors import ExecutionStateError, JournalCorruptError, UnsafePathError, WorkflowLoadError
+from flux._engine.executor import Outcome
+from flux._engine.journal import read_journal
+from flux._engine.records import status_of
+from flux._engine.store import FileStore, validate_execution_id
 from flux.context import ExecutionContext
 from flux.loader import find_workflow, load_file, load_recorded
 from flux.workflow import default_home
@@ -209,7 +209,7 @@ def _compare(records: list[dict[str, Any]], outcome: Outcome, aliases: dict[str,
         return True, "the code matches the journal up to its last record"
     if final is None:
         return True, "the code matches the journal"
-    from engine.codec import decode, encode
+    from flux._engine.codec import decode, encode
 
     if final["kind"] == "workflow_completed":
         if outcome.status != "completed":

@@ -19,9 +19,9 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
-from engine import traps
-from engine.errors import CompensationError, EngineError, ExecutionError
-from engine.executor import TaskSpec
+from flux._engine import traps
+from flux._engine.errors import CompensationError, EngineError, ExecutionError
+from flux._engine.executor import TaskSpec
 
 __all__ = ["Saga"]
 

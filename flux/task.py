@@ -10,8 +10,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from engine import traps
-from engine.executor import TaskSpec
+from flux._engine import traps
+from flux._engine.executor import TaskSpec
 from flux.options import check_options, task_options, uses_output_storage
 
 __all__ = ["TaskFunction", "task"]

@@ -18,9 +18,10 @@ import uuid as _uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from engine import traps
-from engine.errors import InvalidOptionError
-from flux.graph import Graph, GraphError
+from flux._engine import traps
+from flux._engine.errors import InvalidOptionError
+from flux._engine.errors import GraphError
+from flux.graph import Graph
 
 if TYPE_CHECKING:
     from flux.workflow import Workflow
@@ -68,7 +69,7 @@ async def pause(
     then returns None); before it, resuming needs an input.
 
     Raises:
-        RuntimeError: outside a running workflow.
+        OutsideWorkflowError: outside a running workflow.
     """
     wake_at: float | None = None
     if until is not None and delay is not None:

@@ -9,11 +9,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from engine.errors import ExecutionStateError, InvalidOptionError
-from engine.executor import Executor, Outcome, RunRequest, TaskSpec, child_execution_id
-from engine.journal import DURABILITY_MODES, JournalRead
-from engine.store import FileStore, validate_execution_id
-from engine.clock import Clock
+from flux._engine.errors import ExecutionStateError, InvalidOptionError, OutsideWorkflowError
+from flux._engine.executor import Executor, Outcome, RunRequest, TaskSpec, child_execution_id
+from flux._engine.journal import DURABILITY_MODES, JournalRead
+from flux._engine.store import FileStore, validate_execution_id
+from flux._engine.clock import Clock
 from flux.context import ExecutionContext
 from flux.loader import code_of
 from flux.options import check_options, uses_output_storage
@@ -192,11 +192,11 @@ class Workflow:
 
 async def run_child(workflow: Workflow | str, input: Any, src: str) -> Any:
     """Runs (or, on replay, continues) a sub-workflow as one task call of the running workflow."""
-    from engine import traps
+    from flux._engine import traps
 
     parent = traps.current_executor()
     if parent is None:
-        raise RuntimeError("call() can only be awaited inside a running workflow")
+        raise OutsideWorkflowError("call() can only be awaited inside a running workflow")
     if isinstance(workflow, str):
         workflow = _find_sibling(parent, workflow)
     if not isinstance(workflow, Workflow):

@@ -21,17 +21,17 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def flux_cmd(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """Runs `python -m cli.main ARGS` the way a user runs `flux ARGS`."""
+    """Runs `python -m flux ARGS` the way a user runs `flux ARGS`."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "flux", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
     )
 
 
 def flux_popen(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.Popen(
-        [sys.executable, "-m", "cli.main", *args],
+        [sys.executable, "-m", "flux", *args],
         cwd=cwd,
         env=full_env,
         stdout=subprocess.PIPE,

@@ -12,7 +12,7 @@ import pytest
 
 from benchmarks.battery import SCENARIOS, render
 from benchmarks.battery_kit import SIZES, Figures
-from engine import faults
+from flux._engine import faults
 
 CI = SIZES["ci"]
 SEED = 1
@@ -110,7 +110,7 @@ def test_fault_rules_are_parsed_and_bad_ones_named() -> None:
 
 
 def test_the_hooks_are_unarmed_in_a_normal_process() -> None:
-    from engine import journal
+    from flux._engine import journal
 
     assert faults.ACTIVE is False and journal._FAULTS is False
     assert journal._WRITE is __import__("os").write

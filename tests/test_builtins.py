@@ -25,12 +25,10 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-import cli.main
-from cli.main import app
-from engine.clock import iso
-from engine.errors import BlobError
-from engine.journal import RecordTooLargeError
-from engine.secrets import SecretError
+import flux._cli.main
+from flux._cli.main import app
+from flux._engine.clock import iso
+from flux.errors import BlobError, OutsideWorkflowError, RecordTooLargeError, SecretError
 from flux import ExecutionContext, Saga, runner, task, workflow
 from flux.clock import VirtualClock
 from flux.domain.events import ExecutionEventType as E
@@ -701,7 +699,7 @@ def test_asking_for_another_value_where_one_was_recorded_is_divergence(home: Pat
     data = path.read_bytes()
     header, rest = data.split(b"\n", 1)
     # Same execution, but the code now asks uuid4() where the journal recorded now().
-    from engine.journal import encode_line, seed_for
+    from flux._engine.journal import encode_line, seed_for
 
     head = orjson.loads(header)
     head["input"] = "uuid"
@@ -1109,7 +1107,7 @@ def test_a_secret_returned_or_raised_by_a_task_is_in_no_byte_written(home: Path,
     kinds_written = {r["kind"] for r in records(done)}
     assert {"attempt_failed", "task_failed", "workflow_failed"} <= kinds_written
     # A wide console: no line is wrapped, so no canary can hide across two lines.
-    monkeypatch.setattr(cli.main, "out", Console(highlight=False, soft_wrap=True, width=1000))
+    monkeypatch.setattr(flux._cli.main, "out", Console(highlight=False, soft_wrap=True, width=1000))
     shown = CliRunner().invoke(app, ["show", done.execution_id, "--home", str(home)])
     listed = CliRunner().invoke(app, ["list", "--home", str(home)])
     assert shown.exit_code == 0 and "leaks_in_error" in shown.output and redacted in shown.output
@@ -1411,5 +1409,5 @@ def test_cache_option_is_validated_when_decorating() -> None:
     ],
 )
 def test_the_recording_builtins_refuse_to_run_outside_a_workflow(make: Any, name: str) -> None:
-    with pytest.raises(RuntimeError, match=f"{name.replace('(', '[(]').replace(')', '[)]')} can only be awaited inside a running workflow"):
+    with pytest.raises(OutsideWorkflowError, match=f"{name.replace('(', '[(]').replace(')', '[)]')} can only be awaited inside a running workflow"):
         asyncio.run(make())

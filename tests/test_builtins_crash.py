@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 import pytest
 
-from engine.clock import iso
+from flux._engine.clock import iso
 from tests.conftest import flux_cmd, flux_popen
 
 FLOWS = textwrap.dedent(

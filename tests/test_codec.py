@@ -19,8 +19,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from engine.codec import class_ref, decode, encode, encode_exception, find_class
-from engine.errors import DecodeError, EncodeError, RecordedError
+from flux._engine.codec import class_ref, decode, encode, encode_exception, find_class
+from flux._engine.errors import DecodeError, EncodeError, RecordedError
 
 pydantic = pytest.importorskip("pydantic")
 
@@ -325,7 +325,7 @@ def test_sets_with_colliding_hashes_iterate_differently_but_encode_the_same() ->
 
 def test_sets_encode_the_same_across_hash_seeds() -> None:
     script = (
-        "import orjson; from engine.codec import encode; "
+        "import orjson; from flux._engine.codec import encode; "
         "import sys; sys.stdout.buffer.write(orjson.dumps(encode({'alpha', 'beta', 'gamma', 'delta', ('x', 'y'), "
         "frozenset({'p', 'q', 'r'})})))"
     )
@@ -462,8 +462,8 @@ def test_decoding_does_not_import_through_a_lazy_module_attribute() -> None:
     # concurrent.futures imports its `process` submodule lazily from its module __getattr__.
     script = (
         "import sys, concurrent.futures\n"
-        "from engine.codec import decode\n"
-        "from engine.errors import DecodeError\n"
+        "from flux._engine.codec import decode\n"
+        "from flux._engine.errors import DecodeError\n"
         "assert 'concurrent.futures.process' not in sys.modules\n"
         "try:\n"
         "    value = decode({'$dataclass': 'concurrent.futures:ProcessPoolExecutor', 'v': {}})\n"

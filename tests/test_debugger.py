@@ -16,8 +16,8 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
-from engine.journal import encode_line, seed_for
+from flux._cli.main import app
+from flux._engine.journal import encode_line, seed_for
 from flux import debug
 from flux.errors import WorkflowLoadError
 from flux.loader import load_file
@@ -245,7 +245,7 @@ def test_break_at_a_task_name_breaks_at_its_first_call(recorded: dict[str, Any])
 def test_break_at_in_pdb_through_the_command_line(recorded: dict[str, Any]) -> None:
     seq = _seq_of(recorded["records"], "task_completed", "1")
     run = subprocess.run(
-        [sys.executable, "-m", "cli.main", "replay", recorded["done"], "--break-at", str(seq), "--summary"],
+        [sys.executable, "-m", "flux", "replay", recorded["done"], "--break-at", str(seq), "--summary"],
         cwd=recorded["root"], env={**os.environ, "PYTHONPATH": str(ROOT)}, input="p a\nc\n",
         capture_output=True, text=True, timeout=60,
     )

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from engine.clock import VirtualClock
+from flux._engine.clock import VirtualClock
 from flux import ExecutionContext, Saga, task, workflow
 from flux.domain.events import ExecutionEventType as E
 from flux.errors import (
@@ -407,9 +407,9 @@ def test_a_pause_inside_a_saga_does_not_compensate(home: Path) -> None:
 def test_without_fork_a_plain_task_with_a_timeout_runs_in_an_abandoned_thread(
     home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import engine.isolate
+    import flux._engine.isolate
 
-    monkeypatch.setattr(engine.isolate, "CAN_FORK", False)
+    monkeypatch.setattr(flux._engine.isolate, "CAN_FORK", False)
 
     @task.with_options(timeout=0.3)
     def sleepy(seconds: float) -> str:

@@ -22,9 +22,9 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from engine.errors import ExecutionLockedError, InvalidExecutionIdError, JournalCorruptError
-from engine.journal import encode_line, read_journal, seed_for
-from engine.store import FileStore, Lease, validate_execution_id
+from flux._engine.errors import ExecutionLockedError, InvalidExecutionIdError, JournalCorruptError
+from flux._engine.journal import encode_line, read_journal, seed_for
+from flux._engine.store import FileStore, Lease, validate_execution_id
 
 ROOT = Path(__file__).resolve().parent.parent
 EID = "run-1"
@@ -121,7 +121,7 @@ def test_read_records_are_parsed_again_on_each_access_and_behave_as_a_list(tmp_p
 
 
 def test_visit_sees_every_record_once_in_order_across_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import engine.journal as journal
+    import flux._engine.journal as journal
 
     path, written = write_journal(tmp_path / "home", n=300)
     monkeypatch.setattr(journal, "_CHUNK_BYTES", 1000)  # many batches, lines cut between them
@@ -141,7 +141,7 @@ def test_visit_sees_every_record_once_in_order_across_batches(tmp_path: Path, mo
 
 
 def test_damage_in_a_later_batch_is_named_by_its_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import engine.journal as journal
+    import flux._engine.journal as journal
 
     path, _ = write_journal(tmp_path / "home", n=300)
     monkeypatch.setattr(journal, "_CHUNK_BYTES", 1000)
@@ -344,8 +344,8 @@ def test_header_of_another_execution_is_refused(tmp_path: Path) -> None:
 
 ACQUIRE = """
 import sys, time
-from engine.errors import ExecutionLockedError
-from engine.store import FileStore
+from flux._engine.errors import ExecutionLockedError
+from flux._engine.store import FileStore
 try:
     lease = FileStore(sys.argv[1]).acquire(sys.argv[2], "os")
 except ExecutionLockedError as err:

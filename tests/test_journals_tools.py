@@ -15,8 +15,8 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
-from engine.journal import read_journal
+from flux._cli.main import app
+from flux._engine.journal import read_journal
 from flux import golden
 from flux.journals import diff_journals, fork_execution
 from flux.loader import load_file

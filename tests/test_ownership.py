@@ -14,9 +14,9 @@ from typing import Any
 import orjson
 import pytest
 
-from engine.errors import DurabilityError, ExecutionLockedError, JournalCorruptError
-from engine.journal import FORMAT_VERSION, JournalWriter, read_journal
-from engine.store import FileStore
+from flux._engine.errors import DurabilityError, ExecutionLockedError, JournalCorruptError
+from flux._engine.journal import FORMAT_VERSION, JournalWriter, read_journal
+from flux._engine.store import FileStore
 from tests.conftest import flux_cmd, flux_popen
 
 EID = "owner-1"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import pathlib
 
 import pytest
 
@@ -29,6 +31,8 @@ SURFACE = {
         "DecodeError", "DurabilityError", "EncodeError", "EngineError", "ExecutionError", "ExecutionLockedError",
         "ExecutionNotFoundError", "ExecutionStateError", "FluxError", "InvalidExecutionIdError", "InvalidOptionError",
         "JournalCorruptError", "NondeterminismError", "RecordedError", "UnsafePathError", "WorkflowLoadError",
+        "BlobError", "DeterminismError", "GraphError", "OutsideWorkflowError", "OwnershipLostError",
+        "RecordTooLargeError", "SecretError", "StoreError",
     ],
 }
 
@@ -61,11 +65,77 @@ def test_errors_share_one_base() -> None:
             assert issubclass(cls, flux.errors.FluxError), name
 
 
+def _every_subclass(cls: type) -> set[type]:
+    found = set()
+    for sub in cls.__subclasses__():
+        found |= {sub} | _every_subclass(sub)
+    return found
+
+
+def test_every_flux_error_is_in_the_tree_and_in_flux_errors() -> None:
+    import flux._engine.errors as tree
+
+    for cls in _every_subclass(flux.errors.FluxError):
+        if cls.__module__.startswith(("tests.", "test_")) or cls.__module__ == __name__:
+            continue  # defined by a test
+        assert cls.__name__ in flux.errors.__all__, f"{cls.__module__}.{cls.__name__} is not exported by flux.errors"
+        assert cls.__module__ == "flux.errors", cls
+        assert f" {cls.__name__} " in tree.__doc__, f"{cls.__name__} is not drawn in the tree"
+
+
+def test_journals_name_errors_by_their_public_module() -> None:
+    from flux._engine.codec import encode, find_class
+
+    tree = encode(flux.errors.ExecutionError(ValueError("x")))
+    assert tree["$error"] == "flux.errors:ExecutionError"
+    # Journals written when the engine was a top-level package still read.
+    assert find_class("engine.errors:ExecutionError") is flux.errors.ExecutionError
+    assert find_class("engine.secrets:SecretError") is flux.errors.SecretError
+
+
 def test_engine_never_imports_flux_or_cli() -> None:
     import pathlib
     import re
 
     root = pathlib.Path(__file__).resolve().parent.parent / "engine"
-    for path in root.glob("*.py"):
+    for path in root.rglob("*.py"):
         text = path.read_text()
-        assert not re.search(r"^\s*(from|import)\s+(flux|cli|typer|rich)\b", text, re.M), path.name
+        for match in re.finditer(r"^\s*(?:from|import)\s+([\w.]+)", text, re.M):
+            name = match.group(1)
+            if name.split(".")[0] in ("cli", "typer", "rich", "engine"):
+                raise AssertionError(f"{path.name} imports {name}")
+            if name.split(".")[0] == "flux":
+                assert name.startswith("flux._engine"), f"{path.name} imports {name}"
+
+
+def test_a_project_with_its_own_engine_and_cli_modules_works(tmp_path: "pathlib.Path") -> None:
+    """Flux installs no generic top-level package: a user's `engine.py` and `cli.py` are theirs,
+    under `import flux` and under `flux exec`."""
+    import subprocess
+    import sys
+
+    (tmp_path / "engine.py").write_text("NAME = 'the project engine'\n")
+    (tmp_path / "cli.py").write_text("NAME = 'the project cli'\n")
+    (tmp_path / "app.py").write_text(
+        "import engine, cli\n"
+        "from flux import task, workflow\n"
+        "@task\n"
+        "async def name() -> str:\n"
+        "    return engine.NAME + ' and ' + cli.NAME\n"
+        "@workflow\n"
+        "async def wf(ctx):\n"
+        "    return await name()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["FLUX_HOME"] = str(tmp_path / "store")
+    probe = subprocess.run(
+        [sys.executable, "-c", "import engine, cli, flux, flux.errors, flux.tasks; print(engine.NAME, '|', cli.NAME)"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == "the project engine | the project cli"
+    ran = subprocess.run(
+        [sys.executable, "-m", "flux", "exec", "app.py", "wf"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "the project engine and the project cli" in ran.stdout

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from engine.journal import read_journal
-from engine.store import FileStore
+from flux._engine.journal import read_journal
+from flux._engine.store import FileStore
 from flux.recover import recover_store
 from tests.conftest import ROOT, flux_cmd, flux_popen
 
@@ -163,7 +163,7 @@ def test_two_recovers_at_once_resume_each_execution_exactly_once(project: Path) 
     log.write_text("")
     env = {**os.environ, "PYTHONPATH": str(ROOT), **_env(project, STEP_DELAY="0.03")}
     racers = [
-        subprocess.Popen([sys.executable, "-m", "cli.main", "recover"], cwd=project, env=env, stdout=subprocess.PIPE,
+        subprocess.Popen([sys.executable, "-m", "flux", "recover"], cwd=project, env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
         for _ in range(2)
     ]

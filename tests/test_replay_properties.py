@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.journal import read_journal
+from flux._engine.journal import read_journal
 from tests import workflows as W
 
 values = st.integers(min_value=-1000, max_value=1000)

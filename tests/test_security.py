@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from engine.codec import decode, find_class
-from engine.errors import DecodeError, ExecutionNotFoundError, InvalidExecutionIdError, JournalCorruptError
-from engine.journal import FORMAT_VERSION, encode_line, read_journal, seed_for
-from engine.store import FileStore
+from flux._engine.codec import decode, find_class
+from flux._engine.errors import DecodeError, ExecutionNotFoundError, InvalidExecutionIdError, JournalCorruptError
+from flux._engine.journal import FORMAT_VERSION, encode_line, read_journal, seed_for
+from flux._engine.store import FileStore
 from tests.conftest import flux_cmd
 
 EID = "sec-1"
@@ -214,7 +214,7 @@ def test_every_file_of_a_store_is_private_to_its_owner_even_with_a_permissive_um
         """
         import os
         os.umask(0)
-        from cli.main import main
+        from flux._cli.main import main
         import sys
         sys.argv = ["flux"] + sys.argv[1:]
         main()
@@ -242,7 +242,8 @@ def test_every_file_of_a_store_is_private_to_its_owner_even_with_a_permissive_um
 
 
 def test_a_secrets_file_readable_by_others_is_refused(tmp_path: Path) -> None:
-    from engine.secrets import SecretError, Secrets
+    from flux._engine.errors import SecretError
+    from flux._engine.secrets import Secrets
 
     path = tmp_path / "secrets.json"
     path.write_text('{"API_KEY": "s3cret"}')

@@ -10,12 +10,12 @@ from typing import Any
 import orjson
 import pytest
 
-from engine.clock import VirtualClock
-from engine.errors import JournalCorruptError
-from engine.journal import encode_line_body, read_journal, seed_for
-from engine.replay import ReplayIndex
-from engine.snapshot import Snapshot
-from engine.store import FileStore
+from flux._engine.clock import VirtualClock
+from flux._engine.errors import JournalCorruptError
+from flux._engine.journal import encode_line_body, read_journal, seed_for
+from flux._engine.replay import ReplayIndex
+from flux._engine.snapshot import Snapshot
+from flux._engine.store import FileStore
 from flux import ExecutionContext, task, workflow
 from flux.errors import ExecutionError
 from flux.tasks import now, pause, sleep

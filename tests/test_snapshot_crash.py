@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from engine.snapshot import Snapshot
+from flux._engine.snapshot import Snapshot
 from tests.conftest import flux_cmd
 
 FLOWS = textwrap.dedent(

@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 
 import flux.errors
 import flux.testing
-from engine.clock import VirtualClock
-from engine.errors import InvalidOptionError, WorkflowLoadError
-from engine.replay import ReplayIndex
+from flux._engine.clock import VirtualClock
+from flux._engine.errors import InvalidOptionError, WorkflowLoadError
+from flux._engine.replay import ReplayIndex
 from flux import ExecutionContext, workflow
 from flux.testing import DeterminismError, check_once, check_workflow
 from flux.testing._check import _cut_points

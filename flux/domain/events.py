@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from engine import records as R
-from engine.codec import decode
+from flux._engine import records as R
+from flux._engine.codec import decode
 
 __all__ = ["ExecutionEvent", "ExecutionEventType", "events_from_records"]
 

@@ -25,8 +25,8 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from engine.clock import Clock
-from engine.errors import InvalidOptionError
+from flux._engine.clock import Clock
+from flux._engine.errors import InvalidOptionError
 from flux.testing._check import (
     PROPERTIES,
     CheckReport,
@@ -34,6 +34,7 @@ from flux.testing._check import (
     Options,
     PropertyResult,
     check_once,
+    determinism_error,
     make_options,
     run_checks,
 )
@@ -43,8 +44,8 @@ if TYPE_CHECKING:
 
 __all__ = ["PROPERTIES", "CheckReport", "DeterminismError", "PropertyResult", "check_file", "check_once", "check_workflow"]
 
-for _cls in (CheckReport, DeterminismError, PropertyResult):
-    _cls.__module__ = __name__  # shown as flux.testing.DeterminismError, where users import it
+for _cls in (CheckReport, PropertyResult):
+    _cls.__module__ = __name__  # shown as flux.testing.CheckReport, where users import it
 
 
 def check_workflow(
@@ -94,7 +95,7 @@ def check_workflow(
     for value in inputs:
         report = run_checks(wf, value, options, stop_at_first_failure=True)
         if not report.ok:
-            raise DeterminismError(report)
+            raise determinism_error(report)
 
 
 def _check_strategy(wf: Workflow, strategy: Any, options: Options, max_examples: int) -> None:
@@ -110,7 +111,7 @@ def _check_strategy(wf: Workflow, strategy: Any, options: Options, max_examples:
         if not report.ok:
             if report.store:
                 failed.append(report.store)
-            raise DeterminismError(report)
+            raise determinism_error(report)
 
     test = settings(
         max_examples=max_examples,
@@ -130,7 +131,7 @@ def _check_strategy(wf: Workflow, strategy: Any, options: Options, max_examples:
         found = [e for e in getattr(err, "exceptions", ()) if isinstance(e, DeterminismError)]
         if not found:
             raise
-        raise DeterminismError(
+        raise determinism_error(
             found[-1].report, "\n(this input failed on some runs of the check and passed on others)"
         ) from err
     finally:

@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engine import records as R
-from engine.executor import format_call
+from flux._engine import records as R
+from flux._engine.executor import format_call
 
 __all__ = ["Call", "Comparison", "calls_of", "compare_calls"]
 

@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
-from engine import records as R
-from engine.clock import Clock
-from engine.codec import class_ref, encode
-from engine.errors import EncodeError, FluxError, InvalidOptionError, WorkflowLoadError
-from engine.journal import read_journal
+from flux._engine import records as R
+from flux._engine.clock import Clock
+from flux._engine.codec import class_ref, encode
+from flux._engine.errors import DeterminismError, EncodeError, FluxError, InvalidOptionError, WorkflowLoadError
+from flux._engine.journal import read_journal
 from flux.loader import code_of, find_workflow
 from flux.testing._calls import Call, calls_of, compare_calls
 from flux.testing._compare import difference, short
@@ -61,20 +61,17 @@ _ORDER_SEEDS = (1, 2)
 _MAX_DELAY = 0.002  # seconds: the most a task body is held back in a completion-order run
 
 
-class DeterminismError(FluxError, AssertionError):
-    """A workflow broke a determinism property. An AssertionError, so test runners show it.
-
-    `report` is the CheckReport; `input`, `property` and `seq` (the last record kept before the
-    interruption, or None) describe the first failure.
-    """
-
-    def __init__(self, report: CheckReport, note: str = "") -> None:
-        self.report = report
-        first = report.first_failure
-        self.input = report.input
-        self.property = first.name if first else ""
-        self.seq = first.seq if first else None
-        super().__init__(report.describe() + note)
+def determinism_error(report: CheckReport, note: str = "") -> DeterminismError:
+    """The error that reports a failed check: its message names the input, each failed property,
+    the record after which the run was cut and the divergence."""
+    first = report.first_failure
+    return DeterminismError(
+        report.describe() + note,
+        report=report,
+        input=report.input,
+        property=first.name if first else "",
+        seq=first.seq if first else None,
+    )
 
 
 @dataclass

@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from engine.codec import class_ref, encode
-from engine.errors import EncodeError, FluxError
+from flux._engine.codec import class_ref, encode
+from flux._engine.errors import EncodeError, FluxError
 from flux.runner import replay_journal
 from flux.testing._check import VERDICT_PREFIX
 
