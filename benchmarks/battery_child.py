@@ -124,12 +124,12 @@ def _act(action: str, args: dict[str, Any]) -> dict[str, Any]:
     durability = args.get("durability", "fsync")
     wf = {"many": many, "twenty": twenty, "held": held}[args.get("workflow", "many")]
     if action == "run":
-        ctx = wf.run(args.get("input"), home=home, durability=durability)
+        ctx = wf.run(args.get("input"), store=home, durability=durability)
     elif action in ("resume", "race"):
         if action == "race":
             while time.time() < args["start_at"]:
                 pass  # spin: the racers must call acquire within microseconds of each other
-        ctx = wf.run(execution_id=args["execution_id"], home=home, durability=durability)
+        ctx = wf.run(execution_id=args["execution_id"], store=home, durability=durability)
     else:
         raise ValueError(f"unknown action {action!r}")
     output = ctx.output if ctx.has_succeeded else repr(ctx.output)

@@ -28,9 +28,9 @@ import orjson
 from benchmarks.battery_child import expected_output, many
 from benchmarks.battery_kit import Figures, ForkServer, Size, journal_of
 from flux._engine.errors import FluxError, JournalCorruptError
-from flux._engine.journal import read_journal, seed_for
-from flux._engine.replay import ReplayIndex
-from flux._engine.store import FileStore
+from flux._engine.journal import check_journal, read_journal, seed_for
+from flux._engine.history import History as ReplayIndex
+from flux._engine.stores.files import FileStore
 
 __all__ = ["run_corruption", "run_power", "run_truncation"]
 
@@ -141,7 +141,7 @@ def run_power(size: Size, seed: int, workdir: str) -> Figures:
         if i % resume_every == 0:
             resumed += 1
             try:
-                ctx = many.run(execution_id=eid, home=home, durability="os")
+                ctx = many.run(execution_id=eid, store=home, durability="os")
             except FluxError as err:
                 fig.note(f"state {i}: the recovered journal cannot be resumed: {err}")
                 continue
@@ -338,7 +338,7 @@ def _classify(data: bytes, path: str, execution_id: str, original: list[dict[str
     try:
         signal.setitimer(signal.ITIMER_REAL, 5.0)
         try:
-            read = read_journal(path, execution_id, data)
+            read = check_journal(data, path, execution_id)
             ReplayIndex(path, read.offsets).apply_all(read.records)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)

@@ -21,7 +21,7 @@ import orjson
 from benchmarks.battery_child import expected_output, many
 from benchmarks.battery_kit import Figures, ForkServer, Size, journal_of, read_side_log, read_sync_log
 from flux._engine.errors import FluxError, JournalCorruptError, NondeterminismError
-from flux._engine.journal import read_journal
+from flux._engine.journal import check_journal, read_journal
 
 __all__ = ["run_kill"]
 
@@ -64,7 +64,7 @@ class _Execution:
         with open(self.path, "rb") as fh:
             data = fh.read()
         try:
-            read = read_journal(self.path, self.execution_id, data)
+            read = check_journal(data, self.path, self.execution_id)
         except JournalCorruptError as err:
             self.unreadable += 1
             fig.note(f"unreadable after a kill: {err}")
@@ -109,7 +109,7 @@ class _Execution:
 
 def _replays_the_same(execution: _Execution) -> bool:
     read = read_journal(execution.path, execution.execution_id)
-    _, outcome = asyncio.run(many.replay_async(read, execution.execution_id))
+    _, outcome, _ = asyncio.run(many.replay_async(read, execution.execution_id, store=os.path.dirname(os.path.dirname(execution.path))))
     return outcome.status == "completed" and outcome.output == expected_output(execution.n)
 
 

@@ -19,8 +19,9 @@ from benchmarks.battery_child import expected_output, twenty
 from benchmarks.battery_kit import ROOT, Figures, ForkServer, Size, journal_of, read_side_log, read_sync_log
 from flux._engine.codec import encode
 from flux._engine.errors import DurabilityError, FluxError
-from flux._engine.journal import JournalWriter, encode_line, read_journal, seed_for
-from flux._engine.store import FileStore
+from flux._engine.journal import encode_line, read_journal, seed_for
+from flux._engine.stores.files import FileWriter as JournalWriter
+from flux._engine.stores.files import FileStore
 from flux.recover import recover_store
 from flux.runner import list_executions, resume_execution
 
@@ -313,7 +314,7 @@ def run_many(size: Size, seed: int, workdir: str) -> Figures:
     real = 50
     fds_before = _open_fds()
     started = time.perf_counter()
-    templates = [twenty.run(i, home=home, durability="os") for i in range(real)]
+    templates = [twenty.run(i, store=home, durability="os") for i in range(real)]
     real_seconds = time.perf_counter() - started
     fds_after_runs = _open_fds()
     journals = [store.read(ctx.execution_id).records for ctx in templates]
@@ -336,7 +337,7 @@ def run_many(size: Size, seed: int, workdir: str) -> Figures:
             os.close(fd)
     build_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    listing = list_executions(home)
+    listing = list_executions(home).items
     list_seconds = time.perf_counter() - started
     statuses = Counter(s.status for s in listing)
     started = time.perf_counter()
@@ -346,7 +347,7 @@ def run_many(size: Size, seed: int, workdir: str) -> Figures:
     resume_seconds = []
     for execution_id in victims:
         started = time.perf_counter()
-        ctx = resume_execution(execution_id, home=home, durability="os")
+        ctx = resume_execution(execution_id, store=home, durability="os")
         resume_seconds.append(time.perf_counter() - started)
         if ctx.status != "completed":
             fig.note(f"{execution_id}: resumed to {ctx.status}")
@@ -363,7 +364,7 @@ def run_many(size: Size, seed: int, workdir: str) -> Figures:
             wrong += 1
             fig.note(f"{r.execution_id}: recover gave the output {r.context.output!r}")
     fds_end = _open_fds()
-    left = Counter(s.status for s in list_executions(home))
+    left = Counter(s.status for s in list_executions(home).items)
     fig.add("executions", "executions of 20 tasks in one store", len(listing), at_least=size.executions)
     fig.add("real", f"  real runs / copies of them (interrupted: {interrupted})", f"{real} / {size.executions - real}")
     fig.add("run_ms", "  a real run of 20 tasks (os durability), mean ms", round(real_seconds / real * 1e3, 2))

@@ -180,7 +180,7 @@ def plain_gather(n: int) -> Callable[[str], tuple[Timed, Verify]]:
 def run_workflow(wf: Any, n: int, durability: str, expected: int) -> Callable[[str], tuple[Timed, Verify]]:
     def prepare(home: str) -> tuple[Timed, Verify]:
         def timed() -> ExecutionContext[Any]:
-            return wf.run(n, home=home, durability=durability)
+            return wf.run(n, store=home, durability=durability)
 
         def verify(ctx: ExecutionContext[Any]) -> None:
             _expect(
@@ -195,13 +195,13 @@ def run_workflow(wf: Any, n: int, durability: str, expected: int) -> Callable[[s
 
 def replay_to_end(n: int) -> Callable[[str], tuple[Timed, Verify]]:
     def prepare(home: str) -> tuple[Timed, Verify]:
-        ctx = paused_at_end.run(n, home=home, durability="os")
+        ctx = paused_at_end.run(n, store=home, durability="os")
         _expect(ctx.is_paused, f"setup of {paused_at_end.name}({n}) ended {ctx.status}, expected paused")
         path = _journal(home, ctx.execution_id)
         lines_before = _line_count(path)
 
         def timed() -> ExecutionContext[Any]:
-            return paused_at_end.resume(ctx.execution_id, None, home=home, durability="fsync")
+            return paused_at_end.resume(ctx.execution_id, None, store=home, durability="fsync")
 
         def verify(done: ExecutionContext[Any]) -> None:
             _expect(done.has_succeeded and done.output == n, f"resume ended {done.status} with {done.output!r}")
@@ -343,7 +343,7 @@ def profile_w1(n: int, parent: str) -> None:
         gc.collect()
         profiler = cProfile.Profile()
         start = time.perf_counter()
-        ctx = profiler.runcall(sequential.run, n, home=home, durability="os")
+        ctx = profiler.runcall(sequential.run, n, store=home, durability="os")
         elapsed = time.perf_counter() - start
         _expect(ctx.has_succeeded and ctx.output == n, f"profiled run ended {ctx.status} with {ctx.output!r}")
     finally:

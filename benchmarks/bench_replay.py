@@ -49,7 +49,7 @@ def make_journal(n: int, home: str) -> str:
     from flux.loader import load_file
 
     module = load_file(os.path.abspath(__file__))  # record this file as the workflow's code
-    ctx = module.sequential.run(n, home=home, durability="os")
+    ctx = module.sequential.run(n, store=home, durability="os")
     assert ctx.status == "paused", ctx.status
     return os.path.join(home, "executions", ctx.execution_id + ".jsonl")
 

@@ -58,7 +58,7 @@ async def concurrent_executions(executions: int, tasks: int, home: str, durabili
     """W4: `executions` runs of `sequential(tasks)` at once in this process's event loop."""
     return list(
         await asyncio.gather(
-            *(sequential.run_async(tasks, home=home, durability=durability) for _ in range(executions))
+            *(sequential.run_async(tasks, store=home, durability=durability) for _ in range(executions))
         )
     )
 
@@ -74,7 +74,7 @@ def peak_rss_bytes() -> int:
 
 def _resume_child(home: str, execution_id: str, tasks: int, durability: str) -> int:
     start = time.perf_counter()
-    ctx = paused_at_end.resume(execution_id, None, home=home, durability=durability)
+    ctx = paused_at_end.resume(execution_id, None, store=home, durability=durability)
     seconds = time.perf_counter() - start
     if not (ctx.has_succeeded and ctx.output == tasks):
         print(f"resume of {execution_id} ended {ctx.status} with {ctx.output!r}, expected {tasks}", file=sys.stderr)

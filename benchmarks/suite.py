@@ -159,7 +159,7 @@ def run_workflow(wf: Any, n: int, durability: str, expected: Any) -> Callable[[s
             _expect(ctx.has_succeeded and ctx.output == expected,
                     f"{wf.name}({n}, {durability}) ended {ctx.status} with {ctx.output!r}, expected {expected!r}")
 
-        return (lambda: wf.run(n, home=home, durability=durability)), verify
+        return (lambda: wf.run(n, store=home, durability=durability)), verify
 
     return prepare
 
@@ -194,14 +194,14 @@ def run_with_history(n: int, durability: str, window: int) -> Callable[[str], tu
             if early > 0:
                 HISTORY.setdefault(durability, []).append(late / early)
 
-        return (lambda: fw.sequential.run(n, home=home, durability=durability)), verify
+        return (lambda: fw.sequential.run(n, store=home, durability=durability)), verify
 
     return prepare
 
 
 def resume_paused(n: int, durability: str) -> Callable[[str], tuple[Timed, Verify]]:
     def prepare(home: str) -> tuple[Timed, Verify]:
-        ctx = fw.paused_at_end.run(n, home=home, durability="os")
+        ctx = fw.paused_at_end.run(n, store=home, durability="os")
         _expect(ctx.is_paused, f"setup of paused_at_end({n}) ended {ctx.status}, expected paused")
         path = os.path.join(home, "executions", ctx.execution_id + ".jsonl")
         before = _lines(path)
@@ -211,7 +211,7 @@ def resume_paused(n: int, durability: str) -> Callable[[str], tuple[Timed, Verif
             added = _lines(path) - before  # workflow_resumed and workflow_completed, no task again
             _expect(added == 2, f"{path}: the resume appended {added} records, expected 2 (a task ran again?)")
 
-        return (lambda: fw.paused_at_end.resume(ctx.execution_id, None, home=home, durability=durability)), verify
+        return (lambda: fw.paused_at_end.resume(ctx.execution_id, None, store=home, durability=durability)), verify
 
     return prepare
 
@@ -319,7 +319,7 @@ def measure_w5(tasks: int, runs: int, parent: str, flux: str) -> tuple[dict[str,
     samples = {"W5/fsync": Sample(), "W5/os": Sample(), "W5/replay": Sample()}
     try:
         home = os.path.join(base, "home")
-        ctx = fw.paused_at_end.run(tasks, home=home, durability="os")
+        ctx = fw.paused_at_end.run(tasks, store=home, durability="os")
         _expect(ctx.is_paused, f"setup of paused_at_end({tasks}) ended {ctx.status}, expected paused")
         journal = os.path.join(home, "executions", ctx.execution_id + ".jsonl")
         quiet = replay_quiet_option(flux)

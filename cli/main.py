@@ -24,7 +24,6 @@ from flux._cli.render import (
 )
 from flux import debug as debug_replay
 from flux import journals, runner
-from flux.timeline import timeline
 from flux.context import ExecutionContext
 from flux.errors import FluxError
 from flux.recover import recover_store
@@ -45,10 +44,13 @@ EXIT_BAD_INPUT = 2
 
 _state: dict[str, bool] = {"debug": False}
 
-HomeOpt = typer.Option(None, "--home", help="Store directory (default: $FLUX_HOME, else ./.flux).")
+StoreOpt = typer.Option(
+    None, "--store", "--home", help="The store: a directory or a store URL (default: $FLUX_STORE, else $FLUX_HOME, else ./.flux)."
+)
 DebugOpt = typer.Option(False, "--debug", help="Show tracebacks of errors.")
 DurabilityOpt = typer.Option(None, "--durability", help="fsync (default) or os.")
 FileOpt = typer.Option(None, "--file", help="The workflow's file, if it moved since the run started.")
+ModuleOpt = typer.Option(None, "--module", "-m", help="The workflow's module (dotted name), if it moved since the run started.")
 InputFileOpt = typer.Option(None, "--input-file", help="File holding the input as JSON.")
 
 
@@ -82,7 +84,7 @@ def _read_input(input: str | None, input_file: str | None) -> Any:
     return runner.parse_input(input)
 
 
-def _report(ctx: ExecutionContext[Any], home: str | None) -> None:
+def _report(ctx: ExecutionContext[Any], store: str | None) -> None:
     out.print(f"execution_id: {ctx.execution_id}")
     out.print(f"workflow: {escape(ctx.name)}")
     colour = {"completed": "green", "failed": "red", "paused": "yellow", "cancelled": "magenta"}.get(ctx.status, "white")
@@ -93,8 +95,8 @@ def _report(ctx: ExecutionContext[Any], home: str | None) -> None:
         error = ctx.output
         out.print(f"[red]error: {escape(type(error).__name__)}: {escape(str(error))}[/red]")
     elif ctx.is_paused:
-        home_arg = f" --home {home}" if home else ""
-        out.print(f"resume with: flux resume {ctx.execution_id}{home_arg} --input '<json>'")
+        store_arg = f" --store {store}" if store else ""
+        out.print(f"resume with: flux resume {ctx.execution_id}{store_arg} --input '<json>'")
     elif ctx.status == "cancelled":
         out.print("the execution was cancelled; it will not run again")
     if ctx.has_failed or ctx.status == "cancelled":
@@ -103,22 +105,23 @@ def _report(ctx: ExecutionContext[Any], home: str | None) -> None:
 
 @app.command("exec")
 def exec_(
-    file: str = typer.Argument(..., help="Python file that defines the workflow."),
-    workflow: str = typer.Argument(..., help="Name of the workflow in that file."),
+    target: str = typer.Argument(..., help="The workflow's file (app.py), or module:workflow (pkg.module:wf)."),
+    workflow: str = typer.Argument(None, help="Name of the workflow in that file or module."),
     input: str = typer.Option(None, "--input", "-i", help="Input as JSON."),
     input_file: str = InputFileOpt,
-    home: str = HomeOpt,
+    execution_id: str = typer.Option(None, "--id", help="Execution id to use (an existing one is not made again)."),
+    store: str = StoreOpt,
     durability: str = DurabilityOpt,
     debug: bool = DebugOpt,
 ) -> None:
-    """Run a new execution of WORKFLOW from FILE."""
+    """Run a new execution of a workflow: `flux exec app.py wf` or `flux exec pkg.module:wf`."""
     _guard(debug)
     try:
         value = _read_input(input, input_file)
-        ctx = runner.exec_file(file, workflow, value, home=home, durability=durability)
+        ctx = runner.exec_file(target, workflow, value, store=store, durability=durability, execution_id=execution_id)
     except (FluxError, ValueError) as error:
         _fail(error)
-    _report(ctx, home)
+    _report(ctx, store)
 
 
 @app.command()
@@ -126,8 +129,10 @@ def resume(
     execution_id: str = typer.Argument(..., help="The execution to continue."),
     input: str = typer.Option(None, "--input", "-i", help="Input as JSON, returned by the waiting pause()."),
     input_file: str = InputFileOpt,
-    home: str = HomeOpt,
+    pause: str = typer.Option(None, "--pause", help="The pause to answer (its name or call id), when several wait."),
+    store: str = StoreOpt,
     file: str = FileOpt,
+    module: str = ModuleOpt,
     durability: str = DurabilityOpt,
     debug: bool = DebugOpt,
 ) -> None:
@@ -137,24 +142,26 @@ def resume(
         value = _read_input(input, input_file)
         has_input = input is not None or input_file is not None
         ctx = runner.resume_execution(
-            execution_id, value, home=home, file=file, durability=durability, has_input=has_input
+            execution_id, value, store=store, file=file, module=module, pause=pause, durability=durability,
+            has_input=has_input,
         )
     except (FluxError, ValueError) as error:
         _fail(error)
-    _report(ctx, home)
+    _report(ctx, store)
 
 
 @app.command()
 def cancel(
     execution_id: str = typer.Argument(..., help="The execution to cancel."),
-    home: str = HomeOpt,
+    store: str = StoreOpt,
     file: str = FileOpt,
+    module: str = ModuleOpt,
     debug: bool = DebugOpt,
 ) -> None:
     """Cancel a running, paused or interrupted execution (its sagas compensate)."""
     _guard(debug)
     try:
-        status = runner.cancel_execution(execution_id, home=home, file=file)
+        status = runner.cancel_execution(execution_id, store=store, file=file, module=module)
     except (FluxError, ValueError) as error:
         _fail(error)
     out.print(f"execution_id: {execution_id}")
@@ -162,11 +169,11 @@ def cancel(
 
 
 @app.command("clear-cache")
-def clear_cache(home: str = HomeOpt, debug: bool = DebugOpt) -> None:
+def clear_cache(store: str = StoreOpt, debug: bool = DebugOpt) -> None:
     """Delete every cached task result (tasks declared with cache=True) in the store."""
     _guard(debug)
     try:
-        count = runner.clear_cache(home)
+        count = runner.clear_cache(store)
     except (FluxError, ValueError, OSError) as error:
         _fail(error)
     out.print(f"removed {count} cached results")
@@ -174,14 +181,16 @@ def clear_cache(home: str = HomeOpt, debug: bool = DebugOpt) -> None:
 
 @app.command()
 def recover(
-    home: str = HomeOpt,
+    store: str = StoreOpt,
+    file: str = typer.Option(None, "--file", help="The workflows' file, if it moved since the runs started."),
+    module: str = ModuleOpt,
     durability: str = DurabilityOpt,
     debug: bool = DebugOpt,
 ) -> None:
     """Resume every interrupted execution in the store; paused, finished and running ones are left alone."""
     _guard(debug)
     try:
-        rows = recover_store(home, durability=durability)
+        rows = recover_store(store, durability=durability, file=file, module=module)
     except (FluxError, ValueError) as error:
         _fail(error)
     if not rows:
@@ -207,11 +216,11 @@ def recover(
 
 
 @app.command("list")
-def list_(home: str = HomeOpt, debug: bool = DebugOpt) -> None:
+def list_(store: str = StoreOpt, debug: bool = DebugOpt) -> None:
     """List the executions in the store."""
     _guard(debug)
     try:
-        rows = runner.list_executions(home)
+        rows = list(reversed(runner.list_executions(store).items))
     except (FluxError, ValueError) as error:
         _fail(error)
     if not rows:
@@ -219,7 +228,7 @@ def list_(home: str = HomeOpt, debug: bool = DebugOpt) -> None:
         return
     # Plain aligned text: a rich Table takes seconds to lay out for thousands of rows.
     cells = [("execution_id", "workflow", "status", "started", "events")]
-    cells += [(r.execution_id, r.workflow, r.status, r.created[:19], str(r.events)) for r in rows]
+    cells += [(r.execution_id, r.workflow, str(r.status), r.created[:19], str(max(r.records - 1, 0))) for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(5)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in cells]
     sys.stdout.write("\n".join(lines) + "\n")
@@ -229,30 +238,36 @@ def list_(home: str = HomeOpt, debug: bool = DebugOpt) -> None:
 def show(
     execution_id: str = typer.Argument(...),
     records: bool = typer.Option(False, "--records", help="One row per record instead of one per call."),
-    home: str = HomeOpt,
+    store: str = StoreOpt,
     debug: bool = DebugOpt,
 ) -> None:
     """Show the timeline of one execution: one row per call (or per record with --records)."""
     _guard(debug)
     try:
-        view = runner.read_execution(execution_id, home)
+        view = runner.read_execution(execution_id, store)
+        shown = render_timeline(list(debug_replay.open_journal(view.path)[0].records)) if records else render_calls(list(view.calls))
     except (FluxError, ValueError) as error:
         _fail(error)
     out.print(f"execution_id: {view.execution_id}  status: {view.status}  journal: {escape(view.path)}")
-    out.print(render_timeline(view.records) if records else render_calls(timeline(view.records)))
+    for waiting in view.waiting:
+        where = "" if waiting.execution_id == view.execution_id else f" in sub-workflow {waiting.execution_id}"
+        until = f", on its own at {waiting.wake_at}" if waiting.wake_at is not None else ""
+        out.print(f"waiting at pause {escape(waiting.name)!r} (call {waiting.call_id}{escape(where)}{until})")
+    out.print(shown)
 
 
 @app.command()
 def replay(
     journal: str = typer.Argument(..., help="Path of the journal (.jsonl), or an execution id in the store."),
     file: str = FileOpt,
+    module: str = ModuleOpt,
     until: int = typer.Option(None, "--until", help="Stop after the record with this seq and show the workflow's state."),
     break_at: str = typer.Option(
         None, "--break-at", help="Start pdb in the workflow when this seq (or task name) is replayed."
     ),
     summary: bool = typer.Option(False, "--summary", "--quiet", "-q", help="Print one line only."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-    home: str = HomeOpt,
+    store: str = StoreOpt,
     debug: bool = DebugOpt,
 ) -> None:
     """Re-run a journal against the current code without running any task body."""
@@ -264,7 +279,7 @@ def replay(
 
     try:
         result = debug_replay.replay(
-            journal, home=home, file=file, until=until, break_at=break_at, on_break=on_break,
+            journal, store=store, file=file, module=module, until=until, break_at=break_at, on_break=on_break,
             calls=not summary or as_json,
         )
     except (FluxError, ValueError, OSError) as error:
@@ -288,13 +303,13 @@ def diff(
     a: str = typer.Argument(..., help="A journal path, or an execution id in the store."),
     b: str = typer.Argument(..., help="Another journal of the same workflow."),
     as_json: bool = typer.Option(False, "--json", help="Print the differences as JSON."),
-    home: str = HomeOpt,
+    store: str = StoreOpt,
     debug: bool = DebugOpt,
 ) -> None:
     """Compare two journals of the same workflow: exit 0 if the same in substance, 1 if not."""
     _guard(debug)
     try:
-        result = journals.diff_journals(a, b, home=home)
+        result = journals.diff_journals(a, b, store=store)
     except (FluxError, ValueError, OSError) as error:
         _fail(error)
     if as_json:
@@ -311,7 +326,7 @@ def fork(
     at: int = typer.Option(..., "--at", help="Keep the first AT records (seq 0 to AT-1)."),
     set_result: str = typer.Option(None, "--set-result", help="SEQ=JSON: replace the result recorded at SEQ."),
     input: str = typer.Option(None, "--input", "-i", help="Input as JSON for a pause the fork waits at."),
-    home: str = HomeOpt,
+    store: str = StoreOpt,
     file: str = FileOpt,
     durability: str = DurabilityOpt,
     debug: bool = DebugOpt,
@@ -321,17 +336,17 @@ def fork(
     try:
         value = _read_input(input, None)
         change = journals.parse_set_result(set_result) if set_result is not None else None
-        made = journals.fork_execution(execution_id, at, set_result=change, home=home, durability=durability)
+        made = journals.fork_execution(execution_id, at, set_result=change, store=store, durability=durability)
     except (FluxError, ValueError, OSError) as error:
         _fail(error)
     out.print(render_fork(made))
     try:
         ctx = journals.continue_fork(
-            made.execution_id, home=home, file=file, input=value, has_input=input is not None, durability=durability
+            made.execution_id, store=store, file=file, input=value, has_input=input is not None, durability=durability
         )
     except (FluxError, ValueError) as error:
         _fail(error)
-    _report(ctx, home)
+    _report(ctx, store)
 
 
 @app.command()
@@ -343,7 +358,7 @@ def check(
     resume_input: str = typer.Option(None, "--resume-input", help="JSON that every pause() returns when resumed."),
     cuts: int = typer.Option(None, "--cuts", help="Interrupt after this many evenly spread records (default: every one)."),
     no_subprocess: bool = typer.Option(False, "--no-subprocess", help="Skip the replay in another process."),
-    home: str = typer.Option(None, "--home", help="Directory for the temporary stores (default: the system's)."),
+    tmp_dir: str = typer.Option(None, "--tmp-dir", help="Directory for the temporary stores (default: the system's)."),
     debug: bool = DebugOpt,
 ) -> None:
     """Check that WORKFLOW is deterministic for one input: exit 0 if every property holds, 1 if not."""
@@ -356,7 +371,7 @@ def check(
         resumed = runner.parse_input(resume_input, "--resume-input") if resume_input is not None else None
         report = testing.check_file(
             file, workflow, value, resume_inputs=resumed, cuts="all" if cuts is None else cuts,
-            subprocess_replay=not no_subprocess, home=home,
+            subprocess_replay=not no_subprocess, tmp_dir=tmp_dir,
         )
     except (FluxError, ValueError) as error:
         _fail(error)

@@ -9,16 +9,16 @@ import hashlib
 import inspect
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio.to_thread
-import orjson
 
+from flux._engine.core import EndOfJournal, format_call
 from flux._engine.handling import TaskOptions
+from flux._engine.history import History
 from flux._engine.journal import JournalRead
-from flux._engine.replay import RecordedCall, ReplayIndex
 
 __all__ = [
     "EndOfJournal",
@@ -30,8 +30,10 @@ __all__ = [
     "user_frame",
 ]
 
-_ENGINE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-_FLUX_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "flux") + os.sep
+# Flux's own code, which `user_frame` walks past: this package (engine/, installed as
+# flux._engine) and the `flux` package, wherever each is installed.
+ENGINE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+FLUX_DIR = os.path.dirname(os.path.abspath(sys.modules[__name__.rpartition("._engine")[0] or "flux"].__file__ or "")) + os.sep
 
 
 @dataclass(frozen=True, eq=False)
@@ -93,6 +95,7 @@ class RunRequest:
     input: Any = None
     resume_input: Any = None
     resume: bool = False  # give `resume_input` to a waiting pause; without it a paused run stays paused
+    resume_pause: str | tuple[str, ...] | None = None  # which pause: a name or call id, or a route of call ids
     resume_has_input: bool = True  # False: `flux resume` without --input (a timed pause may go on)
     cancel: bool = False  # cancel the execution: deliver CancelledError at its first live point
     parent: dict[str, Any] | None = None  # for a sub-workflow: the parent's execution_id and call_id
@@ -100,7 +103,7 @@ class RunRequest:
     durability: str = "fsync"
     replay_only: bool = False
     journal: JournalRead | None = None  # replay_only: the journal to replay
-    index: ReplayIndex | None = None  # replay_only: the replay index of `journal`, if built already
+    history: History | None = None  # replay_only: the fold of `journal`, if built already
     blob_output: bool = False  # the workflow's output goes to output storage
     observer: Any = None  # optional hooks for debuggers and checkers (SPEC.md "Observers")
     aliases: dict[str, str] = field(default_factory=dict)  # recorded module -> module loaded now
@@ -112,20 +115,13 @@ class Outcome:
 
     execution_id: str
     path: str
-    status: str  # paused, completed, failed; "replayed" for a replay that reached the journal's end
+    status: str  # paused, completed, failed, cancelled; "replayed" for a replay that reached the journal's end
     output: Any
-    records: list[dict[str, Any]]
+    records: Sequence[dict[str, Any]]
     workflow_name: str = ""
     input: Any = None
     load: Callable[[Any], Any] | None = None  # decodes a recorded value (reads output storage)
-
-
-class EndOfJournal(BaseException):
-    """Raised inside a read-only replay when the code reaches what the journal has not recorded."""
-
-    def __init__(self, call_id: str) -> None:
-        self.call_id = call_id
-        super().__init__(call_id)
+    history: History | None = None
 
 
 class _Suspend(BaseException):
@@ -137,20 +133,10 @@ def user_frame() -> Any:
     frame = sys._getframe(1)
     while frame is not None:
         name = frame.f_code.co_filename
-        if not (name.startswith(_ENGINE_DIR) or name.startswith(_FLUX_DIR) or "asyncio" in name):
+        if not (name.startswith(ENGINE_DIR) or name.startswith(FLUX_DIR) or "asyncio" in name):
             return frame
         frame = frame.f_back  # type: ignore[assignment]
     return None
-
-
-def _all_slots(calls: dict[str, RecordedCall]) -> set[str]:
-    """Every call id and branch prefix the journal used ("3.2.1" gives "3", "3.2", "3.2.1")."""
-    slots: set[str] = set()
-    for call_id in calls:
-        parts = call_id.split(".")
-        for i in range(1, len(parts) + 1):
-            slots.add(".".join(parts[:i]))
-    return slots
 
 
 def child_execution_id(parent_id: str, call_id: str) -> str:
@@ -159,10 +145,3 @@ def child_execution_id(parent_id: str, call_id: str) -> str:
     if len(candidate) <= 64:
         return candidate
     return "c" + hashlib.sha256(f"{parent_id}:{call_id}".encode()).hexdigest()[:40]
-
-
-def format_call(name: str, args: Any, kwargs: Any) -> str:
-    """`name(arg, key=value)` with arguments in their recorded JSON form."""
-    parts = [orjson.dumps(a).decode() for a in (args or [])]
-    parts += [f"{k}={orjson.dumps(v).decode()}" for k, v in (kwargs or {}).items()]
-    return f"{name}({', '.join(parts)})"

@@ -26,6 +26,7 @@
     ├── InvalidOptionError          a bad decorator option or argument (also a ValueError)
     ├── GraphError                  an invalid Graph (names the node; also a ValueError)
     ├── ExecutionStateError         an operation that the execution's state does not allow
+    │   └── ExecutionExistsError    an execution of that id exists already (never replaced)
     ├── OutsideWorkflowError        a workflow-only call (pause, sleep, now, ...) made outside one
     └── DeterminismError            flux.testing found a workflow that is not deterministic
                                     (also an AssertionError)
@@ -41,6 +42,7 @@ from typing import Any
 __all__ = [
     "BlobError",
     "DeterminismError",
+    "ExecutionExistsError",
     "GraphError",
     "OutsideWorkflowError",
     "OwnershipLostError",
@@ -298,6 +300,14 @@ class GraphError(FluxError, ValueError):
 
 class ExecutionStateError(FluxError):
     """The execution's state does not allow the operation (for example resuming a finished one)."""
+
+
+class ExecutionExistsError(ExecutionStateError):
+    """An execution of that id exists already: a store never makes a second one."""
+
+    def __init__(self, execution_id: str, where: str) -> None:
+        self.execution_id = execution_id
+        super().__init__(f"{where}: execution {execution_id} already exists; a journal is never replaced")
 
 
 class OutsideWorkflowError(FluxError):

@@ -1,12 +1,13 @@
-"""Runs one execution: replays what the journal recorded, then continues live (SPEC.md "Replay").
+"""Drives one execution: asks the replay core (engine/core.py) what the journal says at each
+call, and does what it answers: appends records, makes them durable, runs bodies, finishes.
 
-The executor is the only code that interprets the traps of engine/traps.py. Its rules:
-- a call id the journal knows must ask for the same task with the same arguments, else the run
-  stops with NondeterminismError and nothing more is written;
-- a recorded result is returned without running the body; a started but unfinished call runs
-  again (tasks are at-least-once, recording is exactly-once);
+The executor is the only code that interprets the traps of engine/traps.py. It makes no file
+or network call of its own: the store's lease and writer do (engine/store.py). Its rules:
 - no task body starts before every record appended so far is durable (group commit: records
-  appended while the event loop is busy share one write and one fsync).
+  appended while the event loop is busy share one write and one fsync, SPEC.md 6);
+- on engine trouble (divergence, damage, a failed write) nothing more is written (SPEC.md 4.2);
+- a run ends paused once every branch still running waits at a pause and nothing else is in
+  flight (SPEC.md 4.5); the pauses reached are recorded then.
 """
 
 from __future__ import annotations
@@ -15,49 +16,38 @@ import asyncio
 import contextlib
 import contextvars
 import gc
-import os
-import socket
 import types
-import zlib
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
-
 
 from flux._engine import records as R
 from flux._engine import traps
+from flux._engine.calls import Outcome, RunRequest, TaskSpec, _Suspend, child_execution_id, user_frame
 from flux._engine.clock import Clock, SystemClock, iso, stamper
 from flux._engine.codec import decode, encode, find_class
+from flux._engine.core import CANCEL, LIVE, REPLAY, EndOfJournal, ReplayCore, format_call
 from flux._engine.errors import (
     EncodeError,
     EngineError,
     ExecutionError,
+    ExecutionNotFoundError,
     ExecutionStateError,
-    NondeterminismError,
+    JournalCorruptError,
 )
-from flux._engine.journal import FORMAT_VERSION, JournalRead, Known, Records
 from flux._engine.handling import run_attempt, run_handled
-from flux._engine.calls import (
-    EndOfJournal,
-    Outcome,
-    RunRequest,
-    TaskSpec,
-    _Suspend,
-    _all_slots,
-    child_execution_id,
-    format_call,
-    user_frame,
-)
+from flux._engine.history import CallHistory, History
+from flux._engine.journal import FORMAT_VERSION, JournalRead, Known, Records
 from flux._engine.outputs import Outputs
-from flux._engine.replay import RecordedCall, ReplayIndex
+from flux._engine.records import Status
 from flux._engine.secrets import Secrets, redact
 from flux._engine.snapshot import Snapshot, snapshot_of
 from flux._engine.store import Lease, Store
 
-_ENGINE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-_FLUX_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "flux") + os.sep
 _CANCEL_POLL = 0.2  # seconds between checks for a cancellation asked by another process
+_IDLE_ROUNDS = 2  # loop turns with nothing ready before a run whose branches all wait at pauses ends
 
-__all__ = ["child_execution_id", "EndOfJournal", "Executor", "Outcome", "RunRequest", "TaskSpec", "format_call"]
+__all__ = ["EndOfJournal", "Executor", "Outcome", "RunRequest", "TaskSpec", "WaitingPause", "child_execution_id", "format_call", "waiting_pauses"]
 
 
 @types.coroutine
@@ -68,7 +58,7 @@ def _one_turn() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _no_cycle_collection() -> Iterator[None]:
-    """Reading a journal and indexing it allocate many containers and no cycles; the cycle
+    """Reading a journal and folding it allocate many containers and no cycles; the cycle
     collector would only traverse them again and again (a third of a large replay's time)."""
     if not gc.isenabled():
         yield
@@ -110,38 +100,128 @@ def _collector_paced() -> Iterator[None]:
             _paced_from = None
 
 
+@dataclass(frozen=True)
+class WaitingPause:
+    """A pause that waits for an answer: in this execution, or in one of its sub-workflows.
+
+    `route` is the call ids from this execution down to the pause: one for a pause of its own,
+    `(call of the sub-workflow, ..., pause)` for one inside a sub-workflow.
+    """
+
+    route: tuple[str, ...]
+    name: str
+    execution_id: str  # the execution whose journal holds the pause
+    wake_at: float | None = None
+
+    @property
+    def call_id(self) -> str:
+        return ".".join(self.route) if len(self.route) == 1 else "/".join(self.route)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "call_id": self.call_id, "execution_id": self.execution_id}
+        if self.wake_at is not None:
+            out["wake_at"] = iso(self.wake_at)
+        return out
+
+
+def waiting_pauses(store: Store, history: History, route: tuple[str, ...] = ()) -> list[WaitingPause]:
+    """Every pause that waits in an execution (its history) and, through its open sub-workflow
+    calls, in its sub-workflows that are paused."""
+    execution_id = str((history.header or {}).get("execution_id", ""))
+    out = [
+        WaitingPause(route + (call_id,), call.name, execution_id, call.start.get("wake_at"))
+        for call_id, call in history.waiting.items()
+    ]
+    for call_id, call in history.calls.items():
+        if call.child is None or call.end is not None or call.cancelled is not None:
+            continue
+        child = History(store.describe(call.child))
+        try:
+            read = store.read(call.child, visit=child.apply_all)
+        except (ExecutionNotFoundError, JournalCorruptError):
+            continue
+        child.journal = read.records
+        if child.status == Status.PAUSED:
+            out += waiting_pauses(store, child, route + (call_id,))
+    return out
+
+
+def pick_pause(waiting: list[WaitingPause], which: str | tuple[str, ...] | None, execution_id: str) -> WaitingPause:
+    """The waiting pause that a resume answers: the one named (by name, call id or route), or
+    the only one.
+
+    Raises:
+        ExecutionStateError: when none waits, the name matches none or several, or several
+            wait and none was named.
+    """
+    if not waiting:
+        raise ExecutionStateError(f"execution {execution_id} waits at no pause")
+    listed = ", ".join(f"{w.name!r} (call {w.call_id})" for w in waiting)
+    if which is None:
+        if len(waiting) == 1:
+            return waiting[0]
+        raise ExecutionStateError(
+            f"execution {execution_id} waits at {len(waiting)} pauses: {listed}; name the one to answer "
+            "with pause=NAME"
+        )
+    if isinstance(which, tuple):
+        found = [w for w in waiting if w.route == which]
+    else:
+        found = [w for w in waiting if which in (w.call_id, w.name)]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise ExecutionStateError(f"execution {execution_id} waits at no pause {which!r}; it waits at {listed}")
+    raise ExecutionStateError(
+        f"execution {execution_id} waits at {len(found)} pauses named {which!r}: {listed}; name one by its call id"
+    )
+
+
 class Executor(Outputs):
     """Drives one execution of a workflow body against its journal."""
 
-    def __init__(self, store: Store, request: RunRequest, clock: Clock | None = None) -> None:
+    def __init__(self, store: Store, request: RunRequest, clock: Clock | None = None, parent: Executor | None = None) -> None:
         self.store = store
         self.request = request
         self.execution_id = request.execution_id
         self.clock = clock or SystemClock()
         self.stamp = stamper(self.clock)  # the `at` of a record written now
         self.replay_only = request.replay_only
+        self.parent = parent  # the executor of the calling workflow, for a sub-workflow
         self.lease: Lease | None = None
+        self.writer: Any = None
         self.records: Records = Records()
-        self.calls: dict[str, RecordedCall] = {}
+        self.history: History | None = None
+        self.core: ReplayCore | None = None
+        self.calls: dict[str, CallHistory] = {}
         self.fatal: BaseException | None = None
         self._flush_soon = False
         self._tasks: list[asyncio.Task[Any]] = []  # branches created, some maybe done
         self._prune_at = 64
         self.path = ""
-        self._cancel_pending = request.cancel  # to be delivered at the first live point
         self._cancel_recorded = False
-        self.cancelling = False  # a requested cancellation is unwinding the workflow
+        self._cancelled_by_parent = False
         self._root: asyncio.Task[Any] | None = None
         self._watch: asyncio.TimerHandle | None = None
         self.observer = request.observer
-        self.patches: dict[str, bool] = {}  # change id -> the answer `patched` gave in this run
-        self.markers: set[str] = set()  # change ids whose `patched` marker the journal holds
-        self.final: dict[str, Any] | None = None  # the journal's workflow_completed/failed/cancelled
-        self._slots: set[str] | None = None
         self._had_snapshot = False  # the store held a replay snapshot of this execution
         self.redactions: dict[str, str] = {}  # secret value -> name, for every secret handed out
-        home = getattr(store, "home", None)
-        self.secrets = Secrets(home) if isinstance(home, str) else None
+        self.secrets = Secrets(store.secrets_file())
+        # Sub-workflows: the executors running now, and what this run must hand them.
+        self.children: dict[str, Executor] = {}
+        self.child_resumes: dict[str, tuple[tuple[str, ...], Any, bool]] = {}  # child id -> (route, input, has input)
+        self.child_cancels: set[str] = set()  # child ids to cancel when their call runs again
+        # Pauses: a branch waits at each; the run ends paused when nothing else is in flight.
+        self._busy = 0  # task bodies, timers, retry waits and flushes in flight
+        self._waiters: dict[str, asyncio.Future[Any]] = {}
+        self._new_pauses: dict[str, dict[str, Any]] = {}  # workflow_paused records written when the run ends paused
+        self._waiting_children: dict[str, str] = {}  # call id -> id of a sub-workflow that waits at a pause
+        self._settling = False
+
+    @property
+    def cancelling(self) -> bool:
+        """A requested cancellation is unwinding the workflow."""
+        return self.core is not None and self.core.cancelling
 
     def resolve(self, ref: str) -> type | None:
         return find_class(ref, self.request.aliases)
@@ -157,135 +237,99 @@ class Executor(Outputs):
 
     # -- opening -----------------------------------------------------------------------------
 
-    def _open(self, index: ReplayIndex) -> JournalRead:
-        """Reads the journal (and takes ownership unless replaying), indexing it as it is read."""
+    def open(self, history: History | None = None) -> tuple[JournalRead, History]:
+        """Reads the journal (and takes ownership unless replaying), folding it as it is read.
+
+        A new execution's header is durable when this returns.
+        """
         req = self.request
-        if req.replay_only:
-            if req.journal is None:
-                return self.store.read(req.execution_id, visit=index.apply_all)
-            if req.index is None:
-                index.apply_all(list(req.journal.records), req.journal.offsets)
-            return req.journal
-        if req.create:
-            header = {
-                "seq": 0,
-                "kind": R.HEADER,
-                "format": FORMAT_VERSION,
-                "execution_id": req.execution_id,
-                "workflow": req.workflow_name,
-                "code": req.code,
-                "input": encode(req.input, "workflow input"),
-                "created": self.stamp(),
-            }
-            if req.parent is not None:
-                header["parent"] = req.parent
-            self.lease = self.store.create(req.execution_id, header, req.durability)
-            index.apply_all(list(self.lease.read.records), self.lease.read.offsets)
-        else:
-            known = self._known_prefix(index)
-            self.lease = self.store.acquire(req.execution_id, req.durability, visit=index.apply_all, known=known)
-        return self.lease.read
+        if history is None:
+            history = req.history or History(req.journal.path if req.journal is not None else self.store.describe(self.execution_id))
+        with _no_cycle_collection():
+            if req.replay_only:
+                if req.journal is None:
+                    read = self.store.read(req.execution_id, visit=history.apply_all)
+                else:
+                    read = req.journal
+                    if req.history is None:
+                        history.apply_all(list(read.records), read.offsets)
+            elif req.create:
+                header = {
+                    "seq": 0,
+                    "kind": R.HEADER,
+                    "format": FORMAT_VERSION,
+                    "execution_id": req.execution_id,
+                    "workflow": req.workflow_name,
+                    "code": req.code,
+                    "input": encode(req.input, "workflow input"),
+                    "created": self.stamp(),
+                }
+                if req.parent is not None:
+                    header["parent"] = req.parent
+                self.lease = self.store.create(req.execution_id, header, req.durability)
+                read = self.lease.read
+                history.apply_all(list(read.records), read.offsets)
+            else:
+                self.lease = self.store.acquire(
+                    req.execution_id, req.durability, visit=history.apply_all, known=self._known_prefix(history)
+                )
+                read = self.lease.read
+        if self.lease is not None:
+            self.writer = self.lease.writer
+        return read, history
 
     # -- replay snapshots (SPEC.md 2.3) --------------------------------------------------------
 
-    def _known_prefix(self, index: ReplayIndex) -> Known | None:
+    def _known_prefix(self, history: History) -> Known | None:
         """The journal prefix a snapshot vouches for, if the store has a usable snapshot."""
-        get = getattr(self.store, "get_snapshot", None)
-        data = get(self.execution_id) if get is not None else None
+        snapshots = self.store.snapshots
+        data = snapshots.load(self.execution_id) if snapshots is not None else None
         if not data:
             return None
         self._had_snapshot = True
         snapshot = Snapshot.parse(data, self.execution_id)
         if snapshot is None:
             return None
-        return Known(snapshot.size, snapshot.records, snapshot.crc, lambda: snapshot.restore(index))
+        return Known(snapshot.size, snapshot.records, snapshot.crc, lambda: snapshot.restore(history))
 
-    def _save_snapshot(self, index: ReplayIndex) -> None:
-        """Saves the replay index of the whole journal, so that resuming reads only what follows.
-        Any trouble is ignored: without a snapshot, a resume reads the whole journal."""
-        put = getattr(self.store, "put_snapshot", None)
-        lease = self.lease
-        if put is None or lease is None or self.fatal is not None:
+    def _save_snapshot(self, history: History) -> None:
+        """Saves the fold of the whole journal, so that resuming reads only what follows. Any
+        trouble is ignored: without a snapshot, a resume reads the whole journal."""
+        snapshots = self.store.snapshots
+        if snapshots is None or self.writer is None or self.fatal is not None:
             return
-        writer = lease.writer
         try:
-            index.apply_all(self.records[index.next_seq :])
-            data = os.pread(writer.fd, writer.end, 0)
-            if len(data) == writer.end:
-                put(self.execution_id, snapshot_of(index, self.execution_id, writer.end, writer.next_seq, zlib.crc32(data)))
+            history.apply_all(self.records[history.next_seq :])
+            size, records, crc = self.writer.position()
+            snapshots.save(self.execution_id, snapshot_of(history, self.execution_id, size, records, crc))
         except (OSError, EngineError):
             pass
 
-    def _drop_snapshot(self) -> None:
-        drop = getattr(self.store, "drop_snapshot", None)
-        if drop is not None:
-            with contextlib.suppress(OSError):
-                drop(self.execution_id)
-
-    # -- observers (SPEC.md "Observers"): debuggers and checkers watch replay through these ----
-
-    def _replayed(self, call_id: str, call: RecordedCall, which: str) -> None:
-        """Tells the observer that `call` was replayed, handing it the call's `which` record
-        (start, outcome, resumed), parsed from the journal only if the observer wants it."""
-        method = getattr(self.observer, "replayed", None)
-        if method is not None:
-            method(call_id, getattr(call, which), user_frame())
-
-    async def _notify_live(self, call_id: str) -> None:
-        method = getattr(self.observer, "live", None)
-        if method is not None:
-            delay = method(call_id)
-            if delay:
-                await asyncio.sleep(delay)  # a checker shuffles completion order this way
-
-    def _end(self, call_id: str, current: dict[str, Any] | None = None) -> None:
-        """The code reached what the journal has not recorded, in a read-only replay.
-
-        If the recorded run had finished, asking for anything more is a divergence: the code
-        would now do something the recorded run never did.
-        """
-        if self.final is not None and self.final["kind"] != R.CANCELLED:
-            current = dict(current or {"kind": "call"})
-            if "src" not in current:
-                frame = user_frame()
-                current["src"] = f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}" if frame else "?"
-            what = (
-                format_call(current["name"], current.get("args"), current.get("kwargs"))
-                if current.get("kind") == "task"
-                else f"{current.get('name', 'a call')}()"
-            )
-            self._diverge(
-                f"{self.path}:{self.final['seq'] + 1}: the recorded run {R.LIFECYCLE[self.final['kind']]} "
-                f"without it, but workflow {self.records[0].get('workflow', '')!r} now asks for {what} "
-                f"at call {call_id} ({current['src']}). "
-                'The workflow code changed or is not deterministic; see SPEC.md section "Replay".',
-                None,
-                current,
-            )
-        method = getattr(self.observer, "end_of_journal", None)
-        if method is not None:
-            method(call_id, user_frame())
-        raise EndOfJournal(call_id)
-
-    def before_live(self, call_id: str, current: dict[str, Any] | None = None) -> None:
-        """Called before anything live happens for a call: a read-only replay stops here, and a
-        cancellation of an execution that was not running is delivered here. `current` says
-        what the code asks for (kind, name, args, kwargs, src), for error messages."""
-        if self.replay_only:
-            self._end(call_id, current)
-        if self._cancel_pending:
-            self._cancel_pending = False
-            self._begin_cancel()
-            raise asyncio.CancelledError()
+    # -- cancellation --------------------------------------------------------------------------
 
     def _begin_cancel(self) -> None:
         """Records that a cancellation is unwinding the workflow, so that a run that dies while
-        compensating finishes cancelling when resumed (SPEC.md 4.6)."""
-        if not self.cancelling:
-            self.cancelling = True
-            if self.lease is not None and not self._cancel_recorded:
-                self._cancel_recorded = True
-                self.append({"seq": 0, "kind": R.CANCEL_REQUESTED, "at": self.stamp()})
+        compensating finishes cancelling when resumed, and passes it to running sub-workflows
+        (SPEC.md 4.6)."""
+        assert self.core is not None
+        self.core.cancelling = True
+        self.core.cancel_pending = False
+        if self.lease is not None and not self._cancel_recorded:
+            self._cancel_recorded = True
+            self.append({"seq": 0, "kind": R.CANCEL_REQUESTED, "at": self.stamp()})
+        for child in list(self.children.values()):
+            child.cancel_from_parent()
+
+    def cancel_from_parent(self) -> None:
+        """The calling workflow is being cancelled: so is this sub-workflow, recorded as such."""
+        self._cancelled_by_parent = True
+        if self.core is not None and self._root is not None and not self._root.done():
+            self._begin_cancel()
+            self._root.cancel()
+
+    def _deliver_cancel(self) -> asyncio.CancelledError:
+        self._begin_cancel()
+        return asyncio.CancelledError()
 
     def _poll_cancel(self) -> None:
         """Checks for a cancellation asked by another process (SPEC.md "Cancellation")."""
@@ -297,11 +341,13 @@ class Executor(Outputs):
             return
         self._watch = asyncio.get_running_loop().call_later(_CANCEL_POLL, self._poll_cancel)
 
+    # -- writing -------------------------------------------------------------------------------
+
     def append(self, record: dict[str, Any]) -> None:
-        lease = self.lease
-        if lease is None:
+        writer = self.writer
+        if writer is None:
             raise EndOfJournal(record.get("call_id") or "")
-        lease.writer.append(record)
+        writer.append(record)
         self.records.append(record)
 
     async def durable(self) -> None:
@@ -310,10 +356,9 @@ class Executor(Outputs):
         A waiter needs only the records appended before it asked; records appended later by
         other branches wait for the next sync, so a fan-out of N branches pays for one sync.
         """
-        lease = self.lease
-        if lease is None:
+        writer = self.writer
+        if writer is None:
             return
-        writer = lease.writer
         upto = writer.next_seq - 1
         if writer.synced_seq >= upto:
             return
@@ -324,90 +369,99 @@ class Executor(Outputs):
             if writer.synced_seq >= upto:
                 return
         try:
-            writer.sync()
+            if writer.is_async:
+                self._busy += 1
+                try:
+                    await writer.flush()
+                finally:
+                    self._idle()
+            else:
+                writer.sync()
         except BaseException as err:
             self.fatal = self.fatal or err
             raise
 
+    def _stop_writing(self) -> None:
+        """Engine trouble: what is buffered is dropped, nothing more is written (SPEC.md 4.2)."""
+        if self.writer is not None:
+            self.writer.discard()
+
     # -- running -----------------------------------------------------------------------------
 
-    async def run(self, body: Callable[[Any], Awaitable[Any]]) -> Outcome:
+    async def run(self, body: Callable[[Any], Awaitable[Any]], opened: tuple[JournalRead, History] | None = None) -> Outcome:
         """Replays and continues the execution; returns where it ended.
+
+        `opened` is what `open()` returned, when the caller opened the execution itself (to
+        know that its header is durable before the run goes on).
 
         Raises:
             EngineError subclasses (divergence, corruption, a lock held elsewhere, a failed write):
             nothing is written after the point where the trouble was found.
         """
-        loop = asyncio.get_running_loop()
-        traps.install_task_factory(loop)
-        req = self.request
-        if req.index is not None:
-            index = req.index
-        else:
-            index = ReplayIndex(req.journal.path if req.journal is not None else self.store.describe(self.execution_id))
+        traps.install_task_factory(asyncio.get_running_loop())
         with _collector_paced():
-            with _no_cycle_collection():
-                read = self._open(index)
             try:
-                outcome = await self._run(read, index, body)
-                if self._had_snapshot and outcome.status in R.FINAL_STATUSES and self.lease is not None:
-                    self._drop_snapshot()  # finished: nothing will resume it
+                read, history = opened if opened is not None else self.open()
+                outcome = await self._run(read, history, body)
+                if self._had_snapshot and outcome.status in R.FINAL_STATUSES and self.store.snapshots is not None:
+                    with contextlib.suppress(OSError):
+                        self.store.snapshots.drop(self.execution_id)  # finished: nothing will resume it
                 return outcome
             finally:
                 if self.lease is not None:
                     self.lease.close()
                 # The root task's context holds a branch, which holds this executor: without
-                # this, the executor and its index would wait for the cycle collector.
+                # this, the executor and its history would wait for the cycle collector.
                 self._root = None
 
-    async def _run(self, read: JournalRead, index: ReplayIndex, body: Callable[[Any], Awaitable[Any]]) -> Outcome:
-        self.path = index.path = read.path
-        records = index.journal = read.records
+    async def _run(self, read: JournalRead, history: History, body: Callable[[Any], Awaitable[Any]]) -> Outcome:
+        self.path = history.path = read.path
+        records = history.journal = read.records
         self.records = records if isinstance(records, Records) else Records.of(list(records))
+        self.history = history
+        self.calls = history.calls
+        req = self.request
+        core = self.core = ReplayCore(
+            history, replay_only=self.replay_only, cancel=req.cancel, observer=self.observer, frame_of=user_frame
+        )
+        self._cancel_recorded = history.cancel_requested
         header = records[0]
-        self.calls = index.calls
-        self.markers = index.markers
-        self.final = index.final
-        if index.cancel_requested:
-            # The run that began cancelling died before it finished: finish it now.
-            self.cancelling = self._cancel_recorded = True
-            self._cancel_pending = True
-        status = index.status
-        resolve = self.resolve
-        workflow_input = decode(header.get("input"), resolve)
-        name = header.get("workflow", "")
-        if not self.request.create and self.request.workflow_name and name != self.request.workflow_name:
+        workflow_input = decode(header.get("input"), self.resolve)
+        name = str(header.get("workflow", ""))
+        if not req.create and req.workflow_name and name != req.workflow_name:
             raise ExecutionStateError(
-                f"{read.path}: execution {self.execution_id} is of workflow {name!r}, not {self.request.workflow_name!r}"
+                f"{read.path}: execution {self.execution_id} is of workflow {name!r}, not {req.workflow_name!r}"
             )
+        status = history.status
         if status in R.FINAL_STATUSES and not self.replay_only:
-            return self._outcome(status, self._final_output(index.final), header, workflow_input)
-        if status == "paused" and not self.replay_only:
-            if not self.request.resume and not self.request.cancel:
-                return self._outcome("paused", None, header, workflow_input)
-            wake_at = index.calls[index.pending_pause].start.get("wake_at") if index.pending_pause else None
-            if (
-                wake_at is not None
-                and not self.request.resume_has_input
-                and not self.request.cancel
-                and self.clock.now() < wake_at
-            ):
-                raise ExecutionStateError(
-                    f"execution {self.execution_id} is paused until {iso(wake_at)}; "
-                    "give --input to resume it earlier"
-                )
+            return self._outcome(status, self._final_output(history.final), header, workflow_input)
+        answered: WaitingPause | None = None
+        if status == Status.PAUSED and not self.replay_only:
+            if not req.resume and not req.cancel:
+                return self._outcome(Status.PAUSED, None, header, workflow_input)
+            if req.resume and not req.cancel:
+                answered = self._pick_answer(history)
         if not self.replay_only:
-            if self.request.create:
+            if req.create:
                 self.append({"seq": 0, "kind": R.STARTED, "at": self.stamp()})
             else:
                 resumed: dict[str, Any] = {"seq": 0, "kind": R.RESUMED, "at": self.stamp()}
-                if index.pending_pause is not None and not self.request.cancel:
-                    resumed["call_id"] = index.pending_pause
-                    resumed["input"] = encode(self.request.resume_input, "resume input")
-                resumed["pid"] = os.getpid()
-                resumed["host"] = socket.gethostname()
+                if answered is not None:
+                    resumed["call_id"] = answered.route[0]
+                    if len(answered.route) == 1:
+                        resumed["input"] = encode(req.resume_input, "resume input")
+                    else:
+                        child = history.calls[answered.route[0]].child
+                        assert child is not None
+                        resumed["child"] = child
+                        self.child_resumes[child] = (answered.route[1:], req.resume_input, req.resume_has_input)
+                owner = self.lease.owner if self.lease is not None else {}
+                if "pid" in owner:
+                    resumed["pid"] = owner["pid"]
+                if "host" in owner:
+                    resumed["host"] = owner["host"]
                 self.append(resumed)
-                index.apply(resumed)
+                history.apply(resumed)
         context = contextvars.copy_context()
         context.run(traps.enter, traps.Branch(self, ""))
         # The workflow runs in a task of its own so that a cancellation can be delivered to it;
@@ -418,13 +472,14 @@ class Executor(Outputs):
         try:
             result = await root
         except _Suspend:
-            return self._finish_paused(header, workflow_input, index)
+            self._check_fatal()
+            return await self._finish_paused(header, workflow_input, history)
         except EndOfJournal:
             self._check_fatal()
             return self._outcome("replayed", None, header, workflow_input)
         except asyncio.CancelledError:
             self._check_fatal()
-            if not self.cancelling or not root.cancelled() or self._outer_cancelled():
+            if not self.cancelling or not root.cancelled() or (self._outer_cancelled() and not self._cancelled_by_parent):
                 self._sync_quietly()
                 raise
             return await self._finish_cancelled(header, workflow_input)
@@ -438,24 +493,39 @@ class Executor(Outputs):
                 self._watch.cancel()
             await self._cancel_leftovers()
         self._check_fatal()
-        self._check_all_visited(name)
+        try:
+            core.finished()
+        except EngineError:
+            self._stop_writing()
+            raise
         if self.replay_only:
-            final = index.final
-            return self._outcome(R.LIFECYCLE[final["kind"]] if final else "completed", result, header, workflow_input)
+            final = history.final
+            return self._outcome(R.LIFECYCLE[final["kind"]] if final else Status.COMPLETED, result, header, workflow_input)
         try:
             value = encode(result, (None, "workflow {!r} result", name))
             if self.redactions:
                 value, changed = redact(value, self.redactions)
                 if changed:
                     result = decode(value, self.resolve)
-            if self.request.blob_output:
+            if req.blob_output:
                 value = self._store_blob(value)
             self.append({"seq": 0, "kind": R.COMPLETED, "at": self.stamp(), "value": value})
         except EncodeError as err:
             return await self._finish_failed(err, header, workflow_input)
         await self.durable()
         self._check_fatal()
-        return self._outcome("completed", result, header, workflow_input)
+        return self._outcome(Status.COMPLETED, result, header, workflow_input)
+
+    def _pick_answer(self, history: History) -> WaitingPause:
+        """The waiting pause this resume answers; checks that a timed one may go on without input."""
+        req = self.request
+        target = pick_pause(waiting_pauses(self.store, history), req.resume_pause, self.execution_id)
+        if target.wake_at is not None and not req.resume_has_input and self.clock.now() < target.wake_at:
+            raise ExecutionStateError(
+                f"execution {self.execution_id} is paused at {target.name!r} until {iso(target.wake_at)}; "
+                "give an input to resume it earlier"
+            )
+        return target
 
     def _outer_cancelled(self) -> bool:
         task = asyncio.current_task()
@@ -463,18 +533,21 @@ class Executor(Outputs):
 
     def _sync_quietly(self) -> None:
         """On the way out of an interrupted run: write what is buffered, if the writer is sound."""
-        if self.lease is not None and self.fatal is None:
+        writer = self.writer
+        if writer is not None and self.fatal is None and not writer.is_async:
             try:
-                self.lease.writer.sync()
+                writer.sync()
             except Exception:  # noqa: BLE001 - the run is already ending; the journal stays valid
                 pass
 
     async def _finish_cancelled(self, header: dict[str, Any], workflow_input: Any) -> Outcome:
+        if self.replay_only:
+            return self._outcome(Status.CANCELLED, None, header, workflow_input)
         self.append({"seq": 0, "kind": R.CANCELLED, "at": self.stamp()})
         await self.durable()
         self._check_fatal()
         self.store.clear_cancel(self.execution_id)
-        return self._outcome("cancelled", None, header, workflow_input)
+        return self._outcome(Status.CANCELLED, None, header, workflow_input)
 
     def _final_output(self, final: dict[str, Any] | None) -> Any:
         assert final is not None
@@ -487,13 +560,12 @@ class Executor(Outputs):
     def _outcome(self, status: str, output: Any, header: dict[str, Any], workflow_input: Any) -> Outcome:
         return Outcome(
             self.execution_id, self.path, status, output, self.records, header.get("workflow", ""), workflow_input,
-            self.value_of,
+            self.value_of, self.history,
         )
 
     def _check_fatal(self) -> None:
         if self.fatal is not None:
-            if self.lease is not None:
-                self.lease.writer._pending.clear()
+            self._stop_writing()
             raise self.fatal
 
     async def _finish_failed(self, exc: BaseException, header: dict[str, Any], workflow_input: Any) -> Outcome:
@@ -502,14 +574,14 @@ class Executor(Outputs):
             self.append({"seq": 0, "kind": R.FAILED, "at": self.stamp(), "error": tree})
             await self.durable()
             self._check_fatal()
-        return self._outcome("failed", exc, header, workflow_input)
+        return self._outcome(Status.FAILED, exc, header, workflow_input)
 
-    def _finish_paused(self, header: dict[str, Any], workflow_input: Any, index: ReplayIndex) -> Outcome:
-        self._check_fatal()
-        if self.lease is not None:
-            self.lease.writer.sync()
-            self._save_snapshot(index)
-        return self._outcome("paused", None, header, workflow_input)
+    async def _finish_paused(self, header: dict[str, Any], workflow_input: Any, history: History) -> Outcome:
+        if self.writer is not None:
+            await self.durable()
+            self._check_fatal()
+            self._save_snapshot(history)
+        return self._outcome(Status.PAUSED, None, header, workflow_input)
 
     async def _cancel_leftovers(self) -> None:
         """Branches the workflow did not wait for are cancelled, so nothing runs past its end."""
@@ -520,50 +592,78 @@ class Executor(Outputs):
         if leftovers:
             await asyncio.gather(*leftovers, return_exceptions=True)
 
-    def _check_all_visited(self, name: str) -> None:
-        missed = [c for c in self.calls.values() if not c.visited]
-        if not missed:
+    # -- pauses: waiting, and ending the run once everything waits -----------------------------
+
+    def _idle(self) -> None:
+        """A body, timer, wait or flush is over: if branches wait at pauses, see whether the run
+        should end paused."""
+        self._busy -= 1
+        if not self._busy and self._waiters:
+            self._schedule_settle()
+
+    async def _wait(self, key: str) -> Any:
+        """Waits at a pause (or at a sub-workflow's pause) until the run ends paused."""
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiters[key] = fut
+        self._schedule_settle()
+        try:
+            return await fut
+        finally:
+            # Written by now if the run ended paused; else the pause never took effect (a
+            # sibling failed, a cancellation arrived) and nothing is written for it.
+            self._waiters.pop(key, None)
+            self._new_pauses.pop(key, None)
+            self._waiting_children.pop(key, None)
+
+    def _schedule_settle(self) -> None:
+        if not self._settling:
+            self._settling = True
+            asyncio.get_running_loop().call_soon(self._settle, 0)
+
+    def _settle(self, idle_rounds: int) -> None:
+        """Ends the run paused once every branch still running waits at a pause: nothing in
+        flight, and nothing ready to run for a few loop turns (workflow code between two
+        awaits on the engine never waits on anything else)."""
+        if not self._waiters or self._busy or self.fatal is not None or self._root is None or self._root.done():
+            self._settling = False
             return
-        call = min(missed, key=lambda c: c.seq)
-        what = format_call(call.name, call.start.get("args"), call.start.get("kwargs")) if call.kind == "task" else f"pause({call.name!r})"
-        self._diverge(
-            f"{self.path}:{call.seq + 1}: workflow {name!r} finished without asking for {what} "
-            f"at call {call.start['call_id']} ({call.start.get('src', '?')}), which the journal recorded. "
-            'The workflow code changed or is not deterministic; see SPEC.md section "Replay".',
-            call,
-        )
+        loop = asyncio.get_running_loop()
+        ready = getattr(loop, "_ready", None)
+        idle_rounds = idle_rounds + 1 if not ready else 0
+        if idle_rounds < _IDLE_ROUNDS:
+            loop.call_soon(self._settle, idle_rounds)
+            return
+        self._settling = False
+        self._suspend()
 
-    def _diverge(self, message: str, call: RecordedCall | None, current: dict[str, Any] | None = None) -> None:
-        err = NondeterminismError(
-            message,
-            path=self.path,
-            line=call.seq + 1 if call else 0,
-            call_id=call.start["call_id"] if call else "",
-            recorded=call.start if call else None,
-            current=current,
-        )
-        if self.fatal is None:
-            self.fatal = err
-        if self.lease is not None:
-            self.lease.writer._pending.clear()
-        raise err
+    def _suspend(self) -> None:
+        """Records the pauses this run reached (or that it waits at pauses recorded before) and
+        unwinds every waiting branch."""
+        if self.writer is not None:
+            try:
+                for record in self._new_pauses.values():
+                    self.append(record)
+                if not self._new_pauses or self._waiting_children:
+                    waiting: list[Any] = [k for k in self._waiters if k not in self._waiting_children and k not in self._new_pauses]
+                    waiting += [k for k in self._new_pauses]
+                    waiting += [{"call_id": k, "child": c} for k, c in self._waiting_children.items()]
+                    self.append({"seq": 0, "kind": R.SUSPENDED, "at": self.stamp(), "waiting": waiting})
+            except EngineError as err:
+                self.fatal = self.fatal or err
+        self._new_pauses = {}
+        for fut in list(self._waiters.values()):
+            if not fut.done():
+                fut.set_exception(_Suspend())
 
-    def _mismatch(self, call: RecordedCall, call_id: str, now: str, src: str, current: dict[str, Any] | None = None) -> None:
-        if call.kind == "task":
-            then = format_call(call.name, call.start.get("args"), call.start.get("kwargs"))
-        elif call.kind == "pause":
-            then = f"pause({call.name!r})"
-        else:
-            then = f"{call.name}()"
-        current = current or {"src": src, "what": now}
-        current.setdefault("src", src)
-        self._diverge(
-            f"{self.path}:{call.seq + 1}: workflow {self.records[0].get('workflow', '')!r} asked for {now} "
-            f"at call {call_id} ({src}), but the journal recorded {then} there ({call.start.get('src', '?')}). "
-            'The workflow code changed or is not deterministic; see SPEC.md section "Replay".',
-            call,
-            current,
-        )
+    async def wait_for_child(self, call_id: str, child_id: str) -> Any:
+        """A sub-workflow called at `call_id` ended paused: its call waits like a pause of this
+        workflow, and the run ends paused once nothing else is in flight (SPEC.md 4.5)."""
+        self._waiting_children[call_id] = child_id
+        self._busy -= 1  # the call's body is not in flight while it waits
+        try:
+            return await self._wait(call_id)
+        finally:
+            self._busy += 1
 
     # -- traps -------------------------------------------------------------------------------
 
@@ -592,31 +692,29 @@ class Executor(Outputs):
         if self.redactions:
             enc_args = redact(enc_args, self.redactions)[0]
             enc_kwargs = redact(enc_kwargs, self.redactions)[0]
-        call = self.calls.get(call_id)
-        if call is not None:
-            call.visited = True
-            if call.kind != "task" or call.name != name or call.args != enc_args or call.kwargs != enc_kwargs:
-                self._mismatch(
-                    call, call_id, format_call(name, enc_args, enc_kwargs), src,
-                    {"kind": "task", "name": name, "args": enc_args, "kwargs": enc_kwargs},
-                )
-            end = call.end
-            if end is not None:
-                if self.observer is not None:
-                    self._replayed(call_id, call, "outcome")
-                if end == R.TASK_COMPLETED:
-                    return self.value_of(call.value)
-                exc = decode(call.outcome["error"], self.resolve)  # type: ignore[index]
-                raise ExecutionError(exc) from exc
-            if call.cancelled is not None:
-                self._cancel_pending = False  # a resumed cancellation arrives here, as it did then
+        core = self.core
+        assert core is not None
+        try:
+            decision, call = core.task(call_id, name, enc_args, enc_kwargs, src)
+        except EngineError:
+            self._stop_writing()
+            raise
+        if decision == REPLAY:
+            assert call is not None
+            if call.end == R.TASK_COMPLETED:
+                return self.value_of(call.value)
+            exc = decode(call.outcome["error"], self.resolve)  # type: ignore[index]
+            raise ExecutionError(exc) from exc
+        if decision == CANCEL:
+            if call is not None and call.cancelled is not None:
                 raise asyncio.CancelledError()  # cancelled by the workflow itself: so again
-            self.before_live(call_id)  # a read-only replay stops here; a cancellation is delivered
-        else:
-            if self.replay_only:
-                self._end(call_id, {"kind": "task", "name": name, "args": enc_args, "kwargs": enc_kwargs, "src": src})
-            if self._cancel_pending:
-                self.before_live(call_id)
+            if call is not None and call.child is not None:
+                # The call runs a sub-workflow: the cancellation reaches it too (SPEC.md 4.6).
+                self._begin_cancel()
+                self.child_cancels.add(call.child)
+            else:
+                raise self._deliver_cancel()
+        elif decision == LIVE:
             record: dict[str, Any] = {"seq": 0, "kind": R.TASK_STARTED, "at": self.stamp(), "call_id": call_id, "name": name}
             if enc_args is not None:
                 record["args"] = enc_args
@@ -636,9 +734,10 @@ class Executor(Outputs):
             await self._notify_live(call_id)
         if spec.options is not None:
             return await run_handled(self, spec, args, kwargs, call_id, name, call)
-        lease = self.lease
-        if lease is None or lease.writer.synced_seq < lease.writer.next_seq - 1:
+        writer = self.writer
+        if writer is None or writer.synced_seq < writer.next_seq - 1:
             await self.durable()
+        self._busy += 1
         try:
             if spec.is_async and not spec.secrets:
                 # run_attempt's first case, inline: one coroutine less per call on the hot path.
@@ -656,17 +755,30 @@ class Executor(Outputs):
         except asyncio.CancelledError:
             self.record_cancelled(call_id)
             raise
+        finally:
+            self._idle()
         return self.complete(call_id, name, spec, result)
+
+    async def _notify_live(self, call_id: str) -> None:
+        method = getattr(self.observer, "live", None)
+        if method is not None:
+            delay = method(call_id)
+            if delay:
+                self._busy += 1
+                try:
+                    await asyncio.sleep(delay)  # a checker shuffles completion order this way
+                finally:
+                    self._idle()
 
     def record_cancelled(self, call_id: str) -> None:
         """Records that the workflow itself cancelled a running body (a sibling failed in
-        `parallel`, a task group was cancelled): replay cancels the call at the same place.
+        `parallel`, a task group was cancelled, a requested cancellation): replay cancels the
+        call at the same place.
 
-        A cancellation of the whole run (a requested cancel, or the process shutting down) is
-        not recorded per call: the run ends there, and a shutdown leaves the call open to run
-        again, as a crash would.
+        A cancellation of the whole run by the process shutting down is not recorded per
+        call: the run ends there and the call stays open to run again, as after a crash.
         """
-        if self.lease is None or self.fatal is not None:
+        if self.writer is None or self.fatal is not None:
             return
         root = self._root
         if not self.cancelling and (
@@ -675,69 +787,68 @@ class Executor(Outputs):
             return  # the process is shutting down: the call stays open, as after a crash
         self.append({"seq": 0, "kind": R.TASK_CANCELLED, "at": self.stamp(), "call_id": call_id})
 
-    def _take_slot(self, branch: traps.Branch, kind: str, name: str, what: str, src: str) -> tuple[str, RecordedCall | None]:
-        """The next call id of the branch, and what the journal recorded there, which must be a
-        `kind` of this `name` (else the run stops with NondeterminismError)."""
+    def _slot(self, branch: traps.Branch, kind: str, name: str, what: str, src: str) -> tuple[str, CallHistory | None]:
         if self.fatal is not None:
             raise self.fatal
         call_id = branch.next_id()
-        call = self.calls.get(call_id)
-        if call is not None:
-            call.visited = True
-            if call.kind != kind or call.name != name:
-                self._mismatch(call, call_id, what, src, {"kind": kind, "name": name})
-        return call_id, call
+        assert self.core is not None
+        try:
+            return call_id, self.core.slot(call_id, kind, name, what, src)
+        except EngineError:
+            self._stop_writing()
+            raise
+
+    def _live(self, call_id: str, call: CallHistory | None, asked: dict[str, Any]) -> int:
+        """The core's decision where nothing recorded lies ahead; delivers a cancellation."""
+        assert self.core is not None
+        try:
+            decision = self.core.live(call_id, call, asked)
+        except EngineError:
+            self._stop_writing()
+            raise
+        if decision == CANCEL:
+            raise self._deliver_cancel()
+        return decision
 
     async def pause(self, branch: traps.Branch, name: str, src: str, wake_at: float | None = None) -> Any:
         if not isinstance(name, str):
             raise TypeError(f"pause name must be a str, not {type(name).__name__}")
-        call_id, call = self._take_slot(branch, "pause", name, f"pause({name!r})", src)
-        if call is not None:
-            if call.resumed is not None:
-                if self.observer is not None:
-                    self._replayed(call_id, call, "resumed")
-                return decode(call.resumed.get("input"), self.resolve)
-            self.before_live(call_id)  # a replay stops here; a cancellation is delivered here
-            raise EndOfJournal(call_id)
-        self.before_live(call_id)
-        record = {"seq": 0, "kind": R.PAUSED, "at": self.stamp(), "call_id": call_id, "name": name, "src": src}
-        if wake_at is not None:
-            record["wake_at"] = wake_at
-        self.append(record)
-        raise _Suspend()
+        call_id, call = self._slot(branch, "pause", name, f"pause({name!r})", src)
+        assert self.core is not None
+        asked = {"kind": "pause", "name": name, "src": src}
+        try:
+            decision = self.core.pause(call_id, call, asked)
+        except EngineError:
+            self._stop_writing()
+            raise
+        if decision == REPLAY:
+            assert call is not None and call.resumed is not None
+            return decode(call.resumed.get("input"), self.resolve)
+        if decision == CANCEL:
+            raise self._deliver_cancel()
+        if decision == LIVE:
+            record: dict[str, Any] = {"seq": 0, "kind": R.PAUSED, "at": self.stamp(), "call_id": call_id, "name": name, "src": src}
+            if wake_at is not None:
+                record["wake_at"] = wake_at
+            self._new_pauses[call_id] = record
+        return await self._wait(call_id)
 
     def patched(self, branch: traps.Branch, change_id: str) -> bool:
-        """Whether this execution takes the new path of a change (SPEC.md "Versioning").
-
-        True when the journal holds the change's marker, or when the code reaches the check
-        where the journal has nothing more recorded in this branch (new work): the marker is then
-        written. False when the journal recorded other calls after this point in this branch:
-        the execution was recorded by the code before the change. The answer is kept for the run.
-        """
-        known = self.patches.get(change_id)
-        if known is not None:
-            return known
-        if change_id in self.markers:
-            answer = True
-        elif self.replay_only:
-            answer = False
-        else:
-            if self._slots is None:
-                self._slots = _all_slots(self.calls)
-            answer = f"{branch.prefix}{branch.slots + 1}" not in self._slots
-            if answer:
-                self.append({"seq": 0, "kind": R.PATCHED, "at": self.stamp(), "change_id": change_id})
-        self.patches[change_id] = answer
+        """Whether this execution takes the new path of a change (SPEC.md "Versioning")."""
+        assert self.core is not None
+        answer, write = self.core.patched(f"{branch.prefix}{branch.slots + 1}", change_id)
+        if write:
+            self.append({"seq": 0, "kind": R.PATCHED, "at": self.stamp(), "change_id": change_id})
         return answer
 
     async def record_value(self, branch: traps.Branch, name: str, produce: Callable[[], Any], src: str) -> Any:
         """A value the workflow must see again on replay (a time, a uuid, a random number)."""
-        call_id, call = self._take_slot(branch, "value", name, f"{name}()", src)
+        call_id, call = self._slot(branch, "value", name, f"{name}()", src)
         if call is not None:
-            if self.observer is not None:
-                self._replayed(call_id, call, "start")
+            assert self.core is not None
+            self.core.replayed(call_id, call, "start")
             return self.value_of(call.value)
-        self.before_live(call_id)
+        self._live(call_id, None, {"kind": "value", "name": name, "src": src})
         value = produce()
         self.append(
             {"seq": 0, "kind": R.VALUE, "at": self.stamp(), "call_id": call_id, "name": name,
@@ -747,21 +858,27 @@ class Executor(Outputs):
 
     async def sleep(self, branch: traps.Branch, seconds: float, src: str) -> None:
         """A durable timer: the wake-up time is recorded, a resume waits only for what is left."""
-        call_id, call = self._take_slot(branch, "timer", "sleep", f"sleep({seconds:g})", src)
+        call_id, call = self._slot(branch, "timer", "sleep", f"sleep({seconds:g})", src)
+        asked = {"kind": "timer", "name": "sleep", "src": src}
         if call is not None:
             if call.end is not None:
-                if self.observer is not None:
-                    self._replayed(call_id, call, "outcome")
+                assert self.core is not None
+                self.core.replayed(call_id, call, "outcome")
                 return
             wake_at = call.start["wake_at"]
-            self.before_live(call_id)
+            self._live(call_id, call, asked)
         else:
-            self.before_live(call_id)
+            self._live(call_id, None, asked)
             wake_at = self.clock.now() + max(0.0, seconds)
             self.append({"seq": 0, "kind": R.TIMER_STARTED, "at": self.stamp(), "call_id": call_id,
                          "name": "sleep", "wake_at": wake_at, "src": src})
         await self.durable()
         remaining = wake_at - self.clock.now()
         if remaining > 0:
-            await self.clock.sleep(remaining)
+            self._busy += 1
+            try:
+                await self.clock.sleep(remaining)
+            finally:
+                self._idle()
         self.append({"seq": 0, "kind": R.TIMER_FIRED, "at": self.stamp(), "call_id": call_id})
+

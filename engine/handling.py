@@ -35,10 +35,11 @@ from flux._engine.errors import (
 from flux._engine.isolate import TimedOut, run_isolated
 
 if TYPE_CHECKING:
-    from flux._engine.executor import Executor, TaskSpec
-    from flux._engine.replay import RecordedCall
+    from flux._engine.calls import TaskSpec
+    from flux._engine.executor import Executor
+    from flux._engine.history import CallHistory as RecordedCall
 
-__all__ = ["TaskOptions", "run_attempt", "run_handled"]
+__all__ = ["TaskOptions", "attempt_prefix", "run_attempt", "run_handled"]
 
 
 @dataclass(frozen=True)
@@ -61,9 +62,18 @@ class TaskOptions:
         return self.retry_delay * self.retry_backoff ** (attempt - 1)
 
 
-async def run_attempt(ex: Executor, spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str) -> Any:
+def attempt_prefix(call_id: str, attempt: int) -> str:
+    """The call-id prefix of the tasks an attempt's body calls: `<call_id>.` for the first,
+    `<call_id>.a<k>.` for retry k, so a retry never replays what a failed attempt recorded
+    (SPEC.md 4.3)."""
+    return f"{call_id}." if attempt == 0 else f"{call_id}.a{attempt}."
+
+
+async def run_attempt(
+    ex: Executor, spec: TaskSpec, args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str, attempt: int = 0
+) -> Any:
     """Runs the body once, within the task's timeout if it has one."""
-    branch = traps.Branch(ex, call_id + ".", call_id=call_id)
+    branch = traps.Branch(ex, attempt_prefix(call_id, attempt), call_id=call_id)
     timeout = spec.options.timeout if spec.options is not None else None
     if spec.secrets:
         kwargs = {**kwargs, "secrets": ex.reveal(spec, spec.name)}
@@ -101,11 +111,13 @@ async def run_attempt(ex: Executor, spec: TaskSpec, args: tuple[Any, ...], kwarg
 async def _run_handler(ex: Executor, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], prefix: str, call_id: str) -> Any:
     """Runs a fallback or rollback; tasks it calls get call ids under `prefix`."""
     token = traps.enter(traps.Branch(ex, prefix, call_id=call_id))
+    ex._busy += 1
     try:
         if inspect.iscoroutinefunction(fn) or getattr(fn, "__flux_task__", False):
             return await fn(*args, **kwargs)
         return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
     finally:
+        ex._idle()
         traps.leave(token)
 
 
@@ -137,13 +149,17 @@ async def run_handled(
             if attempt > 0 and attempt not in retries:
                 wait = failures[-1]["retry_at"] - now()
                 if wait > 0:
-                    ex.before_live(call_id)
                     await ex.durable()  # the failure and its wake-up time survive a crash in the wait
-                    await ex.clock.sleep(wait)
+                    ex._busy += 1
+                    try:
+                        await ex.clock.sleep(wait)
+                    finally:
+                        ex._idle()
                 ex.append({"seq": 0, "kind": R.RETRY_STARTED, "at": ex.stamp(), "call_id": call_id, "attempt": attempt})
             await ex.durable()
+            ex._busy += 1
             try:
-                result = await run_attempt(ex, spec, args, kwargs, call_id)
+                result = await run_attempt(ex, spec, args, kwargs, call_id, attempt)
                 encode(result, (None, "task {!r} result", name))  # an unrecordable result fails the attempt
             except Exception as exc:
                 if _is_engine_trouble(ex, exc):
@@ -161,6 +177,8 @@ async def run_handled(
                     break
                 attempt += 1
                 continue
+            finally:
+                ex._idle()
             return ex.complete(call_id, name, spec, result, {"attempt": attempt} if attempt else None)
         attempts = attempt + 1
     else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import zlib
 from array import array
 from collections.abc import Callable, Iterator, Sequence
@@ -18,20 +19,20 @@ from typing import Any
 
 import orjson
 
-from flux._engine import faults as _faults
-from flux._engine.errors import DurabilityError, JournalCorruptError, RecordTooLargeError
+from flux._engine.errors import DurabilityError, JournalCorruptError, RecordTooLargeError, UnsafePathError
 from flux._engine.records import KINDS as RECORD_KINDS
 
 __all__ = [
+    "BufferedWriter",
     "DURABILITY_MODES",
     "JournalRead",
-    "JournalWriter",
     "Known",
     "LineOffsets",
     "Records",
+    "check_journal",
     "encode_line",
-    "fsync_dir",
     "read_journal",
+    "read_regular_file",
     "seed_for",
 ]
 
@@ -45,11 +46,6 @@ MAX_RECORD_BYTES = int(os.environ.get("FLUX_MAX_RECORD_BYTES", str(1 << 20)))
 _CRC_OPEN = b',"crc":"'
 _SUFFIX_LEN = len(_CRC_OPEN) + 8 + 2  # ,"crc":"xxxxxxxx"}
 _HEX = b"0123456789abcdef"
-
-# Test-only fault hooks (engine/faults.py), decided once at import so that normal runs pay for
-# one global lookup per sync and nothing else.
-_FAULTS = _faults.ACTIVE
-_WRITE = _faults.write if _FAULTS else os.write
 
 
 def seed_for(execution_id: str) -> int:
@@ -245,10 +241,50 @@ _CHUNK_BYTES = 1 << 20  # bytes of lines checked and parsed at a time
 _KIND_NAMES: dict[str, str] = {k: k for k in RECORD_KINDS}
 
 
-def read_journal(
-    path: str, execution_id: str, data: bytes | None = None, visit: Visit | None = None, known: Known | None = None
+def read_journal(path: str, execution_id: str, visit: Visit | None = None, known: Known | None = None) -> JournalRead:
+    """Reads and checks the journal file at `path` without changing it (`check_journal`).
+
+    Raises:
+        JournalCorruptError: on anything but a torn last line.
+        FileNotFoundError: when there is no such file.
+        UnsafePathError: when the path is a symbolic link or not a regular file (a FIFO, a
+            directory): it is never followed, opened for long, or waited on.
+    """
+    return check_journal(read_regular_file(path), path, execution_id, visit=visit, known=known)
+
+
+def read_regular_file(path: str) -> bytes:
+    """The bytes of a regular file, opened without following a link and without blocking (a
+    FIFO planted in its place is refused, not waited on).
+
+    Raises:
+        FileNotFoundError, UnsafePathError (a link or not a regular file), OSError.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise UnsafePathError(
+                errno.ELOOP, f"{path}: is a symbolic link; journals are never read through links, remove it"
+            ) from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnsafePathError(errno.EINVAL, f"{path}: is not a regular file; remove it or restore the journal")
+        chunks = []
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+
+
+def check_journal(
+    data: bytes, where: str, execution_id: str, visit: Visit | None = None, known: Known | None = None
 ) -> JournalRead:
-    """Reads and checks every line of a journal without changing it.
+    """Checks every line of a journal's bytes; `where` names it in errors (a path, a URL).
 
     `visit`, when given, is handed the parsed records a batch at a time, in seq order, as soon
     as they are checked, with the line offsets of all records so far; this is how a replay index
@@ -258,14 +294,8 @@ def read_journal(
 
     Raises:
         JournalCorruptError: on anything but a torn last line (a final line with no newline).
-        FileNotFoundError: when there is no such file.
     """
-    if data is None:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        try:
-            data = _read_all(fd)
-        finally:
-            os.close(fd)
+    path = where
     seed = seed_for(execution_id)
     end = data.rfind(b"\n") + 1
     torn = data[end:]
@@ -406,78 +436,34 @@ def _check_header(path: str, pos: int, record: dict[str, Any], execution_id: str
         raise _corrupt(path, 1, pos, f"header names execution {record.get('execution_id')!r}, not {execution_id!r}")
 
 
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while True:
-        chunk = os.read(fd, 1 << 20)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-
-
-def fsync_dir(path: str) -> None:
-    """Makes a directory entry (a new or renamed file) durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_all(fd: int, data: bytes, write: Callable[[int, memoryview], int] = os.write) -> None:
-    view = memoryview(data)
-    while view:
-        written = write(fd, view)
-        if written <= 0:
-            raise OSError(errno.EIO, "write returned no progress")
-        view = view[written:]
-
-
-@dataclass
-class JournalWriter:
-    """Appends records to one journal; the process must hold the execution's lock.
-
-    `append` only buffers; `sync` writes the buffer in one `write` and, in `fsync` durability,
-    one `fsync` (group commit: every record appended since the last sync shares it).
-    After any failed write or sync the writer refuses all further work (SPEC.md "Durability").
+class BufferedWriter:
+    """What every store's writer shares: records are encoded to lines when appended and kept in
+    a buffer until the store writes them (`sync` or `flush`, group commit: every record
+    appended since the last write shares it). After a failed write the writer refuses all
+    further work (SPEC.md 6). Subclasses write the buffer: `_write(data, first_seq)`.
     """
 
-    path: str
-    execution_id: str
-    fd: int
-    next_seq: int
-    durability: str = "fsync"
-    seed: int = 0
-    synced_seq: int = -1  # seq of the last record known to be written (and synced, in fsync mode)
-    end: int = 0  # the journal's size as this writer left it
-    _pending: list[bytes] = field(default_factory=list)
-    _broken: BaseException | None = None
-    on_sync: Callable[[], None] | None = None
+    is_async = False  # True when the buffer is written by awaiting `flush()`, not by `sync()`
 
-    @classmethod
-    def open(cls, read: JournalRead, execution_id: str, durability: str, side_file: str) -> JournalWriter:
-        """Opens a journal for appending, cutting a torn last line into `side_file` first."""
-        fd = os.open(read.path, os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW)
-        try:
-            if read.torn:
-                side = os.open(side_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, FILE_MODE)
-                try:
-                    _write_all(side, b"%d " % read.valid_size + read.torn + b"\n")
-                    os.fsync(side)
-                finally:
-                    os.close(side)
-                os.ftruncate(fd, read.valid_size)
-                os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            raise
-        n = len(read.records)
-        return cls(read.path, execution_id, fd, n, durability, seed_for(execution_id), n - 1, read.valid_size)
+    def __init__(self, where: str, execution_id: str, next_seq: int, durability: str) -> None:
+        self.where = where  # the journal's place, for messages (a path, a URL)
+        self.execution_id = execution_id
+        self.next_seq = next_seq
+        self.synced_seq = next_seq - 1  # seq of the last record known to be written (and synced)
+        self.durability = durability
+        self.seed = seed_for(execution_id)
+        self._pending: list[bytes] = []
+        self._broken: BaseException | None = None
 
     def append(self, record: dict[str, Any]) -> int:
-        """Buffers a record (its `seq` is set here) and returns its seq."""
+        """Buffers a record (its `seq` is set here) and returns its seq.
+
+        Raises:
+            RecordTooLargeError: when the record's line is over the limit (nothing is buffered).
+            DurabilityError: when an earlier write failed.
+        """
         if self._broken is not None:
-            raise DurabilityError(f"{self.path}: an earlier write failed; the run cannot go on") from self._broken
+            raise DurabilityError(f"{self.where}: an earlier write failed; the run cannot go on") from self._broken
         seq = self.next_seq
         record["seq"] = seq
         line = encode_line(record, self.seed)
@@ -496,48 +482,44 @@ class JournalWriter:
     def dirty(self) -> bool:
         return bool(self._pending)
 
+    def discard(self) -> None:
+        """Drops what is buffered: engine trouble means nothing more is written (SPEC.md 4.2)."""
+        self.next_seq -= len(self._pending)
+        self._pending.clear()
+
+    def _take(self) -> tuple[bytes, int]:
+        if self._broken is not None:
+            raise DurabilityError(f"{self.where}: an earlier write failed; the run cannot go on") from self._broken
+        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        first = self.next_seq - len(self._pending)
+        self._pending.clear()
+        return data, first
+
     def sync(self) -> None:
-        """Writes every buffered record and, in `fsync` durability, waits until it is on disk.
+        """Writes every buffered record and, in `fsync` durability, waits until it is durable.
 
         Raises:
-            DurabilityError: when the write or the fsync fails; the writer is then unusable.
+            DurabilityError: when the write fails; the writer is then unusable.
         """
-        if self._broken is not None:
-            raise DurabilityError(f"{self.path}: an earlier write failed; the run cannot go on") from self._broken
         if not self._pending:
+            if self._broken is not None:
+                raise DurabilityError(f"{self.where}: an earlier write failed; the run cannot go on") from self._broken
             return
-        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
-        self._pending.clear()
-        try:
-            size = os.fstat(self.fd).st_size
-            if size != self.end:
-                # Someone else appended (or cut) since this writer last wrote: ownership was lost
-                # (SPEC.md 5). Writing now would interleave two histories, so nothing is written.
-                self._broken = DurabilityError(
-                    f"{self.path}: the journal is {size} bytes, this writer left it at {self.end}: another "
-                    "process wrote to it (was its lock file removed, or is the store on a network file "
-                    "system?); stopped without writing"
-                )
-                raise self._broken
-            if _FAULTS:
-                _faults.reach("before_write", self)
-            _write_all(self.fd, data, _WRITE)
-            if _FAULTS:
-                _faults.reach("after_write", self)
-            if self.durability == "fsync":
-                os.fsync(self.fd)
-        except OSError as err:
-            # After a failed fsync the page cache may claim data the disk lost: never retry.
-            self._broken = err
-            raise DurabilityError(f"{self.path}: writing the journal failed ({err.strerror or err}); stopped") from err
-        self.end += len(data)
+        data, first = self._take()
+        self._write(data, first)
         self.synced_seq = self.next_seq - 1
-        if _FAULTS:
-            _faults.reach("after_fsync", self)
-        if self.on_sync is not None:
-            self.on_sync()
+
+    async def flush(self) -> None:
+        """`sync` for writers whose store is reached by awaiting (`is_async`)."""
+        self.sync()
+
+    def _write(self, data: bytes, first_seq: int) -> None:
+        raise NotImplementedError
+
+    def position(self) -> tuple[int, int, int]:
+        """(bytes, records, CRC-32 of those bytes) of the journal as written so far: what a
+        replay snapshot vouches for (SPEC.md 2.3)."""
+        raise NotImplementedError
 
     def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        pass

@@ -14,13 +14,25 @@ from flux._engine import records as R
 from flux._engine.codec import decode, encode, encode_exception
 from flux._engine.errors import DecodeError, EncodeError, ExecutionError
 from flux._engine.errors import RecordTooLargeError
-from flux._engine.errors import SecretError
 from flux._engine.secrets import redact
 
 if TYPE_CHECKING:
     from flux._engine.calls import TaskSpec
 
-__all__ = ["Outputs"]
+__all__ = ["Outputs", "load_blob"]
+
+
+def load_blob(store: Any, ref: dict[str, Any]) -> Any:
+    """The recorded value a `{"$blob": digest}` reference names, read from the store's output
+    storage (its digest checked).
+
+    Raises:
+        BlobError: when the blob is missing or altered; DecodeError when the store keeps none.
+    """
+    blobs = store.blobs
+    if blobs is None:
+        raise DecodeError(f"{store.url}: this store keeps no output storage, but a value was recorded in it")
+    return orjson.loads(blobs.get(ref["$blob"]))
 
 
 class Outputs:
@@ -33,6 +45,7 @@ class Outputs:
     records: Any
     calls: dict[str, Any]
     lease: Any
+    writer: Any
     fatal: BaseException | None
     execution_id: str
     clock: Any
@@ -50,14 +63,14 @@ class Outputs:
         return decode(tree, self.resolve)
 
     def _load_blob(self, ref: dict[str, Any]) -> Any:
-        get_blob = getattr(self.store, "get_blob", None)
-        if get_blob is None:
-            raise DecodeError("this store keeps no output storage")
-        return orjson.loads(get_blob(ref["$blob"]))
+        return load_blob(self.store, ref)
 
     def _store_blob(self, tree: Any) -> dict[str, Any]:
+        blobs = self.store.blobs
+        if blobs is None:
+            raise EncodeError(f"{self.store.url}: this store keeps no output storage; drop output_storage=")
         data = orjson.dumps(tree)
-        digest = self.store.put_blob(data)  # type: ignore[attr-defined]
+        digest = blobs.put(data)
         return {"$blob": digest, "size": len(data)}
 
     def error_tree(self, exc: BaseException) -> tuple[Any, BaseException]:
@@ -72,8 +85,6 @@ class Outputs:
 
     def reveal(self, spec: TaskSpec, task: str) -> dict[str, str]:
         """The secrets a task asked for; remembered so that none is ever recorded."""
-        if self.secrets is None:
-            raise SecretError(f"task {task!r} needs secrets, but this store has no secrets file")
         values = self.secrets.get(spec.secrets, task)
         for name, value in values.items():
             self.redactions[value] = name
@@ -114,11 +125,21 @@ class Outputs:
 
     def _flush_completed(self) -> None:
         self._flush_soon = False
-        if self.lease is not None and self.fatal is None and self.lease.writer.dirty:
+        writer = self.writer
+        if writer is not None and self.fatal is None and writer.dirty:
+            if writer.is_async:
+                asyncio.get_running_loop().create_task(self._flush_async(writer))
+                return
             try:
-                self.lease.writer.sync()
+                writer.sync()
             except Exception as err:  # noqa: BLE001 - kept; the next waiter re-raises it
                 self.fatal = err
+
+    async def _flush_async(self, writer: Any) -> None:
+        try:
+            await writer.flush()
+        except Exception as err:  # noqa: BLE001 - kept; the next waiter re-raises it
+            self.fatal = self.fatal or err
 
     def fail(self, call_id: str, exc: BaseException) -> ExecutionError:
         """Records a task's failure; returns the ExecutionError to raise in the workflow."""
@@ -133,8 +154,8 @@ class Outputs:
         return hashlib.sha256(orjson.dumps(ident, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
     def _cache_get(self, spec: TaskSpec, start: dict[str, Any]) -> Any:
-        getter = getattr(self.store, "cache_get", None)
-        data = getter(self._cache_key(spec, start)) if getter else None
+        cache = self.store.cache
+        data = cache.get(self._cache_key(spec, start)) if cache is not None else None
         if data is None:
             return None
         try:
@@ -149,8 +170,8 @@ class Outputs:
             start = recorded.start  # started in an earlier run of the execution
         else:
             start = next((r for r in reversed(self.records) if r.get("call_id") == record["call_id"] and r["kind"] == R.TASK_STARTED), None)
-        putter = getattr(self.store, "cache_put", None)
-        if start is not None and putter is not None:
+        cache = self.store.cache
+        if start is not None and cache is not None:
             entry = {"task": spec.identity, "name": start["name"], "execution_id": self.execution_id, "value": stored}
-            putter(self._cache_key(spec, start), orjson.dumps(entry))
+            cache.put(self._cache_key(spec, start), orjson.dumps(entry))
 

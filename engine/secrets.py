@@ -22,14 +22,17 @@ __all__ = ["SecretError", "Secrets", "redact"]
 class Secrets:
     """Where secret values come from: the environment first, then a private JSON file.
 
-    The file is `$FLUX_SECRETS_FILE`, else `<home>/secrets.json`: an object of name -> string,
-    readable by its owner only (mode 0600 or stricter), or it is refused.
+    The file is `$FLUX_SECRETS_FILE`, else the store's (`<home>/secrets.json` for a file
+    store): an object of name -> string, readable by its owner only (mode 0600 or stricter), or
+    it is refused. A store that keeps no secrets file leaves the environment only.
     """
 
-    def __init__(self, home: str) -> None:
-        self.path = os.environ.get("FLUX_SECRETS_FILE") or os.path.join(home, "secrets.json")
+    def __init__(self, store_file: str | None) -> None:
+        self.path = os.environ.get("FLUX_SECRETS_FILE") or store_file
 
     def _file(self) -> dict[str, Any]:
+        if self.path is None:
+            return {}
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
         except FileNotFoundError:
@@ -70,10 +73,8 @@ class Secrets:
                     from_file = self._file()
                 value = from_file.get(name)
             if not isinstance(value, str) or not value:
-                raise SecretError(
-                    f"task {task!r} needs secret {name!r}: set the environment variable {name} "
-                    f"or add it to {self.path}"
-                )
+                where = f" or add it to {self.path}" if self.path else " (this store keeps no secrets file)"
+                raise SecretError(f"task {task!r} needs secret {name!r}: set the environment variable {name}{where}")
             out[name] = value
         return out
 

@@ -15,27 +15,29 @@ from typing import Any
 import orjson
 
 from flux._engine.journal import checks_out, encode_line_body, seed_for
-from flux._engine.replay import RecordedCall, ReplayIndex
+from flux._engine.records import Status
+from flux._engine.history import CallHistory, History
 
 __all__ = ["SNAPSHOT_FORMAT", "Snapshot", "snapshot_of"]
 
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2
 _KINDS = {"task": "task", "pause": "pause", "value": "value", "timer": "timer"}
 _ENDS = {"task_completed": "task_completed", "task_failed": "task_failed", "timer_fired": "timer_fired", None: None}
 
 
-def snapshot_of(index: ReplayIndex, execution_id: str, size: int, records: int, crc: int) -> bytes:
+def snapshot_of(index: History, execution_id: str, size: int, records: int, crc: int) -> bytes:
     """The snapshot of `index`, which must hold every record of the `size`-byte journal prefix."""
     calls = []
     for call_id, call in index.calls.items():
         rare = None
-        if call.resumed or call.failures or call.retries or call.handlers or call.cancelled:
+        if call.resumed or call.failures or call.retries or call.handlers or call.cancelled or call.child:
             rare = {
                 "resumed": call.resumed,
                 "failures": call.failures,
                 "retries": sorted(call.retries) if call.retries else None,
                 "handlers": call.handlers,
                 "cancelled": call.cancelled,
+                "child": call.child,
             }
         calls.append(
             [call_id, call.kind, call.seq, call.name, call.args, call.kwargs, call.value, call.end, call.end_seq, rare]
@@ -47,8 +49,9 @@ def snapshot_of(index: ReplayIndex, execution_id: str, size: int, records: int, 
             "size": size,
             "records": records,
             "prefix_crc": crc,
-            "status": index.status,
-            "pending_pause": index.pending_pause,
+            "status": str(index.status),
+            "waiting": list(index.waiting),
+            "waiting_children": index.waiting_children,
             "final": index.final,
             "markers": sorted(index.markers),
             "cancel_requested": index.cancel_requested,
@@ -88,7 +91,11 @@ class Snapshot:
             and all(type(m) is str for m in state["markers"])
             and type(state.get("status")) is str
             and type(state.get("cancel_requested")) is bool
-            and (state.get("pending_pause") is None or type(state["pending_pause"]) is str)
+            and state.get("status") in {str(s) for s in Status}
+            and type(state.get("waiting")) is list
+            and all(type(w) is str for w in state["waiting"])
+            and type(state.get("waiting_children")) is dict
+            and all(type(v) is str for v in state["waiting_children"].values())
             and (state.get("final") is None or type(state["final"]) is dict)
         ):
             return None
@@ -110,7 +117,7 @@ class Snapshot:
                 return None
         return cls(state["size"], records, state["prefix_crc"], state)
 
-    def restore(self, index: ReplayIndex) -> None:
+    def restore(self, index: History) -> None:
         """Fills `index`, which has seen no record, with the calls and state of the snapshot."""
         state = self.state
         source = index.source
@@ -124,7 +131,7 @@ class Snapshot:
             row = rows[i]
             rows[i] = None  # each row is freed once its call is built, so both are never held whole
             call_id, kind, seq, name, args, kwargs, value, end, end_seq, rare = row
-            call = RecordedCall(source, kinds[kind], seq, names.setdefault(name, name), args, kwargs, value)
+            call = CallHistory(source, kinds[kind], seq, names.setdefault(name, name), args, kwargs, value)
             call.end = ends[end]
             call.end_seq = end_seq
             if rare is not None:
@@ -133,10 +140,12 @@ class Snapshot:
                 call.retries = set(rare["retries"]) if rare.get("retries") else None
                 call.handlers = rare.get("handlers")
                 call.cancelled = rare.get("cancelled")
+                call.child = rare.get("child")
             calls[call_id] = call
-        index.pending_pause = state["pending_pause"]
+        index.waiting = {call_id: calls[call_id] for call_id in state["waiting"] if call_id in calls}
+        index.waiting_children = dict(state["waiting_children"])
         index.final = state["final"]
         index.markers = set(state["markers"])
         index.cancel_requested = state["cancel_requested"]
-        index.status = state["status"]
+        index.status = Status(state["status"])
         index.next_seq = self.records

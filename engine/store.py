@@ -1,55 +1,53 @@
-"""Where journals live. `Store` is the seam; `FileStore` keeps them as plain files.
+"""The store port: what the engine and `flux` need from a place that keeps journals.
 
-Layout of a `FileStore` home (SPEC.md, section "Store"):
+Every store (engine/stores/: files, memory; PostgreSQL behind the same protocols) passes the
+contract suite in tests/stores/. The protocols speak of executions, records and owners, never
+of file descriptors, offsets or lock files: a store reports damage and trouble with the errors
+of flux._engine.errors, and maps its own failures (OSError, a driver's errors) to them at its
+boundary.
 
-    <home>/executions/<execution_id>.jsonl   the journal
-    <home>/executions/<execution_id>.lock    flock'ed by the one process that runs the execution
-    <home>/executions/<execution_id>.torn    torn tails cut from the journal, kept for inspection
-    <home>/executions/<execution_id>.index   replay snapshot written when a run pauses (optional)
+    Store                       journals: create, acquire (take ownership), read, list, cancel
+    ├── Lease                   ownership of one execution: what was read, and its Writer
+    │   └── Writer              append (buffer), sync or await flush (group commit), position
+    ├── .snapshots  Snapshots   replay snapshots (SPEC.md 2.3), or None
+    ├── .blobs      Blobs       output storage (SPEC.md 4.8), or None
+    └── .cache      Cache       the task cache (SPEC.md 4.9), or None
+
+Optional capabilities are attributes that are None when the store has none; nobody looks for
+them with getattr.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import errno
-import fcntl
+import base64
 import os
 import re
-import socket
-import time
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
-from flux._engine.errors import (
-    BlobError,
-    UnsafePathError,
-    DurabilityError,
-    ExecutionLockedError,
-    ExecutionNotFoundError,
-    InvalidExecutionIdError,
-)
-from flux._engine.isolate import register_inherited_fd, unregister_inherited_fd
-from flux._engine.journal import (
-    FILE_MODE,
-    JournalRead,
-    JournalWriter,
-    Known,
-    Records,
-    Visit,
-    encode_line,
-    fsync_dir,
-    read_journal,
-    seed_for,
-)
+from flux._engine.errors import InvalidExecutionIdError, InvalidOptionError, StoreError
+from flux._engine.journal import JournalRead, Known, Visit
 
-__all__ = ["FileStore", "Lease", "Store", "validate_execution_id"]
+__all__ = [
+    "Blobs",
+    "Cache",
+    "ExecutionSummary",
+    "Lease",
+    "Page",
+    "Snapshots",
+    "Store",
+    "Writer",
+    "decode_cursor",
+    "encode_cursor",
+    "open_store",
+    "store_spec",
+    "validate_execution_id",
+]
 
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-DIR_MODE = 0o700
-_HOLDER_BYTES = 256  # a lock file's size: the holder's pid, host and start time, space-padded
 
 
 def validate_execution_id(execution_id: str) -> str:
@@ -59,39 +57,212 @@ def validate_execution_id(execution_id: str) -> str:
     return execution_id
 
 
-@dataclass
-class Lease:
-    """Ownership of one execution: its lock and its open writer. Close it when done."""
+def is_execution_id(text: str) -> bool:
+    return _ID_RE.fullmatch(text) is not None
+
+
+@runtime_checkable
+class Writer(Protocol):
+    """Appends to one journal; its lease must be held. `append` only buffers; `sync()` (or
+    `await flush()` when `is_async`) writes every buffered record, durably in `fsync`
+    durability. After a failed write the writer refuses all further work."""
+
+    is_async: bool
+    next_seq: int  # seq the next appended record gets
+    synced_seq: int  # seq of the last record known to be written (and synced)
+    durability: str
+
+    @property
+    def dirty(self) -> bool: ...
+
+    def append(self, record: dict[str, Any]) -> int: ...
+
+    def sync(self) -> None: ...
+
+    async def flush(self) -> None: ...
+
+    def discard(self) -> None: ...
+
+    def position(self) -> tuple[int, int, int]: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Lease(Protocol):
+    """Ownership of one execution, taken by `Store.create` or `Store.acquire`: what was read
+    (every record of the previous owners), the writer, and who owns it. Close it when done."""
 
     read: JournalRead
-    writer: JournalWriter
-    lock_fd: int
-    journal_lock_fd: int = -1
+    writer: Writer
+    owner: dict[str, Any]  # pid, host (and whatever else names the owner to others)
 
-    def close(self) -> None:
-        self.writer.close()
-        if self.journal_lock_fd >= 0:
-            _release_lock(self.journal_lock_fd)
-            self.journal_lock_fd = -1
-        if self.lock_fd >= 0:
-            _release_lock(self.lock_fd)
-            self.lock_fd = -1
+    def close(self) -> None: ...
+
+
+class Snapshots(Protocol):
+    """Replay snapshots (SPEC.md 2.3): an accelerator only, never the truth."""
+
+    def load(self, execution_id: str) -> bytes | None: ...
+
+    def save(self, execution_id: str, data: bytes) -> None: ...
+
+    def drop(self, execution_id: str) -> None: ...
+
+
+class Blobs(Protocol):
+    """Output storage (SPEC.md 4.8): content-addressed bytes."""
+
+    def put(self, data: bytes) -> str: ...
+
+    def get(self, digest: str) -> bytes: ...
+
+
+class Cache(Protocol):
+    """The task cache (SPEC.md 4.9): entries by key; anything unreadable is a miss."""
+
+    def get(self, key: str) -> bytes | None: ...
+
+    def put(self, key: str, data: bytes) -> None: ...
+
+    def clear(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class ExecutionSummary:
+    """One execution as a list shows it."""
+
+    execution_id: str
+    workflow: str
+    status: str  # a Status value, or "damaged" (then `problem` says what is wrong)
+    created: str
+    records: int
+    parent: str | None = None
+    problem: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "execution_id": self.execution_id,
+            "workflow": self.workflow,
+            "status": str(self.status),
+            "created": self.created,
+            "records": self.records,
+            "parent": self.parent,
+        }
+        if self.problem:
+            out["problem"] = self.problem
+        return out
+
+
+@dataclass(frozen=True)
+class Page:
+    """A page of a listing, newest first; `cursor` gives the next page (None: this is the last)."""
+
+    items: Sequence[ExecutionSummary] = field(default_factory=tuple)
+    cursor: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"items": [item.to_json() for item in self.items], "cursor": self.cursor}
+
+
+def encode_cursor(created: str, execution_id: str) -> str:
+    """An opaque cursor: the listing goes on after (created, execution_id), newest first."""
+    return base64.urlsafe_b64encode(orjson.dumps([created, execution_id])).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, str]:
+    """Raises InvalidOptionError for a cursor no listing gave."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created, execution_id = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not isinstance(created, str) or not isinstance(execution_id, str):
+            raise ValueError
+        return created, execution_id
+    except (ValueError, TypeError, orjson.JSONDecodeError):
+        raise InvalidOptionError(f"cursor={cursor!r} is not a cursor a listing gave; start again without one") from None
+
+
+def page_of(summaries: list[ExecutionSummary], *, status: str | Sequence[str] | None, workflow: str | None,
+            limit: int | None, cursor: str | None, prefix: str | None = None,
+            created_after: str | None = None, created_before: str | None = None) -> Page:
+    """Filters, orders (newest first) and cuts a list of summaries: the listing rule every store
+    that lists in memory shares."""
+    wanted = {status} if isinstance(status, str) else set(status) if status else None
+    rows = [
+        s for s in summaries
+        if (wanted is None or str(s.status) in wanted)
+        and (workflow is None or s.workflow == workflow)
+        and (prefix is None or s.execution_id.startswith(prefix))
+        and (created_after is None or s.created >= created_after)
+        and (created_before is None or s.created < created_before)
+    ]
+    rows.sort(key=lambda s: (s.created, s.execution_id), reverse=True)
+    if cursor is not None:
+        after = decode_cursor(cursor)
+        rows = [s for s in rows if (s.created, s.execution_id) < after]
+    if limit is not None and limit < 0:
+        raise InvalidOptionError(f"limit={limit} must be >= 0")
+    if limit is None or len(rows) <= limit:
+        return Page(tuple(rows), None)
+    kept = rows[:limit]
+    last = kept[-1] if kept else None
+    return Page(tuple(kept), encode_cursor(last.created, last.execution_id) if last else None)
 
 
 class Store(Protocol):
-    """What the executor needs from a place that keeps journals."""
+    """A place that keeps journals. See the module docstring for the shape."""
 
-    def create(self, execution_id: str, header: dict[str, Any], durability: str) -> Lease: ...
+    snapshots: Snapshots | None
+    blobs: Blobs | None
+    cache: Cache | None
 
-    def acquire(
-        self, execution_id: str, durability: str, visit: Visit | None = None, known: Known | None = None
-    ) -> Lease: ...
+    @property
+    def url(self) -> str:
+        """How to name this store to `open_store` (a directory path, a URL)."""
+        ...
 
-    def read(self, execution_id: str, visit: Visit | None = None) -> JournalRead: ...
+    def describe(self, execution_id: str) -> str:
+        """Where an execution's journal is, for messages (`path`, `url#id`)."""
+        ...
+
+    def create(self, execution_id: str, header: dict[str, Any], durability: str) -> Lease:
+        """Creates a journal holding only `header`, durable before this returns, owned by the
+        caller. Raises ExecutionExistsError when the execution exists (nothing is replaced)."""
+        ...
+
+    def acquire(self, execution_id: str, durability: str, visit: Visit | None = None, known: Known | None = None) -> Lease:
+        """Takes ownership and reads the journal (every record of previous owners included).
+        Raises ExecutionNotFoundError, ExecutionLockedError, JournalCorruptError."""
+        ...
+
+    def read(self, execution_id: str, visit: Visit | None = None) -> JournalRead:
+        """Reads a journal without taking ownership or changing anything."""
+        ...
+
+    def header(self, execution_id: str) -> dict[str, Any]:
+        """The journal's header (its first record, checked), without reading the rest."""
+        ...
+
+    def exists(self, execution_id: str) -> bool: ...
 
     def list_ids(self) -> list[str]: ...
 
-    def describe(self, execution_id: str) -> str: ...
+    def list(
+        self, *, status: str | Sequence[str] | None = None, workflow: str | None = None, limit: int | None = None,
+        cursor: str | None = None, prefix: str | None = None, created_after: str | None = None,
+        created_before: str | None = None,
+    ) -> Page: ...
+
+    def summary(self, execution_id: str) -> ExecutionSummary: ...
+
+    def owner(self, execution_id: str) -> dict[str, Any] | None:
+        """Who owns the execution right now (pid, host), or None when nobody does."""
+        ...
+
+    async def wait_for_change(self, execution_id: str, timeout: float) -> None:
+        """Returns once the execution's journal changes (a record appended), or after
+        `timeout` seconds."""
+        ...
 
     def request_cancel(self, execution_id: str) -> None: ...
 
@@ -99,333 +270,52 @@ class Store(Protocol):
 
     def clear_cancel(self, execution_id: str) -> None: ...
 
-
-class FileStore:
-    """Journals as files under one directory (`.flux/` by default)."""
-
-    def __init__(self, home: str) -> None:
-        self.home = home
-        self.dir = os.path.join(home, "executions")
-
-    def _ensure_dirs(self) -> None:
-        for path in (self.home, self.dir):
-            try:
-                os.mkdir(path, DIR_MODE)
-            except FileExistsError:
-                pass
-
-    def journal_path(self, execution_id: str) -> str:
-        return os.path.join(self.dir, validate_execution_id(execution_id) + ".jsonl")
-
-    def describe(self, execution_id: str) -> str:
-        return self.journal_path(execution_id)
-
-    def _lock(self, execution_id: str) -> int:
-        path = os.path.join(self.dir, execution_id + ".lock")
-        while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = _read_holder(fd)
-                os.close(fd)
-                raise ExecutionLockedError(execution_id, holder) from None
-            except BaseException:
-                os.close(fd)
-                raise
-            # A lock file deleted and recreated under us would let two processes hold "the"
-            # lock on two inodes; only the lock on the file that is at the path counts.
-            held = os.fstat(fd)
-            try:
-                same = held.st_ino == os.stat(path, follow_symlinks=False).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-            os.close(fd)
-        register_inherited_fd(fd)
-        # Who holds the lock, padded to a fixed size and written over the last holder's: JSON
-        # allows the trailing spaces, and no truncation (a journalled metadata change) is needed.
-        info = orjson.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()})
-        info = info.ljust(_HOLDER_BYTES)
-        os.pwrite(fd, info, 0)
-        if held.st_size > len(info):
-            os.ftruncate(fd, len(info))
-        return fd
-
-    def _lock_journal(self, execution_id: str, path: str) -> int:
-        """Flocks the journal itself too: a lock file deleted or replaced while held (`rm *.lock`)
-        would otherwise let a second process in beside the first (SPEC.md 5)."""
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise ExecutionLockedError(execution_id, self._holder(execution_id)) from None
-        except BaseException:
-            os.close(fd)
-            raise
-        register_inherited_fd(fd)
-        return fd
-
-    def _holder(self, execution_id: str) -> dict[str, Any]:
-        try:
-            fd = os.open(os.path.join(self.dir, execution_id + ".lock"), os.O_RDONLY | os.O_NOFOLLOW)
-        except OSError:
-            return {}
-        try:
-            return _read_holder(fd)
-        finally:
-            os.close(fd)
-
-    def create(self, execution_id: str, header: dict[str, Any], durability: str) -> Lease:
-        """Creates a new journal holding only `header`, durable before this returns.
-
-        Raises:
-            FileExistsError: when the execution already exists (a journal is never overwritten).
-        """
-        self._ensure_dirs()
-        path = self.journal_path(execution_id)
-        lock_fd = self._lock(execution_id)
-        try:
-            if os.path.lexists(path):
-                raise FileExistsError(f"{path}: execution {execution_id} already exists")
-            tmp = f"{path}.new-{os.getpid()}"
-            # We hold the lock, so a temp file of this name was left by a process that died.
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
-            try:
-                header["seq"] = 0
-                data = encode_line(header, seed_for(execution_id))
-                if os.write(fd, data) != len(data):
-                    # A journal must never appear with half a header (SPEC.md 2.2).
-                    raise OSError(errno.ENOSPC, "short write of the journal header")
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            try:
-                os.link(tmp, path)  # unlike rename, link never replaces an existing journal
-            finally:
-                os.unlink(tmp)
-            fsync_dir(self.dir)
-            journal_lock_fd = self._lock_journal(execution_id, path)
-            read = JournalRead(path, Records.of([header]), [0], len(data))
-            try:
-                writer = JournalWriter.open(read, execution_id, durability, path[:-6] + ".torn")
-            except BaseException:
-                _release_lock(journal_lock_fd)
-                raise
-        except OSError as err:
-            _release_lock(lock_fd)
-            if isinstance(err, FileExistsError):
-                raise
-            raise DurabilityError(f"{path}: cannot create the journal ({err.strerror or err})") from err
-        except BaseException:
-            _release_lock(lock_fd)
-            raise
-        return Lease(read, writer, lock_fd, journal_lock_fd)
-
-    def acquire(self, execution_id: str, durability: str, visit: Visit | None = None, known: Known | None = None) -> Lease:
-        """Locks an execution, reads its journal and opens it for appending. `visit` and `known`
-        are as for `read_journal`.
-
-        Raises:
-            ExecutionNotFoundError, ExecutionLockedError, JournalCorruptError.
-        """
-        path = self.journal_path(execution_id)
-        if os.path.islink(path):
-            raise UnsafePathError(errno.ELOOP, f"{path}: is a symbolic link; journals are never read through links, remove it")
-        if not os.path.isfile(path):
-            raise ExecutionNotFoundError(execution_id, self.home)
-        journal_lock_fd = self._lock_journal(execution_id, path)
-        try:
-            lock_fd = self._lock(execution_id)
-        except BaseException:
-            _release_lock(journal_lock_fd)
-            raise
-        try:
-            read = read_journal(path, execution_id, visit=visit, known=known)
-            writer = JournalWriter.open(read, execution_id, durability, path[:-6] + ".torn")
-        except BaseException:
-            _release_lock(lock_fd)
-            _release_lock(journal_lock_fd)
-            raise
-        return Lease(read, writer, lock_fd, journal_lock_fd)
-
-    def read(self, execution_id: str, visit: Visit | None = None) -> JournalRead:
-        """Reads a journal without locking or changing it; `visit` as for `read_journal`."""
-        path = self.journal_path(execution_id)
-        try:
-            return read_journal(path, execution_id, visit=visit)
-        except FileNotFoundError:
-            raise ExecutionNotFoundError(execution_id, self.home) from None
-        except OSError as err:
-            if err.errno == errno.ELOOP:
-                raise UnsafePathError(
-                    errno.ELOOP, f"{path}: is a symbolic link; journals are never read through links, remove it"
-                ) from None
-            raise
-
-    def list_ids(self) -> list[str]:
-        try:
-            names = os.listdir(self.dir)
-        except FileNotFoundError:
-            return []
-        return sorted(n[:-6] for n in names if n.endswith(".jsonl") and _ID_RE.fullmatch(n[:-6]))
-
-    # -- blobs and the task cache (SPEC.md "Output storage", "Cache") ---------------------------
-
-    def _private_dir(self, name: str) -> str:
-        self._ensure_dirs()
-        path = os.path.join(self.home, name)
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(path, DIR_MODE)
-        return path
-
-    def _write_atomically(self, folder: str, name: str, data: bytes) -> str:
-        path = os.path.join(folder, name)
-        tmp = f"{path}.tmp-{os.getpid()}-{id(data)}"
-        _write_file(tmp, data, sync=True)
-        os.replace(tmp, path)
-        fsync_dir(folder)
-        return path
-
-    def _snapshot_path(self, execution_id: str) -> str:
-        return os.path.join(self.dir, validate_execution_id(execution_id) + ".index")
-
-    def get_snapshot(self, execution_id: str) -> bytes | None:
-        """The execution's replay snapshot (SPEC.md 2.3), or None when there is none."""
-        try:
-            fd = os.open(self._snapshot_path(execution_id), os.O_RDONLY | os.O_NOFOLLOW)
-        except OSError:
-            return None  # missing, or a link: either way there is no snapshot to use
-        try:
-            return b"".join(iter(lambda: os.read(fd, 1 << 20), b""))
-        finally:
-            os.close(fd)
-
-    def put_snapshot(self, execution_id: str, data: bytes) -> None:
-        """Replaces the execution's replay snapshot; the caller holds the execution's lock. Not
-        synced: a snapshot lost or torn by a crash is ignored, and the journal is read whole."""
-        path = self._snapshot_path(execution_id)
-        _write_file(path + ".new", data, sync=False)  # one writer at a time: a leftover is reused
-        os.replace(path + ".new", path)
-
-    def drop_snapshot(self, execution_id: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._snapshot_path(execution_id))
-
-    def blob_path(self, digest: str) -> str:
-        if not re.fullmatch(r"[0-9a-f]{64}", digest):
-            raise BlobError(f"invalid blob digest {digest!r}")
-        return os.path.join(self.home, "blobs", digest + ".json")
-
-    def put_blob(self, data: bytes) -> str:
-        """Stores `data` under its SHA-256; returns the digest. Durable before it returns."""
-        digest = hashlib.sha256(data).hexdigest()
-        folder = self._private_dir("blobs")
-        if not os.path.exists(os.path.join(folder, digest + ".json")):
-            self._write_atomically(folder, digest + ".json", data)
-        return digest
-
-    def get_blob(self, digest: str) -> bytes:
-        """The bytes stored under `digest`.
-
-        Raises:
-            BlobError: naming the file when it is missing or its content does not match.
-        """
-        path = self.blob_path(digest)
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        except OSError as err:
-            raise BlobError(f"{path}: the stored output is missing ({err.strerror}); restore the file") from None
-        try:
-            data = b"".join(iter(lambda: os.read(fd, 1 << 20), b""))
-        finally:
-            os.close(fd)
-        if hashlib.sha256(data).hexdigest() != digest:
-            raise BlobError(f"{path}: the stored output was altered (its SHA-256 no longer matches); restore the file")
-        return data
-
-    def cache_get(self, key: str) -> bytes | None:
-        path = os.path.join(self.home, "cache", key + ".json")
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        except OSError:
-            return None
-        try:
-            return b"".join(iter(lambda: os.read(fd, 1 << 20), b""))
-        finally:
-            os.close(fd)
-
-    def cache_put(self, key: str, data: bytes) -> None:
-        self._write_atomically(self._private_dir("cache"), key + ".json", data)
-
-    def clear_cache(self) -> int:
-        """Deletes every cached task result; returns how many there were."""
-        folder = os.path.join(self.home, "cache")
-        try:
-            names = os.listdir(folder)
-        except FileNotFoundError:
-            return 0
-        for name in names:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(folder, name))
-        return len(names)
-
-    def _cancel_path(self, execution_id: str) -> str:
-        return os.path.join(self.dir, validate_execution_id(execution_id) + ".cancel")
-
-    def request_cancel(self, execution_id: str) -> None:
-        """Asks the process that runs the execution to cancel it (it checks a few times a second)."""
-        fd = os.open(self._cancel_path(execution_id), os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
-        os.close(fd)
-
-    def cancel_requested(self, execution_id: str) -> bool:
-        return os.path.lexists(self._cancel_path(execution_id))
-
-    def clear_cancel(self, execution_id: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._cancel_path(execution_id))
-
-    def is_locked(self, execution_id: str) -> bool:
-        """True when some process holds the execution's lock right now."""
-        path = os.path.join(self.dir, validate_execution_id(execution_id) + ".lock")
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        except FileNotFoundError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
-        return False
+    def secrets_file(self) -> str | None:
+        """The store's secrets file (SPEC.md 4.7), or None when it keeps none."""
+        ...
 
 
-def _write_file(path: str, data: bytes, *, sync: bool) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        if sync:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
+# -- finding a store --------------------------------------------------------------------------
 
 
-def _release_lock(fd: int) -> None:
-    unregister_inherited_fd(fd)
-    os.close(fd)  # closing the descriptor releases the flock
+def store_spec(spec: Any = None) -> Any:
+    """What `open_store` opens when given `spec`: the spec itself, else $FLUX_STORE, else
+    $FLUX_HOME, else `.flux` in the current directory."""
+    if spec is not None and spec != "":
+        return spec
+    return os.environ.get("FLUX_STORE") or os.environ.get("FLUX_HOME") or ".flux"
 
 
-def _read_holder(fd: int) -> dict[str, Any]:
-    try:
-        data = os.pread(fd, 4096, 0)
-        holder = orjson.loads(data) if data else {}
-        return holder if isinstance(holder, dict) else {}
-    except (OSError, orjson.JSONDecodeError):
-        return {}
+def open_store(spec: Any = None) -> Store:
+    """The store `spec` names: a Store object as it is; `memory:` or `memory:NAME` an in-memory
+    store of this process (one per name); `postgresql://...` a PostgreSQL store; any other
+    string or path-like a directory of files. None: $FLUX_STORE, else $FLUX_HOME, else `.flux`.
+
+    Raises:
+        StoreError: for a spec that names no store this installation can open.
+    """
+    spec = store_spec(spec)
+    if not isinstance(spec, (str, os.PathLike)):
+        if all(hasattr(spec, a) for a in ("create", "acquire", "read", "list")):
+            return spec  # type: ignore[no-any-return]
+        raise StoreError(f"store={spec!r} is neither a path, a store URL nor a store object")
+    text = os.fspath(spec)
+    if text.startswith("memory:"):
+        from flux._engine.stores.memory import MemoryStore
+
+        return MemoryStore.named(text[len("memory:"):])
+    if text.startswith(("postgresql://", "postgres://")):
+        raise StoreError(
+            f"{_redact_url(text)}: this installation has no PostgreSQL store; "
+            "install the postgresql extra (pip install 'flux-replay[postgresql]')"
+        )
+    if "://" in text:
+        raise StoreError(f"{_redact_url(text)}: no store of that kind; give a directory, memory: or postgresql://...")
+    from flux._engine.stores.files import FileStore
+
+    return FileStore(text)
+
+
+def _redact_url(url: str) -> str:
+    """A URL with its password left out, for messages."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)

@@ -24,17 +24,19 @@ from typing import Any
 
 import orjson
 
-from flux._engine.codec import decode, encode, find_class
+from flux._engine.codec import encode
 from flux._engine.errors import EncodeError, ExecutionNotFoundError, NondeterminismError, WorkflowLoadError
-from flux._engine.executor import Executor, Outcome, RunRequest
+from flux._engine.calls import RunRequest
+from flux._engine.executor import Executor, Outcome
+from flux._engine.history import History
 from flux._engine.journal import JournalRead, Visit, read_journal
-from flux._engine.replay import ReplayIndex
-from flux._engine.records import status_of
-from flux._engine.store import FileStore, validate_execution_id
-from flux.divergence import Divergence, beyond_the_end
+from flux._engine.outputs import load_blob
+from flux._engine.store import Store, open_store, validate_execution_id
+from flux._engine.stores.files import FileStore
+from flux.divergence import Divergence
 from flux.loader import load_recorded, workflows_in
-from flux.timeline import CallRow, error_summary, timeline
-from flux.workflow import Workflow, default_home
+from flux.timeline import CallRow, timeline
+from flux.workflow import Workflow
 
 __all__ = [
     "BreakPoint",
@@ -47,32 +49,32 @@ __all__ = [
     "replay",
 ]
 
-_ENGINE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "engine") + os.sep
-_FLUX_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+from flux._engine.calls import ENGINE_DIR as _ENGINE_DIR, FLUX_DIR as _FLUX_DIR
 _HIDDEN_FRAMES = (_ENGINE_DIR, _FLUX_DIR)
 
 # -- loading ----------------------------------------------------------------------------------
 
 
-def open_journal(ref: str, home: str | None = None) -> tuple[JournalRead, str]:
+def open_journal(ref: str, store: Any = None) -> tuple[JournalRead, str]:
     """Reads a journal given by its path (`…/<execution_id>.jsonl`) or by an execution id in the
     store; returns it, every record kept as a dict, and the execution id. Changes nothing.
 
     Raises:
         JournalCorruptError, ExecutionNotFoundError, InvalidExecutionIdError, WorkflowLoadError.
     """
-    read, execution_id, _ = _open_indexed(ref, home, keep=True)
+    read, execution_id, _, _ = open_folded(ref, store, keep=True)
     return read, execution_id
 
 
-def _open_indexed(ref: str, home: str | None, *, keep: bool) -> tuple[JournalRead, str, ReplayIndex]:
-    """`open_journal`, building the replay index as the journal is read. With `keep`, every
-    record is kept as a dict (a debugger that shows calls looks at all of them, often more than
-    once); without, records stay as the journal's bytes and are parsed when asked for."""
+def open_folded(ref: str, store: Any, *, keep: bool) -> tuple[JournalRead, str, History, Store]:
+    """`open_journal`, folding the journal as it is read; also the store that holds it (for
+    output storage). With `keep`, every record is kept as a dict (a debugger that shows calls
+    looks at all of them, often more than once); without, records stay as the journal's bytes
+    and are parsed when asked for."""
     kept: list[dict[str, Any]] = []
 
-    def read_with(read: Callable[[Visit], JournalRead], path: str) -> tuple[JournalRead, ReplayIndex]:
-        index = ReplayIndex(path)
+    def read_with(read: Callable[[Visit], JournalRead], path: str) -> tuple[JournalRead, History]:
+        index = History(path)
 
         def visit(records: list[dict[str, Any]], offsets: Any) -> None:
             index.apply_all(records, offsets)
@@ -94,17 +96,15 @@ def _open_indexed(ref: str, home: str | None, *, keep: bool) -> tuple[JournalRea
             done, index = read_with(lambda visit: read_journal(ref, execution_id, visit=visit), ref)
         except FileNotFoundError:
             raise ExecutionNotFoundError(execution_id, ref) from None
-        except IsADirectoryError:
-            raise WorkflowLoadError(f"{ref}: a directory, not a journal file") from None
-        return done, execution_id, index
-    store = FileStore(default_home(home))
+        return done, execution_id, index, FileStore(_home_of(ref))
+    opened = open_store(store)
     execution_id = validate_execution_id(ref)
-    done, index = read_with(lambda visit: store.read(execution_id, visit=visit), store.describe(execution_id))
-    return done, execution_id, index
+    done, index = read_with(lambda visit: opened.read(execution_id, visit=visit), opened.describe(execution_id))
+    return done, execution_id, index, opened
 
 
-def load_workflow(read: JournalRead, file: str | None = None) -> tuple[Workflow, dict[str, str]]:
-    """Loads the workflow a journal's header names (from `file` when given).
+def load_workflow(read: JournalRead, file: str | None = None, module: str | None = None) -> tuple[Workflow, dict[str, str]]:
+    """Loads the workflow a journal's header names (from `file` or `module` when given).
 
     Raises:
         WorkflowLoadError: naming the journal when the code holds no workflow of that name.
@@ -113,7 +113,7 @@ def load_workflow(read: JournalRead, file: str | None = None) -> tuple[Workflow,
     name = header.get("workflow", "")
     code = header.get("code") or {}
     try:
-        wf, aliases = load_recorded(code, name, file)
+        wf, aliases = load_recorded(code, name, file, module)
     except WorkflowLoadError as err:
         raise WorkflowLoadError(f"{read.path}:1: cannot load workflow {name!r} of this journal: {err}") from err
     if wf.name != name:
@@ -268,12 +268,11 @@ class _Watch:
     what the journal holds, and what it asked for there."""
 
     def __init__(self) -> None:
-        self.stop: tuple[str, list[FrameState], dict[str, Any] | None] | None = None
+        self.stop: tuple[str, list[FrameState]] | None = None
 
     def end_of_journal(self, call_id: str, frame: FrameType | None) -> None:
         if self.stop is None:  # with concurrent branches, the first to reach the end
-            here = sys._getframe(1)
-            self.stop = (call_id, _frames(_user_frames(here)), _asked_for(here))
+            self.stop = (call_id, _frames(_user_frames(sys._getframe(1))))
 
 
 class _BreakWatch(_Watch):
@@ -301,26 +300,6 @@ class _BreakWatch(_Watch):
                 return
             self.hit = BreakPoint(call_id, record["seq"], record, name, frames[0])
             self.on_break(self.hit)
-
-
-_EXECUTOR_FILE = os.path.join(_ENGINE_DIR, "executor.py")
-_TRAP_KINDS = {"call_task": "task", "pause": "pause", "record_value": "value", "sleep": "timer"}
-
-
-def _asked_for(frame: FrameType | None) -> dict[str, Any] | None:
-    """What the code asked for where the journal ended: read from the executor's frame that
-    handles the call (its locals), since the observer hook is given only the call id."""
-    while frame is not None:
-        kind = _TRAP_KINDS.get(frame.f_code.co_name)
-        if kind is not None and os.path.abspath(frame.f_code.co_filename) == _EXECUTOR_FILE:
-            names = frame.f_locals
-            asked = {"kind": kind, "name": names.get("name", "sleep"), "src": names.get("src", "?")}
-            if kind == "task":
-                asked["args"] = names.get("enc_args")
-                asked["kwargs"] = names.get("enc_kwargs")
-            return asked
-        frame = frame.f_back
-    return None
 
 
 def _name_matches(name: str, pattern: str) -> bool:
@@ -445,8 +424,9 @@ def _tree(value: Any) -> Any:
 def replay(
     ref: str,
     *,
-    home: str | None = None,
+    store: Any = None,
     file: str | None = None,
+    module: str | None = None,
     until: int | None = None,
     break_at: str | None = None,
     on_break: Callable[[BreakPoint], None] | None = None,
@@ -454,9 +434,12 @@ def replay(
 ) -> ReplayResult:
     """Replays a journal against the current code without running any task body or writing.
 
+    This is the one way Flux answers "does this journal replay": `flux replay`, golden
+    journals and `flux.testing` all come here, and the replay core (engine/core.py) decides.
+
     Args:
-        ref: the journal's path, or an execution id in the store at `home`.
-        file: the workflow's file, when it is not where the header says.
+        ref: the journal's path, or an execution id in `store`.
+        file, module: the workflow's code, when it is not where the header says.
         until: replay only the records up to this seq and report the workflow's state there.
         break_at: a seq or a task name (a glob pattern works): when that call's recorded outcome is
             handed to the workflow, `on_break` is called (default: pdb in the workflow frame).
@@ -476,7 +459,7 @@ def replay(
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _replay(ref, home, file, until, break_at, on_break, calls)
+        return _replay(ref, store, file, module, until, break_at, on_break, calls)
     finally:
         if enabled:
             gc.enable()
@@ -484,24 +467,28 @@ def replay(
 
 def _replay(
     ref: str,
-    home: str | None,
+    store: Any,
     file: str | None,
+    module: str | None,
     until: int | None,
     break_at: str | None,
     on_break: Callable[[BreakPoint], None] | None,
     calls: bool,
 ) -> ReplayResult:
     # Showing calls, stopping early or breaking needs every record at hand; a summary needs only
-    # the replay index, built as the journal is read, and no record kept as a dict.
+    # the fold, built as the journal is read, and no record kept as a dict.
     keep = calls or break_at is not None or until is not None
-    read, execution_id, index = _open_indexed(ref, home, keep=keep)
+    read, execution_id, history, holder = open_folded(ref, store, keep=keep)
     records = read.records
-    wf, aliases = load_workflow(read, file)
+    wf, aliases = load_workflow(read, file, module)
     count = len(records)
+    recorded_status = history.status
     if until is not None:
         _check_seq("--until", until, count)
         read = dataclasses.replace(read, records=records[: until + 1], offsets=read.offsets[: until + 1], torn=b"")
-    rows = timeline(read.records) if calls or break_at is not None else None
+        history = History(read.path, read.offsets, read.records)
+        history.apply_all(read.records, read.offsets)
+    rows = timeline(history) if calls or break_at is not None else None
     watch = _Watch()
     if break_at is not None:
         assert rows is not None
@@ -512,7 +499,7 @@ def _replay(
     divergence: Divergence | None = None
     box: list[Any] = []
     try:
-        asyncio.run(_run(wf, read, execution_id, aliases, watch, box, None if until is not None else index))
+        asyncio.run(_run(wf, read, execution_id, aliases, watch, box, history, holder))
     except NondeterminismError as err:
         divergence = Divergence.of(err)
     finally:
@@ -520,17 +507,13 @@ def _replay(
             sys.settrace(None)  # a debugger quit with tracing still on
     seconds = time.perf_counter() - started
     executor: Executor = box[0]
-    call_count = len(rows) if rows is not None else len(executor.calls)
-    missed = [call for call in executor.calls.values() if not call.visited]
-    first_missed = min(missed, key=lambda call: call.seq).start if missed else None
-    waiting = {call_id for call_id, call in executor.calls.items() if call.kind == "pause" and call.resumed is None}
-    _release(executor)
+    call_count = len(rows) if rows is not None else len(history.calls)
     header = records[0]
     base = dict(
         execution_id=execution_id,
         path=read.path,
         workflow=header.get("workflow", ""),
-        recorded_status=status_of(records),
+        recorded_status=str(recorded_status),
         records=count,
         replayed=len(read.records),
         call_count=call_count,
@@ -540,21 +523,19 @@ def _replay(
         breakpoint=watch.hit if isinstance(watch, _BreakWatch) else None,
     )
     if divergence is not None:
+        _release(executor, box)
         return ReplayResult(status="diverged", matches=False, note=str(divergence.error), divergence=divergence, **base)
     outcome: Outcome = box[1]
     stop = None
     if watch.stop is not None and outcome.status == "replayed":
         stop = StopState(len(read.records) - 1, watch.stop[0], watch.stop[1])
-        if until is None:
-            err = beyond_the_end(read, watch.stop[0], watch.stop[2], first_missed, waiting)
-            if err is not None:
-                divergence = Divergence.of(err)
-                return ReplayResult(status="diverged", matches=False, note=str(err), divergence=divergence, **base)
     if isinstance(outcome.output, bdb.BdbQuit):
+        _release(executor, box)
         return ReplayResult(status="quit", matches=True, note="the debugger was quit", stop=stop, **base)
-    matches, note = _verdict(read, outcome, aliases)
-    status = "stopped" if until is not None and outcome.status == "replayed" else outcome.status
-    return ReplayResult(status=status, matches=matches, note=note, output=outcome.output, stop=stop, **base)
+    verdict = _verdict(executor, outcome, holder)
+    _release(executor, box)
+    status = "stopped" if until is not None and outcome.status == "replayed" else str(outcome.status)
+    return ReplayResult(status=status, matches=verdict.matches, note=verdict.note, output=outcome.output, stop=stop, **base)
 
 
 async def _run(
@@ -564,12 +545,11 @@ async def _run(
     aliases: dict[str, str],
     observer: Any,
     box: list[Any],
-    index: ReplayIndex | None = None,
+    history: History,
+    store: Store,
 ) -> None:
-    request = RunRequest(
-        execution_id=execution_id, replay_only=True, journal=read, index=index, aliases=aliases, observer=observer
-    )
-    executor = Executor(FileStore(_home_of(read.path)), request)
+    request = RunRequest(execution_id=execution_id, replay_only=True, journal=read, history=history, aliases=aliases, observer=observer)
+    executor = Executor(store, request)
     box.append(executor)
     # The outcome goes in the box, not out as the result: asyncio.run (3.11) builds the repr of
     # its main task, result included, when it puts back its SIGINT handler, and the repr of an
@@ -577,49 +557,31 @@ async def _run(
     box.append(await executor.run(wf._body(executor, [])))
 
 
-def _release(executor: Executor) -> None:
-    """Lets the journal's records go as soon as the replay is over, without the cycle collector.
-
-    The executor sits in reference cycles: its branches refer back to it through the workflow
-    task's context, and when the replay stopped at the journal's end, the workflow task holds the
-    EndOfJournal whose traceback holds the frames that hold the task and the records. Left to the
-    collector, freeing 200,000 records costs a full traversal on top of the frees.
-    """
-    root = getattr(executor, "_root", None)
+def _release(executor: Executor, box: list[Any]) -> None:
+    """Lets the journal's records go as soon as the replay is over, without the cycle collector:
+    the exception that ended a replay at the journal's end holds frames that hold the records."""
+    root = executor._root
     if root is not None and root.done() and not root.cancelled() and root.exception() is not None:
-        traceback.clear_frames(root.exception().__traceback__)
-    executor.__dict__.clear()
+        traceback.clear_frames(root.exception().__traceback__)  # type: ignore[union-attr]
+    box.clear()
 
 
-def _verdict(read: JournalRead, outcome: Outcome, aliases: dict[str, str]) -> tuple[bool, str]:
-    """Whether the code reproduced what the (replayed part of the) journal recorded, and a note."""
-    records = read.records
-    final = records[-1] if records[-1]["kind"] in ("workflow_completed", "workflow_failed", "workflow_cancelled") else None
-    if outcome.status in ("replayed", "paused"):
-        return True, "the code matches the journal up to its last record"
-    if final is None:
-        return True, "the code matches the journal"
-    if final["kind"] == "workflow_cancelled":
-        return True, "the code matches the journal up to its cancellation"
-    if final["kind"] == "workflow_completed":
-        if outcome.status != "completed":
-            now = f"fails with {_error_text(outcome.output)}" if outcome.status == "failed" else f"ends {outcome.status}"
-            return False, f"the journal recorded a completed run, the code now {now}"
-        tree = final["value"]
-        if type(tree) is dict and "$blob" in tree:  # the output went to output storage
-            tree = orjson.loads(FileStore(_home_of(read.path)).get_blob(tree["$blob"]))
+def _verdict(executor: Executor, outcome: Outcome, store: Store) -> Any:
+    """The core's verdict on the replay: the output in its recorded form (output storage read
+    when the journal kept it there) against the journal's."""
+    core = executor.core
+    assert core is not None
+    status = str(outcome.status)
+    output_tree: Any = None
+    error_type: str | None = None
+    if status == "completed":
         try:
-            same = encode(outcome.output) == tree
+            output_tree = encode(outcome.output)
         except EncodeError:
-            same = False
-        if not same:
-            recorded = decode(tree, lambda ref: find_class(ref, aliases))
-            return False, f"the code now returns {_short_repr(outcome.output)}, the journal recorded {_short_repr(recorded)}"
-        return True, "the code reproduces the recorded output"
-    if outcome.status != "failed":
-        return False, f"the journal recorded a failed run, the code now returns {_short_repr(outcome.output)}"
-    recorded_type = error_summary(final.get("error"))["type"].rpartition(".")[2]
-    now_type = type(outcome.output).__name__
-    if recorded_type != now_type:
-        return False, f"the journal recorded a failure with {recorded_type}, the code now fails with {now_type}"
-    return True, "the code fails as recorded"
+            output_tree = {"$unrecordable": _short_repr(outcome.output)}
+        final = core.history.final
+        if final is not None and type(final.get("value")) is dict and "$blob" in final["value"]:
+            return core.verdict(status, output_tree, None, recorded=load_blob(store, final["value"]))
+    elif status == "failed":
+        error_type = type(outcome.output).__name__
+    return core.verdict(status, output_tree, error_type)

@@ -1,7 +1,8 @@
 """Where workflow code and a journal part: both sides of one call id, and their argument diff.
 
-Built from `NondeterminismError.recorded` / `.current` (SPEC.md 4.11), or, when a read-only
-replay ran past the end of a journal whose run had ended, from what the code asked for there.
+Built from `NondeterminismError.recorded` / `.current` (SPEC.md 4.11), which the replay core
+(engine/core.py) fills in, whether the code asked for another call at a call id, left a
+recorded call out, or asked for one past the end of a journal whose run had ended.
 """
 
 from __future__ import annotations
@@ -9,12 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from flux._engine.core import describe as describe_call
 from flux._engine.errors import NondeterminismError
-from flux._engine.executor import format_call
-from flux._engine.journal import JournalRead
-from flux._engine.records import status_of
 
-__all__ = ["ABSENT", "ArgDiff", "Divergence", "arg_diff", "beyond_the_end", "describe_call"]
+__all__ = ["ABSENT", "ArgDiff", "Divergence", "arg_diff", "describe_call"]
 
 
 
@@ -98,58 +97,3 @@ class Divergence:
             "arg_diff": [d.as_json() for d in self.args],
             "message": self.message,
         }
-
-
-def describe_call(side: dict[str, Any] | None) -> str:
-    """`name(args)` of a recorded call or of what the code asks for."""
-    if not side:
-        return ""
-    kind = side.get("kind")
-    if kind in ("workflow_paused", "pause"):
-        return f"pause({side.get('name')!r})"
-    if kind in ("value_recorded", "value", "timer_started", "timer"):
-        return f"{side.get('name', 'sleep')}()"
-    if "what" in side and "name" not in side:
-        return str(side["what"])
-    return format_call(str(side.get("name", "?")), side.get("args"), side.get("kwargs"))
-
-
-def beyond_the_end(
-    read: JournalRead,
-    call_id: str,
-    asked: dict[str, Any] | None,
-    first_missed: dict[str, Any] | None,
-    waiting: set[str] | None = None,
-) -> NondeterminismError | None:
-    """A divergence when the code asked for a call the journal never recorded although the
-    recorded run had ended there (finished, or paused at another call); None when the journal
-    simply ends where the code is (an interrupted run, or the pause it waits at)."""
-    records = read.records
-    status = status_of(records)
-    if status == "paused":
-        if waiting is None:  # the pauses not resumed, when the caller's index does not say
-            waiting = {r["call_id"] for r in records if r["kind"] == "workflow_paused"}
-            waiting -= {r.get("call_id") for r in records if r["kind"] == "workflow_resumed"}
-        if call_id in waiting:
-            return None
-    elif status not in ("completed", "failed", "cancelled"):
-        return None
-    current = {**(asked or {"src": "?"}), "call_id": call_id}
-    what = describe_call(current) or f"call {call_id}"
-    line = first_missed["seq"] + 1 if first_missed else len(records)
-    then = (
-        f"the journal recorded {describe_call(first_missed)} at call {first_missed['call_id']} "
-        f"({first_missed.get('src', '?')}) instead, which the code never asked for"
-        if first_missed else "the journal recorded no call there"
-    )
-    workflow = records[0].get("workflow", "")
-    return NondeterminismError(
-        f"{read.path}:{line}: workflow {workflow!r} asked for {what} at call {call_id} ({current.get('src', '?')}), "
-        f"but the recorded run {status} without it; {then}. "
-        'The workflow code changed or is not deterministic; see SPEC.md section "Replay".',
-        path=read.path,
-        line=line,
-        call_id=call_id,
-        recorded=first_missed,
-        current=current,
-    )

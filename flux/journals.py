@@ -6,8 +6,6 @@ the checksums of its own execution id (SPEC.md "Debugging").
 
 from __future__ import annotations
 
-import asyncio
-import os
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -15,18 +13,19 @@ from typing import Any
 import orjson
 
 from flux._engine import journal as _journal
+from flux._engine import records as R
 from flux._engine.clock import SystemClock, iso
 from flux._engine.codec import encode
-from flux._engine.errors import ExecutionStateError, InvalidOptionError
-from flux._engine.journal import DURABILITY_MODES, FORMAT_VERSION, JournalRead, encode_line
-from flux._engine.records import status_of
-from flux._engine.store import FileStore, validate_execution_id
+from flux._engine.errors import ExecutionStateError
+from flux._engine.history import History, fold
+from flux._engine.journal import FORMAT_VERSION, JournalRead, encode_line
+from flux._engine.store import open_store, validate_execution_id
+from flux.client import Client, check_durability
 from flux.context import ExecutionContext
 from flux.debug import open_journal
 from flux.divergence import ABSENT, arg_diff
-from flux.loader import load_recorded
 from flux.timeline import CallRow, error_summary, timeline
-from flux.workflow import default_home
+from flux.workflow import run_sync
 
 __all__ = [
     "Difference",
@@ -39,8 +38,7 @@ __all__ = [
     "parse_set_result",
 ]
 
-_RESULT_KINDS = ("task_completed", "value_recorded")
-_FINAL_KINDS = ("workflow_completed", "workflow_failed", "workflow_cancelled")
+_RESULT_KINDS = (R.TASK_COMPLETED, R.VALUE)
 
 
 # -- diff -------------------------------------------------------------------------------------
@@ -99,12 +97,11 @@ def _text(value: Any, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _side(read: JournalRead, execution_id: str) -> JournalSide:
-    header = read.records[0]
-    return JournalSide(read.path, execution_id, header.get("workflow", ""), len(read.records), status_of(read.records))
+def _side(read: JournalRead, execution_id: str, history: History) -> JournalSide:
+    return JournalSide(read.path, execution_id, history.workflow, len(read.records), str(history.status))
 
 
-def diff_journals(ref_a: str, ref_b: str, *, home: str | None = None) -> JournalDiff:
+def diff_journals(ref_a: str, ref_b: str, *, store: Any = None) -> JournalDiff:
     """Compares two journals of the same workflow in substance: the input, then each call aligned
     by call id (kind, name, arguments, outcome, value or error, attempts), the `patched` markers
     and the final status and output. Times, pids, hosts, source lines and tracebacks are ignored.
@@ -113,9 +110,10 @@ def diff_journals(ref_a: str, ref_b: str, *, home: str | None = None) -> Journal
         ExecutionStateError: when the journals are of different workflows.
         JournalCorruptError, ExecutionNotFoundError, InvalidExecutionIdError.
     """
-    read_a, id_a = open_journal(ref_a, home)
-    read_b, id_b = open_journal(ref_b, home)
-    a, b = _side(read_a, id_a), _side(read_b, id_b)
+    read_a, id_a = open_journal(ref_a, store)
+    read_b, id_b = open_journal(ref_b, store)
+    fold_a, fold_b = fold(read_a.records, read_a.path), fold(read_b.records, read_b.path)
+    a, b = _side(read_a, id_a, fold_a), _side(read_b, id_b, fold_b)
     if a.workflow != b.workflow:
         raise ExecutionStateError(
             f"{a.path} is a journal of workflow {a.workflow!r}, {b.path} of {b.workflow!r}; "
@@ -125,8 +123,8 @@ def diff_journals(ref_a: str, ref_b: str, *, home: str | None = None) -> Journal
     head_a, head_b = read_a.records[0], read_b.records[0]
     if head_a.get("input") != head_b.get("input"):
         out.append(Difference("input", 0, 0, _text(head_a.get("input")), _text(head_b.get("input"))))
-    rows_a = {row.call_id: row for row in timeline(read_a.records)}
-    rows_b = {row.call_id: row for row in timeline(read_b.records)}
+    rows_a = {row.call_id: row for row in timeline(fold_a)}
+    rows_b = {row.call_id: row for row in timeline(fold_b)}
     for call_id, row in rows_a.items():
         other = rows_b.get(call_id)
         if other is None:
@@ -137,7 +135,7 @@ def diff_journals(ref_a: str, ref_b: str, *, home: str | None = None) -> Journal
         if call_id not in rows_a:
             out.append(Difference(f"call {call_id} {row.name}", None, row.seq, "(absent)", _call_text(row)))
     out += _compare_markers(read_a.records, read_b.records)
-    out += _compare_final(read_a.records, read_b.records, a.status, b.status)
+    out += _compare_final(fold_a, fold_b, len(read_a.records), len(read_b.records), a.status, b.status)
     out.sort(key=lambda d: d.first_seq)
     return JournalDiff(a, b, out)
 
@@ -179,7 +177,7 @@ def _arg(value: Any) -> str:
 
 def _compare_markers(records_a: list[dict[str, Any]], records_b: list[dict[str, Any]]) -> list[Difference]:
     def markers(records: list[dict[str, Any]]) -> dict[str, int]:
-        return {r["change_id"]: r["seq"] for r in records if r["kind"] == "patched" and "change_id" in r}
+        return {r["change_id"]: r["seq"] for r in records if r["kind"] == R.PATCHED}
 
     in_a, in_b = markers(records_a), markers(records_b)
     out = []
@@ -192,30 +190,21 @@ def _compare_markers(records_a: list[dict[str, Any]], records_b: list[dict[str, 
     return out
 
 
-def _final(records: list[dict[str, Any]]) -> dict[str, Any] | None:
-    for record in reversed(records):
-        if record["kind"] in _FINAL_KINDS:
-            return record
-    return None
-
-
 def _final_text(record: dict[str, Any] | None) -> str:
     if record is None:
         return "(none)"
-    if record["kind"] == "workflow_completed":
+    if record["kind"] == R.COMPLETED:
         return _text(record.get("value"))
-    if record["kind"] == "workflow_failed":
+    if record["kind"] == R.FAILED:
         error = error_summary(record.get("error"))
         return f"{error['type']}: {error['message']}"
     return "cancelled"
 
 
-def _compare_final(
-    records_a: list[dict[str, Any]], records_b: list[dict[str, Any]], status_a: str, status_b: str
-) -> list[Difference]:
-    fa, fb = _final(records_a), _final(records_b)
-    seq_a = fa["seq"] if fa else len(records_a) - 1
-    seq_b = fb["seq"] if fb else len(records_b) - 1
+def _compare_final(fold_a: History, fold_b: History, count_a: int, count_b: int, status_a: str, status_b: str) -> list[Difference]:
+    fa, fb = fold_a.final, fold_b.final
+    seq_a = fa["seq"] if fa else count_a - 1
+    seq_b = fb["seq"] if fb else count_b - 1
     out = []
     if status_a != status_b:
         out.append(Difference("status", seq_a, seq_b, status_a, status_b))
@@ -261,7 +250,7 @@ def fork_execution(
     at: int,
     *,
     set_result: tuple[int, Any] | None = None,
-    home: str | None = None,
+    store: Any = None,
     durability: str | None = None,
     new_id: str | None = None,
 ) -> ForkResult:
@@ -274,11 +263,9 @@ def fork_execution(
         JournalCorruptError, ExecutionNotFoundError, EncodeError (a value the journal cannot hold),
         InvalidOptionError (an unknown durability).
     """
-    durability = durability or os.environ.get("FLUX_DURABILITY") or "fsync"
-    if durability not in DURABILITY_MODES:
-        raise InvalidOptionError(f"durability={durability!r} must be one of {', '.join(DURABILITY_MODES)}")
-    store = FileStore(default_home(home))
-    read = store.read(validate_execution_id(execution_id))
+    durability = check_durability(durability)
+    opened = open_store(store)
+    read = opened.read(validate_execution_id(execution_id))
     records = read.records
     count = len(records)
     if not 1 <= at <= count:
@@ -320,32 +307,38 @@ def fork_execution(
         "created": iso(SystemClock().now()),
         "forked_from": {"execution_id": execution_id, "seq": at},
     }
-    lease = store.create(fork_id, header, durability)
+    lease = opened.create(fork_id, header, durability)
     try:
         for record in copies:
             lease.writer.append(record)
-        lease.writer.sync()
+        if lease.writer.is_async:
+            run_sync(lease.writer.flush())
+        else:
+            lease.writer.sync()
     finally:
         lease.close()
-    return ForkResult(execution_id, fork_id, store.journal_path(fork_id), at, len(copies), replaced)
+    return ForkResult(execution_id, fork_id, opened.describe(fork_id), at, len(copies), replaced)
 
 
 def continue_fork(
     execution_id: str,
     *,
-    home: str | None = None,
+    store: Any = None,
     file: str | None = None,
+    module: str | None = None,
     input: Any = None,
     has_input: bool = False,
     durability: str | None = None,
 ) -> ExecutionContext[Any]:
     """Runs a forked execution on from where its records end: until it finishes, fails, or
     reaches a pause (which `input` answers when `has_input`)."""
-    store = FileStore(default_home(home))
-    header = store.read(validate_execution_id(execution_id)).records[0]
-    wf, aliases = load_recorded(header.get("code") or {}, header.get("workflow", ""), file)
-    return asyncio.run(
-        wf.run_async(
-            input, execution_id=execution_id, home=store.home, durability=durability, aliases=aliases, resume=has_input
-        )
-    )
+
+    async def go() -> ExecutionContext[Any]:
+        client = Client(store, durability=durability)
+        if has_input:
+            handle = await client.resume(execution_id, input, file=file, module=module)
+        else:
+            handle = await client.continue_(execution_id, file=file, module=module)
+        return await handle.result()
+
+    return run_sync(go())

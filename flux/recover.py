@@ -8,20 +8,16 @@ twice, because each resume takes the execution's lock first (SPEC.md 5).
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from flux._engine.errors import ExecutionLockedError, FluxError, JournalCorruptError
-from flux._engine.records import status_of
-from flux._engine.store import FileStore
+from flux._engine.errors import ExecutionLockedError, FluxError
+from flux._engine.records import Status
+from flux.client import Client
 from flux.context import ExecutionContext
-from flux.loader import load_recorded
-from flux.workflow import default_home
+from flux.workflow import run_sync
 
 __all__ = ["Recovered", "recover_store"]
-
-_INTERRUPTED = ("running", "created")
 
 
 @dataclass
@@ -39,42 +35,47 @@ class Recovered:
     error: BaseException | None = None
 
 
-def recover_store(home: str | None = None, *, durability: str | None = None) -> list[Recovered]:
+def recover_store(
+    store: Any = None, *, durability: str | None = None, file: str | None = None, module: str | None = None
+) -> list[Recovered]:
     """Resumes every interrupted execution in a store, one after another.
+
+    `file` or `module` is the workflows' code when it is no longer where the journals recorded
+    it (moved, redeployed); code loaded in this process is found by workflow name anyway.
 
     Returns:
         One `Recovered` per execution that was interrupted when the store was scanned, oldest id
         first. Executions that are paused, finished or owned by a live process are not resumed.
     """
-    store = FileStore(default_home(home))
+    return run_sync(_recover(store, durability, file, module))
+
+
+async def _recover(store: Any, durability: str | None, file: str | None, module: str | None) -> list[Recovered]:
+    client = Client(store, durability=durability)
     out: list[Recovered] = []
-    for execution_id in store.list_ids():
+    for execution_id in client.store.list_ids():
+        summary = client.store.summary(execution_id)
+        if summary.status == "damaged":
+            try:
+                client.store.read(execution_id)
+            except FluxError as err:  # the damage, with its path:line
+                out.append(Recovered(execution_id, "?", "error", error=err))
+            continue
+        if summary.status not in (Status.INTERRUPTED, Status.CREATED, Status.RUNNING):
+            continue
+        if client.store.owner(execution_id) is not None:
+            out.append(Recovered(execution_id, summary.workflow, "locked"))
+            continue
         try:
-            records = store.read(execution_id).records
-        except (JournalCorruptError, OSError) as err:  # OSError: a symbolic link, never followed
-            out.append(Recovered(execution_id, "?", "error", error=err))
-            continue
-        if status_of(records) not in _INTERRUPTED:
-            continue
-        workflow_name = records[0].get("workflow", "")
-        if store.is_locked(execution_id):
-            out.append(Recovered(execution_id, workflow_name, "locked"))
-            continue
-        try:
-            ctx = _continue(store, execution_id, records[0], durability)
+            # Not a resume: if another process ran the execution up to a pause after the scan,
+            # it must stay paused; only a user's input may continue it.
+            handle = await client.continue_(execution_id, file=file, module=module)
+            ctx = await handle.result()
         except ExecutionLockedError:
-            out.append(Recovered(execution_id, workflow_name, "locked"))
+            out.append(Recovered(execution_id, summary.workflow, "locked"))
         except FluxError as err:
-            out.append(Recovered(execution_id, workflow_name, "error", error=err))
+            out.append(Recovered(execution_id, summary.workflow, "error", error=err))
         else:
-            out.append(Recovered(execution_id, workflow_name, ctx.status, context=ctx))
+            out.append(Recovered(execution_id, summary.workflow, str(ctx.status), context=ctx))
     return out
 
-
-def _continue(store: FileStore, execution_id: str, header: dict[str, Any], durability: str | None) -> ExecutionContext[Any]:
-    wf, aliases = load_recorded(header.get("code") or {}, header.get("workflow", ""))
-    # Not `resume=True`: if another process ran the execution up to a pause after the scan, it
-    # must stay paused; only a user's input may continue it.
-    return asyncio.run(
-        wf.run_async(execution_id=execution_id, home=store.home, durability=durability, aliases=aliases)
-    )

@@ -1,25 +1,22 @@
-"""The calls of a journal, one row per call id: a pure function of its records (SPEC.md 4.12).
+"""The calls of a journal, one row per call id, read from its fold (SPEC.md 4.12).
 
-`flux show`, `flux replay` and `flux diff` read journals through this view; it reads records
-only, never files or code.
+`flux show`, `flux replay`, `flux diff` and the client's views read journals through this; it
+reads the history of engine/history.py (and the records it points at), never files or code.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CallRow", "error_summary", "timeline"]
+from flux._engine import records as R
+from flux._engine.history import CallHistory, History, fold
 
-# Outcome records that end a call, and what each says about it.
-_ENDS = {
-    "task_completed": "completed",
-    "task_failed": "failed",
-    "workflow_resumed": "resumed",
-    "timer_fired": "fired",
-}
-_FLAGS = ("fallback_started", "fallback_failed", "rollback_started", "rollback_completed", "rollback_failed")
+__all__ = ["CallRow", "error_summary", "row_of", "timeline"]
+
+_HANDLER_NOTES = (R.FALLBACK_STARTED, R.FALLBACK_FAILED, R.ROLLBACK_STARTED, R.ROLLBACK_COMPLETED, R.ROLLBACK_FAILED)
 
 
 @dataclass(slots=True)
@@ -33,7 +30,7 @@ class CallRow:
     src: str = ""
     args: list[Any] | None = None  # recorded JSON trees
     kwargs: dict[str, Any] | None = None
-    outcome: str = "open"  # completed, failed, resumed, recorded, fired; open: nothing recorded yet
+    outcome: str = "open"  # completed, failed, resumed, recorded, fired, cancelled; open: nothing recorded yet
     value: Any = None  # the result (or the input a pause was resumed with), as recorded
     error: Any = None  # the recorded exception tree of a failed call
     attempts: int = 1  # 1 + the retries recorded
@@ -41,6 +38,9 @@ class CallRow:
     end_seq: int | None = None
     notes: list[str] = field(default_factory=list)  # cached, fallback, rollback_failed, cancelled, ...
     started_at: str | None = None
+    ended_at: str | None = None
+    child: str | None = None  # the sub-workflow's execution id
+    wake_at: float | None = None  # a timer's or a timed pause's wake-up time (epoch seconds)
 
     def as_json(self) -> dict[str, Any]:
         row: dict[str, Any] = {
@@ -55,6 +55,8 @@ class CallRow:
             "attempts": self.attempts,
             "duration_ms": self.duration_ms,
             "end_seq": self.end_seq,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
         }
         if self.outcome in ("completed", "resumed", "recorded"):
             row["value"] = self.value
@@ -62,6 +64,10 @@ class CallRow:
             row["error"] = error_summary(self.error)
         if self.notes:
             row["notes"] = self.notes
+        if self.child is not None:
+            row["child"] = self.child
+        if self.wake_at is not None:
+            row["wake_at"] = self.wake_at
         return row
 
 
@@ -72,8 +78,8 @@ def error_summary(tree: Any) -> dict[str, str]:
     return {"type": str(tree.get("$error", "?")).rpartition(":")[2], "message": str(tree.get("msg", ""))}
 
 
-def _ms(start: str | None, end: str | None) -> float | None:
-    if not start or not end:
+def _ms(start: Any, end: Any) -> float | None:
+    if not isinstance(start, str) or not isinstance(end, str):
         return None
     try:
         delta = dt.datetime.fromisoformat(end) - dt.datetime.fromisoformat(start)
@@ -82,55 +88,57 @@ def _ms(start: str | None, end: str | None) -> float | None:
     return round(delta.total_seconds() * 1000, 3)
 
 
-def timeline(records: list[dict[str, Any]]) -> list[CallRow]:
-    """One row per call id, in the order the calls were first recorded. Reads records only."""
-    rows: dict[str, CallRow] = {}
-    for record in records:
-        call_id = record.get("call_id")
-        if call_id is None:
-            continue
-        kind = record["kind"]
-        seq = record["seq"]
-        if kind == "task_started":
-            rows[call_id] = CallRow(
-                call_id, "child" if "child" in record else "task", record.get("name", ""), seq,
-                record.get("src", ""), record.get("args"), record.get("kwargs"), started_at=record.get("at"),
-            )
-        elif kind == "workflow_paused":
-            rows[call_id] = CallRow(
-                call_id, "pause", record.get("name", ""), seq, record.get("src", ""), started_at=record.get("at"),
-                kwargs={"wake_at": record["wake_at"]} if "wake_at" in record else None,
-            )
-        elif kind == "value_recorded":
-            rows[call_id] = CallRow(
-                call_id, "value", record.get("name", ""), seq, record.get("src", ""), outcome="recorded",
-                value=record.get("value"), duration_ms=0.0, end_seq=seq, started_at=record.get("at"),
-            )
-        elif kind == "timer_started":
-            rows[call_id] = CallRow(
-                call_id, "timer", record.get("name", "sleep"), seq, record.get("src", ""),
-                kwargs={"wake_at": record.get("wake_at")}, started_at=record.get("at"),
-            )
+def row_of(call_id: str, call: CallHistory) -> CallRow:
+    """The row of one call of a fold."""
+    start = call.start
+    row = CallRow(
+        call_id,
+        "child" if call.child is not None else call.kind,
+        call.name,
+        call.seq,
+        str(start.get("src", "")),
+        call.args if call.kind == "task" else None,
+        call.kwargs if call.kind == "task" else None,
+        started_at=start.get("at"),
+        attempts=call.attempts,
+        child=call.child,
+    )
+    if call.kind in ("timer", "pause") and start.get("wake_at") is not None:
+        row.wake_at = start["wake_at"]
+    end: dict[str, Any] | None = None
+    if call.kind == "value":
+        row.outcome, row.value, row.end_seq, row.duration_ms, row.ended_at = "recorded", call.value, call.seq, 0.0, row.started_at
+    elif call.kind == "pause":
+        if call.resumed is not None:
+            end = call.resumed
+            row.outcome, row.value = "resumed", call.resumed.get("input")
+    elif call.end is not None:
+        end = call.outcome
+        assert end is not None
+        if call.end == R.TASK_COMPLETED:
+            row.outcome, row.value = "completed", end.get("value")
+            row.notes += [flag for flag in ("cached", "fallback") if end.get(flag)]
+        elif call.end == R.TASK_FAILED:
+            row.outcome, row.error = "failed", end.get("error")
         else:
-            row = rows.get(call_id)
-            if row is None:
-                continue
-            ended = _ENDS.get(kind)
-            if ended is not None:
-                row.outcome = ended
-                row.end_seq = seq
-                row.duration_ms = _ms(row.started_at, record.get("at"))
-                if kind == "task_completed":
-                    row.value = record.get("value")
-                    row.notes += [flag for flag in ("cached", "fallback") if record.get(flag)]
-                elif kind == "task_failed":
-                    row.error = record.get("error")
-                elif kind == "workflow_resumed":
-                    row.value = record.get("input")
-            elif kind == "retry_started":
-                row.attempts += 1
-            elif kind == "task_cancelled":
-                row.notes.append("cancelled")
-            elif kind in _FLAGS:
-                row.notes.append(kind)
-    return list(rows.values())
+            row.outcome = "fired"
+    if end is not None:
+        row.end_seq = end["seq"]
+        row.ended_at = end.get("at")
+        row.duration_ms = _ms(row.started_at, row.ended_at)
+    if call.cancelled is not None:
+        row.notes.append("cancelled")
+        if row.outcome == "open":
+            row.outcome = "cancelled"
+            row.end_seq = call.cancelled["seq"]
+            row.ended_at = call.cancelled.get("at")
+            row.duration_ms = _ms(row.started_at, row.ended_at)
+    if call.handlers:
+        row.notes += [kind for kind in _HANDLER_NOTES if kind in call.handlers]
+    return row
+
+
+def timeline(source: History | Sequence[dict[str, Any]]) -> list[CallRow]:
+    """One row per call id, in the order the calls were first recorded. Reads records only."""
+    history = source if isinstance(source, History) else fold(source)
+    return [row_of(call_id, call) for call_id, call in sorted(history.calls.items(), key=lambda item: item[1].seq)]

@@ -1,51 +1,48 @@
-"""`@workflow`: the entry point of an execution, and the ways to run, resume and replay one."""
+"""`@workflow`: the entry point of an execution, and the ways to run, resume and replay one.
+
+`run`, `resume` and `cancel` are the sync forms, for scripts; each calls `asyncio.run` on the
+async form (`run_async`, or `flux.client.Client` for services).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import os
-import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
-from flux._engine.errors import ExecutionStateError, InvalidOptionError, OutsideWorkflowError
-from flux._engine.executor import Executor, Outcome, RunRequest, TaskSpec, child_execution_id
-from flux._engine.journal import DURABILITY_MODES, JournalRead
-from flux._engine.store import FileStore, validate_execution_id
+from flux._engine import traps
+from flux._engine.calls import Outcome, RunRequest, TaskSpec, child_execution_id
 from flux._engine.clock import Clock
+from flux._engine.errors import ExecutionStateError, InvalidOptionError, OutsideWorkflowError
+from flux._engine.executor import Executor
+from flux._engine.history import History
+from flux._engine.journal import JournalRead
 from flux.context import ExecutionContext
-from flux.loader import code_of
-from flux.options import check_options, uses_output_storage
+from flux.loader import code_of, register
+from flux.options import check_options
 
-__all__ = ["Workflow", "default_home", "workflow"]
+__all__ = ["Workflow", "workflow"]
 
 _WORKFLOW_OPTIONS = {"name", "output_storage"}
+T = TypeVar("T")
 
 
-def default_home(home: str | None = None) -> str:
-    """The store directory: `home`, else $FLUX_HOME, else `.flux` in the current directory."""
-    return home or os.environ.get("FLUX_HOME") or ".flux"
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Runs a coroutine to its end from code that has no event loop running.
 
-
-def _check_durability(durability: str | None) -> str:
-    durability = durability or os.environ.get("FLUX_DURABILITY") or "fsync"
-    if durability not in DURABILITY_MODES:
-        raise InvalidOptionError(f"durability={durability!r} must be one of {', '.join(DURABILITY_MODES)}")
-    return durability
-
-
-def _run_sync(coro: Awaitable[ExecutionContext[Any]]) -> ExecutionContext[Any]:
+    Raises:
+        RuntimeError: inside a running event loop (use the async form there).
+    """
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        running = False
-    else:
-        running = True
-    if running:
-        coro.close()  # type: ignore[attr-defined]
-        raise RuntimeError("run() cannot be called inside a running event loop; use `await wf.run_async(...)`")
-    return asyncio.run(coro)  # type: ignore[arg-type]
+        return asyncio.run(coro)
+    coro.close()
+    raise RuntimeError(
+        "this sync function cannot be called inside a running event loop; "
+        "use its async form (`await wf.run_async(...)`, or flux.client.Client)"
+    )
 
 
 class Workflow:
@@ -59,6 +56,7 @@ class Workflow:
         self.options = options
         self.name: str = options.get("name") or fn.__name__
         functools.update_wrapper(self, fn)
+        register(self)
 
     def __call__(self, ctx: ExecutionContext[Any]) -> Awaitable[Any]:
         return self.fn(ctx)
@@ -66,16 +64,24 @@ class Workflow:
     def __repr__(self) -> str:
         return f"<workflow {self.name}>"
 
+    # -- sync forms ------------------------------------------------------------------------------
+
     def run(
         self,
         input: Any = None,
         *,
         execution_id: str | None = None,
-        home: str | None = None,
+        store: Any = None,
         durability: str | None = None,
         clock: Clock | None = None,
     ) -> ExecutionContext[Any]:
-        """Runs a new execution, or continues `execution_id`, until it finishes, fails or pauses.
+        """Runs a new execution until it finishes, fails or pauses. With `execution_id`, an
+        execution of that id is made if none exists; an existing one is continued if it was
+        interrupted, and returned as it is if it is paused or finished.
+
+        Args:
+            store: a directory, a store URL or a store object (default: $FLUX_STORE, else
+                $FLUX_HOME, else `.flux`).
 
         Returns:
             The ExecutionContext of the execution as the run left it.
@@ -83,117 +89,121 @@ class Workflow:
         Raises:
             EngineError subclasses for engine trouble (divergence, damage, a lock held elsewhere).
         """
-        return _run_sync(
-            self.run_async(input, execution_id=execution_id, home=home, durability=durability, clock=clock)
-        )
+        return run_sync(self.run_async(input, execution_id=execution_id, store=store, durability=durability, clock=clock))
 
     def resume(
-        self, execution_id: str, input: Any = None, *, home: str | None = None, durability: str | None = None,
+        self,
+        execution_id: str,
+        input: Any = None,
+        *,
+        pause: str | None = None,
+        store: Any = None,
+        durability: str | None = None,
         clock: Clock | None = None,
     ) -> ExecutionContext[Any]:
-        """Continues a paused or interrupted execution; `input` is what the waiting pause returns."""
-        return _run_sync(
-            self.run_async(input, execution_id=execution_id, home=home, durability=durability, clock=clock, resume=True)
+        """Continues a paused or interrupted execution; `input` is what the waiting pause
+        returns (`pause` names it when several wait)."""
+        return run_sync(
+            self.run_async(input, execution_id=execution_id, store=store, durability=durability, clock=clock, resume=True, pause=pause)
         )
+
+    def cancel(self, execution_id: str, *, store: Any = None) -> ExecutionContext[Any]:
+        """Cancels an execution that no process is running (a paused or interrupted one):
+        replays it, delivers the cancellation where the journal ends, lets sagas compensate
+        and records WORKFLOW_CANCELLED. For one running elsewhere use `flux cancel`."""
+        return run_sync(self.cancel_async(execution_id, store=store))
+
+    # -- async forms -----------------------------------------------------------------------------
 
     async def run_async(
         self,
         input: Any = None,
         *,
         execution_id: str | None = None,
-        home: str | None = None,
+        store: Any = None,
         durability: str | None = None,
         clock: Clock | None = None,
         aliases: dict[str, str] | None = None,
         resume: bool = False,
+        pause: str | None = None,
         resume_has_input: bool = True,
         observer: Any = None,
     ) -> ExecutionContext[Any]:
         """`run` (or, with `resume=True`, `resume`) for code that already runs an event loop.
 
-        Without `resume`, a paused execution is returned as it is; with it, `input` is what the
-        waiting pause returns. `observer` watches the run (SPEC.md "Observers").
+        `observer` watches the run (SPEC.md "Observers").
         """
-        store = FileStore(default_home(home))
-        mode = _check_durability(durability)
-        if execution_id is None:
-            request = RunRequest(
-                execution_id=uuid.uuid4().hex,
-                workflow_name=self.name,
-                code=code_of(self),
-                input=input,
-                create=True,
-                durability=mode,
-                blob_output=uses_output_storage(self.options),
-                observer=observer,
+        from flux.client import Client
+
+        client = Client(store, durability=durability, clock=clock)
+        if resume:
+            if execution_id is None:
+                raise InvalidOptionError("resume needs the execution_id of the execution to resume")
+            handle = await client.resume(
+                execution_id, input, pause=pause, has_input=resume_has_input, workflow=self, aliases=aliases, observer=observer
             )
+        elif execution_id is not None and client.store.exists(execution_id):
+            handle = await client.continue_(execution_id, workflow=self, aliases=aliases, observer=observer)
         else:
-            validate_execution_id(execution_id)
-            request = RunRequest(
-                execution_id=execution_id,
-                workflow_name=self.name,
-                resume_input=input,
-                resume=resume,
-                resume_has_input=resume_has_input,
-                durability=mode,
-                aliases=aliases or {},
-                blob_output=uses_output_storage(self.options),
-                observer=observer,
-            )
-        return await self._execute(store, request, clock)
+            handle = await client.start(self, input, execution_id=execution_id, observer=observer)
+        return await handle.result()
 
-    def cancel(self, execution_id: str, *, home: str | None = None) -> ExecutionContext[Any]:
-        """Cancels an execution that no process is running (a paused or interrupted one):
-        replays it, delivers the cancellation where the journal ends, lets sagas compensate
-        and records WORKFLOW_CANCELLED. For one running elsewhere use `flux cancel`."""
-        return _run_sync(self.cancel_async(execution_id, home=home))
+    async def cancel_async(self, execution_id: str, *, store: Any = None) -> ExecutionContext[Any]:
+        from flux.client import Client
 
-    async def cancel_async(
-        self, execution_id: str, *, home: str | None = None, aliases: dict[str, str] | None = None
-    ) -> ExecutionContext[Any]:
-        validate_execution_id(execution_id)
-        request = RunRequest(
-            execution_id=execution_id, workflow_name=self.name, cancel=True, aliases=aliases or {},
-            durability=_check_durability(None),
-        )
-        return await self._execute(FileStore(default_home(home)), request, None)
+        client = Client(store)
+        await client.cancel(execution_id, workflow=self)
+        return client.context(execution_id)
 
     async def replay_async(
-        self, journal: JournalRead, execution_id: str, *, aliases: dict[str, str] | None = None
-    ) -> tuple[ExecutionContext[Any], Outcome]:
-        """Re-runs the workflow over a journal without running any task body or writing anything."""
-        request = RunRequest(execution_id=execution_id, replay_only=True, journal=journal, aliases=aliases or {})
-        executor = Executor(FileStore(os.path.dirname(os.path.dirname(journal.path)) or "."), request)
-        ctx_box: list[ExecutionContext[Any]] = []
-        outcome = await executor.run(self._body(executor, ctx_box))
-        ctx = self._context(executor, outcome, ctx_box)
-        return ctx, outcome
+        self,
+        journal: JournalRead,
+        execution_id: str,
+        *,
+        aliases: dict[str, str] | None = None,
+        observer: Any = None,
+        history: History | None = None,
+        store: Any = None,
+    ) -> tuple[ExecutionContext[Any], Outcome, Executor]:
+        """Re-runs the workflow over a journal without running any task body or writing anything.
 
-    def _body(self, executor: Executor, ctx_box: list[ExecutionContext[Any]]) -> Callable[[Any], Awaitable[Any]]:
+        Returns the context, the outcome ("replayed" when the journal ended first) and the
+        executor, whose `core` holds the replay's decisions and its verdict.
+        """
+        from flux._engine.store import open_store
+
+        request = RunRequest(
+            execution_id=execution_id, replay_only=True, journal=journal, history=history, aliases=aliases or {},
+            observer=observer,
+        )
+        executor = Executor(open_store(store), request)
+        box: list[ExecutionContext[Any]] = []
+        outcome = await executor.run(self._body(executor, box))
+        from flux.client import context_of
+
+        return context_of(executor, outcome, box[0] if box else None), outcome, executor
+
+    # -- running ---------------------------------------------------------------------------------
+
+    def _body(self, executor: Executor, box: list[ExecutionContext[Any]]) -> Callable[[Any], Awaitable[Any]]:
         async def body(workflow_input: Any) -> Any:
             ctx: ExecutionContext[Any] = ExecutionContext(executor.execution_id, self.name, workflow_input)
-            ctx_box.append(ctx)
+            box.append(ctx)
             return await self.fn(ctx)
 
         return body
 
-    def _context(self, executor: Executor, outcome: Outcome, ctx_box: list[ExecutionContext[Any]]) -> ExecutionContext[Any]:
-        ctx = ctx_box[0] if ctx_box else ExecutionContext(outcome.execution_id, outcome.workflow_name, outcome.input)
-        ctx.journal_path = outcome.path
-        ctx._settle(outcome.status, outcome.output, outcome.records, executor.value_of)
-        return ctx
+    async def _drive(self, executor: Executor, opened: Any = None) -> ExecutionContext[Any]:
+        """Runs an opened execution to its end or its pause; its ExecutionContext."""
+        from flux.client import context_of
 
-    async def _execute(self, store: FileStore, request: RunRequest, clock: Clock | None) -> ExecutionContext[Any]:
-        executor = Executor(store, request, clock)
-        ctx_box: list[ExecutionContext[Any]] = []
-        outcome = await executor.run(self._body(executor, ctx_box))
-        return self._context(executor, outcome, ctx_box)
+        box: list[ExecutionContext[Any]] = []
+        outcome = await executor.run(self._body(executor, box), opened)
+        return context_of(executor, outcome, box[0] if box else None)
 
 
 async def run_child(workflow: Workflow | str, input: Any, src: str) -> Any:
     """Runs (or, on replay, continues) a sub-workflow as one task call of the running workflow."""
-    from flux._engine import traps
-
     parent = traps.current_executor()
     if parent is None:
         raise OutsideWorkflowError("call() can only be awaited inside a running workflow")
@@ -208,35 +218,48 @@ async def run_child(workflow: Workflow | str, input: Any, src: str) -> Any:
         assert call_id is not None
         child_id = child_execution_id(parent.execution_id, call_id)
         store = parent.store
-        exists = os.path.exists(store.journal_path(child_id)) if isinstance(store, FileStore) else False
+        route = parent.child_resumes.pop(child_id, None)
         request = RunRequest(
             execution_id=child_id,
             workflow_name=child_wf.name,
             code=code_of(child_wf),
             input=child_input,
-            create=not exists,
+            create=not store.exists(child_id),
+            resume=route is not None,
+            resume_pause=route[0] if route is not None else None,
+            resume_input=route[1] if route is not None else None,
+            resume_has_input=route[2] if route is not None else True,
+            cancel=child_id in parent.child_cancels,
             durability=parent.request.durability,
             parent={"execution_id": parent.execution_id, "call_id": call_id},
             aliases=parent.request.aliases,
         )
-        executor = Executor(store, request, parent.clock)
-        outcome = await executor.run(child_wf._body(executor, []))
+        executor = Executor(store, request, parent.clock, parent=parent)
+        parent.children[call_id] = executor
+        try:
+            outcome = await executor.run(child_wf._body(executor, []))
+        finally:
+            parent.children.pop(call_id, None)
         if outcome.status == "completed":
             return outcome.output
         if outcome.status == "failed":
             raise outcome.output
-        raise ExecutionStateError(
-            f"sub-workflow {child_wf.name!r} (execution {child_id}) ended {outcome.status}; "
-            "pauses and cancellations inside sub-workflows are not carried to the parent"
-        )
+        if outcome.status == "paused":
+            # The child waits at a pause: so does this call, and the parent ends paused once
+            # nothing else runs; resuming the parent answers the child's pause (SPEC.md 4.5).
+            return await parent.wait_for_child(call_id, child_id)
+        if outcome.status == "cancelled" and parent.cancelling:
+            raise asyncio.CancelledError()
+        raise ExecutionStateError(f"sub-workflow {child_wf.name!r} (execution {child_id}) ended {outcome.status}")
 
     spec = TaskSpec(child_wf.name, body, True, None, None, True)
     return await traps.call_task(spec, (input,), {}, src)
 
 
 def _find_sibling(parent: Executor, name: str) -> Workflow:
-    from flux.loader import workflows_in
     import sys
+
+    from flux.loader import workflows_in
 
     module = sys.modules.get((parent.records[0].get("code") or {}).get("module", ""))
     found = workflows_in(module) if module is not None else {}

@@ -110,7 +110,7 @@ def test_fault_rules_are_parsed_and_bad_ones_named() -> None:
 
 
 def test_the_hooks_are_unarmed_in_a_normal_process() -> None:
-    from flux._engine import journal
+    from flux._engine.stores import files as journal
 
     assert faults.ACTIVE is False and journal._FAULTS is False
     assert journal._WRITE is __import__("os").write

@@ -598,12 +598,23 @@ def test_a_failing_child_fails_the_call_with_its_exception(home: Path) -> None:
     assert _child_journal(home, f"{ctx.execution_id}-1")[-1]["kind"] == "workflow_failed"
 
 
-def test_a_child_that_pauses_fails_the_call_with_execution_state_error(home: Path) -> None:
+def test_a_child_that_pauses_pauses_its_parent_and_resuming_the_parent_answers_it(home: Path) -> None:
+    from flux.client import Client
+
     ctx = parent_of_pause.run(1)
-    assert ctx.status == "failed"
-    assert isinstance(ctx.output, ExecutionError)
-    assert isinstance(ctx.output.inner_exception, ExecutionStateError)
-    assert "ended paused" in str(ctx.output.inner_exception)
+    assert ctx.status == "paused"
+    child_id = f"{ctx.execution_id}-1"
+    # The parent's journal says it waits in the child; the pause is listed from the parent.
+    assert records(ctx)[-1]["kind"] == "workflow_suspended"
+    assert records(ctx)[-1]["waiting"] == [{"call_id": "1", "child": child_id}]
+    waiting = Client(str(home)).view(ctx.execution_id).waiting
+    assert [(w.name, w.execution_id, w.route) for w in waiting] == [("inside", child_id, ("1", "1"))]
+    done = parent_of_pause.resume(ctx.execution_id, "the answer")
+    assert done.status == "completed" and done.output == "the answer"
+    child = _child_journal(home, child_id)
+    assert child[-1]["kind"] == "workflow_completed"
+    resumed = [r for r in child if r["kind"] == "workflow_resumed"]
+    assert resumed[0]["call_id"] == "1" and resumed[0]["input"] == "the answer"
 
 
 def test_a_parent_cut_while_the_child_ran_resumes_both_without_running_a_completed_task(home: Path) -> None:
@@ -682,7 +693,9 @@ def test_now_is_the_engine_clocks_time(home: Path) -> None:
 def test_flux_replay_reproduces_a_run_that_drew_random_values(home: Path) -> None:
     first = chancy.run()
     chancy.resume(first.execution_id, 3)
-    report = runner.replay_journal(first.journal_path)
+    from flux.debug import replay
+
+    report = replay(first.journal_path)
     assert report.matches and report.note == "the code reproduces the recorded output"
 
 
@@ -829,7 +842,7 @@ def test_a_timed_pause_continues_without_input_only_after_its_wake_up_time(home:
     before = Path(first.journal_path).read_bytes()
     with pytest.raises(ExecutionStateError) as info:
         _resume_without_input(gate, first.execution_id, VirtualClock(start=start + 599))
-    assert f"paused until {iso(start + 600)}" in str(info.value) and "--input" in str(info.value)
+    assert f"paused at 'approve' until {iso(start + 600)}" in str(info.value) and "give an input" in str(info.value)
     assert Path(first.journal_path).read_bytes() == before  # nothing written
     done = _resume_without_input(gate, first.execution_id, VirtualClock(start=start + 601))
     assert done.status == "completed" and done.output == {"answer": None}

@@ -85,12 +85,12 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     (root / "flows_dbg.py").write_text(FLOWS)
     module = load_file(str(root / "flows_dbg.py"))
     home = str(root / "store")
-    done = module.calc.run(3, home=home, durability="os")
+    done = module.calc.run(3, store=home, durability="os")
     assert done.status == "paused"
-    done = module.calc.resume(done.execution_id, "yes", home=home, durability="os")
+    done = module.calc.resume(done.execution_id, "yes", store=home, durability="os")
     assert done.status == "completed", done.output
     module.TRIES.clear()
-    waiting = module.calc.run(5, home=home, durability="os")
+    waiting = module.calc.run(5, store=home, durability="os")
     assert waiting.status == "paused"
     return {
         "root": root,

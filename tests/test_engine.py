@@ -293,7 +293,7 @@ def test_the_cycle_collector_is_paced_while_runs_last_and_restored_after(tmp_pat
     home = str(tmp_path)
 
     async def overlapping() -> list[Any]:
-        return list(await asyncio.gather(*(reads_the_collector_pace.run_async(i, home=home) for i in (1, 2, 3))))
+        return list(await asyncio.gather(*(reads_the_collector_pace.run_async(i, store=home) for i in (1, 2, 3))))
 
     runs = asyncio.run(overlapping())
     assert [ctx.output for ctx in runs] == [[10_000, 10_000]] * 3
@@ -309,7 +309,7 @@ async def changes_the_collector_pace(ctx: ExecutionContext[None]) -> int:
 def test_a_pace_the_workflow_set_itself_is_kept(tmp_path: Path) -> None:
     before = gc.get_threshold()
     try:
-        assert changes_the_collector_pace.run(None, home=str(tmp_path)).output == 5_000
+        assert changes_the_collector_pace.run(None, store=str(tmp_path)).output == 5_000
         assert gc.get_threshold()[0] == 5_000
     finally:
         gc.set_threshold(*before)
@@ -327,11 +327,11 @@ def test_a_finished_run_leaves_nothing_for_the_cycle_collector(tmp_path: Path) -
     """The executor and its replay index are freed when the run returns, by reference counts:
     a cycle through them would keep a large journal's index alive until a full collection."""
     home = str(tmp_path)
-    first = echoes_then_pauses.run(50, home=home)
+    first = echoes_then_pauses.run(50, store=home)
     gc.collect()
     gc.set_debug(gc.DEBUG_SAVEALL)
     try:
-        done = echoes_then_pauses.resume(first.execution_id, None, home=home)
+        done = echoes_then_pauses.resume(first.execution_id, None, store=home)
         assert done.output == 50
         del done
         gc.collect()

@@ -22,9 +22,10 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from flux._engine.errors import ExecutionLockedError, InvalidExecutionIdError, JournalCorruptError
-from flux._engine.journal import encode_line, read_journal, seed_for
-from flux._engine.store import FileStore, Lease, validate_execution_id
+from flux._engine.errors import ExecutionExistsError, ExecutionLockedError, InvalidExecutionIdError, JournalCorruptError
+from flux._engine.journal import check_journal, encode_line, read_journal, seed_for
+from flux._engine.store import Lease, validate_execution_id
+from flux._engine.stores.files import FileStore
 
 ROOT = Path(__file__).resolve().parent.parent
 EID = "run-1"
@@ -275,7 +276,7 @@ def test_every_single_bit_flip_in_a_line_is_detected(tmp_path: Path) -> None:
             damaged = bytearray(data)
             damaged[i] ^= 1 << bit
             try:
-                read_journal(str(path), EID, data=bytes(damaged))
+                check_journal(bytes(damaged), str(path), EID)
             except JournalCorruptError:
                 continue
             missed.append(bytes(damaged[offset : offset + len(lines[1])]))
@@ -337,7 +338,7 @@ def test_header_of_another_execution_is_refused(tmp_path: Path) -> None:
     lines = [json.loads(x) for x in data.splitlines()]
     resigned = b"".join(encode_line({k: v for k, v in r.items() if k != "crc"}, seed_for("run-2")) for r in lines)
     with pytest.raises(JournalCorruptError, match=r":1: .*'run-1', not 'run-2'"):
-        read_journal(str(path), "run-2", data=resigned)
+        check_journal(resigned, str(path), "run-2")
 
 
 # -- one process owns an execution ------------------------------------------------------------
@@ -345,7 +346,7 @@ def test_header_of_another_execution_is_refused(tmp_path: Path) -> None:
 ACQUIRE = """
 import sys, time
 from flux._engine.errors import ExecutionLockedError
-from flux._engine.store import FileStore
+from flux._engine.stores.files import FileStore
 try:
     lease = FileStore(sys.argv[1]).acquire(sys.argv[2], "os")
 except ExecutionLockedError as err:
@@ -384,7 +385,7 @@ def test_held_execution_is_refused_to_another_process_until_closed(tmp_path: Pat
     else:
         write_journal(home)
         lease = store.acquire(EID, "fsync")
-    assert store.is_locked(EID)
+    assert store.owner(EID) is not None
     before = (home / "executions" / f"{EID}.jsonl").read_bytes()
 
     refused = acquire_in_child(home)
@@ -395,7 +396,7 @@ def test_held_execution_is_refused_to_another_process_until_closed(tmp_path: Pat
     assert (home / "executions" / f"{EID}.jsonl").read_bytes() == before
 
     lease.close()
-    assert not store.is_locked(EID)
+    assert store.owner(EID) is None
     allowed = acquire_in_child(home)
     assert allowed.returncode == 0, allowed.stderr
     assert allowed.stdout.strip() == "HELD"
@@ -511,11 +512,11 @@ def test_symlinked_journal_is_not_followed(tmp_path: Path) -> None:
         with pytest.raises(OSError) as info:
             attempt()
         assert info.value.errno == errno.ELOOP
-    with pytest.raises(FileExistsError):
+    with pytest.raises(ExecutionExistsError):
         store.create(EID, header(EID), "fsync")
     assert target.read_bytes() == before
     assert not (home / "executions" / f"{EID}.torn").exists()
-    assert not store.is_locked(EID)
+    assert store.owner(EID) is None
 
 
 @pytest.mark.parametrize("name", [f"{EID}.lock", f"{EID}.torn"])
@@ -544,11 +545,11 @@ def test_create_never_overwrites_an_execution(tmp_path: Path) -> None:
     home = tmp_path / "home"
     path, _ = write_journal(home)
     before = path.read_bytes()
-    with pytest.raises(FileExistsError):
+    with pytest.raises(ExecutionExistsError):
         FileStore(str(home)).create(EID, header(EID, workflow="other"), "fsync")
     assert path.read_bytes() == before
     assert sorted(os.listdir(home / "executions")) == [f"{EID}.jsonl", f"{EID}.lock"]
-    assert not FileStore(str(home)).is_locked(EID)
+    assert FileStore(str(home)).owner(EID) is None
 
 
 def test_create_succeeds_over_a_stale_temp_file(tmp_path: Path) -> None:
@@ -646,7 +647,7 @@ class StoreComparison(RuleBasedStateMachine):
         data = self.path.read_bytes()
         assert data.endswith(b"\n")
         assert data.count(b"\n") == len(self.durable)
-        assert self.store.is_locked(EID) == (self.lease is not None)
+        assert (self.store.owner(EID) is not None) == (self.lease is not None)
 
 
 StoreComparison.TestCase.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)

@@ -87,18 +87,18 @@ def _store_files(home: Path) -> list[str]:
 
 
 def test_two_runs_alike_are_the_same_in_substance(flows: ModuleType, home: Path) -> None:
-    a = flows.order.run(ORDER, home=str(home))
-    b = flows.order.run(ORDER, home=str(home))
+    a = flows.order.run(ORDER, store=str(home))
+    b = flows.order.run(ORDER, store=str(home))
     result = _invoke("diff", a.execution_id, b.execution_id, "--home", str(home))
     assert result.exit_code == 0, result.output
     assert "the same in substance" in result.output
 
 
 def test_diff_names_the_first_differing_record_then_every_difference(flows: ModuleType, home: Path) -> None:
-    a = flows.order.run(ORDER, home=str(home))
+    a = flows.order.run(ORDER, store=str(home))
     flows.PRICES["pen"] = 2.0
     try:
-        b = flows.order.run(ORDER, home=str(home))
+        b = flows.order.run(ORDER, store=str(home))
     finally:
         flows.PRICES["pen"] = 1.5
     diff = diff_journals(a.journal_path, b.journal_path)
@@ -117,8 +117,8 @@ def test_diff_names_the_first_differing_record_then_every_difference(flows: Modu
 
 
 def test_diff_aligns_by_call_id_and_reports_calls_on_one_side_only(flows: ModuleType, home: Path) -> None:
-    a = flows.order.run(ORDER, home=str(home))
-    b = flows.order.run({"items": [["book", 2], ["pen", 3], ["pen", 1]]}, home=str(home))
+    a = flows.order.run(ORDER, store=str(home))
+    b = flows.order.run({"items": [["book", 2], ["pen", 3], ["pen", 1]]}, store=str(home))
     diff = diff_journals(a.journal_path, b.journal_path)
     whats = {d.what: d for d in diff.differences}
     assert diff.differences[0].what == "input" and diff.differences[0].seq_a == 0
@@ -129,16 +129,16 @@ def test_diff_aligns_by_call_id_and_reports_calls_on_one_side_only(flows: Module
 
 
 def test_diff_of_two_workflows_is_bad_input(flows: ModuleType, home: Path) -> None:
-    a = flows.order.run(ORDER, home=str(home))
-    b = flows.other.run(2, home=str(home))
+    a = flows.order.run(ORDER, store=str(home))
+    b = flows.other.run(2, store=str(home))
     result = _invoke("diff", a.journal_path, b.journal_path)
     assert result.exit_code == 2
     assert "ExecutionStateError" in result.output and "'order'" in result.output and "'other'" in result.output
 
 
 def test_diff_of_a_damaged_journal_names_file_and_line(flows: ModuleType, home: Path) -> None:
-    a = flows.order.run(ORDER, home=str(home))
-    b = flows.order.run(ORDER, home=str(home))
+    a = flows.order.run(ORDER, store=str(home))
+    b = flows.order.run(ORDER, store=str(home))
     data = Path(b.journal_path).read_bytes().replace(b'"charge"', b'"chargE"')
     Path(b.journal_path).write_bytes(data)
     result = _invoke("diff", a.journal_path, b.journal_path)
@@ -151,7 +151,7 @@ def test_diff_of_a_damaged_journal_names_file_and_line(flows: ModuleType, home: 
 
 
 def test_fork_copies_the_first_records_and_continues_live(flows: ModuleType, home: Path) -> None:
-    done = flows.order.run(ORDER, home=str(home))
+    done = flows.order.run(ORDER, store=str(home))
     original = Path(done.journal_path).read_bytes()
     records = _records(done.journal_path)
     at = next(r["seq"] for r in records if r["kind"] == "task_completed" and r["call_id"] == "1") + 1
@@ -172,7 +172,7 @@ def test_fork_copies_the_first_records_and_continues_live(flows: ModuleType, hom
 
 
 def test_fork_with_a_result_replaced(flows: ModuleType, home: Path) -> None:
-    done = flows.order.run(ORDER, home=str(home))
+    done = flows.order.run(ORDER, store=str(home))
     original = Path(done.journal_path).read_bytes()
     seq = next(r["seq"] for r in _records(done.journal_path) if r["kind"] == "task_completed" and r["call_id"] == "2")
     result = _invoke("fork", done.execution_id, "--at", str(seq + 1), "--set-result", f"{seq}=100", "--home", str(home))
@@ -182,10 +182,10 @@ def test_fork_with_a_result_replaced(flows: ModuleType, home: Path) -> None:
 
 
 def test_fork_before_a_pause_stays_paused_until_given_input(flows: ModuleType, home: Path) -> None:
-    paused = flows.order.run({**ORDER, "ask": True}, home=str(home))
+    paused = flows.order.run({**ORDER, "ask": True}, store=str(home))
     assert paused.status == "paused"
     count = len(_records(paused.journal_path))
-    made = fork_execution(paused.execution_id, count, home=str(home))
+    made = fork_execution(paused.execution_id, count, store=str(home))
     waiting = _invoke("fork", paused.execution_id, "--at", str(count), "--home", str(home))
     assert "status: paused" in waiting.output
     answered = _invoke("fork", paused.execution_id, "--at", str(count), "--input", '"ok"', "--home", str(home))
@@ -207,7 +207,7 @@ def test_fork_before_a_pause_stays_paused_until_given_input(flows: ModuleType, h
 def test_fork_refuses_bad_positions_and_changes_nothing(
     flows: ModuleType, home: Path, args: list[str], message: str
 ) -> None:
-    done = flows.order.run(ORDER, home=str(home))
+    done = flows.order.run(ORDER, store=str(home))
     count = len(_records(done.journal_path))
     values = {"count": count, "over": count + 1, "last": count - 1}
     before = _store_files(home)
@@ -219,7 +219,7 @@ def test_fork_refuses_bad_positions_and_changes_nothing(
 
 
 def test_fork_of_a_damaged_journal_changes_nothing(flows: ModuleType, home: Path) -> None:
-    done = flows.order.run(ORDER, home=str(home))
+    done = flows.order.run(ORDER, store=str(home))
     data = Path(done.journal_path).read_bytes()
     damaged = data[:-5] + b"x" + data[-4:]
     Path(done.journal_path).write_bytes(damaged)
@@ -236,7 +236,7 @@ def _golden_folder(flows: ModuleType, home: Path, tmp_path: Path) -> Path:
     folder = tmp_path / "golden"
     folder.mkdir()
     for value in (ORDER, {"items": [["pen", 1]]}):
-        ctx = flows.order.run(value, home=str(home))
+        ctx = flows.order.run(value, store=str(home))
         shutil.copy(ctx.journal_path, folder)
     return folder
 

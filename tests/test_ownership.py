@@ -15,8 +15,9 @@ import orjson
 import pytest
 
 from flux._engine.errors import DurabilityError, ExecutionLockedError, JournalCorruptError
-from flux._engine.journal import FORMAT_VERSION, JournalWriter, read_journal
-from flux._engine.store import FileStore
+from flux._engine.journal import FORMAT_VERSION, read_journal
+from flux._engine.stores.files import FileWriter as JournalWriter
+from flux._engine.stores.files import FileStore
 from tests.conftest import flux_cmd, flux_popen
 
 EID = "owner-1"

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from flux._engine.journal import read_journal
-from flux._engine.store import FileStore
+from flux._engine.stores.files import FileStore
 from flux.recover import recover_store
 from tests.conftest import ROOT, flux_cmd, flux_popen
 

@@ -32,12 +32,12 @@ SETTINGS = settings(
 def run_to_end(execution_id: str | None, program: list[Any], home: Path) -> Any:
     """Runs (or continues) an execution, resuming every pause with its name, until it ends."""
     if execution_id is None:
-        ctx = W.program.run(program, home=str(home), durability="os")
+        ctx = W.program.run(program, store=str(home), durability="os")
     else:
-        ctx = W.program.run(execution_id=execution_id, home=str(home), durability="os")
+        ctx = W.program.run(execution_id=execution_id, store=str(home), durability="os")
     while ctx.is_paused:
         waiting = ctx.events[-1].value
-        ctx = W.program.resume(ctx.execution_id, f"go-{waiting}", home=str(home), durability="os")
+        ctx = W.program.resume(ctx.execution_id, f"go-{waiting}", store=str(home), durability="os")
     assert ctx.has_succeeded, ctx.output
     return ctx
 
@@ -85,14 +85,14 @@ def test_fan_out_with_random_delays_replays_to_the_same_output(
     tags = [f"p0.{j}.{i}" for j, lane in enumerate(lanes) for i in range(len(lane))]
     W.random_delays(seed_live, tags)
     W.RUNS.clear()
-    first = W.program.run(program, home=str(home), durability="os")
+    first = W.program.run(program, store=str(home), durability="os")
     assert first.is_paused
     live_order = list(W.RUNS)
     # Replay with other delays: every recorded result is at hand at once, so the order in which
     # lanes reach their next call differs from the live run; the call ids must not.
     W.random_delays(seed_replay, tags)
     W.RUNS.clear()
-    done = W.program.resume(first.execution_id, "x", home=str(home), durability="os")
+    done = W.program.resume(first.execution_id, "x", store=str(home), durability="os")
     assert done.has_succeeded, done.output
     assert W.RUNS == ["s2"]
     expected = [[_lane_total(lane) for lane in lanes], "x", 3]
@@ -111,7 +111,7 @@ def test_call_ids_come_from_program_structure(tmp_path: Path) -> None:
     """Lane 2 finishing first must not give its second call a smaller id than lane 1's."""
     W.DELAYS.clear()
     W.DELAYS.update({"p0.0.0": 0.03, "p0.1.0": 0.0})
-    ctx = W.program.run([["par", [[1, 2], [3, 4]]]], home=str(tmp_path), durability="os")
+    ctx = W.program.run([["par", [[1, 2], [3, 4]]]], store=str(tmp_path), durability="os")
     started = {r["args"][0]: r["call_id"] for r in ctx._records if r["kind"] == "task_started"}
     assert started == {"p0.0.0": "1.1", "p0.0.1": "1.2", "p0.1.0": "2.1", "p0.1.1": "2.2"}
     order = [r["args"][0] for r in ctx._records if r["kind"] == "task_started"]
@@ -120,7 +120,7 @@ def test_call_ids_come_from_program_structure(tmp_path: Path) -> None:
 
 
 def test_journal_files_are_private(tmp_path: Path) -> None:
-    ctx = W.program.run([["seq", 1]], home=str(tmp_path / "h"))
+    ctx = W.program.run([["seq", 1]], store=str(tmp_path / "h"))
     path = Path(ctx.journal_path)
     assert oct(os.stat(path).st_mode & 0o777) == "0o600"
     assert oct(os.stat(path.parent).st_mode & 0o777) == "0o700"

@@ -17,8 +17,8 @@ import pytest
 
 from flux._engine.codec import decode, find_class
 from flux._engine.errors import DecodeError, ExecutionNotFoundError, InvalidExecutionIdError, JournalCorruptError
-from flux._engine.journal import FORMAT_VERSION, encode_line, read_journal, seed_for
-from flux._engine.store import FileStore
+from flux._engine.journal import FORMAT_VERSION, check_journal, encode_line, read_journal, seed_for
+from flux._engine.stores.files import FileStore
 from tests.conftest import flux_cmd
 
 EID = "sec-1"
@@ -131,7 +131,7 @@ def test_an_execution_id_that_could_name_another_path_is_refused_before_any_path
         lambda: store.read(bad),
         lambda: store.acquire(bad, "os"),
         lambda: store.create(bad, _header(bad), "os"),
-        lambda: store.is_locked(bad),
+        lambda: store.owner(bad) is not None,
     ):
         with pytest.raises(InvalidExecutionIdError):
             attempt()
@@ -249,7 +249,7 @@ def test_a_secrets_file_readable_by_others_is_refused(tmp_path: Path) -> None:
     path.write_text('{"API_KEY": "s3cret"}')
     os.chmod(path, 0o644)
     os.environ.pop("API_KEY", None)
-    secrets = Secrets(str(tmp_path))
+    secrets = Secrets(str(tmp_path / "secrets.json"))
     with pytest.raises(SecretError, match="chmod 600"):
         secrets._file()
     os.chmod(path, 0o600)
@@ -274,5 +274,5 @@ def test_a_line_with_a_valid_checksum_but_not_written_by_flux_is_damage(label: s
     prefix = CRAFTED_LINES[label]
     line = b'%s,"crc":"%08x"}\n' % (prefix, zlib.crc32(prefix, seed_for(EID)))
     with pytest.raises(JournalCorruptError) as info:
-        read_journal("p.jsonl", EID, _journal(EID, [_header(EID)]) + line)
+        check_journal(_journal(EID, [_header(EID)]) + line, "p.jsonl", EID)
     assert info.value.line == 2

@@ -13,9 +13,9 @@ import pytest
 from flux._engine.clock import VirtualClock
 from flux._engine.errors import JournalCorruptError
 from flux._engine.journal import encode_line_body, read_journal, seed_for
-from flux._engine.replay import ReplayIndex
+from flux._engine.history import History as ReplayIndex
 from flux._engine.snapshot import Snapshot
-from flux._engine.store import FileStore
+from flux._engine.stores.files import FileStore
 from flux import ExecutionContext, task, workflow
 from flux.errors import ExecutionError
 from flux.tasks import now, pause, sleep
@@ -96,9 +96,9 @@ def _paused_twice(home: Path) -> str:
     """An execution of `varied` paused at its second pause; returns its id."""
     RAN.clear()
     clock = VirtualClock()
-    first = varied.run(3, home=str(home), clock=clock)
+    first = varied.run(3, store=str(home), clock=clock)
     assert first.is_paused
-    again = varied.resume(first.execution_id, "one", home=str(home), clock=clock)
+    again = varied.resume(first.execution_id, "one", store=str(home), clock=clock)
     assert again.is_paused
     return first.execution_id
 
@@ -138,7 +138,7 @@ def test_resuming_with_or_without_the_snapshot_gives_the_same_run(tmp_path: Path
         if home == without:
             _snapshot(home, execution_id).unlink()
         RAN.clear()
-        done = varied.resume(execution_id, "two", home=str(home), clock=VirtualClock())
+        done = varied.resume(execution_id, "two", store=str(home), clock=VirtualClock())
         assert done.has_succeeded, done.output
         assert RAN == ["double 100"]  # nothing recorded ran again
         lines = [orjson.loads(line) for line in _journal(home, execution_id).read_bytes().splitlines()]
@@ -168,7 +168,7 @@ def test_a_damaged_or_foreign_snapshot_is_ignored(tmp_path: Path, damage: bytes)
         assert Snapshot.parse(good, execution_id) is not None
         assert Snapshot.parse(damage, execution_id) is None
     path.write_bytes(damage)
-    done = varied.resume(execution_id, "two", home=str(tmp_path), clock=VirtualClock())
+    done = varied.resume(execution_id, "two", store=str(tmp_path), clock=VirtualClock())
     assert done.has_succeeded and done.output["second"] == "two"
 
 
@@ -182,7 +182,7 @@ def test_a_snapshot_whose_calls_lie_is_not_used_once_the_journal_changed(tmp_pat
     data[line + 9] = ord("D")  # "Double": the line's checksum no longer matches
     path.write_bytes(bytes(data))
     with pytest.raises(JournalCorruptError) as caught:
-        varied.resume(execution_id, "two", home=str(tmp_path), clock=VirtualClock())
+        varied.resume(execution_id, "two", store=str(tmp_path), clock=VirtualClock())
     assert caught.value.line == bytes(data[:line]).count(b"\n") + 1
     assert "checksum mismatch" in str(caught.value)
 
@@ -196,7 +196,7 @@ def test_lines_after_the_snapshot_are_checked_and_named_by_their_line(tmp_path: 
     lines = before.count(b"\n")
     path.write_bytes(before + b'{"seq":%d,"kind":"task_started","crc":"00000000"}\n' % lines)
     with pytest.raises(JournalCorruptError) as caught:
-        varied.resume(execution_id, "two", home=str(tmp_path), clock=VirtualClock())
+        varied.resume(execution_id, "two", store=str(tmp_path), clock=VirtualClock())
     assert (caught.value.line, caught.value.offset) == (lines + 1, len(before))
     assert "checksum mismatch" in str(caught.value)
 
@@ -213,14 +213,14 @@ def test_a_resume_after_a_crash_uses_the_snapshot_of_the_last_pause(tmp_path: Pa
     lease.writer.sync()
     lease.close()
     before = path.read_bytes()
-    done = varied.resume(execution_id, None, home=str(tmp_path), clock=VirtualClock())
+    done = varied.resume(execution_id, None, store=str(tmp_path), clock=VirtualClock())
     assert done.has_succeeded and done.output["second"] == "two"
     assert path.read_bytes().startswith(before)
 
 
 def test_a_snapshot_that_is_a_symbolic_link_is_neither_read_nor_written_through(tmp_path: Path) -> None:
     home = tmp_path / "store"
-    first = varied.run(3, home=str(home), clock=VirtualClock())
+    first = varied.run(3, store=str(home), clock=VirtualClock())
     real = _snapshot(home, first.execution_id)
     # A lying snapshot outside the store, sealed with a good checksum: double(0) "returned" 999.
     body = real.read_bytes()
@@ -231,8 +231,8 @@ def test_a_snapshot_that_is_a_symbolic_link_is_neither_read_nor_written_through(
     target.write_bytes(lie)
     real.unlink()
     real.symlink_to(target)
-    again = varied.resume(first.execution_id, "one", home=str(home), clock=VirtualClock())
+    again = varied.resume(first.execution_id, "one", store=str(home), clock=VirtualClock())
     assert again.is_paused
-    done = varied.resume(first.execution_id, "two", home=str(home), clock=VirtualClock())
+    done = varied.resume(first.execution_id, "two", store=str(home), clock=VirtualClock())
     assert done.output["doubled"] == [0, 2, 4]
     assert target.read_bytes() == lie  # the link was replaced, its target never written

@@ -25,7 +25,7 @@ import flux.errors
 import flux.testing
 from flux._engine.clock import VirtualClock
 from flux._engine.errors import InvalidOptionError, WorkflowLoadError
-from flux._engine.replay import ReplayIndex
+from flux._engine.history import History as ReplayIndex
 from flux import ExecutionContext, workflow
 from flux.testing import DeterminismError, check_once, check_workflow
 from flux.testing._check import _cut_points
@@ -64,7 +64,7 @@ def test_a_correct_workflow_passes_every_property_for_generated_inputs(tmp_path:
         resume_inputs=lambda name: f"ok-{name}",
         max_examples=4,
         cuts=8,
-        home=tmp_path,
+        tmp_dir=tmp_path,
     )
     assert list(tmp_path.iterdir()) == []  # stores of passing checks are removed
 
@@ -114,7 +114,7 @@ def test_a_list_of_inputs_is_checked_one_by_one() -> None:
 
 def test_reading_the_wall_clock_is_caught_with_the_smallest_input_and_the_cut(tmp_path: Path) -> None:
     with pytest.raises(DeterminismError) as info:
-        check_workflow(W.quote, st.integers(0, 1000), max_examples=3, home=tmp_path)
+        check_workflow(W.quote, st.integers(0, 1000), max_examples=3, tmp_dir=tmp_path)
     err = info.value
     message = str(err)
     print(message)
@@ -367,7 +367,7 @@ def test_the_pytest_plugin_gives_a_one_line_fixture(tmp_path: Path) -> None:
 
 def test_flux_check_command_prints_a_table_and_exits_1_on_failure(tmp_path: Path) -> None:
     proc = flux_cmd(
-        "check", WORKFLOWS, "dispatch", "--input", "3", "--cuts", "6", "--home", str(tmp_path), cwd=tmp_path,
+        "check", WORKFLOWS, "dispatch", "--input", "3", "--cuts", "6", "--tmp-dir", str(tmp_path), cwd=tmp_path,
         env={"COLUMNS": "300"},
     )
     assert proc.returncode == 1, proc.stderr

@@ -109,6 +109,8 @@ def events_from_records(records: list[dict[str, Any]], load: Any = None) -> list
         elif kind == R.PAUSED:
             out.append(ExecutionEvent(E.TASK_PAUSED, r["call_id"], r["name"], None, t, seq))
             out.append(ExecutionEvent(E.WORKFLOW_PAUSED, execution_id, workflow, r["name"], t, seq))
+        elif kind == R.SUSPENDED:
+            out.append(ExecutionEvent(E.WORKFLOW_PAUSED, execution_id, workflow, None, t, seq))
         elif kind == R.RESUMED:
             out.append(ExecutionEvent(E.WORKFLOW_RESUMED, execution_id, workflow, load(r.get("input")), t, seq))
         elif kind == R.CANCELLED:

@@ -56,7 +56,7 @@ def check_workflow(
     max_examples: int = 20,
     cuts: int | str = "all",
     subprocess_replay: bool = True,
-    home: str | os.PathLike[str] | None = None,
+    tmp_dir: str | os.PathLike[str] | None = None,
     clock: Callable[[], Clock] | None = None,
 ) -> None:
     """Checks that `wf` is deterministic for generated inputs, or for each input of a list.
@@ -71,7 +71,7 @@ def check_workflow(
         max_examples: how many inputs a strategy generates.
         cuts: "all" to interrupt each run after every record, or how many evenly spread records.
         subprocess_replay: also replay each journal in another process (another PYTHONHASHSEED).
-        home: directory for the temporary stores (default: the system's temporary directory).
+        tmp_dir: directory for the temporary stores (default: the system's temporary directory).
         clock: a callable returning a new engine clock for each run, e.g. `VirtualClock`.
 
     Raises:
@@ -82,7 +82,7 @@ def check_workflow(
     __tracebackhide__ = True  # pytest shows the user's test and the error, not these frames
     if type(max_examples) is not int or max_examples < 1:
         raise InvalidOptionError(f"max_examples={max_examples!r} must be an int >= 1")
-    options = make_options(resume_inputs, cuts, subprocess_replay, home, clock)
+    options = make_options(resume_inputs, cuts, subprocess_replay, tmp_dir, clock)
     strategies = sys.modules.get("hypothesis.strategies")
     if strategies is not None and isinstance(inputs, strategies.SearchStrategy):
         _check_strategy(wf, inputs, options, max_examples)
@@ -147,7 +147,7 @@ def check_file(
     resume_inputs: Any = None,
     cuts: int | str = "all",
     subprocess_replay: bool = True,
-    home: str | None = None,
+    tmp_dir: str | None = None,
 ) -> CheckReport:
     """Imports `path`, finds the workflow and runs `check_once` on it (what `flux check` does).
 
@@ -159,5 +159,5 @@ def check_file(
 
     wf = find_workflow(load_file(path), workflow_name)
     return check_once(
-        wf, input, resume_inputs=resume_inputs, cuts=cuts, subprocess_replay=subprocess_replay, home=home
+        wf, input, resume_inputs=resume_inputs, cuts=cuts, subprocess_replay=subprocess_replay, tmp_dir=tmp_dir
     )

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from flux._engine import records as R
-from flux._engine.executor import format_call
+from flux._engine.core import format_call
+from flux._engine.history import History
 
 __all__ = ["Call", "Comparison", "calls_of", "compare_calls"]
 
@@ -39,32 +40,25 @@ class Comparison:
     asked_differently: str | None  # the first call asked for otherwise, described; None if none
 
 
-_REQUESTS = {R.TASK_STARTED: "task", R.VALUE: "value", R.PAUSED: "pause", R.TIMER_STARTED: "timer"}
-
-
-def calls_of(records: list[dict[str, Any]]) -> dict[str, Call]:
-    """Call id -> what was asked for there and how it was answered."""
+def calls_of(history: History) -> dict[str, Call]:
+    """Call id -> what was asked for there and how it was answered, from a journal's fold."""
     calls: dict[str, Call] = {}
-    for record in records:
-        kind = record["kind"]
-        call_id = record.get("call_id")
-        if call_id is None:
-            continue
-        if kind in _REQUESTS:
-            request = (_REQUESTS[kind], record.get("name"), record.get("args"), record.get("kwargs"))
-            call = calls[call_id] = Call(record["seq"], request, record.get("src", "?"))
-            if kind == R.VALUE:
-                call.answer = ("value", record.get("value"))
-        elif call_id in calls:
-            if kind == R.TASK_COMPLETED:
-                calls[call_id].answer = ("value", record.get("value"))
-            elif kind == R.TASK_FAILED:
-                error = record.get("error") or {}
-                calls[call_id].answer = ("error", error.get("$error"), error.get("msg"))
-            elif kind == R.RESUMED:
-                calls[call_id].answer = ("input", record.get("input"))
-            elif kind == R.TIMER_FIRED:
-                calls[call_id].answer = ("fired",)
+    for call_id, recorded in history.calls.items():
+        start = recorded.start
+        request = (recorded.kind, recorded.name, recorded.args, recorded.kwargs) if recorded.kind == "task" else (recorded.kind, recorded.name, None, None)
+        call = calls[call_id] = Call(recorded.seq, request, str(start.get("src", "?")))
+        if recorded.kind == "value":
+            call.answer = ("value", recorded.value)
+        elif recorded.kind == "pause":
+            if recorded.resumed is not None:
+                call.answer = ("input", recorded.resumed.get("input"))
+        elif recorded.end == R.TASK_COMPLETED:
+            call.answer = ("value", recorded.value)
+        elif recorded.end == R.TASK_FAILED:
+            error = (recorded.outcome or {}).get("error") or {}
+            call.answer = ("error", error.get("$error"), error.get("msg"))
+        elif recorded.end == R.TIMER_FIRED:
+            call.answer = ("fired",)
     return calls
 
 

@@ -31,6 +31,7 @@ from flux._engine import records as R
 from flux._engine.clock import Clock
 from flux._engine.codec import class_ref, encode
 from flux._engine.errors import DeterminismError, EncodeError, FluxError, InvalidOptionError, WorkflowLoadError
+from flux._engine.history import fold
 from flux._engine.journal import read_journal
 from flux.loader import code_of, find_workflow
 from flux.testing._calls import Call, calls_of, compare_calls
@@ -137,7 +138,7 @@ class Options:
     resume_inputs: Any = None  # a value, or callable(pause_name) -> value
     cuts: int | str = "all"
     subprocess_replay: bool = True
-    home: str | None = None
+    tmp_dir: str | None = None
     clock: Callable[[], Clock] | None = None
 
 
@@ -145,7 +146,7 @@ def make_options(
     resume_inputs: Any = None,
     cuts: int | str = "all",
     subprocess_replay: bool = True,
-    home: str | os.PathLike[str] | None = None,
+    tmp_dir: str | os.PathLike[str] | None = None,
     clock: Callable[[], Clock] | None = None,
 ) -> Options:
     """Checks the options shared by check_once and check_workflow.
@@ -157,7 +158,7 @@ def make_options(
         raise InvalidOptionError(f"cuts={cuts!r} must be 'all' or an int >= 0")
     if clock is not None and not callable(clock):
         raise InvalidOptionError(f"clock={clock!r} must be a callable that returns a new clock, such as VirtualClock")
-    return Options(resume_inputs, cuts, bool(subprocess_replay), os.fspath(home) if home is not None else None, clock)
+    return Options(resume_inputs, cuts, bool(subprocess_replay), os.fspath(tmp_dir) if tmp_dir is not None else None, clock)
 
 
 def check_once(
@@ -167,7 +168,7 @@ def check_once(
     resume_inputs: Any = None,
     cuts: int | str = "all",
     subprocess_replay: bool = True,
-    home: str | os.PathLike[str] | None = None,
+    tmp_dir: str | os.PathLike[str] | None = None,
     clock: Callable[[], Clock] | None = None,
 ) -> CheckReport:
     """Checks every determinism property of `wf` for one input; never raises for a failed one.
@@ -179,7 +180,7 @@ def check_once(
         resume_inputs: what each `pause` returns: a value, or a callable taking the pause's name.
         cuts: "all" to interrupt the run after every record, or how many evenly spread records.
         subprocess_replay: also replay in another process with another PYTHONHASHSEED.
-        home: directory for the temporary stores (default: the system's temporary directory).
+        tmp_dir: directory for the temporary stores (default: the system's temporary directory).
         clock: a callable returning a new engine clock for each run (e.g. VirtualClock).
 
     Returns:
@@ -189,7 +190,7 @@ def check_once(
         InvalidOptionError: for a bad option.
         WorkflowLoadError: when another process could not load the workflow.
     """
-    options = make_options(resume_inputs, cuts, subprocess_replay, home, clock)
+    options = make_options(resume_inputs, cuts, subprocess_replay, tmp_dir, clock)
     return run_checks(wf, input, options)
 
 
@@ -202,9 +203,9 @@ def run_checks(wf: Workflow, value: Any, options: Options, *, stop_at_first_fail
         )
     if options.subprocess_replay:
         require_importable(wf)
-    if options.home is not None:
-        os.makedirs(options.home, exist_ok=True)
-    root = tempfile.mkdtemp(prefix="flux-check-", dir=options.home)
+    if options.tmp_dir is not None:
+        os.makedirs(options.tmp_dir, exist_ok=True)
+    root = tempfile.mkdtemp(prefix="flux-check-", dir=options.tmp_dir)
     started = time.perf_counter()
     report = _Checker(wf, value, options, root).run(stop_at_first_failure)
     report.seconds = time.perf_counter() - started
@@ -322,7 +323,7 @@ class _Checker:
     async def _drive(self, home: str, execution_id: str | None, observer: Any) -> ExecutionContext[Any]:
         wf = self.wf
         clock = self.options.clock
-        common: dict[str, Any] = {"home": home, "durability": "os", "observer": observer}
+        common: dict[str, Any] = {"store": home, "durability": "os", "observer": observer}
         if execution_id is None:
             ctx = await wf.run_async(self.value, clock=clock() if clock else None, **common)
         else:
@@ -332,11 +333,11 @@ class _Checker:
             resumes += 1
             if resumes > _MAX_PAUSES:
                 raise RuntimeError(f"the execution paused more than {_MAX_PAUSES} times; is a pause in an endless loop?")
-            call_id, name = _waiting_pause(ctx)
+            call_id, name = _waiting_pause(home, ctx)
             if call_id not in self.pause_inputs:
                 self.pause_inputs[call_id] = self._resume_input(name)
             ctx = await wf.run_async(
-                self.pause_inputs[call_id], execution_id=ctx.execution_id, resume=True,
+                self.pause_inputs[call_id], execution_id=ctx.execution_id, resume=True, pause=call_id,
                 clock=clock() if clock else None, **common,
             )
         return ctx
@@ -355,12 +356,12 @@ class _Checker:
         against a replay of its own journal.
         """
         read = read_journal(ctx.journal_path, ctx.execution_id)
-        comparison = compare_calls(self.calls, calls_of(read.records))
+        comparison = compare_calls(self.calls, calls_of(fold(read.records, read.path)))
         if comparison.answered_differently:
             call_id = comparison.answered_differently[0]
             reason = f"call {call_id} ({self.calls[call_id].describe()}) answered otherwise when it ran again"
             try:
-                _, outcome = self.isolated(lambda: self.wf.replay_async(read, ctx.execution_id))
+                _, outcome, _ = self.isolated(lambda: self.wf.replay_async(read, ctx.execution_id, store=os.path.dirname(os.path.dirname(ctx.journal_path))))
             except Exception as err:  # noqa: BLE001 - divergence and any other trouble are the finding
                 return f"replaying the journal of the {what}: {_error_text(err)}", reason
             found = (
@@ -429,7 +430,7 @@ class _Checker:
         with open(self.journal, "rb") as fh:
             self.lines = fh.read().splitlines(keepends=True)
         self.records = read_journal(self.journal, self.execution_id).records
-        self.calls = calls_of(self.records)
+        self.calls = calls_of(fold(self.records, self.journal))
         report.records = len(self.records)
         result.detail = f"{ctx.status} after {len(self.records)} records: {_outcome_text(ctx.status, ctx.output)}"
         return True
@@ -490,7 +491,7 @@ class _Checker:
         result.runs = 1
         read = read_journal(self.journal, self.execution_id)
         try:
-            _, outcome = self.isolated(lambda: self.wf.replay_async(read, self.execution_id))
+            _, outcome, _ = self.isolated(lambda: self.wf.replay_async(read, self.execution_id, store=os.path.join(self.root, "run")))
         except Exception as err:  # noqa: BLE001
             result.fail(f"replaying the journal: {_error_text(err)}")
             return
@@ -576,11 +577,14 @@ class _Checker:
             result.detail += _uncompared_note(not_compared, len(_ORDER_SEEDS))
 
 
-def _waiting_pause(ctx: ExecutionContext[Any]) -> tuple[str, str]:
-    for record in reversed(ctx._records):
-        if record["kind"] == R.PAUSED:
-            return record["call_id"], record["name"]
-    raise RuntimeError(f"execution {ctx.execution_id} is paused but its journal holds no workflow_paused record")
+def _waiting_pause(store: str, ctx: ExecutionContext[Any]) -> tuple[str, str]:
+    """The first pause the execution waits at (its call id or route, and its name)."""
+    from flux.client import Client
+
+    waiting = Client(store).view(ctx.execution_id).waiting
+    if not waiting:
+        raise RuntimeError(f"execution {ctx.execution_id} is paused but waits at no pause")
+    return waiting[0].call_id, waiting[0].name
 
 
 def _uncompared_note(reasons: list[str], runs: int) -> str:

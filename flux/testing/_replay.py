@@ -16,24 +16,27 @@ import orjson
 
 from flux._engine.codec import class_ref, encode
 from flux._engine.errors import EncodeError, FluxError
-from flux.runner import replay_journal
+from flux.debug import replay
 from flux.testing._check import VERDICT_PREFIX
 
 
 def verdict(journal: str, file: str | None = None) -> dict[str, Any]:
     """What replaying `journal` gives: status, output as recorded JSON, or the error that stopped it."""
     try:
-        outcome = replay_journal(journal, file).outcome
+        result = replay(journal, file=file, calls=False)
     except FluxError as err:
         return {"error": f"{type(err).__name__}: {err}"}
-    out: dict[str, Any] = {"status": outcome.status}
-    if outcome.status == "completed":
+    if result.divergence is not None:
+        return {"error": f"NondeterminismError: {result.divergence.message}"}
+    status = "replayed" if result.status == "stopped" else result.status
+    out: dict[str, Any] = {"status": status}
+    if status == "completed":
         try:
-            out["output"] = encode(outcome.output)
+            out["output"] = encode(result.output)
         except EncodeError as err:
             out["error"] = f"{type(err).__name__}: {err}"
-    elif outcome.status == "failed" and isinstance(outcome.output, BaseException):
-        out["failure"] = [class_ref(type(outcome.output)), str(outcome.output)]
+    elif status == "failed" and isinstance(result.output, BaseException):
+        out["failure"] = [class_ref(type(result.output)), str(result.output)]
     return out
 
 

@@ -30,7 +30,7 @@ def flux_check(tmp_path: Path) -> Callable[..., None]:
 
     def check(wf: Any, inputs: Any, **options: Any) -> None:
         __tracebackhide__ = True
-        options.setdefault("home", tmp_path / "flux-check")
+        options.setdefault("tmp_dir", tmp_path / "flux-check")
         check_workflow(wf, inputs, **options)
 
     return check

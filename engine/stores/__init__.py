@@ -1,0 +1,1 @@
+"""Stores behind the port of engine/store.py: files (the default) and memory."""

@@ -1,0 +1,652 @@
+"""The file store: journals as plain files under one directory (SPEC.md 1, 2.2, 5).
+
+    <home>/executions/<execution_id>.jsonl   the journal
+    <home>/executions/<execution_id>.lock    flock'ed by the one process that runs the execution
+    <home>/executions/<execution_id>.torn    torn tails cut from the journal, kept for inspection
+    <home>/executions/<execution_id>.cancel  a cancellation asked by another process
+    <home>/executions/<execution_id>.index   replay snapshot written when a run pauses (optional)
+    <home>/blobs/<sha256>.json               output storage
+    <home>/cache/<key>.json                  the task cache
+    <home>/secrets.json                      secrets (unless FLUX_SECRETS_FILE)
+
+Only this module touches those files. Every OSError is turned into an error of the tree here:
+`DurabilityError` when writing a journal fails, `StoreError` when the store cannot be used
+(no such directory, no permission, a FIFO or a directory where a file should be).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import re
+import socket
+import stat
+import time
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import orjson
+
+from flux._engine import faults as _faults
+from flux._engine.errors import (
+    BlobError,
+    DurabilityError,
+    ExecutionExistsError,
+    ExecutionLockedError,
+    ExecutionNotFoundError,
+    JournalCorruptError,
+    StoreError,
+    UnsafePathError,
+)
+from flux._engine.history import History
+from flux._engine.isolate import register_inherited_fd, unregister_inherited_fd
+from flux._engine.journal import (
+    FILE_MODE,
+    BufferedWriter,
+    JournalRead,
+    check_journal,
+    Known,
+    Records,
+    Visit,
+    encode_line,
+    read_journal,
+    read_regular_file,
+    seed_for,
+)
+from flux._engine.records import Status
+from flux._engine.store import ExecutionSummary, Page, is_execution_id, page_of, validate_execution_id
+
+__all__ = ["FileStore", "FileWriter", "fsync_dir"]
+
+DIR_MODE = 0o700
+_HOLDER_BYTES = 256  # a lock file's size: the holder's pid, host and start time, space-padded
+
+# Test-only fault hooks (engine/faults.py), decided once at import so that normal runs pay for
+# one global lookup per sync and nothing else.
+_FAULTS = _faults.ACTIVE
+_WRITE = _faults.write if _FAULTS else os.write
+
+
+def fsync_dir(path: str) -> None:
+    """Makes a directory entry (a new or renamed file) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes, write: Callable[[int, memoryview], int] = os.write) -> None:
+    view = memoryview(data)
+    while view:
+        written = write(fd, view)
+        if written <= 0:
+            raise OSError(errno.EIO, "write returned no progress")
+        view = view[written:]
+
+
+@contextlib.contextmanager
+def _store_errors(path: str, doing: str) -> Iterator[None]:
+    """Turns an OSError met while `doing` something at `path` into a StoreError that says what
+    to do. Errors of the tree pass through."""
+    try:
+        yield
+    except (StoreError, DurabilityError):
+        raise
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise UnsafePathError(errno.ELOOP, f"{err.filename or path}: is a symbolic link; the store never follows links, remove it") from err
+        if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            hint = "check its permissions (the store must be writable by this user)"
+        elif err.errno in (errno.ENOTDIR, errno.EEXIST):
+            hint = "a file is in the way of the store's directory; give a directory as the store"
+        elif err.errno == errno.ENOSPC:
+            hint = "free space on the disk, then try again"
+        else:
+            hint = "check the store's path"
+        raise StoreError(f"{path}: cannot {doing} ({err.strerror or err}); {hint}") from err
+
+
+class FileWriter(BufferedWriter):
+    """Appends to one journal file. `sync` writes the buffer in one `write` and, in `fsync`
+    durability, one `fsync`.
+
+    Before each write the writer checks that the file is still the size it left it at: if
+    another process appended or cut meanwhile, ownership was lost (SPEC.md 5) and nothing is
+    written.
+    """
+
+    def __init__(self, path: str, execution_id: str, fd: int, next_seq: int, durability: str, end: int) -> None:
+        super().__init__(path, execution_id, next_seq, durability)
+        self.path = path
+        self.fd = fd
+        self.end = end  # the journal's size as this writer left it
+
+    @classmethod
+    def open(cls, read: JournalRead, execution_id: str, durability: str, side_file: str) -> FileWriter:
+        """Opens a journal for appending, cutting a torn last line into `side_file` first."""
+        fd = os.open(read.path, os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW)
+        try:
+            if read.torn:
+                side = os.open(side_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, FILE_MODE)
+                try:
+                    _write_all(side, b"%d " % read.valid_size + read.torn + b"\n")
+                    os.fsync(side)
+                finally:
+                    os.close(side)
+                os.ftruncate(fd, read.valid_size)
+                os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(read.path, execution_id, fd, len(read.records), durability, read.valid_size)
+
+    def _write(self, data: bytes, first_seq: int) -> None:
+        try:
+            size = os.fstat(self.fd).st_size
+            if size != self.end:
+                # Someone else appended (or cut) since this writer last wrote: ownership was lost
+                # (SPEC.md 5). Writing now would interleave two histories, so nothing is written.
+                self._broken = DurabilityError(
+                    f"{self.path}: the journal is {size} bytes, this writer left it at {self.end}: another "
+                    "process wrote to it (was its lock file removed, or is the store on a network file "
+                    "system?); stopped without writing"
+                )
+                raise self._broken
+            if _FAULTS:
+                _faults.reach("before_write", self)
+            _write_all(self.fd, data, _WRITE)
+            if _FAULTS:
+                _faults.reach("after_write", self)
+            if self.durability == "fsync":
+                os.fsync(self.fd)
+        except OSError as err:
+            # After a failed fsync the page cache may claim data the disk lost: never retry.
+            self._broken = err
+            raise DurabilityError(f"{self.path}: writing the journal failed ({err.strerror or err}); stopped") from err
+        self.end += len(data)
+        self.synced_seq = self.next_seq - 1
+        if _FAULTS:
+            _faults.reach("after_fsync", self)
+
+    def position(self) -> tuple[int, int, int]:
+        data = os.pread(self.fd, self.end, 0)
+        if len(data) != self.end:
+            raise OSError(errno.EIO, "the journal is shorter than this writer left it")
+        return self.end, self.synced_seq + 1, zlib.crc32(data)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class FileLease:
+    """Ownership of one execution: its two flocks and its open writer."""
+
+    def __init__(self, read: JournalRead, writer: FileWriter, lock_fd: int, journal_lock_fd: int, owner: dict[str, Any]) -> None:
+        self.read = read
+        self.writer = writer
+        self.owner = owner
+        self._lock_fd = lock_fd
+        self._journal_lock_fd = journal_lock_fd
+
+    def close(self) -> None:
+        self.writer.close()
+        if self._journal_lock_fd >= 0:
+            _release_lock(self._journal_lock_fd)
+            self._journal_lock_fd = -1
+        if self._lock_fd >= 0:
+            _release_lock(self._lock_fd)
+            self._lock_fd = -1
+
+
+# The capabilities hold the store's paths, not the store: no reference cycle keeps a store (and
+# what a run hangs on it) alive until the cycle collector comes by.
+
+
+class _Snapshots:
+    """`<id>.index` beside each journal (SPEC.md 2.3). Not synced: a snapshot lost or torn by a
+    crash is ignored, and the journal is read whole."""
+
+    def __init__(self, directory: str) -> None:
+        self._dir = directory
+
+    def _path(self, execution_id: str) -> str:
+        return os.path.join(self._dir, validate_execution_id(execution_id) + ".index")
+
+    def load(self, execution_id: str) -> bytes | None:
+        try:
+            return read_regular_file(self._path(execution_id))
+        except OSError:
+            return None  # missing, a link, not a file: either way there is no snapshot to use
+
+    def save(self, execution_id: str, data: bytes) -> None:
+        path = self._path(execution_id)
+        _write_file(path + ".new", data, sync=False)  # one writer at a time: a leftover is reused
+        os.replace(path + ".new", path)
+
+    def drop(self, execution_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path(execution_id))
+
+
+class _Blobs:
+    """`<home>/blobs/<sha256>.json`, written atomically and fsynced before the record that
+    names them (SPEC.md 4.8)."""
+
+    def __init__(self, home: str) -> None:
+        self._home = home
+
+    def path(self, digest: str) -> str:
+        if not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise BlobError(f"invalid blob digest {digest!r}")
+        return os.path.join(self._home, "blobs", digest + ".json")
+
+    def put(self, data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        folder = _private_dir(self._home, "blobs")
+        if not os.path.exists(os.path.join(folder, digest + ".json")):
+            _write_atomically(folder, digest + ".json", data)
+        return digest
+
+    def get(self, digest: str) -> bytes:
+        path = self.path(digest)
+        try:
+            data = read_regular_file(path)
+        except OSError as err:
+            raise BlobError(f"{path}: the stored output is missing ({err.strerror or err}); restore the file") from None
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise BlobError(f"{path}: the stored output was altered (its SHA-256 no longer matches); restore the file")
+        return data
+
+
+class _Cache:
+    """`<home>/cache/<key>.json` (SPEC.md 4.9)."""
+
+    def __init__(self, home: str) -> None:
+        self._home = home
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return read_regular_file(os.path.join(self._home, "cache", key + ".json"))
+        except OSError:
+            return None
+
+    def put(self, key: str, data: bytes) -> None:
+        _write_atomically(_private_dir(self._home, "cache"), key + ".json", data)
+
+    def clear(self) -> int:
+        folder = os.path.join(self._home, "cache")
+        try:
+            names = os.listdir(folder)
+        except FileNotFoundError:
+            return 0
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(folder, name))
+        return len(names)
+
+
+class FileStore:
+    """Journals as files under one directory (`.flux/` by default)."""
+
+    def __init__(self, home: str | os.PathLike[str]) -> None:
+        self.home = os.fspath(home)
+        self.dir = os.path.join(self.home, "executions")
+        self.snapshots = _Snapshots(self.dir)
+        self.blobs = _Blobs(self.home)
+        self.cache = _Cache(self.home)
+
+    @property
+    def url(self) -> str:
+        return self.home
+
+    def __repr__(self) -> str:
+        return f"FileStore({self.home!r})"
+
+    def _ensure_dirs(self) -> None:
+        _ensure_dirs(self.home, self.dir)
+
+    def journal_path(self, execution_id: str) -> str:
+        return os.path.join(self.dir, validate_execution_id(execution_id) + ".jsonl")
+
+    def describe(self, execution_id: str) -> str:
+        return self.journal_path(execution_id)
+
+    def secrets_file(self) -> str | None:
+        return os.path.join(self.home, "secrets.json")
+
+    # -- ownership (SPEC.md 5) -----------------------------------------------------------------
+
+    def _lock(self, execution_id: str) -> tuple[int, dict[str, Any]]:
+        path = os.path.join(self.dir, execution_id + ".lock")
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, FILE_MODE)
+            try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    raise UnsafePathError(errno.EINVAL, f"{path}: is not a regular file; remove it")
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read_holder(fd)
+                os.close(fd)
+                raise ExecutionLockedError(execution_id, holder) from None
+            except BaseException:
+                os.close(fd)
+                raise
+            # A lock file deleted and recreated under us would let two processes hold "the"
+            # lock on two inodes; only the lock on the file that is at the path counts.
+            held = os.fstat(fd)
+            try:
+                same = held.st_ino == os.stat(path, follow_symlinks=False).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        register_inherited_fd(fd)
+        # Who holds the lock, padded to a fixed size and written over the last holder's: JSON
+        # allows the trailing spaces, and no truncation (a journalled metadata change) is needed.
+        owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+        info = orjson.dumps(owner).ljust(_HOLDER_BYTES)
+        os.pwrite(fd, info, 0)
+        if held.st_size > len(info):
+            os.ftruncate(fd, len(info))
+        return fd, owner
+
+    def _lock_journal(self, execution_id: str, path: str) -> int:
+        """Flocks the journal itself too: a lock file deleted or replaced while held (`rm *.lock`)
+        would otherwise let a second process in beside the first (SPEC.md 5)."""
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ExecutionLockedError(execution_id, self._holder(execution_id)) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        register_inherited_fd(fd)
+        return fd
+
+    def _holder(self, execution_id: str) -> dict[str, Any]:
+        try:
+            fd = os.open(os.path.join(self.dir, execution_id + ".lock"), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return {}
+        try:
+            return _read_holder(fd)
+        finally:
+            os.close(fd)
+
+    def owner(self, execution_id: str) -> dict[str, Any] | None:
+        path = os.path.join(self.dir, validate_execution_id(execution_id) + ".lock")
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read_holder(fd) or {"pid": "?", "host": "?"}
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        return None
+
+    # -- journals ------------------------------------------------------------------------------
+
+    def create(self, execution_id: str, header: dict[str, Any], durability: str) -> FileLease:
+        """Creates a new journal holding only `header`, durable before this returns.
+
+        A new journal is written to `<id>.jsonl.new-<pid>`, fsynced, linked to `<id>.jsonl` (a
+        link never replaces an existing file) and the directory is fsynced (SPEC.md 2.2).
+
+        Raises:
+            ExecutionExistsError: when the execution already exists.
+            DurabilityError: when the journal cannot be written.
+        """
+        path = self.journal_path(execution_id)
+        self._ensure_dirs()
+        with _store_errors(self.dir, "lock a new execution"):
+            lock_fd, owner = self._lock(execution_id)
+        try:
+            if os.path.lexists(path):
+                raise ExecutionExistsError(execution_id, self.dir)
+            tmp = f"{path}.new-{os.getpid()}"
+            # We hold the lock, so a temp file of this name was left by a process that died.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
+            try:
+                header["seq"] = 0
+                data = encode_line(header, seed_for(execution_id))
+                if os.write(fd, data) != len(data):
+                    # A journal must never appear with half a header (SPEC.md 2.2).
+                    raise OSError(errno.ENOSPC, "short write of the journal header")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                os.link(tmp, path)  # unlike rename, link never replaces an existing journal
+            finally:
+                os.unlink(tmp)
+            fsync_dir(self.dir)
+            journal_lock_fd = self._lock_journal(execution_id, path)
+            read = JournalRead(path, Records.of([header]), [0], len(data))
+            try:
+                writer = FileWriter.open(read, execution_id, durability, path[:-6] + ".torn")
+            except BaseException:
+                _release_lock(journal_lock_fd)
+                raise
+        except OSError as err:
+            _release_lock(lock_fd)
+            raise DurabilityError(f"{path}: cannot create the journal ({err.strerror or err})") from err
+        except BaseException:
+            _release_lock(lock_fd)
+            raise
+        return FileLease(read, writer, lock_fd, journal_lock_fd, owner)
+
+    def acquire(self, execution_id: str, durability: str, visit: Visit | None = None, known: Known | None = None) -> FileLease:
+        """Locks an execution, reads its journal and opens it for appending. `visit` and `known`
+        are as for `check_journal`.
+
+        Raises:
+            ExecutionNotFoundError, ExecutionLockedError, JournalCorruptError, UnsafePathError.
+        """
+        path = self.journal_path(execution_id)
+        self._check_journal_file(execution_id, path)
+        with _store_errors(path, "open the journal"):
+            journal_lock_fd = self._lock_journal(execution_id, path)
+            try:
+                lock_fd, owner = self._lock(execution_id)
+            except BaseException:
+                _release_lock(journal_lock_fd)
+                raise
+            try:
+                read = read_journal(path, execution_id, visit=visit, known=known)
+                writer = FileWriter.open(read, execution_id, durability, path[:-6] + ".torn")
+            except BaseException:
+                _release_lock(lock_fd)
+                _release_lock(journal_lock_fd)
+                raise
+        return FileLease(read, writer, lock_fd, journal_lock_fd, owner)
+
+    def _check_journal_file(self, execution_id: str, path: str) -> None:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            raise ExecutionNotFoundError(execution_id, self.home) from None
+        except OSError as err:
+            raise StoreError(f"{path}: cannot read the journal ({err.strerror or err}); check the store's path") from err
+        if stat.S_ISLNK(st.st_mode):
+            raise UnsafePathError(errno.ELOOP, f"{path}: is a symbolic link; journals are never read through links, remove it")
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafePathError(errno.EINVAL, f"{path}: is not a regular file; remove it or restore the journal")
+
+    def read(self, execution_id: str, visit: Visit | None = None) -> JournalRead:
+        """Reads a journal without locking or changing it; `visit` as for `check_journal`."""
+        path = self.journal_path(execution_id)
+        with _store_errors(path, "read the journal"):
+            try:
+                return read_journal(path, execution_id, visit=visit)
+            except FileNotFoundError:
+                raise ExecutionNotFoundError(execution_id, self.home) from None
+
+    def header(self, execution_id: str) -> dict[str, Any]:
+        """The journal's first record, checked, without reading the rest of the journal."""
+        path = self.journal_path(execution_id)
+        self._check_journal_file(execution_id, path)
+        with _store_errors(path, "read the journal"):
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            try:
+                data = b""
+                while b"\n" not in data:
+                    chunk = os.read(fd, 65536)
+                    if not chunk:
+                        break
+                    data += chunk
+            finally:
+                os.close(fd)
+        first = data[: data.find(b"\n") + 1] if b"\n" in data else data
+        return check_journal(first, path, execution_id).records[0]
+
+    def exists(self, execution_id: str) -> bool:
+        return os.path.lexists(self.journal_path(execution_id))
+
+    def list_ids(self) -> list[str]:
+        try:
+            names = os.listdir(self.dir)
+        except FileNotFoundError:
+            return []
+        except OSError as err:
+            raise StoreError(f"{self.dir}: cannot list the store ({err.strerror or err}); give a directory as the store") from err
+        return sorted(n[:-6] for n in names if n.endswith(".jsonl") and is_execution_id(n[:-6]))
+
+    def summary(self, execution_id: str) -> ExecutionSummary:
+        """What `list` shows of one execution; a damaged journal is summarized as damaged."""
+        try:
+            read = self.read(execution_id)
+            history = History(read.path, read.offsets, read.records)
+            history.apply_all(read.records, read.offsets)
+        except (JournalCorruptError, StoreError) as err:
+            return ExecutionSummary(execution_id, "?", "damaged", "", 0, None, str(err))
+        header = history.header or {}
+        status = history.status
+        if status == Status.RUNNING and self.owner(execution_id) is None:
+            status = Status.INTERRUPTED
+        parent = header.get("parent") or {}
+        return ExecutionSummary(
+            execution_id, str(header.get("workflow", "")), status, str(header.get("created", "")),
+            len(read.records), parent.get("execution_id") if isinstance(parent, dict) else None,
+        )
+
+    def list(
+        self, *, status: str | Sequence[str] | None = None, workflow: str | None = None, limit: int | None = None,
+        cursor: str | None = None, prefix: str | None = None, created_after: str | None = None,
+        created_before: str | None = None,
+    ) -> Page:
+        ids = self.list_ids()
+        if prefix is not None:
+            ids = [i for i in ids if i.startswith(prefix)]
+        return page_of(
+            [self.summary(i) for i in ids], status=status, workflow=workflow, limit=limit, cursor=cursor,
+            created_after=created_after, created_before=created_before,
+        )
+
+    async def wait_for_change(self, execution_id: str, timeout: float) -> None:
+        """Returns once the journal's size changes, or after `timeout` seconds (the size is
+        looked at every 5 ms at first, then every 100 ms)."""
+        path = self.journal_path(execution_id)
+        try:
+            size = os.stat(path).st_size
+        except OSError:
+            size = -1
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while time.monotonic() < deadline:
+            await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 0.1)
+            try:
+                if os.stat(path).st_size != size:
+                    return
+            except OSError:
+                return
+
+    # -- cancellation requests (SPEC.md 4.6) ---------------------------------------------------
+
+    def _cancel_path(self, execution_id: str) -> str:
+        return os.path.join(self.dir, validate_execution_id(execution_id) + ".cancel")
+
+    def request_cancel(self, execution_id: str) -> None:
+        """Asks the process that runs the execution to cancel it (it checks a few times a second)."""
+        with _store_errors(self.dir, "ask for the cancellation"):
+            fd = os.open(self._cancel_path(execution_id), os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, FILE_MODE)
+            os.close(fd)
+
+    def cancel_requested(self, execution_id: str) -> bool:
+        return os.path.lexists(self._cancel_path(execution_id))
+
+    def clear_cancel(self, execution_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._cancel_path(execution_id))
+
+
+
+def _ensure_dirs(*paths: str) -> None:
+    for path in paths:
+        with _store_errors(path, "create the store's directory"):
+            try:
+                os.mkdir(path, DIR_MODE)
+            except FileExistsError:
+                if not os.path.isdir(path):
+                    raise OSError(errno.ENOTDIR, "not a directory") from None
+
+
+def _private_dir(home: str, name: str) -> str:
+    path = os.path.join(home, name)
+    _ensure_dirs(home, os.path.join(home, "executions"), path)
+    return path
+
+
+def _write_file(path: str, data: bytes, *, sync: bool) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomically(folder: str, name: str, data: bytes) -> str:
+    path = os.path.join(folder, name)
+    tmp = f"{path}.tmp-{os.getpid()}-{id(data)}"
+    _write_file(tmp, data, sync=True)
+    os.replace(tmp, path)
+    fsync_dir(folder)
+    return path
+
+
+def _release_lock(fd: int) -> None:
+    unregister_inherited_fd(fd)
+    os.close(fd)  # closing the descriptor releases the flock
+
+
+def _read_holder(fd: int) -> dict[str, Any]:
+    try:
+        data = os.pread(fd, 4096, 0)
+        holder = orjson.loads(data) if data else {}
+        return holder if isinstance(holder, dict) else {}
+    except (OSError, orjson.JSONDecodeError):
+        return {}
