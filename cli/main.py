@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, NoReturn
+import inspect
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
 
 import orjson
 import typer
@@ -65,8 +67,29 @@ def _fail(error: BaseException) -> NoReturn:
     raise typer.Exit(EXIT_BAD_INPUT)
 
 
-def _guard(debug: bool) -> None:
-    _state["debug"] = debug
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def command(name: str | None = None) -> Callable[[F], F]:
+    """`@app.command`, with the one error boundary every command shares: errors of the tree, bad
+    values and OS errors become one red line and exit 2 (`--debug` adds the traceback)."""
+
+    def decorate(fn: F) -> F:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            _state["debug"] = bool(kwargs.get("debug"))
+            try:
+                return fn(*args, **kwargs)
+            except (FluxError, ValueError, OSError) as error:
+                _fail(error)
+
+        # typer reads the signature and help of the command; `__wrapped__` would make it call
+        # `fn` itself, past the boundary.
+        run.__signature__ = inspect.signature(fn, eval_str=True)  # type: ignore[attr-defined]
+        run.__doc__, run.__name__ = fn.__doc__, fn.__name__
+        app.command(name)(run)
+        return fn
+
+    return decorate
 
 
 def _read_input(input: str | None, input_file: str | None) -> Any:
@@ -103,7 +126,7 @@ def _report(ctx: ExecutionContext[Any], store: str | None) -> None:
         raise typer.Exit(EXIT_FAILED)
 
 
-@app.command("exec")
+@command("exec")
 def exec_(
     target: str = typer.Argument(..., help="The workflow's file (app.py), or module:workflow (pkg.module:wf)."),
     workflow: str = typer.Argument(None, help="Name of the workflow in that file or module."),
@@ -115,16 +138,12 @@ def exec_(
     debug: bool = DebugOpt,
 ) -> None:
     """Run a new execution of a workflow: `flux exec app.py wf` or `flux exec pkg.module:wf`."""
-    _guard(debug)
-    try:
-        value = _read_input(input, input_file)
-        ctx = runner.exec_file(target, workflow, value, store=store, durability=durability, execution_id=execution_id)
-    except (FluxError, ValueError) as error:
-        _fail(error)
+    value = _read_input(input, input_file)
+    ctx = runner.exec_file(target, workflow, value, store=store, durability=durability, execution_id=execution_id)
     _report(ctx, store)
 
 
-@app.command()
+@command()
 def resume(
     execution_id: str = typer.Argument(..., help="The execution to continue."),
     input: str = typer.Option(None, "--input", "-i", help="Input as JSON, returned by the waiting pause()."),
@@ -137,20 +156,16 @@ def resume(
     debug: bool = DebugOpt,
 ) -> None:
     """Continue a paused or interrupted execution."""
-    _guard(debug)
-    try:
-        value = _read_input(input, input_file)
-        has_input = input is not None or input_file is not None
-        ctx = runner.resume_execution(
-            execution_id, value, store=store, file=file, module=module, pause=pause, durability=durability,
-            has_input=has_input,
-        )
-    except (FluxError, ValueError) as error:
-        _fail(error)
+    value = _read_input(input, input_file)
+    has_input = input is not None or input_file is not None
+    ctx = runner.resume_execution(
+        execution_id, value, store=store, file=file, module=module, pause=pause, durability=durability,
+        has_input=has_input,
+    )
     _report(ctx, store)
 
 
-@app.command()
+@command()
 def cancel(
     execution_id: str = typer.Argument(..., help="The execution to cancel."),
     store: str = StoreOpt,
@@ -159,27 +174,19 @@ def cancel(
     debug: bool = DebugOpt,
 ) -> None:
     """Cancel a running, paused or interrupted execution (its sagas compensate)."""
-    _guard(debug)
-    try:
-        status = runner.cancel_execution(execution_id, store=store, file=file, module=module)
-    except (FluxError, ValueError) as error:
-        _fail(error)
+    status = runner.cancel_execution(execution_id, store=store, file=file, module=module)
     out.print(f"execution_id: {execution_id}")
     out.print(f"status: {status}")
 
 
-@app.command("clear-cache")
+@command("clear-cache")
 def clear_cache(store: str = StoreOpt, debug: bool = DebugOpt) -> None:
     """Delete every cached task result (tasks declared with cache=True) in the store."""
-    _guard(debug)
-    try:
-        count = runner.clear_cache(store)
-    except (FluxError, ValueError, OSError) as error:
-        _fail(error)
+    count = runner.clear_cache(store)
     out.print(f"removed {count} cached results")
 
 
-@app.command()
+@command()
 def recover(
     store: str = StoreOpt,
     file: str = typer.Option(None, "--file", help="The workflows' file, if it moved since the runs started."),
@@ -188,11 +195,7 @@ def recover(
     debug: bool = DebugOpt,
 ) -> None:
     """Resume every interrupted execution in the store; paused, finished and running ones are left alone."""
-    _guard(debug)
-    try:
-        rows = recover_store(store, durability=durability, file=file, module=module)
-    except (FluxError, ValueError) as error:
-        _fail(error)
+    rows = recover_store(store, durability=durability, file=file, module=module)
     if not rows:
         out.print("no interrupted executions")
         return
@@ -215,14 +218,10 @@ def recover(
         raise typer.Exit(EXIT_FAILED)
 
 
-@app.command("list")
+@command("list")
 def list_(store: str = StoreOpt, debug: bool = DebugOpt) -> None:
     """List the executions in the store."""
-    _guard(debug)
-    try:
-        rows = list(reversed(runner.list_executions(store).items))
-    except (FluxError, ValueError) as error:
-        _fail(error)
+    rows = list(reversed(runner.list_executions(store).items))
     if not rows:
         out.print("no executions")
         return
@@ -234,7 +233,7 @@ def list_(store: str = StoreOpt, debug: bool = DebugOpt) -> None:
     sys.stdout.write("\n".join(lines) + "\n")
 
 
-@app.command()
+@command()
 def show(
     execution_id: str = typer.Argument(...),
     records: bool = typer.Option(False, "--records", help="One row per record instead of one per call."),
@@ -242,12 +241,8 @@ def show(
     debug: bool = DebugOpt,
 ) -> None:
     """Show the timeline of one execution: one row per call (or per record with --records)."""
-    _guard(debug)
-    try:
-        view = runner.read_execution(execution_id, store)
-        shown = render_timeline(list(debug_replay.open_journal(view.path)[0].records)) if records else render_calls(list(view.calls))
-    except (FluxError, ValueError) as error:
-        _fail(error)
+    view = runner.read_execution(execution_id, store)
+    shown = render_timeline(list(debug_replay.open_journal(view.path)[0].records)) if records else render_calls(list(view.calls))
     out.print(f"execution_id: {view.execution_id}  status: {view.status}  journal: {escape(view.path)}")
     for waiting in view.waiting:
         where = "" if waiting.execution_id == view.execution_id else f" in sub-workflow {waiting.execution_id}"
@@ -256,7 +251,7 @@ def show(
     out.print(shown)
 
 
-@app.command()
+@command()
 def replay(
     journal: str = typer.Argument(..., help="Path of the journal (.jsonl), or an execution id in the store."),
     file: str = FileOpt,
@@ -271,19 +266,15 @@ def replay(
     debug: bool = DebugOpt,
 ) -> None:
     """Re-run a journal against the current code without running any task body."""
-    _guard(debug)
 
     def on_break(point: debug_replay.BreakPoint) -> None:
         out.print(break_banner(point))
         debug_replay.break_into(point)
 
-    try:
-        result = debug_replay.replay(
-            journal, store=store, file=file, module=module, until=until, break_at=break_at, on_break=on_break,
-            calls=not summary or as_json,
-        )
-    except (FluxError, ValueError, OSError) as error:
-        _fail(error)
+    result = debug_replay.replay(
+        journal, store=store, file=file, module=module, until=until, break_at=break_at, on_break=on_break,
+        calls=not summary or as_json,
+    )
     if as_json:
         sys.stdout.write(orjson.dumps(result.as_json(), default=repr).decode() + "\n")
     elif result.divergence is not None:
@@ -298,7 +289,7 @@ def replay(
         raise typer.Exit(EXIT_FAILED)
 
 
-@app.command()
+@command()
 def diff(
     a: str = typer.Argument(..., help="A journal path, or an execution id in the store."),
     b: str = typer.Argument(..., help="Another journal of the same workflow."),
@@ -307,11 +298,7 @@ def diff(
     debug: bool = DebugOpt,
 ) -> None:
     """Compare two journals of the same workflow: exit 0 if the same in substance, 1 if not."""
-    _guard(debug)
-    try:
-        result = journals.diff_journals(a, b, store=store)
-    except (FluxError, ValueError, OSError) as error:
-        _fail(error)
+    result = journals.diff_journals(a, b, store=store)
     if as_json:
         sys.stdout.write(orjson.dumps(result.as_json()).decode() + "\n")
     else:
@@ -320,7 +307,7 @@ def diff(
         raise typer.Exit(EXIT_FAILED)
 
 
-@app.command()
+@command()
 def fork(
     execution_id: str = typer.Argument(..., help="The execution to fork (it is not changed)."),
     at: int = typer.Option(..., "--at", help="Keep the first AT records (seq 0 to AT-1)."),
@@ -332,24 +319,17 @@ def fork(
     debug: bool = DebugOpt,
 ) -> None:
     """Make a new execution of the first AT records of another, then continue it live."""
-    _guard(debug)
-    try:
-        value = _read_input(input, None)
-        change = journals.parse_set_result(set_result) if set_result is not None else None
-        made = journals.fork_execution(execution_id, at, set_result=change, store=store, durability=durability)
-    except (FluxError, ValueError, OSError) as error:
-        _fail(error)
+    value = _read_input(input, None)
+    change = journals.parse_set_result(set_result) if set_result is not None else None
+    made = journals.fork_execution(execution_id, at, set_result=change, store=store, durability=durability)
     out.print(render_fork(made))
-    try:
-        ctx = journals.continue_fork(
-            made.execution_id, store=store, file=file, input=value, has_input=input is not None, durability=durability
-        )
-    except (FluxError, ValueError) as error:
-        _fail(error)
+    ctx = journals.continue_fork(
+        made.execution_id, store=store, file=file, input=value, has_input=input is not None, durability=durability
+    )
     _report(ctx, store)
 
 
-@app.command()
+@command()
 def check(
     file: str = typer.Argument(..., help="Python file that defines the workflow."),
     workflow: str = typer.Argument(..., help="Name of the workflow in that file."),
@@ -365,16 +345,12 @@ def check(
     from flux._cli.render_check import render_check
     from flux import testing
 
-    _guard(debug)
-    try:
-        value = _read_input(input, input_file)
-        resumed = runner.parse_input(resume_input, "--resume-input") if resume_input is not None else None
-        report = testing.check_file(
-            file, workflow, value, resume_inputs=resumed, cuts="all" if cuts is None else cuts,
-            subprocess_replay=not no_subprocess, tmp_dir=tmp_dir,
-        )
-    except (FluxError, ValueError) as error:
-        _fail(error)
+    value = _read_input(input, input_file)
+    resumed = runner.parse_input(resume_input, "--resume-input") if resume_input is not None else None
+    report = testing.check_file(
+        file, workflow, value, resume_inputs=resumed, cuts="all" if cuts is None else cuts,
+        subprocess_replay=not no_subprocess, tmp_dir=tmp_dir,
+    )
     out.print(f"workflow: {escape(report.workflow)}  input: {escape(short(report.input))}  ({report.seconds:.2f} s)")
     out.print(render_check(report))
     if not report.ok:

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import contextvars
 import gc
+import logging
 import types
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ from flux._engine.records import Status
 from flux._engine.secrets import Secrets, redact
 from flux._engine.snapshot import Snapshot, snapshot_of
 from flux._engine.store import Lease, Store
+
+log = logging.getLogger("flux")
 
 _CANCEL_POLL = 0.2  # seconds between checks for a cancellation asked by another process
 _IDLE_ROUNDS = 2  # loop turns with nothing ready before a run whose branches all wait at pauses ends
@@ -302,8 +305,8 @@ class Executor(Outputs):
             history.apply_all(self.records[history.next_seq :])
             size, records, crc = self.writer.position()
             snapshots.save(self.execution_id, snapshot_of(history, self.execution_id, size, records, crc))
-        except (OSError, EngineError):
-            pass
+        except (OSError, EngineError) as err:
+            log.warning("execution %s: its replay snapshot could not be saved (%s); resuming it reads the whole journal", self.execution_id, err)
 
     # -- cancellation --------------------------------------------------------------------------
 
@@ -443,6 +446,7 @@ class Executor(Outputs):
                 answered = self._pick_answer(history)
         if not self.replay_only:
             if req.create:
+                log.info("execution %s of workflow %r started", self.execution_id, name)
                 self.append({"seq": 0, "kind": R.STARTED, "at": self.stamp()})
             else:
                 resumed: dict[str, Any] = {"seq": 0, "kind": R.RESUMED, "at": self.stamp()}
@@ -462,6 +466,12 @@ class Executor(Outputs):
                     resumed["host"] = owner["host"]
                 self.append(resumed)
                 history.apply(resumed)
+                if answered is not None:
+                    log.info("execution %s resumed at pause %r (call %s)", self.execution_id, answered.name, answered.call_id)
+                elif req.cancel:
+                    log.info("execution %s: replaying it to cancel it", self.execution_id)
+                else:
+                    log.info("execution %s of workflow %r continued after %d records", self.execution_id, name, history.next_seq - 1)
         context = contextvars.copy_context()
         context.run(traps.enter, traps.Branch(self, ""))
         # The workflow runs in a task of its own so that a cancellation can be delivered to it;
@@ -581,6 +591,7 @@ class Executor(Outputs):
             await self.durable()
             self._check_fatal()
             self._save_snapshot(history)
+            log.info("execution %s paused", self.execution_id)
         return self._outcome(Status.PAUSED, None, header, workflow_input)
 
     async def _cancel_leftovers(self) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
     from flux._engine.history import CallHistory as RecordedCall
 
 __all__ = ["TaskOptions", "attempt_prefix", "run_attempt", "run_handled"]
+
+log = logging.getLogger("flux")
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,11 @@ async def run_handled(
                           "attempt": attempt, "error": ex.error_tree(exc)[0], "retry_at": retry_at}
                 ex.append(record)
                 failures.append(record)
+                if more:
+                    log.info(
+                        "execution %s: task %r (call %s) attempt %d failed (%s: %s); retrying in %.3g s",
+                        ex.execution_id, name, call_id, attempt, type(exc).__name__, exc, opts.wait_before(attempt + 1),
+                    )
                 if not more:
                     break
                 attempt += 1

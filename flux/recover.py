@@ -8,6 +8,7 @@ twice, because each resume takes the execution's lock first (SPEC.md 5).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,8 @@ from flux.context import ExecutionContext
 from flux.workflow import run_sync
 
 __all__ = ["Recovered", "recover_store"]
+
+log = logging.getLogger("flux")
 
 
 @dataclass
@@ -76,6 +79,7 @@ async def _recover(store: Any, durability: str | None, file: str | None, module:
         except FluxError as err:
             out.append(Recovered(execution_id, summary.workflow, "error", error=err))
         else:
+            log.info("recovered execution %s of workflow %r: %s", execution_id, summary.workflow, ctx.status)
             out.append(Recovered(execution_id, summary.workflow, str(ctx.status), context=ctx))
     return out
 
