@@ -415,6 +415,8 @@ class FileStore:
             DurabilityError: when the journal cannot be written.
         """
         path = self.journal_path(execution_id)
+        if os.path.lexists(path):
+            raise ExecutionExistsError(execution_id, self.dir)
         self._ensure_dirs()
         with _store_errors(self.dir, "lock a new execution"):
             lock_fd, owner = self._lock(execution_id)
@@ -588,6 +590,8 @@ class FileStore:
 
     def request_cancel(self, execution_id: str) -> None:
         """Asks the process that runs the execution to cancel it (it checks a few times a second)."""
+        if not self.exists(execution_id):
+            raise ExecutionNotFoundError(execution_id, self.home)
         with _store_errors(self.dir, "ask for the cancellation"):
             fd = os.open(self._cancel_path(execution_id), os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, FILE_MODE)
             os.close(fd)

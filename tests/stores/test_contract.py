@@ -1,0 +1,362 @@
+"""What every store promises (engine/store.py), written once and run against every store kind of
+tests/stores/conftest.py: journals, ownership, listing, cancellation requests and the optional
+capabilities, then whole runs through the engine and the client."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from flux import ExecutionContext, task, workflow
+from flux._engine.errors import (
+    BlobError,
+    DurabilityError,
+    ExecutionExistsError,
+    ExecutionLockedError,
+    ExecutionNotFoundError,
+    InvalidExecutionIdError,
+    InvalidOptionError,
+    RecordTooLargeError,
+)
+from flux._engine.history import fold
+from flux._engine.journal import MAX_RECORD_BYTES, Known
+from flux._engine.records import Status
+from flux._engine.store import Store
+from flux.client import Client
+from flux.tasks import pause
+from tests.stores.conftest import StoreKind
+
+AT = "2026-01-01T00:00:00.000000+00:00"
+
+
+def header(execution_id: str, workflow: str = "wf", created: str = AT) -> dict[str, Any]:
+    return {
+        "seq": 0, "kind": "header", "format": 1, "execution_id": execution_id, "workflow": workflow,
+        "code": {}, "input": None, "created": created,
+    }
+
+
+def started() -> dict[str, Any]:
+    return {"seq": 0, "kind": "workflow_started", "at": AT}
+
+
+def task_started(call_id: str, name: str = "t") -> dict[str, Any]:
+    return {"seq": 0, "kind": "task_started", "at": AT, "call_id": call_id, "name": name, "src": "x.py:1"}
+
+
+def task_completed(call_id: str, value: Any) -> dict[str, Any]:
+    return {"seq": 0, "kind": "task_completed", "at": AT, "call_id": call_id, "value": value}
+
+
+def completed(value: Any) -> dict[str, Any]:
+    return {"seq": 0, "kind": "workflow_completed", "at": AT, "value": value}
+
+
+def without_seq(records: Any) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if k != "seq"} for r in records]
+
+
+def make(store: Store, execution_id: str, *records: dict[str, Any], workflow: str = "wf", created: str = AT) -> None:
+    lease = store.create(execution_id, header(execution_id, workflow, created), "fsync")
+    try:
+        for record in records:
+            lease.writer.append(dict(record))
+        lease.writer.sync()
+    finally:
+        lease.close()
+
+
+# -- journals ------------------------------------------------------------------------------------
+
+
+def test_a_created_journal_holds_its_header_and_is_owned_until_closed(store: Store) -> None:
+    lease = store.create("e1", header("e1"), "fsync")
+    assert store.exists("e1") and not store.exists("e2")
+    assert without_seq(lease.read.records) == without_seq([header("e1")])
+    assert store.owner("e1") is not None and "pid" in store.owner("e1")  # type: ignore[operator]
+    with pytest.raises(ExecutionLockedError):
+        store.acquire("e1", "fsync")
+    lease.close()
+    assert store.owner("e1") is None
+    assert store.header("e1")["execution_id"] == "e1"
+    assert without_seq(store.read("e1").records) == without_seq([header("e1")])
+    assert "e1" in store.describe("e1")
+
+
+def test_an_execution_is_never_created_twice(store: Store, kind: StoreKind) -> None:
+    make(store, "e1", started())
+    before = kind.raw(store, "e1")
+    with pytest.raises(ExecutionExistsError):
+        store.create("e1", header("e1", "other"), "fsync")
+    assert kind.raw(store, "e1") == before
+    assert store.owner("e1") is None  # the failed create holds nothing
+
+
+@pytest.mark.parametrize("bad", ["", "../x", "a/b", "-x", "x" * 65, "é", "a b"])
+def test_an_invalid_id_is_refused_before_anything_is_touched(store: Store, bad: str) -> None:
+    for call in (
+        lambda: store.create(bad, header(bad), "fsync"),
+        lambda: store.acquire(bad, "fsync"),
+        lambda: store.read(bad),
+        lambda: store.exists(bad),
+        lambda: store.owner(bad),
+        lambda: store.request_cancel(bad),
+    ):
+        with pytest.raises(InvalidExecutionIdError):
+            call()
+
+
+def test_a_missing_execution_is_not_found(store: Store) -> None:
+    for call in (lambda: store.acquire("nope", "fsync"), lambda: store.read("nope"), lambda: store.header("nope")):
+        with pytest.raises(ExecutionNotFoundError):
+            call()
+
+
+def test_synced_records_are_read_back_exactly_and_the_next_owner_goes_on(store: Store) -> None:
+    lease = store.create("e1", header("e1"), "fsync")
+    writer = lease.writer
+    assert writer.append(started()) == 1 and writer.append(task_started("1")) == 2
+    assert writer.dirty and writer.synced_seq == 0
+    writer.sync() if not writer.is_async else asyncio.run(writer.flush())
+    assert writer.synced_seq == 2 and not writer.dirty
+    lease.close()
+    again = store.acquire("e1", "os")
+    assert without_seq(again.read.records) == without_seq([header("e1"), started(), task_started("1")])
+    assert again.writer.next_seq == 3
+    again.writer.append(task_completed("1", {"deep": [1, 2.5, None, "é"]}))
+    again.writer.sync()
+    again.close()
+    records = store.read("e1").records
+    assert [r["seq"] for r in records] == [0, 1, 2, 3]
+    assert records[3]["value"] == {"deep": [1, 2.5, None, "é"]}
+
+
+def test_what_was_never_synced_is_not_in_the_journal(store: Store) -> None:
+    lease = store.create("e1", header("e1"), "fsync")
+    lease.writer.append(started())
+    lease.writer.sync()
+    lease.writer.append(task_started("1"))
+    lease.writer.discard()  # engine trouble: nothing more is written
+    assert lease.writer.next_seq == 2
+    lease.writer.append(task_started("2"))
+    lease.writer.sync()
+    lease.close()
+    assert [r.get("call_id") for r in store.read("e1").records] == [None, None, "2"]
+
+
+def test_a_record_over_the_limit_is_refused_and_nothing_is_buffered(store: Store) -> None:
+    lease = store.create("e1", header("e1"), "fsync")
+    try:
+        with pytest.raises(RecordTooLargeError):
+            lease.writer.append(task_completed("1", "x" * MAX_RECORD_BYTES))
+        assert not lease.writer.dirty and lease.writer.next_seq == 1
+    finally:
+        lease.close()
+
+
+def test_a_writer_whose_journal_another_wrote_to_stops_without_writing(store: Store, kind: StoreKind) -> None:
+    lease = store.create("e1", header("e1"), "fsync")
+    lease.writer.append(started())
+    lease.writer.sync()
+    kind.intrude(store, "e1", {"seq": 2, "kind": "task_started", "at": AT, "call_id": "9", "name": "other", "src": "y:1"})
+    lease.writer.append(task_started("1"))
+    with pytest.raises(DurabilityError):
+        lease.writer.sync()
+    with pytest.raises(DurabilityError):
+        lease.writer.append(task_started("2"))  # a broken writer refuses all further work
+    lease.close()
+    records = store.read("e1").records
+    assert [r.get("call_id") for r in records] == [None, None, "9"]  # the other writer's record stands, alone
+
+
+def test_a_torn_tail_is_ignored_by_readers_and_cut_by_the_next_owner(store: Store, kind: StoreKind) -> None:
+    if kind.tear is None:
+        pytest.skip(f"a {kind.name} store commits whole records: it is never torn")
+    make(store, "e1", started())
+    kind.tear(store, "e1", b'{"seq":2,"kind":"task_sta')
+    assert len(store.read("e1").records) == 2
+    assert store.read("e1").torn == b'{"seq":2,"kind":"task_sta'
+    lease = store.acquire("e1", "fsync")
+    assert lease.writer.next_seq == 2
+    lease.writer.append(task_started("1"))
+    lease.writer.sync()
+    lease.close()
+    assert [r["kind"] for r in store.read("e1").records] == ["header", "workflow_started", "task_started"]
+
+
+def test_visit_is_handed_every_record_in_order(store: Store) -> None:
+    make(store, "e1", started(), *[task_started(str(i)) for i in range(1, 50)])
+    seen: list[int] = []
+    read = store.read("e1", visit=lambda records, offsets: seen.extend(r["seq"] for r in records))
+    assert seen == list(range(51)) and len(read.records) == 51
+    history = fold(list(read.records))
+    lease = store.acquire("e1", "fsync", visit=lambda records, offsets: None)
+    lease.close()
+    assert len(history.calls) == 49
+
+
+def test_a_known_prefix_is_taken_as_it_is_only_while_the_journal_starts_with_it(store: Store) -> None:
+    make(store, "e1", started(), task_started("1"))
+    lease = store.acquire("e1", "fsync")
+    size, records, crc = lease.writer.position()
+    lease.close()
+    taken: list[bool] = []
+    seen: list[int] = []
+    lease = store.acquire("e1", "fsync", visit=lambda r, o: seen.extend(x["seq"] for x in r), known=Known(size, records, crc, lambda: taken.append(True)))
+    lease.writer.append(task_completed("1", 5))
+    lease.writer.sync()
+    lease.close()
+    assert taken == [True] and seen == []  # nothing after the prefix: nothing visited
+    stale: list[bool] = []
+    lease = store.acquire("e1", "fsync", known=Known(size, records, crc ^ 1, lambda: stale.append(True)))
+    lease.close()
+    assert stale == []  # a prefix that no longer matches is ignored: the whole journal is read
+
+
+# -- listing ---------------------------------------------------------------------------------------
+
+
+def test_summaries_say_where_each_execution_stands(store: Store) -> None:
+    make(store, "created1")
+    make(store, "done1", started(), completed(3))
+    make(store, "gone1", started())  # its owner went away while it ran
+    paused = {"seq": 0, "kind": "workflow_paused", "at": AT, "call_id": "1", "name": "p", "src": "x:1"}
+    make(store, "paused1", started(), paused)
+    running = store.create("run1", header("run1"), "fsync")
+    running.writer.append(started())
+    running.writer.sync()
+    try:
+        statuses = {eid: store.summary(eid).status for eid in ("created1", "done1", "gone1", "paused1", "run1")}
+    finally:
+        running.close()
+    assert statuses == {
+        "created1": Status.CREATED, "done1": Status.COMPLETED, "gone1": Status.INTERRUPTED,
+        "paused1": Status.PAUSED, "run1": Status.RUNNING,
+    }
+    assert store.summary("done1").records == 3 and store.summary("done1").workflow == "wf"
+
+
+def test_listing_filters_orders_newest_first_and_pages_with_a_cursor(store: Store) -> None:
+    for i in range(12):
+        created = f"2026-01-01T00:00:{i:02d}.000000+00:00"
+        make(store, f"a{i:02d}", started(), *( [completed(i)] if i % 3 == 0 else [] ), workflow="odd" if i % 2 else "even", created=created)
+    assert store.list_ids() == [f"a{i:02d}" for i in range(12)]
+    everything = store.list(limit=None)
+    assert [s.execution_id for s in everything.items] == [f"a{i:02d}" for i in reversed(range(12))]
+    assert everything.cursor is None
+    pages, cursor = [], None
+    while True:
+        page = store.list(limit=5, cursor=cursor)
+        pages.append([s.execution_id for s in page.items])
+        cursor = page.cursor
+        if cursor is None:
+            break
+    assert [len(p) for p in pages] == [5, 5, 2]
+    assert sum(pages, []) == [s.execution_id for s in everything.items]
+    assert {s.execution_id for s in store.list(workflow="odd").items} == {f"a{i:02d}" for i in range(1, 12, 2)}
+    assert {s.execution_id for s in store.list(status="completed").items} == {"a00", "a03", "a06", "a09"}
+    assert [s.execution_id for s in store.list(prefix="a1").items] == ["a11", "a10"]
+    window = store.list(created_after="2026-01-01T00:00:03", created_before="2026-01-01T00:00:05")
+    assert [s.execution_id for s in window.items] == ["a04", "a03"]
+    with pytest.raises(InvalidOptionError):
+        store.list(cursor="not a cursor")
+
+
+# -- cancellation requests and capabilities ----------------------------------------------------------
+
+
+def test_a_cancellation_request_is_seen_until_cleared(store: Store) -> None:
+    make(store, "e1", started())
+    assert not store.cancel_requested("e1")
+    store.request_cancel("e1")
+    assert store.cancel_requested("e1")
+    store.clear_cancel("e1")
+    assert not store.cancel_requested("e1")
+
+
+def test_snapshots_blobs_and_cache_keep_what_they_are_given(store: Store) -> None:
+    assert store.snapshots is not None and store.blobs is not None and store.cache is not None
+    make(store, "e1", started())
+    assert store.snapshots.load("e1") is None
+    store.snapshots.save("e1", b"snapshot bytes")
+    assert store.snapshots.load("e1") == b"snapshot bytes"
+    store.snapshots.drop("e1")
+    assert store.snapshots.load("e1") is None
+    digest = store.blobs.put(b'{"big":1}')
+    assert len(digest) == 64 and store.blobs.get(digest) == b'{"big":1}'
+    assert store.blobs.put(b'{"big":1}') == digest
+    with pytest.raises(BlobError):
+        store.blobs.get("0" * 64)
+    with pytest.raises(BlobError):
+        store.blobs.get("../../etc/passwd")
+    assert store.cache.get("k") is None
+    store.cache.put("k", b"entry")
+    assert store.cache.get("k") == b"entry"
+    assert store.cache.clear() == 1 and store.cache.get("k") is None
+
+
+def test_waiting_for_a_change_returns_when_a_record_is_written(store: Store) -> None:
+    make(store, "e1", started())
+
+    async def scenario() -> tuple[float, float]:
+        lease = store.acquire("e1", "fsync")
+
+        async def write_soon() -> None:
+            await asyncio.sleep(0.05)
+            lease.writer.append(task_started("1"))
+            lease.writer.sync()
+
+        writer = asyncio.create_task(write_soon())
+        began = time.monotonic()
+        await store.wait_for_change("e1", timeout=5.0)
+        woke = time.monotonic() - began
+        await writer
+        lease.close()
+        began = time.monotonic()
+        await store.wait_for_change("e1", timeout=0.2)
+        return woke, time.monotonic() - began
+
+    woke, timed_out = asyncio.run(scenario())
+    assert woke < 2.0  # woken by the write, not by the timeout
+    assert 0.15 <= timed_out < 2.0
+
+
+# -- whole runs through the engine ------------------------------------------------------------------
+
+
+@task
+async def double(x: int) -> int:
+    return 2 * x
+
+
+@workflow
+async def contract_flow(ctx: ExecutionContext[int]) -> int:
+    first = await double(ctx.input)
+    more = await pause("more")
+    return first + await double(more)
+
+
+def test_a_workflow_runs_pauses_resumes_and_lists_the_same_on_every_store(store: Store) -> None:
+    async def scenario() -> None:
+        async with Client(store) as client:
+            handle = await client.start(contract_flow, 5, execution_id="order-1")
+            paused = await handle.result()
+            assert paused.status == "paused"
+            again = await client.start(contract_flow, 99, execution_id="order-1")  # idempotent start
+            assert again.execution_id == "order-1" and (await again.result()).status == "paused"
+            view = await client.get("order-1")
+            assert [w.name for w in view.waiting] == ["more"] and view.input == 5
+            done = await (await client.resume("order-1", 7)).result()
+            assert done.status == "completed" and done.output == 24
+            page = await client.list(status="completed")
+            assert [s.execution_id for s in page.items] == ["order-1"]
+
+    asyncio.run(scenario())
+    kinds = [r["kind"] for r in store.read("order-1").records]
+    assert kinds == [
+        "header", "workflow_started", "task_started", "task_completed", "workflow_paused",
+        "workflow_resumed", "task_started", "task_completed", "workflow_completed",
+    ]
