@@ -15,11 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import gc
 import logging
 import types
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from flux._engine import records as R
@@ -28,18 +26,13 @@ from flux._engine.calls import Outcome, RunRequest, TaskSpec, _Suspend, child_ex
 from flux._engine.clock import Clock, SystemClock, iso, stamper
 from flux._engine.codec import decode, encode, find_class
 from flux._engine.core import CANCEL, LIVE, REPLAY, EndOfJournal, ReplayCore, format_call
-from flux._engine.errors import (
-    EncodeError,
-    EngineError,
-    ExecutionError,
-    ExecutionNotFoundError,
-    ExecutionStateError,
-    JournalCorruptError,
-)
+from flux._engine.errors import EncodeError, EngineError, ExecutionError, ExecutionStateError
 from flux._engine.handling import run_attempt, run_handled
 from flux._engine.history import CallHistory, History
 from flux._engine.journal import FORMAT_VERSION, JournalRead, Known, Records
 from flux._engine.outputs import Outputs
+from flux._engine.pacing import collector_paced, no_cycle_collection
+from flux._engine.pauses import WaitingPause, pick_pause, waiting_pauses
 from flux._engine.records import Status
 from flux._engine.secrets import Secrets, redact
 from flux._engine.snapshot import Snapshot, snapshot_of
@@ -57,127 +50,6 @@ __all__ = ["EndOfJournal", "Executor", "Outcome", "RunRequest", "TaskSpec", "Wai
 def _one_turn() -> Iterator[None]:
     """Lets every other ready callback of the event loop run once (`asyncio.sleep(0)`, bare)."""
     yield
-
-
-@contextlib.contextmanager
-def _no_cycle_collection() -> Iterator[None]:
-    """Reading a journal and folding it allocate many containers and no cycles; the cycle
-    collector would only traverse them again and again (a third of a large replay's time)."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
-# While any execution runs in the process, the cycle collector's youngest generation is
-# collected every _YOUNG_COLLECTION allocations instead of Python's default 700. A fan-out keeps
-# thousands of tasks alive at once; at the default pace the collector traverses them again and
-# again (a third of a 10,000-task gather's time) and finds nothing. Cycles are still collected,
-# only in larger batches. The default comes back when the last run ends, unless someone else
-# changed it in between.
-_YOUNG_COLLECTION = 10_000
-_paced_runs = 0
-_paced_from: tuple[int, int, int] | None = None
-
-
-@contextlib.contextmanager
-def _collector_paced() -> Iterator[None]:
-    global _paced_runs, _paced_from
-    if _paced_runs == 0:
-        before = gc.get_threshold()
-        if before[0] and before[0] < _YOUNG_COLLECTION:
-            _paced_from = before
-            gc.set_threshold(_YOUNG_COLLECTION, *before[1:])
-    _paced_runs += 1
-    try:
-        yield
-    finally:
-        _paced_runs -= 1
-        if _paced_runs == 0 and _paced_from is not None:
-            if gc.get_threshold()[0] == _YOUNG_COLLECTION:
-                gc.set_threshold(*_paced_from)
-            _paced_from = None
-
-
-@dataclass(frozen=True)
-class WaitingPause:
-    """A pause that waits for an answer: in this execution, or in one of its sub-workflows.
-
-    `route` is the call ids from this execution down to the pause: one for a pause of its own,
-    `(call of the sub-workflow, ..., pause)` for one inside a sub-workflow.
-    """
-
-    route: tuple[str, ...]
-    name: str
-    execution_id: str  # the execution whose journal holds the pause
-    wake_at: float | None = None
-
-    @property
-    def call_id(self) -> str:
-        return ".".join(self.route) if len(self.route) == 1 else "/".join(self.route)
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "call_id": self.call_id, "execution_id": self.execution_id}
-        if self.wake_at is not None:
-            out["wake_at"] = iso(self.wake_at)
-        return out
-
-
-def waiting_pauses(store: Store, history: History, route: tuple[str, ...] = ()) -> list[WaitingPause]:
-    """Every pause that waits in an execution (its history) and, through its open sub-workflow
-    calls, in its sub-workflows that are paused."""
-    execution_id = str((history.header or {}).get("execution_id", ""))
-    out = [
-        WaitingPause(route + (call_id,), call.name, execution_id, call.start.get("wake_at"))
-        for call_id, call in history.waiting.items()
-    ]
-    for call_id, call in history.calls.items():
-        if call.child is None or call.end is not None or call.cancelled is not None:
-            continue
-        child = History(store.describe(call.child))
-        try:
-            read = store.read(call.child, visit=child.apply_all)
-        except (ExecutionNotFoundError, JournalCorruptError):
-            continue
-        child.journal = read.records
-        if child.status == Status.PAUSED:
-            out += waiting_pauses(store, child, route + (call_id,))
-    return out
-
-
-def pick_pause(waiting: list[WaitingPause], which: str | tuple[str, ...] | None, execution_id: str) -> WaitingPause:
-    """The waiting pause that a resume answers: the one named (by name, call id or route), or
-    the only one.
-
-    Raises:
-        ExecutionStateError: when none waits, the name matches none or several, or several
-            wait and none was named.
-    """
-    if not waiting:
-        raise ExecutionStateError(f"execution {execution_id} waits at no pause")
-    listed = ", ".join(f"{w.name!r} (call {w.call_id})" for w in waiting)
-    if which is None:
-        if len(waiting) == 1:
-            return waiting[0]
-        raise ExecutionStateError(
-            f"execution {execution_id} waits at {len(waiting)} pauses: {listed}; name the one to answer "
-            "with pause=NAME"
-        )
-    if isinstance(which, tuple):
-        found = [w for w in waiting if w.route == which]
-    else:
-        found = [w for w in waiting if which in (w.call_id, w.name)]
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise ExecutionStateError(f"execution {execution_id} waits at no pause {which!r}; it waits at {listed}")
-    raise ExecutionStateError(
-        f"execution {execution_id} waits at {len(found)} pauses named {which!r}: {listed}; name one by its call id"
-    )
 
 
 class Executor(Outputs):
@@ -248,7 +120,7 @@ class Executor(Outputs):
         req = self.request
         if history is None:
             history = req.history or History(req.journal.path if req.journal is not None else self.store.describe(self.execution_id))
-        with _no_cycle_collection():
+        with no_cycle_collection():
             if req.replay_only:
                 if req.journal is None:
                     read = self.store.read(req.execution_id, visit=history.apply_all)
@@ -402,7 +274,7 @@ class Executor(Outputs):
             nothing is written after the point where the trouble was found.
         """
         traps.install_task_factory(asyncio.get_running_loop())
-        with _collector_paced():
+        with collector_paced():
             try:
                 read, history = opened if opened is not None else self.open()
                 outcome = await self._run(read, history, body)

@@ -34,7 +34,8 @@ from flux._engine.errors import (
     ExecutionStateError,
     InvalidOptionError,
 )
-from flux._engine.executor import Executor, WaitingPause, waiting_pauses
+from flux._engine.executor import Executor
+from flux._engine.pauses import WaitingPause, waiting_pauses
 from flux._engine.history import History
 from flux._engine.journal import DURABILITY_MODES, JournalRead
 from flux._engine.outputs import load_blob
