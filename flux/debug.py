@@ -122,7 +122,7 @@ def load_workflow(read: JournalRead, file: str | None = None, module: str | None
         found = ", ".join(sorted(w.name for w in workflows_in(module).values())) if module else wf.name
         raise WorkflowLoadError(
             f"{read.path}:1: the journal is of workflow {name!r}, but {where} defines {wf.name!r} there "
-            f"(workflows found: {found}); pass --file with the file of workflow {name!r}"
+            f"(workflows found: {found}); give file= (or module=) with the code of workflow {name!r}"
         )
     return wf, aliases
 
@@ -316,7 +316,7 @@ def _replay_seq(rows: list[CallRow], call_id: str) -> int | None:
 
 def _check_seq(option: str, seq: int, count: int) -> None:
     if not 0 <= seq < count:
-        raise ValueError(f"{option} {seq}: the journal has {count} records (seq 0 to {count - 1})")
+        raise ValueError(f"{option}={seq}: the journal has {count} records (seq 0 to {count - 1})")
 
 
 def _break_target(records: list[dict[str, Any]], rows: list[CallRow], spec: str) -> tuple[str | None, str | None]:
@@ -332,24 +332,24 @@ def _break_target(records: list[dict[str, Any]], rows: list[CallRow], spec: str)
     except ValueError:
         seq = None
     if seq is not None:
-        _check_seq("--break-at", seq, count)
+        _check_seq("break_at", seq, count)
         record = records[seq]
         call_id = record.get("call_id")
         if call_id is None:
             raise ValueError(
-                f"--break-at {seq}: record {seq} is {record['kind']}, which belongs to no call; "
+                f"break_at={seq}: record {seq} is {record['kind']}, which belongs to no call; "
                 "give the seq of a call's record, or a task name"
             )
         if _replay_seq(rows, call_id) is None:
             raise ValueError(
-                f"--break-at {seq}: call {call_id} has no recorded outcome to replay (the journal ends "
-                f"while it runs); use --until {seq} to see the workflow there"
+                f"break_at={seq}: call {call_id} has no recorded outcome to replay (the journal ends "
+                f"while it runs); use until={seq} to see the workflow there"
             )
         return call_id, None
     if any(_name_matches(row.name, spec) and _replay_seq(rows, row.call_id) is not None for row in rows):
         return None, spec
     raise ValueError(
-        f"--break-at {spec!r}: no call of that name with a recorded outcome in the journal "
+        f"break_at={spec!r}: no call of that name with a recorded outcome in the journal "
         f"({len(rows)} calls, {count} records)"
     )
 
@@ -484,7 +484,7 @@ def _replay(
     count = len(records)
     recorded_status = history.status
     if until is not None:
-        _check_seq("--until", until, count)
+        _check_seq("until", until, count)
         read = dataclasses.replace(read, records=records[: until + 1], offsets=read.offsets[: until + 1], torn=b"")
         history = History(read.path, read.offsets, read.records)
         history.apply_all(read.records, read.offsets)

@@ -238,11 +238,11 @@ def parse_set_result(text: str) -> tuple[int, Any]:
     except ValueError:
         seq = -1
     if not sep or seq < 0:
-        raise ValueError(f"--set-result {text!r}: expected SEQ=JSON, for example 5='{{\"ok\": true}}'")
+        raise ValueError(f"set_result {text!r}: expected SEQ=JSON, for example 5='{{\"ok\": true}}'")
     try:
         return seq, orjson.loads(value_text)
     except orjson.JSONDecodeError as err:
-        raise ValueError(f"--set-result {text!r}: the value is not valid JSON: {err}") from None
+        raise ValueError(f"set_result {text!r}: the value is not valid JSON: {err}") from None
 
 
 def fork_execution(
@@ -270,29 +270,29 @@ def fork_execution(
     count = len(records)
     if not 1 <= at <= count:
         raise ValueError(
-            f"--at {at}: the journal has {count} records (seq 0 to {count - 1}); "
-            f"--at N keeps the first N, so N is 1 to {count}"
+            f"at={at}: the journal has {count} records (seq 0 to {count - 1}); "
+            f"at=N keeps the first N, so N is 1 to {count}"
         )
     copies = [{k: v for k, v in r.items() if k != "crc"} for r in records[1:at]]
     replaced = None
     if set_result is not None:
         seq, value = set_result
         if seq >= count:
-            raise ValueError(f"--set-result {seq}: the journal has {count} records (seq 0 to {count - 1})")
+            raise ValueError(f"set_result={seq}: the journal has {count} records (seq 0 to {count - 1})")
         if seq >= at:
-            raise ValueError(f"--set-result {seq}: --at {at} keeps only records 0 to {at - 1}")
+            raise ValueError(f"set_result={seq}: at={at} keeps only records 0 to {at - 1}")
         if seq == 0:
-            raise ValueError("--set-result 0: record 0 is the header, not a result")
+            raise ValueError("set_result=0: record 0 is the header, not a result")
         target = copies[seq - 1]
         if target["kind"] not in _RESULT_KINDS:
             raise ValueError(
-                f"--set-result {seq}: record {seq} is {target['kind']}, not a result "
+                f"set_result={seq}: record {seq} is {target['kind']}, not a result "
                 "(task_completed or value_recorded)"
             )
-        target["value"] = encode(value, f"--set-result {seq}")
+        target["value"] = encode(value, f"set_result={seq}")
         line = encode_line(target, 0)
         if len(line) > _journal.MAX_RECORD_BYTES:
-            raise ValueError(f"--set-result {seq}: the record would be {len(line)} bytes, over the limit")
+            raise ValueError(f"set_result={seq}: the record would be {len(line)} bytes, over the limit")
         replaced = seq
     source = records[0]
     fork_id = validate_execution_id(new_id or uuid.uuid4().hex)

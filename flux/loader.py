@@ -225,7 +225,7 @@ def load_recorded(
         return find_workflow(loaded, _attr(code) or workflow_name), {}
     raise WorkflowLoadError(
         f"the code of workflow {workflow_name!r} was recorded at {path!r} (module {recorded_module!r}), which "
-        "cannot be found here; pass --file PATH or --module NAME to point at it"
+        "cannot be found here; point at it with file=PATH or module=NAME"
     )
 
 

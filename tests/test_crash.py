@@ -213,7 +213,7 @@ def test_resume_finds_the_code_from_another_directory_and_moved_code_with_file(p
     moved = elsewhere / "flows_moved.py"
     (project / "flows.py").rename(moved)
     missing = flux_cmd("resume", execution_id, cwd=elsewhere, env=env)
-    assert missing.returncode == 2 and "--file" in missing.stderr
+    assert missing.returncode == 2 and "file=PATH" in missing.stderr
     result = flux_cmd("resume", execution_id, "--file", str(moved), "--input", "0", cwd=elsewhere, env=env)
     assert result.returncode == 0, result.stderr
     assert "output: [9,0,16]" in result.stdout

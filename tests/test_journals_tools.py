@@ -196,10 +196,10 @@ def test_fork_before_a_pause_stays_paused_until_given_input(flows: ModuleType, h
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--at", "0"], "--at 0: the journal has {count} records"),
-        (["--at", "{over}"], "--at {over}: the journal has {count} records (seq 0 to {last})"),
-        (["--at", "{count}", "--set-result", "2=1"], "--set-result 2: record 2 is task_started, not a result"),
-        (["--at", "3", "--set-result", "3=1"], "--set-result 3: --at 3 keeps only records 0 to 2"),
+        (["--at", "0"], "at=0: the journal has {count} records"),
+        (["--at", "{over}"], "at={over}: the journal has {count} records (seq 0 to {last})"),
+        (["--at", "{count}", "--set-result", "2=1"], "set_result=2: record 2 is task_started, not a result"),
+        (["--at", "3", "--set-result", "3=1"], "set_result=3: at=3 keeps only records 0 to 2"),
         (["--at", "3", "--set-result", "x"], "expected SEQ=JSON"),
         (["--at", "{count}", "--set-result", "3={{"], "the value is not valid JSON"),
     ],

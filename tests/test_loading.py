@@ -99,7 +99,7 @@ def test_moved_code_is_found_by_module_or_file_and_a_missing_one_is_one_line(tmp
     lost = _flux("resume", execution_id, "--input", "true", cwd=elsewhere, store=store)
     assert lost.returncode == 2
     assert lost.stderr.count("\n") == 1 and "WorkflowLoadError" in lost.stderr
-    assert "--file PATH or --module NAME" in lost.stderr
+    assert "file=PATH or module=NAME" in lost.stderr
     # From the new place the recorded module is importable again (the current directory is on
     # sys.path, as for `python -m`): it is found by its name.
     by_module = _flux("resume", execution_id, "--input", "true", cwd=moved, store=store)
