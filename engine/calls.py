@@ -33,7 +33,9 @@ __all__ = [
 # Flux's own code, which `user_frame` walks past: this package (engine/, installed as
 # flux._engine) and the `flux` package, wherever each is installed.
 ENGINE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-FLUX_DIR = os.path.dirname(os.path.abspath(sys.modules[__name__.rpartition("._engine")[0] or "flux"].__file__ or "")) + os.sep
+FLUX_DIR = (
+    os.path.dirname(os.path.abspath(sys.modules[__name__.rpartition("._engine")[0] or "flux"].__file__ or "")) + os.sep
+)
 
 
 @dataclass(frozen=True, eq=False)

@@ -150,7 +150,7 @@ def iso(seconds: float) -> str:
         whole += 1
         micros -= 1_000_000
     if whole != _iso_second:
-        _iso_prefix = dt.datetime.fromtimestamp(whole, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+        _iso_prefix = dt.datetime.fromtimestamp(whole, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.")
         _iso_second = whole
     return f"{_iso_prefix}{micros:06d}+00:00"
 
@@ -161,9 +161,9 @@ def _system_stamp() -> str:
     ns = time.time_ns()
     whole = ns // 1_000_000_000
     if whole != _iso_second:
-        _iso_prefix = dt.datetime.fromtimestamp(whole, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+        _iso_prefix = dt.datetime.fromtimestamp(whole, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.")
         _iso_second = whole
-    return "%s%06d+00:00" % (_iso_prefix, ns // 1000 % 1_000_000)
+    return f"{_iso_prefix}{ns // 1000 % 1_000_000:06d}+00:00"
 
 
 def stamper(clock: Clock) -> Callable[[], str]:

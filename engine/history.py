@@ -103,7 +103,9 @@ class History:
     then set to the journal's records, from which a call's records are parsed when asked for.
     """
 
-    def __init__(self, path: str, offsets: Sequence[int] | None = None, journal: Sequence[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, path: str, offsets: Sequence[int] | None = None, journal: Sequence[dict[str, Any]] | None = None
+    ) -> None:
         self.path = path
         self.offsets = offsets
         self.source = Source()

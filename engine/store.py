@@ -230,7 +230,9 @@ class Store(Protocol):
         caller. Raises ExecutionExistsError when the execution exists (nothing is replaced)."""
         ...
 
-    def acquire(self, execution_id: str, durability: str, visit: Visit | None = None, known: Known | None = None) -> Lease:
+    def acquire(
+        self, execution_id: str, durability: str, visit: Visit | None = None, known: Known | None = None
+    ) -> Lease:
         """Takes ownership and reads the journal (every record of previous owners included).
         Raises ExecutionNotFoundError, ExecutionLockedError, JournalCorruptError."""
         ...

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from dataclasses import dataclass
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from flux._engine.errors import OutsideWorkflowError
@@ -155,7 +155,9 @@ def _factory_for(previous: Any) -> Any:
     copy_context = contextvars.copy_context
     new_task = asyncio.Task
 
-    def factory(loop: asyncio.AbstractEventLoop, coro: Any, context: contextvars.Context | None = None, **kwargs: Any) -> asyncio.Task[Any]:
+    def factory(
+        loop: asyncio.AbstractEventLoop, coro: Any, context: contextvars.Context | None = None, **kwargs: Any
+    ) -> asyncio.Task[Any]:
         parent = _branch.get() if context is None else context.get(_branch)
         if parent is not None:
             # The child takes the parent's next slot: creation order within a parent is program

@@ -22,11 +22,9 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-import orjson
-
+from flux._engine.calls import RunRequest
 from flux._engine.codec import encode
 from flux._engine.errors import EncodeError, ExecutionNotFoundError, NondeterminismError, WorkflowLoadError
-from flux._engine.calls import RunRequest
 from flux._engine.executor import Executor, Outcome
 from flux._engine.history import History
 from flux._engine.journal import JournalRead, Visit, read_journal
@@ -49,7 +47,9 @@ __all__ = [
     "replay",
 ]
 
-from flux._engine.calls import ENGINE_DIR as _ENGINE_DIR, FLUX_DIR as _FLUX_DIR
+from flux._engine.calls import ENGINE_DIR as _ENGINE_DIR
+from flux._engine.calls import FLUX_DIR as _FLUX_DIR
+
 _HIDDEN_FRAMES = (_ENGINE_DIR, _FLUX_DIR)
 
 # -- loading ----------------------------------------------------------------------------------
@@ -103,7 +103,9 @@ def open_folded(ref: str, store: Any, *, keep: bool) -> tuple[JournalRead, str, 
     return done, execution_id, index, opened
 
 
-def load_workflow(read: JournalRead, file: str | None = None, module: str | None = None) -> tuple[Workflow, dict[str, str]]:
+def load_workflow(
+    read: JournalRead, file: str | None = None, module: str | None = None
+) -> tuple[Workflow, dict[str, str]]:
     """Loads the workflow a journal's header names (from `file` or `module` when given).
 
     Raises:
@@ -167,7 +169,9 @@ class FrameState:
         return f"{os.path.basename(self.file)}:{self.line}"
 
     def as_json(self) -> dict[str, Any]:
-        return {"function": self.function, "file": self.file, "line": self.line, "where": self.where, "locals": self.locals}
+        return {
+            "function": self.function, "file": self.file, "line": self.line, "where": self.where, "locals": self.locals
+        }
 
 
 def _user_frames(start: FrameType | None) -> list[FrameType]:
@@ -279,7 +283,11 @@ class _BreakWatch(_Watch):
     """A `_Watch` that also stops at one replayed call (`--break-at`)."""
 
     def __init__(
-        self, break_call: str | None, break_name: str | None, names: dict[str, str], on_break: Callable[[BreakPoint], None]
+        self,
+        break_call: str | None,
+        break_name: str | None,
+        names: dict[str, str],
+        on_break: Callable[[BreakPoint], None],
     ) -> None:
         super().__init__()
         self.break_call = break_call
@@ -535,7 +543,9 @@ def _replay(
     verdict = _verdict(executor, outcome, holder)
     _release(executor, box)
     status = "stopped" if until is not None and outcome.status == "replayed" else str(outcome.status)
-    return ReplayResult(status=status, matches=verdict.matches, note=verdict.note, output=outcome.output, stop=stop, **base)
+    return ReplayResult(
+        status=status, matches=verdict.matches, note=verdict.note, output=outcome.output, stop=stop, **base
+    )
 
 
 async def _run(
@@ -548,7 +558,9 @@ async def _run(
     history: History,
     store: Store,
 ) -> None:
-    request = RunRequest(execution_id=execution_id, replay_only=True, journal=read, history=history, aliases=aliases, observer=observer)
+    request = RunRequest(
+        execution_id=execution_id, replay_only=True, journal=read, history=history, aliases=aliases, observer=observer
+    )
     executor = Executor(store, request)
     box.append(executor)
     # The outcome goes in the box, not out as the result: asyncio.run (3.11) builds the repr of

@@ -201,7 +201,9 @@ def _final_text(record: dict[str, Any] | None) -> str:
     return "cancelled"
 
 
-def _compare_final(fold_a: History, fold_b: History, count_a: int, count_b: int, status_a: str, status_b: str) -> list[Difference]:
+def _compare_final(
+    fold_a: History, fold_b: History, count_a: int, count_b: int, status_a: str, status_b: str
+) -> list[Difference]:
     fa, fb = fold_a.final, fold_b.final
     seq_a = fa["seq"] if fa else count_a - 1
     seq_b = fb["seq"] if fb else count_b - 1

@@ -33,7 +33,16 @@ from flux._engine.errors import WorkflowLoadError
 if TYPE_CHECKING:
     from flux.workflow import Workflow
 
-__all__ = ["code_of", "find_workflow", "load_file", "load_module", "load_recorded", "load_target", "register", "registered"]
+__all__ = [
+    "code_of",
+    "find_workflow",
+    "load_file",
+    "load_module",
+    "load_recorded",
+    "load_target",
+    "register",
+    "registered",
+]
 
 # (module, qualified name) -> the workflow defined there. Weak: a workflow nothing else holds
 # (one defined inside a test function) is forgotten with it.
@@ -162,7 +171,9 @@ def load_target(target: str, workflow: str | None = None) -> Workflow:
         workflow = attr
     if workflow is None:
         raise WorkflowLoadError(f"{target}: which workflow? give FILE WORKFLOW or module:workflow")
-    module = load_file(where) if where.endswith(".py") or os.sep in where or os.path.exists(where) else load_module(where)
+    module = (
+        load_file(where) if where.endswith(".py") or os.sep in where or os.path.exists(where) else load_module(where)
+    )
     return find_workflow(module, workflow)
 
 

@@ -42,7 +42,15 @@ from flux.testing._check import (
 if TYPE_CHECKING:
     from flux.workflow import Workflow
 
-__all__ = ["PROPERTIES", "CheckReport", "DeterminismError", "PropertyResult", "check_file", "check_once", "check_workflow"]
+__all__ = [
+    "PROPERTIES",
+    "CheckReport",
+    "DeterminismError",
+    "PropertyResult",
+    "check_file",
+    "check_once",
+    "check_workflow",
+]
 
 for _cls in (CheckReport, PropertyResult):
     _cls.__module__ = __name__  # shown as flux.testing.CheckReport, where users import it
