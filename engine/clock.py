@@ -14,7 +14,7 @@ import heapq
 import itertools
 import time
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 __all__ = ["Clock", "SystemClock", "VirtualClock", "finishes_within", "iso", "stamper"]
 
@@ -120,7 +120,7 @@ class VirtualClock:
         loop.call_soon(self._tick, loop, 0)
 
 
-async def finishes_within(fut: asyncio.Future[object], clock: Clock, timeout: float) -> bool:
+async def finishes_within(fut: asyncio.Future[Any], clock: Clock, timeout: float) -> bool:
     """Waits for `fut` at most `timeout` seconds of `clock`; True when it finished in time.
 
     Cancelling the caller cancels the wait, not `fut`.

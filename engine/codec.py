@@ -263,7 +263,7 @@ def decode(tree: Any, resolve: Resolver = find_class) -> Any:
     return tree
 
 
-def _need_class(ref: Any, resolve: Resolver, kind: str, check: Callable[[type], bool]) -> type:
+def _need_class(ref: Any, resolve: Resolver, kind: str, check: Callable[[type], bool]) -> type[Any]:
     if not isinstance(ref, str):
         raise DecodeError(f"malformed {kind} reference {ref!r}")
     cls = resolve(ref)
@@ -323,7 +323,7 @@ def _dec_enum(p: Any, tree: dict[str, Any], resolve: Resolver) -> Any:
 
 
 def _dec_dataclass(p: Any, tree: dict[str, Any], resolve: Resolver) -> Any:
-    cls = _need_class(p, resolve, "dataclass", dataclasses.is_dataclass)
+    cls: type[object] = _need_class(p, resolve, "dataclass", dataclasses.is_dataclass)
     obj = cls.__new__(cls)
     for name, x in tree["v"].items():
         # object.__setattr__ works for frozen dataclasses and skips __init__ side effects.
@@ -359,7 +359,7 @@ def _dec_error(p: Any, tree: dict[str, Any], resolve: Resolver) -> BaseException
             exc.args = args
     else:
         exc = RecordedError(str(p).rpartition(":")[2] or str(p), message, tb)
-    exc.__flux_traceback__ = tb  # type: ignore[attr-defined]
+    exc.__flux_traceback__ = tb  # type: ignore[attr-defined]  # the recorded traceback, carried along
     if isinstance(tree.get("cause"), dict):
         exc.__cause__ = _dec_error(tree["cause"].get("$error"), tree["cause"], resolve)
     elif exc.args and isinstance(exc.args[0], BaseException) and exc.__cause__ is None:

@@ -18,7 +18,7 @@ import contextvars
 import gc
 import logging
 import types
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -410,7 +410,7 @@ class Executor(Outputs):
     # -- running -----------------------------------------------------------------------------
 
     async def run(
-        self, body: Callable[[Any], Awaitable[Any]], opened: tuple[JournalRead, History] | None = None
+        self, body: Callable[[Any], Coroutine[Any, Any, Any]], opened: tuple[JournalRead, History] | None = None
     ) -> Outcome:
         """Replays and continues the execution; returns where it ended.
 
@@ -437,7 +437,9 @@ class Executor(Outputs):
                 # this, the executor and its history would wait for the cycle collector.
                 self._root = None
 
-    async def _run(self, read: JournalRead, history: History, body: Callable[[Any], Awaitable[Any]]) -> Outcome:
+    async def _run(
+        self, read: JournalRead, history: History, body: Callable[[Any], Coroutine[Any, Any, Any]]
+    ) -> Outcome:
         self.path = history.path = read.path
         records = history.journal = read.records
         self.records = records if isinstance(records, Records) else Records.of(list(records))
@@ -749,7 +751,7 @@ class Executor(Outputs):
             assert call is not None
             if call.end == R.TASK_COMPLETED:
                 return self.value_of(call.value)
-            exc = decode(call.outcome["error"], self.resolve)  # type: ignore[index]
+            exc = decode(call.outcome["error"], self.resolve)  # type: ignore[index]  # a replayed call has ended
             raise ExecutionError(exc) from exc
         if decision == CANCEL:
             if call is not None and call.cancelled is not None:

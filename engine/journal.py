@@ -124,7 +124,7 @@ class LineOffsets(Sequence[int]):
             return list(self) == list(other)
         return NotImplemented
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable: equal by contents
 
 
 @dataclass
@@ -208,7 +208,7 @@ class Records(Sequence[dict[str, Any]]):
             return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
         return NotImplemented
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable: equal by contents
 
     def __repr__(self) -> str:
         return f"<Records: {len(self._offsets)} read, {len(self._added)} appended>"
@@ -271,7 +271,7 @@ def read_regular_file(path: str) -> bytes:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise UnsafePathError(errno.EINVAL, f"{path}: is not a regular file; remove it or restore the journal")
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             chunk = os.read(fd, 1 << 20)
             if not chunk:

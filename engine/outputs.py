@@ -16,7 +16,14 @@ from flux._engine.errors import DecodeError, EncodeError, ExecutionError, Record
 from flux._engine.secrets import redact
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from flux._engine.calls import TaskSpec
+    from flux._engine.clock import Clock
+    from flux._engine.history import CallHistory
+    from flux._engine.journal import Records
+    from flux._engine.secrets import Secrets
+    from flux._engine.store import Lease, Store
 
 __all__ = ["Outputs", "load_blob"]
 
@@ -38,17 +45,17 @@ class Outputs:
     """The executor's recording of outcomes; mixed into `Executor`, which supplies the state."""
 
     # Provided by Executor.
-    store: Any
-    secrets: Any
+    store: Store
+    secrets: Secrets
     redactions: dict[str, str]
-    records: Any
-    calls: dict[str, Any]
-    lease: Any
+    records: Records
+    calls: dict[str, CallHistory]
+    lease: Lease | None
     writer: Any
     fatal: BaseException | None
     execution_id: str
-    clock: Any
-    stamp: Any
+    clock: Clock
+    stamp: Callable[[], str]
     _flush_soon: bool
 
     def resolve(self, ref: str) -> type | None: ...
@@ -168,7 +175,7 @@ class Outputs:
     def _cache_put(self, spec: TaskSpec, record: dict[str, Any], stored: Any) -> None:
         recorded = self.calls.get(record["call_id"])
         if recorded is not None:
-            start = recorded.start  # started in an earlier run of the execution
+            start: dict[str, Any] | None = recorded.start  # started in an earlier run of the execution
         else:
             start = next(
                 (

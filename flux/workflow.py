@@ -201,7 +201,9 @@ class Workflow:
 
     # -- running ---------------------------------------------------------------------------------
 
-    def _body(self, executor: Executor, box: list[ExecutionContext[Any]]) -> Callable[[Any], Awaitable[Any]]:
+    def _body(
+        self, executor: Executor, box: list[ExecutionContext[Any]]
+    ) -> Callable[[Any], Coroutine[Any, Any, Any]]:
         async def body(workflow_input: Any) -> Any:
             ctx: ExecutionContext[Any] = ExecutionContext(executor.execution_id, self.name, workflow_input)
             box.append(ctx)
