@@ -89,7 +89,7 @@ def command(name: str | None = None) -> Callable[[F], F]:
 
         # typer reads the signature and help of the command; `__wrapped__` would make it call
         # `fn` itself, past the boundary.
-        run.__signature__ = inspect.signature(fn, eval_str=True)  # type: ignore[attr-defined]
+        run.__signature__ = inspect.signature(fn, eval_str=True)  # type: ignore[attr-defined]  # read by inspect
         run.__doc__, run.__name__ = fn.__doc__, fn.__name__
         app.command(name)(run)
         return fn

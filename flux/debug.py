@@ -17,7 +17,7 @@ import reprlib
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -120,8 +120,8 @@ def load_workflow(
         raise WorkflowLoadError(f"{read.path}:1: cannot load workflow {name!r} of this journal: {err}") from err
     if wf.name != name:
         where = file or code.get("file")
-        module = sys.modules.get(wf.fn.__module__)
-        found = ", ".join(sorted(w.name for w in workflows_in(module).values())) if module else wf.name
+        defined_in = sys.modules.get(wf.fn.__module__)
+        found = ", ".join(sorted(w.name for w in workflows_in(defined_in).values())) if defined_in else wf.name
         raise WorkflowLoadError(
             f"{read.path}:1: the journal is of workflow {name!r}, but {where} defines {wf.name!r} there "
             f"(workflows found: {found}); pass --file with the file of workflow {name!r}"
@@ -201,7 +201,7 @@ def _user_frames(start: FrameType | None) -> list[FrameType]:
 def _suspended_frames(task: asyncio.Task[Any]) -> list[FrameType]:
     """The frames of a waiting task's chain of awaits, outermost first (`Task.get_stack` gives
     only the outermost one)."""
-    frames = []
+    frames: list[FrameType] = []
     coro: Any = task.get_coro()
     while coro is not None and len(frames) < 100:
         frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
@@ -327,7 +327,9 @@ def _check_seq(option: str, seq: int, count: int) -> None:
         raise ValueError(f"{option} {seq}: the journal has {count} records (seq 0 to {count - 1})")
 
 
-def _break_target(records: list[dict[str, Any]], rows: list[CallRow], spec: str) -> tuple[str | None, str | None]:
+def _break_target(
+    records: Sequence[dict[str, Any]], rows: list[CallRow], spec: str
+) -> tuple[str | None, str | None]:
     """(call id, None) for a seq, (None, name pattern) for a task name.
 
     Raises:
@@ -573,8 +575,8 @@ def _release(executor: Executor, box: list[Any]) -> None:
     """Lets the journal's records go as soon as the replay is over, without the cycle collector:
     the exception that ended a replay at the journal's end holds frames that hold the records."""
     root = executor._root
-    if root is not None and root.done() and not root.cancelled() and root.exception() is not None:
-        traceback.clear_frames(root.exception().__traceback__)  # type: ignore[union-attr]
+    if root is not None and root.done() and not root.cancelled() and (error := root.exception()) is not None:
+        traceback.clear_frames(error.__traceback__)
     box.clear()
 
 

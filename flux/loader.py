@@ -26,7 +26,7 @@ import re
 import sys
 import weakref
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from flux._engine.errors import WorkflowLoadError
 
@@ -218,10 +218,11 @@ def load_recorded(
     """
     recorded_module = code.get("module") if isinstance(code.get("module"), str) else None
     if file is not None or module is not None:
-        loaded = load_file(file) if file is not None else load_module(module)  # type: ignore[arg-type]
+        # `module` is set whenever `file` is not.
+        loaded = load_file(file) if file is not None else load_module(cast(str, module))
         attr = _attr(code)
-        wf = find_workflow(loaded, attr if attr in workflows_in(loaded) else workflow_name)
-        return wf, _aliases(recorded_module, wf)
+        chosen = find_workflow(loaded, attr if attr in workflows_in(loaded) else workflow_name)
+        return chosen, _aliases(recorded_module, chosen)
     wf = _from_registry(workflow_name, code, {})
     if wf is None and recorded_module == "__main__":
         wf = _from_registry(workflow_name, {}, {})

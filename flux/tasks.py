@@ -16,7 +16,7 @@ import random as _random
 import sys
 import uuid as _uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from flux._engine import traps
 from flux._engine.errors import GraphError, InvalidOptionError
@@ -177,7 +177,7 @@ async def parallel(*awaitables: Awaitable[Any], max_concurrent: int | None = Non
         if not t.done():
             t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    raise failed.exception()  # type: ignore[misc]
+    raise cast(BaseException, failed.exception())  # `failed` was picked for having one
 
 
 async def pipeline(*steps: Callable[[Any], Awaitable[Any]], input: Any = None) -> Any:

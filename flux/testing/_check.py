@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -269,7 +269,7 @@ def _label(record: dict[str, Any]) -> str:
 def _cut_points(n: int, cuts: int | str) -> list[int]:
     """How many records to keep for each interrupted run: 1 .. n-1, or `cuts` of them evenly spread."""
     every = list(range(1, n))
-    if cuts == "all" or cuts >= len(every):
+    if isinstance(cuts, str) or cuts >= len(every):  # make_options let no str but "all" through
         return every
     if cuts == 0:
         return []
@@ -297,7 +297,7 @@ class _Checker:
         self.execution_id = ""
         self.journal = ""
         self.lines: list[bytes] = []
-        self.records: list[dict[str, Any]] = []
+        self.records: Sequence[dict[str, Any]] = []
         self.calls: dict[str, Call] = {}
 
     def result(self, name: str) -> PropertyResult:
@@ -374,7 +374,7 @@ class _Checker:
                 else difference(ctx.output, outcome.output)
             )
             if found:
-                problem = (
+                problem: str | None = (
                     f"the {what} {_outcome_text(ctx.status, ctx.output)}, a replay of its journal "
                     f"{_outcome_text(outcome.status, outcome.output)} ({found})"
                 )
