@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import sys
 import inspect
+import sys
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from flux import debug as debug_replay
+from flux import journals, runner
 from flux._cli.render import (
     break_banner,
     render_calls,
@@ -24,8 +26,6 @@ from flux._cli.render import (
     replay_summary,
     short,
 )
-from flux import debug as debug_replay
-from flux import journals, runner
 from flux.context import ExecutionContext
 from flux.errors import FluxError
 from flux.recover import recover_store
@@ -47,12 +47,17 @@ EXIT_BAD_INPUT = 2
 _state: dict[str, bool] = {"debug": False}
 
 StoreOpt = typer.Option(
-    None, "--store", "--home", help="The store: a directory or a store URL (default: $FLUX_STORE, else $FLUX_HOME, else ./.flux)."
+    None,
+    "--store",
+    "--home",
+    help="The store: a directory or a store URL (default: $FLUX_STORE, else $FLUX_HOME, else ./.flux).",
 )
 DebugOpt = typer.Option(False, "--debug", help="Show tracebacks of errors.")
 DurabilityOpt = typer.Option(None, "--durability", help="fsync (default) or os.")
 FileOpt = typer.Option(None, "--file", help="The workflow's file, if it moved since the run started.")
-ModuleOpt = typer.Option(None, "--module", "-m", help="The workflow's module (dotted name), if it moved since the run started.")
+ModuleOpt = typer.Option(
+    None, "--module", "-m", help="The workflow's module (dotted name), if it moved since the run started."
+)
 InputFileOpt = typer.Option(None, "--input-file", help="File holding the input as JSON.")
 
 
@@ -84,7 +89,7 @@ def command(name: str | None = None) -> Callable[[F], F]:
 
         # typer reads the signature and help of the command; `__wrapped__` would make it call
         # `fn` itself, past the boundary.
-        run.__signature__ = inspect.signature(fn, eval_str=True)  # type: ignore[attr-defined]
+        run.__signature__ = inspect.signature(fn, eval_str=True)  # type: ignore[attr-defined]  # read by inspect
         run.__doc__, run.__name__ = fn.__doc__, fn.__name__
         app.command(name)(run)
         return fn
@@ -110,7 +115,9 @@ def _read_input(input: str | None, input_file: str | None) -> Any:
 def _report(ctx: ExecutionContext[Any], store: str | None) -> None:
     out.print(f"execution_id: {ctx.execution_id}")
     out.print(f"workflow: {escape(ctx.name)}")
-    colour = {"completed": "green", "failed": "red", "paused": "yellow", "cancelled": "magenta"}.get(ctx.status, "white")
+    colour = {"completed": "green", "failed": "red", "paused": "yellow", "cancelled": "magenta"}.get(
+        ctx.status, "white"
+    )
     out.print(f"status: [{colour}]{ctx.status}[/{colour}]")
     if ctx.has_succeeded:
         out.print(f"output: {escape(short(ctx.output, 2000))}")
@@ -229,7 +236,7 @@ def list_(store: str = StoreOpt, debug: bool = DebugOpt) -> None:
     cells = [("execution_id", "workflow", "status", "started", "events")]
     cells += [(r.execution_id, r.workflow, str(r.status), r.created[:19], str(max(r.records - 1, 0))) for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(5)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in cells]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in cells]
     sys.stdout.write("\n".join(lines) + "\n")
 
 
@@ -242,7 +249,11 @@ def show(
 ) -> None:
     """Show the timeline of one execution: one row per call (or per record with --records)."""
     view = runner.read_execution(execution_id, store)
-    shown = render_timeline(list(debug_replay.open_journal(view.path)[0].records)) if records else render_calls(list(view.calls))
+    shown = (
+        render_timeline(list(debug_replay.open_journal(view.path)[0].records))
+        if records
+        else render_calls(list(view.calls))
+    )
     out.print(f"execution_id: {view.execution_id}  status: {view.status}  journal: {escape(view.path)}")
     for waiting in view.waiting:
         where = "" if waiting.execution_id == view.execution_id else f" in sub-workflow {waiting.execution_id}"
@@ -256,7 +267,9 @@ def replay(
     journal: str = typer.Argument(..., help="Path of the journal (.jsonl), or an execution id in the store."),
     file: str = FileOpt,
     module: str = ModuleOpt,
-    until: int = typer.Option(None, "--until", help="Stop after the record with this seq and show the workflow's state."),
+    until: int = typer.Option(
+        None, "--until", help="Stop after the record with this seq and show the workflow's state."
+    ),
     break_at: str = typer.Option(
         None, "--break-at", help="Start pdb in the workflow when this seq (or task name) is replayed."
     ),
@@ -336,14 +349,16 @@ def check(
     input: str = typer.Option(None, "--input", "-i", help="Input as JSON."),
     input_file: str = InputFileOpt,
     resume_input: str = typer.Option(None, "--resume-input", help="JSON that every pause() returns when resumed."),
-    cuts: int = typer.Option(None, "--cuts", help="Interrupt after this many evenly spread records (default: every one)."),
+    cuts: int = typer.Option(
+        None, "--cuts", help="Interrupt after this many evenly spread records (default: every one)."
+    ),
     no_subprocess: bool = typer.Option(False, "--no-subprocess", help="Skip the replay in another process."),
     tmp_dir: str = typer.Option(None, "--tmp-dir", help="Directory for the temporary stores (default: the system's)."),
     debug: bool = DebugOpt,
 ) -> None:
     """Check that WORKFLOW is deterministic for one input: exit 0 if every property holds, 1 if not."""
-    from flux._cli.render_check import render_check
     from flux import testing
+    from flux._cli.render_check import render_check
 
     value = _read_input(input, input_file)
     resumed = runner.parse_input(resume_input, "--resume-input") if resume_input is not None else None

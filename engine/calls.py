@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any
 
 import anyio.to_thread
@@ -33,7 +34,9 @@ __all__ = [
 # Flux's own code, which `user_frame` walks past: this package (engine/, installed as
 # flux._engine) and the `flux` package, wherever each is installed.
 ENGINE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-FLUX_DIR = os.path.dirname(os.path.abspath(sys.modules[__name__.rpartition("._engine")[0] or "flux"].__file__ or "")) + os.sep
+FLUX_DIR = (
+    os.path.dirname(os.path.abspath(sys.modules[__name__.rpartition("._engine")[0] or "flux"].__file__ or "")) + os.sep
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -130,12 +133,12 @@ class _Suspend(BaseException):
 
 def user_frame() -> Any:
     """The innermost frame of user code (outside engine/ and flux/), for debuggers."""
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         name = frame.f_code.co_filename
         if not (name.startswith(ENGINE_DIR) or name.startswith(FLUX_DIR) or "asyncio" in name):
             return frame
-        frame = frame.f_back  # type: ignore[assignment]
+        frame = frame.f_back
     return None
 
 

@@ -14,7 +14,7 @@ import heapq
 import itertools
 import time
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 __all__ = ["Clock", "SystemClock", "VirtualClock", "finishes_within", "iso", "stamper"]
 
@@ -120,7 +120,7 @@ class VirtualClock:
         loop.call_soon(self._tick, loop, 0)
 
 
-async def finishes_within(fut: asyncio.Future[object], clock: Clock, timeout: float) -> bool:
+async def finishes_within(fut: asyncio.Future[Any], clock: Clock, timeout: float) -> bool:
     """Waits for `fut` at most `timeout` seconds of `clock`; True when it finished in time.
 
     Cancelling the caller cancels the wait, not `fut`.
@@ -150,7 +150,7 @@ def iso(seconds: float) -> str:
         whole += 1
         micros -= 1_000_000
     if whole != _iso_second:
-        _iso_prefix = dt.datetime.fromtimestamp(whole, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+        _iso_prefix = dt.datetime.fromtimestamp(whole, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.")
         _iso_second = whole
     return f"{_iso_prefix}{micros:06d}+00:00"
 
@@ -161,9 +161,9 @@ def _system_stamp() -> str:
     ns = time.time_ns()
     whole = ns // 1_000_000_000
     if whole != _iso_second:
-        _iso_prefix = dt.datetime.fromtimestamp(whole, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+        _iso_prefix = dt.datetime.fromtimestamp(whole, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.")
         _iso_second = whole
-    return "%s%06d+00:00" % (_iso_prefix, ns // 1000 % 1_000_000)
+    return f"{_iso_prefix}{ns // 1000 % 1_000_000:06d}+00:00"
 
 
 def stamper(clock: Clock) -> Callable[[], str]:

@@ -166,7 +166,9 @@ def _enc(v: Any, where: Place, depth: int) -> Any:
             if type(k) is not str or k[:1] == "$" or not k.isascii():
                 if type(k) is str and k[:1] != "$" and _check_str(k, (where, " key", None)):
                     continue
-                return {"$dict": [[_enc(k, (where, " key", None), d), _enc(x, (where, "[k]", k), d)] for k, x in v.items()]}
+                return {
+                    "$dict": [[_enc(k, (where, " key", None), d), _enc(x, (where, "[k]", k), d)] for k, x in v.items()]
+                }
         return {k: _enc(x, (where, "[k]", k), d) for k, x in v.items()}
     if t is tuple:
         return {"$tuple": [_enc(x, (where, "[]", i), d) for i, x in enumerate(v)]}
@@ -261,7 +263,7 @@ def decode(tree: Any, resolve: Resolver = find_class) -> Any:
     return tree
 
 
-def _need_class(ref: Any, resolve: Resolver, kind: str, check: Callable[[type], bool]) -> type:
+def _need_class(ref: Any, resolve: Resolver, kind: str, check: Callable[[type], bool]) -> type[Any]:
     if not isinstance(ref, str):
         raise DecodeError(f"malformed {kind} reference {ref!r}")
     cls = resolve(ref)
@@ -321,7 +323,7 @@ def _dec_enum(p: Any, tree: dict[str, Any], resolve: Resolver) -> Any:
 
 
 def _dec_dataclass(p: Any, tree: dict[str, Any], resolve: Resolver) -> Any:
-    cls = _need_class(p, resolve, "dataclass", dataclasses.is_dataclass)
+    cls: type[object] = _need_class(p, resolve, "dataclass", dataclasses.is_dataclass)
     obj = cls.__new__(cls)
     for name, x in tree["v"].items():
         # object.__setattr__ works for frozen dataclasses and skips __init__ side effects.
@@ -335,7 +337,9 @@ def _dec_namedtuple(p: Any, tree: dict[str, Any], resolve: Resolver) -> Any:
 
 
 def _dec_pydantic(p: Any, tree: dict[str, Any], resolve: Resolver) -> Any:
-    cls = _need_class(p, resolve, "pydantic model", lambda c: hasattr(c, "model_fields") and hasattr(c, "model_construct"))
+    cls = _need_class(
+        p, resolve, "pydantic model", lambda c: hasattr(c, "model_fields") and hasattr(c, "model_construct")
+    )
     # The values came from a valid model; construct keeps them exactly (and ignores aliases).
     return cls.model_construct(**{k: decode(x, resolve) for k, x in tree["v"].items()})
 
@@ -350,12 +354,12 @@ def _dec_error(p: Any, tree: dict[str, Any], resolve: Resolver) -> BaseException
         args = tuple(decode(raw_args, resolve)) if isinstance(raw_args, list) else (message,)
         try:
             exc = cls(*args)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a class whose __init__ wants other arguments is built without it
             exc = cls.__new__(cls)
             exc.args = args
     else:
         exc = RecordedError(str(p).rpartition(":")[2] or str(p), message, tb)
-    exc.__flux_traceback__ = tb  # type: ignore[attr-defined]
+    exc.__flux_traceback__ = tb  # type: ignore[attr-defined]  # the recorded traceback, carried along
     if isinstance(tree.get("cause"), dict):
         exc.__cause__ = _dec_error(tree["cause"].get("$error"), tree["cause"], resolve)
     elif exc.args and isinstance(exc.args[0], BaseException) and exc.__cause__ is None:

@@ -128,7 +128,9 @@ class ExecutionTimeoutError(FluxError):
 class FallbackError(FluxError):
     """A task failed, then its fallback failed too."""
 
-    def __init__(self, original: BaseException | None, fallback_exception: BaseException | None, task: str = "") -> None:
+    def __init__(
+        self, original: BaseException | None, fallback_exception: BaseException | None, task: str = ""
+    ) -> None:
         self.original = original
         self.fallback_exception = fallback_exception
         self.task = task
@@ -144,7 +146,9 @@ class FallbackError(FluxError):
 class RollbackError(FluxError):
     """A task failed, then its rollback failed too."""
 
-    def __init__(self, original: BaseException | None, rollback_exception: BaseException | None, task: str = "") -> None:
+    def __init__(
+        self, original: BaseException | None, rollback_exception: BaseException | None, task: str = ""
+    ) -> None:
         self.original = original
         self.rollback_exception = rollback_exception
         self.task = task
@@ -322,7 +326,9 @@ class DeterminismError(FluxError, AssertionError):
     kept before the interruption, or None) describe the first failure.
     """
 
-    def __init__(self, message: str, *, report: Any = None, input: Any = None, property: str = "", seq: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, report: Any = None, input: Any = None, property: str = "", seq: int | None = None
+    ) -> None:
         self.report = report
         self.input = input
         self.property = property

@@ -17,7 +17,7 @@ import contextlib
 import contextvars
 import logging
 import types
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 from flux._engine import records as R
@@ -43,7 +43,17 @@ log = logging.getLogger("flux")
 _CANCEL_POLL = 0.2  # seconds between checks for a cancellation asked by another process
 _IDLE_ROUNDS = 2  # loop turns with nothing ready before a run whose branches all wait at pauses ends
 
-__all__ = ["EndOfJournal", "Executor", "Outcome", "RunRequest", "TaskSpec", "WaitingPause", "child_execution_id", "format_call", "waiting_pauses"]
+__all__ = [
+    "EndOfJournal",
+    "Executor",
+    "Outcome",
+    "RunRequest",
+    "TaskSpec",
+    "WaitingPause",
+    "child_execution_id",
+    "format_call",
+    "waiting_pauses",
+]
 
 
 @types.coroutine
@@ -55,7 +65,9 @@ def _one_turn() -> Iterator[None]:
 class Executor(Outputs):
     """Drives one execution of a workflow body against its journal."""
 
-    def __init__(self, store: Store, request: RunRequest, clock: Clock | None = None, parent: Executor | None = None) -> None:
+    def __init__(
+        self, store: Store, request: RunRequest, clock: Clock | None = None, parent: Executor | None = None
+    ) -> None:
         self.store = store
         self.request = request
         self.execution_id = request.execution_id
@@ -119,7 +131,9 @@ class Executor(Outputs):
         """
         req = self.request
         if history is None:
-            history = req.history or History(req.journal.path if req.journal is not None else self.store.describe(self.execution_id))
+            history = req.history or History(
+                req.journal.path if req.journal is not None else self.store.describe(self.execution_id)
+            )
         with no_cycle_collection():
             if req.replay_only:
                 if req.journal is None:
@@ -178,7 +192,11 @@ class Executor(Outputs):
             size, records, crc = self.writer.position()
             snapshots.save(self.execution_id, snapshot_of(history, self.execution_id, size, records, crc))
         except (OSError, EngineError) as err:
-            log.warning("execution %s: its replay snapshot could not be saved (%s); resuming it reads the whole journal", self.execution_id, err)
+            log.warning(
+                "execution %s: its replay snapshot could not be saved (%s); resuming it reads the whole journal",
+                self.execution_id,
+                err,
+            )
 
     # -- cancellation --------------------------------------------------------------------------
 
@@ -263,7 +281,9 @@ class Executor(Outputs):
 
     # -- running -----------------------------------------------------------------------------
 
-    async def run(self, body: Callable[[Any], Awaitable[Any]], opened: tuple[JournalRead, History] | None = None) -> Outcome:
+    async def run(
+        self, body: Callable[[Any], Coroutine[Any, Any, Any]], opened: tuple[JournalRead, History] | None = None
+    ) -> Outcome:
         """Replays and continues the execution; returns where it ended.
 
         `opened` is what `open()` returned, when the caller opened the execution itself (to
@@ -289,7 +309,9 @@ class Executor(Outputs):
                 # this, the executor and its history would wait for the cycle collector.
                 self._root = None
 
-    async def _run(self, read: JournalRead, history: History, body: Callable[[Any], Awaitable[Any]]) -> Outcome:
+    async def _run(
+        self, read: JournalRead, history: History, body: Callable[[Any], Coroutine[Any, Any, Any]]
+    ) -> Outcome:
         self.path = history.path = read.path
         records = history.journal = read.records
         self.records = records if isinstance(records, Records) else Records.of(list(records))
@@ -339,11 +361,18 @@ class Executor(Outputs):
                 self.append(resumed)
                 history.apply(resumed)
                 if answered is not None:
-                    log.info("execution %s resumed at pause %r (call %s)", self.execution_id, answered.name, answered.call_id)
+                    log.info(
+                        "execution %s resumed at pause %r (call %s)", self.execution_id, answered.name, answered.call_id
+                    )
                 elif req.cancel:
                     log.info("execution %s: replaying it to cancel it", self.execution_id)
                 else:
-                    log.info("execution %s of workflow %r continued after %d records", self.execution_id, name, history.next_seq - 1)
+                    log.info(
+                        "execution %s of workflow %r continued after %d records",
+                        self.execution_id,
+                        name,
+                        history.next_seq - 1,
+                    )
         context = contextvars.copy_context()
         context.run(traps.enter, traps.Branch(self, ""))
         # The workflow runs in a task of its own so that a cancellation can be delivered to it;
@@ -361,7 +390,11 @@ class Executor(Outputs):
             return self._outcome("replayed", None, header, workflow_input)
         except asyncio.CancelledError:
             self._check_fatal()
-            if not self.cancelling or not root.cancelled() or (self._outer_cancelled() and not self._cancelled_by_parent):
+            if (
+                not self.cancelling
+                or not root.cancelled()
+                or (self._outer_cancelled() and not self._cancelled_by_parent)
+            ):
                 self._sync_quietly()
                 raise
             return await self._finish_cancelled(header, workflow_input)
@@ -382,7 +415,9 @@ class Executor(Outputs):
             raise
         if self.replay_only:
             final = history.final
-            return self._outcome(R.LIFECYCLE[final["kind"]] if final else Status.COMPLETED, result, header, workflow_input)
+            return self._outcome(
+                R.LIFECYCLE[final["kind"]] if final else Status.COMPLETED, result, header, workflow_input
+            )
         try:
             value = encode(result, (None, "workflow {!r} result", name))
             if self.redactions:
@@ -527,8 +562,10 @@ class Executor(Outputs):
                 for record in self._new_pauses.values():
                     self.append(record)
                 if not self._new_pauses or self._waiting_children:
-                    waiting: list[Any] = [k for k in self._waiters if k not in self._waiting_children and k not in self._new_pauses]
-                    waiting += [k for k in self._new_pauses]
+                    waiting: list[Any] = [
+                        k for k in self._waiters if k not in self._waiting_children and k not in self._new_pauses
+                    ]
+                    waiting += list(self._new_pauses)
                     waiting += [{"call_id": k, "child": c} for k, c in self._waiting_children.items()]
                     self.append({"seq": 0, "kind": R.SUSPENDED, "at": self.stamp(), "waiting": waiting})
             except EngineError as err:
@@ -586,7 +623,7 @@ class Executor(Outputs):
             assert call is not None
             if call.end == R.TASK_COMPLETED:
                 return self.value_of(call.value)
-            exc = decode(call.outcome["error"], self.resolve)  # type: ignore[index]
+            exc = decode(call.outcome["error"], self.resolve)  # type: ignore[index]  # a replayed call has ended
             raise ExecutionError(exc) from exc
         if decision == CANCEL:
             if call is not None and call.cancelled is not None:
@@ -598,7 +635,9 @@ class Executor(Outputs):
             else:
                 raise self._deliver_cancel()
         elif decision == LIVE:
-            record: dict[str, Any] = {"seq": 0, "kind": R.TASK_STARTED, "at": self.stamp(), "call_id": call_id, "name": name}
+            record: dict[str, Any] = {
+                "seq": 0, "kind": R.TASK_STARTED, "at": self.stamp(), "call_id": call_id, "name": name
+            }
             if enc_args is not None:
                 record["args"] = enc_args
             if enc_kwargs is not None:
@@ -710,7 +749,9 @@ class Executor(Outputs):
         if decision == CANCEL:
             raise self._deliver_cancel()
         if decision == LIVE:
-            record: dict[str, Any] = {"seq": 0, "kind": R.PAUSED, "at": self.stamp(), "call_id": call_id, "name": name, "src": src}
+            record: dict[str, Any] = {
+                "seq": 0, "kind": R.PAUSED, "at": self.stamp(), "call_id": call_id, "name": name, "src": src
+            }
             if wake_at is not None:
                 record["wake_at"] = wake_at
             self._new_pauses[call_id] = record

@@ -13,7 +13,7 @@ are parsed again when asked for (`CallHistory.start`, `.outcome`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from flux._engine import records as R
 from flux._engine.errors import JournalCorruptError
@@ -103,7 +103,9 @@ class History:
     then set to the journal's records, from which a call's records are parsed when asked for.
     """
 
-    def __init__(self, path: str, offsets: Sequence[int] | None = None, journal: Sequence[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, path: str, offsets: Sequence[int] | None = None, journal: Sequence[dict[str, Any]] | None = None
+    ) -> None:
         self.path = path
         self.offsets = offsets
         self.source = Source()
@@ -178,7 +180,7 @@ class History:
                     calls[call_id] = CallHistory(source, "task", record["seq"], name, args, kwargs)
                     continue
             elif kind == "task_completed":
-                call = calls.get(record.get("call_id"))  # type: ignore[arg-type]
+                call = calls.get(record.get("call_id"))  # type: ignore[arg-type]  # None finds no call
                 if call is not None and call.kind == "task" and call.end is None and "value" in record:
                     call.end = kind
                     call.end_seq = record["seq"]
@@ -194,13 +196,13 @@ class History:
         problem = R.field_problem(record)
         if step is None or problem is not None:
             self._corrupt(record, problem or f"unknown record kind {kind!r} (written by a newer Flux?)")
-        step(self, record)  # type: ignore[misc]
+        step(self, record)
         status = R.LIFECYCLE.get(kind)
         if status is not None:
             self.status = status
         self.next_seq = record["seq"] + 1
 
-    def _corrupt(self, record: dict[str, Any], problem: str) -> None:
+    def _corrupt(self, record: dict[str, Any], problem: str) -> NoReturn:
         seq = record.get("seq", 0)
         offset = self.offsets[seq] if self.offsets and type(seq) is int and seq < len(self.offsets) else -1
         raise JournalCorruptError(self.path, seq + 1 if type(seq) is int else 0, offset, problem)
@@ -237,9 +239,9 @@ class History:
         call = self.calls.get(record["call_id"])
         if call is None or call.kind != "task":
             self._corrupt(record, f"{record['kind']} for call {record['call_id']!r}, which never started")
-        if call.end is not None:  # type: ignore[union-attr]
+        if call.end is not None:
             self._corrupt(record, f"{record['kind']} for call {record['call_id']!r}, which already ended")
-        return call  # type: ignore[return-value]
+        return call
 
     def _apply_attempt_failed(self, record: dict[str, Any]) -> None:
         call = self._open_task(record)

@@ -14,7 +14,7 @@ import stat
 import zlib
 from array import array
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -124,7 +124,7 @@ class LineOffsets(Sequence[int]):
             return list(self) == list(other)
         return NotImplemented
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable: equal by contents
 
 
 @dataclass
@@ -205,10 +205,10 @@ class Records(Sequence[dict[str, Any]]):
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, (list, Records)):
-            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
         return NotImplemented
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable: equal by contents
 
     def __repr__(self) -> str:
         return f"<Records: {len(self._offsets)} read, {len(self._added)} appended>"
@@ -271,7 +271,7 @@ def read_regular_file(path: str) -> bytes:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise UnsafePathError(errno.EINVAL, f"{path}: is not a regular file; remove it or restore the journal")
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             chunk = os.read(fd, 1 << 20)
             if not chunk:
@@ -302,7 +302,9 @@ def check_journal(
     if end == 0:
         # The header is written whole before the journal appears (SPEC.md 2.2), so a journal
         # without a complete first line is damage, never a torn tail to cut.
-        raise _corrupt(path, 1, 0, "journal is empty (no header)" if not torn else "journal has no complete header line")
+        raise _corrupt(
+            path, 1, 0, "journal is empty (no header)" if not torn else "journal has no complete header line"
+        )
     pos = 0
     offsets = LineOffsets(data)
     if known is not None and _starts_with(data, end, known):
@@ -377,7 +379,9 @@ def _parse_fast(lines: list[bytes], seed: int, first_seq: int) -> list[dict[str,
     return records
 
 
-def _parse_slow(path: str, lines: list[bytes], pos: int, seq: int, seed: int, execution_id: str) -> list[dict[str, Any]]:
+def _parse_slow(
+    path: str, lines: list[bytes], pos: int, seq: int, seed: int, execution_id: str
+) -> list[dict[str, Any]]:
     """Checks lines one at a time; raises JournalCorruptError naming the first damaged one."""
     records: list[dict[str, Any]] = []
     loads = orjson.loads
@@ -409,7 +413,9 @@ def _parse_slow(path: str, lines: list[bytes], pos: int, seq: int, seed: int, ex
         except orjson.JSONEncodeError:
             canonical = False
         if not canonical:
-            raise _corrupt(path, lineno, pos, "line is not as Flux writes it (duplicate keys, a rounded number, spaces)")
+            raise _corrupt(
+                path, lineno, pos, "line is not as Flux writes it (duplicate keys, a rounded number, spaces)"
+            )
         found = record.get("seq")
         if found != seq or type(found) is not int:  # `true == 1` in Python: the type is checked too
             raise _corrupt(path, lineno, pos, f"expected seq {seq}, found {found!r}")

@@ -12,12 +12,18 @@ import orjson
 
 from flux._engine import records as R
 from flux._engine.codec import decode, encode, encode_exception
-from flux._engine.errors import DecodeError, EncodeError, ExecutionError
-from flux._engine.errors import RecordTooLargeError
+from flux._engine.errors import DecodeError, EncodeError, ExecutionError, RecordTooLargeError
 from flux._engine.secrets import redact
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from flux._engine.calls import TaskSpec
+    from flux._engine.clock import Clock
+    from flux._engine.history import CallHistory
+    from flux._engine.journal import Records
+    from flux._engine.secrets import Secrets
+    from flux._engine.store import Lease, Store
 
 __all__ = ["Outputs", "load_blob"]
 
@@ -39,22 +45,22 @@ class Outputs:
     """The executor's recording of outcomes; mixed into `Executor`, which supplies the state."""
 
     # Provided by Executor.
-    store: Any
-    secrets: Any
+    store: Store
+    secrets: Secrets
     redactions: dict[str, str]
-    records: Any
-    calls: dict[str, Any]
-    lease: Any
+    records: Records
+    calls: dict[str, CallHistory]
+    lease: Lease | None
     writer: Any
     fatal: BaseException | None
     execution_id: str
-    clock: Any
-    stamp: Any
+    clock: Clock
+    stamp: Callable[[], str]
     _flush_soon: bool
 
-    def resolve(self, ref: str) -> type | None: ...  # noqa: D102 - defined by Executor
+    def resolve(self, ref: str) -> type | None: ...
 
-    def append(self, record: dict[str, Any]) -> None: ...  # noqa: D102 - defined by Executor
+    def append(self, record: dict[str, Any]) -> None: ...
 
     def value_of(self, tree: Any) -> Any:
         """Decodes a recorded value, reading it from output storage when it was stored there."""
@@ -90,7 +96,9 @@ class Outputs:
             self.redactions[value] = name
         return values
 
-    def complete(self, call_id: str, name: str, spec: TaskSpec, result: Any, extra: dict[str, Any] | None = None) -> Any:
+    def complete(
+        self, call_id: str, name: str, spec: TaskSpec, result: Any, extra: dict[str, Any] | None = None
+    ) -> Any:
         """Records a task's result; returns what the workflow sees (the result, or its recorded
         form when a secret had to be removed).
 
@@ -167,9 +175,16 @@ class Outputs:
     def _cache_put(self, spec: TaskSpec, record: dict[str, Any], stored: Any) -> None:
         recorded = self.calls.get(record["call_id"])
         if recorded is not None:
-            start = recorded.start  # started in an earlier run of the execution
+            start: dict[str, Any] | None = recorded.start  # started in an earlier run of the execution
         else:
-            start = next((r for r in reversed(self.records) if r.get("call_id") == record["call_id"] and r["kind"] == R.TASK_STARTED), None)
+            start = next(
+                (
+                    r
+                    for r in reversed(self.records)
+                    if r.get("call_id") == record["call_id"] and r["kind"] == R.TASK_STARTED
+                ),
+                None,
+            )
         cache = self.store.cache
         if start is not None and cache is not None:
             entry = {"task": spec.identity, "name": start["name"], "execution_id": self.execution_id, "value": stored}

@@ -24,7 +24,7 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import orjson
 
@@ -94,8 +94,10 @@ class Lease(Protocol):
     (every record of the previous owners), the writer, and who owns it. Close it when done."""
 
     read: JournalRead
-    writer: Writer
     owner: dict[str, Any]  # pid, host (and whatever else names the owner to others)
+
+    @property
+    def writer(self) -> Writer: ...
 
     def close(self) -> None: ...
 
@@ -212,9 +214,15 @@ def page_of(summaries: list[ExecutionSummary], *, status: str | Sequence[str] | 
 class Store(Protocol):
     """A place that keeps journals. See the module docstring for the shape."""
 
-    snapshots: Snapshots | None
-    blobs: Blobs | None
-    cache: Cache | None
+    # Read-only to the engine, so a store may declare its own classes for them.
+    @property
+    def snapshots(self) -> Snapshots | None: ...
+
+    @property
+    def blobs(self) -> Blobs | None: ...
+
+    @property
+    def cache(self) -> Cache | None: ...
 
     @property
     def url(self) -> str:
@@ -230,7 +238,9 @@ class Store(Protocol):
         caller. Raises ExecutionExistsError when the execution exists (nothing is replaced)."""
         ...
 
-    def acquire(self, execution_id: str, durability: str, visit: Visit | None = None, known: Known | None = None) -> Lease:
+    def acquire(
+        self, execution_id: str, durability: str, visit: Visit | None = None, known: Known | None = None
+    ) -> Lease:
         """Takes ownership and reads the journal (every record of previous owners included).
         Raises ExecutionNotFoundError, ExecutionLockedError, JournalCorruptError."""
         ...
@@ -297,7 +307,7 @@ def open_store(spec: Any = None) -> Store:
     spec = store_spec(spec)
     if not isinstance(spec, (str, os.PathLike)):
         if all(hasattr(spec, a) for a in ("create", "acquire", "read", "list")):
-            return spec  # type: ignore[no-any-return]
+            return cast(Store, spec)  # it has the methods of one
         raise StoreError(f"store={spec!r} is neither a path, a store URL nor a store object")
     text = os.fspath(spec)
     if text.startswith("memory:"):

@@ -17,16 +17,14 @@ import reprlib
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-import orjson
-
+from flux._engine.calls import RunRequest
 from flux._engine.codec import encode
 from flux._engine.errors import EncodeError, ExecutionNotFoundError, NondeterminismError, WorkflowLoadError
-from flux._engine.calls import RunRequest
 from flux._engine.executor import Executor, Outcome
 from flux._engine.history import History
 from flux._engine.journal import JournalRead, Visit, read_journal
@@ -49,7 +47,9 @@ __all__ = [
     "replay",
 ]
 
-from flux._engine.calls import ENGINE_DIR as _ENGINE_DIR, FLUX_DIR as _FLUX_DIR
+from flux._engine.calls import ENGINE_DIR as _ENGINE_DIR
+from flux._engine.calls import FLUX_DIR as _FLUX_DIR
+
 _HIDDEN_FRAMES = (_ENGINE_DIR, _FLUX_DIR)
 
 # -- loading ----------------------------------------------------------------------------------
@@ -103,7 +103,9 @@ def open_folded(ref: str, store: Any, *, keep: bool) -> tuple[JournalRead, str, 
     return done, execution_id, index, opened
 
 
-def load_workflow(read: JournalRead, file: str | None = None, module: str | None = None) -> tuple[Workflow, dict[str, str]]:
+def load_workflow(
+    read: JournalRead, file: str | None = None, module: str | None = None
+) -> tuple[Workflow, dict[str, str]]:
     """Loads the workflow a journal's header names (from `file` or `module` when given).
 
     Raises:
@@ -118,8 +120,8 @@ def load_workflow(read: JournalRead, file: str | None = None, module: str | None
         raise WorkflowLoadError(f"{read.path}:1: cannot load workflow {name!r} of this journal: {err}") from err
     if wf.name != name:
         where = file or code.get("file")
-        module = sys.modules.get(wf.fn.__module__)
-        found = ", ".join(sorted(w.name for w in workflows_in(module).values())) if module else wf.name
+        defined_in = sys.modules.get(wf.fn.__module__)
+        found = ", ".join(sorted(w.name for w in workflows_in(defined_in).values())) if defined_in else wf.name
         raise WorkflowLoadError(
             f"{read.path}:1: the journal is of workflow {name!r}, but {where} defines {wf.name!r} there "
             f"(workflows found: {found}); give file= (or module=) with the code of workflow {name!r}"
@@ -167,7 +169,9 @@ class FrameState:
         return f"{os.path.basename(self.file)}:{self.line}"
 
     def as_json(self) -> dict[str, Any]:
-        return {"function": self.function, "file": self.file, "line": self.line, "where": self.where, "locals": self.locals}
+        return {
+            "function": self.function, "file": self.file, "line": self.line, "where": self.where, "locals": self.locals
+        }
 
 
 def _user_frames(start: FrameType | None) -> list[FrameType]:
@@ -197,7 +201,7 @@ def _user_frames(start: FrameType | None) -> list[FrameType]:
 def _suspended_frames(task: asyncio.Task[Any]) -> list[FrameType]:
     """The frames of a waiting task's chain of awaits, outermost first (`Task.get_stack` gives
     only the outermost one)."""
-    frames = []
+    frames: list[FrameType] = []
     coro: Any = task.get_coro()
     while coro is not None and len(frames) < 100:
         frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
@@ -279,7 +283,11 @@ class _BreakWatch(_Watch):
     """A `_Watch` that also stops at one replayed call (`--break-at`)."""
 
     def __init__(
-        self, break_call: str | None, break_name: str | None, names: dict[str, str], on_break: Callable[[BreakPoint], None]
+        self,
+        break_call: str | None,
+        break_name: str | None,
+        names: dict[str, str],
+        on_break: Callable[[BreakPoint], None],
     ) -> None:
         super().__init__()
         self.break_call = break_call
@@ -319,7 +327,9 @@ def _check_seq(option: str, seq: int, count: int) -> None:
         raise ValueError(f"{option}={seq}: the journal has {count} records (seq 0 to {count - 1})")
 
 
-def _break_target(records: list[dict[str, Any]], rows: list[CallRow], spec: str) -> tuple[str | None, str | None]:
+def _break_target(
+    records: Sequence[dict[str, Any]], rows: list[CallRow], spec: str
+) -> tuple[str | None, str | None]:
     """(call id, None) for a seq, (None, name pattern) for a task name.
 
     Raises:
@@ -535,7 +545,9 @@ def _replay(
     verdict = _verdict(executor, outcome, holder)
     _release(executor, box)
     status = "stopped" if until is not None and outcome.status == "replayed" else str(outcome.status)
-    return ReplayResult(status=status, matches=verdict.matches, note=verdict.note, output=outcome.output, stop=stop, **base)
+    return ReplayResult(
+        status=status, matches=verdict.matches, note=verdict.note, output=outcome.output, stop=stop, **base
+    )
 
 
 async def _run(
@@ -548,7 +560,9 @@ async def _run(
     history: History,
     store: Store,
 ) -> None:
-    request = RunRequest(execution_id=execution_id, replay_only=True, journal=read, history=history, aliases=aliases, observer=observer)
+    request = RunRequest(
+        execution_id=execution_id, replay_only=True, journal=read, history=history, aliases=aliases, observer=observer
+    )
     executor = Executor(store, request)
     box.append(executor)
     # The outcome goes in the box, not out as the result: asyncio.run (3.11) builds the repr of
@@ -561,8 +575,8 @@ def _release(executor: Executor, box: list[Any]) -> None:
     """Lets the journal's records go as soon as the replay is over, without the cycle collector:
     the exception that ended a replay at the journal's end holds frames that hold the records."""
     root = executor._root
-    if root is not None and root.done() and not root.cancelled() and root.exception() is not None:
-        traceback.clear_frames(root.exception().__traceback__)  # type: ignore[union-attr]
+    if root is not None and root.done() and not root.cancelled() and (error := root.exception()) is not None:
+        traceback.clear_frames(error.__traceback__)
     box.clear()
 
 

@@ -7,6 +7,7 @@ the checksums of its own execution id (SPEC.md "Debugging").
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,8 +176,10 @@ def _arg(value: Any) -> str:
     return "(absent)" if value is ABSENT else _text(value, 120)
 
 
-def _compare_markers(records_a: list[dict[str, Any]], records_b: list[dict[str, Any]]) -> list[Difference]:
-    def markers(records: list[dict[str, Any]]) -> dict[str, int]:
+def _compare_markers(
+    records_a: Sequence[dict[str, Any]], records_b: Sequence[dict[str, Any]]
+) -> list[Difference]:
+    def markers(records: Sequence[dict[str, Any]]) -> dict[str, int]:
         return {r["change_id"]: r["seq"] for r in records if r["kind"] == R.PATCHED}
 
     in_a, in_b = markers(records_a), markers(records_b)
@@ -201,7 +204,9 @@ def _final_text(record: dict[str, Any] | None) -> str:
     return "cancelled"
 
 
-def _compare_final(fold_a: History, fold_b: History, count_a: int, count_b: int, status_a: str, status_b: str) -> list[Difference]:
+def _compare_final(
+    fold_a: History, fold_b: History, count_a: int, count_b: int, status_a: str, status_b: str
+) -> list[Difference]:
     fa, fb = fold_a.final, fold_b.final
     seq_a = fa["seq"] if fa else count_a - 1
     seq_b = fb["seq"] if fb else count_b - 1

@@ -26,14 +26,23 @@ import re
 import sys
 import weakref
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from flux._engine.errors import WorkflowLoadError
 
 if TYPE_CHECKING:
     from flux.workflow import Workflow
 
-__all__ = ["code_of", "find_workflow", "load_file", "load_module", "load_recorded", "load_target", "register", "registered"]
+__all__ = [
+    "code_of",
+    "find_workflow",
+    "load_file",
+    "load_module",
+    "load_recorded",
+    "load_target",
+    "register",
+    "registered",
+]
 
 # (module, qualified name) -> the workflow defined there. Weak: a workflow nothing else holds
 # (one defined inside a test function) is forgotten with it.
@@ -162,7 +171,9 @@ def load_target(target: str, workflow: str | None = None) -> Workflow:
         workflow = attr
     if workflow is None:
         raise WorkflowLoadError(f"{target}: which workflow? give FILE WORKFLOW or module:workflow")
-    module = load_file(where) if where.endswith(".py") or os.sep in where or os.path.exists(where) else load_module(where)
+    module = (
+        load_file(where) if where.endswith(".py") or os.sep in where or os.path.exists(where) else load_module(where)
+    )
     return find_workflow(module, workflow)
 
 
@@ -207,10 +218,11 @@ def load_recorded(
     """
     recorded_module = code.get("module") if isinstance(code.get("module"), str) else None
     if file is not None or module is not None:
-        loaded = load_file(file) if file is not None else load_module(module)  # type: ignore[arg-type]
+        # `module` is set whenever `file` is not.
+        loaded = load_file(file) if file is not None else load_module(cast(str, module))
         attr = _attr(code)
-        wf = find_workflow(loaded, attr if attr in workflows_in(loaded) else workflow_name)
-        return wf, _aliases(recorded_module, wf)
+        chosen = find_workflow(loaded, attr if attr in workflows_in(loaded) else workflow_name)
+        return chosen, _aliases(recorded_module, chosen)
     wf = _from_registry(workflow_name, code, {})
     if wf is None and recorded_module == "__main__":
         wf = _from_registry(workflow_name, {}, {})

@@ -107,7 +107,8 @@ def row_of(call_id: str, call: CallHistory) -> CallRow:
         row.wake_at = start["wake_at"]
     end: dict[str, Any] | None = None
     if call.kind == "value":
-        row.outcome, row.value, row.end_seq, row.duration_ms, row.ended_at = "recorded", call.value, call.seq, 0.0, row.started_at
+        row.outcome, row.value, row.end_seq, row.duration_ms = "recorded", call.value, call.seq, 0.0
+        row.ended_at = row.started_at
     elif call.kind == "pause":
         if call.resumed is not None:
             end = call.resumed

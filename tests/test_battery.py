@@ -102,7 +102,9 @@ def test_a_store_of_many_executions_lists_resumes_and_recovers_without_leaking(t
 
 def test_fault_rules_are_parsed_and_bad_ones_named() -> None:
     rules = faults.parse("kill:3:after_write, fail:2:write:ENOSPC,short:1:write,none")
-    assert [(r.action, r.n, r.point) for r in rules] == [("kill", 3, "after_write"), ("fail", 2, "write"), ("short", 1, "write")]
+    assert [(r.action, r.n, r.point) for r in rules] == [
+        ("kill", 3, "after_write"), ("fail", 2, "write"), ("short", 1, "write")
+    ]
     for bad in ("kill:x:after_write", "boom:1:write", "kill:1:nowhere", "fail:1:write:ENOPE", "short:1:after_write",
                 "kill:1:write:EIO"):
         with pytest.raises(faults.FaultSpecError, match="fault rule"):

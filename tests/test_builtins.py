@@ -26,13 +26,21 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import flux._cli.main
+from flux import ExecutionContext, Saga, runner, task, workflow
 from flux._cli.main import app
 from flux._engine.clock import iso
-from flux.errors import BlobError, OutsideWorkflowError, RecordTooLargeError, SecretError
-from flux import ExecutionContext, Saga, runner, task, workflow
 from flux.clock import VirtualClock
 from flux.domain.events import ExecutionEventType as E
-from flux.errors import ExecutionError, ExecutionStateError, InvalidOptionError, NondeterminismError
+from flux.errors import (
+    BlobError,
+    ExecutionError,
+    ExecutionStateError,
+    InvalidOptionError,
+    NondeterminismError,
+    OutsideWorkflowError,
+    RecordTooLargeError,
+    SecretError,
+)
 from flux.output_storage import LocalFileStorage
 from flux.tasks import (
     Graph,
@@ -97,7 +105,10 @@ def labels(ctx: ExecutionContext[Any]) -> dict[str, str]:
 def events(ctx: ExecutionContext[Any]) -> list[tuple[str, str]]:
     """(event type, `name(args)` of the task call or "wf") of every event."""
     named = labels(ctx)
-    return [(e.type.value, "wf" if e.source_id == ctx.execution_id else named.get(e.source_id, e.source_id)) for e in ctx.events]
+    return [
+        (e.type.value, "wf" if e.source_id == ctx.execution_id else named.get(e.source_id, e.source_id))
+        for e in ctx.events
+    ]
 
 
 def started(ctx: ExecutionContext[Any]) -> list[str]:
@@ -236,7 +247,8 @@ def test_with_max_concurrent_nothing_starts_after_a_failure(home: Path) -> None:
     assert ctx.output == "no 1"
     assert LOG == ["fail:1"]
     assert events(ctx) == [
-        ("WORKFLOW_STARTED", "wf"), ("TASK_STARTED", "fails(1)"), ("TASK_FAILED", "fails(1)"), ("WORKFLOW_COMPLETED", "wf"),
+        ("WORKFLOW_STARTED", "wf"), ("TASK_STARTED", "fails(1)"), ("TASK_FAILED", "fails(1)"),
+        ("WORKFLOW_COMPLETED", "wf"),
     ]
     assert not [w for w in caught if "never awaited" in str(w.message)]
 
@@ -670,14 +682,15 @@ def test_recorded_values_are_the_same_after_a_pause_and_resume(home: Path) -> No
     assert replayed == before  # the replay saw exactly the values the first run saw
     assert done.output == ["ok", *before]
     when, ident, number, colour, ranged = before
-    assert isinstance(when, dt.datetime) and when.tzinfo == dt.timezone.utc
+    assert isinstance(when, dt.datetime) and when.tzinfo == dt.UTC
     assert isinstance(ident, uuid.UUID) and ident.version == 4
     assert 1 <= number <= 10**12
     assert colour in {"red", "green", "blue", "cyan", "magenta", "yellow", "black", "white"}
     assert ranged % 7 == 0 and 0 <= ranged < 10**12
     values = [r for r in records(done) if r["kind"] == "value_recorded"]
     assert [(r["call_id"], r["name"]) for r in values] == [
-        ("1", "now"), ("2", "uuid4"), ("3", "randint"), ("4", "choice"), ("5", "randrange"), ("7", "now"), ("8", "uuid4"),
+        ("1", "now"), ("2", "uuid4"), ("3", "randint"), ("4", "choice"), ("5", "randrange"), ("7", "now"),
+        ("8", "uuid4"),
     ]
     assert values[2]["value"] == number and values[3]["value"] == colour
     assert values[1]["value"] == {"$uuid": str(ident)}
@@ -687,7 +700,7 @@ def test_recorded_values_are_the_same_after_a_pause_and_resume(home: Path) -> No
 def test_now_is_the_engine_clocks_time(home: Path) -> None:
     clock = VirtualClock(start=1_800_000_000.25)
     chancy.run(clock=clock)
-    assert SEEN[0][0] == dt.datetime.fromtimestamp(1_800_000_000.25, dt.timezone.utc)
+    assert SEEN[0][0] == dt.datetime.fromtimestamp(1_800_000_000.25, dt.UTC)
 
 
 def test_flux_replay_reproduces_a_run_that_drew_random_values(home: Path) -> None:
@@ -737,7 +750,7 @@ async def nap(ctx: ExecutionContext[float]) -> list[dt.datetime]:
 
 
 def _at(seconds: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
+    return dt.datetime.fromtimestamp(seconds, dt.UTC)
 
 
 def test_sleep_records_its_wake_up_time_and_waits_on_the_engine_clock(home: Path) -> None:
@@ -1101,7 +1114,9 @@ def test_a_missing_secret_stops_the_run_naming_it_and_the_run_resumes_once_it_is
     assert keyed.run(execution_id=path.stem).output == f"x:{_sha(CANARY)}"
 
 
-def test_a_secret_returned_or_raised_by_a_task_is_in_no_byte_written(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_secret_returned_or_raised_by_a_task_is_in_no_byte_written(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(SECRET, CANARY)
     first = leaky.run()
     assert first.status == "paused"
@@ -1318,7 +1333,7 @@ def test_output_storage_option_is_validated_when_decorating() -> None:
 @task.with_options(cache=True)
 async def expensive(x: int) -> dict[str, Any]:
     _ran()
-    return {"x": x, "at": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc), "pair": (x, -x)}
+    return {"x": x, "at": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC), "pair": (x, -x)}
 
 
 @task.with_options(cache=True)
@@ -1341,7 +1356,7 @@ async def uses_cached_failure(ctx: ExecutionContext[int]) -> Any:
 
 
 def _expected(x: int) -> dict[str, Any]:
-    return {"x": x, "at": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc), "pair": (x, -x)}
+    return {"x": x, "at": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC), "pair": (x, -x)}
 
 
 def test_an_identical_call_in_a_later_execution_reuses_the_cached_result(home: Path) -> None:
@@ -1422,5 +1437,6 @@ def test_cache_option_is_validated_when_decorating() -> None:
     ],
 )
 def test_the_recording_builtins_refuse_to_run_outside_a_workflow(make: Any, name: str) -> None:
-    with pytest.raises(OutsideWorkflowError, match=f"{name.replace('(', '[(]').replace(')', '[)]')} can only be awaited inside a running workflow"):
+    pattern = f"{name.replace('(', '[(]').replace(')', '[)]')} can only be awaited inside a running workflow"
+    with pytest.raises(OutsideWorkflowError, match=pattern):
         asyncio.run(make())

@@ -356,7 +356,9 @@ def test_the_completion_of_a_finished_body_reaches_the_journal_while_the_others_
     _exec_and_kill(project, "mapped", "8", env, lambda: len(_ended(project)) >= 2, settle=0.5)
     ended = set(_ended(project))
     assert 2 <= len(ended) < 8
-    assert ended <= _completed(project), f"finished 0.5 s before the kill, not recorded: {sorted(ended - _completed(project))}"
+    assert ended <= _completed(project), (
+        f"finished 0.5 s before the kill, not recorded: {sorted(ended - _completed(project))}"
+    )
     _, after = _resume_and_check(project, _env(project, SLOW="0"), str([i * i for i in range(8)]).replace(" ", ""))
     assert not {key for key, _ in after} & ended
 
@@ -381,7 +383,9 @@ def test_kill_the_parent_while_its_sub_workflow_runs_then_resume_both(project: P
 
     def child_half_done() -> bool:
         journals = _journals(project)
-        return any("parent" in recs[0] and sum(r["kind"] == "task_completed" for r in recs) >= 2 for recs in journals.values())
+        return any(
+            "parent" in recs[0] and sum(r["kind"] == "task_completed" for r in recs) >= 2 for recs in journals.values()
+        )
 
     _exec_and_kill(project, "parent", "2", env, child_half_done)
     parent_id = _top(project)
@@ -490,7 +494,8 @@ def test_kill_during_the_compensations_of_a_cancellation_then_resume_finishes_ca
     assert not [what for _, what in after if what.startswith("book")]
     recs = _journals(project)[execution_id]
     assert recs[-1]["kind"] == "workflow_cancelled"
-    assert [r.get("args") for r in recs if r["kind"] == "task_started" and r["name"] == "unbook"] == [["ref2"], ["ref1"]]
+    unbooked = [r.get("args") for r in recs if r["kind"] == "task_started" and r["name"] == "unbook"]
+    assert unbooked == [["ref2"], ["ref1"]]
 
 
 @pytest.mark.slow

@@ -111,10 +111,10 @@ def same(a: Any, b: Any) -> bool:
     if type(a) in (dt.datetime, dt.time):
         return a == b and a.fold == b.fold and a.tzinfo == b.tzinfo and a.utcoffset() == b.utcoffset()
     if isinstance(a, (list, tuple)):  # NamedTuple included: its exact type was checked above
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
     if type(a) is dict:
         return len(a) == len(b) and all(
-            same(ka, kb) and same(va, vb) for (ka, va), (kb, vb) in zip(a.items(), b.items())
+            same(ka, kb) and same(va, vb) for (ka, va), (kb, vb) in zip(a.items(), b.items(), strict=True)
         )
     if type(a) in (set, frozenset):
         return len(a) == len(b) and all(any(same(x, y) for y in b) for x in a)
@@ -317,7 +317,7 @@ def test_sets_encode_to_the_same_bytes_whatever_the_insertion_order(data: st.Dat
 
 def test_sets_with_colliding_hashes_iterate_differently_but_encode_the_same() -> None:
     # 8, 16 and 24 share a slot in a small set table, so insertion order decides iteration order.
-    first, second = set([8, 16, 24]), set([24, 16, 8])
+    first, second = set([8, 16, 24]), set([24, 16, 8])  # noqa: C405 - built in this insertion order
     assert list(first) != list(second)
     assert orjson.dumps(encode(first)) == orjson.dumps(encode(second))
     assert orjson.dumps(encode(frozenset(first))) == orjson.dumps(encode(frozenset(second)))
@@ -353,7 +353,7 @@ def test_sets_encode_the_same_across_hash_seeds() -> None:
 def raised(exc: BaseException) -> BaseException:
     try:
         raise exc
-    except BaseException as caught:
+    except BaseException as caught:  # noqa: BLE001 - hands back whatever it raised
         return caught
 
 

@@ -15,7 +15,15 @@ T = "2026-01-01T00:00:00.000000+00:00"
 
 
 def journal(*records: dict[str, Any]) -> list[dict[str, Any]]:
-    head = {"kind": "header", "format": 1, "execution_id": "e", "workflow": "order", "code": {}, "input": 1, "created": T}
+    head = {
+        "kind": "header",
+        "format": 1,
+        "execution_id": "e",
+        "workflow": "order",
+        "code": {},
+        "input": 1,
+        "created": T,
+    }
     return [{"seq": i, **r} for i, r in enumerate([head, {"kind": "workflow_started", "at": T}, *records])]
 
 
@@ -48,7 +56,10 @@ def test_another_call_at_a_recorded_call_id_is_a_divergence_naming_both_sides() 
         c.task("1", "charge", [6], None, "orders.py:20")
     err = info.value
     assert err.path == "j.jsonl" and err.line == 3 and err.call_id == "1"
-    assert "asked for charge(6) at call 1 (orders.py:20), but the journal recorded charge(5) there (orders.py:10)" in str(err)
+    assert (
+        "asked for charge(6) at call 1 (orders.py:20), but the journal recorded charge(5) there (orders.py:10)"
+        in str(err)
+    )
     assert err.current is not None and err.current["args"] == [6]
     with pytest.raises(NondeterminismError, match=r"asked for pause\('x'\)"):
         c.slot("1", "pause", "x", "pause('x')", "orders.py:21")
@@ -57,20 +68,40 @@ def test_another_call_at_a_recorded_call_id_is_a_divergence_naming_both_sides() 
 def test_a_recorded_call_never_asked_for_is_a_divergence_at_the_end() -> None:
     c = core(started("1"), completed("1"), started("2", "ship"), completed("2"))
     c.task("1", "charge", None, None, "o:1")
-    with pytest.raises(NondeterminismError, match=r"j.jsonl:5: workflow 'order' finished without asking for ship\(\) at call 2"):
+    with pytest.raises(
+        NondeterminismError, match=r"j.jsonl:5: workflow 'order' finished without asking for ship\(\) at call 2"
+    ):
         c.finished()
 
 
 def test_calls_made_inside_bodies_that_did_not_run_again_are_not_required() -> None:
     records = [
-        started("1"), started("1.1", "inner"), completed("1.1"), completed("1"),  # replayed: its body did not run
+        started("1"),
+        started("1.1", "inner"),
+        completed("1.1"),
+        completed("1"),  # replayed: its body did not run
         started("2"),
-        started("2.1", "inner"), completed("2.1"),  # attempt 0's nested call
-        {"kind": "attempt_failed", "at": T, "call_id": "2", "attempt": 0, "error": {"$error": "x:E", "msg": ""}, "retry_at": 1.0},
+        started("2.1", "inner"),
+        completed("2.1"),  # attempt 0's nested call
+        {
+            "kind": "attempt_failed",
+            "at": T,
+            "call_id": "2",
+            "attempt": 0,
+            "error": {"$error": "x:E", "msg": ""},
+            "retry_at": 1.0,
+        },
         {"kind": "retry_started", "at": T, "call_id": "2", "attempt": 1},
         started("2.a1.1", "inner"),  # attempt 1's: runs again with its attempt
         started("3"),
-        {"kind": "attempt_failed", "at": T, "call_id": "3", "attempt": 0, "error": {"$error": "x:E", "msg": ""}, "retry_at": None},
+        {
+            "kind": "attempt_failed",
+            "at": T,
+            "call_id": "3",
+            "attempt": 0,
+            "error": {"$error": "x:E", "msg": ""},
+            "retry_at": None,
+        },
         {"kind": "fallback_started", "at": T, "call_id": "3"},
         started("3.f.1", "in_fallback"),
         {"kind": "fallback_failed", "at": T, "call_id": "3", "error": {"$error": "x:E", "msg": ""}},
@@ -118,8 +149,11 @@ def test_a_cancellation_is_delivered_at_the_first_live_point_and_where_it_was_re
     assert c.cancelling and not c.cancel_pending
     assert c.task("3", "ship", None, None, "o:3")[0] == LIVE  # compensations run live
     recorded = core(
-        started("1"), {"kind": "cancel_requested", "at": T}, {"kind": "task_cancelled", "at": T, "call_id": "1"},
-        {"kind": "workflow_cancelled", "at": T}, replay_only=True,
+        started("1"),
+        {"kind": "cancel_requested", "at": T},
+        {"kind": "task_cancelled", "at": T, "call_id": "1"},
+        {"kind": "workflow_cancelled", "at": T},
+        replay_only=True,
     )
     decision, _ = recorded.task("1", "charge", None, None, "o:1")
     assert decision == CANCEL and recorded.verdict("cancelled", None, None).matches

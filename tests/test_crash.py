@@ -81,7 +81,10 @@ def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_result(project: Path
     env = {"RUN_LOG": str(log)}
     proc = flux_popen("exec", "flows.py", "squares", "--input", "30", cwd=project, env=env)
     try:
-        _wait_for(lambda: (project / ".flux" / "executions").is_dir() and any((project / ".flux" / "executions").glob("*.jsonl")))
+        _wait_for(
+            lambda: (project / ".flux" / "executions").is_dir()
+            and any((project / ".flux" / "executions").glob("*.jsonl"))
+        )
         journal = _journal(project)
         _wait_for(lambda: sum(r["kind"] == "task_completed" for r in _records(journal)) >= 10)
         os.kill(proc.pid, signal.SIGKILL)
@@ -113,9 +116,9 @@ def test_two_processes_resuming_one_execution_exactly_one_runs(project: Path) ->
     outputs = [p.communicate(timeout=60) for p in racers]
     codes = sorted(p.returncode for p in racers)
     assert codes == [0, 2], outputs
-    loser = next(err for (out, err), p in zip(outputs, racers) if p.returncode == 2)
+    loser = next(err for (out, err), p in zip(outputs, racers, strict=True) if p.returncode == 2)
     assert "ExecutionLockedError" in loser and "pid" in loser
-    winner = next(out for (out, err), p in zip(outputs, racers) if p.returncode == 0)
+    winner = next(out for (out, err), p in zip(outputs, racers, strict=True) if p.returncode == 0)
     assert 'output: [25,"yes",36]' in winner
     assert (project / "runs.log").read_text().split() == ["5", "6"]
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from flux._engine.clock import VirtualClock
 from flux import ExecutionContext, Saga, task, workflow
+from flux._engine.clock import VirtualClock
 from flux.domain.events import ExecutionEventType as E
 from flux.errors import (
     CompensationError,
@@ -103,7 +103,7 @@ def test_retry_succeeds_on_the_second_retry_with_exact_events_and_waits(home: Pa
         ("WORKFLOW_COMPLETED", None),
     ]
     retry_times = [e.time for e in ctx.events if e.type == E.TASK_RETRY_STARTED]
-    t0 = dt.datetime.fromtimestamp(start, dt.timezone.utc)
+    t0 = dt.datetime.fromtimestamp(start, dt.UTC)
     # wait before attempt k = retry_delay * retry_backoff ** (k - 1): 600 s, then 1200 s
     assert retry_times == [t0 + dt.timedelta(seconds=600), t0 + dt.timedelta(seconds=1800)]
     assert CALLS == ["fetch"] * 3

@@ -15,9 +15,9 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
+from flux import golden
 from flux._cli.main import app
 from flux._engine.journal import read_journal
-from flux import golden
 from flux.journals import diff_journals, fork_execution
 from flux.loader import load_file
 from tests.conftest import ROOT
@@ -123,7 +123,8 @@ def test_diff_aligns_by_call_id_and_reports_calls_on_one_side_only(flows: Module
     whats = {d.what: d for d in diff.differences}
     assert diff.differences[0].what == "input" and diff.differences[0].seq_a == 0
     third = whats["call 3: another call"]  # a third price call where A charged
-    assert third.a == "task charge(29.5) completed: \"charged 29.5\"" and third.b == 'task price("pen", 1) completed: 1.5'
+    assert third.a == "task charge(29.5) completed: \"charged 29.5\""
+    assert third.b == 'task price("pen", 1) completed: 1.5'
     assert whats["call 4 charge"].seq_a is None and whats["call 4 charge"].a == "(absent)"
     assert [d.what for d in diff.differences] == ["input", "call 3: another call", "call 4 charge", "output"]
 
@@ -249,7 +250,9 @@ def test_golden_journals_pass_with_the_code_that_recorded_them(flows: ModuleType
     assert sorted(p.id for p in params) == sorted(os.listdir(folder))
 
 
-def test_golden_journals_fail_naming_each_journal_a_change_breaks(flows: ModuleType, home: Path, tmp_path: Path) -> None:
+def test_golden_journals_fail_naming_each_journal_a_change_breaks(
+    flows: ModuleType, home: Path, tmp_path: Path
+) -> None:
     folder = _golden_folder(flows, home, tmp_path)
     changed = tmp_path / "shop_next.py"
     changed.write_text(FLOWS.replace("await price(item, qty)", "await price(item, qty + 1)"))

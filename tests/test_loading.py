@@ -55,7 +55,9 @@ def _project(root: Path) -> Path:
 def _flux(*args: str, cwd: Path, store: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "FLUX_HOME", "FLUX_STORE")}
     env["FLUX_STORE"] = str(store)
-    return subprocess.run([sys.executable, "-m", "flux", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "flux", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def _header(store: Path) -> dict[str, object]:
@@ -107,7 +109,9 @@ def test_moved_code_is_found_by_module_or_file_and_a_missing_one_is_one_line(tmp
     assert "output: 250.0" in by_module.stdout
     again = _flux("exec", "shop.orders:checkout", "--input", '["desk", "pen"]', cwd=moved, store=store)
     second = _execution_id(again.stdout)
-    by_file = _flux("resume", second, "--input", "true", "--file", str(moved / "shop" / "orders.py"), cwd=elsewhere, store=store)
+    by_file = _flux(
+        "resume", second, "--input", "true", "--file", str(moved / "shop" / "orders.py"), cwd=elsewhere, store=store
+    )
     assert by_file.returncode == 0, by_file.stderr
     assert "output: 251.5" in by_file.stdout
 

@@ -16,8 +16,8 @@ import pytest
 
 from flux._engine.errors import DurabilityError, ExecutionLockedError, JournalCorruptError
 from flux._engine.journal import FORMAT_VERSION, read_journal
-from flux._engine.stores.files import FileWriter as JournalWriter
 from flux._engine.stores.files import FileStore
+from flux._engine.stores.files import FileWriter as JournalWriter
 from tests.conftest import flux_cmd, flux_popen
 
 EID = "owner-1"
@@ -73,7 +73,11 @@ def test_a_stopped_owner_keeps_its_execution_and_finishes_after_it_continues(tmp
     folder = tmp_path / ".flux" / "executions"
     try:
         deadline = time.monotonic() + 30
-        while not (folder.is_dir() and any(folder.glob("*.jsonl")) and b"task_completed" in next(folder.glob("*.jsonl")).read_bytes()):
+        while not (
+            folder.is_dir()
+            and any(folder.glob("*.jsonl"))
+            and b"task_completed" in next(folder.glob("*.jsonl")).read_bytes()
+        ):
             assert time.monotonic() < deadline, "the owner never completed a task"
             time.sleep(0.01)
         journal = next(folder.glob("*.jsonl"))

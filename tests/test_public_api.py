@@ -13,7 +13,10 @@ import flux.errors
 from flux.domain.events import ExecutionEventType
 
 SURFACE = {
-    "flux": ["ExecutionContext", "ExecutionEvent", "ExecutionEventType", "Saga", "TaskFunction", "Workflow", "task", "workflow"],
+    "flux": [
+        "ExecutionContext", "ExecutionEvent", "ExecutionEventType", "Saga", "TaskFunction", "Workflow",
+        "task", "workflow",
+    ],
     "flux.tasks": [
         "Graph", "GraphError", "call", "choice", "idempotency_key", "now", "parallel", "pause", "pipeline",
         "randint", "randrange", "sleep", "uuid4",
@@ -108,7 +111,7 @@ def test_engine_never_imports_flux_or_cli() -> None:
                 assert name.startswith("flux._engine"), f"{path.name} imports {name}"
 
 
-def test_a_project_with_its_own_engine_and_cli_modules_works(tmp_path: "pathlib.Path") -> None:
+def test_a_project_with_its_own_engine_and_cli_modules_works(tmp_path: pathlib.Path) -> None:
     """Flux installs no generic top-level package: a user's `engine.py` and `cli.py` are theirs,
     under `import flux` and under `flux exec`."""
     import subprocess
@@ -135,7 +138,8 @@ def test_a_project_with_its_own_engine_and_cli_modules_works(tmp_path: "pathlib.
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.strip() == "the project engine | the project cli"
     ran = subprocess.run(
-        [sys.executable, "-m", "flux", "exec", "app.py", "wf"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "flux", "exec", "app.py", "wf"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
     )
     assert ran.returncode == 0, ran.stderr
     assert "the project engine and the project cli" in ran.stdout

@@ -84,15 +84,35 @@ def test_every_record_a_run_writes_is_as_its_class_declares(home: Path) -> None:
             assert list(record.as_dict()) == list(line)
             seen.add(record.KIND)
     assert {
-        "header", "workflow_started", "task_started", "task_completed", "attempt_failed", "retry_started",
-        "fallback_started", "patched", "value_recorded", "timer_started", "timer_fired", "workflow_paused",
-        "workflow_resumed", "workflow_suspended", "workflow_completed",
+        "header",
+        "workflow_started",
+        "task_started",
+        "task_completed",
+        "attempt_failed",
+        "retry_started",
+        "fallback_started",
+        "patched",
+        "value_recorded",
+        "timer_started",
+        "timer_fired",
+        "workflow_paused",
+        "workflow_resumed",
+        "workflow_suspended",
+        "workflow_completed",
     } <= seen
 
 
 def test_statuses_are_an_enum_of_strings() -> None:
     assert R.Status.PAUSED == "paused" and str(R.Status.PAUSED) == "paused"
-    assert {s.value for s in R.Status} == {"created", "running", "interrupted", "paused", "completed", "failed", "cancelled"}
+    assert {s.value for s in R.Status} == {
+        "created",
+        "running",
+        "interrupted",
+        "paused",
+        "completed",
+        "failed",
+        "cancelled",
+    }
     assert R.Status.COMPLETED.finished and not R.Status.PAUSED.finished
     assert R.LIFECYCLE["workflow_suspended"] is R.Status.PAUSED
 
@@ -100,8 +120,14 @@ def test_statuses_are_an_enum_of_strings() -> None:
 @pytest.mark.parametrize(
     ("record", "problem"),
     [
-        ({"kind": "attempt_failed", "at": "t", "call_id": "1", "attempt": "0", "error": {}, "retry_at": None}, "'attempt' is a string"),
-        ({"kind": "timer_started", "at": "t", "call_id": "1", "name": "sleep", "wake_at": "soon", "src": "x:1"}, "'wake_at' is a string"),
+        (
+            {"kind": "attempt_failed", "at": "t", "call_id": "1", "attempt": "0", "error": {}, "retry_at": None},
+            "'attempt' is a string",
+        ),
+        (
+            {"kind": "timer_started", "at": "t", "call_id": "1", "name": "sleep", "wake_at": "soon", "src": "x:1"},
+            "'wake_at' is a string",
+        ),
         ({"kind": "workflow_paused", "at": "t", "call_id": ["1"], "name": "p", "src": "x:1"}, "'call_id' is an array"),
         ({"kind": "patched", "at": 5, "change_id": "x"}, "'at' is a number"),
         ({"kind": "workflow_completed", "at": "t"}, "without its 'value' field"),
@@ -111,7 +137,16 @@ def test_statuses_are_an_enum_of_strings() -> None:
 )
 def test_a_record_not_as_its_class_declares_is_damage_at_its_line(record: dict[str, Any], problem: str) -> None:
     execution_id = "e1"
-    head = {"seq": 0, "kind": "header", "format": 1, "execution_id": execution_id, "workflow": "w", "code": {}, "input": None, "created": "t"}
+    head = {
+        "seq": 0,
+        "kind": "header",
+        "format": 1,
+        "execution_id": execution_id,
+        "workflow": "w",
+        "code": {},
+        "input": None,
+        "created": "t",
+    }
     data = encode_line(dict(head), seed_for(execution_id)) + encode_line({"seq": 1, **record}, seed_for(execution_id))
     read = check_journal(data, "j.jsonl", execution_id)
     with pytest.raises(JournalCorruptError, match=f"j.jsonl:2: .*{problem}"):
@@ -120,14 +155,32 @@ def test_a_record_not_as_its_class_declares_is_damage_at_its_line(record: dict[s
 
 def test_a_header_with_a_code_that_is_not_an_object_is_damage() -> None:
     execution_id = "e1"
-    head = {"seq": 0, "kind": "header", "format": 1, "execution_id": execution_id, "workflow": "w", "code": "x.py", "input": None, "created": "t"}
+    head = {
+        "seq": 0,
+        "kind": "header",
+        "format": 1,
+        "execution_id": execution_id,
+        "workflow": "w",
+        "code": "x.py",
+        "input": None,
+        "created": "t",
+    }
     with pytest.raises(JournalCorruptError, match="'code' is a string"):
         fold(check_journal(encode_line(head, seed_for(execution_id)), "j", execution_id).records)
 
 
 def test_the_fold_keeps_every_waiting_pause_and_the_status() -> None:
     records = [
-        {"seq": 0, "kind": "header", "format": 1, "execution_id": "e", "workflow": "w", "code": {}, "input": None, "created": "t"},
+        {
+            "seq": 0,
+            "kind": "header",
+            "format": 1,
+            "execution_id": "e",
+            "workflow": "w",
+            "code": {},
+            "input": None,
+            "created": "t",
+        },
         {"seq": 1, "kind": "workflow_started", "at": "t"},
         {"seq": 2, "kind": "workflow_paused", "at": "t", "call_id": "1.1", "name": "a", "src": "x:1"},
         {"seq": 3, "kind": "workflow_paused", "at": "t", "call_id": "2.1", "name": "b", "src": "x:2"},

@@ -112,7 +112,9 @@ def test_recover_resumes_the_interrupted_executions_and_nothing_else(project: Pa
     paused = _exec(project, "gated", "--input", "2")
     failed = _exec(project, "failing")
     cut = _interrupt_by_cutting(project, 6)
-    killed_run = flux_popen("exec", "flows.py", "squares", "--input", "30", cwd=project, env=_env(project, STEP_DELAY="0.02"))
+    killed_run = flux_popen(
+        "exec", "flows.py", "squares", "--input", "30", cwd=project, env=_env(project, STEP_DELAY="0.02")
+    )
     deadline = time.monotonic() + 30
     while not (project / "runs.log").exists() or len((project / "runs.log").read_text().split()) < 12:
         assert time.monotonic() < deadline
@@ -173,7 +175,10 @@ def test_two_recovers_at_once_resume_each_execution_exactly_once(project: Path) 
         records = read_journal(str(project / ".flux" / "executions" / f"{execution_id}.jsonl"), execution_id).records
         assert records[-1]["kind"] == "workflow_completed" and records[-1]["value"] == sum(i * i for i in range(8))
         assert [r["kind"] for r in records].count("workflow_resumed") == 1  # one owner, one resume
-        claimed = sum(f"{execution_id}  " in out and "completed" in out.split(execution_id)[1].split("\n")[0] for out, _ in outputs)
+        claimed = sum(
+            f"{execution_id}  " in out and "completed" in out.split(execution_id)[1].split("\n")[0]
+            for out, _ in outputs
+        )
         assert claimed == 1, outputs
     runs = log.read_text().split()
     assert len(runs) == len(set(runs))  # no task body ran twice

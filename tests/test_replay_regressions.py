@@ -212,7 +212,8 @@ def test_cancelling_a_running_parent_cancels_its_running_child(home: Path) -> No
             child_id = f"{handle.execution_id}-1"
             for _ in range(500):  # until the child's slow task body runs
                 if client.store.exists(child_id) and any(
-                    r["kind"] == "task_started" and r["name"] == "slow_step" for r in client.store.read(child_id).records
+                    r["kind"] == "task_started" and r["name"] == "slow_step"
+                    for r in client.store.read(child_id).records
                 ):
                     break
                 await asyncio.sleep(0.01)

@@ -68,7 +68,9 @@ def _syncs_of_the_resume(tmp_path: Path) -> int:
     project.mkdir()
     execution_id = _paused_at_first(project)
     log = project / "syncs.log"
-    done = flux_cmd("resume", execution_id, "--input", '"a"', cwd=project, env=_env(project, FLUX_TEST_SYNC_LOG=str(log)))
+    done = flux_cmd(
+        "resume", execution_id, "--input", '"a"', cwd=project, env=_env(project, FLUX_TEST_SYNC_LOG=str(log))
+    )
     assert done.returncode == 0, done.stderr
     return len(log.read_text().splitlines())
 

@@ -29,7 +29,9 @@ async def wf(ctx):
 
 def _flux(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("FLUX_HOME", "FLUX_STORE")}
-    return subprocess.run([sys.executable, "-m", "flux", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "flux", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def _one_line(result: subprocess.CompletedProcess[str], error: str) -> str:
@@ -64,7 +66,9 @@ def read_only_dir(tmp_path: Path) -> Iterator[Path]:
         yield path
         path.chmod(0o700)
         return
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(path)], capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(path)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"root cannot make a read-only directory here (mount: {mounted.stderr.strip()})")
     try:
@@ -81,7 +85,9 @@ def test_a_read_only_store_is_one_line(project: Path, read_only_dir: Path) -> No
 def test_a_store_the_process_cannot_write_is_one_line_even_as_root(project: Path) -> None:
     # A store below a file: no permission bits matter, the directory can never be made.
     (project / "blocker").write_text("x")
-    line = _one_line(_flux("exec", "app.py", "wf", "--store", str(project / "blocker" / "store"), cwd=project), "StoreError")
+    line = _one_line(
+        _flux("exec", "app.py", "wf", "--store", str(project / "blocker" / "store"), cwd=project), "StoreError"
+    )
     assert "blocker" in line
 
 
@@ -109,7 +115,19 @@ def test_the_library_raises_errors_of_the_tree_not_os_errors(tmp_path: Path) -> 
     (tmp_path / "file").write_text("x")
     store = FileStore(str(tmp_path / "file"))
     with pytest.raises(StoreError):
-        store.create("e1", {"kind": "header", "format": 1, "execution_id": "e1", "workflow": "w", "code": {}, "input": None, "created": "t"}, "fsync")
+        store.create(
+            "e1",
+            {
+                "kind": "header",
+                "format": 1,
+                "execution_id": "e1",
+                "workflow": "w",
+                "code": {},
+                "input": None,
+                "created": "t",
+            },
+            "fsync",
+        )
     with pytest.raises(StoreError):
         store.list_ids()
     with pytest.raises(ExecutionNotFoundError):

@@ -23,10 +23,10 @@ from hypothesis import strategies as st
 
 import flux.errors
 import flux.testing
+from flux import ExecutionContext, workflow
 from flux._engine.clock import VirtualClock
 from flux._engine.errors import InvalidOptionError, WorkflowLoadError
 from flux._engine.history import History as ReplayIndex
-from flux import ExecutionContext, workflow
 from flux.testing import DeterminismError, check_once, check_workflow
 from flux.testing._check import _cut_points
 from flux.testing._compare import difference
@@ -48,7 +48,10 @@ def statuses(report: flux.testing.CheckReport) -> dict[str, str]:
 
 def test_public_surface() -> None:
     assert sorted(flux.testing.__all__) == sorted(
-        ["PROPERTIES", "CheckReport", "DeterminismError", "PropertyResult", "check_file", "check_once", "check_workflow"]
+        [
+            "PROPERTIES", "CheckReport", "DeterminismError", "PropertyResult",
+            "check_file", "check_once", "check_workflow",
+        ]
     )
     assert issubclass(DeterminismError, AssertionError)
     assert issubclass(DeterminismError, flux.errors.FluxError)
@@ -124,7 +127,7 @@ def test_reading_the_wall_clock_is_caught_with_the_smallest_input_and_the_cut(tm
     assert "interrupted after record seq=3 (task_completed, call 1) of 7, then resumed:" in message
     assert "the resumed run returned {'quote': 0, 'escalated': False}" in message
     assert "(output['escalated']: got False, expected True)" in message
-    kept = [p for p in tmp_path.iterdir()]
+    kept = list(tmp_path.iterdir())
     assert len(kept) == 1 and f"journals kept in {kept[0]}" in message  # only the reported example's store
     assert (kept[0] / "cut-3" / "executions").is_dir()
 
@@ -158,8 +161,11 @@ def test_iterating_a_set_of_strings_is_caught_by_the_replay_in_another_process()
     print(message)
     assert (err.property, err.seq, err.input) == ("replay-subprocess", None, 0)
     assert "- replay-subprocess: replaying it in another process, with another PYTHONHASHSEED" in message
-    assert re.search(r"replayed with PYTHONHASHSEED=\d: NondeterminismError: .*\.jsonl:\d+: workflow 'greet_team' "
-                     r"asked for greet\(\"\w+\", 0\) at call \d+ .* but the journal recorded greet\(\"\w+\", 0\)", message)
+    assert re.search(
+        r"replayed with PYTHONHASHSEED=\d: NondeterminismError: .*\.jsonl:\d+: workflow 'greet_team' "
+        r"asked for greet\(\"\w+\", 0\) at call \d+ .* but the journal recorded greet\(\"\w+\", 0\)",
+        message,
+    )
     # In one process the order of the set is the same on every run: only the other process sees it.
     report = check_once(W.greet_team, 0)
     assert statuses(report) == {"run": "pass", "resume": "pass", "no-rerun": "pass", "replay": "pass",
@@ -328,8 +334,8 @@ def test_outputs_are_compared_strictly(expected: Any, actual: Any, found: str) -
 
 
 def test_strict_comparison_accepts_equal_values_and_sees_missing_attributes() -> None:
-    same = [math.nan, {"k": (1, b"x")}, dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc), Box(3), ValueError("x")]
-    again = [math.nan, {"k": (1, b"x")}, dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc), Box(3), ValueError("x")]
+    same = [math.nan, {"k": (1, b"x")}, dt.datetime(2026, 1, 1, tzinfo=dt.UTC), Box(3), ValueError("x")]
+    again = [math.nan, {"k": (1, b"x")}, dt.datetime(2026, 1, 1, tzinfo=dt.UTC), Box(3), ValueError("x")]
     assert difference(same, again) is None
     rebuilt = Box.__new__(Box)  # what the codec does: no __init__, so no __post_init__
     object.__setattr__(rebuilt, "size", 3)
@@ -362,7 +368,9 @@ def test_the_pytest_plugin_gives_a_one_line_fixture(tmp_path: Path) -> None:
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "1 failed, 1 passed" in proc.stdout
     assert "DeterminismError: workflow 'dispatch' is not deterministic for input 0:" in proc.stdout
-    assert "interrupted after record seq=0 (header) of 7, then resumed: the resumed run asked for ship(0," in proc.stdout
+    assert (
+        "interrupted after record seq=0 (header) of 7, then resumed: the resumed run asked for ship(0," in proc.stdout
+    )
 
 
 def test_flux_check_command_prints_a_table_and_exits_1_on_failure(tmp_path: Path) -> None:
@@ -378,7 +386,8 @@ def test_flux_check_command_prints_a_table_and_exits_1_on_failure(tmp_path: Path
 
 def test_flux_check_command_exits_0_when_every_property_holds(tmp_path: Path) -> None:
     proc = flux_cmd(
-        "check", WORKFLOWS, "fulfil", "--input", "[2, 5]", "--resume-input", '"ok"', cwd=tmp_path, env={"COLUMNS": "300"}
+        "check", WORKFLOWS, "fulfil", "--input", "[2, 5]", "--resume-input", '"ok"',
+        cwd=tmp_path, env={"COLUMNS": "300"},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for name in flux.testing.PROPERTIES:

@@ -49,10 +49,10 @@ from flux._engine.journal import (
     FILE_MODE,
     BufferedWriter,
     JournalRead,
-    check_journal,
     Known,
     Records,
     Visit,
+    check_journal,
     encode_line,
     read_journal,
     read_regular_file,
@@ -102,7 +102,9 @@ def _store_errors(path: str, doing: str) -> Iterator[None]:
         raise
     except OSError as err:
         if err.errno == errno.ELOOP:
-            raise UnsafePathError(errno.ELOOP, f"{err.filename or path}: is a symbolic link; the store never follows links, remove it") from err
+            raise UnsafePathError(
+                errno.ELOOP, f"{err.filename or path}: is a symbolic link; the store never follows links, remove it"
+            ) from err
         if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             hint = "check its permissions (the store must be writable by this user)"
         elif err.errno in (errno.ENOTDIR, errno.EEXIST):
@@ -191,7 +193,9 @@ class FileWriter(BufferedWriter):
 class FileLease:
     """Ownership of one execution: its two flocks and its open writer."""
 
-    def __init__(self, read: JournalRead, writer: FileWriter, lock_fd: int, journal_lock_fd: int, owner: dict[str, Any]) -> None:
+    def __init__(
+        self, read: JournalRead, writer: FileWriter, lock_fd: int, journal_lock_fd: int, owner: dict[str, Any]
+    ) -> None:
         self.read = read
         self.writer = writer
         self.owner = owner
@@ -457,7 +461,9 @@ class FileStore:
             raise
         return FileLease(read, writer, lock_fd, journal_lock_fd, owner)
 
-    def acquire(self, execution_id: str, durability: str, visit: Visit | None = None, known: Known | None = None) -> FileLease:
+    def acquire(
+        self, execution_id: str, durability: str, visit: Visit | None = None, known: Known | None = None
+    ) -> FileLease:
         """Locks an execution, reads its journal and opens it for appending. `visit` and `known`
         are as for `check_journal`.
 
@@ -488,9 +494,13 @@ class FileStore:
         except FileNotFoundError:
             raise ExecutionNotFoundError(execution_id, self.home) from None
         except OSError as err:
-            raise StoreError(f"{path}: cannot read the journal ({err.strerror or err}); check the store's path") from err
+            raise StoreError(
+                f"{path}: cannot read the journal ({err.strerror or err}); check the store's path"
+            ) from err
         if stat.S_ISLNK(st.st_mode):
-            raise UnsafePathError(errno.ELOOP, f"{path}: is a symbolic link; journals are never read through links, remove it")
+            raise UnsafePathError(
+                errno.ELOOP, f"{path}: is a symbolic link; journals are never read through links, remove it"
+            )
         if not stat.S_ISREG(st.st_mode):
             raise UnsafePathError(errno.EINVAL, f"{path}: is not a regular file; remove it or restore the journal")
 
@@ -530,7 +540,9 @@ class FileStore:
         except FileNotFoundError:
             return []
         except OSError as err:
-            raise StoreError(f"{self.dir}: cannot list the store ({err.strerror or err}); give a directory as the store") from err
+            raise StoreError(
+                f"{self.dir}: cannot list the store ({err.strerror or err}); give a directory as the store"
+            ) from err
         return sorted(n[:-6] for n in names if n.endswith(".jsonl") and is_execution_id(n[:-6]))
 
     def summary(self, execution_id: str) -> ExecutionSummary:
@@ -593,7 +605,8 @@ class FileStore:
         if not self.exists(execution_id):
             raise ExecutionNotFoundError(execution_id, self.home)
         with _store_errors(self.dir, "ask for the cancellation"):
-            fd = os.open(self._cancel_path(execution_id), os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, FILE_MODE)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+            fd = os.open(self._cancel_path(execution_id), flags, FILE_MODE)
             os.close(fd)
 
     def cancel_requested(self, execution_id: str) -> bool:

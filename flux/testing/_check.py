@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -30,7 +30,7 @@ import orjson
 from flux._engine import records as R
 from flux._engine.clock import Clock
 from flux._engine.codec import class_ref, encode
-from flux._engine.errors import DeterminismError, EncodeError, FluxError, InvalidOptionError, WorkflowLoadError
+from flux._engine.errors import DeterminismError, EncodeError, InvalidOptionError, WorkflowLoadError
 from flux._engine.history import fold
 from flux._engine.journal import read_journal
 from flux.loader import code_of, find_workflow
@@ -158,7 +158,9 @@ def make_options(
         raise InvalidOptionError(f"cuts={cuts!r} must be 'all' or an int >= 0")
     if clock is not None and not callable(clock):
         raise InvalidOptionError(f"clock={clock!r} must be a callable that returns a new clock, such as VirtualClock")
-    return Options(resume_inputs, cuts, bool(subprocess_replay), os.fspath(tmp_dir) if tmp_dir is not None else None, clock)
+    return Options(
+        resume_inputs, cuts, bool(subprocess_replay), os.fspath(tmp_dir) if tmp_dir is not None else None, clock
+    )
 
 
 def check_once(
@@ -267,7 +269,7 @@ def _label(record: dict[str, Any]) -> str:
 def _cut_points(n: int, cuts: int | str) -> list[int]:
     """How many records to keep for each interrupted run: 1 .. n-1, or `cuts` of them evenly spread."""
     every = list(range(1, n))
-    if cuts == "all" or cuts >= len(every):
+    if isinstance(cuts, str) or cuts >= len(every):  # make_options let no str but "all" through
         return every
     if cuts == 0:
         return []
@@ -295,7 +297,7 @@ class _Checker:
         self.execution_id = ""
         self.journal = ""
         self.lines: list[bytes] = []
-        self.records: list[dict[str, Any]] = []
+        self.records: Sequence[dict[str, Any]] = []
         self.calls: dict[str, Call] = {}
 
     def result(self, name: str) -> PropertyResult:
@@ -332,7 +334,9 @@ class _Checker:
         while ctx.is_paused:
             resumes += 1
             if resumes > _MAX_PAUSES:
-                raise RuntimeError(f"the execution paused more than {_MAX_PAUSES} times; is a pause in an endless loop?")
+                raise RuntimeError(
+                    f"the execution paused more than {_MAX_PAUSES} times; is a pause in an endless loop?"
+                )
             call_id, name = _waiting_pause(home, ctx)
             if call_id not in self.pause_inputs:
                 self.pause_inputs[call_id] = self._resume_input(name)
@@ -361,7 +365,8 @@ class _Checker:
             call_id = comparison.answered_differently[0]
             reason = f"call {call_id} ({self.calls[call_id].describe()}) answered otherwise when it ran again"
             try:
-                _, outcome, _ = self.isolated(lambda: self.wf.replay_async(read, ctx.execution_id, store=os.path.dirname(os.path.dirname(ctx.journal_path))))
+                store = os.path.dirname(os.path.dirname(ctx.journal_path))
+                _, outcome, _ = self.isolated(lambda: self.wf.replay_async(read, ctx.execution_id, store=store))
             except Exception as err:  # noqa: BLE001 - divergence and any other trouble are the finding
                 return f"replaying the journal of the {what}: {_error_text(err)}", reason
             found = (
@@ -369,7 +374,7 @@ class _Checker:
                 else difference(ctx.output, outcome.output)
             )
             if found:
-                problem = (
+                problem: str | None = (
                     f"the {what} {_outcome_text(ctx.status, ctx.output)}, a replay of its journal "
                     f"{_outcome_text(outcome.status, outcome.output)} ({found})"
                 )
@@ -382,7 +387,11 @@ class _Checker:
 
     def differs_from(self, status: str, output: Any, what: str) -> str | None:
         report = self.report
-        found = f"status {status}, expected {report.status}" if status != report.status else difference(report.output, output)
+        found = (
+            f"status {status}, expected {report.status}"
+            if status != report.status
+            else difference(report.output, output)
+        )
         if found is None:
             return None
         return (
@@ -491,12 +500,16 @@ class _Checker:
         result.runs = 1
         read = read_journal(self.journal, self.execution_id)
         try:
-            _, outcome, _ = self.isolated(lambda: self.wf.replay_async(read, self.execution_id, store=os.path.join(self.root, "run")))
+            _, outcome, _ = self.isolated(
+                lambda: self.wf.replay_async(read, self.execution_id, store=os.path.join(self.root, "run"))
+            )
         except Exception as err:  # noqa: BLE001
             result.fail(f"replaying the journal: {_error_text(err)}")
             return
         if outcome.status == "replayed":
-            result.fail("the replay asked for a call after the journal's last record; the journal says the run had ended")
+            result.fail(
+                "the replay asked for a call after the journal's last record; the journal says the run had ended"
+            )
             return
         problem = self.differs_from(outcome.status, outcome.output, "replay")
         if problem:

@@ -73,7 +73,13 @@ def _memory_raw(store: Store, execution_id: str) -> bytes:
 
 KINDS: list[StoreKind] = [
     StoreKind("file", lambda tmp: FileStore(str(tmp / "store")), _file_intrude, _file_tear, _file_raw),
-    StoreKind("memory", lambda tmp: MemoryStore(f"contract-{os.getpid()}-{id(tmp)}"), _memory_intrude, _memory_tear, _memory_raw),
+    StoreKind(
+        "memory",
+        lambda tmp: MemoryStore(f"contract-{os.getpid()}-{id(tmp)}"),
+        _memory_intrude,
+        _memory_tear,
+        _memory_raw,
+    ),
 ]
 
 
