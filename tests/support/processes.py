@@ -1,0 +1,44 @@
+"""Waiting for a condition, and killing a `flux` subprocess once it holds: the crashes of the crash
+tests are real SIGKILLs of real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+
+
+def wait_for(
+    predicate: Callable[[], object],
+    *,
+    timeout: float = 30.0,
+    proc: subprocess.Popen[str] | None = None,
+    what: str = "the condition",
+) -> None:
+    """Polls `predicate` until it holds. Fails after `timeout` seconds, or as soon as `proc`, the
+    process expected to bring the condition about, has exited."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc is not None:
+            assert proc.poll() is None, (f"the process exited before {what}", proc.communicate())
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def kill_when(
+    proc: subprocess.Popen[str], until: Callable[[], object], *, settle: float = 0.0, timeout: float = 30.0
+) -> tuple[str, str]:
+    """Kills `proc` with SIGKILL once `until()` holds and `settle` more seconds have passed.
+    Returns its stdout and stderr; fails unless it died of that SIGKILL."""
+    try:
+        wait_for(until, timeout=timeout, proc=proc, what="the point to kill at")
+        time.sleep(settle)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None and proc.returncode is None:
+            proc.kill()  # the wait failed: do not leave the process behind
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, (out, err)
+    return out, err
