@@ -8,6 +8,9 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+from tests.conftest import flux_popen
 
 
 def wait_for(
@@ -42,3 +45,13 @@ def kill_when(
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL, (out, err)
     return out, err
+
+
+def exec_and_kill(
+    project: Path, workflow: str, input: str, env: dict[str, str], until: Callable[[], object], *, settle: float = 0.0
+) -> tuple[str, str]:
+    """Runs `flux exec flows.py WORKFLOW --input INPUT` in the project directory and kills it with
+    SIGKILL once `until()` holds and `settle` more seconds have passed; returns its stdout and
+    stderr."""
+    proc = flux_popen("exec", "flows.py", workflow, "--input", input, cwd=project, env=env)
+    return kill_when(proc, until, settle=settle)
