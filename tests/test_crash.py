@@ -80,6 +80,7 @@ def test_changing_a_task_call_between_run_and_resume_is_reported_at_that_call(pr
     assert replay.returncode == 2 and "NondeterminismError" in replay.stderr
 
 
+@pytest.mark.slow
 def test_exec_reports_bad_input_in_one_line_with_exit_2(project: Path) -> None:
     cases = [
         (("exec", "missing.py", "squares"), "no such file"),
@@ -107,6 +108,7 @@ def test_a_failed_workflow_exits_1(project: Path) -> None:
     assert "status: failed" in result.stdout and "KeyError" in result.stdout
 
 
+@pytest.mark.slow
 def test_damaged_journal_is_reported_with_path_and_line_and_left_alone(project: Path) -> None:
     env = run_env(project, STEP_DELAY="0")
     flux_cmd("exec", "flows.py", "gated", "--input", "2", cwd=project, env=env)
@@ -121,6 +123,7 @@ def test_damaged_journal_is_reported_with_path_and_line_and_left_alone(project: 
     assert journal.read_bytes() == bytes(data)
 
 
+@pytest.mark.slow
 def test_show_and_list_describe_the_execution(project: Path) -> None:
     env = run_env(project, STEP_DELAY="0")
     flux_cmd("exec", "flows.py", "gated", "--input", "2", cwd=project, env=env)
@@ -143,6 +146,7 @@ def test_paused_exec_prints_the_resume_command(project: Path) -> None:
     assert f"flux resume {execution_id}" in result.stdout
 
 
+@pytest.mark.slow
 def test_resume_finds_the_code_from_another_directory_and_moved_code_with_file(project: Path, tmp_path: Path) -> None:
     env = run_env(project, STEP_DELAY="0", FLUX_HOME=str(project / ".flux"))
     flux_cmd("exec", "flows.py", "gated", "--input", "3", cwd=project, env=env)
@@ -158,6 +162,7 @@ def test_resume_finds_the_code_from_another_directory_and_moved_code_with_file(p
     assert "output: [9,0,16]" in result.stdout
 
 
+@pytest.mark.slow
 def test_input_file_is_read_and_a_bad_one_named(project: Path) -> None:
     (project / "in.json").write_text("2")
     (project / "bad.json").write_text("[1,")
@@ -168,6 +173,7 @@ def test_input_file_is_read_and_a_bad_one_named(project: Path) -> None:
     assert bad.returncode == 2 and "bad.json is not valid JSON" in bad.stderr
 
 
+@pytest.mark.slow
 def test_a_symlinked_journal_is_listed_as_damaged_and_refused_in_one_line(project: Path, tmp_path: Path) -> None:
     env = run_env(project, STEP_DELAY="0")
     flux_cmd("exec", "flows.py", "squares", "--input", "1", cwd=project, env=env)

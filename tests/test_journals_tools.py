@@ -263,6 +263,7 @@ def test_golden_journals_fail_naming_each_journal_a_change_breaks(flows: ModuleT
     assert [r.status for r in results] == ["error", "completed"] and "JournalCorruptError" in results[0].message
 
 
+@pytest.mark.slow
 def test_golden_check_fails_a_pytest_run_after_the_code_changed(flows: ModuleType, home: Path, tmp_path: Path) -> None:
     folder = _golden_folder(flows, home, tmp_path)
     check = tmp_path / "test_golden_check.py"

@@ -108,6 +108,7 @@ def test_engine_never_imports_flux_or_cli() -> None:
                 assert name.startswith("flux._engine"), f"{path.name} imports {name}"
 
 
+@pytest.mark.slow
 def test_a_project_with_its_own_engine_and_cli_modules_works(tmp_path: "pathlib.Path") -> None:
     """Flux installs no generic top-level package: a user's `engine.py` and `cli.py` are theirs,
     under `import flux` and under `flux exec`."""

@@ -129,6 +129,7 @@ def test_two_recovers_at_once_resume_each_execution_exactly_once(project: Path) 
     assert len(runs) == len(set(runs))  # no task body ran twice
 
 
+@pytest.mark.slow
 def test_recover_reports_a_damaged_journal_and_goes_on(project: Path) -> None:
     cut = _interrupt_by_cutting(project, 4)
     damaged = _interrupt_by_cutting(project, 4)
