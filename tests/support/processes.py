@@ -3,7 +3,6 @@ tests are real SIGKILLs of real processes."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -38,10 +37,8 @@ def kill_when(
     try:
         wait_for(until, timeout=timeout, proc=proc, what="the point to kill at")
         time.sleep(settle)
-        os.kill(proc.pid, signal.SIGKILL)
     finally:
-        if proc.poll() is None and proc.returncode is None:
-            proc.kill()  # the wait failed: do not leave the process behind
+        proc.send_signal(signal.SIGKILL)  # also when the wait failed: leave no process behind
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL, (out, err)
     return out, err
