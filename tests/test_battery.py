@@ -118,6 +118,7 @@ def test_the_hooks_are_unarmed_in_a_normal_process() -> None:
     assert journal._WRITE is __import__("os").write
 
 
+@pytest.mark.slow
 def test_the_battery_script_prints_one_table_and_exits_0(tmp_path: Path) -> None:
     from benchmarks.battery import main
 

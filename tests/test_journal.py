@@ -375,6 +375,7 @@ def acquire_in_child(home: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["create", "acquire"])
 def test_held_execution_is_refused_to_another_process_until_closed(tmp_path: Path, how: str) -> None:
     home = tmp_path / "home"

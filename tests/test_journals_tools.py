@@ -21,6 +21,7 @@ from flux._engine.journal import read_journal
 from flux.journals import diff_journals, fork_execution
 from flux.loader import load_file
 from tests.conftest import ROOT
+from tests.support.journals import records
 
 FLOWS = textwrap.dedent(
     """
@@ -75,10 +76,6 @@ def _invoke(*args: str) -> Any:
     return CliRunner().invoke(app, list(args))
 
 
-def _records(path: str | Path) -> list[dict[str, Any]]:
-    return [orjson.loads(line) for line in Path(path).read_bytes().splitlines()]
-
-
 def _store_files(home: Path) -> list[str]:
     return sorted(os.listdir(home / "executions"))
 
@@ -102,7 +99,7 @@ def test_diff_names_the_first_differing_record_then_every_difference(flows: Modu
     finally:
         flows.PRICES["pen"] = 1.5
     diff = diff_journals(a.journal_path, b.journal_path)
-    seq = next(r["seq"] for r in _records(a.journal_path) if r["kind"] == "task_completed" and r["call_id"] == "2")
+    seq = next(r["seq"] for r in records(a.journal_path) if r["kind"] == "task_completed" and r["call_id"] == "2")
     first = diff.differences[0]
     assert (first.what, first.seq_a, first.seq_b) == ("call 2 price: outcome", seq, seq)
     assert (first.a, first.b) == ("completed: 4.5", "completed: 6.0")
@@ -154,8 +151,8 @@ def test_diff_of_a_damaged_journal_names_file_and_line(flows: ModuleType, home: 
 def test_fork_copies_the_first_records_and_continues_live(flows: ModuleType, home: Path) -> None:
     done = flows.order.run(ORDER, store=str(home))
     original = Path(done.journal_path).read_bytes()
-    records = _records(done.journal_path)
-    at = next(r["seq"] for r in records if r["kind"] == "task_completed" and r["call_id"] == "1") + 1
+    recorded = records(done.journal_path)
+    at = next(r["seq"] for r in recorded if r["kind"] == "task_completed" and r["call_id"] == "1") + 1
     flows.RUNS.clear()
     result = _invoke("fork", done.execution_id, "--at", str(at), "--home", str(home))
     assert result.exit_code == 0, result.output
@@ -168,14 +165,14 @@ def test_fork_copies_the_first_records_and_continues_live(flows: ModuleType, hom
     assert header["forked_from"] == {"execution_id": done.execution_id, "seq": at}
     assert header["execution_id"] == fork_id and "parent" not in header
     strip = lambda r: {k: v for k, v in r.items() if k != "crc"}  # noqa: E731
-    assert [strip(r) for r in forked.records[1:at]] == [strip(r) for r in records[1:at]]  # `at` kept too
+    assert [strip(r) for r in forked.records[1:at]] == [strip(r) for r in recorded[1:at]]  # `at` kept too
     assert forked.records[at]["kind"] == "workflow_resumed"
 
 
 def test_fork_with_a_result_replaced(flows: ModuleType, home: Path) -> None:
     done = flows.order.run(ORDER, store=str(home))
     original = Path(done.journal_path).read_bytes()
-    seq = next(r["seq"] for r in _records(done.journal_path) if r["kind"] == "task_completed" and r["call_id"] == "2")
+    seq = next(r["seq"] for r in records(done.journal_path) if r["kind"] == "task_completed" and r["call_id"] == "2")
     result = _invoke("fork", done.execution_id, "--at", str(seq + 1), "--set-result", f"{seq}=100", "--home", str(home))
     assert result.exit_code == 0, result.output
     assert '"total":125.0' in result.output.replace(" ", "") and f"result of seq {seq} replaced" in result.output
@@ -185,7 +182,7 @@ def test_fork_with_a_result_replaced(flows: ModuleType, home: Path) -> None:
 def test_fork_before_a_pause_stays_paused_until_given_input(flows: ModuleType, home: Path) -> None:
     paused = flows.order.run({**ORDER, "ask": True}, store=str(home))
     assert paused.status == "paused"
-    count = len(_records(paused.journal_path))
+    count = len(records(paused.journal_path))
     made = fork_execution(paused.execution_id, count, store=str(home))
     waiting = _invoke("fork", paused.execution_id, "--at", str(count), "--home", str(home))
     assert "status: paused" in waiting.output
@@ -209,7 +206,7 @@ def test_fork_refuses_bad_positions_and_changes_nothing(
     flows: ModuleType, home: Path, args: list[str], message: str
 ) -> None:
     done = flows.order.run(ORDER, store=str(home))
-    count = len(_records(done.journal_path))
+    count = len(records(done.journal_path))
     values = {"count": count, "over": count + 1, "last": count - 1}
     before = _store_files(home)
     original = Path(done.journal_path).read_bytes()
@@ -261,7 +258,7 @@ def test_golden_journals_fail_naming_each_journal_a_change_breaks(
     message = str(caught.value)
     assert "2 of 2 golden journals no longer replay" in message
     for name in os.listdir(folder):
-        seq = next(r["seq"] for r in _records(folder / name) if r["kind"] == "task_started")
+        seq = next(r["seq"] for r in records(folder / name) if r["kind"] == "task_started")
         assert f"{folder / name}:{seq + 1}: workflow 'order' asked for price(" in message
     damaged = folder / sorted(os.listdir(folder))[0]
     damaged.write_bytes(damaged.read_bytes()[:40] + b"?" + damaged.read_bytes()[41:])
@@ -269,6 +266,7 @@ def test_golden_journals_fail_naming_each_journal_a_change_breaks(
     assert [r.status for r in results] == ["error", "completed"] and "JournalCorruptError" in results[0].message
 
 
+@pytest.mark.slow
 def test_golden_check_fails_a_pytest_run_after_the_code_changed(flows: ModuleType, home: Path, tmp_path: Path) -> None:
     folder = _golden_folder(flows, home, tmp_path)
     check = tmp_path / "test_golden_check.py"

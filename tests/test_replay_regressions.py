@@ -7,7 +7,6 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from typer.testing import CliRunner
 
@@ -19,12 +18,9 @@ from flux.errors import ExecutionStateError
 from flux.golden import replay_one
 from flux.recover import recover_store
 from flux.tasks import call, now, pause, sleep
+from tests.support.journals import cut_after, records
 
 RAN: list[str] = []
-
-
-def _records(path: str | Path) -> list[dict[str, Any]]:
-    return [orjson.loads(line) for line in Path(path).read_bytes().splitlines()]
 
 
 # -- a task whose body calls tasks, sleep and now ------------------------------------------------
@@ -56,7 +52,7 @@ def test_a_task_whose_body_awaited_tasks_sleep_and_now_resumes_after_a_pause(hom
     RAN.clear()
     first = nested.run(1)
     assert first.status == "paused"
-    calls = {r["call_id"]: r["kind"] for r in _records(first.journal_path) if "call_id" in r}
+    calls = {r["call_id"]: r["kind"] for r in records(first.journal_path) if "call_id" in r}
     assert calls["1.1"] == "task_completed" and calls["1.2"] == "value_recorded" and calls["1.3"] == "timer_fired"
     RAN.clear()
     done = nested.resume(first.execution_id, 10)
@@ -68,11 +64,8 @@ def test_a_task_whose_body_awaited_tasks_sleep_and_now_resumes_after_a_pause(hom
 
 def test_a_crash_after_such_a_task_resumes_and_recovers(home: Path) -> None:
     first = nested.run(2)
-    path = Path(first.journal_path)
-    lines = path.read_bytes().splitlines(keepends=True)
     # The process died right after the outer task's result was written.
-    cut = next(i for i, line in enumerate(lines) if b'"task_completed"' in line and b'"call_id":"1"' in line) + 1
-    path.write_bytes(b"".join(lines[:cut]))
+    cut_after(first, kind="task_completed", call_id="1")
     RAN.clear()
     [row] = recover_store(str(home))
     assert row.error is None and row.status == "paused", row.error
@@ -99,7 +92,7 @@ def test_a_retry_runs_the_nested_calls_of_its_own_attempt_and_replays(home: Path
     RAN.clear()
     first = retried.run(3)
     assert first.status == "paused", first.output
-    started = [r["call_id"] for r in _records(first.journal_path) if r["kind"] == "task_started"]
+    started = [r["call_id"] for r in records(first.journal_path) if r["kind"] == "task_started"]
     assert started == ["1", "1.1", "1.a1.1"]  # the retry's nested call has an id of its own
     assert retried.resume(first.execution_id, None).output == 4
 
@@ -132,7 +125,7 @@ def test_a_cancelled_pause_replays_as_recorded_everywhere(home: Path) -> None:
     assert first.status == "paused"
     assert runner.cancel_execution(first.execution_id) == "cancelled"
     assert RAN == ["unbook booked 4"]
-    kinds = [r["kind"] for r in _records(first.journal_path)]
+    kinds = [r["kind"] for r in records(first.journal_path)]
     assert kinds[-1] == "workflow_cancelled" and "cancel_requested" in kinds
     report = replay(first.journal_path)
     assert report.divergence is None and report.matches and report.status == "cancelled", report.note
@@ -164,7 +157,7 @@ def test_two_pauses_wait_at_once_and_each_gets_its_own_answer(home: Path) -> Non
     assert after_a.exit_code == 0, after_a.output
     assert "status: paused" in after_a.output
     assert [w.name for w in Client(str(home)).view(first.execution_id).waiting] == ["b"]
-    assert _records(first.journal_path)[-1]["kind"] == "workflow_suspended"
+    assert records(first.journal_path)[-1]["kind"] == "workflow_suspended"
     done = two_gates.resume(first.execution_id, "for b")  # the only one left: no name needed
     assert done.status == "completed" and done.output == ["for a", "for b"]
     assert replay(done.journal_path).matches
@@ -222,7 +215,7 @@ def test_cancelling_a_running_parent_cancels_its_running_child(home: Path) -> No
 
     status, child_id = asyncio.run(scenario())
     assert status == "cancelled"
-    child = _records(home / "executions" / f"{child_id}.jsonl")
+    child = records(home / "executions" / f"{child_id}.jsonl")
     assert child[-1]["kind"] == "workflow_cancelled"
     assert any(r["kind"] == "task_cancelled" for r in child)
     assert RAN == ["unbook booked 5"]  # the child's saga compensated
@@ -234,9 +227,9 @@ def test_cancelling_a_paused_parent_cancels_the_child_it_waits_in(home: Path) ->
     first = parent_of_gate.run(6)
     assert first.status == "paused"
     assert runner.cancel_execution(first.execution_id) == "cancelled"
-    child = _records(home / "executions" / f"{first.execution_id}-1.jsonl")
+    child = records(home / "executions" / f"{first.execution_id}-1.jsonl")
     assert child[-1]["kind"] == "workflow_cancelled"
     assert RAN == ["unbook booked 6"]
-    parent_records = _records(first.journal_path)
+    parent_records = records(first.journal_path)
     assert parent_records[-1]["kind"] == "workflow_cancelled"
     assert replay(first.journal_path).matches

@@ -93,6 +93,7 @@ def _header(execution_id: str, input: Any = None, code: dict[str, Any] | None = 
             "code": code or {}, "input": input, "created": "2026-01-01T00:00:00.000000+00:00"}
 
 
+@pytest.mark.slow
 def test_show_list_and_reading_crafted_journals_run_nothing(tmp_path: Path) -> None:
     canary = tmp_path / "canary"
     evil = tmp_path / "evil.py"
@@ -140,6 +141,7 @@ def test_an_execution_id_that_could_name_another_path_is_refused_before_any_path
     assert not home.exists() or list(home.rglob("*")) == [home / "executions"] or list(home.rglob("*")) == []
 
 
+@pytest.mark.slow
 def test_the_command_line_refuses_bad_ids_in_one_line(tmp_path: Path) -> None:
     for command in ("show", "resume"):
         result = flux_cmd(command, "../../etc/passwd", "--home", str(tmp_path / "store"), cwd=tmp_path)
@@ -210,6 +212,7 @@ def _modes(home: Path) -> dict[str, int]:
     return {str(p.relative_to(home)): stat.S_IMODE(p.lstat().st_mode) for p in [home, *home.rglob("*")]}
 
 
+@pytest.mark.slow
 def test_every_file_of_a_store_is_private_to_its_owner_even_with_a_permissive_umask(tmp_path: Path) -> None:
     (tmp_path / "flows.py").write_text(WORKFLOW)
     home = tmp_path / "store"

@@ -60,6 +60,7 @@ def test_public_surface() -> None:
 # -- a correct workflow passes ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_correct_workflow_passes_every_property_for_generated_inputs(tmp_path: Path) -> None:
     check_workflow(
         W.fulfil,
@@ -153,6 +154,7 @@ def test_using_random_directly_is_caught_where_the_runs_part() -> None:
                      r".* but the journal recorded ship\(0, \"\w+\"\) there", report.results[3].detail)
 
 
+@pytest.mark.slow
 def test_iterating_a_set_of_strings_is_caught_by_the_replay_in_another_process() -> None:
     with pytest.raises(DeterminismError) as info:
         check_workflow(W.greet_team, st.integers(0, 1000), max_examples=3)
@@ -345,6 +347,7 @@ def test_strict_comparison_accepts_equal_values_and_sees_missing_attributes() ->
 # -- one line in a user's test: the pytest fixture, and the command line -----------------------
 
 
+@pytest.mark.slow
 def test_the_pytest_plugin_gives_a_one_line_fixture(tmp_path: Path) -> None:
     (tmp_path / "test_user.py").write_text(
         textwrap.dedent(
@@ -373,6 +376,7 @@ def test_the_pytest_plugin_gives_a_one_line_fixture(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_flux_check_command_prints_a_table_and_exits_1_on_failure(tmp_path: Path) -> None:
     proc = flux_cmd(
         "check", WORKFLOWS, "dispatch", "--input", "3", "--cuts", "6", "--tmp-dir", str(tmp_path), cwd=tmp_path,
@@ -384,6 +388,7 @@ def test_flux_check_command_prints_a_table_and_exits_1_on_failure(tmp_path: Path
     assert "NondeterminismError" in proc.stdout and "not deterministic; journals kept in" in proc.stdout
 
 
+@pytest.mark.slow
 def test_flux_check_command_exits_0_when_every_property_holds(tmp_path: Path) -> None:
     proc = flux_cmd(
         "check", WORKFLOWS, "fulfil", "--input", "[2, 5]", "--resume-input", '"ok"',
