@@ -77,7 +77,8 @@ class TaskSpec:
     def display_name(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         if self.signature is None:
             return self.name
-        bound = self.signature.bind(*args, **kwargs)
+        # Partial: the `secrets` a task asks for are handed to it later, never part of its name.
+        bound = self.signature.bind_partial(*args, **kwargs)
         bound.apply_defaults()
         return self.name.format(**bound.arguments)
 

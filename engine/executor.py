@@ -26,7 +26,7 @@ from flux._engine.calls import Outcome, RunRequest, TaskSpec, _Suspend, child_ex
 from flux._engine.clock import Clock, SystemClock, iso, stamper
 from flux._engine.codec import decode, encode, find_class
 from flux._engine.core import CANCEL, LIVE, REPLAY, EndOfJournal, ReplayCore, format_call
-from flux._engine.errors import EncodeError, EngineError, ExecutionError, ExecutionStateError
+from flux._engine.errors import EncodeError, EngineError, ExecutionError, ExecutionStateError, SecretError
 from flux._engine.handling import run_attempt, run_handled
 from flux._engine.history import CallHistory, History
 from flux._engine.journal import FORMAT_VERSION, JournalRead, Known, Records
@@ -425,7 +425,7 @@ class Executor(Outputs):
                 if changed:
                     result = decode(value, self.resolve)
             if req.blob_output:
-                value = self._store_blob(value)
+                value = self._store_output(value)
             self.append({"seq": 0, "kind": R.COMPLETED, "at": self.stamp(), "value": value})
         except EncodeError as err:
             return await self._finish_failed(err, header, workflow_input)
@@ -437,6 +437,12 @@ class Executor(Outputs):
         """The waiting pause this resume answers; checks that a timed one may go on without input."""
         req = self.request
         target = pick_pause(waiting_pauses(self.store, history), req.resume_pause, self.execution_id)
+        if target.wake_at is None and not req.resume_has_input:
+            # A pause with no deadline waits for an answer (an approval): none given is not one.
+            raise ExecutionStateError(
+                f"execution {self.execution_id} waits at pause {target.name!r} for an input; "
+                "give one to answer it (null is an answer too)"
+            )
         if target.wake_at is not None and not req.resume_has_input and self.clock.now() < target.wake_at:
             raise ExecutionStateError(
                 f"execution {self.execution_id} is paused at {target.name!r} until {iso(target.wake_at)}; "
@@ -610,6 +616,7 @@ class Executor(Outputs):
         enc_args = encode(list(args), (None, "task {!r} argument", name)) if args else None
         enc_kwargs = encode(kwargs, (None, "task {!r} argument", name)) if kwargs else None
         if self.redactions:
+            name = redact(name, self.redactions)[0]
             enc_args = redact(enc_args, self.redactions)[0]
             enc_kwargs = redact(enc_kwargs, self.redactions)[0]
         core = self.core
@@ -621,6 +628,8 @@ class Executor(Outputs):
             raise
         if decision == REPLAY:
             assert call is not None
+            if spec.secrets:
+                self._know_secrets(spec)
             if call.end == R.TASK_COMPLETED:
                 return self.value_of(call.value)
             exc = decode(call.outcome["error"], self.resolve)  # type: ignore[index]  # a replayed call has ended
@@ -647,11 +656,9 @@ class Executor(Outputs):
                 record["child"] = child_execution_id(self.execution_id, call_id)
             self.append(record)
             if spec.cache:
-                hit = self._cache_get(spec, record)
-                if hit is not None:
-                    value = self.value_of(hit["value"])
-                    self.complete(call_id, name, spec, value, {"cached": True})
-                    return value
+                hit, value = self.cache_hit(spec, record)
+                if hit:
+                    return self.complete(call_id, name, spec, value, {"cached": True})
         if self.observer is not None:
             await self._notify_live(call_id)
         if spec.options is not None:
@@ -680,6 +687,15 @@ class Executor(Outputs):
         finally:
             self._idle()
         return self.complete(call_id, name, spec, result)
+
+    def _know_secrets(self, spec: TaskSpec) -> None:
+        """A replayed call of a task that asked for secrets: its secrets are remembered as a live
+        run of it would have (SPEC.md 4.7), so what is recorded after it is redacted alike. A
+        secret that cannot be had now is not needed: its body does not run."""
+        try:
+            self.reveal(spec, spec.name)
+        except SecretError:
+            pass
 
     async def _notify_live(self, call_id: str) -> None:
         method = getattr(self.observer, "live", None)
@@ -774,9 +790,13 @@ class Executor(Outputs):
             return self.value_of(call.value)
         self._live(call_id, None, {"kind": "value", "name": name, "src": src})
         value = produce()
+        tree = encode(value, (None, "{}() value", name))
+        if self.redactions:
+            tree, changed = redact(tree, self.redactions)
+            if changed:
+                value = decode(tree, self.resolve)  # the workflow sees what replay will hand it
         self.append(
-            {"seq": 0, "kind": R.VALUE, "at": self.stamp(), "call_id": call_id, "name": name,
-             "value": encode(value, (None, "{}() value", name)), "src": src}
+            {"seq": 0, "kind": R.VALUE, "at": self.stamp(), "call_id": call_id, "name": name, "value": tree, "src": src}
         )
         return value
 

@@ -16,7 +16,7 @@ import orjson
 from flux._engine import journal as _journal
 from flux._engine import records as R
 from flux._engine.clock import SystemClock, iso
-from flux._engine.codec import encode
+from flux._engine.codec import encode, parse_json
 from flux._engine.errors import ExecutionStateError
 from flux._engine.history import History, fold
 from flux._engine.journal import FORMAT_VERSION, JournalRead, encode_line
@@ -244,10 +244,7 @@ def parse_set_result(text: str) -> tuple[int, Any]:
         seq = -1
     if not sep or seq < 0:
         raise ValueError(f"set_result {text!r}: expected SEQ=JSON, for example 5='{{\"ok\": true}}'")
-    try:
-        return seq, orjson.loads(value_text)
-    except orjson.JSONDecodeError as err:
-        raise ValueError(f"set_result {text!r}: the value is not valid JSON: {err}") from None
+    return seq, parse_json(value_text, f"set_result {text!r}: the value")
 
 
 def fork_execution(

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
+from flux._engine.codec import parse_json
 from flux._engine.store import ExecutionSummary, Page, open_store
 from flux.client import Client, ExecutionView
 from flux.context import ExecutionContext
@@ -29,15 +28,12 @@ __all__ = [
 
 
 def parse_input(text: str, where: str = "--input") -> Any:
-    """Parses a JSON input.
+    """Parses a JSON input exactly (integers of any size stay integers).
 
     Raises:
         ValueError: naming where the JSON is invalid.
     """
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError as err:
-        raise ValueError(f"{where} is not valid JSON: {err}") from None
+    return parse_json(text, where)
 
 
 def exec_file(

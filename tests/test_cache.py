@@ -119,3 +119,44 @@ def test_how_to_clear_the_cache_is_documented() -> None:
 def test_cache_option_is_validated_when_decorating() -> None:
     with pytest.raises(InvalidOptionError, match="cache='yes' must be True or False"):
         task.with_options(cache="yes")
+
+
+@task.with_options(cache=True, output_storage=True)
+async def big_and_cached(x: int) -> list[int]:
+    ran()
+    return list(range(x))
+
+
+@workflow
+async def uses_big_cache(ctx: ExecutionContext[int]) -> Any:
+    return await big_and_cached(ctx.input)
+
+
+def test_an_entry_with_one_flipped_bit_is_a_miss_never_a_result(home: Path) -> None:
+    assert uses_cache.run(5).output == _expected(5)
+    (entry,) = (home / "cache").glob("*.json")
+    data = bytearray(entry.read_bytes())
+    at = data.index(b'"x":5') + 4
+    data[at] ^= 0x01  # 5 -> 4: still valid JSON, still a plausible result
+    entry.write_bytes(bytes(data))
+    RAN.clear()
+    again = uses_cache.run(5)
+    assert again.output == _expected(5) and RAN  # the body ran: the entry did not check out
+    assert not any(r.get("cached") for r in records(again))
+
+
+def test_an_entry_whose_stored_output_was_deleted_is_a_miss(home: Path) -> None:
+    assert uses_big_cache.run(3).output == [0, 1, 2]
+    for blob in (home / "blobs").glob("*.json"):
+        blob.unlink()
+    RAN.clear()
+    again = uses_big_cache.run(3)
+    assert again.status == "completed" and again.output == [0, 1, 2] and RAN
+
+
+def test_a_cache_that_cannot_be_written_is_ignored(home: Path) -> None:
+    (home / "executions").mkdir(parents=True)
+    (home / "cache").write_text("not a folder")  # every write into the cache fails
+    ctx = uses_cache.run(6)
+    assert ctx.status == "completed" and ctx.output == _expected(6)
+    assert kinds(ctx)[-1] == "workflow_completed"

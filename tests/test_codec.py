@@ -558,3 +558,101 @@ def test_strings_with_lone_surrogates_are_refused_or_kept(text: str) -> None:
 def test_pydantic_model_with_field_alias_round_trips() -> None:
     value = Aliased(X=5)
     assert same(through_journal(value), value)
+
+
+# -- values rebuilt without running code a journal can pick -------------------------------------
+
+
+def test_integers_of_any_size_round_trip_exactly_and_fast() -> None:
+    import time
+
+    for value in (2**64 + 1, -(10**4299), 10**4300 + 7, -(3**60_000)):
+        tree = encode(value)
+        assert decode(tree) == value and type(decode(tree)) is int
+    huge = 7**200_000
+    began = time.perf_counter()
+    tree = encode(huge)
+    assert tree["$int"].startswith("0x") and decode(tree) == huge
+    assert time.perf_counter() - began < 2  # linear in the size, not the quadratic decimal text
+
+
+class Tracked(NamedTuple):
+    a: int
+    b: str
+
+
+class TrackedAndMore(Tracked):
+    @property
+    def loud(self) -> str:
+        raise AssertionError("nothing of this class runs while decoding")
+
+
+class Shade(enum.Enum):
+    DARK = 1
+
+    @classmethod
+    def _missing_(cls, value: object) -> Any:
+        raise AssertionError("_missing_ never runs while decoding")
+
+
+@dataclasses.dataclass
+class Built:
+    x: int
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Built:
+        raise AssertionError("__new__ never runs while decoding")
+
+
+class Refused(Exception):
+    def __init__(self, code: int) -> None:
+        self.code = code
+        CALLS.append("init")
+        super().__init__(f"refused with {code}")
+
+
+CALLS: list[str] = []
+
+
+def test_decoding_builds_values_without_calling_what_their_classes_define() -> None:
+    assert decode(encode(Tracked(1, "x"))) == Tracked(1, "x")
+    assert type(decode(encode(Tracked(1, "x")))) is Tracked
+    with pytest.raises(EncodeError):  # a subclass of a NamedTuple may run code: not recordable
+        encode(TrackedAndMore(1, "x"))
+    forged = {"$namedtuple": class_ref(TrackedAndMore), "v": [1, "x"]}
+    with pytest.raises(DecodeError, match="is not one"):
+        decode(forged)
+    uname = {"$namedtuple": "platform:uname_result", "v": ["a", "b", "c", "d", "e"]}
+    import platform  # noqa: F401 - loaded, as it is in most processes
+
+    with pytest.raises(DecodeError):
+        decode(uname)
+    assert decode(encode(Shade.DARK)) is Shade.DARK
+    with pytest.raises(DecodeError, match="no member of value 2"):
+        decode({"$enum": class_ref(Shade), "v": 2})
+    assert decode({"$dataclass": class_ref(Built), "v": {"x": 3}}).x == 3
+    tree = encode(Refused(7))
+    CALLS.clear()
+    rebuilt = decode(tree)
+    assert type(rebuilt) is Refused and rebuilt.code == 7 and str(rebuilt) == "refused with 7"
+    assert CALLS == []  # built from its recorded arguments and attributes; __init__ never ran
+
+
+def test_a_pydantic_model_is_validated_when_rebuilt() -> None:
+    pydantic = pytest.importorskip("pydantic")
+
+    class Priced(pydantic.BaseModel):
+        amount: int
+
+        @pydantic.field_validator("amount")
+        @classmethod
+        def positive(cls, value: int) -> int:
+            if value < 0:
+                raise ValueError("amount must be >= 0")
+            return value
+
+    globals()["Priced"] = Priced
+    Priced.__module__ = __name__
+    Priced.__qualname__ = "Priced"
+    assert decode(encode(Priced(amount=3))) == Priced(amount=3)
+    with pytest.raises(DecodeError, match="does not validate"):
+        decode({"$pydantic": class_ref(Priced), "v": {"amount": -1}})

@@ -145,3 +145,87 @@ def test_a_result_over_the_record_limit_without_output_storage_fails_suggesting_
 def test_output_storage_option_is_validated_when_decorating() -> None:
     with pytest.raises(InvalidOptionError, match="output_storage='disk' must be True or a"):
         task.with_options(output_storage="disk")
+
+
+def _no_temporary_files(folder: Path) -> bool:
+    return not [p for p in folder.rglob("*") if ".tmp-" in p.name or ".new" in p.name]
+
+
+def test_a_stored_output_that_cannot_be_written_stops_the_run_and_it_resumes_once_it_can(home: Path) -> None:
+    from flux.errors import DurabilityError
+
+    (home / "executions").mkdir(parents=True)
+    (home / "blobs").write_text("in the way")  # every blob write fails, as on a full disk
+    with pytest.raises(DurabilityError, match="writing the stored output failed"):
+        stores.run(10)
+    (journal,) = (home / "executions").glob("*.jsonl")
+    kinds_written = [orjson.loads(line)["kind"] for line in journal.read_bytes().splitlines()]
+    assert kinds_written[-1] == "task_started"  # the body ran; nothing else was recorded for it
+    assert "workflow_failed" not in kinds_written
+    assert _no_temporary_files(home)
+    (home / "blobs").unlink()  # space is freed
+    RAN.clear()
+    resumed = stores.run(execution_id=journal.stem)
+    assert resumed.status == "paused" and RAN  # the call ran again and its output was stored
+
+
+@pytest.mark.slow
+def test_a_full_disk_under_the_stored_outputs_is_durability_trouble_and_leaves_nothing(home: Path) -> None:
+    import subprocess
+
+    from flux.errors import DurabilityError
+
+    blobs = home / "blobs"
+    blobs.mkdir(parents=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(blobs)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"no small filesystem can be mounted here to fill up ({mounted.stderr.strip()})")
+    try:
+        blobs.chmod(0o700)
+        with pytest.raises(DurabilityError, match="No space left on device"):
+            stores.run(200_000)
+        assert _no_temporary_files(blobs)
+    finally:
+        subprocess.run(["umount", str(blobs)], check=False)
+    (journal,) = (home / "executions").glob("*.jsonl")
+    assert orjson.loads(journal.read_bytes().splitlines()[-1])["kind"] == "task_started"
+    resumed = stores.run(execution_id=journal.stem)
+    assert resumed.status == "paused"
+
+
+class Unrecordable:
+    """A value whose encoding raises something other than EncodeError."""
+
+    @property
+    def __dataclass_fields__(self) -> Any:  # looks like a dataclass to the encoder, then fails
+        raise RuntimeError("cannot be looked at")
+
+
+@task
+async def returns_trouble() -> Any:
+    ran()
+    return Unrecordable()
+
+
+@workflow
+async def handles_trouble(ctx: ExecutionContext[None]) -> str:
+    from flux.errors import EncodeError
+
+    try:
+        await returns_trouble()
+    except ExecutionError as err:
+        assert isinstance(err.inner_exception, EncodeError)
+        return f"recorded: {err.inner_exception}"
+    return "no failure"
+
+
+def test_a_failure_while_recording_a_result_is_the_tasks_recorded_failure(home: Path) -> None:
+    from flux.debug import replay
+
+    ctx = handles_trouble.run()
+    assert ctx.status == "completed" and ctx.output.startswith("recorded: "), ctx.output
+    failed = [r for r in records(ctx) if r["kind"] == "task_failed"]
+    assert len(failed) == 1 and failed[0]["error"]["$error"] == "flux.errors:EncodeError"
+    assert replay(ctx.journal_path).matches

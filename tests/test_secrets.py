@@ -233,3 +233,62 @@ def test_a_secret_returned_as_bytes_is_not_recorded_or_shown(home: Path, monkeyp
 def test_bad_secret_requests_are_refused_when_decorating(value: Any, message: str) -> None:
     with pytest.raises(InvalidOptionError, match=message):
         task.with_options(secret_requests=value)
+
+
+# -- redaction works on values, never on the encoding of another type ---------------------------
+
+PIN = "FLUX_TEST_PIN"
+
+
+@task.with_options(name="lookup_{account}")
+async def lookup(account: str) -> dict[str, Any]:
+    import datetime as dt
+    import uuid
+    from decimal import Decimal
+
+    return {
+        "when": dt.datetime(2026, 5, 1, 12, 0),  # holds the PIN's digits inside its text
+        "id": uuid.UUID("12345678-2026-4026-8026-202620262026"),
+        "price": Decimal("2026.50"),
+        "account": account,
+    }
+
+
+@task.with_options(secret_requests=[PIN])
+async def with_pin(secrets: dict[str, str]) -> Any:
+    from flux.tasks import choice
+
+    found = await lookup(f"acct-{secrets[PIN]}-9")  # a nested task named from the secret
+    chosen = await choice([secrets[PIN]])  # a value recorded inside the task that holds it
+    return {"found": found, "chosen": chosen, "pin": int(secrets[PIN])}  # the secret as a number
+
+
+@workflow
+async def by_account(ctx: ExecutionContext[None]) -> Any:
+    return await with_pin()
+
+
+def test_redaction_keeps_typed_values_and_hides_numbers_names_and_recorded_values(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datetime as dt
+    import uuid
+    from decimal import Decimal
+
+    monkeypatch.setenv(PIN, "2026")
+    ctx = by_account.run()
+    assert ctx.status == "completed", ctx.output
+    found = ctx.output["found"]
+    assert found["when"] == dt.datetime(2026, 5, 1, 12, 0)  # untouched, and it decodes
+    assert found["id"] == uuid.UUID("12345678-2026-4026-8026-202620262026")
+    assert found["price"] == Decimal("2026.50")
+    assert found["account"] == f"acct-[secret:{PIN}]-9"
+    assert ctx.output["chosen"] == f"[secret:{PIN}]"
+    assert ctx.output["pin"] == f"[secret:{PIN}]"
+    written = b"".join(p.read_bytes() for p in (home / "executions").glob("*.jsonl"))
+    assert b'"name":"lookup_acct-[secret:FLUX_TEST_PIN]-9"' in written  # the task's name is redacted
+    assert b"acct-2026-9" not in written and b'"pin":2026' not in written and b'"value":"2026"' not in written
+    assert b'"$datetime":"2026-05-01T12:00:00"' in written
+    from flux.debug import replay
+
+    assert replay(ctx.journal_path).matches

@@ -255,10 +255,20 @@ class _Blobs:
         return os.path.join(self._home, "blobs", digest + ".json")
 
     def put(self, data: bytes) -> str:
+        """Stores `data` under its SHA-256, durable before this returns.
+
+        Raises:
+            DurabilityError: when it cannot be written (nothing is left behind).
+        """
         digest = hashlib.sha256(data).hexdigest()
-        folder = _private_dir(self._home, "blobs")
-        if not os.path.exists(os.path.join(folder, digest + ".json")):
-            _write_atomically(folder, digest + ".json", data)
+        path = os.path.join(self._home, "blobs", digest + ".json")
+        try:
+            folder = _private_dir(self._home, "blobs")
+            if not os.path.exists(path):
+                _write_atomically(folder, digest + ".json", data)
+        except (OSError, StoreError) as err:
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+            raise DurabilityError(f"{path}: writing the stored output failed ({reason}); stopped") from err
         return digest
 
     def get(self, digest: str) -> bytes:
@@ -647,10 +657,17 @@ def _write_file(path: str, data: bytes, *, sync: bool) -> None:
 
 
 def _write_atomically(folder: str, name: str, data: bytes) -> str:
+    """Writes a file whole or not at all: a temporary file, fsynced, renamed over the name, the
+    folder fsynced. A failure leaves no temporary file behind."""
     path = os.path.join(folder, name)
     tmp = f"{path}.tmp-{os.getpid()}-{id(data)}"
-    _write_file(tmp, data, sync=True)
-    os.replace(tmp, path)
+    try:
+        _write_file(tmp, data, sync=True)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     fsync_dir(folder)
     return path
 
