@@ -159,33 +159,46 @@ class History:
         names = self._names
         apply = self.apply
         source = self.source
+        str_, list_, dict_ = str, list, dict
         last = None
         for record in records:
             last = record
             kind = record["kind"]
             if kind == "task_started":
+                # Inline only when every field is of the type its class declares and no other
+                # field is there (a sub-workflow call, with `child`, takes the checked step).
                 call_id = record.get("call_id")
                 name = record.get("name")
                 args = record.get("args")
                 kwargs = record.get("kwargs")
                 if (
-                    type(call_id) is str
+                    type(call_id) is str_
+                    and type(name) is str_
+                    and type(record.get("at")) is str_
+                    and type(record.get("src")) is str_
+                    and (args is None or type(args) is list_)
+                    and (kwargs is None or type(kwargs) is dict_)
+                    # seq, kind, at, call_id, name, src and the arguments given: no other field
+                    # (an `"args": null` is counted here and not above, and takes the checked step)
+                    and len(record) == 6 + (args is not None) + (kwargs is not None)
                     and call_id not in calls
-                    and type(name) is str
-                    and (args is None or type(args) is list)
-                    and (kwargs is None or type(kwargs) is dict)
-                    and "child" not in record
                 ):
-                    name = names.setdefault(name, name)
-                    calls[call_id] = CallHistory(source, "task", record["seq"], name, args, kwargs)
+                    calls[call_id] = CallHistory(source, "task", record["seq"], names.setdefault(name, name), args, kwargs)
                     continue
             elif kind == "task_completed":
-                call = calls.get(record.get("call_id"))  # type: ignore[arg-type]  # None finds no call
-                if call is not None and call.kind == "task" and call.end is None and "value" in record:
-                    call.end = kind
-                    call.end_seq = record["seq"]
-                    call.value = record["value"]
-                    continue
+                if len(record) == 5:  # seq, kind, at, call_id, value: nothing rarer
+                    call = calls.get(record.get("call_id"))  # type: ignore[arg-type]  # None finds no call
+                    if (
+                        call is not None
+                        and call.kind == "task"
+                        and call.end is None
+                        and "value" in record
+                        and type(record.get("at")) is str
+                    ):
+                        call.end = kind
+                        call.end_seq = record["seq"]
+                        call.value = record["value"]
+                        continue
             apply(record)
         if last is not None:
             self.next_seq = last["seq"] + 1
@@ -342,6 +355,7 @@ class History:
 
     def _apply_workflow_failed(self, record: dict[str, Any]) -> None:
         self.final = record
+
 
 
 # One fold step per kind, found by the kind's name: a name that is not a kind (a helper of

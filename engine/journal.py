@@ -318,19 +318,42 @@ def check_journal(
         lines = data[pos : stop - 1].split(b"\n")
         seq = len(offsets)
         records = _parse_fast(lines, seed, seq)
+        hole = -1
         if records is None:
             # The line-by-line check names the first damaged line; if it finds none, the fast
             # check was only too strict and its answer stands.
-            records = _parse_slow(path, lines, pos, seq, seed, execution_id)
-        if seq == 0:
+            try:
+                records = _parse_slow(path, lines, pos, seq, seed, execution_id)
+            except JournalCorruptError as err:
+                hole = _unwritten_from(data, err)
+                if hole < 0:
+                    raise
+                lines = data[pos:hole].split(b"\n")[:-1] if hole > pos else []
+                records = _parse_slow(path, lines, pos, seq, seed, execution_id) if lines else []
+        if seq == 0 and records:
             _check_header(path, 0, records[0], execution_id)
         for line in lines:
             offsets.append(pos)
             pos += len(line) + 1
-        if visit is not None:
+        if visit is not None and records:
             visit(records, offsets)
+        if hole >= 0:
+            # Bytes that were never written (a power loss kept later pages, not this one): no
+            # record from here on can have been acknowledged. A torn tail (SPEC.md 2.2).
+            end, torn = hole, data[hole:]
+            break
     read = Records(data, offsets, end)
     return JournalRead(path, read, offsets, end, torn)
+
+
+def _unwritten_from(data: bytes, err: JournalCorruptError) -> int:
+    """Where a damaged line begins, when it holds a NUL byte (a page never written: Flux never
+    writes one, JSON escapes it); -1 when the damage is anything else, or is in the header."""
+    start = err.offset
+    if start <= 0:
+        return -1
+    stop = data.find(b"\n", start)
+    return start if b"\x00" in data[start : stop if stop >= 0 else len(data)] else -1
 
 
 def _starts_with(data: bytes, end: int, known: Known) -> bool:

@@ -66,6 +66,10 @@ def open_journal(ref: str, store: Any = None) -> tuple[JournalRead, str]:
     return read, execution_id
 
 
+def _is_path(ref: str) -> bool:
+    return ref.endswith(".jsonl") or os.sep in ref or os.path.exists(ref)
+
+
 def open_folded(ref: str, store: Any, *, keep: bool) -> tuple[JournalRead, str, History, Store]:
     """`open_journal`, folding the journal as it is read; also the store that holds it (for
     output storage). With `keep`, every record is kept as a dict (a debugger that shows calls
@@ -87,7 +91,7 @@ def open_folded(ref: str, store: Any, *, keep: bool) -> tuple[JournalRead, str, 
         index.journal = done.records
         return done, index
 
-    if ref.endswith(".jsonl") or os.sep in ref or os.path.exists(ref):
+    if _is_path(ref):
         name = os.path.basename(ref)
         if not name.endswith(".jsonl"):
             raise WorkflowLoadError(f"{ref}: a journal file ends in .jsonl")
@@ -104,7 +108,7 @@ def open_folded(ref: str, store: Any, *, keep: bool) -> tuple[JournalRead, str, 
 
 
 def load_workflow(
-    read: JournalRead, file: str | None = None, module: str | None = None
+    read: JournalRead, file: str | None = None, module: str | None = None, *, trust_recorded: bool = True
 ) -> tuple[Workflow, dict[str, str]]:
     """Loads the workflow a journal's header names (from `file` or `module` when given).
 
@@ -115,7 +119,7 @@ def load_workflow(
     name = header.get("workflow", "")
     code = header.get("code") or {}
     try:
-        wf, aliases = load_recorded(code, name, file, module)
+        wf, aliases = load_recorded(code, name, file, module, trust_recorded=trust_recorded)
     except WorkflowLoadError as err:
         raise WorkflowLoadError(f"{read.path}:1: cannot load workflow {name!r} of this journal: {err}") from err
     if wf.name != name:
@@ -490,7 +494,9 @@ def _replay(
     keep = calls or break_at is not None or until is not None
     read, execution_id, history, holder = open_folded(ref, store, keep=keep)
     records = read.records
-    wf, aliases = load_workflow(read, file, module)
+    # A journal named by its path may come from anywhere (a golden journal checked into a
+    # repository): the code its header names is not imported unless the user names it.
+    wf, aliases = load_workflow(read, file, module, trust_recorded=not _is_path(ref))
     count = len(records)
     recorded_status = history.status
     if until is not None:

@@ -209,14 +209,29 @@ def code_of(wf: Workflow) -> dict[str, Any]:
 
 
 def load_recorded(
-    code: dict[str, Any], workflow_name: str, file: str | None = None, module: str | None = None
+    code: dict[str, Any],
+    workflow_name: str,
+    file: str | None = None,
+    module: str | None = None,
+    *,
+    trust_recorded: bool = True,
 ) -> tuple[Workflow, dict[str, str]]:
     """The workflow a journal header names, and the module aliases for decoding its values.
+
+    `trust_recorded=False` is for journals that may come from anywhere (`flux replay FILE`, golden
+    journals): the code the header names is then never imported; only code the user named
+    (`file`, `module`) or code already loaded (the registry) is used.
 
     Raises:
         WorkflowLoadError: when the code cannot be found; says to pass --file or --module.
     """
     recorded_module = code.get("module") if isinstance(code.get("module"), str) else None
+    path = code.get("file")
+    if isinstance(path, str) and not os.path.isabs(path):
+        raise WorkflowLoadError(
+            f"the code of workflow {workflow_name!r} was recorded at the relative path {path!r}; "
+            "Flux never imports a relative path a journal names: point at the code with file=PATH or module=NAME"
+        )
     if file is not None or module is not None:
         # `module` is set whenever `file` is not.
         loaded = load_file(file) if file is not None else load_module(cast(str, module))
@@ -228,8 +243,12 @@ def load_recorded(
         wf = _from_registry(workflow_name, {}, {})
     if wf is not None:
         return wf, _aliases(recorded_module, wf)
-    path = code.get("file")
-    if isinstance(path, str) and os.path.isabs(path) and os.path.isfile(path):
+    if not trust_recorded:
+        raise WorkflowLoadError(
+            f"workflow {workflow_name!r} is not loaded, and code a journal names ({path!r}) is imported only from "
+            "a store's own journals: point at the code with file=PATH or module=NAME, or import it first"
+        )
+    if isinstance(path, str) and os.path.isfile(path):
         loaded = load_file(path)
         return find_workflow(loaded, _attr(code) or workflow_name), _aliases(recorded_module, None, loaded)
     if recorded_module and recorded_module != "__main__" and _importable(recorded_module):

@@ -536,8 +536,8 @@ def test_a_secret_canary_is_in_no_byte_written_by_a_killed_and_resumed_run(proje
         result,
         flux_cmd("show", execution_id, cwd=project, env=resume_env),
         flux_cmd("list", cwd=project, env=resume_env),
-        flux_cmd("replay", str(journal), cwd=project, env=resume_env),
-        flux_cmd("replay", str(journal), "--json", cwd=project, env=resume_env),
+        flux_cmd("replay", execution_id, cwd=project, env=resume_env),
+        flux_cmd("replay", execution_id, "--json", cwd=project, env=resume_env),
     ]
     for command in commands:
         assert command.returncode == 0, (command.args, command.stderr)

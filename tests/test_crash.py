@@ -76,8 +76,12 @@ def test_changing_a_task_call_between_run_and_resume_is_reported_at_that_call(pr
     assert "work(105)" in message and "work(5)" in message
     assert "flows.py:" in message and "call 1" in message
     assert journal.read_bytes() == before  # nothing written
-    replay = flux_cmd("replay", str(journal), cwd=project, env=env)
+    replay = flux_cmd("replay", journal.stem, cwd=project, env=env)
     assert replay.returncode == 2 and "NondeterminismError" in replay.stderr
+    # Named by its path, a journal's recorded code is not imported unless asked for.
+    by_path = flux_cmd("replay", str(journal), cwd=project, env=env)
+    assert by_path.returncode == 2 and "WorkflowLoadError" in by_path.stderr and "file=PATH" in by_path.stderr
+    assert flux_cmd("replay", str(journal), "--file", str(project / "flows.py"), cwd=project, env=env).returncode == 2
 
 
 @pytest.mark.slow
@@ -136,7 +140,7 @@ def test_show_and_list_describe_the_execution(project: Path) -> None:
         assert word in shown.stdout
     resumed = flux_cmd("resume", execution_id, "--input", '{"ok": true}', cwd=project, env=env)
     assert 'output: [4,{"ok":true},9]' in resumed.stdout
-    replay = flux_cmd("replay", str(only_journal(project)), cwd=project, env=env)
+    replay = flux_cmd("replay", only_journal(project).stem, cwd=project, env=env)
     assert replay.returncode == 0 and "reproduces the recorded output" in replay.stdout
 
 

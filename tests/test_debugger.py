@@ -144,7 +144,9 @@ def test_show_lists_calls_and_keeps_the_record_view(recorded: dict[str, Any]) ->
 
 
 def test_replay_prints_the_calls_and_the_verdict(recorded: dict[str, Any]) -> None:
-    shown = flux_cmd("replay", recorded["done"], cwd=recorded["root"], env={"COLUMNS": "200"})
+    shown = flux_cmd(
+        "replay", Path(recorded["done"]).stem, "--store", recorded["home"], cwd=recorded["root"], env={"COLUMNS": "200"}
+    )
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
     row = next(line for line in lines if " double(3) " in line)
@@ -245,7 +247,8 @@ def test_break_at_a_task_name_breaks_at_its_first_call(recorded: dict[str, Any])
 def test_break_at_in_pdb_through_the_command_line(recorded: dict[str, Any]) -> None:
     seq = _seq_of(recorded["records"], "task_completed", "1")
     run = subprocess.run(
-        [sys.executable, "-m", "flux", "replay", recorded["done"], "--break-at", str(seq), "--summary"],
+        [sys.executable, "-m", "flux", "replay", Path(recorded["done"]).stem, "--store", recorded["home"]]
+        + ["--break-at", str(seq), "--summary"],
         cwd=recorded["root"], env={**os.environ, "PYTHONPATH": str(ROOT)}, input="p a\nc\n",
         capture_output=True, text=True, timeout=60,
     )

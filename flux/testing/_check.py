@@ -522,7 +522,7 @@ class _Checker:
         result.runs = 1
         seed = "1" if os.environ.get("PYTHONHASHSEED") != "1" else "2"
         env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": _child_path(), CHILD_ENV: "1"}
-        cmd = [sys.executable, "-m", "flux.testing._replay", self.journal]
+        cmd = [sys.executable, "-m", "flux.testing._replay", self.journal, "--file", code_of(self.wf)["file"]]
         try:
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=_SUBPROCESS_TIMEOUT)
         except subprocess.TimeoutExpired:
