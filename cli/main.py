@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import sys
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from typing import Any, NoReturn, TypeVar
 
 import orjson
@@ -17,6 +19,7 @@ from flux import debug as debug_replay
 from flux import journals, runner
 from flux._cli.render import (
     break_banner,
+    printable,
     render_calls,
     render_diff,
     render_divergence,
@@ -26,6 +29,7 @@ from flux._cli.render import (
     replay_summary,
     short,
 )
+from flux._engine.clock import iso
 from flux.context import ExecutionContext
 from flux.errors import FluxError
 from flux.recover import recover_store
@@ -43,6 +47,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
 
 _state: dict[str, bool] = {"debug": False}
 
@@ -67,7 +72,7 @@ def _fail(error: BaseException) -> NoReturn:
 
         traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
     name = type(error).__name__
-    message = str(error).replace("\n", " ")
+    message = printable(str(error).replace("\n", " "))
     err.print(f"[red]{escape(name)}: {escape(message)}[/red]")
     raise typer.Exit(EXIT_BAD_INPUT)
 
@@ -97,6 +102,21 @@ def command(name: str | None = None) -> Callable[[F], F]:
     return decorate
 
 
+@contextlib.contextmanager
+def _interruptible(execution_id: str, store: str | None) -> Iterator[None]:
+    """Ctrl-C stops the run where it is, as a crash would (nothing more is recorded): say which
+    execution it was and how to go on with it."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        store_arg = f" --store {store}" if store else ""
+        err.print(
+            f"interrupted: execution {execution_id} stopped where it was; "
+            f"continue it with: flux resume {execution_id}{store_arg}"
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
 def _read_input(input: str | None, input_file: str | None) -> Any:
     if input is not None and input_file is not None:
         raise ValueError("give --input or --input-file, not both")
@@ -114,7 +134,7 @@ def _read_input(input: str | None, input_file: str | None) -> Any:
 
 def _report(ctx: ExecutionContext[Any], store: str | None) -> None:
     out.print(f"execution_id: {ctx.execution_id}")
-    out.print(f"workflow: {escape(ctx.name)}")
+    out.print(f"workflow: {escape(printable(ctx.name))}")
     colour = {"completed": "green", "failed": "red", "paused": "yellow", "cancelled": "magenta"}.get(
         ctx.status, "white"
     )
@@ -123,7 +143,7 @@ def _report(ctx: ExecutionContext[Any], store: str | None) -> None:
         out.print(f"output: {escape(short(ctx.output, 2000))}")
     elif ctx.has_failed:
         error = ctx.output
-        out.print(f"[red]error: {escape(type(error).__name__)}: {escape(str(error))}[/red]")
+        out.print(f"[red]error: {escape(type(error).__name__)}: {escape(printable(error))}[/red]")
     elif ctx.is_paused:
         store_arg = f" --store {store}" if store else ""
         out.print(f"resume with: flux resume {ctx.execution_id}{store_arg} --input '<json>'")
@@ -146,7 +166,11 @@ def exec_(
 ) -> None:
     """Run a new execution of a workflow: `flux exec app.py wf` or `flux exec pkg.module:wf`."""
     value = _read_input(input, input_file)
-    ctx = runner.exec_file(target, workflow, value, store=store, durability=durability, execution_id=execution_id)
+    execution_id = execution_id or uuid.uuid4().hex
+    if sys.stderr.isatty():
+        err.print(f"execution_id: {execution_id}")
+    with _interruptible(execution_id, store):
+        ctx = runner.exec_file(target, workflow, value, store=store, durability=durability, execution_id=execution_id)
     _report(ctx, store)
 
 
@@ -165,10 +189,11 @@ def resume(
     """Continue a paused or interrupted execution."""
     value = _read_input(input, input_file)
     has_input = input is not None or input_file is not None
-    ctx = runner.resume_execution(
-        execution_id, value, store=store, file=file, module=module, pause=pause, durability=durability,
-        has_input=has_input,
-    )
+    with _interruptible(execution_id, store):
+        ctx = runner.resume_execution(
+            execution_id, value, store=store, file=file, module=module, pause=pause, durability=durability,
+            has_input=has_input,
+        )
     _report(ctx, store)
 
 
@@ -199,10 +224,11 @@ def recover(
     file: str = typer.Option(None, "--file", help="The workflows' file, if it moved since the runs started."),
     module: str = ModuleOpt,
     durability: str = DurabilityOpt,
+    concurrency: int = typer.Option(8, "--concurrency", help="How many executions to resume at once."),
     debug: bool = DebugOpt,
 ) -> None:
     """Resume every interrupted execution in the store; paused, finished and running ones are left alone."""
-    rows = recover_store(store, durability=durability, file=file, module=module)
+    rows = recover_store(store, durability=durability, file=file, module=module, concurrency=concurrency)
     if not rows:
         out.print("no interrupted executions")
         return
@@ -212,12 +238,14 @@ def recover(
     table.add_column("result")
     for row in rows:
         if row.error is not None:
-            result = f"[red]{escape(type(row.error).__name__)}: {escape(str(row.error))}[/red]"
+            result = f"[red]{escape(type(row.error).__name__)}: {escape(printable(row.error))}[/red]"
         elif row.status == "locked":
             result = "skipped: another process runs it"
+        elif row.status == "waiting" and row.wake_at is not None:
+            result = f"waiting: its next durable wait ends at {iso(row.wake_at)}; recover it then"
         else:
             result = row.status
-        table.add_row(row.execution_id, escape(row.workflow), result)
+        table.add_row(row.execution_id, escape(printable(row.workflow)), result)
     out.print(table)
     if any(row.status == "error" for row in rows):
         raise typer.Exit(EXIT_BAD_INPUT)
@@ -234,7 +262,10 @@ def list_(store: str = StoreOpt, debug: bool = DebugOpt) -> None:
         return
     # Plain aligned text: a rich Table takes seconds to lay out for thousands of rows.
     cells = [("execution_id", "workflow", "status", "started", "events")]
-    cells += [(r.execution_id, r.workflow, str(r.status), r.created[:19], str(max(r.records - 1, 0))) for r in rows]
+    cells += [
+        (r.execution_id, printable(r.workflow), str(r.status), printable(r.created[:19]), str(max(r.records - 1, 0)))
+        for r in rows
+    ]
     widths = [max(len(row[i]) for row in cells) for i in range(5)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in cells]
     sys.stdout.write("\n".join(lines) + "\n")
@@ -254,11 +285,12 @@ def show(
         if records
         else render_calls(list(view.calls))
     )
-    out.print(f"execution_id: {view.execution_id}  status: {view.status}  journal: {escape(view.path)}")
+    out.print(f"execution_id: {view.execution_id}  status: {view.status}  journal: {escape(printable(view.path))}")
     for waiting in view.waiting:
         where = "" if waiting.execution_id == view.execution_id else f" in sub-workflow {waiting.execution_id}"
         until = f", on its own at {waiting.wake_at}" if waiting.wake_at is not None else ""
-        out.print(f"waiting at pause {escape(waiting.name)!r} (call {waiting.call_id}{escape(where)}{until})")
+        name = escape(printable(waiting.name))
+        out.print(f"waiting at pause {name!r} (call {waiting.call_id}{escape(where)}{until})")
     out.print(shown)
 
 

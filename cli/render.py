@@ -30,8 +30,19 @@ __all__ = [
     "render_stop",
     "render_timeline",
     "replay_summary",
+    "printable",
     "short",
 ]
+
+
+# Control characters in journal content (a workflow name, an error message) would reach the
+# terminal as escape sequences: they are shown as `\xNN` instead.
+_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]}
+
+
+def printable(text: Any) -> str:
+    """`text` with every control character shown escaped, for a terminal."""
+    return str(text).translate(_CONTROLS)
 
 
 def short(value: Any, limit: int = 80) -> str:
@@ -92,7 +103,8 @@ def render_timeline(records: list[dict[str, Any]]) -> Table:
             took = f"{(when - started_at[call_id]).total_seconds() * 1000:.1f} ms"
         name = record.get("name") or names.get(call_id, "")
         table.add_row(
-            str(record["seq"]), offset, record["kind"], call_id, escape(str(name)), escape(_detail(record)), took
+            str(record["seq"]), offset, printable(record["kind"]), printable(call_id), escape(printable(name)),
+            escape(printable(_detail(record))), took
         )
     return table
 
@@ -122,7 +134,7 @@ def _result(row: CallRow) -> tuple[str, str]:
 
 
 def _cut(text: str, limit: int) -> str:
-    text = text.replace("\n", " ")
+    text = printable(text.replace("\n", " "))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -156,8 +168,8 @@ def render_calls(rows: list[CallRow]) -> Text:
         if row.notes:
             result += f" [{', '.join(row.notes)}]"
         cells.append(
-            (seqs, row.call_id, _cut(call, _CALL_WIDTH), _cut(result, _CALL_WIDTH), str(row.attempts),
-             _took(row.duration_ms), row.src)
+            (seqs, printable(row.call_id), _cut(call, _CALL_WIDTH), _cut(result, _CALL_WIDTH), str(row.attempts),
+             _took(row.duration_ms), printable(row.src))
         )
         styles.append(style)
     widths = [max(len(line[i]) for line in cells) for i in range(len(_CALL_COLUMNS))]

@@ -183,7 +183,8 @@ class History:
                     and len(record) == 6 + (args is not None) + (kwargs is not None)
                     and call_id not in calls
                 ):
-                    calls[call_id] = CallHistory(source, "task", record["seq"], names.setdefault(name, name), args, kwargs)
+                    name = names.setdefault(name, name)
+                    calls[call_id] = CallHistory(source, "task", record["seq"], name, args, kwargs)
                     continue
             elif kind == "task_completed":
                 if len(record) == 5:  # seq, kind, at, call_id, value: nothing rarer

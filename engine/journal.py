@@ -21,6 +21,7 @@ import orjson
 
 from flux._engine.errors import DurabilityError, JournalCorruptError, RecordTooLargeError, UnsafePathError
 from flux._engine.records import KINDS as RECORD_KINDS
+from flux._engine.records import field_problem
 
 __all__ = [
     "BufferedWriter",
@@ -31,6 +32,7 @@ __all__ = [
     "Records",
     "check_journal",
     "encode_line",
+    "encode_record_line",
     "read_journal",
     "read_regular_file",
     "seed_for",
@@ -60,6 +62,24 @@ _crc32 = zlib.crc32
 def encode_line(record: dict[str, Any], seed: int) -> bytes:
     """The exact bytes of one journal line, newline included."""
     return encode_line_body(_dumps(record), seed)
+
+
+def encode_record_line(record: dict[str, Any], seed: int) -> bytes:
+    """`encode_line`, refusing a record over the size limit (SPEC.md 4.8).
+
+    Raises:
+        RecordTooLargeError: naming the record's kind and the limit.
+    """
+    line = encode_line(record, seed)
+    if len(line) > MAX_RECORD_BYTES:
+        what = "workflow input" if record.get("kind") == "header" else f"{record.get('kind')} record"
+        raise RecordTooLargeError(
+            f"a {what} of {len(line)} bytes is over the limit of {MAX_RECORD_BYTES} bytes for one journal line; "
+            "keep large values out of the journal (output_storage=True for results; pass a reference as input)",
+            type_name="record",
+            where=str(record.get("call_id", record.get("kind", ""))),
+        )
+    return line
 
 
 def encode_line_body(body: bytes, seed: int) -> bytes:
@@ -463,6 +483,9 @@ def _check_header(path: str, pos: int, record: dict[str, Any], execution_id: str
         )
     if record.get("execution_id") != execution_id:
         raise _corrupt(path, 1, pos, f"header names execution {record.get('execution_id')!r}, not {execution_id!r}")
+    problem = field_problem(record)
+    if problem is not None:
+        raise _corrupt(path, 1, pos, problem)
 
 
 class BufferedWriter:
@@ -495,15 +518,7 @@ class BufferedWriter:
             raise DurabilityError(f"{self.where}: an earlier write failed; the run cannot go on") from self._broken
         seq = self.next_seq
         record["seq"] = seq
-        line = encode_line(record, self.seed)
-        if len(line) > MAX_RECORD_BYTES:
-            raise RecordTooLargeError(
-                f"a {record.get('kind')} record of {len(line)} bytes is over the limit of {MAX_RECORD_BYTES} bytes; "
-                "keep large results out of the journal with output_storage=True (SPEC.md \"Output storage\")",
-                type_name="record",
-                where=str(record.get("call_id", "")),
-            )
-        self._pending.append(line)
+        self._pending.append(encode_record_line(record, self.seed))
         self.next_seq = seq + 1
         return seq
 

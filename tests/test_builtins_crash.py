@@ -531,7 +531,6 @@ def test_a_secret_canary_is_in_no_byte_written_by_a_killed_and_resumed_run(proje
     )
     assert [what for _, what in after] == ["work:1", "done:1", "login"]
     execution_id = top_execution(project)
-    journal = executions(project) / f"{execution_id}.jsonl"
     commands = [
         result,
         flux_cmd("show", execution_id, cwd=project, env=resume_env),

@@ -82,7 +82,7 @@ def test_check_once_runs_every_property_and_counts_the_runs() -> None:
     assert report.output == {"totals": [36, 12, 24], "approval": "yes", "reservation": "reserved 3", "sum": 72}
     runs = {r.name: r.runs for r in report.results}
     assert runs == {"run": 1, "resume": report.records - 1, "no-rerun": report.records - 1, "replay": 1,
-                    "replay-subprocess": 1, "completion-order": 2}
+                    "replay-subprocess": 8, "completion-order": 2}
     assert report.store is None
 
 
@@ -413,3 +413,9 @@ def test_flux_check_command_exits_2_on_bad_input(tmp_path: Path, args: list[str]
     proc = flux_cmd("check", WORKFLOWS, *args, cwd=tmp_path)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert error in proc.stderr
+
+
+def test_a_small_set_iterated_is_caught_on_every_check() -> None:
+    for _ in range(3):
+        report = check_once(W.greet_trio, 1)
+        assert report.first_failure is not None and report.first_failure.name == "replay-subprocess", report.describe()

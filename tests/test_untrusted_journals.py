@@ -33,7 +33,9 @@ pathlib.Path({marker!r}).write_text("ran")
 
 def _flux(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("FLUX_HOME", "FLUX_STORE")}
-    return subprocess.run([sys.executable, "-m", "flux", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "flux", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def _rewrite_header(journal: Path, **code: str) -> None:

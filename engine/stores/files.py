@@ -21,6 +21,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import logging
 import os
 import re
 import socket
@@ -53,7 +54,7 @@ from flux._engine.journal import (
     Records,
     Visit,
     check_journal,
-    encode_line,
+    encode_record_line,
     read_journal,
     read_regular_file,
     seed_for,
@@ -62,6 +63,8 @@ from flux._engine.records import Status
 from flux._engine.store import ExecutionSummary, Page, is_execution_id, page_of, validate_execution_id
 
 __all__ = ["FileStore", "FileWriter", "fsync_dir"]
+
+log = logging.getLogger("flux")
 
 DIR_MODE = 0o700
 _HOLDER_BYTES = 256  # a lock file's size: the holder's pid, host and start time, space-padded
@@ -298,15 +301,25 @@ class _Cache:
         _write_atomically(_private_dir(self._home, "cache"), key + ".json", data)
 
     def clear(self) -> int:
+        """Deletes every cache entry (`<sha256>.json`) and nothing else; a `cache/` that is a
+        symbolic link is refused, never followed."""
         folder = os.path.join(self._home, "cache")
         try:
+            if stat.S_ISLNK(os.lstat(folder).st_mode):
+                raise UnsafePathError(
+                    errno.ELOOP, f"{folder}: is a symbolic link; the store never follows links, remove it"
+                )
             names = os.listdir(folder)
         except FileNotFoundError:
             return 0
-        for name in names:
+        entries = [n for n in names if _CACHE_ENTRY.fullmatch(n)]
+        for name in entries:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(folder, name))
-        return len(names)
+        return len(entries)
+
+
+_CACHE_ENTRY = re.compile(r"[0-9a-f]{64}\.json")
 
 
 class FileStore:
@@ -429,6 +442,8 @@ class FileStore:
             DurabilityError: when the journal cannot be written.
         """
         path = self.journal_path(execution_id)
+        header["seq"] = 0
+        data = encode_record_line(header, seed_for(execution_id))  # too large: refused before anything is made
         if os.path.lexists(path):
             raise ExecutionExistsError(execution_id, self.dir)
         self._ensure_dirs()
@@ -443,8 +458,6 @@ class FileStore:
                 os.unlink(tmp)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
             try:
-                header["seq"] = 0
-                data = encode_line(header, seed_for(execution_id))
                 if os.write(fd, data) != len(data):
                     # A journal must never appear with half a header (SPEC.md 2.2).
                     raise OSError(errno.ENOSPC, "short write of the journal header")
@@ -629,13 +642,27 @@ class FileStore:
 
 
 def _ensure_dirs(*paths: str) -> None:
+    """Makes the store's directories (mode 0700), each made durable by syncing its parent; an
+    existing one that others may read or write is made private again (SPEC.md 1), and one that
+    is a symbolic link is refused."""
     for path in paths:
         with _store_errors(path, "create the store's directory"):
             try:
                 os.mkdir(path, DIR_MODE)
             except FileExistsError:
+                st = os.lstat(path)
+                if stat.S_ISLNK(st.st_mode) and path != paths[0]:
+                    raise UnsafePathError(
+                        errno.ELOOP, f"{path}: is a symbolic link; the store never follows links, remove it"
+                    ) from None
                 if not os.path.isdir(path):
                     raise OSError(errno.ENOTDIR, "not a directory") from None
+                if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+                    os.chmod(path, DIR_MODE)
+                    log.warning("%s: the store's directory was open to other users (mode %o); made it 0700", path,
+                                stat.S_IMODE(st.st_mode))
+            else:
+                fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
 def _private_dir(home: str, name: str) -> str:

@@ -34,7 +34,7 @@ from flux._engine.journal import (
     Records,
     Visit,
     check_journal,
-    encode_line,
+    encode_record_line,
     seed_for,
 )
 from flux._engine.records import Status
@@ -189,7 +189,7 @@ class MemoryStore:
     def create(self, execution_id: str, header: dict[str, Any], durability: str) -> MemoryLease:
         validate_execution_id(execution_id)
         header["seq"] = 0
-        line = encode_line(header, seed_for(execution_id))
+        line = encode_record_line(header, seed_for(execution_id))
         owner = self._owner()
         with self._lock:
             if execution_id in self._journals:

@@ -315,10 +315,11 @@ def test_snapshots_blobs_and_cache_keep_what_they_are_given(store: Store) -> Non
         store.blobs.get("0" * 64)
     with pytest.raises(BlobError):
         store.blobs.get("../../etc/passwd")
-    assert store.cache.get("k") is None
-    store.cache.put("k", b"entry")
-    assert store.cache.get("k") == b"entry"
-    assert store.cache.clear() == 1 and store.cache.get("k") is None
+    key = "ab" * 32  # keys are SHA-256 digests
+    assert store.cache.get(key) is None
+    store.cache.put(key, b"entry")
+    assert store.cache.get(key) == b"entry"
+    assert store.cache.clear() == 1 and store.cache.get(key) is None
 
 
 def test_waiting_for_a_change_returns_when_a_record_is_written(store: Store) -> None:
