@@ -47,7 +47,7 @@ SURFACE = {
     "flux.domain.events": ["ExecutionEvent", "ExecutionEventType"],
     "flux.golden": ["GoldenResult", "assert_golden", "golden_params", "journals_in", "replay_folder", "replay_one"],
     "flux.errors": [
-        "CompensationError",
+        "AmbiguousExecutionIdError", "CompensationError",
         "ExecutionTimeoutError",
         "FallbackError",
         "RetryError",
