@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import hashlib
@@ -39,6 +40,7 @@ from flux._engine.errors import (
     ExecutionExistsError,
     ExecutionLockedError,
     ExecutionNotFoundError,
+    InvalidOptionError,
     JournalCorruptError,
     StoreError,
     UnsafePathError,
@@ -59,7 +61,14 @@ from flux._engine.journal import (
     seed_for,
 )
 from flux._engine.records import Status
-from flux._engine.store import ExecutionSummary, Page, is_execution_id, page_of, validate_execution_id
+from flux._engine.store import (
+    ExecutionSummary,
+    Page,
+    decode_cursor,
+    encode_cursor,
+    is_execution_id,
+    validate_execution_id,
+)
 
 __all__ = ["FileStore", "FileWriter", "fsync_dir"]
 
@@ -304,6 +313,11 @@ class FileStore:
         self.snapshots = _Snapshots(self.dir)
         self.blobs = _Blobs(self.home)
         self.cache = _Cache(self.home)
+        # What listing learnt, kept for the next listing (SPEC.md 1): each journal's header (its
+        # created time, workflow and parent never change), and its summary as of the journal
+        # file's (inode, size, mtime). Only an accelerator: a changed file is read again.
+        self._heads: dict[str, tuple[str, str, str | None]] = {}
+        self._summaries: dict[str, tuple[tuple[int, int, int], ExecutionSummary]] = {}
 
     @property
     def url(self) -> str:
@@ -532,7 +546,26 @@ class FileStore:
         return sorted(n[:-6] for n in names if n.endswith(".jsonl") and is_execution_id(n[:-6]))
 
     def summary(self, execution_id: str) -> ExecutionSummary:
-        """What `list` shows of one execution; a damaged journal is summarized as damaged."""
+        """What `list` shows of one execution; a damaged journal is summarized as damaged. The
+        journal is read again only when its file changed since the last summary of it."""
+        path = self.journal_path(execution_id)
+        try:
+            st = os.lstat(path)
+            key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        except OSError:
+            key = None
+        cached = self._summaries.get(execution_id)
+        if key is not None and cached is not None and cached[0] == key:
+            found = cached[1]
+        else:
+            found = self._read_summary(execution_id)
+            if key is not None:
+                self._summaries[execution_id] = (key, found)
+        if found.status == Status.RUNNING and self.owner(execution_id) is None:
+            found = dataclasses.replace(found, status=Status.INTERRUPTED)
+        return found
+
+    def _read_summary(self, execution_id: str) -> ExecutionSummary:
         try:
             read = self.read(execution_id)
             history = History(read.path, read.offsets, read.records)
@@ -540,27 +573,70 @@ class FileStore:
         except (JournalCorruptError, StoreError) as err:
             return ExecutionSummary(execution_id, "?", "damaged", "", 0, None, str(err))
         header = history.header or {}
-        status = history.status
-        if status == Status.RUNNING and self.owner(execution_id) is None:
-            status = Status.INTERRUPTED
         parent = header.get("parent") or {}
         return ExecutionSummary(
-            execution_id, str(header.get("workflow", "")), status, str(header.get("created", "")),
+            execution_id, str(header.get("workflow", "")), history.status, str(header.get("created", "")),
             len(read.records), parent.get("execution_id") if isinstance(parent, dict) else None,
         )
+
+    def _head(self, execution_id: str) -> tuple[str, str, str | None]:
+        """(created, workflow, parent id) from the journal's header: what orders and filters a
+        listing. A journal whose header cannot be read sorts last, as its summary does."""
+        head = self._heads.get(execution_id)
+        if head is None:
+            try:
+                header = self.header(execution_id)
+            except (JournalCorruptError, StoreError, ExecutionNotFoundError):
+                return ("", "?", None)
+            parent = header.get("parent")
+            head = (
+                str(header.get("created", "")), str(header.get("workflow", "")),
+                parent.get("execution_id") if isinstance(parent, dict) else None,
+            )
+            self._heads[execution_id] = head
+        return head
 
     def list(
         self, *, status: str | Sequence[str] | None = None, workflow: str | None = None, limit: int | None = None,
         cursor: str | None = None, prefix: str | None = None, created_after: str | None = None,
         created_before: str | None = None,
     ) -> Page:
+        """A page of executions, newest first (SPEC.md 1). Headers order the listing; only the
+        executions a page shows (and, with a status filter, those looked at to fill it) are
+        summarized, each read again only if its file changed."""
+        if limit is not None and limit < 0:
+            raise InvalidOptionError(f"limit={limit} must be >= 0")
+        after = decode_cursor(cursor) if cursor is not None else None
         ids = self.list_ids()
         if prefix is not None:
             ids = [i for i in ids if i.startswith(prefix)]
-        return page_of(
-            [self.summary(i) for i in ids], status=status, workflow=workflow, limit=limit, cursor=cursor,
-            created_after=created_after, created_before=created_before,
-        )
+        known = set(ids)
+        for gone in [i for i in self._heads if i not in known]:
+            self._heads.pop(gone, None)
+            self._summaries.pop(gone, None)
+        order = []
+        for i in ids:
+            created, name, _ = self._head(i)
+            if workflow is not None and name != workflow:
+                continue
+            if (created_after is not None and created < created_after) or (created_before is not None and created >= created_before):
+                continue
+            if after is not None and (created, i) >= after:
+                continue
+            order.append((created, i))
+        order.sort(reverse=True)
+        wanted = {status} if isinstance(status, str) else set(status) if status else None
+        rows: list[tuple[tuple[str, str], ExecutionSummary]] = []
+        for created, i in order:
+            if limit is not None and len(rows) > limit:
+                break
+            found = self.summary(i)
+            if wanted is None or str(found.status) in wanted:
+                rows.append(((created, i), found))
+        if limit is None or len(rows) <= limit:
+            return Page(tuple(found for _, found in rows), None)
+        kept = rows[:limit]
+        return Page(tuple(found for _, found in kept), encode_cursor(*kept[-1][0]) if kept else None)
 
     async def wait_for_change(self, execution_id: str, timeout: float) -> None:
         """Returns once the journal's size changes, or after `timeout` seconds (the size is
