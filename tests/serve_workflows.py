@@ -142,3 +142,18 @@ async def read_secret(secrets: dict[str, str]) -> str:
 async def uses_secret(ctx: ExecutionContext[Any]) -> Any:
     """Hands a secret to a task, which returns it: the journal records its name only."""
     return await read_secret()
+
+
+@workflow
+async def showcase(ctx: ExecutionContext[Any]) -> Any:
+    """An order: a charge that is retried, three reservations at once, an optional step that
+    fails, a short durable sleep, then a pause for a person's approval."""
+    charged = await flaky(f"charge-{ctx.execution_id}", 1)
+    reserved = await asyncio.gather(*(tick(i, 0.05 * (i + 1)) for i in range(3)))
+    try:
+        await fail("gift wrap is out of stock")
+    except Exception:
+        pass  # optional
+    await sleep(0.3)
+    approved = await pause("approve")
+    return {"charged": charged, "reserved": reserved, "approved": approved}

@@ -82,7 +82,9 @@ def test_start_runs_the_workflow_and_wait_returns_its_output(api: httpx.Client) 
     data = response.json()
     assert response.headers["location"] == f"/api/v1/executions/{data['execution_id']}"
     assert data["status"] == "completed" and data["output"] == 42 and data["input"] == 21
-    assert data["calls"] == 1 and data["records"] == 5
+    assert data["call_count"] == 1 and data["records"] == 5 and "calls" not in data
+    with_calls = api.get(f"/api/v1/executions/{data['execution_id']}", params={"calls": True}).json()
+    assert with_calls["calls"] == api.get(f"/api/v1/executions/{data['execution_id']}/calls").json()["calls"]
 
 
 def test_start_without_wait_returns_once_the_header_is_durable(api: httpx.Client) -> None:

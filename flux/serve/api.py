@@ -8,6 +8,7 @@ request that gets this far, see flux/serve/security.py).
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from typing import Any
 
 import orjson
@@ -115,8 +116,10 @@ async def executions(
 
 
 @router.get("/executions/{execution_id}", summary="One execution: status, input, output or error, times, pauses, timers")
-async def execution(request: Request, execution_id: str = ID) -> JSON:
-    return JSON(await service_of(request).execution(execution_id))
+async def execution(
+    request: Request, execution_id: str = ID, calls: bool = Query(False, description="Include its calls (as /calls gives them).")
+) -> JSON:
+    return JSON(await service_of(request).execution(execution_id, calls))
 
 
 @router.get("/executions/{execution_id}/calls", summary="Its calls, as `flux show` prints them")
@@ -129,10 +132,15 @@ async def calls(request: Request, execution_id: str = ID, outcome: str | None = 
     responses={200: {"content": {"application/x-ndjson": {}}}},
 )
 async def records(
-    request: Request, execution_id: str = ID, from_seq: int = Query(0, ge=0), download: bool = Query(False)
+    request: Request,
+    execution_id: str = ID,
+    from_seq: int = Query(0, ge=0, description="The first seq to send."),
+    limit: int | None = Query(None, ge=1, description="Send at most this many lines."),
+    download: bool = Query(False, description="As an attachment named <execution_id>.jsonl."),
 ) -> Response:
     folded = await service_of(request).folded(execution_id)
-    data = b"".join(journal_lines(folded.read, execution_id, from_seq))
+    lines = journal_lines(folded.read, execution_id, from_seq)
+    data = b"".join(lines if limit is None else itertools.islice(lines, limit))
     headers = {"X-Flux-Records": str(len(folded.read.records))}
     if download:
         headers["Content-Disposition"] = f'attachment; filename="{execution_id}.jsonl"'

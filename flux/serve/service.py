@@ -30,7 +30,7 @@ from flux._engine.store import ExecutionSummary, validate_execution_id
 from flux.client import Client, ExecutionHandle
 from flux.divergence import Divergence
 from flux.serve.problems import BadRequest
-from flux.serve.views import Folded, call_rows, fold_execution, pending_of, row_details
+from flux.serve.views import Folded, call_rows, execution_json, fold_execution, pending_of, row_details
 from flux.workflow import Workflow
 
 __all__ = ["Service", "status_values"]
@@ -80,16 +80,17 @@ class Service:
         validate_execution_id(execution_id)
         return await anyio.to_thread.run_sync(fold_execution, self.store, execution_id)
 
-    async def execution(self, execution_id: str) -> dict[str, Any]:
-        """GET /executions/{id}: the execution without its calls (they have their own route)."""
+    async def execution(self, execution_id: str, calls: bool = False) -> dict[str, Any]:
+        """GET /executions/{id}: the execution, with its calls (the `flux show` rows) if asked."""
         validate_execution_id(execution_id)
-        return await anyio.to_thread.run_sync(self._execution, execution_id)
+        return await anyio.to_thread.run_sync(self._execution, execution_id, calls)
 
-    def _execution(self, execution_id: str) -> dict[str, Any]:
-        view = self.client.view(execution_id)
-        data = view.to_json()
-        data["calls"] = len(view.calls)
+    def _execution(self, execution_id: str, calls: bool) -> dict[str, Any]:
         folded = fold_execution(self.store, execution_id)
+        data = execution_json(folded, self.store)
+        data["call_count"] = len(folded.history.calls)
+        if calls:
+            data["calls"] = call_rows(folded.history)
         details = row_details(folded)
         data["duration_ms"] = details["duration_ms"]
         data["pending"] = pending_of(folded)

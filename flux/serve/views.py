@@ -16,9 +16,11 @@ from flux._engine.history import CallHistory, History
 from flux._engine.journal import JournalRead, encode_line, seed_for
 from flux._engine.records import Status
 from flux._engine.store import Store, validate_execution_id
-from flux.timeline import CallRow, row_of
+from flux._engine.clock import iso
+from flux._engine.executor import waiting_pauses
+from flux.timeline import CallRow, error_summary, row_of
 
-__all__ = ["Folded", "call_rows", "fold_execution", "journal_lines", "pending_of", "row_details"]
+__all__ = ["Folded", "call_rows", "execution_json", "fold_execution", "journal_lines", "pending_of", "row_details"]
 
 FINAL = frozenset(str(s) for s in R.FINAL_STATUSES)
 
@@ -68,10 +70,6 @@ def _epoch(at: Any) -> float | None:
         return None
 
 
-def _iso(seconds: float) -> str:
-    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).isoformat(timespec="microseconds")
-
-
 def _segments(call: CallHistory, row: CallRow) -> list[dict[str, Any]] | None:
     """The pieces of a call with retries or handlers, in time order: each attempt, the wait
     before each retry (until its `retry_at`), and a fallback or rollback. None for a call made
@@ -84,8 +82,8 @@ def _segments(call: CallHistory, row: CallRow) -> list[dict[str, Any]] | None:
         out.append({"kind": "attempt", "attempt": failure.get("attempt", 0), "start": start, "end": failure.get("at"), "outcome": "failed"})
         retry_at = failure.get("retry_at")
         if isinstance(retry_at, (int, float)):
-            out.append({"kind": "wait", "start": failure.get("at"), "end": _iso(retry_at)})
-            start = _iso(retry_at)
+            out.append({"kind": "wait", "start": failure.get("at"), "end": iso(retry_at)})
+            start = iso(retry_at)
         else:
             start = None
     if start is not None:
@@ -153,6 +151,43 @@ def pending_of(folded: Folded) -> dict[str, Any]:
             else:
                 running.append({"call_id": call_id, "name": call.name, "started_at": call.start.get("at"), "attempts": call.attempts, "child": call.child})
     return {"running": running, "timers": timers, "retries": retries}
+
+
+def execution_json(folded: Folded, store: Store) -> dict[str, Any]:
+    """`Client.view(id).to_json()` without its calls (their own route serves them), from the
+    fold already made: a 10,000-call execution is read and folded once, not twice."""
+    history = folded.history
+    records = folded.read.records
+    header = history.header or {}
+    final = history.final
+    error = None
+    if final is not None and final["kind"] == R.FAILED:
+        tree = final.get("error")
+        error = {**error_summary(tree), "traceback": str(tree.get("tb", "")) if isinstance(tree, dict) else ""}
+    last = records[len(records) - 1]
+    parent, forked = header.get("parent"), header.get("forked_from")
+    waiting = waiting_pauses(store, history) if folded.status == str(Status.PAUSED) else []
+    return {
+        "execution_id": folded.execution_id,
+        "workflow": str(header.get("workflow", "")),
+        "status": folded.status,
+        "input": header.get("input"),
+        "output": final.get("value") if final is not None and final["kind"] == R.COMPLETED else None,
+        "error": error,
+        "created": str(header.get("created", "")),
+        "updated": str(last.get("at") or header.get("created", "")),
+        "records": len(records),
+        "path": folded.read.path,
+        "parent": parent if isinstance(parent, dict) else None,
+        "children": history.children(),
+        "waiting": [w.to_json() for w in waiting],
+        "timers": [
+            {"call_id": call_id, "wake_at": iso(call.start["wake_at"])}
+            for call_id, call in history.calls.items()
+            if call.kind == "timer" and call.end is None
+        ],
+        "forked_from": forked if isinstance(forked, dict) else None,
+    }
 
 
 def row_details(folded: Folded) -> dict[str, Any]:

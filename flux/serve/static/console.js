@@ -105,12 +105,14 @@ function span(msTotal) {
 }
 
 // Elements with data-until (epoch ms) count down; data-since (epoch ms) count up.
+function untilText(untilMs) {
+  const left = untilMs - Date.now();
+  return left > 0 ? `in ${span(left)}` : "due";
+}
+
 function tick() {
   const now = Date.now();
-  for (const node of document.querySelectorAll("[data-until]")) {
-    const left = Number(node.dataset.until) - now;
-    node.textContent = left > 0 ? `in ${span(left)}` : "due";
-  }
+  for (const node of document.querySelectorAll("[data-until]")) node.textContent = untilText(Number(node.dataset.until));
   for (const node of document.querySelectorAll("[data-since]")) {
     node.textContent = span(now - Number(node.dataset.since));
   }
@@ -127,7 +129,7 @@ function chip(status, wakeAt) {
   const known = Object.prototype.hasOwnProperty.call(STATUSES, status);
   const node = el("span", { class: `chip ${known ? "s-" + status : ""}`, title: STATUSES[status] || status, "data-status": status }, status);
   if (wakeAt && wakeAt * 1000 > Date.now() && !FINAL.has(status)) {
-    return el("span", {}, node, el("span", { class: "countdown", "data-until": String(wakeAt * 1000) }, ""));
+    return el("span", {}, node, el("span", { class: "countdown", "data-until": String(wakeAt * 1000) }, untilText(wakeAt * 1000)));
   }
   return node;
 }
@@ -312,7 +314,7 @@ function startForm() {
 
 function showExecution(id) {
   page(() => {
-    const view = { id, data: null, calls: [], failedOnly: false, journalShown: 0, journalStarted: false };
+    const view = { id, data: null, calls: [], failedOnly: false, journal: null };
     const parts = {
       head: el("div", { class: "card", id: "head" }),
       values: el("div", { class: "grid2", id: "values" }),
@@ -330,17 +332,20 @@ function showExecution(id) {
 
     const load = async () => {
       try {
-        const [data, calls] = await Promise.all([api(`/executions/${id}`), api(`/executions/${id}/calls`)]);
+        const data = await api(`/executions/${id}`, { query: { calls: true } });
         if (closed) return;
         view.data = data;
-        view.calls = calls.calls;
+        view.calls = data.calls;
         renderHead(view, parts.head, load);
         renderValues(view, parts.values);
         renderPending(view, parts.pending, load);
         renderWaterfall(view, parts.waterfall);
         renderCalls(view, parts.calls);
         if (data.divergence && parts.replay.hidden) renderReplay({ status: "diverged", ...data.divergence }, parts.replay);
-        if (!view.journalStarted) renderJournal(view, parts.journal);
+        if (!view.journalAsked) {
+          view.journalAsked = true;
+          setTimeout(() => renderJournal(view, parts.journal), 0);  // after the first paint
+        }
         if (!stream && !FINAL.has(data.status)) follow(data.records);
       } catch (err) {
         showBanner(problemText(err));
@@ -373,7 +378,7 @@ function renderHead(view, node, reload) {
     el("dt", {}, "status"), el("dd", {}, chip(status, firstWake(d))),
     el("dt", {}, "started"), el("dd", {}, when(d.created)),
     el("dt", {}, "last record"), el("dd", {}, `${when(d.updated)} (${span(d.duration_ms)} after the start)`),
-    el("dt", {}, "records / calls"), el("dd", {}, `${d.records} / ${d.calls}`),
+    el("dt", {}, "records / calls"), el("dd", {}, `${d.records} / ${d.call_count}`),
     d.owner ? [el("dt", {}, "run by"), el("dd", {}, `pid ${d.owner.pid} on ${d.owner.host}`)] : null,
     d.parent ? [el("dt", {}, "parent"), el("dd", {}, link(d.parent.execution_id), ` (call ${d.parent.call_id})`)] : null,
     d.forked_from ? [el("dt", {}, "forked from"), el("dd", {}, link(d.forked_from.execution_id), ` at seq ${d.forked_from.seq}`)] : null,
@@ -454,11 +459,11 @@ function renderPending(view, node, reload) {
   }
   for (const t of p.timers) {
     items.push(el("li", {}, "timer ", el("b", {}, t.name), el("span", { class: "muted mono" }, ` call ${t.call_id}`),
-      " wakes ", el("span", { "data-until": String(t.wake_at * 1000) }, ""), ` (${when(new Date(t.wake_at * 1000).toISOString())})`));
+      " wakes ", el("span", { "data-until": String(t.wake_at * 1000) }, untilText(t.wake_at * 1000)), ` (${when(new Date(t.wake_at * 1000).toISOString())})`));
   }
   for (const r of p.retries) {
     items.push(el("li", {}, "retry of ", el("b", {}, r.name), el("span", { class: "muted mono" }, ` call ${r.call_id}`),
-      " ", el("span", { "data-until": String(r.retry_at * 1000) }, "")));
+      " ", el("span", { "data-until": String(r.retry_at * 1000) }, untilText(r.retry_at * 1000))));
   }
   for (const w of d.waiting || []) items.push(pauseItem(d, w, reload));
   node.replaceChildren(el("h2", {}, "Pending now"), items.length ? el("ul", {}, items) : el("p", { class: "muted" }, "nothing"));
@@ -481,16 +486,18 @@ function pauseItem(d, w, reload) {
   return el("li", { class: "pause", "data-call": w.call_id }, "pause ", el("b", {}, w.name),
     el("span", { class: "muted mono" }, ` call ${w.call_id}`),
     w.execution_id !== d.execution_id ? [" in ", el("a", { class: "mono", href: `#/executions/${w.execution_id}` }, w.execution_id)] : null,
-    w.wake_at ? [" (continues without input ", el("span", { "data-until": String(ms(w.wake_at)) }, ""), ")"] : null,
+    w.wake_at ? [" (continues without input ", el("span", { "data-until": String(ms(w.wake_at)) }, untilText(ms(w.wake_at))), ")"] : null,
     el("div", { class: "pause-form" }, text, el("div", {}, button)));
 }
 
 // The waterfall: one row (and one bar) per call, keyed by call id, indented by branch depth.
+// The end of a call's bar; null for a pause that waits with no deadline (drawn to the right edge,
+// so that waiting a day does not squeeze everything else into a corner).
 function callEnd(row, data, now) {
   if (row.ended_at) return ms(row.ended_at);
   if (row.kind === "timer" && row.wake_at) return row.wake_at * 1000;
-  if (row.kind === "pause" && row.wake_at) return Math.max(row.wake_at * 1000, now);
-  return data.status === "running" || data.status === "paused" ? now : ms(data.updated);
+  if (row.kind === "pause") return row.wake_at ? Math.max(row.wake_at * 1000, now) : null;
+  return data.status === "running" ? now : ms(data.updated);
 }
 
 function barSegments(row, data, now) {
@@ -506,6 +513,10 @@ function isFailed(row) {
     (row.notes || []).some((n) => n.endsWith("_failed"));
 }
 
+// Only the rows in sight are in the page (a 10,000-call waterfall scrolls like a short one).
+const ROW_HEIGHT = 20;
+const OVERSCAN = 20;
+
 function renderWaterfall(view, node) {
   const d = view.data;
   const now = Date.now();
@@ -514,12 +525,14 @@ function renderWaterfall(view, node) {
   let t1 = Math.max(ms(d.updated), t0 + 1);
   const bars = rows.map((row) => {
     const segments = barSegments(row, d, now);
-    for (const s of segments) if (s.end > t1) t1 = s.end;
+    for (const s of segments) if (s.end !== null && s.end > t1) t1 = s.end;
     return segments;
   });
+  if (bars.some((segments) => segments.some((s) => s.end === null))) t1 += (t1 - t0) * 0.12;  // room to show it waits
+  for (const segments of bars) for (const s of segments) if (s.end === null) s.end = t1;
   const scale = 100 / (t1 - t0);
-  const html = [];
-  rows.forEach((row, i) => {
+  const rowHtml = (i) => {
+    const row = rows[i];
     const depth = row.call_id.split(".").length - 1;
     const segs = bars[i].map((s) => {
       const left = Math.max(0, (s.start - t0) * scale);
@@ -528,10 +541,27 @@ function renderWaterfall(view, node) {
       return `<i class="seg k-${esc(s.kind)} o-${esc(s.outcome)}" style="left:${left.toFixed(3)}%;width:${width.toFixed(3)}%" title="${esc(title)}"></i>`;
     }).join("");
     const label = `<span class="cid">${esc(row.call_id)}</span>${row.kind !== "task" ? `<i>${esc(row.kind)}</i> ` : ""}${esc(row.name)}`;
-    html.push(`<div class="wf-row" data-call="${esc(row.call_id)}" data-outcome="${esc(row.outcome)}"><div class="wf-label" style="padding-left:${depth * 12}px" title="${esc(row.call_id + " " + row.name)}">${label}</div><div class="bar">${segs}</div></div>`);
-  });
+    return `<div class="wf-row" style="top:${i * ROW_HEIGHT}px" data-call="${esc(row.call_id)}" data-outcome="${esc(row.outcome)}"><div class="wf-label" style="padding-left:${depth * 12}px" title="${esc(row.call_id + " " + row.name)}">${label}</div><div class="bar">${segs}</div></div>`;
+  };
   const box = el("div", { class: "waterfall", id: "waterfall", "data-rows": String(rows.length) });
-  box.innerHTML = html.join("");
+  const space = el("div", { class: "wf-space", style: `height:${rows.length * ROW_HEIGHT}px` });
+  box.append(space);
+  let drawn = "";
+  const draw = () => {
+    const first = Math.max(0, Math.floor(box.scrollTop / ROW_HEIGHT) - OVERSCAN);
+    const last = Math.min(rows.length, Math.ceil((box.scrollTop + (box.clientHeight || 640)) / ROW_HEIGHT) + OVERSCAN);
+    if (drawn === `${first}:${last}`) return;
+    drawn = `${first}:${last}`;
+    const html = [];
+    for (let i = first; i < last; i++) html.push(rowHtml(i));
+    space.innerHTML = html.join("");
+  };
+  let pending = false;
+  box.addEventListener("scroll", () => {
+    if (pending) return;
+    pending = true;
+    requestAnimationFrame(() => { pending = false; draw(); });
+  });
   const filter = el("label", {}, el("input", { type: "checkbox", id: "failed-only", checked: view.failedOnly, onchange: (e) => {
     view.failedOnly = e.target.checked;
     renderWaterfall(view, node);
@@ -539,7 +569,11 @@ function renderWaterfall(view, node) {
   const legend = el("span", { class: "legend" },
     [["completed", "var(--completed)"], ["failed", "var(--failed)"], ["running", "var(--running)"], ["timer / retry wait", "#c4b5fd"], ["pause", "#f59e0b"], ["fallback", "#0891b2"], ["rollback", "#a16207"]]
       .map(([name, color]) => el("span", {}, el("i", { style: `background:${color}` }), name)));
+  const keep = node.querySelector("#waterfall");
+  const scrollTop = keep ? keep.scrollTop : 0;
   node.replaceChildren(el("div", { class: "wf-head" }, el("h2", { style: "margin:0" }, `Calls over time (${span(t1 - t0)})`), filter, legend), box);
+  box.scrollTop = scrollTop;
+  draw();
 }
 
 const CALL_PAGE = 200;
@@ -563,29 +597,35 @@ function renderCalls(view, node, shown = CALL_PAGE) {
       el("tbody", {}, body)), ...(more ? [more] : []));
 }
 
-// The raw journal: its lines as stored, the first ones at once, the rest on demand.
+// The raw journal: its lines as stored, a page at a time; new lines come from the stream.
 const JOURNAL_PAGE = 300;
 function renderJournal(view, node) {
   const box = el("div", { class: "journal", id: "journal" });
-  const more = el("button", { hidden: true }, "Show more");
-  node.replaceChildren(el("h2", {}, "Journal ", el("span", { class: "small muted", id: "journal-count" }, "")), box, more);
-  view.journalBox = box;
-  view.journalStarted = true;
-  fetch(`${API}/executions/${view.id}/records`).then((res) => res.text()).then((text) => {
-    const lines = text.split("\n").filter((l) => l);
-    for (const [seq, line] of view.earlyLines || []) if (seq === lines.length) lines.push(line);
-    view.journalLines = lines;
-    view.journalShown = 0;
-    const show = () => {
-      const upto = Math.min(lines.length, view.journalShown + JOURNAL_PAGE);
-      for (let i = view.journalShown; i < upto; i++) box.append(journalLine(i, lines[i]));
-      view.journalShown = upto;
-      more.hidden = upto >= lines.length;
-      document.getElementById("journal-count").textContent = `${lines.length} records`;
-    };
-    more.onclick = show;
-    show();
-  });
+  const count = el("span", { class: "small muted", id: "journal-count" }, "");
+  const more = el("button", { hidden: true, id: "journal-more" }, "Show more");
+  node.replaceChildren(el("h2", {}, "Journal ", count), box, more);
+  const journal = view.journal = { box, count, more, shown: 0, total: view.data.records, loading: false, early: [] };
+  const status = () => {
+    count.textContent = `${journal.total} records${journal.shown < journal.total ? `, first ${journal.shown} shown` : ""}`;
+    more.hidden = journal.shown >= journal.total;
+  };
+  const page = async () => {
+    journal.loading = true;
+    try {
+      const res = await fetch(`${API}/executions/${view.id}/records?from_seq=${journal.shown}&limit=${JOURNAL_PAGE}`);
+      const text = await res.text();
+      if (!res.ok) throw Object.assign(new Error(res.statusText), { problem: JSON.parse(text) });
+      journal.total = Math.max(journal.total, Number(res.headers.get("X-Flux-Records")));
+      for (const line of text.split("\n")) if (line) box.append(journalLine(journal.shown++, line));
+    } catch (err) {
+      showBanner(problemText(err));
+    }
+    journal.loading = false;
+    for (const [seq, line] of journal.early.splice(0)) appendJournalLine(view, seq, line);
+    status();
+  };
+  more.onclick = page;
+  page();
 }
 
 function journalLine(seq, line) {
@@ -593,19 +633,16 @@ function journalLine(seq, line) {
 }
 
 function appendJournalLine(view, seq, line) {
-  const lines = view.journalLines;
-  if (!lines) {  // the journal is still being fetched: its tail is added when it arrives
-    (view.earlyLines = view.earlyLines || []).push([seq, line]);
-    return;
+  const journal = view.journal;
+  if (!journal) return;
+  if (journal.loading) { journal.early.push([seq, line]); return; }
+  journal.total = Math.max(journal.total, seq + 1);
+  if (seq === journal.shown && journal.shown === journal.total - 1) {
+    journal.box.append(journalLine(seq, line));
+    journal.shown += 1;
   }
-  if (seq !== lines.length) return;
-  lines.push(line);
-  if (view.journalShown === lines.length - 1) {
-    view.journalBox.append(journalLine(seq, line));
-    view.journalShown = lines.length;
-  }
-  const count = document.getElementById("journal-count");
-  if (count) count.textContent = `${lines.length} records`;
+  journal.count.textContent = `${journal.total} records${journal.shown < journal.total ? `, first ${journal.shown} shown` : ""}`;
+  journal.more.hidden = journal.shown >= journal.total;
 }
 
 // Replay against the code the server loaded; a divergence is shown journal beside code.
