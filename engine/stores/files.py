@@ -17,6 +17,7 @@ Only this module touches those files. Every OSError is turned into an error of t
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import dataclasses
 import errno
@@ -318,6 +319,9 @@ class FileStore:
         # file's (inode, size, mtime). Only an accelerator: a changed file is read again.
         self._heads: dict[str, tuple[str, str, str | None]] = {}
         self._summaries: dict[str, tuple[tuple[int, int, int], ExecutionSummary]] = {}
+        self._order: list[tuple[str, str]] = []  # (created, execution id), oldest first
+        self._keys: dict[str, tuple[str, str]] = {}  # execution id -> its place in that order
+        self._listed: tuple[tuple[int, int, int], float] | None = None  # the directory's (inode, mtime, size) when listed, and when
 
     @property
     def url(self) -> str:
@@ -537,13 +541,16 @@ class FileStore:
         return os.path.lexists(self.journal_path(execution_id))
 
     def list_ids(self) -> list[str]:
+        return sorted(self._journal_ids())
+
+    def _journal_ids(self) -> set[str]:
         try:
             names = os.listdir(self.dir)
         except FileNotFoundError:
-            return []
+            return set()
         except OSError as err:
             raise StoreError(f"{self.dir}: cannot list the store ({err.strerror or err}); give a directory as the store") from err
-        return sorted(n[:-6] for n in names if n.endswith(".jsonl") and is_execution_id(n[:-6]))
+        return {n[:-6] for n in names if n.endswith(".jsonl") and is_execution_id(n[:-6])}
 
     def summary(self, execution_id: str) -> ExecutionSummary:
         """What `list` shows of one execution; a damaged journal is summarized as damaged. The
@@ -596,6 +603,40 @@ class FileStore:
             self._heads[execution_id] = head
         return head
 
+    def _ordered(self) -> list[tuple[str, str]]:
+        """Every execution as (created, execution id), oldest first. The directory is listed
+        again only when it changed (a journal made or removed); the order is then patched."""
+        try:
+            st = os.stat(self.dir)
+        except FileNotFoundError:
+            return []
+        except OSError as err:
+            raise StoreError(f"{self.dir}: cannot list the store ({err.strerror or err}); give a directory as the store") from err
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        listed = self._listed
+        # A directory's mtime may not move for two changes within one clock tick: a listing
+        # made less than a second after the last change is not trusted the next time.
+        if listed is not None and listed[0] == key and listed[1] - st.st_mtime_ns / 1e9 > 1.0:
+            return self._order
+        listed_at = time.time()
+        ids = self._journal_ids()
+        keys = self._keys
+        added, removed = ids - keys.keys(), keys.keys() - ids
+        for i in removed:
+            order_key = keys.pop(i)
+            if len(removed) <= 1000:
+                del self._order[bisect.bisect_left(self._order, order_key)]
+            self._heads.pop(i, None)
+            self._summaries.pop(i, None)
+        for i in added:
+            keys[i] = order_key = (self._head(i)[0], i)
+            if len(added) <= 1000:
+                bisect.insort(self._order, order_key)
+        if len(added) > 1000 or len(removed) > 1000:
+            self._order = sorted(keys.values())
+        self._listed = (key, listed_at)
+        return self._order
+
     def list(
         self, *, status: str | Sequence[str] | None = None, workflow: str | None = None, limit: int | None = None,
         cursor: str | None = None, prefix: str | None = None, created_after: str | None = None,
@@ -607,29 +648,22 @@ class FileStore:
         if limit is not None and limit < 0:
             raise InvalidOptionError(f"limit={limit} must be >= 0")
         after = decode_cursor(cursor) if cursor is not None else None
-        ids = self.list_ids()
-        if prefix is not None:
-            ids = [i for i in ids if i.startswith(prefix)]
-        known = set(ids)
-        for gone in [i for i in self._heads if i not in known]:
-            self._heads.pop(gone, None)
-            self._summaries.pop(gone, None)
-        order = []
-        for i in ids:
-            created, name, _ = self._head(i)
-            if workflow is not None and name != workflow:
-                continue
-            if (created_after is not None and created < created_after) or (created_before is not None and created >= created_before):
-                continue
-            if after is not None and (created, i) >= after:
-                continue
-            order.append((created, i))
-        order.sort(reverse=True)
+        order = self._ordered()
+        end = len(order)
+        if after is not None:
+            end = bisect.bisect_left(order, after, 0, end)
+        if created_before is not None:
+            end = bisect.bisect_left(order, (created_before, ""), 0, end)
         wanted = {status} if isinstance(status, str) else set(status) if status else None
         rows: list[tuple[tuple[str, str], ExecutionSummary]] = []
-        for created, i in order:
+        for n in range(end - 1, -1, -1):
             if limit is not None and len(rows) > limit:
                 break
+            created, i = order[n]
+            if created_after is not None and created < created_after:
+                break
+            if (prefix is not None and not i.startswith(prefix)) or (workflow is not None and self._head(i)[1] != workflow):
+                continue
             found = self.summary(i)
             if wanted is None or str(found.status) in wanted:
                 rows.append(((created, i), found))
