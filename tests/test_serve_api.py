@@ -59,6 +59,7 @@ def test_healthz_openapi_and_docs_are_served_locally(api: httpx.Client) -> None:
     assert spec["openapi"].startswith("3.1")
     for path in ("/api/v1/executions", "/api/v1/executions/{execution_id}/records/stream", "/workflows/{name}/run/{mode}"):
         assert path in spec["paths"], path
+    assert list(spec["paths"]["/api/v1/executions"]["get"]["responses"]["422"]["content"]) == ["application/problem+json"]
     docs = api.get("/docs")
     assert docs.status_code == 200 and "swagger-ui" in docs.text
     assert "http://" not in docs.text and "https://" not in docs.text

@@ -15,18 +15,18 @@ import orjson
 from fastapi import APIRouter, Header, Path, Query, Request
 from starlette.responses import Response, StreamingResponse
 
-from flux.serve.problems import BadRequest
+from flux.serve.problems import PROBLEM_RESPONSES, BadRequest
 from flux.serve.service import Service, status_values
 from flux.serve.stream import parse_last_event_id, record_events
 from flux.serve.views import journal_lines
 
-__all__ = ["JSON", "json_body", "router"]
+__all__ = ["JSON", "JSON_BODY", "json_body", "router", "service_of"]
 
-router = APIRouter(prefix="/api/v1", tags=["executions"])
+router = APIRouter(prefix="/api/v1", tags=["executions"], responses=PROBLEM_RESPONSES)
 
 ID = Path(description="An execution id: 1 to 64 characters of [A-Za-z0-9_-], starting with a letter or digit.")
 WAIT = Query(0.0, ge=0, le=300, description="Wait up to this many seconds for the execution to finish or pause.")
-_BODY = {"requestBody": {"required": False, "content": {"application/json": {"schema": {}}}}}
+JSON_BODY = {"requestBody": {"required": False, "content": {"application/json": {"schema": {}}}}}
 
 
 class JSON(Response):
@@ -81,7 +81,7 @@ async def workflows(request: Request) -> JSON:
 
 
 @router.post(
-    "/workflows/{name}/executions", status_code=201, openapi_extra=_BODY,
+    "/workflows/{name}/executions", status_code=201, openapi_extra=JSON_BODY,
     summary="Start an execution (body: the input, in recorded form)",
     responses={200: {"description": "the execution of that execution_id, which existed already"}},
 )
@@ -172,7 +172,7 @@ async def stream(
 
 
 @router.post(
-    "/executions/{execution_id}/resume", openapi_extra=_BODY,
+    "/executions/{execution_id}/resume", openapi_extra=JSON_BODY,
     summary='Answer a waiting pause: {"input": <recorded form>, "pause": "<name or call id>"}',
 )
 async def resume(request: Request, execution_id: str = ID, wait: float = WAIT) -> JSON:
@@ -191,7 +191,7 @@ async def cancel(request: Request, execution_id: str = ID, wait: float = Query(1
 
 
 @router.post(
-    "/executions/{execution_id}/fork", status_code=201, openapi_extra=_BODY,
+    "/executions/{execution_id}/fork", status_code=201, openapi_extra=JSON_BODY,
     summary='A new execution of its first N records: {"at": N, "set_result": {"seq": S, "value": ...}, "input": ..., "run": true}',
 )
 async def fork(request: Request, execution_id: str = ID, wait: float = WAIT) -> JSON:

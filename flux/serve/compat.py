@@ -23,14 +23,14 @@ from starlette.responses import Response, StreamingResponse
 
 from flux._engine.errors import ExecutionNotFoundError
 from flux.domain.events import events_from_records
-from flux.serve.api import JSON, _BODY, json_body, service_of
-from flux.serve.problems import BadRequest
+from flux.serve.api import JSON, JSON_BODY, json_body, service_of
+from flux.serve.problems import PROBLEM_RESPONSES, BadRequest
 from flux.serve.service import Service
 from flux.serve.stream import flux_events
 
 __all__ = ["router", "summary_of"]
 
-router = APIRouter(prefix="/workflows", tags=["Flux-compatible"])
+router = APIRouter(prefix="/workflows", tags=["Flux-compatible"], responses=PROBLEM_RESPONSES)
 
 _MODES = ("sync", "async", "stream")
 _FINAL = {"completed", "failed", "cancelled"}
@@ -111,7 +111,7 @@ async def workflow(request: Request, name: str) -> JSON:
     return JSON({"name": name, "version": 1, "description": found["doc"], "module": found["module"], "qualname": found["qualname"]})
 
 
-@router.post("/{name}/run/{mode}", openapi_extra=_BODY, summary="Run a workflow: sync waits, async returns at once, stream sends events (Flux)")
+@router.post("/{name}/run/{mode}", openapi_extra=JSON_BODY, summary="Run a workflow: sync waits, async returns at once, stream sends events (Flux)")
 async def run(request: Request, name: str, mode: str, detailed: bool = DETAILED) -> Response:
     _mode(mode)
     service = service_of(request)
@@ -126,7 +126,7 @@ async def run(request: Request, name: str, mode: str, detailed: bool = DETAILED)
     return JSON(await _summary(service, execution_id, detailed))
 
 
-@router.post("/{name}/resume/{execution_id}/{mode}", openapi_extra=_BODY, summary="Resume a paused execution with an input (Flux)")
+@router.post("/{name}/resume/{execution_id}/{mode}", openapi_extra=JSON_BODY, summary="Resume a paused execution with an input (Flux)")
 async def resume(request: Request, name: str, execution_id: str, mode: str, detailed: bool = DETAILED) -> Response:
     _mode(mode)
     service = service_of(request)

@@ -40,7 +40,7 @@ from flux._engine.errors import (
     WorkflowLoadError,
 )
 
-__all__ = ["PROBLEM_JSON", "BadRequest", "problem", "problem_of", "status_of"]
+__all__ = ["PROBLEM_JSON", "PROBLEM_RESPONSES", "BadRequest", "problem", "problem_of", "status_of"]
 
 log = logging.getLogger("flux.serve")
 
@@ -63,6 +63,32 @@ _STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (EncodeError, 422),
     (DecodeError, 422),
 )
+
+
+_PROBLEM_SCHEMA = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail", "error"],
+    "properties": {
+        "type": {"type": "string", "examples": ["urn:flux:error:ExecutionNotFoundError"]},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "error": {"type": "string", "description": "the name of the Flux error"},
+        "execution_id": {"type": "string"},
+        "owner": {"type": "object", "description": "pid, host, since: who runs a locked execution"},
+    },
+}
+# The error answers every route may give, for the OpenAPI document (SPEC.md 11.1).
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"description": what, "content": {PROBLEM_JSON: {"schema": _PROBLEM_SCHEMA}}}
+    for status, what in [
+        (404, "no such execution or workflow"),
+        (409, "locked by another process (owner), or not in a state that allows it"),
+        (422, "an invalid id, parameter or body"),
+        (503, "the store cannot write durably or cannot be used"),
+    ]
+}
 
 
 class BadRequest(ValueError):

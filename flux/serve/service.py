@@ -250,6 +250,7 @@ class Service:
     async def _follow(self, handle: ExecutionHandle) -> None:
         try:
             await handle.result()
+            self.divergences.pop(handle.execution_id, None)  # the code replayed its journal after all
         except NondeterminismError as err:
             self.divergences[handle.execution_id] = Divergence.of(err).as_json()
             log.warning("execution %s diverged: %s", handle.execution_id, err)
