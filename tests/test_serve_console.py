@@ -87,14 +87,11 @@ class Browser:
     """One Chromium for the module; each test gets a fresh page. Requests to any host but
     127.0.0.1 are aborted and recorded; console errors and page errors are recorded."""
 
-    def __init__(self) -> None:
-        from playwright.sync_api import sync_playwright
-
-        self._pw = sync_playwright().start()
+    def __init__(self, playwright: Any, **options: Any) -> None:
         self._profile = tempfile.mkdtemp(prefix="flux-chromium-")
-        self.context = self._pw.chromium.launch_persistent_context(
+        self.context = playwright.chromium.launch_persistent_context(
             self._profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 1000}, accept_downloads=True,
+            viewport={"width": 1400, "height": 1000}, accept_downloads=True, **options,
         )
         self.outside: list[str] = []
         self.errors: list[str] = []
@@ -116,13 +113,20 @@ class Browser:
 
     def close(self) -> None:
         self.context.close()
-        self._pw.stop()
         shutil.rmtree(self._profile, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    running = Browser()
+def playwright() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Any) -> Iterator[Browser]:
+    running = Browser(playwright)
     yield running
     running.close()
 
@@ -297,3 +301,27 @@ def test_the_api_docs_render_from_local_assets(made: tuple[Server, dict[str, str
     page.goto(server.url + "/docs")
     page.locator(".swagger-ui .title", has_text="Flux").wait_for(timeout=20_000)
     assert page.locator(".opblock").count() > 10
+
+
+def test_the_console_works_behind_a_token(playwright: Any, tmp_path: Path) -> None:
+    """With a token, the browser sends it as HTTP Basic's password on every request of the page
+    (the page, its script, the API calls and the event stream)."""
+    token = "console-token-5d1e"
+    server = Server(str(tmp_path / "store"), tmp_path, token=token)
+    signed_in = Browser(playwright, http_credentials={"username": "me", "password": token})
+    try:
+        with server.client() as api:
+            execution_id = start(api, "approval", None, wait=10)["execution_id"]
+        page = signed_in.page()
+        page.goto(f"{server.url}/#/executions/{execution_id}")
+        page.locator('#head .chip[data-status="paused"]').wait_for()
+        page.locator("li.pause textarea").fill('"yes"')
+        page.locator("li.pause button.resume").click()
+        page.locator('#head .chip[data-status="completed"]').wait_for(timeout=15_000)
+        page.goto(server.url + "/")
+        page.locator(f'tr[data-id="{execution_id}"][data-status="completed"]').wait_for()
+        assert signed_in.outside == [] and signed_in.errors == []
+        assert httpx.get(server.url + "/").status_code == 401  # without the token, not even the page
+    finally:
+        signed_in.close()
+        server.stop()

@@ -43,8 +43,7 @@ def test_every_route_but_healthz_needs_the_token(guarded: Server) -> None:
             assert response.status_code == 401, path
             assert response.headers["content-type"] == "application/problem+json"
             assert response.json()["error"] == "Unauthorized"
-            challenge = response.headers["www-authenticate"]
-            assert "Bearer" in challenge and "Basic" in challenge
+            assert sorted(v.split()[0] for v in response.headers.get_list("www-authenticate")) == ["Basic", "Bearer"]
         for header in (f"Bearer {TOKEN}x", f"Bearer {TOKEN[:-1]}", "Bearer", _basic(TOKEN + "x"), _basic("", TOKEN), "Basic !!", TOKEN):
             assert anonymous.get("/api/v1/executions", headers={"Authorization": header}).status_code == 401, header
         assert anonymous.get("/api/v1/executions", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200

@@ -112,10 +112,12 @@ class Guard:
         if path in _OPEN_PATHS:
             return None
         if self._token is not None and not self._authorized(headers.get("authorization", "")):
-            return problem(
-                401, "Unauthorized", "this server needs its token: Authorization: Bearer <token>", path,
-                headers={"WWW-Authenticate": 'Bearer realm="flux", Basic realm="flux", charset="UTF-8"'},
-            )
+            refused = problem(401, "Unauthorized", "this server needs its token: Authorization: Bearer <token>", path)
+            # One challenge per header: a browser reads Basic (it then asks for the token and
+            # sends it with every request of the page), an API client Bearer.
+            refused.raw_headers.append((b"www-authenticate", b'Basic realm="flux", charset="UTF-8"'))
+            refused.raw_headers.append((b"www-authenticate", b'Bearer realm="flux"'))
+            return refused
         if scope.get("method", "GET") not in _SAFE_METHODS and self._from_elsewhere(headers, host_header):
             return problem(403, "CrossSiteRequest", "requests that change executions are refused from other sites", path)
         return None
