@@ -153,3 +153,40 @@ def test_a_listing_refuses_a_negative_limit_and_a_foreign_cursor(tmp_path: Path)
         store.list(limit=-1)
     with pytest.raises(InvalidOptionError, match="not a cursor a listing gave"):
         store.list(cursor="not-a-cursor")
+
+
+def test_listings_in_several_threads_while_executions_are_made(tmp_path: Path) -> None:
+    """A server lists from worker threads while its runs make journals: no listing fails, each
+    is in order, and the last one has every execution."""
+    import threading
+
+    store = FileStore(str(tmp_path))
+    problems: list[str] = []
+    done = threading.Event()
+
+    def keep_listing() -> None:
+        while not done.is_set():
+            try:
+                created = [s.created for s in store.list(limit=200).items]
+                if created != sorted(created, reverse=True):
+                    problems.append("out of order")
+            except Exception as err:  # noqa: BLE001 - any failure is the finding
+                problems.append(f"{type(err).__name__}: {err}")
+
+    threads = [threading.Thread(target=keep_listing) for _ in range(4)]
+    for t in threads:
+        t.start()
+
+    async def make() -> None:
+        client = Client(store)
+        for n in range(60):
+            await (await client.start(other, n, execution_id=f"t{n:03d}", durability="os")).result()
+
+    try:
+        asyncio.run(make())
+    finally:
+        done.set()
+        for t in threads:
+            t.join()
+    assert problems == []
+    assert sorted(_ids(store.list())) == [f"t{n:03d}" for n in range(60)]

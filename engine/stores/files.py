@@ -27,6 +27,7 @@ import os
 import re
 import socket
 import stat
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -322,6 +323,7 @@ class FileStore:
         self._order: list[tuple[str, str]] = []  # (created, execution id), oldest first
         self._keys: dict[str, tuple[str, str]] = {}  # execution id -> its place in that order
         self._listed: tuple[tuple[int, int, int], float] | None = None  # the directory's (inode, mtime, size) when listed, and when
+        self._list_lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -613,29 +615,32 @@ class FileStore:
         except OSError as err:
             raise StoreError(f"{self.dir}: cannot list the store ({err.strerror or err}); give a directory as the store") from err
         key = (st.st_ino, st.st_mtime_ns, st.st_size)
-        listed = self._listed
-        # A directory's mtime may not move for two changes within one clock tick: a listing
-        # made less than a second after the last change is not trusted the next time.
-        if listed is not None and listed[0] == key and listed[1] - st.st_mtime_ns / 1e9 > 1.0:
+        with self._list_lock:  # listings may run in several threads (a server's)
+            listed = self._listed
+            # A directory's mtime may not move for two changes within one clock tick: a listing
+            # made less than a second after the last change is not trusted the next time.
+            if listed is not None and listed[0] == key and listed[1] - st.st_mtime_ns / 1e9 > 1.0:
+                return self._order
+            listed_at = time.time()
+            ids = self._journal_ids()
+            keys = self._keys
+            added, removed = ids - keys.keys(), keys.keys() - ids
+            # A new list, never one changed in place: a listing going on in another thread keeps
+            # reading the one it was given.
+            order = list(self._order) if len(added) + len(removed) <= 1000 else None
+            for i in removed:
+                order_key = keys.pop(i)
+                if order is not None:
+                    del order[bisect.bisect_left(order, order_key)]
+                self._heads.pop(i, None)
+                self._summaries.pop(i, None)
+            for i in added:
+                keys[i] = order_key = (self._head(i)[0], i)
+                if order is not None:
+                    bisect.insort(order, order_key)
+            self._order = order if order is not None else sorted(keys.values())
+            self._listed = (key, listed_at)
             return self._order
-        listed_at = time.time()
-        ids = self._journal_ids()
-        keys = self._keys
-        added, removed = ids - keys.keys(), keys.keys() - ids
-        for i in removed:
-            order_key = keys.pop(i)
-            if len(removed) <= 1000:
-                del self._order[bisect.bisect_left(self._order, order_key)]
-            self._heads.pop(i, None)
-            self._summaries.pop(i, None)
-        for i in added:
-            keys[i] = order_key = (self._head(i)[0], i)
-            if len(added) <= 1000:
-                bisect.insort(self._order, order_key)
-        if len(added) > 1000 or len(removed) > 1000:
-            self._order = sorted(keys.values())
-        self._listed = (key, listed_at)
-        return self._order
 
     def list(
         self, *, status: str | Sequence[str] | None = None, workflow: str | None = None, limit: int | None = None,
