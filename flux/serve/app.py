@@ -97,6 +97,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        service.warm()
         yield
         await service.close()
 

@@ -57,6 +57,7 @@ class Service:
         self._details: dict[str, tuple[int, dict[str, Any]]] = {}  # execution id -> (records, row details)
         self._lock = threading.Lock()
         self._runs: dict[str, asyncio.Task[Any]] = {}  # execution id -> the watcher of its latest run here
+        self._warming: asyncio.Task[Any] | None = None
 
     # -- workflows ------------------------------------------------------------------------------
 
@@ -279,6 +280,17 @@ class Service:
             await handle.result(timeout=wait)
         except TimeoutError:
             pass
+
+    def warm(self) -> None:
+        """Lists the store once in the background when the server starts, so that the first
+        page a person asks for does not wait for every header to be read (file store)."""
+        self._warming = asyncio.get_running_loop().create_task(anyio.to_thread.run_sync(self._warm))
+
+    def _warm(self) -> None:
+        try:
+            self.store.list(limit=1)
+        except FluxError as err:
+            log.warning("listing the store failed: %s: %s", type(err).__name__, err)
 
     async def close(self) -> None:
         for task in list(self._runs.values()):
