@@ -8,7 +8,6 @@ request that gets this far, see flux/serve/security.py).
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 from typing import Any
 
 import orjson
@@ -18,7 +17,7 @@ from starlette.responses import Response, StreamingResponse
 from flux.serve.problems import PROBLEM_RESPONSES, BadRequest
 from flux.serve.service import Service, status_values
 from flux.serve.stream import parse_last_event_id, record_events
-from flux.serve.views import journal_lines
+from flux.serve.views import journal_bytes
 
 __all__ = ["JSON", "JSON_BODY", "json_body", "router", "service_of"]
 
@@ -139,8 +138,7 @@ async def records(
     download: bool = Query(False, description="As an attachment named <execution_id>.jsonl."),
 ) -> Response:
     folded = await service_of(request).folded(execution_id)
-    lines = journal_lines(folded.read, execution_id, from_seq)
-    data = b"".join(lines if limit is None else itertools.islice(lines, limit))
+    data = journal_bytes(folded.read, execution_id, from_seq, limit)
     headers = {"X-Flux-Records": str(len(folded.read.records))}
     if download:
         headers["Content-Disposition"] = f'attachment; filename="{execution_id}.jsonl"'

@@ -87,7 +87,7 @@ class Service:
         return await anyio.to_thread.run_sync(self._execution, execution_id, calls)
 
     def _execution(self, execution_id: str, calls: bool) -> dict[str, Any]:
-        folded = fold_execution(self.store, execution_id)
+        folded = fold_execution(self.store, execution_id, keep=calls)
         data = execution_json(folded, self.store)
         data["call_count"] = len(folded.history.calls)
         if calls:
@@ -105,8 +105,8 @@ class Service:
         return None if owner is None else {k: v for k, v in owner.items() if k in ("pid", "host", "since")}
 
     async def calls(self, execution_id: str, outcome: str | None = None) -> list[dict[str, Any]]:
-        folded = await self.folded(execution_id)
-        rows = await anyio.to_thread.run_sync(call_rows, folded.history)
+        validate_execution_id(execution_id)
+        rows = await anyio.to_thread.run_sync(lambda: call_rows(fold_execution(self.store, execution_id, keep=True).history))
         if outcome is not None:
             rows = [row for row in rows if row["outcome"] == outcome]
         return rows

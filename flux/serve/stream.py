@@ -23,7 +23,7 @@ from flux._engine import records as R
 from flux._engine.history import status_of
 from flux._engine.records import Status
 from flux.domain.events import events_from_records
-from flux.serve.views import journal_lines
+from flux.serve.views import journal_bytes
 
 __all__ = ["KEEPALIVE_SECONDS", "flux_events", "parse_last_event_id", "record_events"]
 
@@ -54,16 +54,11 @@ async def record_events(store: Any, execution_id: str, after: int, keepalive: fl
         read = await anyio.to_thread.run_sync(store.read, execution_id)
         records = read.records
         count = len(records)
-        if count > next_seq:
-            chunk: list[bytes] = []
-            for seq, line in enumerate(journal_lines(read, execution_id, next_seq), start=next_seq):
-                chunk.append(b"id: %d\nevent: record\ndata: %s\n\n" % (seq, line[:-1]))
-                if len(chunk) >= _BATCH:
-                    yield b"".join(chunk)
-                    chunk = []
-            if chunk:
-                yield b"".join(chunk)
-            next_seq = count
+        while count > next_seq:
+            stop = min(count, next_seq + _BATCH)
+            lines = journal_bytes(read, execution_id, next_seq, stop - next_seq).split(b"\n")
+            yield b"".join(b"id: %d\nevent: record\ndata: %s\n\n" % (seq, line) for seq, line in zip(range(next_seq, stop), lines))
+            next_seq = stop
         final = _FINAL_KINDS.get(records[count - 1]["kind"])
         if final is not None:
             yield b"event: end\ndata: %s\n\n" % orjson.dumps({"status": final, "records": count})

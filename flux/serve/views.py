@@ -8,19 +8,19 @@ details a list row shows, and the journal's exact lines. Values stay in their re
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
+
 
 from flux._engine import records as R
 from flux._engine.history import CallHistory, History
-from flux._engine.journal import JournalRead, encode_line, seed_for
+from flux._engine.journal import JournalRead, Records, encode_line, seed_for
 from flux._engine.records import Status
 from flux._engine.store import Store, validate_execution_id
 from flux._engine.clock import iso
 from flux._engine.executor import waiting_pauses
 from flux.timeline import CallRow, error_summary, row_of
 
-__all__ = ["Folded", "call_rows", "execution_json", "fold_execution", "journal_lines", "pending_of", "row_details"]
+__all__ = ["Folded", "call_rows", "execution_json", "fold_execution", "journal_bytes", "pending_of", "row_details"]
 
 FINAL = frozenset(str(s) for s in R.FINAL_STATUSES)
 
@@ -37,28 +37,48 @@ class Folded:
         self.status = status
 
 
-def fold_execution(store: Store, execution_id: str) -> Folded:
-    """Reads and folds one journal (running without an owner is `interrupted`).
+def fold_execution(store: Store, execution_id: str, keep: bool = False) -> Folded:
+    """Reads and folds one journal (running without an owner is `interrupted`). With `keep`,
+    the records parsed while the journal was checked are kept as dicts, for readers that look
+    at all of them (the calls of a 10,000-call execution) instead of parsing them again.
 
     Raises:
         ExecutionNotFoundError, InvalidExecutionIdError, JournalCorruptError.
     """
     history = History(store.describe(validate_execution_id(execution_id)))
-    read = store.read(execution_id, visit=history.apply_all)
-    history.journal = read.records
+    kept: list[dict[str, Any]] = []
+
+    def visit(records: list[dict[str, Any]], offsets: Any) -> None:
+        history.apply_all(records, offsets)
+        kept.extend(records)
+
+    read = store.read(execution_id, visit=visit if keep else history.apply_all)
+    history.journal = kept if keep and len(kept) == len(read.records) else read.records
     status = history.status
     if status == Status.RUNNING and store.owner(execution_id) is None:
         status = Status.INTERRUPTED
     return Folded(execution_id, read, history, str(status))
 
 
-def journal_lines(read: JournalRead, execution_id: str, start: int = 0) -> Iterator[bytes]:
-    """The journal's lines from seq `start` on, byte for byte as stored (SPEC.md 2: a line is
-    accepted only if writing its parsed record again gives back its exact bytes)."""
-    seed = seed_for(execution_id)
+def _raw(read: JournalRead) -> Records | None:
+    """The records when they are all the journal's own bytes (as every store's `read` gives)."""
     records = read.records
-    for seq in range(max(start, 0), len(records)):
-        yield encode_line(records[seq], seed)
+    return records if isinstance(records, Records) and records.read_count == len(records) else None
+
+
+def journal_bytes(read: JournalRead, execution_id: str, start: int = 0, limit: int | None = None) -> bytes:
+    """The journal's lines from seq `start` on (at most `limit` of them), byte for byte as
+    stored."""
+    count = len(read.records)
+    start = min(max(start, 0), count)
+    stop = count if limit is None else min(count, start + limit)
+    raw = _raw(read)
+    if raw is not None:
+        return raw.raw(start, stop)
+    # Records kept otherwise: written again, which gives back their exact bytes (SPEC.md 2: a
+    # line is accepted only if writing its parsed record again gives back its bytes).
+    seed = seed_for(execution_id)
+    return b"".join(encode_line(read.records[seq], seed) for seq in range(start, stop))
 
 
 def _epoch(at: Any) -> float | None:
