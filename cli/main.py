@@ -608,6 +608,34 @@ def spec(
     sys.stdout.write(spec_text() if section is None else spec_section(section))
 
 
+ServeTargets = typer.Argument(
+    None, help="Files (app.py) or modules (pkg.module) whose workflows it runs; app.py:wf serves one."
+)
+
+
+@command()
+def serve(
+    targets: list[str] = ServeTargets,
+    store: str = StoreOpt,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default)."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+    token_file: str = typer.Option(
+        None, "--token-file",
+        help="File (mode 0600) whose first line is the token every route but /healthz needs; "
+        "default $FLUX_SERVE_TOKEN.",
+    ),
+    durability: str = DurabilityOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Serve the HTTP API and the web console of a store (needs the serve extra)."""
+    try:
+        from flux.serve.security import load_token
+        from flux.serve.server import run_server
+    except ModuleNotFoundError as error:
+        _fail(ModuleNotFoundError(f"flux serve needs {error.name}: pip install 'flux-replay[serve]'"))
+    run_server(targets or [], store=store, host=host, port=port, token=load_token(token_file), durability=durability)
+
+
 def main() -> None:
     app(prog_name="flux")  # also as `python -m flux`: the name help, errors and completion use
 
