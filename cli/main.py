@@ -61,7 +61,7 @@ _STORE_HELP = (
     "folder here or above, else ./.flux)."
 )
 StoreOpt = typer.Option(None, "--store", "--home", help=_STORE_HELP)
-DebugOpt = typer.Option(False, "--debug", help="Show tracebacks of errors.")
+DebugOpt = typer.Option(False, "--debug", help="Show tracebacks of errors, and the library's log on stderr.")
 JsonOpt = typer.Option(False, "--json", help="Print the result as one JSON document (flux spec 'command line').")
 DurabilityOpt = typer.Option(None, "--durability", help="fsync (default) or os.")
 FileOpt = typer.Option(None, "--file", help="The workflow's file, if it moved since the run started.")
@@ -93,6 +93,16 @@ def _options(
     _state["store"], _state["debug"] = store, debug
 
 
+def _log_to_stderr() -> None:
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s flux %(levelname)s %(message)s"))
+    logger = logging.getLogger("flux")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def _fail(error: BaseException) -> NoReturn:
     if _state["debug"]:
         import traceback
@@ -114,6 +124,8 @@ def command(name: str | None = None) -> Callable[[F], F]:
     def decorate(fn: F) -> F:
         def run(*args: Any, **kwargs: Any) -> Any:
             _state["debug"] = bool(_state["debug"] or kwargs.get("debug"))
+            if _state["debug"]:
+                _log_to_stderr()
             if "store" in kwargs and kwargs["store"] is None:
                 kwargs["store"] = _state["store"]
             try:
