@@ -324,6 +324,57 @@ def cancel(
     out.print(f"status: {status}")
 
 
+@command()
+def delete(
+    execution_id: str = typer.Argument(..., help="The execution to delete (an id or an unambiguous prefix)."),
+    force: bool = typer.Option(False, "--force", help="Delete it even if it has not finished (paused, interrupted)."),
+    store: str = StoreOpt,
+    as_json: bool = JsonOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Delete an execution and its sub-workflows' journals; never one a process runs."""
+    from flux.retention import delete_execution
+
+    execution_id = _resolve(execution_id, store)
+    deleted = delete_execution(execution_id, store, force=force)
+    if as_json:
+        _emit({"deleted": deleted})
+        return
+    for one in deleted:
+        out.print(f"deleted {one}")
+
+
+FinalStatusOpt = typer.Option(
+    None, "--status", "-s", help="Only executions that ended so (repeat): completed, failed, cancelled."
+)
+
+
+@command()
+def prune(
+    finished_before: str = typer.Option(
+        ..., "--finished-before", help="An age (30d, 12h, 90m) or an ISO date: executions that finished before go."
+    ),
+    status: list[str] = FinalStatusOpt,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only print what would be deleted."),
+    store: str = StoreOpt,
+    as_json: bool = JsonOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Delete every finished execution older than an age, with its sub-workflows."""
+    from flux.retention import prune_store
+
+    pruned = prune_store(store, finished_before=finished_before, statuses=status or None, dry_run=dry_run)
+    if as_json:
+        _emit({**pruned.to_json(), "dry_run": dry_run})
+        return
+    verb = "would delete" if dry_run else "deleted"
+    for one in pruned.deleted:
+        out.print(f"{verb} {one}")
+    for one, why in pruned.skipped.items():
+        err.print(f"kept {one}: {printable(why)}")
+    out.print(f"{verb} {len(pruned.deleted)} executions ({pruned.journals} journals)")
+
+
 @command("clear-cache")
 def clear_cache(store: str = StoreOpt, debug: bool = DebugOpt) -> None:
     """Delete every cached task result (tasks declared with cache=True) in the store."""
