@@ -10,7 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import orjson
 import typer
@@ -18,8 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from flux import debug as debug_replay
-from flux import journals, runner
+from flux import runner
 from flux._cli.render import (
     break_banner,
     printable,
@@ -37,7 +36,9 @@ from flux._engine.clock import iso, parse_moment
 from flux._engine.store import is_execution_id, open_store
 from flux.context import ExecutionContext
 from flux.errors import FluxError
-from flux.recover import recover_store
+
+if TYPE_CHECKING:
+    from flux import debug as debug_replay
 
 __all__ = ["app", "main"]
 
@@ -393,6 +394,8 @@ def recover(
     debug: bool = DebugOpt,
 ) -> None:
     """Resume every interrupted execution in the store; paused, finished and running ones are left alone."""
+    from flux.recover import recover_store
+
     rows = recover_store(store, durability=durability, file=file, module=module, concurrency=concurrency)
     if as_json:
         _emit({"executions": [
@@ -531,6 +534,8 @@ def show(
         out.print(f"timer: call {timer['call_id']} fires at {timer['wake_at']}")
     for call_id, child in view.children.items():
         out.print(f"child: call {escape(printable(call_id))} -> {escape(printable(child))}")
+    from flux import debug as debug_replay
+
     shown = (
         render_timeline(list(debug_replay.open_journal(view.path)[0].records))
         if records
@@ -556,6 +561,8 @@ def replay(
     debug: bool = DebugOpt,
 ) -> None:
     """Re-run a journal against the current code without running any task body."""
+    from flux import debug as debug_replay
+
     journal = _journal_arg(journal, store)
 
     def on_break(point: debug_replay.BreakPoint) -> None:
@@ -589,6 +596,8 @@ def diff(
     debug: bool = DebugOpt,
 ) -> None:
     """Compare two journals of the same workflow: exit 0 if the same in substance, 1 if not."""
+    from flux import journals
+
     result = journals.diff_journals(_journal_arg(a, store), _journal_arg(b, store), store=store)
     if as_json:
         _emit(result.as_json())
@@ -611,6 +620,8 @@ def fork(
     debug: bool = DebugOpt,
 ) -> None:
     """Make a new execution of the first AT records of another, then continue it live."""
+    from flux import journals
+
     value = _read_input(input, None)
     change = journals.parse_set_result(set_result) if set_result is not None else None
     execution_id = _resolve(execution_id, store)
