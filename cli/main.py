@@ -358,6 +358,34 @@ def check(
         raise typer.Exit(EXIT_FAILED)
 
 
+db_app = typer.Typer(no_args_is_help=True, help="The PostgreSQL store's schema.")
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("migrate")
+def db_migrate(store: str = StoreOpt, debug: bool = DebugOpt) -> None:
+    """Create or update the Flux schema in a PostgreSQL database (safe beside other processes)."""
+    _state["debug"] = debug
+    try:
+        applied, version = runner.migrate_store(store)
+    except (FluxError, ValueError, OSError) as error:
+        _fail(error)
+    out.print(f"applied migrations: {', '.join(map(str, applied)) or 'none'}; schema version {version}")
+
+
+@db_app.command("status")
+def db_status(store: str = StoreOpt, debug: bool = DebugOpt) -> None:
+    """Print the schema version of a PostgreSQL store and the newest this Flux knows."""
+    _state["debug"] = debug
+    try:
+        version, newest = runner.schema_status(store)
+    except (FluxError, ValueError, OSError) as error:
+        _fail(error)
+    out.print(f"schema version {version} (this Flux knows {newest})")
+    if version < newest:
+        raise typer.Exit(EXIT_FAILED)
+
+
 def main() -> None:
     app()
 

@@ -305,10 +305,17 @@ def open_store(spec: Any = None) -> Store:
 
         return MemoryStore.named(text[len("memory:"):])
     if text.startswith(("postgresql://", "postgres://")):
-        raise StoreError(
-            f"{_redact_url(text)}: this installation has no PostgreSQL store; "
-            "install the postgresql extra (pip install 'flux-replay[postgresql]')"
-        )
+        try:
+            import psycopg  # noqa: F401
+            import psycopg_pool  # noqa: F401
+        except ImportError:
+            raise StoreError(
+                f"{_redact_url(text)}: this installation has no PostgreSQL driver; "
+                "install the postgresql extra (pip install 'flux-replay[postgresql]')"
+            ) from None
+        from flux._engine.stores.postgres import PostgresStore
+
+        return PostgresStore.named(text)
     if "://" in text:
         raise StoreError(f"{_redact_url(text)}: no store of that kind; give a directory, memory: or postgresql://...")
     from flux._engine.stores.files import FileStore

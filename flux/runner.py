@@ -22,9 +22,11 @@ __all__ = [
     "clear_cache",
     "exec_file",
     "list_executions",
+    "migrate_store",
     "parse_input",
     "read_execution",
     "resume_execution",
+    "schema_status",
 ]
 
 
@@ -108,3 +110,27 @@ def list_executions(
 def read_execution(execution_id: str, store: Any = None) -> ExecutionView:
     """One execution as its journal tells it, read without locking or changing anything."""
     return Client(store).view(execution_id)
+
+
+def _database_store(store: Any) -> Any:
+    from flux._engine.errors import StoreError
+
+    opened = open_store(store)
+    if not hasattr(opened, "migrate"):
+        raise StoreError(f"{opened.url}: not a database store; `flux db` is for postgresql://... stores")
+    return opened
+
+
+def migrate_store(store: Any = None) -> tuple[list[int], int]:
+    """Applies the schema migrations a database store lacks (serialized: safe beside other
+    processes). Returns the migrations applied and the schema version now."""
+    opened = _database_store(store)
+    applied = opened.migrate()
+    return applied, opened.schema_version()
+
+
+def schema_status(store: Any = None) -> tuple[int, int]:
+    """(the schema version of a database store, the newest this Flux knows)."""
+    from flux._engine.stores.pg_schema import SCHEMA_VERSION
+
+    return _database_store(store).schema_version(), SCHEMA_VERSION
