@@ -358,6 +358,37 @@ def check(
         raise typer.Exit(EXIT_FAILED)
 
 
+@command("export")
+def export(
+    execution_id: str = typer.Argument(..., help="The execution whose journal to write out."),
+    output: str = typer.Option(None, "--output", "-o", help="Write to this file instead of standard output."),
+    store: str = StoreOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Write an execution's journal, byte for byte (import it into any store with `flux import`)."""
+    data = runner.export_execution(execution_id, store)
+    if output is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    with open(output, "xb") as fh:  # never overwrites a file
+        fh.write(data)
+
+
+@command("import")
+def import_(
+    journal: str = typer.Argument(..., help="A journal file (`flux export`, or a file store's <id>.jsonl)."),
+    store: str = StoreOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Add a journal to the store under its own execution id, byte for byte (checked first)."""
+    summary = runner.import_execution(journal, store)
+    out.print(f"execution_id: {summary.execution_id}")
+    out.print(f"workflow: {escape(summary.workflow)}")
+    out.print(f"status: {summary.status}")
+    out.print(f"records: {summary.records}")
+
+
 db_app = typer.Typer(no_args_is_help=True, help="The PostgreSQL store's schema.")
 app.add_typer(db_app, name="db")
 

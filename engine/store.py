@@ -42,6 +42,7 @@ __all__ = [
     "Writer",
     "decode_cursor",
     "encode_cursor",
+    "import_journal",
     "open_store",
     "store_spec",
     "validate_execution_id",
@@ -243,6 +244,11 @@ class Store(Protocol):
         """The journal's header (its first record, checked), without reading the rest."""
         ...
 
+    def export(self, execution_id: str) -> bytes:
+        """The journal's complete records as a journal file holds them, byte for byte (checked:
+        JournalCorruptError on damage; a torn tail is left out)."""
+        ...
+
     def exists(self, execution_id: str) -> bool: ...
 
     def list_ids(self) -> list[str]: ...
@@ -273,6 +279,44 @@ class Store(Protocol):
     def secrets_file(self) -> str | None:
         """The store's secrets file (SPEC.md 4.7), or None when it keeps none."""
         ...
+
+
+def import_journal(store: Store, data: bytes, where: str = "journal") -> ExecutionSummary:
+    """Adds the journal `data` (a journal file's bytes, `Store.export` of another store) to
+    `store` under its own execution id, byte for byte, and returns its summary.
+
+    Every line is checked first (section 2 of SPEC.md); records are appended in one sync and
+    written as the journal holds them: a checked line is in the canonical form that writing its
+    record gives back.
+
+    Raises:
+        JournalCorruptError: damage, or a torn last line (nothing is imported).
+        ExecutionExistsError: the store has an execution of that id (nothing is changed).
+    """
+    from flux._engine.errors import JournalCorruptError
+    from flux._engine.journal import check_journal
+
+    first = data[: data.find(b"\n") + 1]
+    try:
+        execution_id = orjson.loads(first).get("execution_id") if first else None
+    except orjson.JSONDecodeError:
+        execution_id = None
+    if not isinstance(execution_id, str):
+        raise JournalCorruptError(where, 1, 0, "the first line is not a journal header naming its execution_id")
+    validate_execution_id(execution_id)
+    read = check_journal(data, where, execution_id)
+    if read.torn:
+        raise JournalCorruptError(where, len(read.records) + 1, read.valid_size, "the last line is incomplete (a torn tail); cut it or import the journal after its owner repaired it")
+    records = list(read.records)
+    lease = store.create(execution_id, dict(records[0]), "fsync")
+    try:
+        writer = lease.writer
+        for record in records[1:]:
+            writer.append(dict(record))
+        writer.sync()
+    finally:
+        lease.close()
+    return store.summary(execution_id)
 
 
 # -- finding a store --------------------------------------------------------------------------

@@ -21,6 +21,8 @@ __all__ = [
     "cancel_execution",
     "clear_cache",
     "exec_file",
+    "export_execution",
+    "import_execution",
     "list_executions",
     "migrate_store",
     "parse_input",
@@ -134,3 +136,22 @@ def schema_status(store: Any = None) -> tuple[int, int]:
     from flux._engine.stores.pg_schema import SCHEMA_VERSION
 
     return _database_store(store).schema_version(), SCHEMA_VERSION
+
+
+def export_execution(execution_id: str, store: Any = None) -> bytes:
+    """The journal of an execution, byte for byte as a journal file holds it (checked)."""
+    from flux._engine.store import validate_execution_id
+
+    return open_store(store).export(validate_execution_id(execution_id))
+
+
+def import_execution(path: str, store: Any = None) -> ExecutionSummary:
+    """Adds the journal file at `path` to a store under its own execution id, byte for byte."""
+    from flux._engine.journal import read_regular_file
+    from flux._engine.store import import_journal
+
+    try:
+        data = read_regular_file(path)
+    except OSError as err:
+        raise ValueError(f"{path}: cannot read the journal ({err.strerror or err})") from None
+    return import_journal(open_store(store), data, path)

@@ -521,6 +521,16 @@ class FileStore:
         first = data[: data.find(b"\n") + 1] if b"\n" in data else data
         return check_journal(first, path, execution_id).records[0]
 
+    def export(self, execution_id: str) -> bytes:
+        path = self.journal_path(execution_id)
+        with _store_errors(path, "read the journal"):
+            try:
+                data = read_regular_file(path)
+            except FileNotFoundError:
+                raise ExecutionNotFoundError(execution_id, self.home) from None
+        read = check_journal(data, path, execution_id)
+        return data[: read.valid_size]
+
     def exists(self, execution_id: str) -> bool:
         return os.path.lexists(self.journal_path(execution_id))
 

@@ -220,6 +220,13 @@ class MemoryStore:
         data = bytes(journal.data)
         return check_journal(data[: data.find(b"\n") + 1], self.describe(execution_id), execution_id).records[0]
 
+    def export(self, execution_id: str) -> bytes:
+        journal = self._journals.get(validate_execution_id(execution_id))
+        if journal is None:
+            raise ExecutionNotFoundError(execution_id, self.url)
+        data = bytes(journal.data)
+        return data[: check_journal(data, self.describe(execution_id), execution_id).valid_size]
+
     def exists(self, execution_id: str) -> bool:
         return validate_execution_id(execution_id) in self._journals
 
