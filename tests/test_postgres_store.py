@@ -179,3 +179,52 @@ def test_syncs_of_many_executions_share_statements(store: PostgresStore) -> None
     assert syncs == 600
     assert statements <= 60, statements
     assert all(len(store.read(f"g{i}").records) == 4 for i in range(200))
+
+
+# -- durability ordering through the shared flusher ---------------------------------------------
+
+_SEEN: dict[str, bool] = {}
+_URL: list[str] = []
+
+
+@__import__("flux").task
+def _look_for_my_start() -> str:
+    """Runs in a worker thread: is this call's task_started committed in the database?"""
+    from flux.tasks import idempotency_key
+
+    execution_id, call_id = idempotency_key().split(":", 1)
+    with psycopg.connect(_URL[0]) as conn:
+        found = conn.execute(
+            "SELECT count(*) FROM flux.records r JOIN flux.executions e ON e.pk = r.exec_pk "
+            "WHERE e.execution_id = %s AND r.line LIKE %s",
+            (execution_id, f'%"kind":"task_started"%"call_id":"{call_id}"%'.encode()),
+        ).fetchone()[0]
+    _SEEN[f"{execution_id}:{call_id}"] = found == 1
+    return call_id
+
+
+@__import__("flux").workflow
+async def fan_out(ctx: Any) -> int:
+    results = await asyncio.gather(*(_look_for_my_start() for _ in range(ctx.input)))
+    return len(results)
+
+
+@pytest.mark.parametrize("durability", ["fsync", "os"])
+def test_no_body_starts_before_its_task_started_is_committed(store: PostgresStore, pg_url: str, durability: str) -> None:
+    from flux.client import Client
+
+    _URL[:] = [pg_url]
+    _SEEN.clear()
+
+    async def scenario() -> list[str]:
+        async with Client(store, durability=durability) as client:
+            handles = [await client.start(fan_out, 15, execution_id=f"fan-{durability}-{i}") for i in range(8)]
+            return [str((await h.result()).status) for h in handles]
+
+    before = store.flush_statistics()
+    assert asyncio.run(scenario()) == ["completed"] * 8
+    statements, syncs = (a - b for a, b in zip(store.flush_statistics(), before))
+    assert len(_SEEN) == 8 * 15 and all(_SEEN.values())
+    assert statements < syncs  # executions that became ready together shared commits
+    with store._connect(durability) as conn:
+        assert conn.execute("SHOW synchronous_commit").fetchone() == ("off" if durability == "os" else "on",)
