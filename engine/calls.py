@@ -23,6 +23,7 @@ from flux._engine.journal import JournalRead
 __all__ = [
     "EndOfJournal",
     "Outcome",
+    "Parked",
     "RunRequest",
     "TaskSpec",
     "child_execution_id",
@@ -126,6 +127,11 @@ class Outcome:
 
 class _Suspend(BaseException):
     """Unwinds the workflow at a pause; BaseException so `except Exception` in user code keeps out."""
+
+
+class Parked(_Suspend):
+    """Unwinds a run whose every branch waits on the clock (engine/parking.py); nothing is
+    written for it: the journal already holds every wake-up time."""
 
 
 def user_frame() -> Any:
