@@ -135,10 +135,14 @@ def exec_(
     execution_id: str = typer.Option(None, "--id", help="Execution id to use (an existing one is not made again)."),
     store: str = StoreOpt,
     durability: str = DurabilityOpt,
+    detach: bool = typer.Option(False, "--detach", help="Only submit it: print its id; `flux worker` runs it."),
     debug: bool = DebugOpt,
 ) -> None:
     """Run a new execution of a workflow: `flux exec app.py wf` or `flux exec pkg.module:wf`."""
     value = _read_input(input, input_file)
+    if detach:
+        out.print(runner.submit_file(target, workflow, value, store=store, execution_id=execution_id))
+        return
     ctx = runner.exec_file(target, workflow, value, store=store, durability=durability, execution_id=execution_id)
     _report(ctx, store)
 
@@ -218,6 +222,45 @@ def recover(
         raise typer.Exit(EXIT_FAILED)
 
 
+@command()
+def worker(
+    targets: list[str] = typer.Argument(..., help="Files (app.py) or modules (pkg.module) whose workflows to run."),
+    store: str = StoreOpt,
+    concurrency: int = typer.Option(256, "--concurrency", "-c", help="Executions run at once."),
+    lease: float = typer.Option(None, "--lease", help="Seconds a lease lasts without renewal (PostgreSQL; default 15)."),
+    queue: list[str] = typer.Option(None, "--queue", "-q", help="A queue to claim from (repeat; default: default)."),
+    park_after: float = typer.Option(5.0, "--park-after", help="Park runs that only wait on the clock this long or more (PostgreSQL)."),
+    durability: str = DurabilityOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Run the store's ready executions of these workflows until SIGTERM or Ctrl-C."""
+    import logging
+
+    from flux import worker as worker_mod
+
+    logging.basicConfig(level=logging.INFO if debug else logging.WARNING, format="%(asctime)s %(message)s")
+    stats, names = worker_mod.serve(
+        targets, store=store, concurrency=concurrency, lease=lease, queues=queue or ["default"],
+        park_after=park_after, durability=durability,
+        on_ready=lambda names: out.print(f"worker ready: {', '.join(names)}"),
+    )
+    out.print(
+        f"worker stopped: {stats.claimed} claimed, {stats.finished} finished, {stats.paused} paused, "
+        f"{stats.parked} parked, {stats.diverged} diverged, {stats.skipped} skipped, {stats.errors} errors"
+    )
+
+
+@command()
+def purge(
+    finished_before: str = typer.Option(..., "--finished-before", help="Age such as 30d, 12h, 90m: older finished executions go."),
+    store: str = StoreOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Delete finished executions (completed, failed, cancelled) older than an age (PostgreSQL)."""
+    count = runner.purge_store(store, finished_before=finished_before)
+    out.print(f"removed {count} finished executions")
+
+
 @command("list")
 def list_(store: str = StoreOpt, debug: bool = DebugOpt) -> None:
     """List the executions in the store."""
@@ -244,6 +287,8 @@ def show(
     view = runner.read_execution(execution_id, store)
     shown = render_timeline(list(debug_replay.open_journal(view.path)[0].records)) if records else render_calls(list(view.calls))
     out.print(f"execution_id: {view.execution_id}  status: {view.status}  journal: {escape(view.path)}")
+    if view.divergence is not None:
+        out.print(f"[red]diverged: {escape(str(view.divergence.get('message', '')))}[/red]")
     for waiting in view.waiting:
         where = "" if waiting.execution_id == view.execution_id else f" in sub-workflow {waiting.execution_id}"
         until = f", on its own at {waiting.wake_at}" if waiting.wake_at is not None else ""

@@ -83,6 +83,7 @@ class ExecutionView:
     timers: tuple[dict[str, Any], ...] = ()  # durable timers not yet fired: {call_id, wake_at}
     calls: tuple[CallRow, ...] = ()
     forked_from: dict[str, Any] | None = None
+    divergence: dict[str, Any] | None = None  # what a worker found when the code no longer replayed it
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -102,6 +103,7 @@ class ExecutionView:
             "timers": list(self.timers),
             "calls": [row.as_json() for row in self.calls],
             "forked_from": self.forked_from,
+            "divergence": self.divergence,
         }
 
 
@@ -175,12 +177,18 @@ class Client:
         durability: str | None = None,
         clock: Clock | None = None,
         observer: Any = None,
+        run_here: bool | None = None,
     ) -> ExecutionHandle:
-        """Starts a new execution here; returns once its header is durable.
+        """Starts a new execution; returns once its header is durable.
+
+        It runs here (a task of the running event loop) on a store of files or memory; on a
+        store with a worker fleet (PostgreSQL) it is submitted to the fleet, and `result` reads
+        it back from the store. `run_here` chooses: True runs it here, False only submits it
+        (`flux exec --detach`; on files, `flux worker` runs it).
 
         With an `execution_id` of an existing execution nothing new is made: its handle comes
-        back (and an interrupted one is continued here), so a start can be retried with the
-        same business key.
+        back (and an interrupted one is continued here when it is to run here), so a start can
+        be retried with the same business key.
 
         Raises:
             InvalidExecutionIdError, ExecutionStateError (the id names another workflow's
@@ -200,21 +208,34 @@ class Client:
             blob_output=uses_output_storage(workflow.options),
             observer=observer,
         )
+        here = run_here if run_here is not None else not has_fleet(self.store)
         if execution_id is not None and self.store.exists(new_id):
-            return await self._existing(workflow, new_id, durability, clock)
+            return await self._existing(workflow, new_id, durability, clock, here)
         try:
+            if not here:
+                return self._submit(request)
             return self._launch(workflow, request, clock)
         except ExecutionExistsError:
-            return await self._existing(workflow, new_id, durability, clock)
+            return await self._existing(workflow, new_id, durability, clock, here)
 
-    async def _existing(self, workflow: Workflow, execution_id: str, durability: str | None, clock: Clock | None) -> ExecutionHandle:
+    def _submit(self, request: RunRequest) -> ExecutionHandle:
+        """Writes the header and hands the execution to whoever runs the store's work (SPEC.md 11.5)."""
+        executor = Executor(self.store, request, self.clock)
+        executor.open()
+        assert executor.lease is not None
+        executor.lease.close()  # unowned and created: runnable by any worker
+        return ExecutionHandle(self, request.execution_id)
+
+    async def _existing(
+        self, workflow: Workflow, execution_id: str, durability: str | None, clock: Clock | None, here: bool = True
+    ) -> ExecutionHandle:
         summary = self.store.summary(execution_id)
         if summary.workflow != workflow.name and summary.status != "damaged":
             raise ExecutionStateError(
                 f"execution {execution_id} is of workflow {summary.workflow!r}, not {workflow.name!r}; "
                 "an execution id names one execution"
             )
-        if summary.status in (Status.INTERRUPTED, Status.CREATED) and self.store.owner(execution_id) is None:
+        if here and summary.status in (Status.INTERRUPTED, Status.CREATED) and self.store.owner(execution_id) is None:
             try:
                 return await self.continue_(execution_id, workflow=workflow, durability=durability, clock=clock)
             except ExecutionLockedError:
@@ -448,6 +469,7 @@ class Client:
             timers=timers,
             calls=tuple(timeline(history)),
             forked_from=header.get("forked_from") if isinstance(header.get("forked_from"), dict) else None,
+            divergence=self.store.divergence(execution_id) if status == Status.DIVERGED else None,
         )
 
     async def list(
@@ -475,9 +497,20 @@ class Client:
 
     def _status(self, execution_id: str, history: History) -> Status:
         status = history.status
-        if status == Status.RUNNING and self.store.owner(execution_id) is None:
-            return Status.INTERRUPTED
+        if status in (Status.RUNNING, Status.CREATED) and self.store.owner(execution_id) is None:
+            # Nobody runs it: the store knows whether it was parked or found diverged (SPEC.md 11).
+            try:
+                return Status(self.store.summary(execution_id).status)
+            except ValueError:
+                return Status.INTERRUPTED if status == Status.RUNNING else status
         return status
+
+
+def has_fleet(store: Store) -> bool:
+    """Whether the store's executions are run by a fleet of workers (PostgreSQL)."""
+    from flux._engine.stores.pg_fleet import FleetMixin
+
+    return isinstance(store, FleetMixin)
 
 
 def _blob_output(wf: Workflow) -> bool:

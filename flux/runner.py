@@ -21,11 +21,14 @@ __all__ = [
     "cancel_execution",
     "clear_cache",
     "exec_file",
+    "submit_file",
     "export_execution",
     "import_execution",
     "list_executions",
     "migrate_store",
+    "parse_age",
     "parse_input",
+    "purge_store",
     "read_execution",
     "resume_execution",
     "schema_status",
@@ -57,6 +60,51 @@ def exec_file(
     a new execution of it (or the one of `execution_id`, if it exists)."""
     wf = load_target(target, workflow_name)
     return wf.run(input, store=store, durability=durability, execution_id=execution_id)
+
+
+def submit_file(
+    target: str, workflow_name: str | None, input: Any, *, store: Any = None, execution_id: str | None = None
+) -> str:
+    """Loads the workflow `target` names and submits a new execution of it without running it
+    (its header durable, runnable by `flux worker`); returns its id."""
+    wf = load_target(target, workflow_name)
+
+    async def go() -> str:
+        handle = await Client(store).start(wf, input, execution_id=execution_id, run_here=False)
+        return handle.execution_id
+
+    return run_sync(go())
+
+
+def purge_store(store: Any = None, *, finished_before: str) -> int:
+    """Deletes executions that finished before `finished_before` ago (`30d`, `12h`, `90m`,
+    `45s`) from a database store; returns how many."""
+    from flux._engine.errors import StoreError
+
+    seconds = parse_age(finished_before)
+    from flux.client import has_fleet
+
+    opened = open_store(store)
+    if not has_fleet(opened):
+        raise StoreError(f"{opened.url}: `flux purge` is for postgresql://... stores; delete journal files by hand")
+    return int(opened.purge(seconds))  # type: ignore[attr-defined]
+
+
+def parse_age(text: str) -> float:
+    """Seconds in `30d`, `12h`, `90m`, `45s` or a plain number of seconds.
+
+    Raises:
+        ValueError: naming the text.
+    """
+    units = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+    body, unit = (text[:-1], units[text[-1]]) if text and text[-1] in units else (text, 1.0)
+    try:
+        value = float(body)
+    except ValueError:
+        raise ValueError(f"--finished-before {text!r} is not an age such as 30d, 12h, 90m or 45s") from None
+    if not value >= 0:
+        raise ValueError(f"--finished-before {text!r} must not be negative")
+    return value * unit
 
 
 def resume_execution(

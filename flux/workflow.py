@@ -145,7 +145,7 @@ class Workflow:
         elif execution_id is not None and client.store.exists(execution_id):
             handle = await client.continue_(execution_id, workflow=self, aliases=aliases, observer=observer)
         else:
-            handle = await client.start(self, input, execution_id=execution_id, observer=observer)
+            handle = await client.start(self, input, execution_id=execution_id, observer=observer, run_here=True)
         return await handle.result()
 
     async def cancel_async(self, execution_id: str, *, store: Any = None) -> ExecutionContext[Any]:

@@ -218,7 +218,7 @@ def test_no_body_starts_before_its_task_started_is_committed(store: PostgresStor
 
     async def scenario() -> list[str]:
         async with Client(store, durability=durability) as client:
-            handles = [await client.start(fan_out, 15, execution_id=f"fan-{durability}-{i}") for i in range(8)]
+            handles = [await client.start(fan_out, 15, execution_id=f"fan-{durability}-{i}", run_here=True) for i in range(8)]
             return [str((await h.result()).status) for h in handles]
 
     before = store.flush_statistics()

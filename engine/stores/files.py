@@ -476,6 +476,8 @@ class FileStore:
             try:
                 read = read_journal(path, execution_id, visit=visit, known=known)
                 writer = FileWriter.open(read, execution_id, durability, path[:-6] + ".torn")
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self._diverged_path(execution_id))  # a new owner takes it from here
             except BaseException:
                 _release_lock(lock_fd)
                 _release_lock(journal_lock_fd)
@@ -553,8 +555,11 @@ class FileStore:
             return ExecutionSummary(execution_id, "?", "damaged", "", 0, None, str(err))
         header = history.header or {}
         status = history.status
-        if status == Status.RUNNING and self.owner(execution_id) is None:
-            status = Status.INTERRUPTED
+        if status in (Status.RUNNING, Status.CREATED) and self.owner(execution_id) is None:
+            if os.path.lexists(self._diverged_path(execution_id)):
+                status = Status.DIVERGED
+            elif status == Status.RUNNING:
+                status = Status.INTERRUPTED
         parent = header.get("parent") or {}
         return ExecutionSummary(
             execution_id, str(header.get("workflow", "")), status, str(header.get("created", "")),
@@ -592,6 +597,24 @@ class FileStore:
                     return
             except OSError:
                 return
+
+    # -- divergence found by a worker (SPEC.md 11.7) --------------------------------------------
+
+    def _diverged_path(self, execution_id: str) -> str:
+        return os.path.join(self.dir, validate_execution_id(execution_id) + ".diverged")
+
+    def mark_diverged(self, execution_id: str, divergence: dict[str, Any]) -> None:
+        if not self.exists(execution_id):
+            raise ExecutionNotFoundError(execution_id, self.home)
+        with _store_errors(self.dir, "keep the divergence"):
+            _write_atomically(self.dir, execution_id + ".diverged", orjson.dumps(divergence, default=str))
+
+    def divergence(self, execution_id: str) -> dict[str, Any] | None:
+        try:
+            found = orjson.loads(read_regular_file(self._diverged_path(execution_id)))
+        except (OSError, orjson.JSONDecodeError):
+            return None
+        return found if isinstance(found, dict) else None
 
     # -- cancellation requests (SPEC.md 4.6) ---------------------------------------------------
 

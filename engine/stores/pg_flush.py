@@ -39,7 +39,12 @@ WITH b AS (
     UPDATE flux.executions e
        SET next_seq = b.from_seq + b.n,
            status = coalesce(b.status, e.status),
-           finished_at = CASE WHEN b.status IN ('completed', 'failed', 'cancelled') THEN now() ELSE e.finished_at END
+           finished_at = CASE WHEN b.status IN ('completed', 'failed', 'cancelled') THEN now() ELSE e.finished_at END,
+           -- a run that finished gives its lease up with its last records: no statement more
+           holder = CASE WHEN b.status IN ('completed', 'failed', 'cancelled') THEN NULL ELSE e.holder END,
+           owner = CASE WHEN b.status IN ('completed', 'failed', 'cancelled') THEN NULL ELSE e.owner END,
+           lease_until = CASE WHEN b.status IN ('completed', 'failed', 'cancelled') THEN NULL ELSE e.lease_until END,
+           ready_at = CASE WHEN b.status IN ('completed', 'failed', 'cancelled') THEN NULL ELSE e.ready_at END
       FROM b
      WHERE e.execution_id = b.execution_id AND e.epoch = b.epoch AND e.next_seq = b.from_seq
     RETURNING e.execution_id, e.pk, b.epoch, b.from_seq, e.cancel_requested

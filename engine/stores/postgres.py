@@ -56,6 +56,7 @@ from flux._engine.journal import BufferedWriter, JournalRead, Known, Records, Vi
 from flux._engine.records import LIFECYCLE, Status
 from flux._engine.store import ExecutionSummary, Page, decode_cursor, encode_cursor, validate_execution_id
 from flux._engine.stores import pg_schema
+from flux._engine.stores.pg_fleet import FleetMixin
 from flux._engine.stores.pg_flush import Flusher, Sync, loop_waker
 
 __all__ = ["PostgresStore", "PgLease", "PgWriter", "redact_url"]
@@ -65,6 +66,7 @@ DEFAULT_LEASE = 15.0
 # The pool reports connection trouble through logging; without a handler of the application's,
 # Python would print each report to stderr beside the one error line the caller gets.
 logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
+log = logging.getLogger("flux")
 _FINISHED = ("completed", "failed", "cancelled")
 _LIVE = "(holder IS NOT NULL AND lease_until > now())"
 
@@ -139,6 +141,8 @@ class PgWriter(BufferedWriter):
         last = sync.from_seq + len(sync.lines) - 1
         if last > self.synced_seq:
             self.synced_seq = last
+        if sync.status in _FINISHED:
+            self._lease.released = True  # the statement gave the lease up with the last records
         self._lease.cancel_seen = self._lease.cancel_seen or cancel
 
     def sync(self) -> None:
@@ -196,13 +200,24 @@ class PgLease:
         self.owner = owner
         self.lost = False  # set when a renewal found the lease gone
         self.cancel_seen = False  # a cancellation was asked (seen by a flush or the keeper)
+        self.released = False  # the run finished: its last flush gave the lease up
         self.read: JournalRead = JournalRead("", [], [], 0)
         self.writer: PgWriter = None  # type: ignore[assignment]
         self._closed = False
+        self._parking: tuple[str | None, float | None] | None = None
 
     def close(self) -> None:
-        """Gives the execution up: a run left unfinished is runnable again at once."""
-        self.release()
+        """Gives the execution up: a run left unfinished is runnable again at once, unless it
+        was parked (`park`)."""
+        if self._parking is not None:
+            self.release(status=self._parking[0], ready_at=self._parking[1], wake_on_resume=True)
+        else:
+            self.release()
+
+    def park(self, status: str | None, ready_at: float | None) -> None:
+        """When closed, hand the execution back as `status` (e.g. `sleeping`), runnable at
+        `ready_at` (epoch seconds; None: only after an outside event)."""
+        self._parking = (status, ready_at)
 
     def release(self, *, status: str | None = None, ready_at: float | None = None, wake_on_resume: bool = False) -> None:
         """Gives the execution up. `status` and `ready_at` (epoch seconds, None: not before an
@@ -212,7 +227,8 @@ class PgLease:
         self._closed = True
         self.writer.close()
         self._store._forget(self)
-        self._store._release(self, status, ready_at, parked=status is not None or wake_on_resume)
+        if not self.released:
+            self._store._release(self, status, ready_at, parked=status is not None or wake_on_resume)
 
 
 class _Snapshots:
@@ -278,7 +294,7 @@ class _Cache:
             return conn.execute("DELETE FROM flux.cache").rowcount
 
 
-class PostgresStore:
+class PostgresStore(FleetMixin):
     """Journals in a PostgreSQL database (schema `flux`, made by `flux db migrate`).
 
     Args:
@@ -308,7 +324,9 @@ class PostgresStore:
         self._lock = threading.Lock()
         self._flushers: dict[str, Flusher] = {}
         self._held: dict[str, PgLease] = {}
-        self._claimed: dict[str, int] = {}  # execution id -> epoch of a claim made by this process, not yet acquired
+        # Claims made by this process (a worker's), not yet acquired: id -> (epoch, journal, lease),
+        # their leases renewed from the moment of the claim.
+        self._claimed: dict[str, tuple[int, bytes | None, PgLease | None]] = {}
         self._keeper: threading.Thread | None = None
         self._stop = threading.Event()
         self._closed = False
@@ -360,7 +378,7 @@ class PostgresStore:
             return conn.execute(sql, params).fetchone()  # type: ignore[arg-type]
 
     def _connect(self, durability: str = "fsync") -> psycopg.Connection[Any]:
-        conn = psycopg.connect(self._url, autocommit=True)
+        conn = psycopg.connect(self._url, autocommit=True, application_name=f"flux-flusher-{durability}")
         if durability == "os":
             # An asynchronous commit: a crash of the server may lose the last few hundred
             # milliseconds of commits, as whole transactions (SPEC.md 11.3).
@@ -442,8 +460,14 @@ class PostgresStore:
                 if conn is None or conn.closed:
                     conn = self._connect()
                 if time.monotonic() >= next_renew:
+                    late = time.monotonic() - next_renew
+                    if late > self.lease / 3:
+                        log.warning("leases renewed %.2f s late (the process or the database is overloaded)", late)
                     next_renew = time.monotonic() + self.lease / 3
+                    began = time.monotonic()
                     self._renew(conn, leases)
+                    if time.monotonic() - began > self.lease / 3:
+                        log.warning("renewing %d leases took %.2f s", len(leases), time.monotonic() - began)
                 else:
                     rows = conn.execute(
                         "SELECT execution_id FROM flux.executions WHERE holder = %s AND cancel_requested", (self.holder,)
@@ -487,7 +511,7 @@ class PostgresStore:
         else:
             sql = (
                 "UPDATE flux.executions SET holder = NULL, owner = NULL, lease_until = NULL, "
-                "ready_at = CASE WHEN status IN ('created', 'running') THEN now() ELSE NULL END "
+                "ready_at = CASE WHEN status IN ('created', 'running', 'sleeping') THEN now() ELSE NULL END "
                 "WHERE execution_id = %s AND epoch = %s AND holder = %s RETURNING 1"
             )
             params = (lease.execution_id, lease.epoch, self.holder)
@@ -531,20 +555,37 @@ class PostgresStore:
         self._hold(lease)
         return lease
 
-    def claimed(self, execution_id: str, epoch: int) -> None:
-        """Notes that this process claimed the execution (a worker's claim): the next `acquire`
-        of it here takes it over without waiting for the lease."""
-        self._claimed[execution_id] = epoch
+    def claimed(self, execution_id: str, epoch: int, journal: bytes | None = None, owner: dict[str, Any] | None = None) -> None:
+        """Notes that this process claimed the execution (a worker's claim, with the journal
+        read after it): its lease is renewed from now on, and the next `acquire` of it here is
+        that claim, with no statement more."""
+        lease = None
+        if journal is not None:
+            lease = PgLease(self, execution_id, epoch, owner or self._owner())
+            self._hold(lease)
+        self._claimed[execution_id] = (epoch, journal, lease)
+
+    def is_claimed(self, execution_id: str) -> bool:
+        """This process claimed the execution and no run has taken the claim yet."""
+        return execution_id in self._claimed
+
+    def _drop_claim(self, execution_id: str) -> None:
+        claim = self._claimed.pop(execution_id, None)
+        if claim is not None and claim[2] is not None:
+            self._forget(claim[2])
 
     def acquire(self, execution_id: str, durability: str, visit: Visit | None = None, known: Known | None = None) -> PgLease:
         """Takes the execution (epoch + 1) if nobody holds a live lease on it, then reads its
         journal: every record of the previous owners is in what it reads."""
         validate_execution_id(execution_id)
         owner = self._owner()
-        adopt = self._claimed.pop(execution_id, None)
+        claim = self._claimed.pop(execution_id, None)
+        if claim is not None and claim[1] is not None and claim[2] is not None:
+            return self._adopt(claim[2], claim[1], durability, visit, known)
+        adopt = claim[0] if claim is not None else None
         row = self._one(
             "UPDATE flux.executions SET epoch = epoch + 1, holder = %s, owner = %s, "
-            "lease_until = now() + make_interval(secs => %s), ready_at = NULL "
+            "lease_until = now() + make_interval(secs => %s), ready_at = NULL, divergence = NULL "
             "WHERE execution_id = %s AND (holder IS NULL OR lease_until <= now() OR (holder = %s AND epoch = %s)) "
             "RETURNING pk, epoch, next_seq",
             (self.holder, orjson.dumps(owner).decode(), self.lease, execution_id, self.holder, adopt if adopt is not None else -1),
@@ -560,6 +601,17 @@ class PostgresStore:
         self._hold(lease)
         try:
             data = self._journal_bytes(pk, next_seq)
+            lease.read = check_journal(data, self.describe(execution_id), execution_id, visit=visit, known=known)
+        except BaseException:
+            lease.writer = PgWriter(self, lease, execution_id, 0, durability, 0, 0)
+            lease.close()
+            raise
+        lease.writer = PgWriter(self, lease, execution_id, len(lease.read.records), durability, len(data), zlib.crc32(data))
+        return lease
+
+    def _adopt(self, lease: PgLease, data: bytes, durability: str, visit: Visit | None, known: Known | None) -> PgLease:
+        execution_id = lease.execution_id
+        try:
             lease.read = check_journal(data, self.describe(execution_id), execution_id, visit=visit, known=known)
         except BaseException:
             lease.writer = PgWriter(self, lease, execution_id, 0, durability, 0, 0)
@@ -595,6 +647,10 @@ class PostgresStore:
         return check_journal(data, self.describe(execution_id), execution_id, visit=visit)
 
     def header(self, execution_id: str) -> dict[str, Any]:
+        claim = self._claimed.get(execution_id)
+        if claim is not None and claim[1]:
+            first = claim[1][: claim[1].find(b"\n") + 1]
+            return check_journal(first, self.describe(execution_id), execution_id).records[0]
         row = self._one(
             "SELECT r.line FROM flux.executions e JOIN flux.records r ON r.exec_pk = e.pk AND r.seq = 0 WHERE e.execution_id = %s",
             (validate_execution_id(execution_id),), "read the header",
@@ -610,13 +666,15 @@ class PostgresStore:
         with self._conn("list the executions") as conn:
             return [r[0] for r in conn.execute("SELECT execution_id FROM flux.executions ORDER BY execution_id")]
 
-    _COLUMNS = f"execution_id, workflow, status, created, next_seq, parent_id, {_LIVE} AS live"
+    _COLUMNS = f"execution_id, workflow, status, created, next_seq, parent_id, {_LIVE} AS live, divergence IS NOT NULL"
 
     @staticmethod
     def _summary_of(row: Sequence[Any]) -> ExecutionSummary:
-        execution_id, workflow, status, created, next_seq, parent_id, live = row
+        execution_id, workflow, status, created, next_seq, parent_id, live, diverged = row
         shown: Any = status
-        if status == "running" and not live:
+        if diverged and not live:
+            shown = Status.DIVERGED
+        elif status == "running" and not live:
             shown = Status.INTERRUPTED
         else:
             with contextlib.suppress(ValueError):
@@ -643,11 +701,13 @@ class PostgresStore:
             alternatives = []
             for s in wanted:
                 if s == "interrupted":
-                    alternatives.append(f"(status = 'running' AND NOT {_LIVE})")
+                    alternatives.append(f"(status = 'running' AND NOT {_LIVE} AND divergence IS NULL)")
                 elif s == "running":
                     alternatives.append(f"(status = 'running' AND {_LIVE})")
+                elif s == "diverged":
+                    alternatives.append(f"(divergence IS NOT NULL AND NOT {_LIVE})")
                 else:
-                    alternatives.append("status = %s")
+                    alternatives.append("(status = %s AND divergence IS NULL)")
                     params.append(str(s))
             where.append("(" + " OR ".join(alternatives) + ")")
         if workflow is not None:
