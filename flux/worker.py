@@ -130,6 +130,9 @@ class Worker:
         """Runs until `stop` is set; then stops the runs in flight and hands them back."""
         self._stop = stop = stop or asyncio.Event()
         housekeeping = asyncio.create_task(self._housekeeping(stop)) if self.fleet else None
+        if self.fleet:
+            loop = asyncio.get_running_loop()
+            self.store.listen(lambda: loop.call_soon_threadsafe(self._freed.set))  # type: ignore[attr-defined]
         delay = 0.01
         try:
             while not stop.is_set():

@@ -170,6 +170,7 @@ class FleetMixin:
             "WHERE holder = %s RETURNING 1) DELETE FROM flux.workers WHERE worker_id = %s RETURNING 1",
             (self.holder, self.holder), "hand the leases back",
         )
+        self.hint()  # type: ignore[attr-defined]
 
     def purge(self, finished_before_seconds: float, batch: int = 1000) -> int:
         """Deletes executions that finished more than `finished_before_seconds` ago, with their

@@ -328,6 +328,9 @@ class PostgresStore(FleetMixin):
         # their leases renewed from the moment of the claim.
         self._claimed: dict[str, tuple[int, bytes | None, PgLease | None]] = {}
         self._keeper: threading.Thread | None = None
+        self._notifier: threading.Thread | None = None
+        self._hinted = False
+        self._hint_wake = threading.Event()
         self._stop = threading.Event()
         self._closed = False
 
@@ -409,8 +412,10 @@ class PostgresStore(FleetMixin):
                 lease.close()
         self._closed = True
         self._stop.set()
-        if self._keeper is not None:
-            self._keeper.join(timeout=5)
+        self._hint_wake.set()
+        for thread in (self._keeper, self._notifier):
+            if thread is not None:
+                thread.join(timeout=5)
         for flusher in self._flushers.values():
             flusher.close()
         if self._opened:
@@ -455,13 +460,14 @@ class PostgresStore(FleetMixin):
         while not self._stop.wait(0.2):
             leases = self.held()
             if not leases:
+                next_renew = time.monotonic()  # the first lease taken is renewed on time
                 continue
             try:
                 if conn is None or conn.closed:
                     conn = self._connect()
                 if time.monotonic() >= next_renew:
                     late = time.monotonic() - next_renew
-                    if late > self.lease / 3:
+                    if late > self.lease / 3 and next_renew > 0:
                         log.warning("leases renewed %.2f s late (the process or the database is overloaded)", late)
                     next_renew = time.monotonic() + self.lease / 3
                     began = time.monotonic()
@@ -516,7 +522,64 @@ class PostgresStore(FleetMixin):
             )
             params = (lease.execution_id, lease.epoch, self.holder)
         with contextlib.suppress(StoreError):  # unreachable: the lease expires by itself
-            self._one(sql, params, "give the execution up")
+            if self._one(sql, params, "give the execution up") and not parked:
+                self.hint()
+
+    # -- wake-up hints (SPEC.md 11.5) ------------------------------------------------------------
+
+    def hint(self) -> None:
+        """Tells listening workers that something became runnable. Coalesced: at most one
+        NOTIFY per 10 ms per process, each its own statement, never inside a write transaction
+        (a NOTIFY serialises the commits of the whole server). Workers poll anyway: a lost hint
+        costs latency, nothing else."""
+        with self._lock:
+            self._hinted = True
+            if self._notifier is None or not self._notifier.is_alive():
+                self._notifier = threading.Thread(target=self._notify, name="flux-pg-notify", daemon=True)
+                self._notifier.start()
+            self._hint_wake.set()
+
+    def _notify(self) -> None:
+        conn: psycopg.Connection[Any] | None = None
+        while not self._stop.is_set():
+            self._hint_wake.wait(1.0)
+            self._hint_wake.clear()
+            if not self._hinted:
+                continue
+            self._hinted = False
+            try:
+                if conn is None or conn.closed:
+                    conn = psycopg.connect(self._url, autocommit=True)
+                conn.execute("NOTIFY flux_ready")
+            except psycopg.Error:
+                if conn is not None:
+                    conn.close()
+                conn = None
+            time.sleep(0.01)
+        if conn is not None:
+            conn.close()
+
+    def listen(self, wake: Any) -> threading.Thread:
+        """Calls `wake()` (from a thread of its own) whenever a hint arrives, until the store
+        is closed; reconnects when the database goes away."""
+
+        def run() -> None:
+            while not self._stop.is_set():
+                try:
+                    with psycopg.connect(self._url, autocommit=True) as conn:
+                        conn.execute("LISTEN flux_ready")
+                        while not self._stop.is_set():
+                            for _ in conn.notifies(timeout=0.5, stop_after=1):
+                                try:
+                                    wake()
+                                except RuntimeError:  # the event loop is gone
+                                    return
+                except psycopg.Error:
+                    self._stop.wait(0.5)
+
+        thread = threading.Thread(target=run, name="flux-pg-listen", daemon=True)
+        thread.start()
+        return thread
 
     def owner(self, execution_id: str) -> dict[str, Any] | None:
         row = self._one(
@@ -767,6 +830,7 @@ class PostgresStore(FleetMixin):
         )
         if row is None:
             raise ExecutionNotFoundError(execution_id, redact_url(self._url))
+        self.hint()
 
     def cancel_requested(self, execution_id: str) -> bool:
         lease = self._held.get(execution_id)
