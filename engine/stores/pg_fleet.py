@@ -94,12 +94,17 @@ class FleetMixin:
                 cur.execute(_LINES_SQL, ([r[5] for r in rows], [r[6] for r in rows]))
                 for pk, line in cur:
                     lines.setdefault(pk, []).append(line)
+                # Their replay snapshots too (parked and paused runs have one): the run asks
+                # for it before anything else, and now it costs no statement of its own.
+                snaps = dict(cur.execute(
+                    "SELECT execution_id, data FROM flux.snapshots WHERE execution_id = ANY(%s)", ([r[0] for r in rows],)
+                ).fetchall())
             due = conn.execute(_NEXT_SQL, params).fetchone()[0]
         claims = []
         owner_of = orjson.loads(owner)
         for eid, wf, status, cancel, epoch, pk, next_seq in rows:
             claims.append(Claim(eid, wf, status, bool(cancel), epoch))
-            self.claimed(eid, epoch, b"".join(lines.get(pk, ())), owner_of)  # type: ignore[attr-defined]
+            self.claimed(eid, epoch, b"".join(lines.get(pk, ())), owner_of, snaps.get(eid))  # type: ignore[attr-defined]
         return claims, (float(due) if due is not None else None)
 
     def reap(self, n: int = 500) -> list[str]:

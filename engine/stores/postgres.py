@@ -236,6 +236,9 @@ class _Snapshots:
         self._store = store
 
     def load(self, execution_id: str) -> bytes | None:
+        claimed = self._store._claimed_snapshots
+        if execution_id in claimed:
+            return claimed.pop(execution_id)
         row = self._store._one("SELECT data FROM flux.snapshots WHERE execution_id = %s", (validate_execution_id(execution_id),), "read a snapshot")
         return bytes(row[0]) if row else None
 
@@ -327,6 +330,7 @@ class PostgresStore(FleetMixin):
         # Claims made by this process (a worker's), not yet acquired: id -> (epoch, journal, lease),
         # their leases renewed from the moment of the claim.
         self._claimed: dict[str, tuple[int, bytes | None, PgLease | None]] = {}
+        self._claimed_snapshots: dict[str, bytes | None] = {}  # read with the claim
         self._keeper: threading.Thread | None = None
         self._notifier: threading.Thread | None = None
         self._hinted = False
@@ -618,7 +622,8 @@ class PostgresStore(FleetMixin):
         self._hold(lease)
         return lease
 
-    def claimed(self, execution_id: str, epoch: int, journal: bytes | None = None, owner: dict[str, Any] | None = None) -> None:
+    def claimed(self, execution_id: str, epoch: int, journal: bytes | None = None, owner: dict[str, Any] | None = None,
+                snapshot: bytes | None = None) -> None:
         """Notes that this process claimed the execution (a worker's claim, with the journal
         read after it): its lease is renewed from now on, and the next `acquire` of it here is
         that claim, with no statement more."""
@@ -627,12 +632,15 @@ class PostgresStore(FleetMixin):
             lease = PgLease(self, execution_id, epoch, owner or self._owner())
             self._hold(lease)
         self._claimed[execution_id] = (epoch, journal, lease)
+        if journal is not None:
+            self._claimed_snapshots[execution_id] = snapshot
 
     def is_claimed(self, execution_id: str) -> bool:
         """This process claimed the execution and no run has taken the claim yet."""
         return execution_id in self._claimed
 
     def _drop_claim(self, execution_id: str) -> None:
+        self._claimed_snapshots.pop(execution_id, None)
         claim = self._claimed.pop(execution_id, None)
         if claim is not None and claim[2] is not None:
             self._forget(claim[2])
@@ -643,6 +651,7 @@ class PostgresStore(FleetMixin):
         validate_execution_id(execution_id)
         owner = self._owner()
         claim = self._claimed.pop(execution_id, None)
+        self._claimed_snapshots.pop(execution_id, None)
         if claim is not None and claim[1] is not None and claim[2] is not None:
             return self._adopt(claim[2], claim[1], durability, visit, known)
         adopt = claim[0] if claim is not None else None
