@@ -106,17 +106,36 @@ def w1_pg(url: str, tasks: int) -> float:
 
 
 class Workers:
-    def __init__(self, url: str, count: int, *, lease: float = 15.0, concurrency: int = 256, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, url: str, count: int, *, lease: float = 15.0, concurrency: int = 256, env: dict[str, str] | None = None
+    ) -> None:
         self.url = url
         self.procs = []
         full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
         with psycopg.connect(url, autocommit=True) as conn:
             before = conn.execute("SELECT count(*) FROM flux.workers").fetchone()[0]
         for _ in range(count):
-            self.procs.append(subprocess.Popen(
-                [sys.executable, "-m", "flux", "worker", FLOWS, "--store", url, "--lease", str(lease), "-c", str(concurrency)],
-                cwd=ROOT, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            ))
+            self.procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "flux",
+                        "worker",
+                        FLOWS,
+                        "--store",
+                        url,
+                        "--lease",
+                        str(lease),
+                        "-c",
+                        str(concurrency),
+                    ],
+                    cwd=ROOT,
+                    env=full_env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         deadline = time.monotonic() + 60
         with psycopg.connect(url, autocommit=True) as conn:
             while conn.execute("SELECT count(*) FROM flux.workers").fetchone()[0] < before + count:
@@ -138,16 +157,24 @@ class Workers:
 
 def bulk_submit(url: str, workflow: str, inputs: list[Any], prefix: str) -> None:
     """Submits executions in one statement (what many `Client.start` calls amount to)."""
-    from flux._engine.journal import encode_line, seed_for
     from flux._engine.clock import iso
+    from flux._engine.journal import encode_line, seed_for
 
     ids, lines = [], []
     code = {"file": FLOWS, "module": "pg_flows", "attr": workflow}
     now = iso(time.time())
     for i, value in enumerate(inputs):
         eid = f"{prefix}{i}"
-        header = {"seq": 0, "kind": "header", "format": 1, "execution_id": eid, "workflow": workflow, "code": code,
-                  "input": value, "created": now}
+        header = {
+            "seq": 0,
+            "kind": "header",
+            "format": 1,
+            "execution_id": eid,
+            "workflow": workflow,
+            "code": code,
+            "input": value,
+            "created": now,
+        }
         ids.append(eid)
         lines.append(encode_line(header, seed_for(eid)))
     with psycopg.connect(url, autocommit=True) as conn:
@@ -166,7 +193,8 @@ def wait_done(url: str, prefix: str, count: int, within: float) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         while True:
             done = conn.execute(
-                "SELECT count(*) FROM flux.executions WHERE starts_with(execution_id, %s) AND status = 'completed'", (prefix,)
+                "SELECT count(*) FROM flux.executions WHERE starts_with(execution_id, %s) AND status = 'completed'",
+                (prefix,),
             ).fetchone()[0]
             if done >= count:
                 return
@@ -193,6 +221,7 @@ def fleet(url: str, workers: int, tasks: int, executions: int, runs: int) -> lis
 
 def submit_to_start(url: str, count: int) -> list[float]:
     import pg_flows
+
     from flux.client import Client
 
     pool = Workers(url, 1)
@@ -227,7 +256,9 @@ def takeover(url: str, runs: int, lease: float = 5.0) -> list[float]:
         bulk_submit(url, "naps", [100_000], f"take{r}-")
         eid = f"take{r}-0"
         with psycopg.connect(url, autocommit=True) as conn:
-            while conn.execute("SELECT next_seq FROM flux.executions WHERE execution_id = %s", (eid,)).fetchone()[0] < 20:
+            while (
+                conn.execute("SELECT next_seq FROM flux.executions WHERE execution_id = %s", (eid,)).fetchone()[0] < 20
+            ):
                 time.sleep(0.01)
             b = Workers(url, 1, lease=lease, env={"FLUX_BENCH_NAP": "0.01"})
             a.procs[0].kill()
@@ -236,7 +267,8 @@ def takeover(url: str, runs: int, lease: float = 5.0) -> list[float]:
             while True:
                 rows = conn.execute(
                     "SELECT r.line FROM flux.records r JOIN flux.executions e ON e.pk = r.exec_pk "
-                    "WHERE e.execution_id = %s AND position('\"kind\":\"workflow_resumed\"' in convert_from(r.line, 'UTF8')) > 0",
+                    "WHERE e.execution_id = %s AND position('\"kind\":\"workflow_resumed\"' in convert_from(r.line, "
+                    "'UTF8')) > 0",
                     (eid,),
                 ).fetchall()
                 if rows:
@@ -253,6 +285,7 @@ def takeover(url: str, runs: int, lease: float = 5.0) -> list[float]:
 def resume_big(url: str, tasks: int, runs: int) -> list[float]:
     """Builds a journal of `tasks` tasks paused at its end, then resumes it in fresh processes."""
     import pg_flows
+
     from flux._engine.store import open_store
 
     small = pg_flows.steps_then_pause.run(2, store=url, execution_id="shape", durability="os")
@@ -271,11 +304,23 @@ def resume_big(url: str, tasks: int, runs: int) -> list[float]:
         at = shape[1]["at"]
         w.append({"seq": 0, "kind": "workflow_started", "at": at})
         for i in range(tasks):
-            w.append({"seq": 0, "kind": "task_started", "at": at, "call_id": str(i + 1), "name": "noop", "args": [i], "src": src})
+            w.append(
+                {
+                    "seq": 0,
+                    "kind": "task_started",
+                    "at": at,
+                    "call_id": str(i + 1),
+                    "name": "noop",
+                    "args": [i],
+                    "src": src,
+                }
+            )
             w.append({"seq": 0, "kind": "task_completed", "at": at, "call_id": str(i + 1), "value": i})
             if i % 20000 == 19999:
                 w.sync()
-        w.append({"seq": 0, "kind": "workflow_paused", "at": at, "call_id": str(tasks + 1), "name": "end", "src": pause_src})
+        w.append(
+            {"seq": 0, "kind": "workflow_paused", "at": at, "call_id": str(tasks + 1), "name": "end", "src": pause_src}
+        )
         w.sync()
         lease.close()
         code = (
@@ -289,8 +334,13 @@ def resume_big(url: str, tasks: int, runs: int) -> list[float]:
             "    return time.perf_counter() - began\n"
             "print(asyncio.run(go()))\n"
         )
-        done = subprocess.run([sys.executable, "-c", code, url, eid, str(ROOT / "benchmarks")], capture_output=True, text=True,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-c", code, url, eid, str(ROOT / "benchmarks")],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            timeout=300,
+        )
         if done.returncode != 0:
             raise RuntimeError(done.stderr[-2000:])
         out.append(float(done.stdout.strip().splitlines()[-1]))
@@ -351,11 +401,34 @@ def main() -> int:
         p1pg = median_range([p1_pg(url, 200) for _ in range(runs)])
         w1 = median_range([w1_pg(url, 300) for _ in range(runs)])
         results.update(p1=p1, p1pg=p1pg, w1=w1)
-        rows.append(("P1 file append + fsync", "plain loop", f"{fmt(p1[0], 'us')} ({fmt(p1[1], 'us')}-{fmt(p1[2], 'us')})", "", ""))
-        rows.append(("P1-PG one commit", "plain loop", f"{fmt(p1pg[0], 'us')} ({fmt(p1pg[1], 'us')}-{fmt(p1pg[2], 'us')})", "", ""))
+        rows.append(
+            (
+                "P1 file append + fsync",
+                "plain loop",
+                f"{fmt(p1[0], 'us')} ({fmt(p1[1], 'us')}-{fmt(p1[2], 'us')})",
+                "",
+                "",
+            )
+        )
+        rows.append(
+            (
+                "P1-PG one commit",
+                "plain loop",
+                f"{fmt(p1pg[0], 'us')} ({fmt(p1pg[1], 'us')}-{fmt(p1pg[2], 'us')})",
+                "",
+                "",
+            )
+        )
         ratio = w1[0] / p1pg[0]
-        rows.append(("W1-PG 300 sequential tasks, per task", "flux", f"{fmt(w1[0], 'us')} ({fmt(w1[1], 'us')}-{fmt(w1[2], 'us')})",
-                     f"{ratio:.2f}x P1-PG", f"<= 1.3x P1-PG: {'PASS' if ratio <= 1.3 else 'MISS'}"))
+        rows.append(
+            (
+                "W1-PG 300 sequential tasks, per task",
+                "flux",
+                f"{fmt(w1[0], 'us')} ({fmt(w1[1], 'us')}-{fmt(w1[2], 'us')})",
+                f"{ratio:.2f}x P1-PG",
+                f"<= 1.3x P1-PG: {'PASS' if ratio <= 1.3 else 'MISS'}",
+            )
+        )
         sizes = {1: int(3000 * scale), 10: int(1000 * scale), 100: int(100 * scale)}
         for workers in (1, 2):
             for tasks, count in sizes.items():
@@ -369,38 +442,84 @@ def main() -> int:
                     target = f">= 5,000 tasks/s, >= 500 exec/s: {'PASS' if ok else 'MISS'}"
                 elif workers == 1 and tasks == 1:
                     target = f">= 1,500 exec/s: {'PASS' if eps >= 1500 else 'MISS'}"
-                rows.append((f"fleet {workers} worker{'s' if workers > 1 else ''}, {count} x {tasks} tasks", "flux",
-                             f"{eps:,.0f} exec/s, {tps:,.0f} tasks/s ({took[0]:.2f} s; {took[1]:.2f}-{took[2]:.2f})",
-                             f"{eps / workers:,.0f} exec/s, {tps / workers:,.0f} tasks/s", target))
+                rows.append(
+                    (
+                        f"fleet {workers} worker{'s' if workers > 1 else ''}, {count} x {tasks} tasks",
+                        "flux",
+                        f"{eps:,.0f} exec/s, {tps:,.0f} tasks/s ({took[0]:.2f} s; {took[1]:.2f}-{took[2]:.2f})",
+                        f"{eps / workers:,.0f} exec/s, {tps / workers:,.0f} tasks/s",
+                        target,
+                    )
+                )
         lat = sorted(submit_to_start(url, int(40 * scale) or 8))
         p50, p99 = lat[len(lat) // 2], lat[max(0, int(len(lat) * 0.99) - 1)]
         results["submit_to_start"] = {"p50": p50, "p99": p99}
-        rows.append(("submit -> workflow_started", "flux", f"p50 {fmt(p50 * 1e3, 'ms')}, p99 {fmt(p99 * 1e3, 'ms')}", "", ""))
+        rows.append(
+            ("submit -> workflow_started", "flux", f"p50 {fmt(p50 * 1e3, 'ms')}, p99 {fmt(p99 * 1e3, 'ms')}", "", "")
+        )
         take = median_range(takeover(url, max(1, runs // 2)))
         results["takeover"] = take
-        rows.append(("takeover after kill -9 (lease 5 s)", "flux", f"{take[0]:.2f} s ({take[1]:.2f}-{take[2]:.2f})", "",
-                     f"<= 6 s: {'PASS' if take[0] <= 6.0 else 'MISS'}"))
+        rows.append(
+            (
+                "takeover after kill -9 (lease 5 s)",
+                "flux",
+                f"{take[0]:.2f} s ({take[1]:.2f}-{take[2]:.2f})",
+                "",
+                f"<= 6 s: {'PASS' if take[0] <= 6.0 else 'MISS'}",
+            )
+        )
         big = median_range(resume_big(url, int(100_000 * scale), max(1, runs // 2)))
         results["resume_big"] = big
-        rows.append((f"resume a {int(100_000 * scale):,}-task journal, fresh process", "flux", f"{big[0]:.2f} s ({big[1]:.2f}-{big[2]:.2f})", "",
-                     f"<= 1.5 s: {'PASS' if big[0] <= 1.5 else 'MISS'}"))
+        rows.append(
+            (
+                f"resume a {int(100_000 * scale):,}-task journal, fresh process",
+                "flux",
+                f"{big[0]:.2f} s ({big[1]:.2f}-{big[2]:.2f})",
+                "",
+                f"<= 1.5 s: {'PASS' if big[0] <= 1.5 else 'MISS'}",
+            )
+        )
         if not args.skip_dbos:
             peer = dbos(server, args.quick, runs)
             results["dbos"] = peer
             if "skipped" in peer:
                 rows.append(("DBOS", "dbos", peer["skipped"], "", ""))
             else:
-                rows.append(("W1-PG 300 sequential steps, per step", f"dbos {peer['version']}", fmt(peer["w1_us"], "us"),
-                             f"{peer['w1_us'] / w1[0]:.1f}x flux", ""))
+                rows.append(
+                    (
+                        "W1-PG 300 sequential steps, per step",
+                        f"dbos {peer['version']}",
+                        fmt(peer["w1_us"], "us"),
+                        f"{peer['w1_us'] / w1[0]:.1f}x flux",
+                        "",
+                    )
+                )
                 for key, value in peer["fleet"].items():
                     workers, tasks = key.split("x")
                     ours = results.get(f"fleet{workers}x{tasks}")
                     ratio_txt = f"flux {ours['executions_per_s'] / value['executions_per_s']:.1f}x" if ours else ""
-                    rows.append((f"fleet {workers} process{'es' if workers != '1' else ''}, {value['count']} x {tasks} steps", f"dbos {peer['version']}",
-                                 f"{value['executions_per_s']:,.0f} exec/s, {value['executions_per_s'] * int(tasks):,.0f} steps/s", ratio_txt, ""))
+                    rows.append(
+                        (
+                            f"fleet {workers} process{'es' if workers != '1' else ''}, {value['count']} x {tasks} "
+                            f"steps",
+                            f"dbos {peer['version']}",
+                            f"{value['executions_per_s']:,.0f} exec/s, {value['executions_per_s'] * int(tasks):,.0f} "
+                            f"steps/s",
+                            ratio_txt,
+                            "",
+                        )
+                    )
                 if "submit_to_start" in peer:
                     s = peer["submit_to_start"]
-                    rows.append(("submit -> start", f"dbos {peer['version']}", f"p50 {fmt(s['p50'] * 1e3, 'ms')}, p99 {fmt(s['p99'] * 1e3, 'ms')}", "", ""))
+                    rows.append(
+                        (
+                            "submit -> start",
+                            f"dbos {peer['version']}",
+                            f"p50 {fmt(s['p50'] * 1e3, 'ms')}, p99 {fmt(s['p99'] * 1e3, 'ms')}",
+                            "",
+                            "",
+                        )
+                    )
                 for note in peer.get("notes", []):
                     rows.append(("", "dbos", note, "", ""))
     finally:
@@ -414,9 +533,11 @@ def main() -> int:
     else:
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         for row in [header, *rows]:
-            print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
-    print(f"PostgreSQL {server.bindir}; fsync=on, synchronous_commit=on; {runs} run(s) per figure; "
-          f"{time.time() - started:.0f} s; before: {load_before}; after: {load()}")
+            print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    print(
+        f"PostgreSQL {server.bindir}; fsync=on, synchronous_commit=on; {runs} run(s) per figure; "
+        f"{time.time() - started:.0f} s; before: {load_before}; after: {load()}"
+    )
     return 0
 
 

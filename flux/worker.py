@@ -185,7 +185,9 @@ class Worker:
                 reaped = await asyncio.to_thread(store.reap)
                 if reaped:
                     log.info("worker: %d expired leases handed back", len(reaped))
-                await asyncio.to_thread(store.heartbeat, self.queues, list(self.workflows), self.concurrency, len(self._running))
+                await asyncio.to_thread(
+                    store.heartbeat, self.queues, list(self.workflows), self.concurrency, len(self._running)
+                )
             except FluxError as err:
                 log.warning("worker: housekeeping failed (%s)", err)
             with contextlib.suppress(asyncio.TimeoutError):
@@ -249,8 +251,11 @@ class Worker:
         header = store.header(claim.execution_id)
         wf, aliases = load_recorded(header.get("code") or {}, str(header.get("workflow", "")))
         request: dict[str, Any] = {
-            "execution_id": claim.execution_id, "workflow_name": wf.name, "durability": self.durability,
-            "aliases": aliases, "blob_output": uses_output_storage(wf.options),
+            "execution_id": claim.execution_id,
+            "workflow_name": wf.name,
+            "durability": self.durability,
+            "aliases": aliases,
+            "blob_output": uses_output_storage(wf.options),
         }
         if claim.cancel_requested:
             request["cancel"] = True
@@ -271,7 +276,11 @@ class Worker:
         ctx = await wf._drive(executor, opened)
         if clock is not None and clock.parked_until is not None:
             self.stats.parked += 1
-            log.info("execution %s parked until %s", claim.execution_id, time.strftime("%H:%M:%S", time.localtime(clock.parked_until)))
+            log.info(
+                "execution %s parked until %s",
+                claim.execution_id,
+                time.strftime("%H:%M:%S", time.localtime(clock.parked_until)),
+            )
             return
         status = str(ctx.status)
         self.stats.by_status[status] = self.stats.by_status.get(status, 0) + 1
@@ -416,7 +425,11 @@ def serve(
 
     found: dict[str, Workflow] = {}
     for target in targets:
-        module = load_file(target) if target.endswith(".py") or os.sep in target or os.path.exists(target) else load_module(target)
+        module = (
+            load_file(target)
+            if target.endswith(".py") or os.sep in target or os.path.exists(target)
+            else load_module(target)
+        )
         for wf in workflows_in(module).values():
             found.setdefault(wf.name, wf)
     if not found:
@@ -430,7 +443,14 @@ def serve(
         if not lease > 0:
             raise InvalidOptionError(f"--lease {lease:g} must be > 0 seconds")
         opened.lease = lease
-    worker = Worker(opened, list(found.values()), concurrency=concurrency, queues=queues, durability=durability, park_after=park_after)
+    worker = Worker(
+        opened,
+        list(found.values()),
+        concurrency=concurrency,
+        queues=queues,
+        durability=durability,
+        park_after=park_after,
+    )
 
     async def go() -> WorkerStats:
         stop = asyncio.Event()

@@ -30,13 +30,14 @@ def effect(kind: str) -> int:
         _counts[key] = _counts.get(key, 0) + 1
         return _counts[key]
     conn = None
-    for attempt in range(300):
+    for _attempt in range(300):
         try:
             conn = getattr(_local, "conn", None)
             if conn is None or conn.closed:
                 conn = _local.conn = psycopg.connect(os.environ["FLUX_TEST_EFFECTS"], autocommit=True)
             row = conn.execute(
-                "INSERT INTO effects (key, kind, n) VALUES (%s, %s, 1) ON CONFLICT (key) DO UPDATE SET n = effects.n + 1 RETURNING n",
+                "INSERT INTO effects (key, kind, n) VALUES (%s, %s, 1) ON CONFLICT (key) DO UPDATE SET n = effects.n "
+                "+ 1 RETURNING n",
                 (idempotency_key(), kind),
             ).fetchone()
             return int(row[0])

@@ -33,7 +33,9 @@ def find_bindir() -> str | None:
     pg_config = shutil.which("pg_config")
     if pg_config:
         try:
-            candidates.append(subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=10).stdout.strip())
+            candidates.append(
+                subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=10).stdout.strip()
+            )
         except (OSError, subprocess.SubprocessError):
             pass
     candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
@@ -46,7 +48,10 @@ def find_bindir() -> str | None:
 def skip_reason() -> str | None:
     """Why the PostgreSQL tests cannot run here, or None when they can."""
     if find_bindir() is None:
-        return "no PostgreSQL server binaries (initdb, pg_ctl, postgres) on PATH, in `pg_config --bindir` or /usr/lib/postgresql/*/bin"
+        return (
+            "no PostgreSQL server binaries (initdb, pg_ctl, postgres) on PATH, "
+            "in `pg_config --bindir` or /usr/lib/postgresql/*/bin"
+        )
     try:
         import psycopg  # noqa: F401
         import psycopg_pool  # noqa: F401
@@ -87,12 +92,20 @@ class PgServer:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         env["LC_ALL"] = "C"
         result = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=self.dir,
-            user=self.user, group=pwd.getpwnam(self.user).pw_gid if self.user else None,
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            cwd=self.dir,
+            user=self.user,
+            group=pwd.getpwnam(self.user).pw_gid if self.user else None,
         )
         if result.returncode != 0:
             log = Path(self.log).read_text(errors="replace")[-4000:] if os.path.exists(self.log) else ""
-            raise RuntimeError(f"{binary} {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}\n{log}")
+            raise RuntimeError(
+                f"{binary} {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}\n{log}"
+            )
         return result
 
     def start(self) -> None:

@@ -11,8 +11,18 @@ from tests.conftest import ROOT, empty_pg, flux_cmd
 def test_an_execution_moves_file_to_postgresql_to_file_byte_for_byte(tmp_path: Path, pg_url: str) -> None:
     empty_pg(pg_url)
     first, last = str(tmp_path / "first"), str(tmp_path / "last")
-    ran = flux_cmd("exec", str(ROOT / "examples" / "order.py"), "process_order", "--id", "order-7", "--store", first,
-                   "--input", '{"order_id": "A-1", "items": ["book", "pen"], "amount": 42.5}', cwd=tmp_path)
+    ran = flux_cmd(
+        "exec",
+        str(ROOT / "examples" / "order.py"),
+        "process_order",
+        "--id",
+        "order-7",
+        "--store",
+        first,
+        "--input",
+        '{"order_id": "A-1", "items": ["book", "pen"], "amount": 42.5}',
+        cwd=tmp_path,
+    )
     assert ran.returncode == 0, ran.stderr
     journal = (tmp_path / "first" / "executions" / "order-7.jsonl").read_bytes()
     exported = tmp_path / "order-7.jsonl"
@@ -29,10 +39,23 @@ def test_an_execution_moves_file_to_postgresql_to_file_byte_for_byte(tmp_path: P
     assert flux_cmd("import", str(tmp_path / "from_pg.jsonl"), "--store", last, cwd=tmp_path).returncode == 0
     assert (tmp_path / "last" / "executions" / "order-7.jsonl").read_bytes() == journal
     # The tools read it the same on both stores.
-    shown = [flux_cmd("show", "order-7", "--store", where, cwd=tmp_path).stdout.splitlines()[1:] for where in (first, pg_url)]
+    shown = [
+        flux_cmd("show", "order-7", "--store", where, cwd=tmp_path).stdout.splitlines()[1:] for where in (first, pg_url)
+    ]
     assert shown[0] == shown[1] and len(shown[0]) > 2
-    replays = [flux_cmd("replay", "order-7", "--store", where, "--file", str(ROOT / "examples" / "order.py"), "--summary", cwd=tmp_path)
-               for where in (first, pg_url)]
+    replays = [
+        flux_cmd(
+            "replay",
+            "order-7",
+            "--store",
+            where,
+            "--file",
+            str(ROOT / "examples" / "order.py"),
+            "--summary",
+            cwd=tmp_path,
+        )
+        for where in (first, pg_url)
+    ]
     assert all(r.returncode == 0 for r in replays), [r.stderr for r in replays]
     listed = flux_cmd("list", "--store", pg_url, cwd=tmp_path).stdout
     assert "order-7" in listed and "completed" in listed

@@ -34,9 +34,12 @@ def test_exec_on_the_file_store_never_imports_the_driver(tmp_path: Path) -> None
         "import sys; from flux._cli.main import app\n"
         "try:\n    app(['exec', 'examples/hello.py', 'hello_world', '--input', '\"x\"', '--home', sys.argv[1]])\n"
         "except SystemExit as e:\n    assert e.code in (0, None), e.code\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('psycopg', 'psycopg_pool') or m.endswith('stores.postgres')))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('psycopg', 'psycopg_pool') or "
+        "m.endswith('stores.postgres')))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s")], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "s")], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert "status: completed" in done.stdout
     assert done.stdout.strip().endswith("[]")
@@ -59,8 +62,16 @@ def test_a_database_without_the_schema_says_to_migrate(pg_server: PgServer, tmp_
     done = flux_cmd("list", "--store", url, cwd=tmp_path)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "StoreError" in done.stderr
     # Four processes migrate at once: each migration runs once, all of them succeed.
-    procs = [subprocess.Popen([sys.executable, "-m", "flux", "db", "migrate", "--store", url], cwd=tmp_path,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "flux", "db", "migrate", "--store", url],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
     outputs = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], outputs
     assert sum("applied migrations: 1" in out for out, _ in outputs) == 1
@@ -92,7 +103,9 @@ def test_racing_owners_never_interleave_their_records(store: PostgresStore, pg_u
         try:
             for i in range(25):
                 with psycopg.connect(pg_url, autocommit=True) as conn:  # expire whatever lease is held
-                    conn.execute("UPDATE flux.executions SET lease_until = now() - interval '1 s' WHERE execution_id = 'race'")
+                    conn.execute(
+                        "UPDATE flux.executions SET lease_until = now() - interval '1 s' WHERE execution_id = 'race'"
+                    )
                 try:
                     taken = own.acquire("race", "fsync")
                 except ExecutionLockedError:
@@ -118,9 +131,13 @@ def test_racing_owners_never_interleave_their_records(store: PostgresStore, pg_u
     assert [r["seq"] for r in records] == list(range(len(records)))
     assert len(records) == 2 + written[0]
     with psycopg.connect(pg_url) as conn:
-        epochs = [e for (e,) in conn.execute(
-            "SELECT r.epoch FROM flux.records r JOIN flux.executions e ON e.pk = r.exec_pk WHERE e.execution_id = 'race' ORDER BY r.seq"
-        )]
+        epochs = [
+            e
+            for (e,) in conn.execute(
+                "SELECT r.epoch FROM flux.records r JOIN flux.executions e ON e.pk = r.exec_pk WHERE e.execution_id = "
+                "'race' ORDER BY r.seq"
+            )
+        ]
     assert epochs == sorted(epochs)
     assert refused[0] > 0  # the race really happened
 
@@ -173,7 +190,7 @@ def test_syncs_of_many_executions_share_statements(store: PostgresStore) -> None
 
     before = store.flush_statistics()
     asyncio.run(all_flush())
-    statements, syncs = (a - b for a, b in zip(store.flush_statistics(), before))
+    statements, syncs = (a - b for a, b in zip(store.flush_statistics(), before, strict=True))
     for lease in leases:
         lease.close()
     assert syncs == 600
@@ -210,7 +227,9 @@ async def fan_out(ctx: Any) -> int:
 
 
 @pytest.mark.parametrize("durability", ["fsync", "os"])
-def test_no_body_starts_before_its_task_started_is_committed(store: PostgresStore, pg_url: str, durability: str) -> None:
+def test_no_body_starts_before_its_task_started_is_committed(
+    store: PostgresStore, pg_url: str, durability: str
+) -> None:
     from flux.client import Client
 
     _URL[:] = [pg_url]
@@ -218,12 +237,14 @@ def test_no_body_starts_before_its_task_started_is_committed(store: PostgresStor
 
     async def scenario() -> list[str]:
         async with Client(store, durability=durability) as client:
-            handles = [await client.start(fan_out, 15, execution_id=f"fan-{durability}-{i}", run_here=True) for i in range(8)]
+            handles = [
+                await client.start(fan_out, 15, execution_id=f"fan-{durability}-{i}", run_here=True) for i in range(8)
+            ]
             return [str((await h.result()).status) for h in handles]
 
     before = store.flush_statistics()
     assert asyncio.run(scenario()) == ["completed"] * 8
-    statements, syncs = (a - b for a, b in zip(store.flush_statistics(), before))
+    statements, syncs = (a - b for a, b in zip(store.flush_statistics(), before, strict=True))
     assert len(_SEEN) == 8 * 15 and all(_SEEN.values())
     assert statements < syncs  # executions that became ready together shared commits
     with store._connect(durability) as conn:

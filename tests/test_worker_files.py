@@ -4,10 +4,8 @@ timed pauses that are due go on, untimed pauses wait; SIGTERM stops it cleanly."
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -37,15 +35,33 @@ def _kill_when(proc: subprocess.Popen[str], journal: Path, marker: bytes, timeou
 def test_a_worker_recovers_a_file_store_by_itself(tmp_path: Path) -> None:
     store = tmp_path / "store"
     env = {"FLUX_TEST_TASK_SECONDS": "0.05"}
-    submitted = flux_cmd("exec", WORKFLOWS, "order_flow", "--input", '{"id": "s", "n": 3}', "--detach", "--store", str(store), cwd=tmp_path)
+    submitted = flux_cmd(
+        "exec",
+        WORKFLOWS,
+        "order_flow",
+        "--input",
+        '{"id": "s", "n": 3}',
+        "--detach",
+        "--store",
+        str(store),
+        cwd=tmp_path,
+    )
     assert submitted.returncode == 0, submitted.stderr
     sub_id = submitted.stdout.strip()
     assert _status(store, sub_id, tmp_path) == "created"
-    crashed = flux_popen("exec", WORKFLOWS, "long_flow", "--input", "30", "--id", "crashed", "--store", str(store), cwd=tmp_path, env=env)
+    crashed = flux_popen(
+        "exec", WORKFLOWS, "long_flow", "--input", "30", "--id", "crashed", "--store", str(store), cwd=tmp_path, env=env
+    )
     _kill_when(crashed, store / "executions" / "crashed.jsonl", b'"call_id":"5"')
-    timed = flux_cmd("exec", WORKFLOWS, "timed_flow", "--input", "1.5", "--id", "timed", "--store", str(store), cwd=tmp_path)
-    asked = flux_cmd("exec", WORKFLOWS, "approval_flow", "--input", '"x"', "--id", "asked", "--store", str(store), cwd=tmp_path)
-    sleeper = flux_popen("exec", WORKFLOWS, "nap_flow", "--input", "15", "--id", "sleeper", "--store", str(store), cwd=tmp_path)
+    timed = flux_cmd(
+        "exec", WORKFLOWS, "timed_flow", "--input", "1.5", "--id", "timed", "--store", str(store), cwd=tmp_path
+    )
+    asked = flux_cmd(
+        "exec", WORKFLOWS, "approval_flow", "--input", '"x"', "--id", "asked", "--store", str(store), cwd=tmp_path
+    )
+    sleeper = flux_popen(
+        "exec", WORKFLOWS, "nap_flow", "--input", "15", "--id", "sleeper", "--store", str(store), cwd=tmp_path
+    )
     _kill_when(sleeper, store / "executions" / "sleeper.jsonl", b"timer_started")
     slept_from = time.monotonic()
     assert "status: paused" in timed.stdout and "status: paused" in asked.stdout
@@ -73,5 +89,7 @@ def test_a_worker_recovers_a_file_store_by_itself(tmp_path: Path) -> None:
     assert others_done < 15.0  # the 15-second sleep held up nothing else
     shown = flux_cmd("show", "timed", "--store", str(store), cwd=tmp_path).stdout
     assert "status: completed" in shown and "resumed with null" in shown  # the timed pause went on by itself
-    replay = flux_cmd("replay", "crashed", "--store", str(store), "--summary", cwd=tmp_path, env={"PYTHONPATH": str(ROOT)})
+    replay = flux_cmd(
+        "replay", "crashed", "--store", str(store), "--summary", cwd=tmp_path, env={"PYTHONPATH": str(ROOT)}
+    )
     assert replay.returncode == 0, replay.stderr

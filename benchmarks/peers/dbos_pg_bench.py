@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -45,7 +44,9 @@ async def steps(n: int) -> int:
 
 
 def launch(url: str) -> None:
-    DBOS(config={"name": "flux-bench-pg", "system_database_url": url, "run_admin_server": False, "log_level": "WARNING"})
+    DBOS(
+        config={"name": "flux-bench-pg", "system_database_url": url, "run_admin_server": False, "log_level": "WARNING"}
+    )
     DBOS.launch()
 
 
@@ -65,6 +66,7 @@ def w1(url: str, n: int) -> float:
     launch(url)
     loop = asyncio.new_event_loop()
     try:
+
         async def run() -> int:
             handle = await DBOS.start_workflow_async(steps, n)
             return await handle.get_result()
@@ -83,7 +85,10 @@ def _psycopg_url(url: str) -> str:
 
 
 def workers(url: str, count: int) -> list[subprocess.Popen[str]]:
-    procs = [subprocess.Popen([sys.executable, __file__, "--url", url, "--serve"], stdout=subprocess.PIPE, text=True) for _ in range(count)]
+    procs = [
+        subprocess.Popen([sys.executable, __file__, "--url", url, "--serve"], stdout=subprocess.PIPE, text=True)
+        for _ in range(count)
+    ]
     for p in procs:
         line = p.stdout.readline() if p.stdout else ""
         if line.strip() != "ready":
@@ -122,7 +127,9 @@ def fleet(url: str, count: int, tasks: int, n: int, runs: int) -> dict[str, floa
                 prefix = f"f{count}x{tasks}r{r}-"
                 began = time.perf_counter()
                 for i in range(n):
-                    client.enqueue({"queue_name": QUEUE, "workflow_name": "steps", "workflow_id": f"{prefix}{i}"}, tasks)
+                    client.enqueue(
+                        {"queue_name": QUEUE, "workflow_name": "steps", "workflow_id": f"{prefix}{i}"}, tasks
+                    )
                 deadline = time.monotonic() + 900
                 while done_count(conn, prefix) < n:
                     if time.monotonic() > deadline:
@@ -149,7 +156,9 @@ def submit_to_start(url: str, n: int) -> dict[str, float]:
                 began = time.time()
                 client.enqueue({"queue_name": QUEUE, "workflow_name": "steps", "workflow_id": f"lat{i}"}, 1)
                 while True:
-                    row = conn.execute("SELECT started_at_epoch_ms FROM dbos.workflow_status WHERE workflow_uuid = %s", (f"lat{i}",)).fetchone()
+                    row = conn.execute(
+                        "SELECT started_at_epoch_ms FROM dbos.workflow_status WHERE workflow_uuid = %s", (f"lat{i}",)
+                    ).fetchone()
                     if row and row[0]:
                         lat.append(row[0] / 1000 - began)
                         break
@@ -177,7 +186,13 @@ def main() -> int:
         return 0
     scale = 0.2 if args.quick else 1.0
     runs = max(1, min(args.runs, 3))
-    w1_us = json.loads(subprocess.run([sys.executable, __file__, "--url", args.url, "--w1"], capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1])
+    w1_us = json.loads(
+        subprocess.run(
+            [sys.executable, __file__, "--url", args.url, "--w1"], capture_output=True, text=True, check=True
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     out: dict[str, object] = {"version": version("dbos"), "w1_us": w1_us, "fleet": {}}
     sizes = {1: int(3000 * scale), 10: int(1000 * scale), 100: int(100 * scale)}
     for count in (1, 2):
@@ -185,8 +200,10 @@ def main() -> int:
             out["fleet"][f"{count}x{tasks}"] = fleet(args.url, count, tasks, n, runs)  # type: ignore[index]
     out["submit_to_start"] = submit_to_start(args.url, int(40 * scale) or 8)
     out["notes"] = [
-        "queue polled every 10 ms (DBOS default 1 s), worker_concurrency 256; enqueued one statement each (no bulk enqueue)",
-        "no takeover figure: DBOS recovers a dead process's workflows only when its executor id is named (Conductor or admin API)",
+        "queue polled every 10 ms (DBOS default 1 s), worker_concurrency 256; enqueued one statement each (no bulk "
+        "enqueue)",
+        "no takeover figure: DBOS recovers a dead process's workflows only when its executor id is named (Conductor "
+        "or admin API)",
     ]
     print(json.dumps(out))
     return 0

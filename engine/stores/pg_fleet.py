@@ -62,7 +62,8 @@ SELECT extract(epoch FROM min(ready_at) - now()) - %(ahead)s FROM flux.execution
 _REAP_SQL = """
 UPDATE flux.executions e
    SET holder = NULL, owner = NULL, lease_until = NULL, epoch = e.epoch + 1,
-       ready_at = CASE WHEN e.status IN ('completed', 'failed', 'cancelled') OR e.divergence IS NOT NULL THEN NULL ELSE now() END
+       ready_at = CASE WHEN e.status IN ('completed', 'failed', 'cancelled') OR e.divergence IS NOT NULL
+                       THEN NULL ELSE now() END
   FROM (SELECT pk FROM flux.executions WHERE holder IS NOT NULL AND lease_until < now()
          ORDER BY lease_until LIMIT %(n)s FOR UPDATE SKIP LOCKED) c
  WHERE e.pk = c.pk
@@ -81,7 +82,12 @@ class FleetMixin:
         of these queues and workflows is due (None: none is scheduled)."""
         owner = orjson.dumps(self._owner()).decode()  # type: ignore[attr-defined]
         params = {
-            "holder": self.holder, "owner": owner, "lease": self.lease, "queues": queues, "workflows": workflows, "n": n,
+            "holder": self.holder,
+            "owner": owner,
+            "lease": self.lease,
+            "queues": queues,
+            "workflows": workflows,
+            "n": n,
             "ahead": CLAIM_AHEAD,
         }
         lines: dict[int, list[bytes]] = {}
@@ -96,13 +102,16 @@ class FleetMixin:
                     lines.setdefault(pk, []).append(line)
                 # Their replay snapshots too (parked and paused runs have one): the run asks
                 # for it before anything else, and now it costs no statement of its own.
-                snaps = dict(cur.execute(
-                    "SELECT execution_id, data FROM flux.snapshots WHERE execution_id = ANY(%s)", ([r[0] for r in rows],)
-                ).fetchall())
+                snaps = dict(
+                    cur.execute(
+                        "SELECT execution_id, data FROM flux.snapshots WHERE execution_id = ANY(%s)",
+                        ([r[0] for r in rows],),
+                    ).fetchall()
+                )
             due = conn.execute(_NEXT_SQL, params).fetchone()[0]
         claims = []
         owner_of = orjson.loads(owner)
-        for eid, wf, status, cancel, epoch, pk, next_seq in rows:
+        for eid, wf, status, cancel, epoch, pk, _next_seq in rows:
             claims.append(Claim(eid, wf, status, bool(cancel), epoch))
             self.claimed(eid, epoch, b"".join(lines.get(pk, ())), owner_of, snaps.get(eid))  # type: ignore[attr-defined]
         return claims, (float(due) if due is not None else None)
@@ -120,18 +129,24 @@ class FleetMixin:
             "UPDATE flux.executions SET holder = NULL, owner = NULL, lease_until = NULL, "
             "ready_at = CASE WHEN %s THEN now() ELSE to_timestamp(%s) END "
             "WHERE execution_id = %s AND epoch = %s AND holder = %s RETURNING 1",
-            (at_once and wake_at is None, wake_at, execution_id, epoch, self.holder), "give the claim back",
+            (at_once and wake_at is None, wake_at, execution_id, epoch, self.holder),
+            "give the claim back",
         )
 
-    def schedule(self, execution_id: str, ready_at: float | None, *, status: str | None = None, delay: float | None = None) -> None:
+    def schedule(
+        self, execution_id: str, ready_at: float | None, *, status: str | None = None, delay: float | None = None
+    ) -> None:
         """When an execution nobody holds is runnable again: at `ready_at` (epoch seconds), or
         `delay` seconds from now, or only after an outside event (both None). `status` parks it
         (`sleeping`) or marks it."""
         self._one(  # type: ignore[attr-defined]
-            "UPDATE flux.executions SET ready_at = CASE WHEN %(delay)s::float8 IS NOT NULL THEN now() + make_interval(secs => %(delay)s) "
+            "UPDATE flux.executions SET ready_at = CASE WHEN %(delay)s::float8 IS NOT NULL THEN now() + "
+            "make_interval(secs => %(delay)s) "
             "ELSE to_timestamp(%(at)s) END, status = coalesce(%(status)s, status) "
-            "WHERE execution_id = %(id)s AND holder IS NULL AND status NOT IN ('completed', 'failed', 'cancelled') RETURNING 1",
-            {"id": execution_id, "at": ready_at, "delay": delay, "status": status}, "schedule the execution",
+            "WHERE execution_id = %(id)s AND holder IS NULL AND status NOT IN ('completed', 'failed', 'cancelled') "
+            "RETURNING 1",
+            {"id": execution_id, "at": ready_at, "delay": delay, "status": status},
+            "schedule the execution",
         )
 
     def mark_diverged(self, execution_id: str, divergence: dict[str, Any]) -> None:
@@ -139,7 +154,8 @@ class FleetMixin:
         hand (its next lifecycle record sets its status); the divergence is kept for `flux show`."""
         row = self._one(  # type: ignore[attr-defined]
             "UPDATE flux.executions SET ready_at = NULL, divergence = %s WHERE execution_id = %s RETURNING 1",
-            (orjson.dumps(divergence, default=str).decode(), execution_id), "mark the execution diverged",
+            (orjson.dumps(divergence, default=str).decode(), execution_id),
+            "mark the execution diverged",
         )
         if row is None:
             from flux._engine.errors import ExecutionNotFoundError
@@ -149,7 +165,8 @@ class FleetMixin:
     def divergence(self, execution_id: str) -> dict[str, Any] | None:
         """What `mark_diverged` kept, while the execution is diverged."""
         row = self._one(  # type: ignore[attr-defined]
-            "SELECT divergence FROM flux.executions WHERE execution_id = %s", (execution_id,),
+            "SELECT divergence FROM flux.executions WHERE execution_id = %s",
+            (execution_id,),
             "read the divergence",
         )
         return dict(row[0]) if row and row[0] is not None else None
@@ -162,7 +179,8 @@ class FleetMixin:
             "INSERT INTO flux.workers (worker_id, host, pid, queues, workflows, slots, running) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (worker_id) DO UPDATE SET heartbeat = now(), "
             "running = excluded.running RETURNING 1",
-            (self.holder, socket.gethostname(), os.getpid(), queues, workflows, slots, running), "send a heartbeat",
+            (self.holder, socket.gethostname(), os.getpid(), queues, workflows, slots, running),
+            "send a heartbeat",
         )
 
     def retire(self) -> None:
@@ -171,9 +189,11 @@ class FleetMixin:
             self._drop_claim(execution_id)  # type: ignore[attr-defined]
         self._one(  # type: ignore[attr-defined]
             "WITH r AS (UPDATE flux.executions SET holder = NULL, owner = NULL, lease_until = NULL, "
-            "ready_at = CASE WHEN status IN ('completed', 'failed', 'cancelled', 'paused') OR divergence IS NOT NULL THEN ready_at ELSE now() END "
+            "ready_at = CASE WHEN status IN ('completed', 'failed', 'cancelled', 'paused') OR divergence IS NOT NULL "
+            "THEN ready_at ELSE now() END "
             "WHERE holder = %s RETURNING 1) DELETE FROM flux.workers WHERE worker_id = %s RETURNING 1",
-            (self.holder, self.holder), "hand the leases back",
+            (self.holder, self.holder),
+            "hand the leases back",
         )
         self.hint()  # type: ignore[attr-defined]
 

@@ -67,8 +67,14 @@ class Sync:
     __slots__ = ("execution_id", "epoch", "from_seq", "lines", "status", "done", "where")
 
     def __init__(
-        self, execution_id: str, epoch: int, from_seq: int, lines: list[bytes], status: str | None,
-        done: Callable[[BaseException | None, bool], None], where: str,
+        self,
+        execution_id: str,
+        epoch: int,
+        from_seq: int,
+        lines: list[bytes],
+        status: str | None,
+        done: Callable[[BaseException | None, bool], None],
+        where: str,
     ) -> None:
         self.execution_id = execution_id
         self.epoch = epoch
@@ -103,7 +109,9 @@ def _params(batch: list[Sync]) -> dict[str, Any]:
 class Flusher:
     """Sends the syncs of one durability mode, `threads` statements in flight at most."""
 
-    def __init__(self, connect: Callable[[], psycopg.Connection[Any]], *, threads: int = 2, outage: float = 60.0) -> None:
+    def __init__(
+        self, connect: Callable[[], psycopg.Connection[Any]], *, threads: int = 2, outage: float = 60.0
+    ) -> None:
         self._connect = connect
         self._threads_wanted = threads
         self._threads: list[threading.Thread] = []
@@ -161,7 +169,7 @@ class Flusher:
             try:
                 if conn is None or conn.closed:
                     conn = self._connect()
-                rows = conn.execute(APPEND_SQL, _params(todo), binary=True).fetchall()  # type: ignore[arg-type]
+                rows = conn.execute(APPEND_SQL, _params(todo), binary=True).fetchall()
             except psycopg.OperationalError as err:
                 # The connection failed: the statement may or may not have committed.
                 if conn is not None:
@@ -206,7 +214,8 @@ class Flusher:
                             s,
                             DurabilityError(
                                 f"{s.where}: the database did not answer for {self.outage:g} s ({cause}); "
-                                "whether the last records were written is unknown to this run, the next owner reads them"
+                                "whether the last records were written is unknown to this run, the next owner reads "
+                                "them"
                             ),
                             False,
                         )
@@ -240,7 +249,9 @@ def _finish(s: Sync, error: BaseException | None, cancel: bool) -> None:
         pass
 
 
-def loop_waker(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[Any], apply: Callable[[BaseException | None, bool], None]) -> Callable[[BaseException | None, bool], None]:
+def loop_waker(
+    loop: asyncio.AbstractEventLoop, fut: asyncio.Future[Any], apply: Callable[[BaseException | None, bool], None]
+) -> Callable[[BaseException | None, bool], None]:
     """A `Sync.done` that applies the outcome in the event loop's thread and wakes the waiter."""
 
     def in_loop(error: BaseException | None, cancel: bool) -> None:

@@ -85,9 +85,7 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 def applied_version(conn: Any) -> int:
     """The newest migration applied to the database, 0 for none."""
-    row = conn.execute(
-        "SELECT to_regclass('flux.migrations') IS NOT NULL"
-    ).fetchone()
+    row = conn.execute("SELECT to_regclass('flux.migrations') IS NOT NULL").fetchone()
     if not row[0]:
         return 0
     row = conn.execute("SELECT coalesce(max(version), 0) FROM flux.migrations").fetchone()

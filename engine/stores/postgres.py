@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import hashlib
 import logging
 import os
 import re
@@ -39,11 +38,11 @@ except ImportError as err:  # pragma: no cover - the extra is missing
     from flux._engine.errors import StoreError
 
     raise StoreError(
-        "this installation has no PostgreSQL driver; install the postgresql extra (pip install 'flux-replay[postgresql]')"
+        "this installation has no PostgreSQL driver; install the postgresql extra (pip install "
+        "'flux-replay[postgresql]')"
     ) from err
 
 from flux._engine.errors import (
-    BlobError,
     DurabilityError,
     ExecutionExistsError,
     ExecutionLockedError,
@@ -52,10 +51,20 @@ from flux._engine.errors import (
     OwnershipLostError,
     StoreError,
 )
-from flux._engine.journal import BufferedWriter, JournalRead, Known, Records, Visit, check_journal, encode_line, seed_for
+from flux._engine.journal import (
+    BufferedWriter,
+    JournalRead,
+    Known,
+    Records,
+    Visit,
+    check_journal,
+    encode_line,
+    seed_for,
+)
 from flux._engine.records import LIFECYCLE, Status
 from flux._engine.store import ExecutionSummary, Page, decode_cursor, encode_cursor, validate_execution_id
 from flux._engine.stores import pg_schema
+from flux._engine.stores.pg_capabilities import Blobs, Cache, Snapshots
 from flux._engine.stores.pg_fleet import FleetMixin
 from flux._engine.stores.pg_flush import Flusher, Sync, loop_waker
 
@@ -82,9 +91,13 @@ def db_errors(url: str, doing: str) -> Iterator[None]:
     try:
         yield
     except psycopg.errors.UndefinedTable as err:
-        raise StoreError(f"{redact_url(url)}: the database has no Flux schema; run `flux db migrate --store URL` first") from err
+        raise StoreError(
+            f"{redact_url(url)}: the database has no Flux schema; run `flux db migrate --store URL` first"
+        ) from err
     except psycopg.OperationalError as err:
-        raise StoreError(f"{redact_url(url)}: cannot {doing} ({str(err).strip() or type(err).__name__}); is the database up?") from err
+        raise StoreError(
+            f"{redact_url(url)}: cannot {doing} ({str(err).strip() or type(err).__name__}); is the database up?"
+        ) from err
     except psycopg.Error as err:
         raise StoreError(f"{redact_url(url)}: cannot {doing} ({str(err).strip() or type(err).__name__})") from err
 
@@ -96,8 +109,16 @@ class PgWriter(BufferedWriter):
 
     is_async = True
 
-    def __init__(self, store: PostgresStore, lease: PgLease, execution_id: str, next_seq: int, durability: str,
-                 size: int, crc: int) -> None:
+    def __init__(
+        self,
+        store: PostgresStore,
+        lease: PgLease,
+        execution_id: str,
+        next_seq: int,
+        durability: str,
+        size: int,
+        crc: int,
+    ) -> None:
         super().__init__(store.describe(execution_id), execution_id, next_seq, durability)
         self._store = store
         self._lease = lease
@@ -171,14 +192,20 @@ class PgWriter(BufferedWriter):
                     await asyncio.shield(self._inflight)
             if not self._pending:
                 if self._broken is not None:
-                    raise DurabilityError(f"{self.where}: an earlier write failed; the run cannot go on") from self._broken
+                    raise DurabilityError(
+                        f"{self.where}: an earlier write failed; the run cannot go on"
+                    ) from self._broken
                 return
             if self._inflight is not None and not self._inflight.done():
                 continue
             loop = asyncio.get_running_loop()
             fut: asyncio.Future[None] = loop.create_future()
             holder: list[Sync] = []
-            sync = self._sync_of(loop_waker(loop, fut, lambda e, c: self._applied(holder[0], e, c)))
+
+            def apply(error: BaseException | None, cancel: bool, held: list[Sync] = holder) -> None:
+                self._applied(held[0], error, cancel)
+
+            sync = self._sync_of(loop_waker(loop, fut, apply))
             holder.append(sync)
             self._inflight = fut
             self._store._flusher(self.durability).submit([sync])
@@ -219,7 +246,9 @@ class PgLease:
         `ready_at` (epoch seconds; None: only after an outside event)."""
         self._parking = (status, ready_at)
 
-    def release(self, *, status: str | None = None, ready_at: float | None = None, wake_on_resume: bool = False) -> None:
+    def release(
+        self, *, status: str | None = None, ready_at: float | None = None, wake_on_resume: bool = False
+    ) -> None:
         """Gives the execution up. `status` and `ready_at` (epoch seconds, None: not before an
         outside event) park it; without them an unfinished run is runnable at once."""
         if self._closed:
@@ -229,72 +258,6 @@ class PgLease:
         self._store._forget(self)
         if not self.released:
             self._store._release(self, status, ready_at, parked=status is not None or wake_on_resume)
-
-
-class _Snapshots:
-    def __init__(self, store: PostgresStore) -> None:
-        self._store = store
-
-    def load(self, execution_id: str) -> bytes | None:
-        claimed = self._store._claimed_snapshots
-        if execution_id in claimed:
-            return claimed.pop(execution_id)
-        row = self._store._one("SELECT data FROM flux.snapshots WHERE execution_id = %s", (validate_execution_id(execution_id),), "read a snapshot")
-        return bytes(row[0]) if row else None
-
-    def save(self, execution_id: str, data: bytes) -> None:
-        self._store._one(
-            "INSERT INTO flux.snapshots (execution_id, data) VALUES (%s, %s) "
-            "ON CONFLICT (execution_id) DO UPDATE SET data = excluded.data RETURNING 1",
-            (validate_execution_id(execution_id), data), "save a snapshot",
-        )
-
-    def drop(self, execution_id: str) -> None:
-        self._store._one("DELETE FROM flux.snapshots WHERE execution_id = %s RETURNING 1", (validate_execution_id(execution_id),), "drop a snapshot")
-
-
-class _Blobs:
-    def __init__(self, store: PostgresStore) -> None:
-        self._store = store
-
-    def put(self, data: bytes) -> str:
-        digest = hashlib.sha256(data).hexdigest()
-        self._store._one(
-            "INSERT INTO flux.blobs (digest, data) VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING 1",
-            (digest, bytes(data)), "store an output",
-        )
-        return digest
-
-    def get(self, digest: str) -> bytes:
-        if not re.fullmatch(r"[0-9a-f]{64}", digest):
-            raise BlobError(f"invalid blob digest {digest!r}")
-        row = self._store._one("SELECT data FROM flux.blobs WHERE digest = %s", (digest,), "read an output")
-        where = f"{redact_url(self._store.url)}#blob/{digest}"
-        if row is None:
-            raise BlobError(f"{where}: the stored output is missing; restore it")
-        data = bytes(row[0])
-        if hashlib.sha256(data).hexdigest() != digest:
-            raise BlobError(f"{where}: the stored output was altered (its SHA-256 no longer matches)")
-        return data
-
-
-class _Cache:
-    def __init__(self, store: PostgresStore) -> None:
-        self._store = store
-
-    def get(self, key: str) -> bytes | None:
-        row = self._store._one("SELECT data FROM flux.cache WHERE key = %s", (key,), "read the task cache")
-        return bytes(row[0]) if row else None
-
-    def put(self, key: str, data: bytes) -> None:
-        self._store._one(
-            "INSERT INTO flux.cache (key, data) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET data = excluded.data RETURNING 1",
-            (key, bytes(data)), "write the task cache",
-        )
-
-    def clear(self) -> int:
-        with self._store._conn("clear the task cache") as conn:
-            return conn.execute("DELETE FROM flux.cache").rowcount
 
 
 class PostgresStore(FleetMixin):
@@ -316,12 +279,18 @@ class PostgresStore(FleetMixin):
             raise InvalidOptionError(f"lease={self.lease:g} must be > 0 seconds")
         self.queue = queue or os.environ.get("FLUX_QUEUE") or "default"
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-        self.snapshots = _Snapshots(self)
-        self.blobs = _Blobs(self)
-        self.cache = _Cache(self)
+        self.snapshots = Snapshots(self)
+        self.blobs = Blobs(self)
+        self.cache = Cache(self)
         self._pool = ConnectionPool(
-            url, min_size=1, max_size=pool_size, kwargs={"autocommit": True}, open=False, name="flux",
-            timeout=30.0, reconnect_timeout=60.0,
+            url,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={"autocommit": True},
+            open=False,
+            name="flux",
+            timeout=30.0,
+            reconnect_timeout=60.0,
         )
         self._opened = False
         self._lock = threading.Lock()
@@ -382,7 +351,7 @@ class PostgresStore(FleetMixin):
 
     def _one(self, sql: str, params: Sequence[Any] | dict[str, Any], doing: str) -> Any:
         with self._conn(doing) as conn:
-            return conn.execute(sql, params).fetchone()  # type: ignore[arg-type]
+            return conn.execute(sql, params).fetchone()
 
     def _connect(self, durability: str = "fsync") -> psycopg.Connection[Any]:
         conn = psycopg.connect(self._url, autocommit=True, application_name=f"flux-flusher-{durability}")
@@ -480,7 +449,8 @@ class PostgresStore(FleetMixin):
                         log.warning("renewing %d leases took %.2f s", len(leases), time.monotonic() - began)
                 else:
                     rows = conn.execute(
-                        "SELECT execution_id FROM flux.executions WHERE holder = %s AND cancel_requested", (self.holder,)
+                        "SELECT execution_id FROM flux.executions WHERE holder = %s AND cancel_requested",
+                        (self.holder,),
                     ).fetchall()
                     wanted = {r[0] for r in rows}
                     for lease in leases:
@@ -499,9 +469,9 @@ class PostgresStore(FleetMixin):
             "FROM unnest(%s::text[], %s::bigint[]) AS o(execution_id, epoch) "
             "WHERE e.execution_id = o.execution_id AND e.epoch = o.epoch AND e.holder = %s "
             "RETURNING e.execution_id, e.cancel_requested",
-            (self.lease, [l.execution_id for l in leases], [l.epoch for l in leases], self.holder),
+            (self.lease, [lease.execution_id for lease in leases], [lease.epoch for lease in leases], self.holder),
         ).fetchall()
-        kept = {eid: cancel for eid, cancel in rows}
+        kept = dict(rows)
         for lease in leases:
             if lease.execution_id in kept:
                 lease.cancel_seen = lease.cancel_seen or bool(kept[lease.execution_id])
@@ -588,7 +558,8 @@ class PostgresStore(FleetMixin):
     def owner(self, execution_id: str) -> dict[str, Any] | None:
         row = self._one(
             f"SELECT owner FROM flux.executions WHERE execution_id = %s AND {_LIVE}",
-            (validate_execution_id(execution_id),), "read the owner",
+            (validate_execution_id(execution_id),),
+            "read the owner",
         )
         return dict(row[0]) if row and row[0] is not None else None
 
@@ -609,8 +580,15 @@ class PostgresStore(FleetMixin):
             "now() + make_interval(secs => %s), 1) ON CONFLICT (execution_id) DO NOTHING RETURNING pk) "
             "INSERT INTO flux.records (exec_pk, seq, epoch, line) SELECT pk, 0, 1, %s FROM e RETURNING exec_pk",
             (
-                execution_id, str(header.get("workflow", "")), self.queue, str(header.get("created", "")), parent_id,
-                self.holder, orjson.dumps(owner).decode(), self.lease, line,
+                execution_id,
+                str(header.get("workflow", "")),
+                self.queue,
+                str(header.get("created", "")),
+                parent_id,
+                self.holder,
+                orjson.dumps(owner).decode(),
+                self.lease,
+                line,
             ),
             "create the execution",
         )
@@ -622,8 +600,14 @@ class PostgresStore(FleetMixin):
         self._hold(lease)
         return lease
 
-    def claimed(self, execution_id: str, epoch: int, journal: bytes | None = None, owner: dict[str, Any] | None = None,
-                snapshot: bytes | None = None) -> None:
+    def claimed(
+        self,
+        execution_id: str,
+        epoch: int,
+        journal: bytes | None = None,
+        owner: dict[str, Any] | None = None,
+        snapshot: bytes | None = None,
+    ) -> None:
         """Notes that this process claimed the execution (a worker's claim, with the journal
         read after it): its lease is renewed from now on, and the next `acquire` of it here is
         that claim, with no statement more."""
@@ -645,7 +629,9 @@ class PostgresStore(FleetMixin):
         if claim is not None and claim[2] is not None:
             self._forget(claim[2])
 
-    def acquire(self, execution_id: str, durability: str, visit: Visit | None = None, known: Known | None = None) -> PgLease:
+    def acquire(
+        self, execution_id: str, durability: str, visit: Visit | None = None, known: Known | None = None
+    ) -> PgLease:
         """Takes the execution (epoch + 1) if nobody holds a live lease on it, then reads its
         journal: every record of the previous owners is in what it reads."""
         validate_execution_id(execution_id)
@@ -660,11 +646,20 @@ class PostgresStore(FleetMixin):
             "lease_until = now() + make_interval(secs => %s), ready_at = NULL, divergence = NULL "
             "WHERE execution_id = %s AND (holder IS NULL OR lease_until <= now() OR (holder = %s AND epoch = %s)) "
             "RETURNING pk, epoch, next_seq",
-            (self.holder, orjson.dumps(owner).decode(), self.lease, execution_id, self.holder, adopt if adopt is not None else -1),
+            (
+                self.holder,
+                orjson.dumps(owner).decode(),
+                self.lease,
+                execution_id,
+                self.holder,
+                adopt if adopt is not None else -1,
+            ),
             "take the execution",
         )
         if row is None:
-            holder = self._one("SELECT owner FROM flux.executions WHERE execution_id = %s", (execution_id,), "read the owner")
+            holder = self._one(
+                "SELECT owner FROM flux.executions WHERE execution_id = %s", (execution_id,), "read the owner"
+            )
             if holder is None:
                 raise ExecutionNotFoundError(execution_id, redact_url(self._url))
             raise ExecutionLockedError(execution_id, dict(holder[0] or {}))
@@ -678,7 +673,9 @@ class PostgresStore(FleetMixin):
             lease.writer = PgWriter(self, lease, execution_id, 0, durability, 0, 0)
             lease.close()
             raise
-        lease.writer = PgWriter(self, lease, execution_id, len(lease.read.records), durability, len(data), zlib.crc32(data))
+        lease.writer = PgWriter(
+            self, lease, execution_id, len(lease.read.records), durability, len(data), zlib.crc32(data)
+        )
         return lease
 
     def _adopt(self, lease: PgLease, data: bytes, durability: str, visit: Visit | None, known: Known | None) -> PgLease:
@@ -689,7 +686,9 @@ class PostgresStore(FleetMixin):
             lease.writer = PgWriter(self, lease, execution_id, 0, durability, 0, 0)
             lease.close()
             raise
-        lease.writer = PgWriter(self, lease, execution_id, len(lease.read.records), durability, len(data), zlib.crc32(data))
+        lease.writer = PgWriter(
+            self, lease, execution_id, len(lease.read.records), durability, len(data), zlib.crc32(data)
+        )
         return lease
 
     def _journal_bytes(self, pk: int, next_seq: int | None = None) -> bytes:
@@ -698,7 +697,9 @@ class PostgresStore(FleetMixin):
             if next_seq is None:
                 cur.execute("SELECT line FROM flux.records WHERE exec_pk = %s ORDER BY seq", (pk,))
             else:
-                cur.execute("SELECT line FROM flux.records WHERE exec_pk = %s AND seq < %s ORDER BY seq", (pk, next_seq))
+                cur.execute(
+                    "SELECT line FROM flux.records WHERE exec_pk = %s AND seq < %s ORDER BY seq", (pk, next_seq)
+                )
             lines = [r[0] for r in cur.fetchall()]
         return b"".join(lines)
 
@@ -709,7 +710,11 @@ class PostgresStore(FleetMixin):
 
     def journal_bytes(self, execution_id: str) -> bytes:
         """The journal's lines as stored, unchecked."""
-        row = self._one("SELECT pk FROM flux.executions WHERE execution_id = %s", (validate_execution_id(execution_id),), "read the journal")
+        row = self._one(
+            "SELECT pk FROM flux.executions WHERE execution_id = %s",
+            (validate_execution_id(execution_id),),
+            "read the journal",
+        )
         if row is None:
             raise ExecutionNotFoundError(execution_id, redact_url(self._url))
         return self._journal_bytes(row[0])
@@ -724,15 +729,24 @@ class PostgresStore(FleetMixin):
             first = claim[1][: claim[1].find(b"\n") + 1]
             return check_journal(first, self.describe(execution_id), execution_id).records[0]
         row = self._one(
-            "SELECT r.line FROM flux.executions e JOIN flux.records r ON r.exec_pk = e.pk AND r.seq = 0 WHERE e.execution_id = %s",
-            (validate_execution_id(execution_id),), "read the header",
+            "SELECT r.line FROM flux.executions e JOIN flux.records r ON r.exec_pk = e.pk AND r.seq = 0 WHERE "
+            "e.execution_id = %s",
+            (validate_execution_id(execution_id),),
+            "read the header",
         )
         if row is None:
             raise ExecutionNotFoundError(execution_id, redact_url(self._url))
         return check_journal(bytes(row[0]), self.describe(execution_id), execution_id).records[0]
 
     def exists(self, execution_id: str) -> bool:
-        return self._one("SELECT 1 FROM flux.executions WHERE execution_id = %s", (validate_execution_id(execution_id),), "look the execution up") is not None
+        return (
+            self._one(
+                "SELECT 1 FROM flux.executions WHERE execution_id = %s",
+                (validate_execution_id(execution_id),),
+                "look the execution up",
+            )
+            is not None
+        )
 
     def list_ids(self) -> list[str]:
         with self._conn("list the executions") as conn:
@@ -754,14 +768,24 @@ class PostgresStore(FleetMixin):
         return ExecutionSummary(execution_id, workflow, shown, created, next_seq, parent_id)
 
     def summary(self, execution_id: str) -> ExecutionSummary:
-        row = self._one(f"SELECT {self._COLUMNS} FROM flux.executions WHERE execution_id = %s", (validate_execution_id(execution_id),), "read the execution")
+        row = self._one(
+            f"SELECT {self._COLUMNS} FROM flux.executions WHERE execution_id = %s",
+            (validate_execution_id(execution_id),),
+            "read the execution",
+        )
         if row is None:
             raise ExecutionNotFoundError(execution_id, redact_url(self._url))
         return self._summary_of(row)
 
     def list(
-        self, *, status: str | Sequence[str] | None = None, workflow: str | None = None, limit: int | None = None,
-        cursor: str | None = None, prefix: str | None = None, created_after: str | None = None,
+        self,
+        *,
+        status: str | Sequence[str] | None = None,
+        workflow: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+        prefix: str | None = None,
+        created_after: str | None = None,
         created_before: str | None = None,
     ) -> Page:
         if limit is not None and limit < 0:
@@ -806,7 +830,7 @@ class PostgresStore(FleetMixin):
             sql += " LIMIT %s"
             params.append(limit + 1)
         with self._conn("list the executions") as conn:
-            rows = conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
+            rows = conn.execute(sql, params).fetchall()
         items = [self._summary_of(r) for r in rows]
         if limit is None or len(items) <= limit:
             return Page(tuple(items), None)
@@ -833,9 +857,11 @@ class PostgresStore(FleetMixin):
         runnable, so a worker cancels it."""
         row = self._one(
             "UPDATE flux.executions SET cancel_requested = true, "
-            "ready_at = CASE WHEN holder IS NULL AND status NOT IN ('completed', 'failed', 'cancelled') THEN now() ELSE ready_at END "
+            "ready_at = CASE WHEN holder IS NULL AND status NOT IN ('completed', 'failed', 'cancelled') THEN now() "
+            "ELSE ready_at END "
             "WHERE execution_id = %s RETURNING 1",
-            (validate_execution_id(execution_id),), "ask for the cancellation",
+            (validate_execution_id(execution_id),),
+            "ask for the cancellation",
         )
         if row is None:
             raise ExecutionNotFoundError(execution_id, redact_url(self._url))
@@ -845,13 +871,18 @@ class PostgresStore(FleetMixin):
         lease = self._held.get(execution_id)
         if lease is not None:
             return lease.cancel_seen  # kept up to date by flushes and the lease keeper
-        row = self._one("SELECT cancel_requested FROM flux.executions WHERE execution_id = %s", (validate_execution_id(execution_id),), "read the cancellation")
+        row = self._one(
+            "SELECT cancel_requested FROM flux.executions WHERE execution_id = %s",
+            (validate_execution_id(execution_id),),
+            "read the cancellation",
+        )
         return bool(row and row[0])
 
     def clear_cancel(self, execution_id: str) -> None:
         self._one(
             "UPDATE flux.executions SET cancel_requested = false WHERE execution_id = %s RETURNING 1",
-            (validate_execution_id(execution_id),), "clear the cancellation",
+            (validate_execution_id(execution_id),),
+            "clear the cancellation",
         )
         lease = self._held.get(execution_id)
         if lease is not None:
