@@ -33,6 +33,7 @@ from flux._engine.errors import (
     ExecutionLockedError,
     ExecutionStateError,
     InvalidOptionError,
+    WorkflowLoadError,
 )
 from flux._engine.executor import Executor, WaitingPause, waiting_pauses
 from flux._engine.history import History
@@ -333,7 +334,13 @@ class Client:
         if summary.status in (Status.COMPLETED, Status.FAILED, Status.CANCELLED):
             raise ExecutionStateError(f"execution {execution_id} has already {summary.status}; there is nothing to cancel")
         if self.store.owner(execution_id) is None:
-            wf, aliases = self._workflow_of(execution_id, workflow, file, module)
+            try:
+                wf, aliases = self._workflow_of(execution_id, workflow, file, module)
+            except WorkflowLoadError:
+                if not has_fleet(self.store):
+                    raise
+                # The code is not here: a worker that has it delivers the cancellation.
+                return await self._await_cancel(execution_id, wait)
             request = RunRequest(
                 execution_id=execution_id, workflow_name=wf.name, cancel=True, aliases=aliases,
                 durability=check_durability(self.durability), blob_output=_blob_output(wf),
@@ -344,6 +351,10 @@ class Client:
                 pass  # it started running meanwhile: ask its process
             else:
                 return str((await handle.result()).status)
+        return await self._await_cancel(execution_id, wait)
+
+    async def _await_cancel(self, execution_id: str, wait: float) -> str:
+        """Asks whoever runs the execution to cancel it, and waits up to `wait` seconds."""
         self.store.request_cancel(execution_id)
         deadline = time.monotonic() + wait
         while True:

@@ -400,7 +400,7 @@ def test_cancel_and_resume_from_another_process(fleet: Fleet) -> None:
     fleet.worker("--concurrency", "8", "--park-after", "1", env={"FLUX_TEST_TASK_SECONDS": "0.2"})
     [running] = fleet.submit(fw.long_flow, [200], "run")
     [paused, paused2] = fleet.submit(fw.approval_flow, ["p1", "p2"], "ask")
-    [parked] = fleet.submit(fw.nap_flow, [60.0], "park")
+    [parked, parked2] = fleet.submit(fw.nap_flow, [60.0, 60.0], "park")
 
     def status_of(eid: str) -> str:
         return str(fleet.query("SELECT status FROM flux.executions WHERE execution_id = %s", eid)[0][0])
@@ -418,14 +418,18 @@ def test_cancel_and_resume_from_another_process(fleet: Fleet) -> None:
     for eid in (paused, parked):
         done = flux_cmd("cancel", eid, "--store", fleet.url, cwd=fleet.tmp)
         assert done.returncode == 0 and "status: cancelled" in done.stdout, (eid, done.stdout, done.stderr)
+    # From a machine without the code: the fleet delivers the cancellation.
+    done = flux_cmd("cancel", parked2, "--module", "no_such_module", "--store", fleet.url, cwd=fleet.tmp)
+    assert done.returncode == 0 and "status: cancelled" in done.stdout, (done.stdout, done.stderr)
     resumed = flux_cmd("resume", paused2, "--input", '"yes"', "--store", fleet.url, cwd=fleet.tmp, env=fleet.env)
     assert resumed.returncode == 0 and "status: completed" in resumed.stdout and "2:yes" in resumed.stdout, (
         resumed.stderr
     )
-    assert {eid: status_of(eid) for eid in (running, paused, parked, paused2)} == {
+    assert {eid: status_of(eid) for eid in (running, paused, parked, parked2, paused2)} == {
         running: "cancelled",
         paused: "cancelled",
         parked: "cancelled",
+        parked2: "cancelled",
         paused2: "completed",
     }
     assert fleet.duplicate_starts() == []
