@@ -249,3 +249,23 @@ def test_no_body_starts_before_its_task_started_is_committed(
     assert statements < syncs  # executions that became ready together shared commits
     with store._connect(durability) as conn:
         assert conn.execute("SHOW synchronous_commit").fetchone() == ("off" if durability == "os" else "on",)
+
+
+def test_a_flush_waits_for_its_records_even_when_another_flush_sent_them(store: PostgresStore) -> None:
+    """Two flushes of one writer: the second must not return before the records appended
+    before it are committed, though the first flush (woken first) sends them."""
+    lease = store.create("two", header("two"), "fsync")
+
+    async def scenario() -> int:
+        writer = lease.writer
+        writer.append(started())
+        first = asyncio.create_task(writer.flush())
+        await asyncio.sleep(0)  # the first flush has sent seq 1
+        writer.append(task_started("1"))  # seq 2, buffered while seq 1 is in flight
+        await writer.flush()
+        committed = writer.synced_seq  # what this flush's return vouches for, looked at at once
+        await first
+        return committed
+
+    assert asyncio.run(scenario()) == 2 and len(store.read("two").records) == 3
+    lease.close()

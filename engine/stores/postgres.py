@@ -186,32 +186,39 @@ class PgWriter(BufferedWriter):
             raise outcome[0]
 
     async def flush(self) -> None:
-        while True:
-            if self._inflight is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(self._inflight)
-            if not self._pending:
-                if self._broken is not None:
-                    raise DurabilityError(
-                        f"{self.where}: an earlier write failed; the run cannot go on"
-                    ) from self._broken
-                return
-            if self._inflight is not None and not self._inflight.done():
-                continue
-            loop = asyncio.get_running_loop()
-            fut: asyncio.Future[None] = loop.create_future()
-            holder: list[Sync] = []
+        """Returns once every record appended before the call is committed. One sync of this
+        writer is in flight at a time (the next one's first seq depends on it); whoever finds
+        records buffered and nothing in flight sends them, and every caller waits until the
+        records it needs are committed, whoever sent them."""
+        target = self.next_seq - 1
+        while self.synced_seq < target:
+            if self._broken is not None:
+                self._raise_broken()
+            inflight = self._inflight
+            if inflight is None or inflight.done():
+                if not self._pending:
+                    break  # discarded meanwhile (engine trouble): nothing more to wait for
+                loop = asyncio.get_running_loop()
+                inflight = loop.create_future()
+                holder: list[Sync] = []
 
-            def apply(error: BaseException | None, cancel: bool, held: list[Sync] = holder) -> None:
-                self._applied(held[0], error, cancel)
+                def apply(error: BaseException | None, cancel: bool, held: list[Sync] = holder) -> None:
+                    self._applied(held[0], error, cancel)
 
-            sync = self._sync_of(loop_waker(loop, fut, apply))
-            holder.append(sync)
-            self._inflight = fut
-            self._store._flusher(self.durability).submit([sync])
-            await asyncio.shield(fut)  # raises the write's error
-            if not self._pending:
-                return
+                sync = self._sync_of(loop_waker(loop, inflight, apply))
+                holder.append(sync)
+                self._inflight = inflight
+                self._store._flusher(self.durability).submit([sync])
+            # wait() neither raises the write's error (the writer keeps it) nor cancels the
+            # write when this caller is cancelled.
+            await asyncio.wait([inflight])
+        if self._broken is not None and self.synced_seq < target:
+            self._raise_broken()
+
+    def _raise_broken(self) -> None:
+        if isinstance(self._broken, DurabilityError):
+            raise self._broken  # OwnershipLostError stays itself for whoever handles it
+        raise DurabilityError(f"{self.where}: an earlier write failed; the run cannot go on") from self._broken
 
     def position(self) -> tuple[int, int, int]:
         return self._size, self.synced_seq + 1, self._crc
