@@ -531,3 +531,16 @@ def test_purge_deletes_finished_executions_older_than_an_age(fleet: Fleet) -> No
     assert done.returncode == 0 and "removed 4" in done.stdout, done.stderr
     assert sorted(r[0] for r in fleet.query("SELECT execution_id FROM flux.executions")) == sorted(ids[4:])
     assert fleet.query("SELECT count(DISTINCT exec_pk) FROM flux.records")[0][0] == 2
+
+
+def test_a_worker_claims_only_its_queues_and_workflows(fleet: Fleet) -> None:
+    on_default = fleet.submit(fw.order_flow, [{"id": "q0", "n": 1, "flaky": False}], "qd")
+    urgent = flux_cmd("exec", WORKFLOWS, "order_flow", "--input", '{"id": "q1", "n": 1, "flaky": false}', "--detach",
+                      "--store", fleet.url, cwd=fleet.tmp, env={"FLUX_QUEUE": "urgent"}).stdout.strip()
+    fleet.worker("--concurrency", "4", "--queue", "urgent")
+    fleet.wait_finished(1, within=30)
+    time.sleep(1.0)
+    assert fleet.query("SELECT execution_id, queue, status FROM flux.executions ORDER BY queue") == [
+        (on_default[0], "default", "created"),  # no worker of its queue: untouched
+        (urgent, "urgent", "completed"),
+    ]
