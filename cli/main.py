@@ -24,6 +24,7 @@ from flux._cli.render import (
     replay_summary,
     short,
 )
+from flux._cli.schedules import schedule_app
 from flux import debug as debug_replay
 from flux import journals, runner
 from flux.context import ExecutionContext
@@ -287,6 +288,9 @@ def show(
     view = runner.read_execution(execution_id, store)
     shown = render_timeline(list(debug_replay.open_journal(view.path)[0].records)) if records else render_calls(list(view.calls))
     out.print(f"execution_id: {view.execution_id}  status: {view.status}  journal: {escape(view.path)}")
+    if view.schedule is not None:
+        how = "triggered by hand from" if view.schedule.get("trigger") else "a fire of"
+        out.print(f"started: {how} schedule {escape(str(view.schedule.get('name')))} at {view.schedule.get('at')}")
     if view.divergence is not None:
         out.print(f"[red]diverged: {escape(str(view.divergence.get('message', '')))}[/red]")
     for waiting in view.waiting:
@@ -433,6 +437,8 @@ def import_(
     out.print(f"status: {summary.status}")
     out.print(f"records: {summary.records}")
 
+
+app.add_typer(schedule_app, name="schedule")
 
 db_app = typer.Typer(no_args_is_help=True, help="The PostgreSQL store's schema.")
 app.add_typer(db_app, name="db")

@@ -108,6 +108,7 @@ class RunRequest:
     blob_output: bool = False  # the workflow's output goes to output storage
     observer: Any = None  # optional hooks for debuggers and checkers (SPEC.md "Observers")
     aliases: dict[str, str] = field(default_factory=dict)  # recorded module -> module loaded now
+    schedule: dict[str, Any] | None = None  # a fire of a schedule: its name and fire time (SPEC.md "Schedules")
 
 
 @dataclass

@@ -270,6 +270,8 @@ class Executor(Outputs):
                 }
                 if req.parent is not None:
                     header["parent"] = req.parent
+                if req.schedule is not None:
+                    header["schedule"] = req.schedule
                 self.lease = self.store.create(req.execution_id, header, req.durability)
                 read = self.lease.read
                 history.apply_all(list(read.records), read.offsets)

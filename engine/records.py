@@ -145,7 +145,7 @@ _S, _I, _B, _L, _D, _N = (str,), (int,), (bool,), (list,), (dict,), _NUMBER
 
 class Header(Record):
     KIND = "header"
-    FIELDS = (("format", _I, True), ("execution_id", _S, True), ("workflow", _S, True), ("code", _D, True), ("input", _ANY, True), ("created", _S, True), ("parent", _D, False), ("forked_from", _D, False),)
+    FIELDS = (("format", _I, True), ("execution_id", _S, True), ("workflow", _S, True), ("code", _D, True), ("input", _ANY, True), ("created", _S, True), ("parent", _D, False), ("forked_from", _D, False), ("schedule", _D, False),)
     format: int
     execution_id: str
     workflow: str
@@ -154,6 +154,7 @@ class Header(Record):
     created: str
     parent: dict[str, Any]  # {"execution_id", "call_id"}: a sub-workflow's caller
     forked_from: dict[str, Any]  # {"execution_id", "seq"}: a fork's source
+    schedule: dict[str, Any]  # {"name", "at"}: the schedule fire that started the execution
 
 
 class WorkflowStarted(Record):

@@ -85,6 +85,7 @@ class ExecutionView:
     calls: tuple[CallRow, ...] = ()
     forked_from: dict[str, Any] | None = None
     divergence: dict[str, Any] | None = None  # what a worker found when the code no longer replayed it
+    schedule: dict[str, Any] | None = None  # {name, at}: the schedule fire that started it (SPEC.md "Schedules")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -105,6 +106,7 @@ class ExecutionView:
             "calls": [row.as_json() for row in self.calls],
             "forked_from": self.forked_from,
             "divergence": self.divergence,
+            "schedule": self.schedule,
         }
 
 
@@ -481,6 +483,7 @@ class Client:
             calls=tuple(timeline(history)),
             forked_from=header.get("forked_from") if isinstance(header.get("forked_from"), dict) else None,
             divergence=self.store.divergence(execution_id) if status == Status.DIVERGED else None,
+            schedule=header.get("schedule") if isinstance(header.get("schedule"), dict) else None,
         )
 
     async def list(

@@ -24,7 +24,7 @@ from flux.options import check_options
 
 __all__ = ["Workflow", "workflow"]
 
-_WORKFLOW_OPTIONS = {"name", "output_storage"}
+_WORKFLOW_OPTIONS = {"name", "output_storage", "schedule"}
 T = TypeVar("T")
 
 
@@ -188,6 +188,9 @@ class Workflow:
     def _body(self, executor: Executor, box: list[ExecutionContext[Any]]) -> Callable[[Any], Awaitable[Any]]:
         async def body(workflow_input: Any) -> Any:
             ctx: ExecutionContext[Any] = ExecutionContext(executor.execution_id, self.name, workflow_input)
+            fired = executor.records[0].get("schedule") if executor.records else None
+            if isinstance(fired, dict):
+                ctx._schedule = fired
             box.append(ctx)
             return await self.fn(ctx)
 

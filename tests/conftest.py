@@ -90,5 +90,6 @@ def empty_pg(url: str) -> None:
 
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
-            "TRUNCATE flux.executions, flux.records, flux.snapshots, flux.blobs, flux.cache, flux.workers RESTART IDENTITY"
+            "TRUNCATE flux.executions, flux.records, flux.snapshots, flux.blobs, flux.cache, flux.workers, flux.schedules "
+            "RESTART IDENTITY"
         )

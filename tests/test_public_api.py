@@ -32,7 +32,7 @@ SURFACE = {
         "ExecutionNotFoundError", "ExecutionStateError", "FluxError", "InvalidExecutionIdError", "InvalidOptionError",
         "JournalCorruptError", "NondeterminismError", "RecordedError", "UnsafePathError", "WorkflowLoadError",
         "BlobError", "DeterminismError", "GraphError", "OutsideWorkflowError", "OwnershipLostError",
-        "RecordTooLargeError", "SecretError", "StoreError", "ExecutionExistsError",
+        "RecordTooLargeError", "ScheduleExistsError", "ScheduleNotFoundError", "SecretError", "StoreError", "ExecutionExistsError",
     ],
 }
 

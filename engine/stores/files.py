@@ -59,6 +59,7 @@ from flux._engine.journal import (
     seed_for,
 )
 from flux._engine.records import Status
+from flux._engine.schedules import FileBook
 from flux._engine.store import ExecutionSummary, Page, is_execution_id, page_of, validate_execution_id
 
 __all__ = ["FileStore", "FileWriter", "fsync_dir"]
@@ -304,6 +305,7 @@ class FileStore:
         self.snapshots = _Snapshots(self.dir)
         self.blobs = _Blobs(self.home)
         self.cache = _Cache(self.home)
+        self.schedules = FileBook(self.home)
 
     @property
     def url(self) -> str:

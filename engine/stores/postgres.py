@@ -66,6 +66,7 @@ from flux._engine.store import ExecutionSummary, Page, decode_cursor, encode_cur
 from flux._engine.stores import pg_schema
 from flux._engine.stores.pg_capabilities import Blobs, Cache, Snapshots
 from flux._engine.stores.pg_fleet import FleetMixin
+from flux._engine.stores.pg_schedules import PgBook
 from flux._engine.stores.pg_flush import Flusher, Sync, loop_waker
 
 __all__ = ["PostgresStore", "PgLease", "PgWriter", "redact_url"]
@@ -289,6 +290,7 @@ class PostgresStore(FleetMixin):
         self.snapshots = Snapshots(self)
         self.blobs = Blobs(self)
         self.cache = Cache(self)
+        self.schedules = PgBook(self)
         self._pool = ConnectionPool(
             url,
             min_size=1,
