@@ -31,9 +31,9 @@ def main() -> None:
     args = parser.parse_args()
 
     import psycopg
+
     from flux._engine.stores import pg_schema
     from flux._engine.stores.postgres import PostgresStore
-
     from flux.domain.schedule import interval
     from flux.schedules import create_schedule, get_schedule, pause_schedule
     from tests.pg import PgServer
@@ -48,7 +48,8 @@ def main() -> None:
         store = PostgresStore(url)
         create_schedule(store, "tick", "stamped", interval(seconds=1, overlap="allow"))
         env = {**os.environ, "PYTHONPATH": ROOT}
-        cmd = [sys.executable, "-m", "flux", "worker", os.path.join(ROOT, "tests", "schedule_workflows.py"), "--store", url]
+        flows = os.path.join(ROOT, "tests", "schedule_workflows.py")
+        cmd = [sys.executable, "-m", "flux", "worker", flows, "--store", url]
         tmp = tempfile.mkdtemp(prefix="bench-sched-")
         workers = [subprocess.Popen(cmd, env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                    for _ in range(args.workers)]

@@ -19,11 +19,16 @@ from flux.errors import FluxError
 
 __all__ = ["schedule_app"]
 
-schedule_app = typer.Typer(no_args_is_help=True, help="Schedules: workflows that run by themselves (flux worker fires them).")
+schedule_app = typer.Typer(
+    no_args_is_help=True, help="Schedules: workflows that run by themselves (flux worker fires them)."
+)
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-StoreOpt = typer.Option(None, "--store", "--home", help="The store (default: $FLUX_STORE, else $FLUX_HOME, else ./.flux).")
+StoreOpt = typer.Option(
+    None, "--store", "--home", help="The store (default: $FLUX_STORE, else $FLUX_HOME, else ./.flux)."
+)
+NameArg = typer.Argument(..., help="The schedule's name.")
 JsonOpt = typer.Option(False, "--json", help="Print JSON.")
 DebugOpt = typer.Option(False, "--debug", help="Show tracebacks of errors.")
 
@@ -91,7 +96,9 @@ def create(
     input: str = typer.Option(None, "--input", help="The workflow input, as JSON."),
     missed: str = typer.Option("latest", "--missed", help="Fires missed while no worker ran: skip, latest or all."),
     missed_limit: int = typer.Option(10, "--missed-limit", help="With --missed all: run at most this many."),
-    overlap: str = typer.Option("skip", "--overlap", help="A fire while the previous run is open: allow, skip or buffer_one."),
+    overlap: str = typer.Option(
+        "skip", "--overlap", help="A fire while the previous run is open: allow, skip or buffer_one."
+    ),
     grace: float = typer.Option(60.0, "--grace", help="Seconds late a fire may be and still count as on time."),
     paused: bool = typer.Option(False, "--paused", help="Create it paused."),
     store: str = StoreOpt,
@@ -135,22 +142,24 @@ def list_(store: str = StoreOpt, as_json: bool = JsonOpt, debug: bool = DebugOpt
     cells = [("name", "workflow", "when", "status", "next fire", "fires", "last execution")]
     for s in states:
         spec = s["spec"]
-        when = {"cron": f"{spec.get('expression')} {spec.get('timezone')}", "interval": f"every {spec.get('seconds', 0):g}s",
+        when = {"cron": f"{spec.get('expression')} {spec.get('timezone')}",
+                "interval": f"every {spec.get('seconds', 0):g}s",
                 "once": f"once {_when(spec.get('at'))}"}[spec["type"]]
         cells.append((s["name"], s["workflow"], when, "paused" if s.get("paused") else "active",
                       _when(s.get("next_fire")), str(s.get("fires", 0)), s.get("last_execution") or "-"))
     widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
-    sys.stdout.write("\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells) + "\n")
+    lines = ("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells)
+    sys.stdout.write("\n".join(lines) + "\n")
 
 
 @schedule_app.command("pause")
-def pause(name: str = typer.Argument(...), store: str = StoreOpt, as_json: bool = JsonOpt, debug: bool = DebugOpt) -> None:
+def pause(name: str = NameArg, store: str = StoreOpt, as_json: bool = JsonOpt, debug: bool = DebugOpt) -> None:
     """Stop a schedule's fires until it is resumed."""
     _print(_guarded(lambda: schedules.pause_schedule(store, name), debug), as_json)
 
 
 @schedule_app.command("resume")
-def resume(name: str = typer.Argument(...), store: str = StoreOpt, as_json: bool = JsonOpt, debug: bool = DebugOpt) -> None:
+def resume(name: str = NameArg, store: str = StoreOpt, as_json: bool = JsonOpt, debug: bool = DebugOpt) -> None:
     """Fire a paused schedule again, from now on."""
     _print(_guarded(lambda: schedules.resume_schedule(store, name), debug), as_json)
 
@@ -184,7 +193,7 @@ def trigger(
 
 
 @schedule_app.command("delete")
-def delete(name: str = typer.Argument(...), store: str = StoreOpt, as_json: bool = JsonOpt, debug: bool = DebugOpt) -> None:
+def delete(name: str = NameArg, store: str = StoreOpt, as_json: bool = JsonOpt, debug: bool = DebugOpt) -> None:
     """Delete a schedule (the executions it started stay)."""
     _guarded(lambda: schedules.delete_schedule(store, name), debug)
     if as_json:

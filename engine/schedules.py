@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
+
 from flux._engine import faults as _faults
 from flux._engine.errors import (
     ExecutionExistsError,
@@ -111,7 +112,9 @@ def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidOptionError(f"timezone={name!r} is not a known IANA time zone (e.g. 'Europe/Lisbon', 'UTC')") from None
+        raise InvalidOptionError(
+            f"timezone={name!r} is not a known IANA time zone (e.g. 'Europe/Lisbon', 'UTC')"
+        ) from None
 
 
 def check_cron(expression: str) -> str:
@@ -281,7 +284,9 @@ class Book(Protocol):
 
     def delete(self, name: str) -> None: ...
 
-    def update(self, name: str, *, skip_locked: bool = False) -> contextlib.AbstractContextManager[dict[str, Any] | None]:
+    def update(
+        self, name: str, *, skip_locked: bool = False
+    ) -> contextlib.AbstractContextManager[dict[str, Any] | None]:
         """Holds the schedule against every other process while the block runs and writes the
         dict back when the block ends without an error. With `skip_locked`, a schedule another
         process holds yields None at once. ScheduleNotFoundError when there is none."""
@@ -345,7 +350,9 @@ class MemoryBook:
 
     def next_due(self) -> float | None:
         with self._lock:
-            times = [s["next_fire"] for s in self._items.values() if not s.get("paused") and s.get("next_fire") is not None]
+            times = [
+                s["next_fire"] for s in self._items.values() if not s.get("paused") and s.get("next_fire") is not None
+            ]
             return min(times) if times else None
 
 

@@ -49,7 +49,9 @@ def _state(
     name: str, workflow: str, schedule: Schedule, input: Any, now: float, *, paused: bool = False, auto: bool = False
 ) -> dict[str, Any]:
     if not isinstance(schedule, Schedule):
-        raise InvalidOptionError(f"schedule={schedule!r} must be cron(...), interval(...) or once(...) of flux.domain.schedule")
+        raise InvalidOptionError(
+            f"schedule={schedule!r} must be cron(...), interval(...) or once(...) of flux.domain.schedule"
+        )
     return engine.new_state(
         name, workflow, schedule.spec(now), now=now, input=encode(input, "schedule input"),
         missed=schedule.missed, missed_limit=schedule.missed_limit, overlap=schedule.overlap, grace=schedule.grace,

@@ -15,8 +15,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from flux._engine.stores.files import FileStore
 
+from flux._engine.stores.files import FileStore
 from flux.clock import VirtualClock
 from flux.domain.schedule import cron, interval, once
 from flux.errors import InvalidOptionError, ScheduleExistsError
@@ -76,7 +76,8 @@ def test_cron_across_a_dst_change_fires_at_the_right_instants_for_a_week(
 ) -> None:
     clock = VirtualClock(local(*start, 0, 0), auto=False)
     store = FileStore(tmp_path / "store")
-    create_schedule(store, "nightly", "stamped", cron("30 1 * * *", timezone="Europe/Lisbon", overlap="allow"), clock=clock)
+    nightly = cron("30 1 * * *", timezone="Europe/Lisbon", overlap="allow")
+    create_schedule(store, "nightly", "stamped", nightly, clock=clock)
     sched = Scheduler(store, [sw.stamped], clock=clock)
     drive(sched, clock, clock.now() + 7 * 86400 - 1)
     assert fire_times(store, "nightly") == [utc(t) for t in expected]
@@ -86,7 +87,8 @@ def test_cron_across_a_dst_change_fires_at_the_right_instants_for_a_week(
 def test_an_hourly_cron_fires_on_both_passes_of_the_repeated_hour(tmp_path: Path) -> None:
     clock = VirtualClock(local(2026, 10, 24, 23, 30), auto=False)
     store = FileStore(tmp_path / "store")
-    create_schedule(store, "hourly", "stamped", cron("0 * * * *", timezone="Europe/Lisbon", overlap="allow"), clock=clock)
+    hourly = cron("0 * * * *", timezone="Europe/Lisbon", overlap="allow")
+    create_schedule(store, "hourly", "stamped", hourly, clock=clock)
     drive(Scheduler(store, [sw.stamped], clock=clock), clock, local(2026, 10, 25, 3, 0))
     assert fire_times(store, "hourly") == [
         utc(t) for t in (local(2026, 10, 25, 0, 0), local(2026, 10, 25, 1, 0), local(2026, 10, 25, 1, 0, fold=1),
@@ -275,7 +277,8 @@ def test_a_worker_killed_while_firing_then_restarted_starts_each_due_fire_exactl
     store = FileStore(tmp_path / "store")
     create_schedule(store, "tick", "stamped", interval(seconds=1, overlap="allow"))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    args = [sys.executable, "-m", "flux", "worker", str(ROOT / "tests" / "schedule_workflows.py"), "--store", store.home]
+    flows = str(ROOT / "tests" / "schedule_workflows.py")
+    args = [sys.executable, "-m", "flux", "worker", flows, "--store", store.home]
     # the 3rd fire's execution is made, then the worker is killed before the schedule records it
     first = subprocess.Popen(args, env={**env, "FLUX_TEST_FAULTS": "kill:3:schedule_fired"}, cwd=tmp_path,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

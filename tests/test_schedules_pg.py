@@ -16,8 +16,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from flux._engine.stores.postgres import PostgresStore
 
+from flux._engine.stores.postgres import PostgresStore
 from flux.domain.schedule import interval
 from flux.schedules import create_schedule, get_schedule, pause_schedule
 from tests.conftest import ROOT, empty_pg
@@ -33,7 +33,7 @@ def test_three_workers_fire_a_one_second_schedule_each_fire_once(pg_url: str, tm
     create_schedule(store, "tick", "stamped", interval(seconds=1, overlap="allow"))
     args = [sys.executable, "-m", "flux", "worker", str(ROOT / "tests" / "schedule_workflows.py"), "--store", pg_url]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    logs = [open(tmp_path / f"w{i}.log", "w") for i in range(3)]  # noqa: SIM115 - closed below
+    logs = [open(tmp_path / f"w{i}.log", "w") for i in range(3)]
     workers = [subprocess.Popen(args, env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT) for log in logs]
     try:
         time.sleep(SECONDS)

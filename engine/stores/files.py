@@ -17,14 +17,18 @@ Only this module touches those files. Every OSError is turned into an error of t
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import hashlib
+import logging
 import os
 import re
 import socket
 import stat
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -39,6 +43,7 @@ from flux._engine.errors import (
     ExecutionExistsError,
     ExecutionLockedError,
     ExecutionNotFoundError,
+    InvalidOptionError,
     JournalCorruptError,
     StoreError,
     UnsafePathError,
@@ -49,20 +54,29 @@ from flux._engine.journal import (
     FILE_MODE,
     BufferedWriter,
     JournalRead,
-    check_journal,
     Known,
     Records,
     Visit,
-    encode_line,
+    check_journal,
+    encode_record_line,
     read_journal,
     read_regular_file,
     seed_for,
 )
 from flux._engine.records import Status
 from flux._engine.schedules import FileBook
-from flux._engine.store import ExecutionSummary, Page, is_execution_id, page_of, validate_execution_id
+from flux._engine.store import (
+    ExecutionSummary,
+    Page,
+    decode_cursor,
+    encode_cursor,
+    is_execution_id,
+    validate_execution_id,
+)
 
 __all__ = ["FileStore", "FileWriter", "fsync_dir"]
+
+log = logging.getLogger("flux")
 
 DIR_MODE = 0o700
 _HOLDER_BYTES = 256  # a lock file's size: the holder's pid, host and start time, space-padded
@@ -103,7 +117,9 @@ def _store_errors(path: str, doing: str) -> Iterator[None]:
         raise
     except OSError as err:
         if err.errno == errno.ELOOP:
-            raise UnsafePathError(errno.ELOOP, f"{err.filename or path}: is a symbolic link; the store never follows links, remove it") from err
+            raise UnsafePathError(
+                errno.ELOOP, f"{err.filename or path}: is a symbolic link; the store never follows links, remove it"
+            ) from err
         if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             hint = "check its permissions (the store must be writable by this user)"
         elif err.errno in (errno.ENOTDIR, errno.EEXIST):
@@ -192,7 +208,9 @@ class FileWriter(BufferedWriter):
 class FileLease:
     """Ownership of one execution: its two flocks and its open writer."""
 
-    def __init__(self, read: JournalRead, writer: FileWriter, lock_fd: int, journal_lock_fd: int, owner: dict[str, Any]) -> None:
+    def __init__(
+        self, read: JournalRead, writer: FileWriter, lock_fd: int, journal_lock_fd: int, owner: dict[str, Any]
+    ) -> None:
         self.read = read
         self.writer = writer
         self.owner = owner
@@ -252,10 +270,20 @@ class _Blobs:
         return os.path.join(self._home, "blobs", digest + ".json")
 
     def put(self, data: bytes) -> str:
+        """Stores `data` under its SHA-256, durable before this returns.
+
+        Raises:
+            DurabilityError: when it cannot be written (nothing is left behind).
+        """
         digest = hashlib.sha256(data).hexdigest()
-        folder = _private_dir(self._home, "blobs")
-        if not os.path.exists(os.path.join(folder, digest + ".json")):
-            _write_atomically(folder, digest + ".json", data)
+        path = os.path.join(self._home, "blobs", digest + ".json")
+        try:
+            folder = _private_dir(self._home, "blobs")
+            if not os.path.exists(path):
+                _write_atomically(folder, digest + ".json", data)
+        except (OSError, StoreError) as err:
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+            raise DurabilityError(f"{path}: writing the stored output failed ({reason}); stopped") from err
         return digest
 
     def get(self, digest: str) -> bytes:
@@ -285,15 +313,25 @@ class _Cache:
         _write_atomically(_private_dir(self._home, "cache"), key + ".json", data)
 
     def clear(self) -> int:
+        """Deletes every cache entry (`<sha256>.json`) and nothing else; a `cache/` that is a
+        symbolic link is refused, never followed."""
         folder = os.path.join(self._home, "cache")
         try:
+            if stat.S_ISLNK(os.lstat(folder).st_mode):
+                raise UnsafePathError(
+                    errno.ELOOP, f"{folder}: is a symbolic link; the store never follows links, remove it"
+                )
             names = os.listdir(folder)
         except FileNotFoundError:
             return 0
-        for name in names:
+        entries = [n for n in names if _CACHE_ENTRY.fullmatch(n)]
+        for name in entries:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(folder, name))
-        return len(names)
+        return len(entries)
+
+
+_CACHE_ENTRY = re.compile(r"[0-9a-f]{64}\.json")
 
 
 class FileStore:
@@ -306,6 +344,16 @@ class FileStore:
         self.blobs = _Blobs(self.home)
         self.cache = _Cache(self.home)
         self.schedules = FileBook(self.home)
+        # What listing learnt, kept for the next listing (SPEC.md 1): each journal's header (its
+        # created time, workflow and parent never change), and its summary as of the journal
+        # file's (inode, size, mtime). Only an accelerator: a changed file is read again.
+        self._heads: dict[str, tuple[str, str, str | None]] = {}
+        self._summaries: dict[str, tuple[tuple[int, int, int], ExecutionSummary]] = {}
+        self._order: list[tuple[str, str]] = []  # (created, execution id), oldest first
+        self._keys: dict[str, tuple[str, str]] = {}  # execution id -> its place in that order
+        # the directory's (inode, mtime, size) when listed, and when
+        self._listed: tuple[tuple[int, int, int], float] | None = None
+        self._list_lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -417,6 +465,8 @@ class FileStore:
             DurabilityError: when the journal cannot be written.
         """
         path = self.journal_path(execution_id)
+        header["seq"] = 0
+        data = encode_record_line(header, seed_for(execution_id))  # too large: refused before anything is made
         if os.path.lexists(path):
             raise ExecutionExistsError(execution_id, self.dir)
         self._ensure_dirs()
@@ -431,8 +481,6 @@ class FileStore:
                 os.unlink(tmp)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
             try:
-                header["seq"] = 0
-                data = encode_line(header, seed_for(execution_id))
                 if os.write(fd, data) != len(data):
                     # A journal must never appear with half a header (SPEC.md 2.2).
                     raise OSError(errno.ENOSPC, "short write of the journal header")
@@ -459,7 +507,9 @@ class FileStore:
             raise
         return FileLease(read, writer, lock_fd, journal_lock_fd, owner)
 
-    def acquire(self, execution_id: str, durability: str, visit: Visit | None = None, known: Known | None = None) -> FileLease:
+    def acquire(
+        self, execution_id: str, durability: str, visit: Visit | None = None, known: Known | None = None
+    ) -> FileLease:
         """Locks an execution, reads its journal and opens it for appending. `visit` and `known`
         are as for `check_journal`.
 
@@ -492,9 +542,13 @@ class FileStore:
         except FileNotFoundError:
             raise ExecutionNotFoundError(execution_id, self.home) from None
         except OSError as err:
-            raise StoreError(f"{path}: cannot read the journal ({err.strerror or err}); check the store's path") from err
+            raise StoreError(
+                f"{path}: cannot read the journal ({err.strerror or err}); check the store's path"
+            ) from err
         if stat.S_ISLNK(st.st_mode):
-            raise UnsafePathError(errno.ELOOP, f"{path}: is a symbolic link; journals are never read through links, remove it")
+            raise UnsafePathError(
+                errno.ELOOP, f"{path}: is a symbolic link; journals are never read through links, remove it"
+            )
         if not stat.S_ISREG(st.st_mode):
             raise UnsafePathError(errno.EINVAL, f"{path}: is not a regular file; remove it or restore the journal")
 
@@ -539,16 +593,43 @@ class FileStore:
         return os.path.lexists(self.journal_path(execution_id))
 
     def list_ids(self) -> list[str]:
+        return sorted(self._journal_ids())
+
+    def _journal_ids(self) -> set[str]:
         try:
             names = os.listdir(self.dir)
         except FileNotFoundError:
-            return []
+            return set()
         except OSError as err:
-            raise StoreError(f"{self.dir}: cannot list the store ({err.strerror or err}); give a directory as the store") from err
-        return sorted(n[:-6] for n in names if n.endswith(".jsonl") and is_execution_id(n[:-6]))
+            raise StoreError(
+                f"{self.dir}: cannot list the store ({err.strerror or err}); give a directory as the store"
+            ) from err
+        return {n[:-6] for n in names if n.endswith(".jsonl") and is_execution_id(n[:-6])}
 
     def summary(self, execution_id: str) -> ExecutionSummary:
-        """What `list` shows of one execution; a damaged journal is summarized as damaged."""
+        """What `list` shows of one execution; a damaged journal is summarized as damaged. The
+        journal is read again only when its file changed since the last summary of it."""
+        path = self.journal_path(execution_id)
+        try:
+            st = os.lstat(path)
+            key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        except OSError:
+            key = None
+        cached = self._summaries.get(execution_id)
+        if key is not None and cached is not None and cached[0] == key:
+            found = cached[1]
+        else:
+            found = self._read_summary(execution_id)
+            if key is not None:
+                self._summaries[execution_id] = (key, found)
+        if found.status in (Status.RUNNING, Status.CREATED) and self.owner(execution_id) is None:
+            if os.path.lexists(self._diverged_path(execution_id)):  # kept beside the journal (SPEC.md 11.7)
+                found = dataclasses.replace(found, status=Status.DIVERGED)
+            elif found.status == Status.RUNNING:
+                found = dataclasses.replace(found, status=Status.INTERRUPTED)
+        return found
+
+    def _read_summary(self, execution_id: str) -> ExecutionSummary:
         try:
             read = self.read(execution_id)
             history = History(read.path, read.offsets, read.records)
@@ -556,30 +637,104 @@ class FileStore:
         except (JournalCorruptError, StoreError) as err:
             return ExecutionSummary(execution_id, "?", "damaged", "", 0, None, str(err))
         header = history.header or {}
-        status = history.status
-        if status in (Status.RUNNING, Status.CREATED) and self.owner(execution_id) is None:
-            if os.path.lexists(self._diverged_path(execution_id)):
-                status = Status.DIVERGED
-            elif status == Status.RUNNING:
-                status = Status.INTERRUPTED
         parent = header.get("parent") or {}
         return ExecutionSummary(
-            execution_id, str(header.get("workflow", "")), status, str(header.get("created", "")),
+            execution_id, str(header.get("workflow", "")), history.status, str(header.get("created", "")),
             len(read.records), parent.get("execution_id") if isinstance(parent, dict) else None,
         )
+
+    def _head(self, execution_id: str) -> tuple[str, str, str | None]:
+        """(created, workflow, parent id) from the journal's header: what orders and filters a
+        listing. A journal whose header cannot be read sorts last, as its summary does."""
+        head = self._heads.get(execution_id)
+        if head is None:
+            try:
+                header = self.header(execution_id)
+            except (JournalCorruptError, StoreError, ExecutionNotFoundError):
+                return ("", "?", None)
+            parent = header.get("parent")
+            head = (
+                str(header.get("created", "")), str(header.get("workflow", "")),
+                parent.get("execution_id") if isinstance(parent, dict) else None,
+            )
+            self._heads[execution_id] = head
+        return head
+
+    def _ordered(self) -> list[tuple[str, str]]:
+        """Every execution as (created, execution id), oldest first. The directory is listed
+        again only when it changed (a journal made or removed); the order is then patched."""
+        try:
+            st = os.stat(self.dir)
+        except FileNotFoundError:
+            return []
+        except OSError as err:
+            raise StoreError(
+                f"{self.dir}: cannot list the store ({err.strerror or err}); give a directory as the store"
+            ) from err
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        with self._list_lock:  # listings may run in several threads (a server's)
+            listed = self._listed
+            # A directory's mtime may not move for two changes within one clock tick: a listing
+            # made less than a second after the last change is not trusted the next time.
+            if listed is not None and listed[0] == key and listed[1] - st.st_mtime_ns / 1e9 > 1.0:
+                return self._order
+            listed_at = time.time()
+            ids = self._journal_ids()
+            keys = self._keys
+            added, removed = ids - keys.keys(), keys.keys() - ids
+            # A new list, never one changed in place: a listing going on in another thread keeps
+            # reading the one it was given.
+            order = list(self._order) if len(added) + len(removed) <= 1000 else None
+            for i in removed:
+                order_key = keys.pop(i)
+                if order is not None:
+                    del order[bisect.bisect_left(order, order_key)]
+                self._heads.pop(i, None)
+                self._summaries.pop(i, None)
+            for i in added:
+                keys[i] = order_key = (self._head(i)[0], i)
+                if order is not None:
+                    bisect.insort(order, order_key)
+            self._order = order if order is not None else sorted(keys.values())
+            self._listed = (key, listed_at)
+            return self._order
 
     def list(
         self, *, status: str | Sequence[str] | None = None, workflow: str | None = None, limit: int | None = None,
         cursor: str | None = None, prefix: str | None = None, created_after: str | None = None,
         created_before: str | None = None,
     ) -> Page:
-        ids = self.list_ids()
-        if prefix is not None:
-            ids = [i for i in ids if i.startswith(prefix)]
-        return page_of(
-            [self.summary(i) for i in ids], status=status, workflow=workflow, limit=limit, cursor=cursor,
-            created_after=created_after, created_before=created_before,
-        )
+        """A page of executions, newest first (SPEC.md 1). Headers order the listing; only the
+        executions a page shows (and, with a status filter, those looked at to fill it) are
+        summarized, each read again only if its file changed."""
+        if limit is not None and limit < 0:
+            raise InvalidOptionError(f"limit={limit} must be >= 0")
+        after = decode_cursor(cursor) if cursor is not None else None
+        order = self._ordered()
+        end = len(order)
+        if after is not None:
+            end = bisect.bisect_left(order, after, 0, end)
+        if created_before is not None:
+            end = bisect.bisect_left(order, (created_before, ""), 0, end)
+        wanted = {status} if isinstance(status, str) else set(status) if status else None
+        rows: list[tuple[tuple[str, str], ExecutionSummary]] = []
+        for n in range(end - 1, -1, -1):
+            if limit is not None and len(rows) > limit:
+                break
+            created, i = order[n]
+            if created_after is not None and created < created_after:
+                break
+            if prefix is not None and not i.startswith(prefix):
+                continue
+            if workflow is not None and self._head(i)[1] != workflow:
+                continue
+            found = self.summary(i)
+            if wanted is None or str(found.status) in wanted:
+                rows.append(((created, i), found))
+        if limit is None or len(rows) <= limit:
+            return Page(tuple(found for _, found in rows), None)
+        kept = rows[:limit]
+        return Page(tuple(found for _, found in kept), encode_cursor(*kept[-1][0]) if kept else None)
 
     async def wait_for_change(self, execution_id: str, timeout: float) -> None:
         """Returns once the journal's size changes, or after `timeout` seconds (the size is
@@ -628,7 +783,8 @@ class FileStore:
         if not self.exists(execution_id):
             raise ExecutionNotFoundError(execution_id, self.home)
         with _store_errors(self.dir, "ask for the cancellation"):
-            fd = os.open(self._cancel_path(execution_id), os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, FILE_MODE)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+            fd = os.open(self._cancel_path(execution_id), flags, FILE_MODE)
             os.close(fd)
 
     def cancel_requested(self, execution_id: str) -> bool:
@@ -641,13 +797,27 @@ class FileStore:
 
 
 def _ensure_dirs(*paths: str) -> None:
+    """Makes the store's directories (mode 0700), each made durable by syncing its parent; an
+    existing one that others may read or write is made private again (SPEC.md 1), and one that
+    is a symbolic link is refused."""
     for path in paths:
         with _store_errors(path, "create the store's directory"):
             try:
                 os.mkdir(path, DIR_MODE)
             except FileExistsError:
+                st = os.lstat(path)
+                if stat.S_ISLNK(st.st_mode) and path != paths[0]:
+                    raise UnsafePathError(
+                        errno.ELOOP, f"{path}: is a symbolic link; the store never follows links, remove it"
+                    ) from None
                 if not os.path.isdir(path):
                     raise OSError(errno.ENOTDIR, "not a directory") from None
+                if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+                    os.chmod(path, DIR_MODE)
+                    log.warning("%s: the store's directory was open to other users (mode %o); made it 0700", path,
+                                stat.S_IMODE(st.st_mode))
+            else:
+                fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
 def _private_dir(home: str, name: str) -> str:
@@ -669,10 +839,17 @@ def _write_file(path: str, data: bytes, *, sync: bool) -> None:
 
 
 def _write_atomically(folder: str, name: str, data: bytes) -> str:
+    """Writes a file whole or not at all: a temporary file, fsynced, renamed over the name, the
+    folder fsynced. A failure leaves no temporary file behind."""
     path = os.path.join(folder, name)
     tmp = f"{path}.tmp-{os.getpid()}-{id(data)}"
-    _write_file(tmp, data, sync=True)
-    os.replace(tmp, path)
+    try:
+        _write_file(tmp, data, sync=True)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     fsync_dir(folder)
     return path
 

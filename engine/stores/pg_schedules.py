@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import orjson
+
 from flux._engine.errors import ScheduleExistsError, ScheduleNotFoundError
 
 __all__ = ["PgBook"]
@@ -94,6 +95,8 @@ class PgBook:
 
     def next_due(self) -> float | None:
         row = self._store._one(
-            "SELECT extract(epoch FROM min(next_fire))::float8 FROM flux.schedules WHERE NOT paused", (), "read schedules"
+            "SELECT extract(epoch FROM min(next_fire))::float8 FROM flux.schedules WHERE NOT paused",
+            (),
+            "read schedules",
         )
         return None if row is None or row[0] is None else float(row[0])

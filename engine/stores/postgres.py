@@ -66,8 +66,8 @@ from flux._engine.store import ExecutionSummary, Page, decode_cursor, encode_cur
 from flux._engine.stores import pg_schema
 from flux._engine.stores.pg_capabilities import Blobs, Cache, Snapshots
 from flux._engine.stores.pg_fleet import FleetMixin
-from flux._engine.stores.pg_schedules import PgBook
 from flux._engine.stores.pg_flush import Flusher, Sync, loop_waker
+from flux._engine.stores.pg_schedules import PgBook
 
 __all__ = ["PostgresStore", "PgLease", "PgWriter", "redact_url"]
 

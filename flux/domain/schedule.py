@@ -175,7 +175,9 @@ class OnceSchedule(Schedule):
 
     type = ScheduleType.ONCE
 
-    def __init__(self, run_time: dt.datetime | float | str, timezone: str = "UTC", overlap: str = "skip", **policies: Any) -> None:
+    def __init__(
+        self, run_time: dt.datetime | float | str, timezone: str = "UTC", overlap: str = "skip", **policies: Any
+    ) -> None:
         super().__init__(timezone, overlap, **policies)
         self.run_time = run_time
         self._at = _epoch(run_time, timezone, "once: run_time")
