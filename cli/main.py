@@ -32,6 +32,7 @@ from flux._cli.render import (
     replay_summary,
     short,
 )
+from flux._cli.schedules import schedule_app
 from flux._engine.clock import iso, parse_moment
 from flux._engine.store import is_execution_id, open_store
 from flux.context import ExecutionContext
@@ -274,11 +275,19 @@ def exec_(
     execution_id: str = typer.Option(None, "--id", help="Execution id to use (an existing one is not made again)."),
     store: str = StoreOpt,
     durability: str = DurabilityOpt,
+    detach: bool = typer.Option(False, "--detach", help="Only submit it: print its id; `flux worker` runs it."),
     as_json: bool = JsonOpt,
     debug: bool = DebugOpt,
 ) -> None:
     """Run a new execution of a workflow: `flux exec app.py wf` or `flux exec pkg.module:wf`."""
     value = _read_input(input, input_file)
+    if detach:
+        submitted = runner.submit_file(target, workflow, value, store=store, execution_id=execution_id)
+        if as_json:
+            _emit({"execution_id": submitted})
+        else:
+            out.print(submitted)
+        return
     execution_id = execution_id or uuid.uuid4().hex
     progress = _progress(as_json)
     if err.is_terminal:
@@ -521,6 +530,12 @@ def show(
     out.print(f"status: [{colour}]{view.status}[/{colour}]")
     out.print(f"started: {view.created}  last record: {view.updated}  records: {view.records}")
     out.print(f"journal: {escape(printable(view.path))}")
+    if view.schedule is not None:
+        how = "triggered by hand from" if view.schedule.get("trigger") else "a fire of"
+        name = printable(str(view.schedule.get("name")))
+        out.print(f"schedule: {how} schedule {escape(name)} at {escape(printable(str(view.schedule.get('at'))))}")
+    if view.divergence is not None:
+        out.print(f"[red]diverged: {escape(printable(str(view.divergence.get('message', ''))))}[/red]")
     if view.forked_from is not None:
         out.print(f"forked from: {escape(printable(dumps(view.forked_from)))}")
     if view.parent is not None:
@@ -718,6 +733,116 @@ def serve(
     except ModuleNotFoundError as error:
         _fail(ModuleNotFoundError(f"flux serve needs {error.name}: pip install 'flux-replay[serve]'"))
     run_server(targets or [], store=store, host=host, port=port, token=load_token(token_file), durability=durability)
+
+
+app.add_typer(schedule_app, name="schedule")
+
+WorkerTargetsArg = typer.Argument(..., help="Files (app.py) or modules (pkg.module) whose workflows to run.")
+QueueOpt = typer.Option(None, "--queue", "-q", help="A queue to claim from (repeat; default: default).")
+
+
+@command()
+def worker(
+    targets: list[str] = WorkerTargetsArg,
+    store: str = StoreOpt,
+    concurrency: int = typer.Option(256, "--concurrency", "-c", help="Executions run at once."),
+    lease: float = typer.Option(
+        None, "--lease", help="Seconds a lease lasts without renewal (PostgreSQL; default 15)."
+    ),
+    queue: list[str] = QueueOpt,
+    park_after: float = typer.Option(
+        5.0, "--park-after", help="Park runs that only wait on the clock this long or more (PostgreSQL)."
+    ),
+    durability: str = DurabilityOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Run the store's ready executions of these workflows until SIGTERM or Ctrl-C."""
+    import logging
+
+    from flux import worker as worker_mod
+
+    logging.basicConfig(level=logging.INFO if debug else logging.WARNING, format="%(asctime)s %(message)s")
+    stats, names = worker_mod.serve(
+        targets, store=store, concurrency=concurrency, lease=lease, queues=queue or ["default"],
+        park_after=park_after, durability=durability,
+        on_ready=lambda names: out.print(f"worker ready: {', '.join(names)}"),
+    )
+    out.print(
+        f"worker stopped: {stats.claimed} claimed, {stats.finished} finished, {stats.paused} paused, "
+        f"{stats.parked} parked, {stats.diverged} diverged, {stats.skipped} skipped, {stats.errors} errors"
+    )
+
+
+@command()
+def purge(
+    finished_before: str = typer.Option(
+        ..., "--finished-before", help="Age such as 30d, 12h, 90m: older finished executions go."
+    ),
+    store: str = StoreOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Delete finished executions (completed, failed, cancelled) older than an age (PostgreSQL)."""
+    count = runner.purge_store(store, finished_before=finished_before)
+    out.print(f"removed {count} finished executions")
+
+
+@command("export")
+def export(
+    execution_id: str = typer.Argument(..., help="The execution whose journal to write out."),
+    output: str = typer.Option(None, "--output", "-o", help="Write to this file instead of standard output."),
+    store: str = StoreOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Write an execution's journal, byte for byte (import it into any store with `flux import`)."""
+    data = runner.export_execution(execution_id, store)
+    if output is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    with open(output, "xb") as fh:  # never overwrites a file
+        fh.write(data)
+
+
+@command("import")
+def import_(
+    journal: str = typer.Argument(..., help="A journal file (`flux export`, or a file store's <id>.jsonl)."),
+    store: str = StoreOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Add a journal to the store under its own execution id, byte for byte (checked first)."""
+    summary = runner.import_execution(journal, store)
+    out.print(f"execution_id: {summary.execution_id}")
+    out.print(f"workflow: {escape(summary.workflow)}")
+    out.print(f"status: {summary.status}")
+    out.print(f"records: {summary.records}")
+
+
+db_app = typer.Typer(no_args_is_help=True, help="The PostgreSQL store's schema.")
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("migrate")
+def db_migrate(store: str = StoreOpt, debug: bool = DebugOpt) -> None:
+    """Create or update the Flux schema in a PostgreSQL database (safe beside other processes)."""
+    _state["debug"] = debug
+    try:
+        applied, version = runner.migrate_store(store)
+    except (FluxError, ValueError, OSError) as error:
+        _fail(error)
+    out.print(f"applied migrations: {', '.join(map(str, applied)) or 'none'}; schema version {version}")
+
+
+@db_app.command("status")
+def db_status(store: str = StoreOpt, debug: bool = DebugOpt) -> None:
+    """Print the schema version of a PostgreSQL store and the newest this Flux knows."""
+    _state["debug"] = debug
+    try:
+        version, newest = runner.schema_status(store)
+    except (FluxError, ValueError, OSError) as error:
+        _fail(error)
+    out.print(f"schema version {version} (this Flux knows {newest})")
+    if version < newest:
+        raise typer.Exit(EXIT_FAILED)
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from flux._engine.journal import JournalRead
 __all__ = [
     "EndOfJournal",
     "Outcome",
+    "Parked",
     "RunRequest",
     "TaskSpec",
     "child_execution_id",
@@ -111,6 +112,7 @@ class RunRequest:
     blob_output: bool = False  # the workflow's output goes to output storage
     observer: Any = None  # optional hooks for debuggers and checkers (SPEC.md "Observers")
     aliases: dict[str, str] = field(default_factory=dict)  # recorded module -> module loaded now
+    schedule: dict[str, Any] | None = None  # a fire of a schedule: its name and fire time (SPEC.md "Schedules")
 
 
 @dataclass
@@ -130,6 +132,11 @@ class Outcome:
 
 class _Suspend(BaseException):
     """Unwinds the workflow at a pause; BaseException so `except Exception` in user code keeps out."""
+
+
+class Parked(_Suspend):
+    """Unwinds a run whose every branch waits on the clock (engine/parking.py); nothing is
+    written for it: the journal already holds every wake-up time."""
 
 
 def user_frame() -> Any:

@@ -28,6 +28,8 @@
     ├── GraphError                  an invalid Graph (names the node; also a ValueError)
     ├── ExecutionStateError         an operation that the execution's state does not allow
     │   └── ExecutionExistsError    an execution of that id exists already (never replaced)
+    ├── ScheduleNotFoundError       no schedule of that name in the store
+    ├── ScheduleExistsError         a schedule of that name exists already
     ├── OutsideWorkflowError        a workflow-only call (pause, sleep, now, ...) made outside one
     └── DeterminismError            flux.testing found a workflow that is not deterministic
                                     (also an AssertionError)
@@ -45,6 +47,8 @@ __all__ = [
     "BlobError",
     "DeterminismError",
     "ExecutionExistsError",
+    "ScheduleExistsError",
+    "ScheduleNotFoundError",
     "GraphError",
     "OutsideWorkflowError",
     "OwnershipLostError",
@@ -326,6 +330,22 @@ class ExecutionExistsError(ExecutionStateError):
     def __init__(self, execution_id: str, where: str) -> None:
         self.execution_id = execution_id
         super().__init__(f"{where}: execution {execution_id} already exists; a journal is never replaced")
+
+
+class ScheduleNotFoundError(FluxError):
+    """No schedule of that name in the store."""
+
+    def __init__(self, name: str, where: str) -> None:
+        self.name = name
+        super().__init__(f"{where}: no schedule named {name!r}; `flux schedule list` shows the schedules")
+
+
+class ScheduleExistsError(FluxError):
+    """A schedule of that name exists already; delete it first, or choose another name."""
+
+    def __init__(self, name: str, where: str) -> None:
+        self.name = name
+        super().__init__(f"{where}: a schedule named {name!r} exists already; delete it first or choose another name")
 
 
 class OutsideWorkflowError(FluxError):

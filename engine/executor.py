@@ -104,6 +104,7 @@ class Executor(Outputs):
         self.child_cancels: set[str] = set()  # child ids to cancel when their call runs again
         # Pauses: a branch waits at each; the run ends paused when nothing else is in flight.
         self._busy = 0  # task bodies, timers, retry waits and flushes in flight
+        self.clock_waits = 0  # of which durable waits on the clock (timers, retry backoffs)
         self._waiters: dict[str, asyncio.Future[Any]] = {}
         self._new_pauses: dict[str, dict[str, Any]] = {}  # workflow_paused records written when the run ends paused
         self._waiting_children: dict[str, str] = {}  # call id -> id of a sub-workflow that waits at a pause
@@ -159,6 +160,8 @@ class Executor(Outputs):
                 }
                 if req.parent is not None:
                     header["parent"] = req.parent
+                if req.schedule is not None:
+                    header["schedule"] = req.schedule
                 self.lease = self.store.create(req.execution_id, header, req.durability)
                 read = self.lease.read
                 history.apply_all(list(read.records), read.offsets)
@@ -354,11 +357,15 @@ class Executor(Outputs):
         if not self.replay_only:
             parent = header.get("parent")
             self._audience = listeners_for(
-                RunInfo(self.execution_id, name, parent if isinstance(parent, dict) else None, not req.create),
+                RunInfo(
+                    self.execution_id, name, parent if isinstance(parent, dict) else None,
+                    not (req.create or status == Status.CREATED),
+                ),
                 self.observer,
             )
             self._tell = self._audience.recorded if self._audience is not None else None
-            if req.create:
+            if req.create or status == Status.CREATED:
+                # A new execution, or one submitted to be run elsewhere (SPEC.md 13.5): its first run.
                 log.info("execution %s of workflow %r started", self.execution_id, name)
                 self.append({"seq": 0, "kind": R.STARTED, "at": self.stamp()})
             else:
@@ -574,8 +581,7 @@ class Executor(Outputs):
             self._settling = False
             return
         loop = asyncio.get_running_loop()
-        ready = getattr(loop, "_ready", None)
-        idle_rounds = idle_rounds + 1 if not ready else 0
+        idle_rounds = idle_rounds + 1 if self._branches_blocked() else 0
         if idle_rounds < _IDLE_ROUNDS:
             loop.call_soon(self._settle, idle_rounds)
             return
@@ -847,10 +853,36 @@ class Executor(Outputs):
         if remaining > 0:
             if remaining >= 1.0:
                 log.info("execution %s: call %s sleeps until %s", self.execution_id, call_id, iso(wake_at))
-            self._busy += 1
-            try:
-                await self.clock.sleep(remaining)
-            finally:
-                self._idle()
+            await self.wait_on_clock(remaining)
         self.append({"seq": 0, "kind": R.TIMER_FIRED, "at": self.stamp(), "call_id": call_id})
+
+    async def wait_on_clock(self, seconds: float) -> None:
+        """A durable wait (a timer, a retry's backoff): its end is already durable in the
+        journal, so a clock that parks runs (engine/parking.py) may unwind it here."""
+        self._busy += 1
+        self.clock_waits += 1
+        try:
+            await self.clock.sleep(seconds)
+        finally:
+            self.clock_waits -= 1
+            self._idle()
+
+    @property
+    def only_waits_on_clock(self) -> bool:
+        """Everything in flight is a durable wait on the clock (no body, write or child runs),
+        and every branch of the workflow is blocked: none can run before a wait ends."""
+        if not (self._busy > 0 and self._busy == self.clock_waits and self.fatal is None):
+            return False
+        return self._branches_blocked()
+
+    def _branches_blocked(self) -> bool:
+        """Every branch of this run waits on a future: none of its code can run before
+        something it waits for happens. Judged per run, so that a loop running many
+        executions (a worker, a service) does not keep one from ending paused."""
+        root = self._root
+        branches = [t for t in self._tasks if not t.done()]
+        if root is not None and not root.done():
+            branches.append(root)
+        # A task blocked on a future holds it in `_fut_waiter` (both asyncio implementations).
+        return all(t._fut_waiter is not None for t in branches)  # type: ignore[attr-defined]
 

@@ -14,8 +14,9 @@ A rule is `<action>:<n>:<point>[:<errno name>]`; rules are separated by commas:
     short:4:write             the 4th write writes only half of its bytes (then writing goes on)
 
 Points: `before_write`, `after_write`, `after_fsync` (the sync is complete; in durability "os"
-there is no fsync and this is simply the end of the sync) and `write` (each `write` call, so a
-short write followed by the write of the rest counts twice). Counters are per process.
+there is no fsync and this is simply the end of the sync), `write` (each `write` call, so a
+short write followed by the write of the rest counts twice) and `schedule_fired` (a fire's
+execution exists, the schedule's state is not written yet). Counters are per process.
 
 `FLUX_TEST_SYNC_LOG=<path>` (or `configure(sync_log=...)`) appends one line per completed sync,
 `<execution_id> <journal size> <last synced seq>`, so a test knows which bytes were acknowledged.
@@ -31,7 +32,7 @@ from typing import Any
 
 __all__ = ["ACTIVE", "POINTS", "FaultSpecError", "configure", "reach", "write"]
 
-POINTS = ("before_write", "after_write", "after_fsync", "write")
+POINTS = ("before_write", "after_write", "after_fsync", "write", "schedule_fired")
 _ACTIONS = ("kill", "fail", "short")
 
 ACTIVE: bool = "FLUX_TEST_FAULTS" in os.environ or "FLUX_TEST_SYNC_LOG" in os.environ

@@ -155,11 +155,7 @@ async def run_handled(
                 wait = failures[-1]["retry_at"] - now()
                 if wait > 0:
                     await ex.durable()  # the failure and its wake-up time survive a crash in the wait
-                    ex._busy += 1
-                    try:
-                        await ex.clock.sleep(wait)
-                    finally:
-                        ex._idle()
+                    await ex.wait_on_clock(wait)
                 ex.append({"seq": 0, "kind": R.RETRY_STARTED, "at": ex.stamp(), "call_id": call_id, "attempt": attempt})
             await ex.durable()
             ex._busy += 1

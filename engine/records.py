@@ -62,6 +62,8 @@ class Status(str, enum.Enum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    SLEEPING = "sleeping"  # parked: every branch waits on the clock; runnable when due (SPEC.md 11.6)
+    DIVERGED = "diverged"  # the code no longer replays it: stopped, the divergence kept (SPEC.md 11.7)
 
     def __str__(self) -> str:
         return self.value
@@ -146,6 +148,7 @@ class Header(Record):
     FIELDS = (
         ("format", _I, True), ("execution_id", _S, True), ("workflow", _S, True), ("code", _D, True),
         ("input", _ANY, True), ("created", _S, True), ("parent", _D, False), ("forked_from", _D, False),
+        ("schedule", _D, False),
     )
     format: int
     execution_id: str
@@ -155,6 +158,7 @@ class Header(Record):
     created: str
     parent: dict[str, Any]  # {"execution_id", "call_id"}: a sub-workflow's caller
     forked_from: dict[str, Any]  # {"execution_id", "seq"}: a fork's source
+    schedule: dict[str, Any]  # {"name", "at"}: the schedule fire that started the execution
 
 
 class WorkflowStarted(Record):

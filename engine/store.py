@@ -11,7 +11,8 @@ boundary.
     │   └── Writer              append (buffer), sync or await flush (group commit), position
     ├── .snapshots  Snapshots   replay snapshots (SPEC.md 2.3), or None
     ├── .blobs      Blobs       output storage (SPEC.md 4.8), or None
-    └── .cache      Cache       the task cache (SPEC.md 4.9), or None
+    ├── .cache      Cache       the task cache (SPEC.md 4.9), or None
+    └── .schedules  Book        schedules (SPEC.md "Schedules"; engine/schedules.py), or None
 
 Optional capabilities are attributes that are None when the store has none; nobody looks for
 them with getattr.
@@ -42,6 +43,7 @@ __all__ = [
     "Writer",
     "decode_cursor",
     "encode_cursor",
+    "import_journal",
     "open_store",
     "store_spec",
     "validate_execution_id",
@@ -225,6 +227,9 @@ class Store(Protocol):
     def cache(self) -> Cache | None: ...
 
     @property
+    def schedules(self) -> Any: ...  # an engine.schedules.Book, or None
+
+    @property
     def url(self) -> str:
         """How to name this store to `open_store` (a directory path, a URL)."""
         ...
@@ -251,6 +256,11 @@ class Store(Protocol):
 
     def header(self, execution_id: str) -> dict[str, Any]:
         """The journal's header (its first record, checked), without reading the rest."""
+        ...
+
+    def export(self, execution_id: str) -> bytes:
+        """The journal's complete records as a journal file holds them, byte for byte (checked:
+        JournalCorruptError on damage; a torn tail is left out)."""
         ...
 
     def exists(self, execution_id: str) -> bool: ...
@@ -283,6 +293,15 @@ class Store(Protocol):
         `timeout` seconds."""
         ...
 
+    def mark_diverged(self, execution_id: str, divergence: dict[str, Any]) -> None:
+        """Keeps a divergence found by a worker (SPEC.md 11.7): the execution lists as
+        `diverged` and is not run again by workers until someone takes it over by hand."""
+        ...
+
+    def divergence(self, execution_id: str) -> dict[str, Any] | None:
+        """What `mark_diverged` kept, while the execution is diverged."""
+        ...
+
     def request_cancel(self, execution_id: str) -> None: ...
 
     def cancel_requested(self, execution_id: str) -> bool: ...
@@ -292,6 +311,47 @@ class Store(Protocol):
     def secrets_file(self) -> str | None:
         """The store's secrets file (SPEC.md 4.7), or None when it keeps none."""
         ...
+
+
+def import_journal(store: Store, data: bytes, where: str = "journal") -> ExecutionSummary:
+    """Adds the journal `data` (a journal file's bytes, `Store.export` of another store) to
+    `store` under its own execution id, byte for byte, and returns its summary.
+
+    Every line is checked first (section 2 of SPEC.md); records are appended in one sync and
+    written as the journal holds them: a checked line is in the canonical form that writing its
+    record gives back.
+
+    Raises:
+        JournalCorruptError: damage, or a torn last line (nothing is imported).
+        ExecutionExistsError: the store has an execution of that id (nothing is changed).
+    """
+    from flux._engine.errors import JournalCorruptError
+    from flux._engine.journal import check_journal
+
+    first = data[: data.find(b"\n") + 1]
+    try:
+        execution_id = orjson.loads(first).get("execution_id") if first else None
+    except orjson.JSONDecodeError:
+        execution_id = None
+    if not isinstance(execution_id, str):
+        raise JournalCorruptError(where, 1, 0, "the first line is not a journal header naming its execution_id")
+    validate_execution_id(execution_id)
+    read = check_journal(data, where, execution_id)
+    if read.torn:
+        raise JournalCorruptError(
+            where, len(read.records) + 1, read.valid_size,
+            "the last line is incomplete (a torn tail); cut it or import the journal after its owner repaired it",
+        )
+    records = list(read.records)
+    lease = store.create(execution_id, dict(records[0]), "fsync")
+    try:
+        writer = lease.writer
+        for record in records[1:]:
+            writer.append(dict(record))
+        writer.sync()
+    finally:
+        lease.close()
+    return store.summary(execution_id)
 
 
 # -- finding a store --------------------------------------------------------------------------
@@ -348,10 +408,17 @@ def open_store(spec: Any = None) -> Store:
 
         return MemoryStore.named(text[len("memory:"):])
     if text.startswith(("postgresql://", "postgres://")):
-        raise StoreError(
-            f"{redact_url(text)}: this installation has no PostgreSQL store; "
-            "install the postgresql extra (pip install 'flux-replay[postgresql]')"
-        )
+        try:
+            import psycopg  # noqa: F401
+            import psycopg_pool  # noqa: F401
+        except ImportError:
+            raise StoreError(
+                f"{redact_url(text)}: this installation has no PostgreSQL driver; "
+                "install the postgresql extra (pip install 'flux-replay[postgresql]')"
+            ) from None
+        from flux._engine.stores.postgres import PostgresStore
+
+        return PostgresStore.named(text)
     if "://" in text:
         raise StoreError(f"{redact_url(text)}: no store of that kind; give a directory, memory: or postgresql://...")
     from flux._engine.stores.files import FileStore

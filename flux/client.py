@@ -34,6 +34,7 @@ from flux._engine.errors import (
     ExecutionLockedError,
     ExecutionStateError,
     InvalidOptionError,
+    WorkflowLoadError,
 )
 from flux._engine.executor import Executor
 from flux._engine.history import History
@@ -87,6 +88,8 @@ class ExecutionView:
     timers: tuple[dict[str, Any], ...] = ()  # durable timers not yet fired: {call_id, wake_at}
     calls: tuple[CallRow, ...] = ()
     forked_from: dict[str, Any] | None = None
+    divergence: dict[str, Any] | None = None  # what a worker found when the code no longer replayed it
+    schedule: dict[str, Any] | None = None  # {name, at}: the schedule fire that started it (SPEC.md "Schedules")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -106,6 +109,8 @@ class ExecutionView:
             "timers": list(self.timers),
             "calls": [row.as_json() for row in self.calls],
             "forked_from": self.forked_from,
+            "divergence": self.divergence,
+            "schedule": self.schedule,
         }
 
 
@@ -181,12 +186,18 @@ class Client:
         durability: str | None = None,
         clock: Clock | None = None,
         observer: Any = None,
+        run_here: bool | None = None,
     ) -> ExecutionHandle:
-        """Starts a new execution here; returns once its header is durable.
+        """Starts a new execution; returns once its header is durable.
+
+        It runs here (a task of the running event loop) on a store of files or memory; on a
+        store with a worker fleet (PostgreSQL) it is submitted to the fleet, and `result` reads
+        it back from the store. `run_here` chooses: True runs it here, False only submits it
+        (`flux exec --detach`; on files, `flux worker` runs it).
 
         With an `execution_id` of an existing execution nothing new is made: its handle comes
-        back (and an interrupted one is continued here), so a start can be retried with the
-        same business key.
+        back (and an interrupted one is continued here when it is to run here), so a start can
+        be retried with the same business key.
 
         Raises:
             InvalidExecutionIdError, ExecutionStateError (the id names another workflow's
@@ -206,15 +217,26 @@ class Client:
             blob_output=uses_output_storage(workflow.options),
             observer=observer,
         )
+        here = run_here if run_here is not None else not has_fleet(self.store)
         if execution_id is not None and self.store.exists(new_id):
-            return await self._existing(workflow, new_id, durability, clock)
+            return await self._existing(workflow, new_id, durability, clock, here)
         try:
+            if not here:
+                return self._submit(request)
             return self._launch(workflow, request, clock)
         except ExecutionExistsError:
-            return await self._existing(workflow, new_id, durability, clock)
+            return await self._existing(workflow, new_id, durability, clock, here)
+
+    def _submit(self, request: RunRequest) -> ExecutionHandle:
+        """Writes the header and hands the execution to whoever runs the store's work (SPEC.md 11.5)."""
+        executor = Executor(self.store, request, self.clock)
+        executor.open()
+        assert executor.lease is not None
+        executor.lease.close()  # unowned and created: runnable by any worker
+        return ExecutionHandle(self, request.execution_id)
 
     async def _existing(
-        self, workflow: Workflow, execution_id: str, durability: str | None, clock: Clock | None
+        self, workflow: Workflow, execution_id: str, durability: str | None, clock: Clock | None, here: bool = True
     ) -> ExecutionHandle:
         summary = self.store.summary(execution_id)
         if summary.workflow != workflow.name and summary.status != "damaged":
@@ -222,7 +244,7 @@ class Client:
                 f"execution {execution_id} is of workflow {summary.workflow!r}, not {workflow.name!r}; "
                 "an execution id names one execution"
             )
-        if summary.status in (Status.INTERRUPTED, Status.CREATED) and self.store.owner(execution_id) is None:
+        if here and summary.status in (Status.INTERRUPTED, Status.CREATED) and self.store.owner(execution_id) is None:
             try:
                 return await self.continue_(execution_id, workflow=workflow, durability=durability, clock=clock)
             except ExecutionLockedError:
@@ -322,7 +344,13 @@ class Client:
                 f"execution {execution_id} has already {summary.status}; there is nothing to cancel"
             )
         if self.store.owner(execution_id) is None:
-            wf, aliases = self._workflow_of(execution_id, workflow, file, module)
+            try:
+                wf, aliases = self._workflow_of(execution_id, workflow, file, module)
+            except WorkflowLoadError:
+                if not has_fleet(self.store):
+                    raise
+                # The code is not here: a worker that has it delivers the cancellation.
+                return await self._await_cancel(execution_id, wait)
             request = RunRequest(
                 execution_id=execution_id, workflow_name=wf.name, cancel=True, aliases=aliases,
                 durability=check_durability(self.durability), blob_output=_blob_output(wf),
@@ -333,6 +361,10 @@ class Client:
                 pass  # it started running meanwhile: ask its process
             else:
                 return str((await handle.result()).status)
+        return await self._await_cancel(execution_id, wait)
+
+    async def _await_cancel(self, execution_id: str, wait: float) -> str:
+        """Asks whoever runs the execution to cancel it, and waits up to `wait` seconds."""
         self.store.request_cancel(execution_id)
         owner = self.store.owner(execution_id) or {}
         where = ", ".join(f"{k} {owner[k]}" for k in ("pid", "host") if k in owner) or "owner unknown"
@@ -468,6 +500,8 @@ class Client:
             timers=timers,
             calls=tuple(timeline(history)),
             forked_from=header.get("forked_from") if isinstance(header.get("forked_from"), dict) else None,
+            divergence=self.store.divergence(execution_id) if status == Status.DIVERGED else None,
+            schedule=header.get("schedule") if isinstance(header.get("schedule"), dict) else None,
         )
 
     async def list(
@@ -495,9 +529,20 @@ class Client:
 
     def _status(self, execution_id: str, history: History) -> Status:
         status = history.status
-        if status == Status.RUNNING and self.store.owner(execution_id) is None:
-            return Status.INTERRUPTED
+        if status in (Status.RUNNING, Status.CREATED) and self.store.owner(execution_id) is None:
+            # Nobody runs it: the store knows whether it was parked or found diverged (SPEC.md 11).
+            try:
+                return Status(self.store.summary(execution_id).status)
+            except ValueError:
+                return Status.INTERRUPTED if status == Status.RUNNING else status
         return status
+
+
+def has_fleet(store: Store) -> bool:
+    """Whether the store's executions are run by a fleet of workers (PostgreSQL)."""
+    from flux._engine.stores.pg_fleet import FleetMixin
+
+    return isinstance(store, FleetMixin)
 
 
 def _blob_output(wf: Workflow) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from flux.domain.events import ExecutionEvent, events_from_records
@@ -29,6 +30,7 @@ class ExecutionContext(Generic[T]):
         self._records: Sequence[dict[str, Any]] = []
         self._events: list[ExecutionEvent] | None = None
         self._resolve: Any = None
+        self._schedule: dict[str, Any] | None = None
         self.journal_path = journal_path
 
     def _settle(self, status: str, output: Any, records: Sequence[dict[str, Any]], resolve: Any) -> None:
@@ -49,6 +51,19 @@ class ExecutionContext(Generic[T]):
     @property
     def input(self) -> T:
         return self._input
+
+    @property
+    def schedule(self) -> str | None:
+        """The name of the schedule whose fire started this execution, or None."""
+        return None if self._schedule is None else str(self._schedule.get("name"))
+
+    @property
+    def scheduled_at(self) -> datetime | None:
+        """The fire time (UTC) of the schedule fire that started this execution, or None. It is
+        recorded in the journal's header, so every replay reads the same time (SPEC.md "Schedules")."""
+        if self._schedule is None:
+            return None
+        return datetime.fromisoformat(str(self._schedule["at"]))
 
     @property
     def status(self) -> str:

@@ -51,6 +51,13 @@ def _check_value(key: str, value: Any) -> None:
             raise InvalidOptionError(
                 f"output_storage={value!r} must be True or a flux.output_storage.LocalFileStorage()"
             )
+    elif key == "schedule":
+        from flux.domain.schedule import Schedule
+
+        if value is not None and not isinstance(value, Schedule):
+            raise InvalidOptionError(
+                f"schedule={value!r} must be cron(...), interval(...) or once(...) from flux.domain.schedule"
+            )
     elif key == "cache":
         if not isinstance(value, bool):
             raise InvalidOptionError(f"cache={value!r} must be True or False")

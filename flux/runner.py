@@ -23,11 +23,18 @@ __all__ = [
     "cancel_execution",
     "clear_cache",
     "exec_file",
+    "submit_file",
+    "export_execution",
+    "import_execution",
     "list_executions",
+    "migrate_store",
+    "parse_age",
     "parse_input",
+    "purge_store",
     "read_execution",
     "resolve_execution_id",
     "resume_execution",
+    "schema_status",
     "store_place",
 ]
 
@@ -86,6 +93,51 @@ def exec_file(
     return run_sync(
         wf.run_async(input, store=store, durability=durability, execution_id=execution_id, observer=observer)
     )
+
+
+def submit_file(
+    target: str, workflow_name: str | None, input: Any, *, store: Any = None, execution_id: str | None = None
+) -> str:
+    """Loads the workflow `target` names and submits a new execution of it without running it
+    (its header durable, runnable by `flux worker`); returns its id."""
+    wf = load_target(target, workflow_name)
+
+    async def go() -> str:
+        handle = await Client(store).start(wf, input, execution_id=execution_id, run_here=False)
+        return handle.execution_id
+
+    return run_sync(go())
+
+
+def purge_store(store: Any = None, *, finished_before: str) -> int:
+    """Deletes executions that finished before `finished_before` ago (`30d`, `12h`, `90m`,
+    `45s`) from a database store; returns how many."""
+    from flux._engine.errors import StoreError
+
+    seconds = parse_age(finished_before)
+    from flux.client import has_fleet
+
+    opened = open_store(store)
+    if not has_fleet(opened):
+        raise StoreError(f"{opened.url}: `flux purge` is for postgresql://... stores; delete journal files by hand")
+    return int(opened.purge(seconds))  # type: ignore[attr-defined]
+
+
+def parse_age(text: str) -> float:
+    """Seconds in `30d`, `12h`, `90m`, `45s` or a plain number of seconds.
+
+    Raises:
+        ValueError: naming the text.
+    """
+    units = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+    body, unit = (text[:-1], units[text[-1]]) if text and text[-1] in units else (text, 1.0)
+    try:
+        value = float(body)
+    except ValueError:
+        raise ValueError(f"--finished-before {text!r} is not an age such as 30d, 12h, 90m or 45s") from None
+    if not value >= 0:
+        raise ValueError(f"--finished-before {text!r} must not be negative")
+    return value * unit
 
 
 def resume_execution(
@@ -148,3 +200,46 @@ def list_executions(
 def read_execution(execution_id: str, store: Any = None) -> ExecutionView:
     """One execution as its journal tells it, read without locking or changing anything."""
     return Client(store).view(execution_id)
+
+
+def _database_store(store: Any) -> Any:
+    from flux._engine.errors import StoreError
+
+    opened = open_store(store)
+    if not hasattr(opened, "migrate"):
+        raise StoreError(f"{opened.url}: not a database store; `flux db` is for postgresql://... stores")
+    return opened
+
+
+def migrate_store(store: Any = None) -> tuple[list[int], int]:
+    """Applies the schema migrations a database store lacks (serialized: safe beside other
+    processes). Returns the migrations applied and the schema version now."""
+    opened = _database_store(store)
+    applied = opened.migrate()
+    return applied, opened.schema_version()
+
+
+def schema_status(store: Any = None) -> tuple[int, int]:
+    """(the schema version of a database store, the newest this Flux knows)."""
+    from flux._engine.stores.pg_schema import SCHEMA_VERSION
+
+    return _database_store(store).schema_version(), SCHEMA_VERSION
+
+
+def export_execution(execution_id: str, store: Any = None) -> bytes:
+    """The journal of an execution, byte for byte as a journal file holds it (checked)."""
+    from flux._engine.store import validate_execution_id
+
+    return open_store(store).export(validate_execution_id(execution_id))
+
+
+def import_execution(path: str, store: Any = None) -> ExecutionSummary:
+    """Adds the journal file at `path` to a store under its own execution id, byte for byte."""
+    from flux._engine.journal import read_regular_file
+    from flux._engine.store import import_journal
+
+    try:
+        data = read_regular_file(path)
+    except OSError as err:
+        raise ValueError(f"{path}: cannot read the journal ({err.strerror or err})") from None
+    return import_journal(open_store(store), data, path)

@@ -24,7 +24,7 @@ from flux.options import check_options
 
 __all__ = ["Workflow", "workflow"]
 
-_WORKFLOW_OPTIONS = {"name", "output_storage"}
+_WORKFLOW_OPTIONS = {"name", "output_storage", "schedule"}
 T = TypeVar("T")
 
 
@@ -166,7 +166,7 @@ class Workflow:
         elif execution_id is not None and client.store.exists(execution_id):
             handle = await client.continue_(execution_id, workflow=self, aliases=aliases, observer=observer)
         else:
-            handle = await client.start(self, input, execution_id=execution_id, observer=observer)
+            handle = await client.start(self, input, execution_id=execution_id, observer=observer, run_here=True)
         return await handle.result()
 
     async def cancel_async(self, execution_id: str, *, store: Any = None) -> ExecutionContext[Any]:
@@ -211,6 +211,9 @@ class Workflow:
     ) -> Callable[[Any], Coroutine[Any, Any, Any]]:
         async def body(workflow_input: Any) -> Any:
             ctx: ExecutionContext[Any] = ExecutionContext(executor.execution_id, self.name, workflow_input)
+            fired = executor.records[0].get("schedule") if executor.records else None
+            if isinstance(fired, dict):
+                ctx._schedule = fired
             box.append(ctx)
             return await self.fn(ctx)
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests import pg
+from tests.pg import PgServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,3 +46,53 @@ def flux_popen(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subp
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+# -- PostgreSQL (tests/pg.py) ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One PostgreSQL server for the session, on a Unix socket, with a migrated template
+    database `flux_tpl`. Skips when the server binaries or the driver are missing."""
+    reason = pg.skip_reason()
+    if reason is not None:
+        if os.environ.get("FLUX_TEST_REQUIRE_PG"):
+            pytest.fail(f"FLUX_TEST_REQUIRE_PG is set but the PostgreSQL tests cannot run: {reason}")
+        pytest.skip(reason)
+    server = PgServer()
+    try:
+        server.start()
+        url = server.create_database("flux_tpl")
+        import psycopg
+
+        from flux._engine.stores import pg_schema
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            pg_schema.migrate(conn)
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def pg_url(pg_server: PgServer, request: pytest.FixtureRequest) -> str:
+    """A database of its own for the test module, copied from the migrated template."""
+    name = "t_" + re.sub(r"[^a-z0-9_]", "_", request.module.__name__.rsplit(".", 1)[-1].lower())[:50]
+    name += f"_{next(_databases)}"
+    return pg_server.create_database(name, template="flux_tpl")
+
+
+_databases = itertools.count()
+
+
+def empty_pg(url: str) -> None:
+    """Deletes every execution of the database (between tests of one module)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "TRUNCATE flux.executions, flux.records, flux.snapshots, flux.blobs, flux.cache, flux.workers, "
+            "flux.schedules "
+            "RESTART IDENTITY"
+        )

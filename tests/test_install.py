@@ -131,4 +131,6 @@ def test_a_built_wheel_ships_the_spec_and_the_annotations(tmp_path: Path) -> Non
         assert "flux/py.typed" in archive.namelist()
         metadata = archive.read(next(n for n in archive.namelist() if n.endswith("/METADATA"))).decode()
     requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
-    assert [r for r in requires if "extra ==" not in r] == ["Requires-Dist: orjson>=3.9", "Requires-Dist: anyio>=4.0"]
+    assert [r for r in requires if "extra ==" not in r] == [
+        "Requires-Dist: orjson>=3.9", "Requires-Dist: anyio>=4.0", "Requires-Dist: cronsim>=2.8",
+    ]

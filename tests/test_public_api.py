@@ -76,6 +76,8 @@ SURFACE = {
         "OutsideWorkflowError",
         "OwnershipLostError",
         "RecordTooLargeError",
+        "ScheduleExistsError",
+        "ScheduleNotFoundError",
         "SecretError",
         "StoreError",
         "ExecutionExistsError",

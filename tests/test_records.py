@@ -112,6 +112,8 @@ def test_statuses_are_an_enum_of_strings() -> None:
         "completed",
         "failed",
         "cancelled",
+        "sleeping",
+        "diverged",
     }
     assert R.Status.COMPLETED.finished and not R.Status.PAUSED.finished
     assert R.LIFECYCLE["workflow_suspended"] is R.Status.PAUSED

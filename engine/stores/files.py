@@ -64,6 +64,7 @@ from flux._engine.journal import (
     seed_for,
 )
 from flux._engine.records import Status
+from flux._engine.schedules import FileBook
 from flux._engine.store import (
     ExecutionSummary,
     Page,
@@ -342,6 +343,7 @@ class FileStore:
         self.snapshots = _Snapshots(self.dir)
         self.blobs = _Blobs(self.home)
         self.cache = _Cache(self.home)
+        self.schedules = FileBook(self.home)
         # What listing learnt, kept for the next listing (SPEC.md 1): each journal's header (its
         # created time, workflow and parent never change), and its summary as of the journal
         # file's (inode, size, mtime). Only an accelerator: a changed file is read again.
@@ -526,6 +528,8 @@ class FileStore:
             try:
                 read = read_journal(path, execution_id, visit=visit, known=known)
                 writer = FileWriter.open(read, execution_id, durability, path[:-6] + ".torn")
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self._diverged_path(execution_id))  # a new owner takes it from here
             except BaseException:
                 _release_lock(lock_fd)
                 _release_lock(journal_lock_fd)
@@ -575,6 +579,16 @@ class FileStore:
         first = data[: data.find(b"\n") + 1] if b"\n" in data else data
         return check_journal(first, path, execution_id).records[0]
 
+    def export(self, execution_id: str) -> bytes:
+        path = self.journal_path(execution_id)
+        with _store_errors(path, "read the journal"):
+            try:
+                data = read_regular_file(path)
+            except FileNotFoundError:
+                raise ExecutionNotFoundError(execution_id, self.home) from None
+        read = check_journal(data, path, execution_id)
+        return data[: read.valid_size]
+
     def exists(self, execution_id: str) -> bool:
         return os.path.lexists(self.journal_path(execution_id))
 
@@ -608,8 +622,11 @@ class FileStore:
             found = self._read_summary(execution_id)
             if key is not None:
                 self._summaries[execution_id] = (key, found)
-        if found.status == Status.RUNNING and self.owner(execution_id) is None:
-            found = dataclasses.replace(found, status=Status.INTERRUPTED)
+        if found.status in (Status.RUNNING, Status.CREATED) and self.owner(execution_id) is None:
+            if os.path.lexists(self._diverged_path(execution_id)):  # kept beside the journal (SPEC.md 11.7)
+                found = dataclasses.replace(found, status=Status.DIVERGED)
+            elif found.status == Status.RUNNING:
+                found = dataclasses.replace(found, status=Status.INTERRUPTED)
         return found
 
     def _read_summary(self, execution_id: str) -> ExecutionSummary:
@@ -753,13 +770,31 @@ class FileStore:
                 # that opened it meanwhile finds it gone when it holds the locks.
                 os.unlink(path)
                 base = path[:-6]
-                for side in (".index", ".index.new", ".torn", ".cancel", ".lock"):
+                for side in (".index", ".index.new", ".torn", ".cancel", ".diverged", ".lock"):
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(base + side)
                 fsync_dir(self.dir)
             finally:
                 _release_lock(lock_fd)
                 _release_lock(journal_lock_fd)
+
+    # -- divergence found by a worker (SPEC.md 11.7) --------------------------------------------
+
+    def _diverged_path(self, execution_id: str) -> str:
+        return os.path.join(self.dir, validate_execution_id(execution_id) + ".diverged")
+
+    def mark_diverged(self, execution_id: str, divergence: dict[str, Any]) -> None:
+        if not self.exists(execution_id):
+            raise ExecutionNotFoundError(execution_id, self.home)
+        with _store_errors(self.dir, "keep the divergence"):
+            _write_atomically(self.dir, execution_id + ".diverged", orjson.dumps(divergence, default=str))
+
+    def divergence(self, execution_id: str) -> dict[str, Any] | None:
+        try:
+            found = orjson.loads(read_regular_file(self._diverged_path(execution_id)))
+        except (OSError, orjson.JSONDecodeError):
+            return None
+        return found if isinstance(found, dict) else None
 
     # -- cancellation requests (SPEC.md 4.6) ---------------------------------------------------
 

@@ -38,18 +38,20 @@ from flux._engine.journal import (
     seed_for,
 )
 from flux._engine.records import Status
+from flux._engine.schedules import MemoryBook
 from flux._engine.store import ExecutionSummary, Page, page_of, validate_execution_id
 
 __all__ = ["MemoryStore"]
 
 
 class _Journal:
-    __slots__ = ("data", "owner", "cancel", "changed")
+    __slots__ = ("data", "owner", "cancel", "changed", "diverged")
 
     def __init__(self, data: bytes) -> None:
         self.data = bytearray(data)
         self.owner: dict[str, Any] | None = None
         self.cancel = False
+        self.diverged: dict[str, Any] | None = None
         self.changed = 0  # bumped on every write, for waiters
 
 
@@ -161,6 +163,7 @@ class MemoryStore:
         self.snapshots = _Snapshots()
         self.blobs = _Blobs()
         self.cache = _Cache()
+        self.schedules = MemoryBook()
 
     @classmethod
     def named(cls, name: str) -> MemoryStore:
@@ -213,6 +216,7 @@ class MemoryStore:
             if journal.owner is not None:
                 raise ExecutionLockedError(execution_id, {k: v for k, v in journal.owner.items() if k != "token"})
             journal.owner = owner
+            journal.diverged = None  # a new owner takes it from here
         try:
             read = check_journal(
                 bytes(journal.data), self.describe(execution_id), execution_id, visit=visit, known=known
@@ -239,6 +243,13 @@ class MemoryStore:
         data = bytes(journal.data)
         return check_journal(data[: data.find(b"\n") + 1], self.describe(execution_id), execution_id).records[0]
 
+    def export(self, execution_id: str) -> bytes:
+        journal = self._journals.get(validate_execution_id(execution_id))
+        if journal is None:
+            raise ExecutionNotFoundError(execution_id, self.url)
+        data = bytes(journal.data)
+        return data[: check_journal(data, self.describe(execution_id), execution_id).valid_size]
+
     def exists(self, execution_id: str) -> bool:
         return validate_execution_id(execution_id) in self._journals
 
@@ -254,8 +265,11 @@ class MemoryStore:
             return ExecutionSummary(execution_id, "?", "damaged", "", 0, None, str(err))
         header = history.header or {}
         status = history.status
-        if status == Status.RUNNING and self.owner(execution_id) is None:
-            status = Status.INTERRUPTED
+        if status in (Status.RUNNING, Status.CREATED) and self.owner(execution_id) is None:
+            if self._journals[execution_id].diverged is not None:
+                status = Status.DIVERGED
+            elif status == Status.RUNNING:
+                status = Status.INTERRUPTED
         parent = header.get("parent") or {}
         return ExecutionSummary(
             execution_id, str(header.get("workflow", "")), status, str(header.get("created", "")),
@@ -300,6 +314,16 @@ class MemoryStore:
         while journal.changed == seen and time.monotonic() < deadline:
             await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 2, 0.05)
+
+    def mark_diverged(self, execution_id: str, divergence: dict[str, Any]) -> None:
+        journal = self._journals.get(validate_execution_id(execution_id))
+        if journal is None:
+            raise ExecutionNotFoundError(execution_id, self.url)
+        journal.diverged = dict(divergence)
+
+    def divergence(self, execution_id: str) -> dict[str, Any] | None:
+        journal = self._journals.get(validate_execution_id(execution_id))
+        return None if journal is None else journal.diverged
 
     def request_cancel(self, execution_id: str) -> None:
         journal = self._journals.get(validate_execution_id(execution_id))

@@ -390,10 +390,10 @@ async def contract_flow(ctx: ExecutionContext[int]) -> int:
 def test_a_workflow_runs_pauses_resumes_and_lists_the_same_on_every_store(store: Store) -> None:
     async def scenario() -> None:
         async with Client(store) as client:
-            handle = await client.start(contract_flow, 5, execution_id="order-1")
+            handle = await client.start(contract_flow, 5, execution_id="order-1", run_here=True)
             paused = await handle.result()
             assert paused.status == "paused"
-            again = await client.start(contract_flow, 99, execution_id="order-1")  # idempotent start
+            again = await client.start(contract_flow, 99, execution_id="order-1", run_here=True)  # idempotent start
             assert again.execution_id == "order-1" and (await again.result()).status == "paused"
             view = await client.get("order-1")
             assert [w.name for w in view.waiting] == ["more"] and view.input == 5
@@ -415,3 +415,57 @@ def test_a_workflow_runs_pauses_resumes_and_lists_the_same_on_every_store(store:
         "task_completed",
         "workflow_completed",
     ]
+
+
+def test_a_journal_moves_between_stores_byte_for_byte(store: Store, kind: StoreKind, tmp_path: Any) -> None:
+    from flux._engine.errors import JournalCorruptError
+    from flux._engine.store import import_journal
+    from flux._engine.stores.files import FileStore
+
+    source = FileStore(str(tmp_path / "source"))
+
+    async def paused_there() -> None:
+        async with Client(source) as client:
+            assert (await (await client.start(contract_flow, 5, execution_id="moved")).result()).status == "paused"
+
+    asyncio.run(paused_there())
+    data = source.export("moved")
+    assert data == (tmp_path / "source" / "executions" / "moved.jsonl").read_bytes()
+    broken = data[:40] + bytes([data[40] ^ 1]) + data[41:]
+    with pytest.raises(JournalCorruptError):
+        import_journal(store, broken)
+    assert not store.exists("moved")  # nothing half imported
+    summary = import_journal(store, data)
+    assert summary.status == Status.PAUSED and summary.records == len(data.splitlines())
+    assert store.export("moved") == data and kind.raw(store, "moved") == data
+    with pytest.raises(ExecutionExistsError):
+        import_journal(store, data)
+
+    async def finished_here() -> int:
+        async with Client(store) as client:
+            done = await (await client.resume("moved", 7)).result()
+            assert done.status == "completed"
+            return done.output  # type: ignore[no-any-return]
+
+    assert asyncio.run(finished_here()) == 24
+    moved_on = store.export("moved")
+    assert moved_on.startswith(data) and moved_on.count(b"\n") == data.count(b"\n") + 4
+    back = FileStore(str(tmp_path / "back"))
+    import_journal(back, moved_on)
+    assert (tmp_path / "back" / "executions" / "moved.jsonl").read_bytes() == moved_on
+
+
+def test_a_divergence_kept_by_a_worker_is_listed_until_someone_takes_the_execution(store: Store) -> None:
+    make(store, "e1", started(), task_started("1"))
+    make(store, "e2", started())
+    assert store.divergence("e1") is None and store.summary("e1").status == Status.INTERRUPTED
+    store.mark_diverged("e1", {"message": "the code asked for 'b' at call 1", "recorded": {"name": "a"}})
+    assert store.summary("e1").status == Status.DIVERGED
+    assert store.divergence("e1") == {"message": "the code asked for 'b' at call 1", "recorded": {"name": "a"}}
+    assert [s.execution_id for s in store.list(status="diverged").items] == ["e1"]
+    assert [s.execution_id for s in store.list(status="interrupted").items] == ["e2"]
+    with pytest.raises(ExecutionNotFoundError):
+        store.mark_diverged("nope", {})
+    lease = store.acquire("e1", "fsync")  # taken over by hand: the mark goes
+    lease.close()
+    assert store.divergence("e1") is None and store.summary("e1").status != Status.DIVERGED

@@ -1,0 +1,217 @@
+"""The PostgreSQL store's side of a worker fleet: claiming runnable executions, reaping expired
+leases, parking, heartbeats and retention (SPEC.md 11.5-11.7).
+
+A claim takes up to `n` executions whose `ready_at` has come, of the worker's queues and
+workflows, with `FOR UPDATE SKIP LOCKED` (claimers never wait for each other), and adds one to
+each epoch in the same statement. A reap hands every expired lease back (`ready_at = now()`) and
+adds one to its epoch, so the owner that let it expire is fenced at once, before anyone claims it.
+Any worker reaps; there is no leader.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+__all__ = ["Claim", "FleetMixin"]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An execution a worker took: what to do with it follows from its row."""
+
+    execution_id: str
+    workflow: str
+    status: str
+    cancel_requested: bool
+    epoch: int = 0
+
+
+# Executions due within this many seconds are claimed already: the run waits the rest itself
+# (a timer never fires early), so the claim's own latency does not make timers late.
+CLAIM_AHEAD = 0.2
+
+_CLAIM_SQL = """
+UPDATE flux.executions e
+   SET epoch = e.epoch + 1, holder = %(holder)s, owner = %(owner)s,
+       lease_until = now() + make_interval(secs => %(lease)s), ready_at = NULL
+  FROM (SELECT pk FROM flux.executions
+         WHERE queue = ANY(%(queues)s) AND workflow = ANY(%(workflows)s)
+           AND ready_at <= now() + make_interval(secs => %(ahead)s)
+           AND parent_id IS NULL AND (holder IS NULL OR lease_until <= now())
+         ORDER BY ready_at
+         LIMIT %(n)s
+           FOR UPDATE SKIP LOCKED) c
+ WHERE e.pk = c.pk
+RETURNING e.execution_id, e.workflow, e.status, e.cancel_requested, e.epoch, e.pk, e.next_seq
+"""
+
+_LINES_SQL = """
+SELECT r.exec_pk, r.line FROM flux.records r JOIN unnest(%s::bigint[], %s::int[]) AS c(pk, next_seq)
+    ON r.exec_pk = c.pk AND r.seq < c.next_seq
+ ORDER BY r.exec_pk, r.seq
+"""
+
+_NEXT_SQL = """
+SELECT extract(epoch FROM min(ready_at) - now()) - %(ahead)s FROM flux.executions
+ WHERE queue = ANY(%(queues)s) AND workflow = ANY(%(workflows)s) AND ready_at IS NOT NULL AND parent_id IS NULL
+"""
+
+_REAP_SQL = """
+UPDATE flux.executions e
+   SET holder = NULL, owner = NULL, lease_until = NULL, epoch = e.epoch + 1,
+       ready_at = CASE WHEN e.status IN ('completed', 'failed', 'cancelled') OR e.divergence IS NOT NULL
+                       THEN NULL ELSE now() END
+  FROM (SELECT pk FROM flux.executions WHERE holder IS NOT NULL AND lease_until < now()
+         ORDER BY lease_until LIMIT %(n)s FOR UPDATE SKIP LOCKED) c
+ WHERE e.pk = c.pk
+RETURNING e.execution_id
+"""
+
+
+class FleetMixin:
+    """Methods of PostgresStore used by `flux worker` (flux/worker.py)."""
+
+    holder: str
+    lease: float
+
+    def claim(self, queues: list[str], workflows: list[str], n: int) -> tuple[list[Claim], float | None]:
+        """Takes up to `n` runnable executions; also returns in how many seconds the next one
+        of these queues and workflows is due (None: none is scheduled)."""
+        owner = orjson.dumps(self._owner()).decode()  # type: ignore[attr-defined]
+        params = {
+            "holder": self.holder,
+            "owner": owner,
+            "lease": self.lease,
+            "queues": queues,
+            "workflows": workflows,
+            "n": n,
+            "ahead": CLAIM_AHEAD,
+        }
+        lines: dict[int, list[bytes]] = {}
+        with self._conn("claim executions") as conn:  # type: ignore[attr-defined]
+            rows = conn.execute(_CLAIM_SQL, params).fetchall() if n > 0 else []
+            if rows:
+                # The journals of what was claimed, read after the claim committed: every record
+                # of the previous owners is in them (SPEC.md 11.2).
+                cur = conn.cursor(binary=True)
+                cur.execute(_LINES_SQL, ([r[5] for r in rows], [r[6] for r in rows]))
+                for pk, line in cur:
+                    lines.setdefault(pk, []).append(line)
+                # Their replay snapshots too (parked and paused runs have one): the run asks
+                # for it before anything else, and now it costs no statement of its own.
+                snaps = dict(
+                    cur.execute(
+                        "SELECT execution_id, data FROM flux.snapshots WHERE execution_id = ANY(%s)",
+                        ([r[0] for r in rows],),
+                    ).fetchall()
+                )
+            due = conn.execute(_NEXT_SQL, params).fetchone()[0]
+        claims = []
+        owner_of = orjson.loads(owner)
+        for eid, wf, status, cancel, epoch, pk, _next_seq in rows:
+            claims.append(Claim(eid, wf, status, bool(cancel), epoch))
+            self.claimed(eid, epoch, b"".join(lines.get(pk, ())), owner_of, snaps.get(eid))  # type: ignore[attr-defined]
+        return claims, (float(due) if due is not None else None)
+
+    def reap(self, n: int = 500) -> list[str]:
+        """Hands back every expired lease (at most `n`), fencing its owner: the ids."""
+        with self._conn("reap expired leases") as conn:  # type: ignore[attr-defined]
+            return [r[0] for r in conn.execute(_REAP_SQL, {"n": n}).fetchall()]
+
+    def unclaim(self, execution_id: str, epoch: int, wake_at: float | None = None, *, at_once: bool = True) -> None:
+        """Gives back a claim this process will not run: runnable again at once, or at
+        `wake_at` (epoch seconds), or only after an outside event (`at_once=False`, no time)."""
+        self._drop_claim(execution_id)  # type: ignore[attr-defined]
+        self._one(  # type: ignore[attr-defined]
+            "UPDATE flux.executions SET holder = NULL, owner = NULL, lease_until = NULL, "
+            "ready_at = CASE WHEN %s THEN now() ELSE to_timestamp(%s) END "
+            "WHERE execution_id = %s AND epoch = %s AND holder = %s RETURNING 1",
+            (at_once and wake_at is None, wake_at, execution_id, epoch, self.holder),
+            "give the claim back",
+        )
+
+    def schedule(
+        self, execution_id: str, ready_at: float | None, *, status: str | None = None, delay: float | None = None
+    ) -> None:
+        """When an execution nobody holds is runnable again: at `ready_at` (epoch seconds), or
+        `delay` seconds from now, or only after an outside event (both None). `status` parks it
+        (`sleeping`) or marks it."""
+        self._one(  # type: ignore[attr-defined]
+            "UPDATE flux.executions SET ready_at = CASE WHEN %(delay)s::float8 IS NOT NULL THEN now() + "
+            "make_interval(secs => %(delay)s) "
+            "ELSE to_timestamp(%(at)s) END, status = coalesce(%(status)s, status) "
+            "WHERE execution_id = %(id)s AND holder IS NULL AND status NOT IN ('completed', 'failed', 'cancelled') "
+            "RETURNING 1",
+            {"id": execution_id, "at": ready_at, "delay": delay, "status": status},
+            "schedule the execution",
+        )
+
+    def mark_diverged(self, execution_id: str, divergence: dict[str, Any]) -> None:
+        """The code no longer replays the execution: it is never claimed again until resumed by
+        hand (its next lifecycle record sets its status); the divergence is kept for `flux show`."""
+        row = self._one(  # type: ignore[attr-defined]
+            "UPDATE flux.executions SET ready_at = NULL, divergence = %s WHERE execution_id = %s RETURNING 1",
+            (orjson.dumps(divergence, default=str).decode(), execution_id),
+            "mark the execution diverged",
+        )
+        if row is None:
+            from flux._engine.errors import ExecutionNotFoundError
+
+            raise ExecutionNotFoundError(execution_id, self.describe(execution_id))  # type: ignore[attr-defined]
+
+    def divergence(self, execution_id: str) -> dict[str, Any] | None:
+        """What `mark_diverged` kept, while the execution is diverged."""
+        row = self._one(  # type: ignore[attr-defined]
+            "SELECT divergence FROM flux.executions WHERE execution_id = %s",
+            (execution_id,),
+            "read the divergence",
+        )
+        return dict(row[0]) if row and row[0] is not None else None
+
+    def heartbeat(self, queues: list[str], workflows: list[str], slots: int, running: int) -> None:
+        import os
+        import socket
+
+        self._one(  # type: ignore[attr-defined]
+            "INSERT INTO flux.workers (worker_id, host, pid, queues, workflows, slots, running) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (worker_id) DO UPDATE SET heartbeat = now(), "
+            "running = excluded.running RETURNING 1",
+            (self.holder, socket.gethostname(), os.getpid(), queues, workflows, slots, running),
+            "send a heartbeat",
+        )
+
+    def retire(self) -> None:
+        """This process stops working: every lease and claim it holds is handed back at once."""
+        for execution_id in list(self._claimed):  # type: ignore[attr-defined]
+            self._drop_claim(execution_id)  # type: ignore[attr-defined]
+        self._one(  # type: ignore[attr-defined]
+            "WITH r AS (UPDATE flux.executions SET holder = NULL, owner = NULL, lease_until = NULL, "
+            "ready_at = CASE WHEN status IN ('completed', 'failed', 'cancelled', 'paused') OR divergence IS NOT NULL "
+            "THEN ready_at ELSE now() END "
+            "WHERE holder = %s RETURNING 1) DELETE FROM flux.workers WHERE worker_id = %s RETURNING 1",
+            (self.holder, self.holder),
+            "hand the leases back",
+        )
+        self.hint()  # type: ignore[attr-defined]
+
+    def purge(self, finished_before_seconds: float, batch: int = 1000) -> int:
+        """Deletes executions that finished more than `finished_before_seconds` ago, with their
+        records and snapshots, in batches; returns how many."""
+        total = 0
+        while True:
+            with self._conn("purge finished executions") as conn, conn.transaction():  # type: ignore[attr-defined]
+                rows = conn.execute(
+                    "DELETE FROM flux.executions WHERE pk IN (SELECT pk FROM flux.executions WHERE finished_at < "
+                    "now() - make_interval(secs => %s) ORDER BY finished_at LIMIT %s FOR UPDATE SKIP LOCKED) "
+                    "RETURNING pk, execution_id",
+                    (finished_before_seconds, batch),
+                ).fetchall()
+                if rows:
+                    conn.execute("DELETE FROM flux.records WHERE exec_pk = ANY(%s)", ([r[0] for r in rows],))
+                    conn.execute("DELETE FROM flux.snapshots WHERE execution_id = ANY(%s)", ([r[1] for r in rows],))
+            total += len(rows)
+            if len(rows) < batch:
+                return total

@@ -1,0 +1,271 @@
+"""The PostgreSQL store's write path: fenced appends, shared by every execution of the process.
+
+One sync of one execution is a `Sync`: its records' lines, the epoch its lease holds and the
+seq the first line gets. Syncs wait in the store's `Flusher`; each of its threads takes every
+sync waiting and sends them as one autocommit statement (process-level group commit: one
+commit, one WAL flush, one round trip for the syncs of every execution that became ready
+together, SPEC.md 11.3). The statement updates each execution's row only where the epoch is
+still the writer's and `next_seq` is the first line's seq, and inserts the lines of the rows
+it updated: a writer whose lease was taken over appends nothing, and is told so
+(`OwnershipLostError`).
+
+When the connection fails during the statement, whether it committed is unknown. The flusher
+then asks the database, once it answers again, where each execution stands: `next_seq` moved
+past the sync under the writer's epoch means committed; unchanged means not committed (sent
+again); anything else means another owner took over.
+
+Only this module writes journal records to PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+from flux._engine.errors import DurabilityError, OwnershipLostError
+
+__all__ = ["APPEND_SQL", "Flusher", "Sync"]
+
+APPEND_SQL = """
+WITH b AS (
+    SELECT * FROM unnest(%(ids)s::text[], %(epochs)s::bigint[], %(froms)s::int[], %(ns)s::int[], %(statuses)s::text[])
+        AS b(execution_id, epoch, from_seq, n, status)
+), f AS (
+    UPDATE flux.executions e
+       SET next_seq = b.from_seq + b.n,
+           status = coalesce(b.status, e.status),
+           finished_at = CASE WHEN b.status IN ('completed', 'failed', 'cancelled') THEN now() ELSE e.finished_at END,
+           -- a run that finished gives its lease up with its last records: no statement more
+           holder = CASE WHEN b.status IN ('completed', 'failed', 'cancelled') THEN NULL ELSE e.holder END,
+           owner = CASE WHEN b.status IN ('completed', 'failed', 'cancelled') THEN NULL ELSE e.owner END,
+           lease_until = CASE WHEN b.status IN ('completed', 'failed', 'cancelled') THEN NULL ELSE e.lease_until END,
+           ready_at = CASE WHEN b.status IN ('completed', 'failed', 'cancelled') THEN NULL ELSE e.ready_at END
+      FROM b
+     WHERE e.execution_id = b.execution_id AND e.epoch = b.epoch AND e.next_seq = b.from_seq
+    RETURNING e.execution_id, e.pk, b.epoch, b.from_seq, e.cancel_requested
+), i AS (
+    INSERT INTO flux.records (exec_pk, seq, epoch, line)
+    SELECT f.pk, f.from_seq + r.k, f.epoch, r.line
+      FROM unnest(%(rids)s::text[], %(ks)s::int[], %(lines)s::bytea[]) AS r(execution_id, k, line)
+      JOIN f ON f.execution_id = r.execution_id
+)
+SELECT execution_id, cancel_requested FROM f
+"""
+
+_WHERE_SQL = "SELECT execution_id, epoch, next_seq, cancel_requested FROM flux.executions WHERE execution_id = ANY(%s)"
+
+
+class Sync:
+    """One execution's records to append together. `done(error, cancel_requested)` is called
+    once, from a flusher thread."""
+
+    __slots__ = ("execution_id", "epoch", "from_seq", "lines", "status", "done", "where")
+
+    def __init__(
+        self,
+        execution_id: str,
+        epoch: int,
+        from_seq: int,
+        lines: list[bytes],
+        status: str | None,
+        done: Callable[[BaseException | None, bool], None],
+        where: str,
+    ) -> None:
+        self.execution_id = execution_id
+        self.epoch = epoch
+        self.from_seq = from_seq
+        self.lines = lines
+        self.status = status
+        self.done = done
+        self.where = where
+
+
+def _params(batch: list[Sync]) -> dict[str, Any]:
+    rids: list[str] = []
+    ks: list[int] = []
+    lines: list[bytes] = []
+    for s in batch:
+        n = len(s.lines)
+        rids += [s.execution_id] * n
+        ks += range(n)
+        lines += s.lines
+    return {
+        "ids": [s.execution_id for s in batch],
+        "epochs": [s.epoch for s in batch],
+        "froms": [s.from_seq for s in batch],
+        "ns": [len(s.lines) for s in batch],
+        "statuses": [s.status for s in batch],
+        "rids": rids,
+        "ks": ks,
+        "lines": lines,
+    }
+
+
+class Flusher:
+    """Sends the syncs of one durability mode, `threads` statements in flight at most."""
+
+    def __init__(
+        self, connect: Callable[[], psycopg.Connection[Any]], *, threads: int = 2, outage: float = 60.0
+    ) -> None:
+        self._connect = connect
+        self._threads_wanted = threads
+        self._threads: list[threading.Thread] = []
+        self._waiting: list[Sync] = []
+        self._cond = threading.Condition()
+        self._closed = False
+        self.outage = outage  # seconds a flush keeps trying to reach the database
+        self.statements = 0  # statements sent, for tests and benchmarks
+        self.syncs = 0
+
+    def submit(self, syncs: list[Sync]) -> None:
+        with self._cond:
+            if self._closed:
+                raise DurabilityError("the store was closed; nothing more can be written")
+            self._waiting.extend(syncs)
+            if len(self._threads) < self._threads_wanted:
+                thread = threading.Thread(target=self._work, name="flux-pg-flusher", daemon=True)
+                self._threads.append(thread)
+                thread.start()
+            self._cond.notify()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def _take(self) -> list[Sync] | None:
+        with self._cond:
+            while not self._waiting:
+                if self._closed:
+                    return None
+                self._cond.wait()
+            batch, self._waiting = self._waiting, []
+            return batch
+
+    def _work(self) -> None:
+        conn: psycopg.Connection[Any] | None = None
+        try:
+            while True:
+                batch = self._take()
+                if batch is None:
+                    return
+                conn = self._flush(conn, batch)
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def _flush(self, conn: psycopg.Connection[Any] | None, batch: list[Sync]) -> psycopg.Connection[Any] | None:
+        deadline = time.monotonic() + self.outage
+        todo = batch
+        delay = 0.05
+        while todo:
+            try:
+                if conn is None or conn.closed:
+                    conn = self._connect()
+                rows = conn.execute(APPEND_SQL, _params(todo), binary=True).fetchall()
+            except psycopg.OperationalError as err:
+                # The connection failed: the statement may or may not have committed.
+                if conn is not None:
+                    conn.close()
+                conn = None
+                todo, conn = self._resolve(todo, deadline, err)
+                if todo:
+                    time.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+                continue
+            except psycopg.Error as err:
+                for s in todo:
+                    _finish(s, DurabilityError(f"{s.where}: appending to the journal failed ({err}); stopped"), False)
+                return conn
+            self.statements += 1
+            self.syncs += len(todo)
+            landed = {eid: bool(cancel) for eid, cancel in rows}
+            for s in todo:
+                if s.execution_id in landed:
+                    _finish(s, None, landed[s.execution_id])
+                else:
+                    _finish(s, _lost(s), False)
+            todo = []
+        return conn
+
+    def _resolve(
+        self, todo: list[Sync], deadline: float, cause: BaseException
+    ) -> tuple[list[Sync], psycopg.Connection[Any] | None]:
+        """After a failed statement: finishes the syncs that committed or lost their lease, and
+        returns those to send again (with a connection that works), once the database answers."""
+        delay = 0.05
+        while True:
+            try:
+                conn = self._connect()
+                rows = conn.execute(_WHERE_SQL, ([s.execution_id for s in todo],)).fetchall()
+                break
+            except psycopg.OperationalError as err:
+                cause = err
+                if time.monotonic() >= deadline:
+                    for s in todo:
+                        _finish(
+                            s,
+                            DurabilityError(
+                                f"{s.where}: the database did not answer for {self.outage:g} s ({cause}); "
+                                "whether the last records were written is unknown to this run, the next owner reads "
+                                "them"
+                            ),
+                            False,
+                        )
+                    return [], None
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        where = {eid: (epoch, next_seq, cancel) for eid, epoch, next_seq, cancel in rows}
+        again: list[Sync] = []
+        for s in todo:
+            epoch, next_seq, cancel = where.get(s.execution_id, (None, None, False))
+            if epoch == s.epoch and next_seq == s.from_seq + len(s.lines):
+                _finish(s, None, bool(cancel))  # it had committed
+            elif epoch == s.epoch and next_seq == s.from_seq:
+                again.append(s)  # it had not: send it again
+            else:
+                _finish(s, _lost(s), False)
+        return again, conn
+
+
+def _lost(s: Sync) -> OwnershipLostError:
+    return OwnershipLostError(
+        f"{s.where}: another owner took the execution over (this writer's lease, epoch {s.epoch}, "
+        "is no longer current); its records were refused"
+    )
+
+
+def _finish(s: Sync, error: BaseException | None, cancel: bool) -> None:
+    try:
+        s.done(error, cancel)
+    except Exception:  # noqa: BLE001 - a waiter that went away must not stop the flusher
+        pass
+
+
+def loop_waker(
+    loop: asyncio.AbstractEventLoop, fut: asyncio.Future[Any], apply: Callable[[BaseException | None, bool], None]
+) -> Callable[[BaseException | None, bool], None]:
+    """A `Sync.done` that applies the outcome in the event loop's thread and wakes the waiter."""
+
+    def in_loop(error: BaseException | None, cancel: bool) -> None:
+        apply(error, cancel)
+        if not fut.done():
+            if error is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(error)
+
+    def done(error: BaseException | None, cancel: bool) -> None:
+        try:
+            loop.call_soon_threadsafe(in_loop, error, cancel)
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            apply(error, cancel)
+
+    return done

@@ -1,0 +1,529 @@
+"""Worker fleets on one PostgreSQL database, with real processes and real faults: kill -9,
+SIGSTOP past the lease, the server connection cut in the middle of a commit, the server stopped
+hard and restarted, thousands of parked timers, cancel and resume from another process, code that
+diverges, SIGTERM.
+
+Sizes are small enough for CI; FLUX_TEST_FLEET_SIZE, FLUX_TEST_KILLS and FLUX_TEST_TIMERS run
+the long versions (2,000 executions, 200 kills, 10,000 timers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from flux._engine.stores.postgres import PostgresStore
+from flux.client import Client
+from tests import fleet_workflows as fw
+from tests.conftest import ROOT, empty_pg, flux_cmd
+from tests.pg import PgServer
+
+pytestmark = pytest.mark.slow
+
+FLEET_SIZE = int(os.environ.get("FLUX_TEST_FLEET_SIZE", "2000"))
+KILLS = int(os.environ.get("FLUX_TEST_KILLS", "12"))
+TIMERS = int(os.environ.get("FLUX_TEST_TIMERS", "1000"))
+WORKFLOWS = str(ROOT / "tests" / "fleet_workflows.py")
+
+
+class Fleet:
+    """A database with an `effects` table, and worker processes started against it."""
+
+    def __init__(self, url: str, tmp: Path) -> None:
+        self.url = url
+        self.tmp = tmp
+        self.workers: list[subprocess.Popen[str]] = []
+        self.env = {**os.environ, "PYTHONPATH": str(ROOT), "FLUX_TEST_EFFECTS": url}
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS effects (key text PRIMARY KEY, kind text, n int)")
+            conn.execute("TRUNCATE effects")
+
+    def worker(self, *args: str, env: dict[str, str] | None = None, lease: float = 2.0) -> subprocess.Popen[str]:
+        log = open(self.tmp / f"worker-{len(self.workers)}.log", "w")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flux", "worker", WORKFLOWS, "--store", self.url, "--lease", str(lease), *args],
+            cwd=self.tmp,
+            env={**self.env, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        proc.log = log  # type: ignore[attr-defined]
+        self.workers.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for proc in self.workers:
+            if proc.poll() is None:
+                with _suppress():
+                    os.kill(proc.pid, signal.SIGCONT)
+                proc.terminate()
+        for proc in self.workers:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            proc.log.close()  # type: ignore[attr-defined]
+
+    def logs(self) -> str:
+        return "\n".join((self.tmp / f"worker-{i}.log").read_text() for i in range(len(self.workers)))
+
+    def submit(self, wf: Any, inputs: list[Any], prefix: str) -> list[str]:
+        async def go() -> list[str]:
+            client = Client(self.url)
+            return [
+                (await client.start(wf, value, execution_id=f"{prefix}{i}")).execution_id
+                for i, value in enumerate(inputs)
+            ]
+
+        return asyncio.run(go())
+
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            return conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
+
+    def statuses(self) -> dict[str, int]:
+        return dict(self.query("SELECT status, count(*) FROM flux.executions GROUP BY status"))  # type: ignore[arg-type]
+
+    def wait_finished(self, count: int, within: float, during: Any = None) -> float:
+        began = time.monotonic()
+        while time.monotonic() - began < within:
+            done = self.query(
+                "SELECT count(*) FROM flux.executions WHERE status IN ('completed', 'failed', 'cancelled')"
+            )[0][0]
+            if done >= count:
+                return time.monotonic() - began
+            if during is not None:
+                during()
+            time.sleep(0.2)
+        stuck = self.query(
+            "SELECT execution_id, status, holder IS NOT NULL, ready_at - now(), lease_until - now(), epoch, next_seq "
+            "FROM flux.executions "
+            "WHERE status NOT IN ('completed', 'failed', 'cancelled') LIMIT 5"
+        )
+        raise AssertionError(
+            f"{count} executions not finished in {within:g} s: {self.statuses()} {stuck}\n{self.logs()[-3000:]}"
+        )
+
+    def duplicate_starts(self) -> list[tuple[Any, ...]]:
+        """(execution, call id, count) of every call with more than one task_started."""
+        return self.query(
+            'SELECT e.execution_id, substring(convert_from(r.line, \'UTF8\') from \'"call_id":"([^"]*)"\') AS call, '
+            'count(*) '
+            "FROM flux.records r JOIN flux.executions e ON e.pk = r.exec_pk "
+            "WHERE position('\"kind\":\"task_started\"' in convert_from(r.line, 'UTF8')) > 0 "
+            "GROUP BY 1, 2 HAVING count(*) > 1"
+        )
+
+    def epochs_decrease(self) -> list[tuple[Any, ...]]:
+        """Records written under an older epoch after a newer one, along seq (must be none)."""
+        return self.query(
+            "SELECT exec_pk, seq FROM (SELECT exec_pk, seq, epoch, max(epoch) OVER (PARTITION BY exec_pk ORDER BY "
+            "seq) AS seen "
+            "FROM flux.records) x WHERE epoch < seen"
+        )
+
+
+class _suppress:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        return exc[0] is not None and issubclass(exc[0], OSError)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def fleet(pg_url: str, tmp_path: Path) -> Iterator[Fleet]:
+    empty_pg(pg_url)
+    made = Fleet(pg_url, tmp_path)
+    try:
+        yield made
+    finally:
+        made.stop()
+
+
+def _outputs(url: str, ids: list[str]) -> dict[str, Any]:
+    store = PostgresStore(url)
+    try:
+        out = {}
+        for eid in ids:
+            last = store.read(eid).records[-1]
+            out[eid] = last.get("value") if last["kind"] == "workflow_completed" else last["kind"]
+        return out
+    finally:
+        store.close()
+
+
+def test_workers_finish_every_execution_running_each_body_once(fleet: Fleet) -> None:
+    n = FLEET_SIZE
+    inputs = [{"id": f"o{i}", "n": 3 + i % 5} for i in range(n)]
+    ids = fleet.submit(fw.order_flow, inputs, "o")
+    for _ in range(3):
+        # No faults here: a lease long enough that even an overloaded machine renews it in time.
+        fleet.worker("--concurrency", "128", lease=15.0)
+    fleet.wait_finished(n, within=60 + n * 0.1)
+    assert fleet.statuses() == {"completed": n}
+    outputs = _outputs(fleet.url, ids)
+    assert outputs == {eid: sum(2 * k for k in range(inp["n"])) + 1 for eid, inp in zip(ids, inputs, strict=True)}
+    assert fleet.duplicate_starts() == []
+    rows = fleet.query("SELECT kind, n, count(*) FROM effects GROUP BY kind, n")
+    effects = {(kind, n_): c for kind, n_, c in rows}
+    assert effects == {("charge", 1): sum(i["n"] for i in inputs), ("flaky", 2): n}  # each body once; a retry twice
+
+
+def test_kill_9_of_random_workers_loses_and_repeats_nothing(fleet: Fleet) -> None:
+    n = max(60, FLEET_SIZE // 10)
+    inputs = [{"id": f"k{i}", "n": 4, "flaky": False} for i in range(n)]
+    ids = fleet.submit(fw.order_flow, inputs, "k")
+    slow = {"FLUX_TEST_TASK_SECONDS": "0.05"}
+    procs = [fleet.worker("--concurrency", "16", env=slow) for _ in range(3)]
+    rng = random.Random(7)
+    seen: dict[str, bytes] = {}  # journals read while the fleet ran: committed records
+    store = PostgresStore(fleet.url)
+    kills = 0
+    try:
+        while kills < KILLS:
+            time.sleep(rng.uniform(0.3, 1.0))
+            for eid in rng.sample(ids, 5):
+                seen[f"{eid}@{kills}"] = store.export(eid)
+            victim = rng.randrange(len(procs))
+            procs[victim].kill()
+            procs[victim].wait()
+            kills += 1
+            procs[victim] = fleet.worker("--concurrency", "16", env=slow)
+        fleet.wait_finished(n, within=120)
+        finals = {eid: store.export(eid) for eid in ids}
+    finally:
+        store.close()
+    assert fleet.statuses() == {"completed": n}
+    lost = [key for key, data in seen.items() if not finals[key.split("@")[0]].startswith(data)]
+    assert lost == []  # every record committed at any time is still there, unchanged
+    assert fleet.duplicate_starts() == [] and fleet.epochs_decrease() == []
+    assert _outputs(fleet.url, ids) == dict.fromkeys(ids, 12)
+    reruns = fleet.query("SELECT count(*) FROM effects WHERE n > 1")[0][0]
+    assert fleet.query("SELECT count(*) FROM effects")[0][0] == 4 * n
+    assert reruns <= kills * 16  # only bodies that were running at a kill ran again
+
+
+def test_a_stopped_owner_is_replaced_after_its_lease_and_its_writes_refused(fleet: Fleet) -> None:
+    [eid] = fleet.submit(fw.long_flow, [40], "long")
+    slow = {"FLUX_TEST_TASK_SECONDS": "0.1"}
+    a = fleet.worker("--concurrency", "4", env=slow)
+    deadline = time.monotonic() + 30
+    while not fleet.query(
+        "SELECT 1 FROM flux.records r JOIN flux.executions e ON e.pk = r.exec_pk WHERE e.execution_id = %s AND r.seq "
+        "> 6",
+        eid,
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.kill(a.pid, signal.SIGSTOP)
+    stopped_at = time.monotonic()
+    epoch_a = fleet.query("SELECT epoch FROM flux.executions WHERE execution_id = %s", eid)[0][0]
+    b = fleet.worker("--concurrency", "4", env=slow)
+    while fleet.query("SELECT epoch FROM flux.executions WHERE execution_id = %s", eid)[0][0] == epoch_a:
+        assert time.monotonic() - stopped_at < 2.0 + 8.0  # lease + reaping + start of the new worker
+        time.sleep(0.05)
+    time.sleep(1.0)
+    os.kill(a.pid, signal.SIGCONT)  # A wakes up believing it still owns the execution
+    fleet.wait_finished(1, within=60)
+    assert fleet.duplicate_starts() == [] and fleet.epochs_decrease() == []
+    assert fleet.query(
+        "SELECT count(*) FROM flux.records r JOIN flux.executions e ON e.pk = r.exec_pk "
+        "WHERE e.execution_id = %s AND r.epoch = %s AND r.seq > "
+        "(SELECT min(seq) FROM flux.records r2 WHERE r2.exec_pk = e.pk AND r2.epoch > %s)",
+        eid,
+        epoch_a,
+        epoch_a,
+    ) == [(0,)]
+    assert _outputs(fleet.url, [eid]) == {eid: sum(2 * i for i in range(40))}
+    assert b.poll() is None
+
+
+def test_connections_cut_in_the_middle_of_commits_lose_and_repeat_nothing(fleet: Fleet) -> None:
+    n = 300
+    ids = fleet.submit(fw.order_flow, [{"id": f"c{i}", "n": 5, "flaky": False} for i in range(n)], "c")
+    for _ in range(2):
+        fleet.worker("--concurrency", "64")
+    cuts = [0]
+
+    def cut() -> None:
+        rows = fleet.query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'flux-flusher-%%' AND "
+            "state = 'active'"
+        )
+        cuts[0] += sum(1 for (ok,) in rows if ok)
+
+    fleet.wait_finished(n, within=120, during=cut)
+    assert cuts[0] > 0  # some commits really were cut
+    assert fleet.statuses() == {"completed": n}
+    assert fleet.duplicate_starts() == [] and fleet.epochs_decrease() == []
+    assert _outputs(fleet.url, ids) == dict.fromkeys(ids, 20)
+
+
+def test_the_database_stopped_hard_and_restarted_mid_run(tmp_path: Path) -> None:
+    from tests import pg
+
+    if pg.skip_reason() is not None:
+        pytest.skip(pg.skip_reason())
+    server = PgServer()
+    try:
+        server.start()
+        url = server.create_database("crash")
+        from flux._engine.stores import pg_schema
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            pg_schema.migrate(conn)
+        fleet = Fleet(url, tmp_path)
+        try:
+            n = 200
+            ids = fleet.submit(fw.order_flow, [{"id": f"r{i}", "n": 4, "flaky": False} for i in range(n)], "r")
+            slow = {"FLUX_TEST_TASK_SECONDS": "0.02"}
+            for _ in range(2):
+                fleet.worker("--concurrency", "32", env=slow)
+            while fleet.query("SELECT count(*) FROM flux.executions WHERE status = 'completed'")[0][0] < 20:
+                time.sleep(0.1)
+            server.stop("immediate")
+            time.sleep(2.0)
+            server.start()
+            fleet.wait_finished(n, within=180)
+            assert fleet.statuses() == {"completed": n}
+            assert fleet.duplicate_starts() == [] and fleet.epochs_decrease() == []
+            assert _outputs(url, ids) == dict.fromkeys(ids, 12)
+            assert fleet.query("SELECT count(*) FROM flux.executions WHERE holder IS NOT NULL")[0][0] == 0
+        finally:
+            fleet.stop()
+    finally:
+        server.close()
+
+
+def test_parked_timers_hold_no_worker_and_fire_on_time(fleet: Fleet) -> None:
+    n = TIMERS
+    rng = random.Random(3)
+    # About 50 due each second, the first once every run has started and parked.
+    naps = [round(rng.uniform(4.0, 4.0 + n / 50), 3) for _ in range(n)]
+    ids = fleet.submit(fw.nap_flow, naps, "t")
+    # The restart is a SIGTERM (leases handed back at once): a long lease keeps an overloaded
+    # machine from expiring leases, which would make timers late for another reason.
+    fleet.worker("--concurrency", "200", "--park-after", "1", lease=15.0)
+    second = fleet.worker("--concurrency", "200", "--park-after", "1", lease=15.0)
+    sleeping = 0
+    deadline = time.monotonic() + 60
+    while (
+        sleeping <= n // 2 and not fleet.query("SELECT count(*) FROM flux.executions WHERE status = 'completed'")[0][0]
+    ):
+        assert time.monotonic() < deadline
+        sleeping = max(sleeping, fleet.query("SELECT count(*) FROM flux.executions WHERE status = 'sleeping'")[0][0])
+        time.sleep(0.05)
+    second.terminate()  # a worker restarted midway
+    second.wait(timeout=20)
+    fleet.worker("--concurrency", "200", "--park-after", "1", lease=15.0)
+    fleet.wait_finished(n, within=60 + n / 50)
+    assert sleeping > n // 2  # most were parked at once
+    assert fleet.statuses() == {"completed": n}
+    store = PostgresStore(fleet.url)
+    try:
+        lateness = []
+        for eid in ids:
+            records = store.read(eid).records
+            started = next(r for r in records if r["kind"] == "timer_started")
+            fired = next(r for r in records if r["kind"] == "timer_fired")
+            at = _seconds(fired["at"])
+            assert at >= started["wake_at"]  # never early
+            lateness.append(at - started["wake_at"])
+            if at - started["wake_at"] > 0.25 and os.environ.get("FLUX_TEST_DEBUG_TIMERS"):
+                print(
+                    eid,
+                    round(at - started["wake_at"], 3),
+                    started["at"][11:23],
+                    fired["at"][11:23],
+                    [(r["kind"], r.get("pid"), r.get("at", "")[11:23]) for r in records[1:]],
+                )
+    finally:
+        store.close()
+    lateness.sort()
+    p99 = lateness[int(len(lateness) * 0.99) - 1]
+    median = lateness[len(lateness) // 2]
+    load = os.getloadavg()[0]
+    cores = os.cpu_count() or 1
+    report = (
+        f"timer lateness p99 {p99 * 1000:.0f} ms, median {median * 1000:.0f} ms, "
+        f"load average {load:.1f} on {cores} cores"
+    )
+    if load <= 2 * cores:
+        assert p99 <= 0.25, report  # the target
+    else:
+        # A machine oversubscribed by other work (more than two runnable processes per core)
+        # delays any process by seconds; the target is not measurable there, bounded lateness is.
+        assert p99 <= 5.0 and median <= 0.25, report
+    # A body runs again only when the worker running it stopped (the restart): at most its slots.
+    assert fleet.query("SELECT count(*) FROM effects WHERE n > 1")[0][0] <= 200
+    assert fleet.query("SELECT count(*) FROM effects")[0][0] == n
+
+
+def _seconds(iso_time: str) -> float:
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(iso_time).timestamp()
+
+
+def test_cancel_and_resume_from_another_process(fleet: Fleet) -> None:
+    fleet.worker("--concurrency", "8", "--park-after", "1", env={"FLUX_TEST_TASK_SECONDS": "0.2"})
+    [running] = fleet.submit(fw.long_flow, [200], "run")
+    [paused, paused2] = fleet.submit(fw.approval_flow, ["p1", "p2"], "ask")
+    [parked, parked2] = fleet.submit(fw.nap_flow, [60.0, 60.0], "park")
+
+    def status_of(eid: str) -> str:
+        return str(fleet.query("SELECT status FROM flux.executions WHERE execution_id = %s", eid)[0][0])
+
+    deadline = time.monotonic() + 30
+    while (status_of(paused), status_of(paused2), status_of(parked)) != ("paused", "paused", "sleeping") or status_of(
+        running
+    ) != "running":
+        assert time.monotonic() < deadline, (status_of(running), status_of(paused), status_of(parked))
+        time.sleep(0.1)
+    began = time.monotonic()
+    done = flux_cmd("cancel", running, "--store", fleet.url, cwd=fleet.tmp)
+    assert done.returncode == 0 and "status: cancelled" in done.stdout, done.stderr
+    assert time.monotonic() - began < 10
+    for eid in (paused, parked):
+        done = flux_cmd("cancel", eid, "--store", fleet.url, cwd=fleet.tmp)
+        assert done.returncode == 0 and "status: cancelled" in done.stdout, (eid, done.stdout, done.stderr)
+    # From a machine without the code: the fleet delivers the cancellation.
+    done = flux_cmd("cancel", parked2, "--module", "no_such_module", "--store", fleet.url, cwd=fleet.tmp)
+    assert done.returncode == 0 and "status: cancelled" in done.stdout, (done.stdout, done.stderr)
+    resumed = flux_cmd("resume", paused2, "--input", '"yes"', "--store", fleet.url, cwd=fleet.tmp, env=fleet.env)
+    assert resumed.returncode == 0 and "status: completed" in resumed.stdout and "2:yes" in resumed.stdout, (
+        resumed.stderr
+    )
+    assert {eid: status_of(eid) for eid in (running, paused, parked, parked2, paused2)} == {
+        running: "cancelled",
+        paused: "cancelled",
+        parked: "cancelled",
+        parked2: "cancelled",
+        paused2: "completed",
+    }
+    assert fleet.duplicate_starts() == []
+
+
+def test_code_that_diverges_is_stopped_kept_and_never_retried(fleet: Fleet) -> None:
+    [changing] = fleet.submit(fw.changing_flow, [1.5], "change")
+    old = fleet.worker("--concurrency", "4", "--park-after", "1")
+    deadline = time.monotonic() + 30
+    while fleet.statuses().get("sleeping") != 1:
+        assert time.monotonic() < deadline, fleet.statuses()
+        time.sleep(0.05)
+    old.terminate()
+    old.wait(timeout=20)
+    fleet.worker("--concurrency", "4", "--park-after", "1", env={"FLUX_TEST_VARIANT": "b"})  # a new deploy
+    others = fleet.submit(fw.order_flow, [{"id": f"d{i}", "n": 2, "flaky": False} for i in range(20)], "d")
+    fleet.wait_finished(20, within=60)
+    while fleet.query("SELECT divergence IS NULL FROM flux.executions WHERE execution_id = %s", changing)[0][0]:
+        assert time.monotonic() < deadline + 30
+        time.sleep(0.1)
+    epoch = fleet.query("SELECT epoch FROM flux.executions WHERE execution_id = %s", changing)[0][0]
+    time.sleep(3.0)
+    assert fleet.query("SELECT epoch, ready_at FROM flux.executions WHERE execution_id = %s", changing)[0] == (
+        epoch,
+        None,
+    )
+    listed = flux_cmd("list", "--store", fleet.url, cwd=fleet.tmp).stdout
+    assert f"{changing}" in listed and "diverged" in listed
+    shown = flux_cmd("show", changing, "--store", fleet.url, cwd=fleet.tmp)
+    assert "status: diverged" in shown.stdout and "diverged:" in shown.stdout and "step_a" in shown.stdout
+    assert _outputs(fleet.url, others) == dict.fromkeys(others, 2)  # nothing else was stranded
+    fixed = flux_cmd("resume", changing, "--store", fleet.url, cwd=fleet.tmp, env=fleet.env)  # with the old code
+    assert fixed.returncode == 0 and "status: completed" in fixed.stdout and 'output: "aa"' in fixed.stdout, (
+        fixed.stderr
+    )
+
+
+def test_sigterm_hands_every_lease_back_at_once(fleet: Fleet) -> None:
+    ids = fleet.submit(fw.long_flow, [30] * 6, "term")
+    slow = {"FLUX_TEST_TASK_SECONDS": "0.2"}
+    a = fleet.worker("--concurrency", "8", env=slow, lease=30.0)
+    deadline = time.monotonic() + 30
+    while fleet.query("SELECT count(*) FROM flux.executions WHERE holder IS NOT NULL")[0][0] < 6:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    began = time.monotonic()
+    a.terminate()
+    assert a.wait(timeout=10) == 0
+    assert time.monotonic() - began < 3.0
+    assert fleet.query("SELECT count(*) FROM flux.executions WHERE holder IS NOT NULL")[0][0] == 0
+    fleet.worker("--concurrency", "8", lease=30.0)  # takes over at once, not after 30 s
+    fleet.wait_finished(6, within=25)
+    assert fleet.duplicate_starts() == []
+    assert _outputs(fleet.url, ids) == {eid: sum(2 * i for i in range(30)) for eid in ids}
+
+
+def test_the_client_submits_to_the_fleet_and_reads_back(fleet: Fleet) -> None:
+    fleet.worker("--concurrency", "8")
+
+    async def scenario() -> None:
+        async with Client(fleet.url) as client:
+            handle = await client.start(fw.order_flow, {"id": "x", "n": 3}, execution_id="sub-1")
+            assert not handle.local  # submitted, not run here
+            done = await handle.result(timeout=30)
+            assert done.status == "completed" and done.output == 7
+            view = await client.get("sub-1")
+            assert view.status == "completed" and len(view.calls) == 4
+            assert [s.execution_id for s in (await client.list(status="completed")).items] == ["sub-1"]
+
+    asyncio.run(scenario())
+    detached = flux_cmd(
+        "exec",
+        WORKFLOWS,
+        "order_flow",
+        "--input",
+        '{"id": "y", "n": 2}',
+        "--detach",
+        "--store",
+        fleet.url,
+        cwd=fleet.tmp,
+    )
+    assert detached.returncode == 0, detached.stderr
+    eid = detached.stdout.strip()
+    fleet.wait_finished(2, within=30)
+    assert _outputs(fleet.url, [eid]) == {eid: 3}
+
+
+def test_purge_deletes_finished_executions_older_than_an_age(fleet: Fleet) -> None:
+    ids = fleet.submit(fw.order_flow, [{"id": f"p{i}", "n": 1, "flaky": False} for i in range(6)], "p")
+    fleet.worker("--concurrency", "8")
+    fleet.wait_finished(6, within=30)
+    fleet.query(
+        "UPDATE flux.executions SET finished_at = now() - interval '40 days' WHERE execution_id = ANY(%s) RETURNING 1",
+        ids[:4],
+    )
+    bad = flux_cmd("purge", "--finished-before", "soon", "--store", fleet.url, cwd=fleet.tmp)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    done = flux_cmd("purge", "--finished-before", "30d", "--store", fleet.url, cwd=fleet.tmp)
+    assert done.returncode == 0 and "removed 4" in done.stdout, done.stderr
+    assert sorted(r[0] for r in fleet.query("SELECT execution_id FROM flux.executions")) == sorted(ids[4:])
+    assert fleet.query("SELECT count(DISTINCT exec_pk) FROM flux.records")[0][0] == 2
+
+
+def test_a_worker_claims_only_its_queues_and_workflows(fleet: Fleet) -> None:
+    on_default = fleet.submit(fw.order_flow, [{"id": "q0", "n": 1, "flaky": False}], "qd")
+    urgent = flux_cmd("exec", WORKFLOWS, "order_flow", "--input", '{"id": "q1", "n": 1, "flaky": false}', "--detach",
+                      "--store", fleet.url, cwd=fleet.tmp, env={"FLUX_QUEUE": "urgent"}).stdout.strip()
+    fleet.worker("--concurrency", "4", "--queue", "urgent")
+    fleet.wait_finished(1, within=30)
+    time.sleep(1.0)
+    assert fleet.query("SELECT execution_id, queue, status FROM flux.executions ORDER BY queue") == [
+        (on_default[0], "default", "created"),  # no worker of its queue: untouched
+        (urgent, "urgent", "completed"),
+    ]

@@ -1,0 +1,272 @@
+"""The PostgreSQL store beyond the contract suite: opening it, migrations, fencing under races,
+the write path's group commit, and the file store never loading the driver."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from flux._engine.errors import DurabilityError, ExecutionLockedError, OwnershipLostError, StoreError
+from flux._engine.store import open_store
+from flux._engine.stores.postgres import PostgresStore
+from tests.conftest import ROOT, empty_pg, flux_cmd
+from tests.pg import PgServer
+from tests.stores.test_contract import header, started, task_started
+
+
+@pytest.fixture
+def store(pg_url: str) -> Any:
+    empty_pg(pg_url)
+    made = PostgresStore(pg_url, lease=2.0)
+    yield made
+    made.close()
+
+
+def test_exec_on_the_file_store_never_imports_the_driver(tmp_path: Path) -> None:
+    code = (
+        "import sys; from flux._cli.main import app\n"
+        "try:\n    app(['exec', 'examples/hello.py', 'hello_world', '--input', '\"x\"', '--home', sys.argv[1]])\n"
+        "except SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('psycopg', 'psycopg_pool') or "
+        "m.endswith('stores.postgres')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "s")], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "status: completed" in done.stdout
+    assert done.stdout.strip().endswith("[]")
+
+
+def test_one_store_per_url_in_a_process(pg_url: str) -> None:
+    a = open_store(pg_url)
+    assert isinstance(a, PostgresStore) and open_store(pg_url) is a
+    assert "postgresql://" in a.describe("e1") and a.describe("e1").endswith("#e1")
+
+
+def test_a_database_without_the_schema_says_to_migrate(pg_server: PgServer, tmp_path: Path) -> None:
+    url = pg_server.create_database("bare")
+    fresh = PostgresStore(url)
+    try:
+        with pytest.raises(StoreError, match="flux db migrate"):
+            fresh.list()
+    finally:
+        fresh.close()
+    done = flux_cmd("list", "--store", url, cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "StoreError" in done.stderr
+    # Four processes migrate at once: each migration runs once, all of them succeed.
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "flux", "db", "migrate", "--store", url],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outputs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], outputs
+    assert sum("applied migrations: 1, 2" in out for out, _ in outputs) == 1
+    with psycopg.connect(url) as conn:
+        applied = conn.execute("SELECT version, count(*) FROM flux.migrations GROUP BY version ORDER BY version")
+        assert applied.fetchall() == [(1, 1), (2, 1)]
+    status = flux_cmd("db", "status", "--store", url, cwd=tmp_path)
+    assert status.returncode == 0 and "schema version 2" in status.stdout
+    assert flux_cmd("list", "--store", url, cwd=tmp_path).stdout.startswith("no executions")
+
+
+def test_a_bad_store_url_is_one_line(tmp_path: Path) -> None:
+    done = flux_cmd("list", "--store", "postgresql://nobody@/nowhere?host=/nonexistent-dir", cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and done.stderr.startswith("StoreError")
+
+
+def test_racing_owners_never_interleave_their_records(store: PostgresStore, pg_url: str) -> None:
+    """Writers keep taking the execution from each other (an expired lease, forced by hand) and
+    appending: every refused append raised OwnershipLostError, the journal stays dense, and
+    epochs never go down along it."""
+    lease = store.create("race", header("race"), "fsync")
+    lease.writer.append(started())
+    lease.writer.sync()
+    lease.close()
+    refused = [0]
+    written = [0]
+
+    def racer(n: int) -> None:
+        own = PostgresStore(pg_url, lease=30.0)
+        try:
+            for i in range(25):
+                with psycopg.connect(pg_url, autocommit=True) as conn:  # expire whatever lease is held
+                    conn.execute(
+                        "UPDATE flux.executions SET lease_until = now() - interval '1 s' WHERE execution_id = 'race'"
+                    )
+                try:
+                    taken = own.acquire("race", "fsync")
+                except ExecutionLockedError:
+                    continue
+                try:
+                    for j in range(3):
+                        taken.writer.append(task_started(f"{n}.{i}.{j}"))
+                        taken.writer.sync()
+                        written[0] += 1
+                except OwnershipLostError:
+                    refused[0] += 1
+                finally:
+                    taken.close()
+        finally:
+            own.close()
+
+    threads = [threading.Thread(target=racer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    records = store.read("race").records
+    assert [r["seq"] for r in records] == list(range(len(records)))
+    assert len(records) == 2 + written[0]
+    with psycopg.connect(pg_url) as conn:
+        epochs = [
+            e
+            for (e,) in conn.execute(
+                "SELECT r.epoch FROM flux.records r JOIN flux.executions e ON e.pk = r.exec_pk WHERE e.execution_id = "
+                "'race' ORDER BY r.seq"
+            )
+        ]
+    assert epochs == sorted(epochs)
+    assert refused[0] > 0  # the race really happened
+
+
+def test_a_lease_not_renewed_is_taken_over_and_the_old_writer_refused(store: PostgresStore, pg_url: str) -> None:
+    lease = store.create("slow", header("slow"), "fsync")
+    lease.writer.append(started())
+    lease.writer.sync()
+    store._stop.set()  # this process stops renewing (as if stopped or cut off)
+    other = PostgresStore(pg_url, lease=2.0)
+    try:
+        with pytest.raises(ExecutionLockedError):
+            other.acquire("slow", "fsync")
+        deadline = asyncio.run(_wait_acquire(other, "slow", 6.0))
+        assert deadline is not None
+        lease.writer.append(task_started("1"))
+        with pytest.raises(OwnershipLostError):
+            lease.writer.sync()
+        with pytest.raises(DurabilityError):
+            lease.writer.append(task_started("2"))
+        deadline.writer.append(task_started("9"))
+        deadline.writer.sync()
+        deadline.close()
+    finally:
+        other.close()
+    assert [r.get("call_id") for r in store.read("slow").records] == [None, None, "9"]
+
+
+async def _wait_acquire(store: PostgresStore, execution_id: str, within: float) -> Any:
+    for _ in range(int(within / 0.1)):
+        try:
+            return store.acquire(execution_id, "fsync")
+        except ExecutionLockedError:
+            await asyncio.sleep(0.1)
+    return None
+
+
+def test_syncs_of_many_executions_share_statements(store: PostgresStore) -> None:
+    """Group commit across executions: 200 executions each flushing at once take far fewer
+    statements than syncs, and every record lands."""
+    leases = [store.create(f"g{i}", header(f"g{i}"), "fsync") for i in range(200)]
+
+    async def all_flush() -> None:
+        async def one(lease: Any) -> None:
+            for k in range(3):
+                lease.writer.append(task_started(str(k)))
+                await lease.writer.flush()
+
+        await asyncio.gather(*(one(lease) for lease in leases))
+
+    before = store.flush_statistics()
+    asyncio.run(all_flush())
+    statements, syncs = (a - b for a, b in zip(store.flush_statistics(), before, strict=True))
+    for lease in leases:
+        lease.close()
+    assert syncs == 600
+    assert statements <= 60, statements
+    assert all(len(store.read(f"g{i}").records) == 4 for i in range(200))
+
+
+# -- durability ordering through the shared flusher ---------------------------------------------
+
+_SEEN: dict[str, bool] = {}
+_URL: list[str] = []
+
+
+@__import__("flux").task
+def _look_for_my_start() -> str:
+    """Runs in a worker thread: is this call's task_started committed in the database?"""
+    from flux.tasks import idempotency_key
+
+    execution_id, call_id = idempotency_key().split(":", 1)
+    with psycopg.connect(_URL[0]) as conn:
+        found = conn.execute(
+            "SELECT count(*) FROM flux.records r JOIN flux.executions e ON e.pk = r.exec_pk "
+            "WHERE e.execution_id = %s AND r.line LIKE %s",
+            (execution_id, f'%"kind":"task_started"%"call_id":"{call_id}"%'.encode()),
+        ).fetchone()[0]
+    _SEEN[f"{execution_id}:{call_id}"] = found == 1
+    return call_id
+
+
+@__import__("flux").workflow
+async def fan_out(ctx: Any) -> int:
+    results = await asyncio.gather(*(_look_for_my_start() for _ in range(ctx.input)))
+    return len(results)
+
+
+@pytest.mark.parametrize("durability", ["fsync", "os"])
+def test_no_body_starts_before_its_task_started_is_committed(
+    store: PostgresStore, pg_url: str, durability: str
+) -> None:
+    from flux.client import Client
+
+    _URL[:] = [pg_url]
+    _SEEN.clear()
+
+    async def scenario() -> list[str]:
+        async with Client(store, durability=durability) as client:
+            handles = [
+                await client.start(fan_out, 15, execution_id=f"fan-{durability}-{i}", run_here=True) for i in range(8)
+            ]
+            return [str((await h.result()).status) for h in handles]
+
+    before = store.flush_statistics()
+    assert asyncio.run(scenario()) == ["completed"] * 8
+    statements, syncs = (a - b for a, b in zip(store.flush_statistics(), before, strict=True))
+    assert len(_SEEN) == 8 * 15 and all(_SEEN.values())
+    assert statements < syncs  # executions that became ready together shared commits
+    with store._connect(durability) as conn:
+        assert conn.execute("SHOW synchronous_commit").fetchone() == ("off" if durability == "os" else "on",)
+
+
+def test_a_flush_waits_for_its_records_even_when_another_flush_sent_them(store: PostgresStore) -> None:
+    """Two flushes of one writer: the second must not return before the records appended
+    before it are committed, though the first flush (woken first) sends them."""
+    lease = store.create("two", header("two"), "fsync")
+
+    async def scenario() -> int:
+        writer = lease.writer
+        writer.append(started())
+        first = asyncio.create_task(writer.flush())
+        await asyncio.sleep(0)  # the first flush has sent seq 1
+        writer.append(task_started("1"))  # seq 2, buffered while seq 1 is in flight
+        await writer.flush()
+        committed = writer.synced_seq  # what this flush's return vouches for, looked at at once
+        await first
+        return committed
+
+    assert asyncio.run(scenario()) == 2 and len(store.read("two").records) == 3
+    lease.close()
