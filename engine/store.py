@@ -294,7 +294,7 @@ class Store(Protocol):
         ...
 
     def mark_diverged(self, execution_id: str, divergence: dict[str, Any]) -> None:
-        """Keeps a divergence found by a worker (SPEC.md 11.7): the execution lists as
+        """Keeps a divergence found by a worker (SPEC.md 13.7): the execution lists as
         `diverged` and is not run again by workers until someone takes it over by hand."""
         ...
 

@@ -228,7 +228,7 @@ class Client:
             return await self._existing(workflow, new_id, durability, clock, here)
 
     def _submit(self, request: RunRequest) -> ExecutionHandle:
-        """Writes the header and hands the execution to whoever runs the store's work (SPEC.md 11.5)."""
+        """Writes the header and hands the execution to whoever runs the store's work (SPEC.md 13.5)."""
         executor = Executor(self.store, request, self.clock)
         executor.open()
         assert executor.lease is not None

@@ -623,7 +623,7 @@ class FileStore:
             if key is not None:
                 self._summaries[execution_id] = (key, found)
         if found.status in (Status.RUNNING, Status.CREATED) and self.owner(execution_id) is None:
-            if os.path.lexists(self._diverged_path(execution_id)):  # kept beside the journal (SPEC.md 11.7)
+            if os.path.lexists(self._diverged_path(execution_id)):  # kept beside the journal (SPEC.md 13.7)
                 found = dataclasses.replace(found, status=Status.DIVERGED)
             elif found.status == Status.RUNNING:
                 found = dataclasses.replace(found, status=Status.INTERRUPTED)
@@ -778,7 +778,7 @@ class FileStore:
                 _release_lock(lock_fd)
                 _release_lock(journal_lock_fd)
 
-    # -- divergence found by a worker (SPEC.md 11.7) --------------------------------------------
+    # -- divergence found by a worker (SPEC.md 13.7) --------------------------------------------
 
     def _diverged_path(self, execution_id: str) -> str:
         return os.path.join(self.dir, validate_execution_id(execution_id) + ".diverged")

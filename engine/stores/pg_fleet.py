@@ -1,5 +1,5 @@
 """The PostgreSQL store's side of a worker fleet: claiming runnable executions, reaping expired
-leases, parking, heartbeats and retention (SPEC.md 11.5-11.7).
+leases, parking, heartbeats and retention (SPEC.md 13.5-11.7).
 
 A claim takes up to `n` executions whose `ready_at` has come, of the worker's queues and
 workflows, with `FOR UPDATE SKIP LOCKED` (claimers never wait for each other), and adds one to
@@ -95,7 +95,7 @@ class FleetMixin:
             rows = conn.execute(_CLAIM_SQL, params).fetchall() if n > 0 else []
             if rows:
                 # The journals of what was claimed, read after the claim committed: every record
-                # of the previous owners is in them (SPEC.md 11.2).
+                # of the previous owners is in them (SPEC.md 13.2).
                 cur = conn.cursor(binary=True)
                 cur.execute(_LINES_SQL, ([r[5] for r in rows], [r[6] for r in rows]))
                 for pk, line in cur:

@@ -366,7 +366,7 @@ class PostgresStore(FleetMixin):
         conn = psycopg.connect(self._url, autocommit=True, application_name=f"flux-flusher-{durability}")
         if durability == "os":
             # An asynchronous commit: a crash of the server may lose the last few hundred
-            # milliseconds of commits, as whole transactions (SPEC.md 11.3).
+            # milliseconds of commits, as whole transactions (SPEC.md 13.3).
             conn.execute("SET synchronous_commit = off")
         return conn
 
@@ -413,7 +413,7 @@ class PostgresStore(FleetMixin):
         with self._conn("read the schema version") as conn:
             return pg_schema.applied_version(conn)
 
-    # -- ownership (SPEC.md 11.4) ---------------------------------------------------------------
+    # -- ownership (SPEC.md 13.4) ---------------------------------------------------------------
 
     def _owner(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(), "worker": self.holder}
@@ -508,7 +508,7 @@ class PostgresStore(FleetMixin):
             if self._one(sql, params, "give the execution up") and not parked:
                 self.hint()
 
-    # -- wake-up hints (SPEC.md 11.5) ------------------------------------------------------------
+    # -- wake-up hints (SPEC.md 13.5) ------------------------------------------------------------
 
     def hint(self) -> None:
         """Tells listening workers that something became runnable. Coalesced: at most one
