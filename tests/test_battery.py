@@ -6,13 +6,19 @@ figures and the assertions below name the ones the README quotes.
 
 from __future__ import annotations
 
+import errno
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from benchmarks.battery import SCENARIOS, render
 from benchmarks.battery_kit import SIZES, Figures
+from flux import ExecutionContext, task, workflow
 from flux._engine import faults
+from flux._engine.stores.files import FileStore
+from flux.errors import DurabilityError, StoreError
+from flux.tasks import pause
 
 CI = SIZES["ci"]
 SEED = 1
@@ -109,6 +115,71 @@ def test_fault_rules_are_parsed_and_bad_ones_named() -> None:
                 "kill:1:write:EIO"):
         with pytest.raises(faults.FaultSpecError, match="fault rule"):
             faults.parse(bad)
+
+
+def test_short_writes_only_at_write_points_and_every_point_is_known() -> None:
+    assert set(faults.WRITE_POINTS) <= set(faults.POINTS)
+    for point in faults.POINTS:
+        assert faults.parse(f"kill:1:{point}")[0].point == point
+        assert faults.parse(f"fail:2:{point}:ENOSPC")[0].errno == errno.ENOSPC
+        if point in faults.WRITE_POINTS:
+            assert faults.parse(f"short:1:{point}")[0].action == "short"
+        else:
+            with pytest.raises(faults.FaultSpecError, match="short write"):
+                faults.parse(f"short:1:{point}")
+
+
+@task.with_options(output_storage=True)
+async def _stored(x: int) -> list[int]:
+    return [x] * 3
+
+
+@task.with_options(cache=True)
+async def _cached(x: int) -> int:
+    return x + 1
+
+
+@workflow
+async def _every_write(ctx: ExecutionContext[int]) -> int:
+    got = await _stored(ctx.input)
+    more = await _cached(ctx.input)
+    answer = await pause("gate")
+    return sum(got) + more + answer
+
+
+@pytest.fixture
+def armed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The store's hooks armed in this process, with no rules: only the counters move."""
+    from flux._engine.stores import files
+
+    monkeypatch.setattr(files, "_FAULTS", True)
+    monkeypatch.setattr(files, "_WRITE", faults.write)
+    faults.configure("none")
+    yield
+    faults.configure("none")
+
+
+def test_every_point_is_reached_where_the_store_writes(home: Path, armed: None) -> None:
+    ctx = _every_write.run(2)
+    assert ctx.status == "paused"
+    journal = Path(ctx.journal_path)
+    with journal.open("ab") as fh:
+        fh.write(b'{"seq":')  # a torn tail: the resume cuts it into .torn
+    FileStore(str(home)).request_cancel(ctx.execution_id)
+    Path(str(journal)[:-6] + ".cancel").unlink()
+    assert _every_write.resume(ctx.execution_id, 1).output == 6 + 3 + 1
+    reached = {point for point, n in faults._counts.items() if n > 0}
+    assert reached == set(faults.POINTS)
+
+
+def test_a_failing_point_raises_its_errno_at_that_place(home: Path, armed: None) -> None:
+    faults.configure("fail:1:blob_rename:EROFS")
+    with pytest.raises(DurabilityError, match="Read-only file system"):
+        _every_write.run(2)
+    assert list((home / "blobs").iterdir()) == []  # the temporary file was removed
+    faults.configure("fail:1:lock_write:ENOSPC")
+    with pytest.raises(StoreError, match="No space left"):
+        _every_write.run(2)
 
 
 def test_the_hooks_are_unarmed_in_a_normal_process() -> None:

@@ -70,7 +70,7 @@ DIR_MODE = 0o700
 _HOLDER_BYTES = 256  # a lock file's size: the holder's pid, host and start time, space-padded
 
 # Test-only fault hooks (engine/faults.py), decided once at import so that normal runs pay for
-# one global lookup per sync and nothing else.
+# one global lookup at each hooked place and nothing else.
 _FAULTS = _faults.ACTIVE
 _WRITE = _faults.write if _FAULTS else os.write
 
@@ -142,10 +142,13 @@ class FileWriter(BufferedWriter):
             if read.torn:
                 side = os.open(side_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, FILE_MODE)
                 try:
-                    _write_all(side, b"%d " % read.valid_size + read.torn + b"\n")
+                    entry = b"%d " % read.valid_size + read.torn + b"\n"
+                    _write_all(side, entry, _faults.writer("torn_write") if _FAULTS else os.write)
                     os.fsync(side)
                 finally:
                     os.close(side)
+                if _FAULTS:
+                    _faults.reach("torn_truncate")
                 os.ftruncate(fd, read.valid_size)
                 os.fsync(fd)
         except BaseException:
@@ -237,7 +240,9 @@ class _Snapshots:
 
     def save(self, execution_id: str, data: bytes) -> None:
         path = self._path(execution_id)
-        _write_file(path + ".new", data, sync=False)  # one writer at a time: a leftover is reused
+        _write_file(path + ".new", data, sync=False, point="snapshot")  # one writer at a time: a leftover is reused
+        if _FAULTS:
+            _faults.reach("snapshot_rename")
         os.replace(path + ".new", path)
 
     def drop(self, execution_id: str) -> None:
@@ -268,7 +273,7 @@ class _Blobs:
         try:
             folder = _private_dir(self._home, "blobs")
             if not os.path.exists(path):
-                _write_atomically(folder, digest + ".json", data)
+                _write_atomically(folder, digest + ".json", data, point="blob")
         except (OSError, StoreError) as err:
             reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
             raise DurabilityError(f"{path}: writing the stored output failed ({reason}); stopped") from err
@@ -298,7 +303,7 @@ class _Cache:
             return None
 
     def put(self, key: str, data: bytes) -> None:
-        _write_atomically(_private_dir(self._home, "cache"), key + ".json", data)
+        _write_atomically(_private_dir(self._home, "cache"), key + ".json", data, point="cache")
 
     def clear(self) -> int:
         """Deletes every cache entry (`<sha256>.json`) and nothing else; a `cache/` that is a
@@ -383,6 +388,8 @@ class FileStore:
         # allows the trailing spaces, and no truncation (a journalled metadata change) is needed.
         owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
         info = orjson.dumps(owner).ljust(_HOLDER_BYTES)
+        if _FAULTS:
+            _faults.reach("lock_write")
         os.pwrite(fd, info, 0)
         if held.st_size > len(info):
             os.ftruncate(fd, len(info))
@@ -458,16 +465,23 @@ class FileStore:
                 os.unlink(tmp)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
             try:
-                if os.write(fd, data) != len(data):
+                write = _faults.writer("create_write") if _FAULTS else os.write
+                if write(fd, data) != len(data):
                     # A journal must never appear with half a header (SPEC.md 2.2).
                     raise OSError(errno.ENOSPC, "short write of the journal header")
+                if _FAULTS:
+                    _faults.reach("create_fsync")
                 os.fsync(fd)
             finally:
                 os.close(fd)
             try:
+                if _FAULTS:
+                    _faults.reach("create_link")
                 os.link(tmp, path)  # unlike rename, link never replaces an existing journal
             finally:
                 os.unlink(tmp)
+            if _FAULTS:
+                _faults.reach("create_dirsync")
             fsync_dir(self.dir)
             journal_lock_fd = self._lock_journal(execution_id, path)
             read = JournalRead(path, Records.of([header]), [0], len(data))
@@ -628,6 +642,8 @@ class FileStore:
         if not self.exists(execution_id):
             raise ExecutionNotFoundError(execution_id, self.home)
         with _store_errors(self.dir, "ask for the cancellation"):
+            if _FAULTS:
+                _faults.reach("cancel_write")
             flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
             fd = os.open(self._cancel_path(execution_id), flags, FILE_MODE)
             os.close(fd)
@@ -671,25 +687,28 @@ def _private_dir(home: str, name: str) -> str:
     return path
 
 
-def _write_file(path: str, data: bytes, *, sync: bool) -> None:
+def _write_file(path: str, data: bytes, *, sync: bool, point: str) -> None:
+    """Writes a whole file; `point` names its kind for the fault hooks (`blob`, `cache`, `snapshot`)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        _write_all(fd, data, _faults.writer(point + "_write") if _FAULTS else os.write)
         if sync:
+            if _FAULTS:
+                _faults.reach(point + "_fsync")
             os.fsync(fd)
     finally:
         os.close(fd)
 
 
-def _write_atomically(folder: str, name: str, data: bytes) -> str:
+def _write_atomically(folder: str, name: str, data: bytes, *, point: str) -> str:
     """Writes a file whole or not at all: a temporary file, fsynced, renamed over the name, the
     folder fsynced. A failure leaves no temporary file behind."""
     path = os.path.join(folder, name)
     tmp = f"{path}.tmp-{os.getpid()}-{id(data)}"
     try:
-        _write_file(tmp, data, sync=True)
+        _write_file(tmp, data, sync=True, point=point)
+        if _FAULTS:
+            _faults.reach(point + "_rename")
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
