@@ -7,7 +7,6 @@ figures and the assertions below name the ones the README quotes.
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -147,19 +146,7 @@ async def _every_write(ctx: ExecutionContext[int]) -> int:
     return sum(got) + more + answer
 
 
-@pytest.fixture
-def armed(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The store's hooks armed in this process, with no rules: only the counters move."""
-    from flux._engine.stores import files
-
-    monkeypatch.setattr(files, "_FAULTS", True)
-    monkeypatch.setattr(files, "_WRITE", faults.write)
-    faults.configure("none")
-    yield
-    faults.configure("none")
-
-
-def test_every_point_is_reached_where_the_store_writes(home: Path, armed: None) -> None:
+def test_every_point_is_reached_where_the_store_writes(home: Path, armed_faults: None) -> None:
     ctx = _every_write.run(2)
     assert ctx.status == "paused"
     journal = Path(ctx.journal_path)
@@ -172,7 +159,7 @@ def test_every_point_is_reached_where_the_store_writes(home: Path, armed: None) 
     assert reached == set(faults.POINTS)
 
 
-def test_a_failing_point_raises_its_errno_at_that_place(home: Path, armed: None) -> None:
+def test_a_failing_point_raises_its_errno_at_that_place(home: Path, armed_faults: None) -> None:
     faults.configure("fail:1:blob_rename:EROFS")
     with pytest.raises(DurabilityError, match="Read-only file system"):
         _every_write.run(2)

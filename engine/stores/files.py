@@ -388,11 +388,15 @@ class FileStore:
         # allows the trailing spaces, and no truncation (a journalled metadata change) is needed.
         owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
         info = orjson.dumps(owner).ljust(_HOLDER_BYTES)
-        if _FAULTS:
-            _faults.reach("lock_write")
-        os.pwrite(fd, info, 0)
-        if held.st_size > len(info):
-            os.ftruncate(fd, len(info))
+        try:
+            if _FAULTS:
+                _faults.reach("lock_write")
+            os.pwrite(fd, info, 0)
+            if held.st_size > len(info):
+                os.ftruncate(fd, len(info))
+        except BaseException:
+            _release_lock(fd)  # a lock kept by a failed acquire would lock this very process out
+            raise
         return fd, owner
 
     def _lock_journal(self, execution_id: str, path: str) -> int:

@@ -1,0 +1,42 @@
+"""A write of the file store that fails (a full disk, an I/O error, a short write) leaves nothing
+half done: no temporary file, no half entry, no lock still held by the failing process; the
+execution can be run once the fault is gone. Faults come from the store's own hooks
+(engine/faults.py), armed in this process by the `armed_faults` fixture."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from flux import ExecutionContext, task, workflow
+from flux._engine import faults
+from flux.errors import StoreError
+from flux.tasks import pause
+
+
+@task
+async def double(x: int) -> int:
+    return 2 * x
+
+
+@workflow
+async def gated(ctx: ExecutionContext[int]) -> int:
+    got = await double(ctx.input)
+    return got + await pause("gate")
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_lock_file_that_cannot_be_written_leaves_the_execution_unlocked(home: Path, armed_faults: None) -> None:
+    ctx = gated.run(3)
+    fds = _open_fds()
+    faults.configure("fail:1:lock_write:ENOSPC")
+    with pytest.raises(StoreError, match="No space left on device"):
+        gated.resume(ctx.execution_id, 1)
+    assert _open_fds() == fds  # the locked descriptor was closed, releasing its flock
+    faults.configure("none")
+    assert gated.resume(ctx.execution_id, 1).output == 7  # not ExecutionLockedError by this very process
