@@ -12,7 +12,7 @@ import pytest
 
 from flux import ExecutionContext, task, workflow
 from flux._engine import faults
-from flux.errors import StoreError
+from flux.errors import DurabilityError, StoreError
 from flux.tasks import pause
 
 
@@ -40,3 +40,17 @@ def test_a_lock_file_that_cannot_be_written_leaves_the_execution_unlocked(home: 
     assert _open_fds() == fds  # the locked descriptor was closed, releasing its flock
     faults.configure("none")
     assert gated.resume(ctx.execution_id, 1).output == 7  # not ExecutionLockedError by this very process
+
+
+@pytest.mark.parametrize(
+    "rule", ["fail:1:create_write:ENOSPC", "short:1:create_write", "fail:1:create_fsync:EIO", "fail:1:create_link:EIO"]
+)
+def test_a_journal_that_cannot_be_created_leaves_no_file_behind(home: Path, armed_faults: None, rule: str) -> None:
+    faults.configure(rule)
+    with pytest.raises(DurabilityError, match="cannot create the journal"):
+        gated.run(3, execution_id="e1")
+    left = sorted(p.name for p in (home / "executions").iterdir())
+    assert left == ["e1.lock"]  # a lock file is harmless (SPEC.md 5); no half journal, no temporary file
+    faults.configure("none")
+    assert gated.run(3, execution_id="e1").status == "paused"
+    assert gated.resume("e1", 1).output == 7

@@ -476,6 +476,10 @@ class FileStore:
                 if _FAULTS:
                     _faults.reach("create_fsync")
                 os.fsync(fd)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
             finally:
                 os.close(fd)
             try:
