@@ -54,3 +54,13 @@ def test_a_journal_that_cannot_be_created_leaves_no_file_behind(home: Path, arme
     faults.configure("none")
     assert gated.run(3, execution_id="e1").status == "paused"
     assert gated.resume("e1", 1).output == 7
+
+
+@pytest.mark.parametrize("rule", ["fail:1:snapshot_write:ENOSPC", "fail:1:snapshot_rename:EIO"])
+def test_a_snapshot_that_cannot_be_written_leaves_no_file_behind(home: Path, armed_faults: None, rule: str) -> None:
+    faults.configure(rule)
+    ctx = gated.run(3, execution_id="e1")
+    assert ctx.status == "paused"  # a snapshot only saves work: the run is not stopped
+    assert sorted(p.name for p in (home / "executions").iterdir()) == ["e1.jsonl", "e1.lock"]
+    faults.configure("none")
+    assert gated.resume("e1", 1).output == 7

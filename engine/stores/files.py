@@ -240,10 +240,15 @@ class _Snapshots:
 
     def save(self, execution_id: str, data: bytes) -> None:
         path = self._path(execution_id)
-        _write_file(path + ".new", data, sync=False, point="snapshot")  # one writer at a time: a leftover is reused
-        if _FAULTS:
-            _faults.reach("snapshot_rename")
-        os.replace(path + ".new", path)
+        try:
+            _write_file(path + ".new", data, sync=False, point="snapshot")  # one writer at a time
+            if _FAULTS:
+                _faults.reach("snapshot_rename")
+            os.replace(path + ".new", path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(path + ".new")
+            raise
 
     def drop(self, execution_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
