@@ -64,3 +64,23 @@ def test_a_snapshot_that_cannot_be_written_leaves_no_file_behind(home: Path, arm
     assert sorted(p.name for p in (home / "executions").iterdir()) == ["e1.jsonl", "e1.lock"]
     faults.configure("none")
     assert gated.resume("e1", 1).output == 7
+
+
+def test_a_torn_tail_that_cannot_be_kept_leaves_the_torn_file_and_the_journal_as_they_were(
+    home: Path, armed_faults: None
+) -> None:
+    ctx = gated.run(3, execution_id="e1")
+    journal = home / "executions" / "e1.jsonl"
+    torn = home / "executions" / "e1.torn"
+    torn.write_bytes(b"10 {\n")  # an earlier cut, kept
+    with journal.open("ab") as fh:
+        fh.write(b'{"seq":9,"kind"')
+    before = journal.read_bytes()
+    faults.configure("short:1:torn_write,fail:2:torn_write:ENOSPC")
+    with pytest.raises(StoreError, match="No space left on device"):
+        gated.resume("e1", 1)
+    assert torn.read_bytes() == b"10 {\n"  # not half an entry, which the next one would run into
+    assert journal.read_bytes() == before
+    faults.configure("none")
+    assert gated.resume(ctx.execution_id, 1).output == 7
+    assert torn.read_bytes() == b'10 {\n%d {"seq":9,"kind"\n' % (len(before) - len(b'{"seq":9,"kind"'))

@@ -142,9 +142,16 @@ class FileWriter(BufferedWriter):
             if read.torn:
                 side = os.open(side_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, FILE_MODE)
                 try:
+                    kept = os.fstat(side).st_size
                     entry = b"%d " % read.valid_size + read.torn + b"\n"
-                    _write_all(side, entry, _faults.writer("torn_write") if _FAULTS else os.write)
-                    os.fsync(side)
+                    try:
+                        _write_all(side, entry, _faults.writer("torn_write") if _FAULTS else os.write)
+                        os.fsync(side)
+                    except BaseException:
+                        # Half an entry would run into the next one: take it back.
+                        with contextlib.suppress(OSError):
+                            os.ftruncate(side, kept)
+                        raise
                 finally:
                     os.close(side)
                 if _FAULTS:
