@@ -155,3 +155,20 @@ def test_recover_reports_a_damaged_execution_and_recovers_the_others(home: Path)
     listed = CliRunner().invoke(app, ["list", "--store", str(home)])
     assert listed.exit_code == 0 and "damaged" in listed.output
     shutil.rmtree(home)
+
+
+def test_list_and_recover_name_the_damaged_line_in_full(home: Path) -> None:
+    TRIED.clear()
+    damaged = varied.run(1)
+    bad = Path(damaged.journal_path)
+    lines = bad.read_bytes().splitlines(keepends=True)
+    record = orjson.loads(lines[2])
+    record.pop("crc")
+    bad.write_bytes(_with(lines, 2, {**record, "call_id": 7}, bad.stem))
+    for command in ("list", "recover"):
+        result = CliRunner().invoke(app, [command, "--store", str(home)])
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        named = [line for line in result.output.splitlines() if f"{bad}:3: " in line]
+        # One line, as long as it needs: a table cell would cut the path:line off.
+        assert len(named) == 1 and "task_started field 'call_id' is a number, not a string" in named[0], result.output
+    shutil.rmtree(home)
