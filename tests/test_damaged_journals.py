@@ -172,3 +172,23 @@ def test_list_and_recover_name_the_damaged_line_in_full(home: Path) -> None:
         # One line, as long as it needs: a table cell would cut the path:line off.
         assert len(named) == 1 and "task_started field 'call_id' is a number, not a string" in named[0], result.output
     shutil.rmtree(home)
+
+
+@pytest.mark.parametrize(("kind", "field", "value"), [("timer_started", "wake_at", 1e308),
+                                                      ("attempt_failed", "retry_at", -1e308)])
+def test_a_time_no_clock_can_give_is_damage_not_a_crash(home: Path, kind: str, field: str, value: float) -> None:
+    TRIED.clear()
+    ctx = varied.run(4)
+    journal = Path(ctx.journal_path)
+    lines = journal.read_bytes().splitlines(keepends=True)
+    index = next(i for i, line in enumerate(lines) if f'"kind":"{kind}"'.encode() in line)
+    record = orjson.loads(lines[index])
+    record.pop("crc")
+    journal.write_bytes(_with(lines, index, {**record, field: value}, journal.stem))
+    for command in (["show", journal.stem], ["show", journal.stem, "--records"], ["replay", journal.stem],
+                    ["resume", journal.stem, "--input", "1"]):
+        result = CliRunner().invoke(app, [*command, "--store", str(home)])
+        assert isinstance(result.exception, SystemExit) and result.exit_code == 2, (command, result.output)
+        assert f"JournalCorruptError: {journal}:{index + 1}: " in result.output, result.output
+        assert "is not a time" in result.output
+    shutil.rmtree(home)
