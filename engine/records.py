@@ -435,7 +435,7 @@ def field_problem(record: dict[str, Any]) -> str | None:
             # bool is an int in Python; a JSON true is never a number or a seq here.
             if not isinstance(value, accepted) or (type(value) is bool and bool not in accepted):
                 return f"{kind} field {name!r} is {_json_type(value)}, not {_describe(accepted)}"
-            if name in _TIMES and value is not None and not _FIRST_SECOND <= value < _AFTER_LAST_SECOND:
+            if name in _TIMES and isinstance(value, _NUMBER) and not _FIRST_SECOND <= value < _AFTER_LAST_SECOND:
                 return f"{kind} field {name!r} is {value!r}, which is not a time (epoch seconds of the years 1 to 9999)"
     for name in record:
         if name not in schema and name not in ("seq", "kind", "crc"):
