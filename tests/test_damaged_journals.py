@@ -192,3 +192,25 @@ def test_a_time_no_clock_can_give_is_damage_not_a_crash(home: Path, kind: str, f
         assert f"JournalCorruptError: {journal}:{index + 1}: " in result.output, result.output
         assert "is not a time" in result.output
     shutil.rmtree(home)
+
+
+@workflow
+async def plain(ctx: ExecutionContext[int]) -> Any:
+    return await undo(ctx.input)
+
+
+@pytest.mark.parametrize("call_id", [["1"], {"a": 1}])
+def test_a_plain_completion_with_an_unhashable_call_id_is_damage_not_a_crash(home: Path, call_id: Any) -> None:
+    ctx = plain.run(1)
+    journal = Path(ctx.journal_path)
+    lines = journal.read_bytes().splitlines(keepends=True)
+    index = next(i for i, line in enumerate(lines) if b'"kind":"task_completed"' in line)
+    record = orjson.loads(lines[index])
+    record.pop("crc")
+    assert len(record) == 5  # seq, kind, at, call_id, value: the completion read on the fast path
+    journal.write_bytes(_with(lines, index, {**record, "call_id": call_id}, journal.stem))
+    for command in (["show", journal.stem], ["replay", journal.stem], ["resume", journal.stem], ["list"]):
+        result = CliRunner().invoke(app, [*command, "--store", str(home)])
+        assert result.exception is None or isinstance(result.exception, SystemExit), (command, result.exception)
+        assert f"{journal}:{index + 1}: " in result.output, (command, result.output)
+    shutil.rmtree(home)
