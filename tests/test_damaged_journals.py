@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from flux import ExecutionContext, Saga, task, workflow
 from flux._cli.main import app
 from flux._engine.journal import encode_line, seed_for
+from flux.errors import DecodeError
 from flux.tasks import now, pause, sleep
 
 WRONG: dict[type, list[Any]] = {
@@ -214,3 +215,53 @@ def test_a_plain_completion_with_an_unhashable_call_id_is_damage_not_a_crash(hom
         assert result.exception is None or isinstance(result.exception, SystemExit), (command, result.exception)
         assert f"{journal}:{index + 1}: " in result.output, (command, result.output)
     shutil.rmtree(home)
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [({"$nope": 1}, "DecodeError"), ({"$int": "12x"}, "DecodeError"), ({"$blob": "../../x", "size": 1}, "BlobError"),
+     ({"$blob": "f" * 64, "size": 1}, "BlobError")],
+)
+def test_a_recorded_value_that_cannot_be_rebuilt_names_its_line(home: Path, value: Any, error: str) -> None:
+    ctx = plain.run(1)
+    journal = Path(ctx.journal_path)
+    lines = journal.read_bytes().splitlines(keepends=True)
+    for kind in ("task_completed", "workflow_completed"):
+        index = next(i for i, line in enumerate(lines) if f'"kind":"{kind}"'.encode() in line)
+        record = orjson.loads(lines[index])
+        record.pop("crc")
+        damaged = _with(lines, index, {**record, "value": value}, journal.stem)
+        if kind == "task_completed":
+            damaged = b"".join(damaged.splitlines(keepends=True)[:-1])  # interrupted: resume replays the call
+        journal.write_bytes(damaged)
+        # Replay decodes a task's value to hand it to the workflow; it compares the output the
+        # workflow ends with to the recorded one as recorded. A resume decodes both.
+        replay = [["replay", journal.stem]] if kind == "task_completed" else []
+        for command in (*replay, ["resume", journal.stem]):
+            result = CliRunner().invoke(app, [*command, "--store", str(home)])
+            assert isinstance(result.exception, SystemExit) and result.exit_code == 2, (command, result.output)
+            assert result.output.startswith(f"{error}: {journal}:{index + 1}: "), (kind, command, result.output)
+            assert journal.read_bytes() == damaged  # engine trouble: nothing recorded, no workflow_failed
+    shutil.rmtree(home)
+
+
+@workflow
+async def forgiving(ctx: ExecutionContext[int]) -> Any:
+    try:
+        return await undo(ctx.input)
+    except Exception:  # noqa: BLE001 - a workflow that catches everything must not hide engine trouble
+        return await undo(ctx.input + 1)
+
+
+def test_a_recorded_value_that_cannot_be_rebuilt_stops_the_run_even_if_the_workflow_catches_it(home: Path) -> None:
+    ctx = forgiving.run(1)
+    journal = Path(ctx.journal_path)
+    lines = journal.read_bytes().splitlines(keepends=True)
+    index = next(i for i, line in enumerate(lines) if b'"kind":"task_completed"' in line)
+    record = orjson.loads(lines[index])
+    record.pop("crc")
+    damaged = b"".join(_with(lines, index, {**record, "value": {"$nope": 1}}, journal.stem).splitlines(True)[:-1])
+    journal.write_bytes(damaged)
+    with pytest.raises(DecodeError, match=f"^{journal}:{index + 1}: unknown value tag"):
+        forgiving.run(execution_id=journal.stem)
+    assert journal.read_bytes() == damaged  # no second call, no workflow_failed
