@@ -132,3 +132,12 @@ def test_the_library_raises_errors_of_the_tree_not_os_errors(tmp_path: Path) -> 
         store.list_ids()
     with pytest.raises(ExecutionNotFoundError):
         FileStore(str(tmp_path / "nothing")).read("e1")
+
+
+def test_a_store_whose_parent_folder_does_not_exist_is_a_store_error(tmp_path: Path) -> None:
+    store = FileStore(str(tmp_path / "missing" / "store"))
+    header = {"kind": "header", "format": 1, "execution_id": "e1", "workflow": "w", "code": {}, "input": None,
+              "created": "t"}
+    with pytest.raises(StoreError, match="missing/store: cannot create the store's directory .*create its parent"):
+        store.create("e1", header, "fsync")
+    assert not (tmp_path / "missing").exists()

@@ -685,6 +685,11 @@ def _ensure_dirs(*paths: str) -> None:
         with _store_errors(path, "create the store's directory"):
             try:
                 os.mkdir(path, DIR_MODE)
+            except FileNotFoundError:
+                raise StoreError(
+                    f"{path}: cannot create the store's directory (no such folder above it); create its parent "
+                    "folder, or give a store in a folder that exists"
+                ) from None
             except FileExistsError:
                 st = os.lstat(path)
                 if stat.S_ISLNK(st.st_mode) and path != paths[0]:
