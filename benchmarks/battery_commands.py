@@ -1,10 +1,11 @@
 """Battery scenario 4, second part: damaged journals through every command that reads them.
 
-A store holds real journals of every record kind (battery_child's `varied` paused, interrupted
-and cancelled, with their sub-workflows; `corner`, which fails after fallbacks, rollbacks, a
-patch, recorded values and a cancelled task; `waits`, suspended on a sub-workflow's timed
-pause). One line of one journal at a time is replaced by a record whose checksum is valid but
-whose content no Flux writes:
+A store holds real journals of every record kind and field (battery_child's `varied` paused,
+interrupted and cancelled, with their sub-workflows; `corner`, which fails after fallbacks,
+rollbacks, a patch, recorded values and a cancelled task; `waits`, suspended on a sub-workflow's
+timed pause; a `varied` and a `corner` resumed after a crash in a call, which ran again). One
+line of one journal at a time is replaced by a record whose checksum is valid but whose content
+no Flux writes:
 
 - wrong type: a field of another JSON type than its kind declares;
 - kind: an unknown kind, a required field missing, a field its kind does not have;
@@ -165,6 +166,22 @@ def _base_store(server: ForkServer, workdir: str) -> tuple[str, dict[str, dict[s
     act("resume", workflow="waits", execution_id=answered_inside, answer=3)  # workflow_resumed with child
     forked = fork_execution(paused, 12, store=home, durability="os").execution_id  # a header forked_from
     folder = os.path.join(home, "executions")
+
+    def run_again(workflow: str, outcome: str) -> str:
+        """A run cut right after the start of the call that ended in its first `outcome`, then
+        resumed: that call runs again, and its outcome is marked `rerun`."""
+        eid: str = act("run", workflow=workflow, input=4 if workflow == "varied" else 3)["execution_id"]
+        path = os.path.join(folder, eid + ".jsonl")
+        lines = read_bytes(path).splitlines(keepends=True)
+        call = next(orjson.loads(x)["call_id"] for x in lines if f'"kind":"{outcome}"'.encode() in x)
+        start = next(i for i, x in enumerate(lines) if b'"task_started"' in x and orjson.loads(x)["call_id"] == call)
+        with open(path, "wb") as fh:
+            fh.write(b"".join(lines[: start + 1]))
+        act("resume", workflow=workflow, execution_id=eid)
+        return eid
+
+    rerun_paused = run_again("varied", "task_completed")  # task_completed with rerun, then paused
+    run_again("corner", "task_failed")  # task_failed with rerun
     # The answered run, cut a few records after the answer: an interrupted execution.
     path = os.path.join(folder, answered + ".jsonl")
     lines = read_bytes(path).splitlines(keepends=True)
@@ -172,7 +189,8 @@ def _base_store(server: ForkServer, workdir: str) -> tuple[str, dict[str, dict[s
     with open(path, "wb") as fh:
         fh.write(b"".join(lines[: at + 4]))
     journals: dict[str, dict[str, Any]] = {}
-    roots = {paused: ["--input", str(ANSWER)], suspended: ["--input", "1"], forked: ["--input", str(ANSWER)]}
+    roots = {paused: ["--input", str(ANSWER)], suspended: ["--input", "1"], forked: ["--input", str(ANSWER)],
+             rerun_paused: ["--input", str(ANSWER)]}
     for name in sorted(os.listdir(folder)):
         if not name.endswith(".jsonl"):
             continue
@@ -273,7 +291,9 @@ def run_commands(size: Size, seed: int, workdir: str, fig: Figures) -> None:
                 command = one["argv"][0]
                 text = one["out"] + one["err"]
                 errors = [x for x in one["err"].strip().splitlines() if x]
-                if one["escaped"] or "Traceback" in text:
+                # An exception that escaped (Python prints its traceback on standard error); a
+                # failed workflow's recorded traceback that `flux show` prints is journal content.
+                if one["escaped"] or "Traceback (most recent call last)" in one["err"]:
                     tracebacks += 1
                     fig.note(f"{group} at {where} flux {' '.join(one['argv'][:3])}: traceback: {one['err'][-300:]!r}")
                 if one["hang"]:

@@ -214,10 +214,12 @@ class _Cli:
     def __init__(self, server: ForkServer, home: str, folder: str) -> None:
         self.server, self.home, self.folder = server, home, folder
         self.outputs: list[str] = []
+        self.tracebacks = 0  # Python's report of an exception that escaped, on standard error
 
     def __call__(self, *argv: str) -> tuple[int | None, str]:
         code, out, err = run_cli(self.server, [*argv, "--store", self.home], self.folder)
         self.outputs.append(out + err)
+        self.tracebacks += "Traceback (most recent call last)" in err
         return code, out + err
 
     def not_found(self, execution_id: str) -> bool:
@@ -285,7 +287,7 @@ def _lost_entries(size: Size, fig: Figures, workdir: str) -> None:
                 code, text = cli("exec", battery_child.__file__, "many", "--input", "4", "--id", lost_id)
                 found = journal_of(home)
                 again_ok += code == 0 and found is not None and found[1] == lost_id and "status: completed" in text
-            tracebacks += sum("Traceback" in text for text in cli.outputs)
+            tracebacks += cli.tracebacks
             if not absent:
                 fig.note(f"lost entry {case}: {' | '.join(t.strip()[:200] for t in cli.outputs)}")
     fig.add("lost_entries", "journals whose directory entry was lost", top + child, at_least=size.lost_entries)

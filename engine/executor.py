@@ -25,11 +25,12 @@ from flux._engine import traps
 from flux._engine.calls import Outcome, RunRequest, TaskSpec, _Suspend, child_execution_id, user_frame
 from flux._engine.clock import Clock, SystemClock, iso, stamper
 from flux._engine.codec import decode, encode, find_class
-from flux._engine.core import CANCEL, LIVE, REPLAY, EndOfJournal, ReplayCore, format_call
+from flux._engine.core import CANCEL, LIVE, REPLAY, RERUN, EndOfJournal, ReplayCore, format_call
 from flux._engine.errors import EncodeError, EngineError, ExecutionError, ExecutionStateError, SecretError
 from flux._engine.handling import run_attempt, run_handled
 from flux._engine.history import CallHistory, History
 from flux._engine.journal import FORMAT_VERSION, JournalRead, Known, Records
+from flux._engine.listeners import Audience, RunInfo, listeners_for
 from flux._engine.outputs import Outputs
 from flux._engine.pacing import collector_paced, no_cycle_collection
 from flux._engine.pauses import WaitingPause, pick_pause, waiting_pauses
@@ -91,8 +92,11 @@ class Executor(Outputs):
         self._root: asyncio.Task[Any] | None = None
         self._watch: asyncio.TimerHandle | None = None
         self.observer = request.observer
+        self._tell: Callable[[dict[str, Any]], None] | None = None  # record listeners (SPEC.md 4.11)
+        self._audience: Audience | None = None
         self._had_snapshot = False  # the store held a replay snapshot of this execution
         self.redactions: dict[str, str] = {}  # secret value -> name, for every secret handed out
+        self.reruns: set[str] = set()  # calls whose recorded start this run runs again (SPEC.md 2.1 `rerun`)
         self.secrets = Secrets(store.secrets_file())
         # Sub-workflows: the executors running now, and what this run must hand them.
         self.children: dict[str, Executor] = {}
@@ -242,6 +246,8 @@ class Executor(Outputs):
             raise EndOfJournal(record.get("call_id") or "")
         writer.append(record)
         self.records.append(record)
+        if self._tell is not None:
+            self._tell(record)
 
     async def durable(self) -> None:
         """Waits until every record appended so far is durable (group commit).
@@ -297,7 +303,14 @@ class Executor(Outputs):
         with collector_paced():
             try:
                 read, history = opened if opened is not None else self.open()
-                outcome = await self._run(read, history, body)
+                try:
+                    outcome = await self._run(read, history, body)
+                except BaseException as err:
+                    if self._audience is not None:
+                        self._audience.ended("stopped", err)
+                    raise
+                if self._audience is not None:
+                    self._audience.ended(outcome.status)
                 if self._had_snapshot and outcome.status in R.FINAL_STATUSES and self.store.snapshots is not None:
                     with contextlib.suppress(OSError):
                         self.store.snapshots.drop(self.execution_id)  # finished: nothing will resume it
@@ -339,6 +352,12 @@ class Executor(Outputs):
             if req.resume and not req.cancel:
                 answered = self._pick_answer(history)
         if not self.replay_only:
+            parent = header.get("parent")
+            self._audience = listeners_for(
+                RunInfo(self.execution_id, name, parent if isinstance(parent, dict) else None, not req.create),
+                self.observer,
+            )
+            self._tell = self._audience.recorded if self._audience is not None else None
             if req.create:
                 log.info("execution %s of workflow %r started", self.execution_id, name)
                 self.append({"seq": 0, "kind": R.STARTED, "at": self.stamp()})
@@ -431,6 +450,7 @@ class Executor(Outputs):
             return await self._finish_failed(err, header, workflow_input)
         await self.durable()
         self._check_fatal()
+        log.info("execution %s completed", self.execution_id)
         return self._outcome(Status.COMPLETED, result, header, workflow_input)
 
     def _pick_answer(self, history: History) -> WaitingPause:
@@ -470,6 +490,7 @@ class Executor(Outputs):
         await self.durable()
         self._check_fatal()
         self.store.clear_cancel(self.execution_id)
+        log.info("execution %s cancelled", self.execution_id)
         return self._outcome(Status.CANCELLED, None, header, workflow_input)
 
     def _final_output(self, final: dict[str, Any] | None) -> Any:
@@ -497,6 +518,7 @@ class Executor(Outputs):
             self.append({"seq": 0, "kind": R.FAILED, "at": self.stamp(), "error": tree})
             await self.durable()
             self._check_fatal()
+            log.info("execution %s failed: %s: %s", self.execution_id, type(exc).__name__, exc)
         return self._outcome(Status.FAILED, exc, header, workflow_input)
 
     async def _finish_paused(self, header: dict[str, Any], workflow_input: Any, history: History) -> Outcome:
@@ -658,6 +680,10 @@ class Executor(Outputs):
                 hit, value = self.cache_hit(spec, record)
                 if hit:
                     return self.complete(call_id, name, spec, value, {"cached": True})
+        elif decision == RERUN and not spec.child:
+            # Started by an earlier run that ended before its outcome: the body runs again, and
+            # its outcome says so.
+            self.reruns.add(call_id)
         if self.observer is not None:
             await self._notify_live(call_id)
         if spec.options is not None:
@@ -818,6 +844,8 @@ class Executor(Outputs):
         await self.durable()
         remaining = wake_at - self.clock.now()
         if remaining > 0:
+            if remaining >= 1.0:
+                log.info("execution %s: call %s sleeps until %s", self.execution_id, call_id, iso(wake_at))
             self._busy += 1
             try:
                 await self.clock.sleep(remaining)

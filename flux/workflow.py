@@ -37,6 +37,11 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
+        running = False
+    else:
+        running = True
+    if not running:
+        # Outside the `except` block: errors of the run are not chained to "no running event loop".
         return asyncio.run(coro)
     coro.close()
     raise RuntimeError(

@@ -10,13 +10,12 @@ from typing import Any
 
 import orjson
 import pytest
-from typer.testing import CliRunner
 
 from flux import ExecutionContext, Saga, task, workflow
-from flux._cli.main import app
 from flux._engine.journal import encode_line, seed_for
 from flux.errors import DecodeError
 from flux.tasks import now, pause, sleep
+from tests.support.cli import invoke
 
 WRONG: dict[type, list[Any]] = {
     str: [["a list"], 7, None],
@@ -117,7 +116,7 @@ def test_wrong_field_types_and_unknown_kinds_never_give_a_traceback(home: Path, 
         for command in COMMANDS:
             journal.write_bytes(data)
             args = [a.format(id=journal.stem, other=Path(other.journal_path).stem) for a in command]
-            result = CliRunner().invoke(app, [*args, "--store", str(home)])
+            result = invoke(*args, "--store", str(home))
             runs += 1
             if result.exception is not None and not isinstance(result.exception, SystemExit):
                 crashes.append(
@@ -149,11 +148,11 @@ def test_recover_reports_a_damaged_execution_and_recovers_the_others(home: Path)
     bad.write_bytes(_with(lines, 2, {**record, "call_id": ["not", "a", "string"]}, bad.stem))
     cut = Path(interrupted.journal_path)
     cut.write_bytes(b"".join(cut.read_bytes().splitlines(keepends=True)[:4]))
-    result = CliRunner().invoke(app, ["recover", "--store", str(home)])
+    result = invoke("recover", "--store", str(home))
     assert result.exit_code == 2  # something could not be recovered
     assert bad.stem in result.output and "JournalCorruptError" in result.output
     assert interrupted.execution_id in result.output and "paused" in result.output
-    listed = CliRunner().invoke(app, ["list", "--store", str(home)])
+    listed = invoke("list", "--store", str(home))
     assert listed.exit_code == 0 and "damaged" in listed.output
     shutil.rmtree(home)
 
@@ -167,7 +166,7 @@ def test_list_and_recover_name_the_damaged_line_in_full(home: Path) -> None:
     record.pop("crc")
     bad.write_bytes(_with(lines, 2, {**record, "call_id": 7}, bad.stem))
     for command in ("list", "recover"):
-        result = CliRunner().invoke(app, [command, "--store", str(home)])
+        result = invoke(command, "--store", str(home))
         assert result.exception is None or isinstance(result.exception, SystemExit)
         named = [line for line in result.output.splitlines() if f"{bad}:3: " in line]
         # One line, as long as it needs: a table cell would cut the path:line off.
@@ -188,7 +187,7 @@ def test_a_time_no_clock_can_give_is_damage_not_a_crash(home: Path, kind: str, f
     journal.write_bytes(_with(lines, index, {**record, field: value}, journal.stem))
     for command in (["show", journal.stem], ["show", journal.stem, "--records"], ["replay", journal.stem],
                     ["resume", journal.stem, "--input", "1"]):
-        result = CliRunner().invoke(app, [*command, "--store", str(home)])
+        result = invoke(*command, "--store", str(home))
         assert isinstance(result.exception, SystemExit) and result.exit_code == 2, (command, result.output)
         assert f"JournalCorruptError: {journal}:{index + 1}: " in result.output, result.output
         assert "is not a time" in result.output
@@ -211,7 +210,7 @@ def test_a_plain_completion_with_an_unhashable_call_id_is_damage_not_a_crash(hom
     assert len(record) == 5  # seq, kind, at, call_id, value: the completion read on the fast path
     journal.write_bytes(_with(lines, index, {**record, "call_id": call_id}, journal.stem))
     for command in (["show", journal.stem], ["replay", journal.stem], ["resume", journal.stem], ["list"]):
-        result = CliRunner().invoke(app, [*command, "--store", str(home)])
+        result = invoke(*command, "--store", str(home))
         assert result.exception is None or isinstance(result.exception, SystemExit), (command, result.exception)
         assert f"{journal}:{index + 1}: " in result.output, (command, result.output)
     shutil.rmtree(home)
@@ -238,7 +237,7 @@ def test_a_recorded_value_that_cannot_be_rebuilt_names_its_line(home: Path, valu
         # workflow ends with to the recorded one as recorded. A resume decodes both.
         replay = [["replay", journal.stem]] if kind == "task_completed" else []
         for command in (*replay, ["resume", journal.stem]):
-            result = CliRunner().invoke(app, [*command, "--store", str(home)])
+            result = invoke(*command, "--store", str(home))
             assert isinstance(result.exception, SystemExit) and result.exit_code == 2, (command, result.output)
             assert result.output.startswith(f"{error}: {journal}:{index + 1}: "), (kind, command, result.output)
             assert journal.read_bytes() == damaged  # engine trouble: nothing recorded, no workflow_failed
