@@ -436,7 +436,7 @@ def recover(
     table.add_column("result")
     for row in rows:
         if row.error is not None:
-            result = f"[red]{escape(type(row.error).__name__)}: {escape(printable(row.error))}[/red]"
+            result = f"[red]{escape(type(row.error).__name__)}[/red] (below)"
         elif row.status == "locked":
             result = "skipped: another process runs it"
         elif row.status == "waiting" and row.wake_at is not None:
@@ -446,6 +446,11 @@ def recover(
         table.add_row(row.execution_id, escape(printable(row.workflow)), result)
     if rows and not as_json:
         out.print(table)
+        for row in rows:
+            if row.error is not None:
+                # In full, one line each: a table cell would cut the path:line off.
+                message = printable(str(row.error).replace("\n", " "))
+                err.print(f"[red]{escape(type(row.error).__name__)}: {escape(message)}[/red]")
     if any(row.status == "error" for row in rows):
         raise typer.Exit(EXIT_BAD_INPUT)
     if any(row.status == "failed" for row in rows):
@@ -505,6 +510,11 @@ def list_(
     widths = [max(len(row[i]) for row in cells) for i in range(5)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in cells]
     sys.stdout.write("\n".join(lines) + "\n")
+    for row in rows:
+        if row.problem:
+            # What is wrong with each damaged journal, path:line included, one line each.
+            problem = printable(row.problem.replace("\n", " "))
+            err.print(f"[red]damaged: {escape(problem)}[/red]")
     if page.cursor is not None:
         err.print(f"more: flux list --cursor {page.cursor}")
 

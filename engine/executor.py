@@ -339,7 +339,7 @@ class Executor(Outputs):
         )
         self._cancel_recorded = history.cancel_requested
         header = records[0]
-        workflow_input = decode(header.get("input"), self.resolve)
+        workflow_input = self.recorded(header.get("input"), 0, stored=False)
         name = str(header.get("workflow", ""))
         if not req.create and req.workflow_name and name != req.workflow_name:
             raise ExecutionStateError(
@@ -503,10 +503,10 @@ class Executor(Outputs):
     def _final_output(self, final: dict[str, Any] | None) -> Any:
         assert final is not None
         if final["kind"] == R.COMPLETED:
-            return self.value_of(final["value"])
+            return self.recorded(final["value"], final["seq"])
         if final["kind"] == R.CANCELLED:
             return None
-        return decode(final["error"], self.resolve)
+        return self.recorded(final["error"], final["seq"], stored=False)
 
     def _outcome(self, status: str, output: Any, header: dict[str, Any], workflow_input: Any) -> Outcome:
         return Outcome(
@@ -659,8 +659,8 @@ class Executor(Outputs):
             if spec.secrets:
                 self._know_secrets(spec)
             if call.end == R.TASK_COMPLETED:
-                return self.value_of(call.value)
-            exc = decode(call.outcome["error"], self.resolve)  # type: ignore[index]  # a replayed call has ended
+                return self.recorded(call.value, call.end_seq)
+            exc = self.recorded(call.outcome["error"], call.end_seq, stored=False)  # type: ignore[index]  # it ended
             raise ExecutionError(exc) from exc
         if decision == CANCEL:
             if call is not None and call.cancelled is not None:
@@ -793,7 +793,7 @@ class Executor(Outputs):
             raise
         if decision == REPLAY:
             assert call is not None and call.resumed is not None
-            return decode(call.resumed.get("input"), self.resolve)
+            return self.recorded(call.resumed.get("input"), call.resumed.get("seq", call.seq), stored=False)
         if decision == CANCEL:
             raise self._deliver_cancel()
         if decision == LIVE:
@@ -819,7 +819,7 @@ class Executor(Outputs):
         if call is not None:
             assert self.core is not None
             self.core.replayed(call_id, call, "start")
-            return self.value_of(call.value)
+            return self.recorded(call.value, call.seq)
         self._live(call_id, None, {"kind": "value", "name": name, "src": src})
         value = produce()
         tree = encode(value, (None, "{}() value", name))

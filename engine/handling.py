@@ -25,7 +25,7 @@ import anyio.to_thread
 from flux._engine import records as R
 from flux._engine import traps
 from flux._engine.clock import finishes_within
-from flux._engine.codec import decode, encode
+from flux._engine.codec import encode
 from flux._engine.errors import (
     EngineError,
     ExecutionTimeoutError,
@@ -189,7 +189,7 @@ async def run_handled(
         attempts = attempt + 1
     else:
         attempts = len(failures)
-        last_error = decode(failures[-1]["error"], ex.resolve) if failures else None
+        last_error = ex.recorded(failures[-1]["error"], failures[-1]["seq"], stored=False) if failures else None
 
     error: BaseException | None = (
         RetryError(attempts, last_error, name) if opts.retry_max_attempts > 0 else last_error
@@ -212,7 +212,7 @@ async def run_handled(
             else:
                 return ex.complete(call_id, name, spec, result, {"fallback": True})
         else:
-            fallback_error = decode(failed["error"], ex.resolve)
+            fallback_error = ex.recorded(failed["error"], failed["seq"], stored=False)
         error = FallbackError(error, fallback_error, name)
     elif opts.rollback is not None:
         ended = handlers.get(R.ROLLBACK_COMPLETED) or handlers.get(R.ROLLBACK_FAILED)
@@ -231,7 +231,7 @@ async def run_handled(
                 ended = {"seq": 0, "kind": R.ROLLBACK_COMPLETED, "at": ex.stamp(), "call_id": call_id}
             ex.append(ended)
         if ended["kind"] == R.ROLLBACK_FAILED:
-            error = RollbackError(error, decode(ended["error"], ex.resolve), name)
+            error = RollbackError(error, ex.recorded(ended["error"], ended["seq"], stored=False), name)
     assert error is not None
     raise ex.fail(call_id, error)
 

@@ -66,6 +66,7 @@ class Outputs:
     writer: Any
     fatal: BaseException | None
     execution_id: str
+    path: str
     clock: Clock
     stamp: Callable[[], str]
     _flush_soon: bool
@@ -79,6 +80,24 @@ class Outputs:
         if type(tree) is dict and "$blob" in tree:
             tree = self._load_blob(tree)
         return decode(tree, self.resolve)
+
+    def recorded(self, tree: Any, seq: int, *, stored: bool = True) -> Any:
+        """A value (or error) the journal holds at `seq`, decoded, from output storage when
+        `stored` and it was stored there.
+
+        One that cannot be rebuilt (a tag no Flux writes, a class not loaded, a stored output
+        missing) is engine trouble, not the workflow's: the run stops and writes nothing more,
+        even if the workflow catches the error (SPEC.md 8), and the error names the line.
+
+        Raises:
+            DecodeError, BlobError: naming `path:line`.
+        """
+        try:
+            return self.value_of(tree) if stored else decode(tree, self.resolve)
+        except (DecodeError, BlobError) as err:
+            located = type(err)(f"{self.path}:{seq + 1}: {err}")
+            self.fatal = self.fatal or located
+            raise located from err
 
     def _load_blob(self, ref: dict[str, Any]) -> Any:
         return load_blob(self.store, ref)

@@ -419,9 +419,14 @@ _SCHEMAS = {
 }
 
 
+# Epoch seconds a clock can give: the years 1 to 9999 (what times are formatted and waited on).
+_TIMES = frozenset({"wake_at", "retry_at"})
+_FIRST_SECOND, _AFTER_LAST_SECOND = -62_135_596_800, 253_402_300_800
+
+
 def field_problem(record: dict[str, Any]) -> str | None:
     """What is wrong with a record's fields (a missing one, one of the wrong JSON type, one its
-    kind does not have), or None when it is as its class declares."""
+    kind does not have, a time no clock gives), or None when it is as its class declares."""
     kind = record.get("kind")
     schema = _SCHEMAS.get(kind) if type(kind) is str else None
     if schema is None:
@@ -436,6 +441,8 @@ def field_problem(record: dict[str, Any]) -> str | None:
             # bool is an int in Python; a JSON true is never a number or a seq here.
             if not isinstance(value, accepted) or (type(value) is bool and bool not in accepted):
                 return f"{kind} field {name!r} is {_json_type(value)}, not {_describe(accepted)}"
+            if name in _TIMES and isinstance(value, _NUMBER) and not _FIRST_SECOND <= value < _AFTER_LAST_SECOND:
+                return f"{kind} field {name!r} is {value!r}, which is not a time (epoch seconds of the years 1 to 9999)"
     for name in record:
         if name not in schema and name not in ("seq", "kind", "crc"):
             return f"{kind} record with an unknown field {name!r}"

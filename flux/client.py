@@ -30,6 +30,8 @@ from flux._engine.calls import Outcome, RunRequest
 from flux._engine.clock import Clock, iso
 from flux._engine.codec import decode, find_class
 from flux._engine.errors import (
+    BlobError,
+    DecodeError,
     ExecutionExistsError,
     ExecutionLockedError,
     ExecutionStateError,
@@ -440,17 +442,24 @@ class Client:
                 tree = load_blob(self.store, tree)
             return decode(tree, resolve)
 
+        def at(seq: int, tree: Any, stored: bool = True) -> Any:
+            """A value the journal holds at `seq`; one that cannot be rebuilt names the line."""
+            try:
+                return load(tree) if stored else decode(tree, resolve)
+            except (DecodeError, BlobError) as err:
+                raise type(err)(f"{read.path}:{seq + 1}: {err}") from err
+
         header = history.header or {}
         ctx: ExecutionContext[Any] = ExecutionContext(
-            execution_id, str(header.get("workflow", "")), load(header.get("input"))
+            execution_id, str(header.get("workflow", "")), at(0, header.get("input"))
         )
         ctx.journal_path = read.path
         final = history.final
         output: Any = None
         if final is not None and final["kind"] == "workflow_completed":
-            output = load(final["value"])
+            output = at(final["seq"], final["value"])
         elif final is not None and final["kind"] == "workflow_failed":
-            output = decode(final["error"], resolve)
+            output = at(final["seq"], final["error"], stored=False)
         ctx._settle(str(status), output, read.records, load)
         return ctx
 

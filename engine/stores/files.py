@@ -82,7 +82,7 @@ DIR_MODE = 0o700
 _HOLDER_BYTES = 256  # a lock file's size: the holder's pid, host and start time, space-padded
 
 # Test-only fault hooks (engine/faults.py), decided once at import so that normal runs pay for
-# one global lookup per sync and nothing else.
+# one global lookup at each hooked place and nothing else.
 _FAULTS = _faults.ACTIVE
 _WRITE = _faults.write if _FAULTS else os.write
 
@@ -154,10 +154,20 @@ class FileWriter(BufferedWriter):
             if read.torn:
                 side = os.open(side_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, FILE_MODE)
                 try:
-                    _write_all(side, b"%d " % read.valid_size + read.torn + b"\n")
-                    os.fsync(side)
+                    kept = os.fstat(side).st_size
+                    entry = b"%d " % read.valid_size + read.torn + b"\n"
+                    try:
+                        _write_all(side, entry, _faults.writer("torn_write") if _FAULTS else os.write)
+                        os.fsync(side)
+                    except BaseException:
+                        # Half an entry would run into the next one: take it back.
+                        with contextlib.suppress(OSError):
+                            os.ftruncate(side, kept)
+                        raise
                 finally:
                     os.close(side)
+                if _FAULTS:
+                    _faults.reach("torn_truncate")
                 os.ftruncate(fd, read.valid_size)
                 os.fsync(fd)
         except BaseException:
@@ -249,8 +259,15 @@ class _Snapshots:
 
     def save(self, execution_id: str, data: bytes) -> None:
         path = self._path(execution_id)
-        _write_file(path + ".new", data, sync=False)  # one writer at a time: a leftover is reused
-        os.replace(path + ".new", path)
+        try:
+            _write_file(path + ".new", data, sync=False, point="snapshot")  # one writer at a time
+            if _FAULTS:
+                _faults.reach("snapshot_rename")
+            os.replace(path + ".new", path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(path + ".new")
+            raise
 
     def drop(self, execution_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -280,7 +297,7 @@ class _Blobs:
         try:
             folder = _private_dir(self._home, "blobs")
             if not os.path.exists(path):
-                _write_atomically(folder, digest + ".json", data)
+                _write_atomically(folder, digest + ".json", data, point="blob")
         except (OSError, StoreError) as err:
             reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
             raise DurabilityError(f"{path}: writing the stored output failed ({reason}); stopped") from err
@@ -310,7 +327,7 @@ class _Cache:
             return None
 
     def put(self, key: str, data: bytes) -> None:
-        _write_atomically(_private_dir(self._home, "cache"), key + ".json", data)
+        _write_atomically(_private_dir(self._home, "cache"), key + ".json", data, point="cache")
 
     def clear(self) -> int:
         """Deletes every cache entry (`<sha256>.json`) and nothing else; a `cache/` that is a
@@ -406,9 +423,15 @@ class FileStore:
         # allows the trailing spaces, and no truncation (a journalled metadata change) is needed.
         owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
         info = orjson.dumps(owner).ljust(_HOLDER_BYTES)
-        os.pwrite(fd, info, 0)
-        if held.st_size > len(info):
-            os.ftruncate(fd, len(info))
+        try:
+            if _FAULTS:
+                _faults.reach("lock_write")
+            os.pwrite(fd, info, 0)
+            if held.st_size > len(info):
+                os.ftruncate(fd, len(info))
+        except BaseException:
+            _release_lock(fd)  # a lock kept by a failed acquire would lock this very process out
+            raise
         return fd, owner
 
     def _lock_journal(self, execution_id: str, path: str) -> int:
@@ -481,16 +504,27 @@ class FileStore:
                 os.unlink(tmp)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
             try:
-                if os.write(fd, data) != len(data):
+                write = _faults.writer("create_write") if _FAULTS else os.write
+                if write(fd, data) != len(data):
                     # A journal must never appear with half a header (SPEC.md 2.2).
                     raise OSError(errno.ENOSPC, "short write of the journal header")
+                if _FAULTS:
+                    _faults.reach("create_fsync")
                 os.fsync(fd)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
             finally:
                 os.close(fd)
             try:
+                if _FAULTS:
+                    _faults.reach("create_link")
                 os.link(tmp, path)  # unlike rename, link never replaces an existing journal
             finally:
                 os.unlink(tmp)
+            if _FAULTS:
+                _faults.reach("create_dirsync")
             fsync_dir(self.dir)
             journal_lock_fd = self._lock_journal(execution_id, path)
             read = JournalRead(path, Records.of([header]), [0], len(data))
@@ -787,7 +821,9 @@ class FileStore:
         if not self.exists(execution_id):
             raise ExecutionNotFoundError(execution_id, self.home)
         with _store_errors(self.dir, "keep the divergence"):
-            _write_atomically(self.dir, execution_id + ".diverged", orjson.dumps(divergence, default=str))
+            _write_atomically(
+                self.dir, execution_id + ".diverged", orjson.dumps(divergence, default=str), point="diverged"
+            )
 
     def divergence(self, execution_id: str) -> dict[str, Any] | None:
         try:
@@ -806,6 +842,8 @@ class FileStore:
         if not self.exists(execution_id):
             raise ExecutionNotFoundError(execution_id, self.home)
         with _store_errors(self.dir, "ask for the cancellation"):
+            if _FAULTS:
+                _faults.reach("cancel_write")
             flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
             fd = os.open(self._cancel_path(execution_id), flags, FILE_MODE)
             os.close(fd)
@@ -827,6 +865,11 @@ def _ensure_dirs(*paths: str) -> None:
         with _store_errors(path, "create the store's directory"):
             try:
                 os.mkdir(path, DIR_MODE)
+            except FileNotFoundError:
+                raise StoreError(
+                    f"{path}: cannot create the store's directory (no such folder above it); create its parent "
+                    "folder, or give a store in a folder that exists"
+                ) from None
             except FileExistsError:
                 st = os.lstat(path)
                 if stat.S_ISLNK(st.st_mode) and path != paths[0]:
@@ -849,25 +892,28 @@ def _private_dir(home: str, name: str) -> str:
     return path
 
 
-def _write_file(path: str, data: bytes, *, sync: bool) -> None:
+def _write_file(path: str, data: bytes, *, sync: bool, point: str) -> None:
+    """Writes a whole file; `point` names its kind for the fault hooks (`blob`, `cache`, `snapshot`)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        _write_all(fd, data, _faults.writer(point + "_write") if _FAULTS else os.write)
         if sync:
+            if _FAULTS:
+                _faults.reach(point + "_fsync")
             os.fsync(fd)
     finally:
         os.close(fd)
 
 
-def _write_atomically(folder: str, name: str, data: bytes) -> str:
+def _write_atomically(folder: str, name: str, data: bytes, *, point: str) -> str:
     """Writes a file whole or not at all: a temporary file, fsynced, renamed over the name, the
     folder fsynced. A failure leaves no temporary file behind."""
     path = os.path.join(folder, name)
     tmp = f"{path}.tmp-{os.getpid()}-{id(data)}"
     try:
-        _write_file(tmp, data, sync=True)
+        _write_file(tmp, data, sync=True, point=point)
+        if _FAULTS:
+            _faults.reach(point + "_rename")
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
