@@ -203,6 +203,8 @@ class _Redactor:
         if first in ("$int", "$decimal") and isinstance(body, str):
             replaced = self.number(node, body)
             return replaced
+        if first == "$ext":
+            return {**node, "v": self.walk(node.get("v"))}
         if first == "$error":
             out = dict(node)
             for key in ("msg", "tb", "args", "attrs", "cause"):
