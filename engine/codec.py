@@ -237,7 +237,7 @@ def _enc(v: Any, where: Place, depth: int) -> Any:
             plain = codec[1](v)
         except EncodeError:
             raise
-        except Exception as err:  # noqa: BLE001 - a codec that fails names the value it failed on
+        except Exception as err:  # a codec that fails: its error names the value it failed on
             place = _place(where)
             raise EncodeError(
                 f"{place}: the codec {codec[0]!r} could not record this {t.__module__}.{t.__qualname__} "

@@ -64,7 +64,7 @@ register_codec(np.generic, "numpy.scalar", _scalar, _from_scalar)
 
 
 def _register_pandas() -> None:
-    import pandas as pd
+    import pandas as pd  # type: ignore[import-untyped, import-not-found, unused-ignore]  # no annotations shipped
 
     def values(series: Any) -> dict[str, Any]:
         """One column's values with its dtype: numpy dtypes as arrays, pandas' own dtypes

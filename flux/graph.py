@@ -36,7 +36,7 @@ _SKIPPED = object()
 class _Edge:
     source: str
     target: str
-    condition: Callable[[Any], bool] | None
+    condition: Callable[[Any], bool | Awaitable[bool]] | None
 
 
 @dataclass(frozen=True)
