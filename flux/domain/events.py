@@ -315,6 +315,11 @@ def events_from_records(records: Sequence[dict[str, Any]], load: Any = None) -> 
             pauses[cid] = r
             output = load(r["output"]) if "output" in r else None
             emit(E.TASK_STARTED, cid, "pause", {"name": r["name"], "output": output}, r)
+            if r["name"].startswith("approval:") and isinstance(output, dict):
+                emit(E.TASK_AWAITING_APPROVAL, cid, r["name"][9:], {
+                    "task_call_id": cid, "workflow_name": workflow, "task_name": output.get("task_name"),
+                    "target_value": output.get("target_value"),
+                }, r)
             emit(E.TASK_PAUSED, cid, "pause", r["name"], r)
             shown: dict[str, Any] = {"name": r["name"], "output": output}
             if "wake_at" in r:
@@ -336,6 +341,9 @@ def events_from_records(records: Sequence[dict[str, Any]], load: Any = None) -> 
             cid = r.get("call_id")
             paused = pauses.pop(cid, None) if cid is not None else None
             if cid is not None and paused is not None:
+                if paused["name"].startswith("approval:"):
+                    approved = answer is True or (isinstance(answer, dict) and answer.get("approved") is True)
+                    emit(E.TASK_APPROVED if approved else E.TASK_REJECTED, cid, paused["name"][9:], answer, r)
                 emit(E.TASK_RESUMED, cid, "pause", {"name": paused["name"], "input": answer}, r)
                 emit(E.TASK_COMPLETED, cid, "pause", answer, r)
         elif kind == R.CANCEL_REQUESTED:

@@ -138,8 +138,11 @@ def test_a_task_that_requires_approval_pauses_before_it_runs_and_a_resume_approv
     paused = [e for e in ctx.events if e.type == ExecutionEventType.WORKFLOW_PAUSED][-1]
     assert paused.value["name"] == "approval:wire"
     assert paused.value["output"] == {"type": "approval_required", "task_name": "wire", "target_value": "b"}
+    awaiting = [e for e in ctx.events if e.type == ExecutionEventType.TASK_AWAITING_APPROVAL]
+    assert [(e.name, e.value["task_name"], e.value["target_value"]) for e in awaiting] == [("wire", "wire", "b")]
     done = payouts.resume(ctx.execution_id, {"approved": True})
     assert done.output == {"small": "sent 10", "big": "sent 500 to b"} and RAN == ["a", "b"]
+    assert [e.type for e in done.events if e.type.value.startswith("TASK_APPRO")] == [ExecutionEventType.TASK_APPROVED]
 
 
 def test_a_rejected_approval_raises_approval_rejected_without_running_the_task(home: Path) -> None:
@@ -147,6 +150,7 @@ def test_a_rejected_approval_raises_approval_rejected_without_running_the_task(h
     ctx = payouts.run(500)
     done = payouts.resume(ctx.execution_id, {"approved": False, "reason": "too much"})
     assert done.output == {"small": "sent 10", "rejected": "wire", "reason": "too much"} and RAN == ["a"]
+    assert ExecutionEventType.TASK_REJECTED in [e.type for e in done.events]
 
 
 SECRET_VALUES: list[str] = []
