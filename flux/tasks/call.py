@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from flux.tasks.builtins import _src
 
@@ -11,10 +11,23 @@ if TYPE_CHECKING:
 
 __all__ = ["call"]
 
+In = TypeVar("In")
 Out = TypeVar("Out")
 
 
-async def call(workflow: Workflow[Any, Out] | str, *args: Any) -> Out:
+# A type checker sees the child's input and output types: with one argument it must be the
+# child's input; a call by name is unchecked.
+@overload
+async def call(workflow: Workflow[Any, Out]) -> Out: ...
+@overload
+async def call(workflow: Workflow[In, Out], input: In, /) -> Out: ...
+@overload
+async def call(workflow: Workflow[Any, Out], first: Any, second: Any, /, *rest: Any) -> Out: ...
+@overload
+async def call(workflow: str, /, *args: Any) -> Any: ...
+
+
+async def call(workflow: Workflow[Any, Any] | str, *args: Any) -> Any:
     """Runs a sub-workflow with its own journal and returns its output.
 
     `workflow` is a workflow, or the name of one: a workflow of the calling workflow's module
@@ -33,5 +46,4 @@ async def call(workflow: Workflow[Any, Out] | str, *args: Any) -> Out:
     from flux.workflow import run_child
 
     value = args[0] if len(args) == 1 else (tuple(args) if args else None)
-    result: Out = await run_child(workflow, value, _src())
-    return result
+    return await run_child(workflow, value, _src())

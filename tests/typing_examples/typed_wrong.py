@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flux import ExecutionContext, task, workflow
+from flux.tasks import call, parallel
 
 
 @task
@@ -26,3 +27,20 @@ def main() -> None:
     ctx = order.run(5)  # ERROR: the input is a str
     reply: int = ctx.output  # ERROR: the output is a str
     print(reply)
+
+
+@workflow
+async def child(ctx: ExecutionContext[int]) -> int:
+    return ctx.input
+
+
+@workflow
+async def fan_out(ctx: ExecutionContext[None]) -> None:
+    names: list[str] = await parallel(charge("a", 1), charge("b", 2))  # ERROR: the results are floats
+    mapped: list[str] = await charge.map(["x", "y"])  # ERROR: the results are floats
+    label: str = await call(child, 4)  # ERROR: the child returns an int
+    await call(child, "four")  # ERROR: the child takes an int
+    print(names, mapped, label)
+
+
+again = charge.with_options(3)  # ERROR: options are keyword-only
