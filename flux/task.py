@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, Never, ParamSpec, TypeVar, overload
 
 from flux._engine import traps
+from flux._engine.errors import InvalidOptionError
 from flux._engine.executor import TaskSpec
 from flux.domain.events import register_task_function
 from flux.options import UNSET, _given, check_options, task_options, uses_output_storage
@@ -178,6 +179,20 @@ class TaskMetadata:
         return f"TaskMetadata(task_id={self.task_id}, task_name={self.task_name})"
 
 
+def _check_parameter(fn: Callable[..., Any], option: str, name: str) -> None:
+    """An option naming an argument must name one of `fn`'s parameters (or `fn` takes **kwargs)."""
+    try:
+        parameters = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return
+    if name in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    raise InvalidOptionError(
+        f"{option}={name!r} names no parameter of {getattr(fn, '__qualname__', fn)!r}; "
+        f"use one of: {', '.join(parameters) or '(it takes none)'}"
+    )
+
+
 class TaskFunction(Generic[P, R]):
     """A function made into a task. Calling it returns an awaitable that runs through the engine
     (outside a workflow the function simply runs). Every option is an attribute (`t.timeout`,
@@ -214,6 +229,8 @@ class TaskFunction(Generic[P, R]):
             value = given.get(key, default)
             setattr(self, key, list(value) if isinstance(value, list) else value)
         self.name: str = given.get("name") or fn.__name__
+        if given.get("approval_target"):
+            _check_parameter(fn, "approval_target", given["approval_target"])
         self.description: str | None = None
         self.task_options = task_options(given)
         self.spec = _spec_of(self, fn)

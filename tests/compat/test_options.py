@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from flux import ExecutionContext, ExecutionEventType, TaskMetadata, task, workflow
+from flux import ExecutionContext, ExecutionEventType, ScheduleType, TaskMetadata, cron, task, workflow
 from flux.domain.resource_request import ResourceRequest
 from flux.errors import ApprovalRejected, InvalidOptionError
 from tests.support.journals import records
@@ -27,8 +27,8 @@ def test_workflow_options_are_checked_and_kept() -> None:
         secret_requests=["API_KEY"],
         requests=ResourceRequest(cpu=2, memory="512Mi"),
         affinity={"zone": "eu"},
-        schedule=None,
-        durability="transient",
+        schedule=cron("0 9 * * MON-FRI", timezone="Europe/Lisbon"),
+        durability="durable",
         runner="subprocess",
         runner_options={"cpus": 1, "network": "none"},
         routing={"terms": [{"weight": 1}]},
@@ -36,7 +36,10 @@ def test_workflow_options_are_checked_and_kept() -> None:
     )(body)
     assert (wf.name, wf.namespace, wf.qualified_name) == ("billing", "finance", "finance/billing")
     assert wf.secret_requests == ["API_KEY"] and wf.requests is not None and wf.requests.cpu == 2
-    assert (wf.durability, wf.runner, wf.affinity) == ("transient", "subprocess", {"zone": "eu"})
+    assert (wf.durability, wf.runner, wf.affinity) == ("durable", "subprocess", {"zone": "eu"})
+    assert wf.schedule is not None and wf.schedule.type == ScheduleType.CRON
+    assert (wf.runner_options, wf.routing) == ({"cpus": 1, "network": "none"}, {"terms": [{"weight": 1}]})
+    assert wf.hooks == [{"on": "completed", "workflow": "notify", "principal": "me"}]
     assert workflow(body).namespace == "default" and workflow(body).qualified_name == "default/body"
 
 
@@ -45,6 +48,7 @@ def test_workflow_options_are_checked_and_kept() -> None:
     [
         ({"namespace": "Bad Space"}, "Invalid namespace"),
         ({"durability": "forever"}, "durability must be 'durable' or 'transient'"),
+        ({"durability": "transient", "schedule": cron("@daily")}, "cannot be combined with a schedule"),
         ({"runner": "k8s"}, "runner must be one of"),
         ({"runner_options": {"gpus": 1}}, "unknown runner option 'gpus'"),
         ({"routing": {"terms": []}}, "routing must be a scoring policy"),
@@ -68,6 +72,7 @@ def test_bad_workflow_options_are_refused_when_decorating(options: dict[str, Any
         ({"metadata": 1}, "metadata=1 must be True or False"),
         ({"digest_exclude": "x"}, "digest_exclude="),
         ({"config_requests": "A"}, "config_requests="),
+        ({"requires_approval": True, "approval_target": "account"}, "approval_target='account' names no parameter"),
     ],
 )
 def test_bad_task_options_are_refused_when_decorating(options: dict[str, Any], message: str) -> None:
