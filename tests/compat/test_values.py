@@ -115,3 +115,40 @@ def test_the_error_for_an_unknown_type_names_it_and_how_to_record_it(home: Path)
     message = str(ctx.output.inner_exception)
     assert "task 'unknown' result: values of type tests.compat.test_values.Unknown cannot be recorded" in message
     assert "flux.codecs.register_codec" in message
+
+
+@task.with_options(output_storage=True)
+async def big_matrix(n: int) -> Any:
+    return np.arange(n, dtype=np.float64).reshape(-1, 4)
+
+
+@task
+async def big_inline(n: int) -> Any:
+    return np.arange(n, dtype=np.float64)
+
+
+@workflow
+async def large(ctx: ExecutionContext[int]) -> Any:
+    m = await big_matrix(ctx.input)
+    SEEN.append(m)
+    await pause("check")
+    return float(m.sum())
+
+
+@workflow
+async def large_inline(ctx: ExecutionContext[int]) -> Any:
+    return await big_inline(ctx.input)
+
+
+def test_a_large_array_goes_through_output_storage_and_replays_exactly(home: Path) -> None:
+    SEEN.clear()
+    n = 400_000  # 3.2 MB of float64, over the 1 MiB a record may hold
+    ctx = large.run(n)
+    completed = next(r for r in records(ctx) if r["kind"] == "task_completed")
+    assert set(completed["value"]) == {"$blob", "size"} and completed["value"]["size"] > 3_200_000
+    done = large.resume(ctx.execution_id, None)
+    live, replayed = SEEN
+    assert replayed.dtype == np.float64 and replayed.shape == (n // 4, 4) and np.array_equal(replayed, live)
+    assert done.output == float(np.arange(n, dtype=np.float64).sum())
+    failed = large_inline.run(n)  # without output storage the record would be too large
+    assert failed.has_failed and "output_storage" in str(failed.output.inner_exception)
