@@ -31,6 +31,7 @@ __all__ = [
     "render_timeline",
     "replay_summary",
     "printable",
+    "printable_lines",
     "short",
 ]
 
@@ -43,6 +44,11 @@ _CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]}
 def printable(text: Any) -> str:
     """`text` with every control character shown escaped, for a terminal."""
     return str(text).translate(_CONTROLS)
+
+
+def printable_lines(text: str) -> str:
+    """`printable`, keeping line breaks (a traceback)."""
+    return "\n".join(printable(line) for line in text.split("\n"))
 
 
 def short(value: Any, limit: int = 80) -> str:

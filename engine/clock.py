@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-__all__ = ["Clock", "SystemClock", "VirtualClock", "finishes_within", "iso", "stamper"]
+__all__ = ["Clock", "SystemClock", "VirtualClock", "finishes_within", "iso", "parse_moment", "stamper"]
 
 
 class Clock(Protocol):
@@ -171,3 +171,30 @@ def stamper(clock: Clock) -> Callable[[], str]:
     if type(clock) is SystemClock:
         return _system_stamp
     return lambda: iso(clock.now())
+
+
+_AGE = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_moment(text: str, now: float, where: str) -> str:
+    """A moment given on the command line, in the journal's time format: an age before `now`
+    (`45s`, `90m`, `12h`, `30d`, `2w`), or an ISO-8601 date or date and time (without a zone:
+    UTC).
+
+    Raises:
+        ValueError: naming `where` and what is accepted.
+    """
+    value = text.strip()
+    unit = _AGE.get(value[-1:].lower()) if value else None
+    if unit is not None and value[:-1].isdigit():
+        return iso(now - int(value[:-1]) * unit)
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            f"{where} {text!r}: give an age (45s, 90m, 12h, 30d, 2w) or an ISO date or time (2026-11-30, "
+            "2026-11-30T08:00:00+01:00; UTC without a zone)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return iso(moment.timestamp())

@@ -14,8 +14,10 @@ import datetime as dt
 import enum
 import json
 import math
+import os
 import sys
 import traceback
+import types
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
@@ -249,7 +251,7 @@ def _enc(v: Any, where: Place, depth: int) -> Any:
     place = _place(where)
     raise EncodeError(
         f"{place}: values of type {t.__module__}.{t.__qualname__} cannot be recorded; "
-        "return or pass JSON-like values, dataclasses, enums or other types listed in SPEC.md, "
+        "return or pass JSON-like values, dataclasses, enums or other types `flux spec values` lists, "
         "or register a codec for the type with flux.codecs.register_codec",
         type_name=f"{t.__module__}.{t.__qualname__}",
         where=place,
@@ -359,6 +361,25 @@ def _enc_temporal(tag: str, v: dt.datetime | dt.time) -> dict[str, Any]:
     return out
 
 
+_flux_dirs: tuple[str, ...] = ()
+
+
+def _user_frames(tb: types.TracebackType | None) -> types.TracebackType | None:
+    """A traceback from its first frame outside Flux's own code: the engine's frames that run
+    the workflow or the task say nothing to the user (the last frame is always kept)."""
+    global _flux_dirs
+    if not _flux_dirs:
+        flux = sys.modules.get("flux")
+        dirs = [os.path.dirname(os.path.abspath(__file__))]
+        where = getattr(flux, "__file__", None)
+        if isinstance(where, str):
+            dirs.append(os.path.dirname(os.path.abspath(where)))
+        _flux_dirs = tuple(d + os.sep for d in dirs)
+    while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename.startswith(_flux_dirs):
+        tb = tb.tb_next
+    return tb
+
+
 def encode_exception(exc: BaseException, where: Place = "error", depth: int = 0) -> dict[str, Any]:
     """Records an exception: class, message, arguments and attributes (when recordable) and
     traceback text."""
@@ -366,7 +387,8 @@ def encode_exception(exc: BaseException, where: Place = "error", depth: int = 0)
         args: Any = [_enc(a, (where, ".args", None), depth + 1) for a in exc.args]
     except EncodeError:
         args = None
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)) if exc.__traceback__ else ""
+    frames = _user_frames(exc.__traceback__)
+    tb = "".join(traceback.format_exception(type(exc), exc, frames)) if frames is not None else ""
     out: dict[str, Any] = {"$error": class_ref(type(exc)), "msg": str(exc), "args": args, "tb": tb}
     if type(exc).__module__ not in _TRUSTED_ERROR_MODULES:
         # Rebuilt without running its class's code, a user's exception gets its attributes back

@@ -50,7 +50,7 @@ CANCEL = 4
 WAIT = 5
 
 _NOTHING: Any = object()
-_SEE = 'The workflow code changed or is not deterministic; see SPEC.md section "Replay".'
+_SEE = 'The workflow code changed or is not deterministic; see `flux spec "replay rules"` (SPEC.md).'
 
 
 class EndOfJournal(BaseException):

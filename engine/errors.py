@@ -16,6 +16,7 @@
     │   ├── ExecutionLockedError    another process owns the execution (pid, host)
     │   ├── ExecutionNotFoundError  no journal for that execution id
     │   ├── InvalidExecutionIdError an id that could name a path outside the store
+    │   ├── AmbiguousExecutionIdError an id prefix that several executions' ids start with
     │   ├── DurabilityError         a write or fsync failed; the run stops
     │   │   └── OwnershipLostError  another owner took the execution over; this one's writes are refused
     │   ├── StoreError              the store cannot be used (a bad path, a FIFO, no permission)
@@ -43,6 +44,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "AmbiguousExecutionIdError",
     "ApprovalRejected",
     "BlobError",
     "PauseRequested",
@@ -340,6 +342,18 @@ class InvalidExecutionIdError(EngineError):
         super().__init__(
             f"invalid execution id {execution_id!r}: use 1 to 64 letters, digits, '-' or '_', "
             "not starting with '-' or '_'"
+        )
+
+
+class AmbiguousExecutionIdError(EngineError):
+    """An execution id prefix that more than one execution's id starts with."""
+
+    def __init__(self, prefix: str, matches: list[str], where: str) -> None:
+        self.prefix = prefix
+        self.matches = matches
+        shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
+        super().__init__(
+            f"execution id prefix {prefix!r} matches several executions in {where} ({shown}); give more of the id"
         )
 
 

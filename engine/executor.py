@@ -25,11 +25,12 @@ from flux._engine import traps
 from flux._engine.calls import Outcome, RunRequest, TaskSpec, _Suspend, child_execution_id, user_frame
 from flux._engine.clock import Clock, SystemClock, iso, stamper
 from flux._engine.codec import decode, encode, encode_exception, find_class
-from flux._engine.core import CANCEL, LIVE, REPLAY, EndOfJournal, ReplayCore, format_call
+from flux._engine.core import CANCEL, LIVE, REPLAY, RERUN, EndOfJournal, ReplayCore, format_call
 from flux._engine.errors import EncodeError, EngineError, ExecutionStateError, SecretError
 from flux._engine.handling import run_attempt, run_handled
 from flux._engine.history import CallHistory, History
 from flux._engine.journal import FORMAT_VERSION, JournalRead, Known, Records
+from flux._engine.listeners import RunInfo, listeners_for
 from flux._engine.outputs import SENSITIVE, Outputs, as_execution_error
 from flux._engine.pacing import collector_paced, no_cycle_collection
 from flux._engine.pauses import WaitingPause, pick_pause, waiting_pauses
@@ -97,8 +98,10 @@ class Executor(Outputs):
         self._root: asyncio.Task[Any] | None = None
         self._watch: asyncio.TimerHandle | None = None
         self.observer = request.observer
+        self._tell: Callable[[dict[str, Any]], None] | None = None  # record listeners (SPEC.md 4.11)
         self._had_snapshot = False  # the store held a replay snapshot of this execution
         self.redactions: dict[str, str] = {}  # secret value -> name, for every secret handed out
+        self.reruns: set[str] = set()  # calls whose recorded start this run runs again (SPEC.md 2.1 `rerun`)
         self.secrets = Secrets(store.secrets_file())
         # Sub-workflows: the executors running now, and what this run must hand them.
         self.children: dict[str, Executor] = {}
@@ -280,6 +283,8 @@ class Executor(Outputs):
             raise EndOfJournal(record.get("call_id") or "")
         writer.append(record)
         self.records.append(record)
+        if self._tell is not None:
+            self._tell(record)
 
     async def durable(self) -> None:
         """Waits until every record appended so far is durable (group commit).
@@ -379,6 +384,11 @@ class Executor(Outputs):
             if req.resume and not req.cancel:
                 answered = self._pick_answer(history)
         if not self.replay_only:
+            parent = header.get("parent")
+            self._tell = listeners_for(
+                RunInfo(self.execution_id, name, parent if isinstance(parent, dict) else None, not req.create),
+                self.observer,
+            )
             if req.create:
                 log.info("execution %s of workflow %r started", self.execution_id, name)
                 self.append({"seq": 0, "kind": R.STARTED, "at": self.stamp()})
@@ -745,6 +755,10 @@ class Executor(Outputs):
                 hit, value = self.cache_hit(spec, record)
                 if hit:
                     return self.complete(call_id, name, spec, value, {"cached": True})
+        elif decision == RERUN and not spec.child:
+            # Started by an earlier run that ended before its outcome: the body runs again, and
+            # its outcome says so.
+            self.reruns.add(call_id)
         if self.observer is not None:
             await self._notify_live(call_id)
         if spec.options is not None:

@@ -74,6 +74,7 @@ class Outputs:
     store: Store
     secrets: Secrets
     redactions: dict[str, str]
+    reruns: set[str]
     records: Records
     calls: dict[str, CallHistory]
     lease: Lease | None
@@ -173,6 +174,8 @@ class Outputs:
         record = {"seq": 0, "kind": R.TASK_COMPLETED, "at": self.stamp(), "call_id": call_id, "value": stored}
         if extra:
             record.update(extra)
+        if self.reruns and call_id in self.reruns:
+            record["rerun"] = True
         try:
             self.append(record)
         except RecordTooLargeError as err:
@@ -213,7 +216,10 @@ class Outputs:
     def fail(self, call_id: str, exc: BaseException) -> ExecutionError:
         """Records a task's failure; returns the ExecutionError to raise in the workflow."""
         tree, seen = self.error_tree(exc)
-        self.append({"seq": 0, "kind": R.TASK_FAILED, "at": self.stamp(), "call_id": call_id, "error": tree})
+        record = {"seq": 0, "kind": R.TASK_FAILED, "at": self.stamp(), "call_id": call_id, "error": tree}
+        if self.reruns and call_id in self.reruns:
+            record["rerun"] = True
+        self.append(record)
         return as_execution_error(seen)
 
     def _cache_key(self, spec: TaskSpec, start: dict[str, Any]) -> str:

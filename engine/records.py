@@ -198,7 +198,7 @@ class TaskCompleted(Record):
     KIND = "task_completed"
     FIELDS = (
         ("at", _S, True), ("call_id", _S, True), ("value", _ANY, True), ("attempt", _I, False),
-        ("fallback", _B, False), ("cached", _B, False),
+        ("fallback", _B, False), ("cached", _B, False), ("rerun", _B, False),
     )
     at: str
     call_id: str
@@ -206,14 +206,16 @@ class TaskCompleted(Record):
     attempt: int
     fallback: bool
     cached: bool
+    rerun: bool
 
 
 class TaskFailed(Record):
     KIND = "task_failed"
-    FIELDS = (("at", _S, True), ("call_id", _S, True), ("error", _D, True),)
+    FIELDS = (("at", _S, True), ("call_id", _S, True), ("error", _D, True), ("rerun", _B, False))
     at: str
     call_id: str
     error: dict[str, Any]
+    rerun: bool
 
 
 class AttemptFailed(Record):

@@ -290,16 +290,40 @@ class Store(Protocol):
 
 def store_spec(spec: Any = None) -> Any:
     """What `open_store` opens when given `spec`: the spec itself, else $FLUX_STORE, else
-    $FLUX_HOME, else `.flux` in the current directory."""
+    $FLUX_HOME, else the `.flux` folder of the current directory or of the nearest parent that
+    has one (as git finds `.git`), else `.flux` in the current directory."""
     if spec is not None and spec != "":
         return spec
-    return os.environ.get("FLUX_STORE") or os.environ.get("FLUX_HOME") or ".flux"
+    return os.environ.get("FLUX_STORE") or os.environ.get("FLUX_HOME") or find_store_folder()
+
+
+def find_store_folder(start: str | None = None) -> str:
+    """The `.flux` folder of `start` (default: the current directory) or of its nearest parent
+    that has one, without leaving the file system `start` is on; `.flux` (relative, in the
+    current directory) when there is none."""
+    here = os.path.abspath(start or os.getcwd())
+    try:
+        device = os.stat(here).st_dev
+    except OSError:
+        return ".flux"
+    while True:
+        candidate = os.path.join(here, ".flux")
+        if os.path.isdir(candidate):
+            return candidate if here != os.path.abspath(os.getcwd()) else ".flux"
+        parent = os.path.dirname(here)
+        try:
+            if parent == here or os.stat(parent).st_dev != device:
+                return ".flux"
+        except OSError:
+            return ".flux"
+        here = parent
 
 
 def open_store(spec: Any = None) -> Store:
     """The store `spec` names: a Store object as it is; `memory:` or `memory:NAME` an in-memory
     store of this process (one per name); `postgresql://...` a PostgreSQL store; any other
-    string or path-like a directory of files. None: $FLUX_STORE, else $FLUX_HOME, else `.flux`.
+    string or path-like a directory of files. None: $FLUX_STORE, else $FLUX_HOME, else the
+    nearest `.flux` folder (`find_store_folder`).
 
     Raises:
         StoreError: for a spec that names no store this installation can open.
@@ -316,16 +340,16 @@ def open_store(spec: Any = None) -> Store:
         return MemoryStore.named(text[len("memory:"):])
     if text.startswith(("postgresql://", "postgres://")):
         raise StoreError(
-            f"{_redact_url(text)}: this installation has no PostgreSQL store; "
+            f"{redact_url(text)}: this installation has no PostgreSQL store; "
             "install the postgresql extra (pip install 'flux-replay[postgresql]')"
         )
     if "://" in text:
-        raise StoreError(f"{_redact_url(text)}: no store of that kind; give a directory, memory: or postgresql://...")
+        raise StoreError(f"{redact_url(text)}: no store of that kind; give a directory, memory: or postgresql://...")
     from flux._engine.stores.files import FileStore
 
     return FileStore(text)
 
 
-def _redact_url(url: str) -> str:
+def redact_url(url: str) -> str:
     """A URL with its password left out, for messages."""
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)

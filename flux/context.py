@@ -5,12 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
+import sys
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any, Generic
 
-from typing_extensions import TypeVar
+if sys.version_info >= (3, 13):
+    from typing import TypeVar
+else:  # TypeVar defaults (PEP 696)
+    from typing_extensions import TypeVar
 
 from flux.domain.events import ExecutionEvent, ExecutionEventType, ExecutionState, events_from_records
 

@@ -123,6 +123,8 @@ def row_of(call_id: str, call: CallHistory) -> CallRow:
             row.outcome, row.error = "failed", end.get("error")
         else:
             row.outcome = "fired"
+        if end.get("rerun"):
+            row.notes.append("rerun")
     if end is not None:
         row.end_seq = end["seq"]
         row.ended_at = end.get("at")

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Generic, Never
 
-from typing_extensions import TypeVar
+if sys.version_info >= (3, 13):
+    from typing import TypeVar
+else:  # TypeVar defaults (PEP 696)
+    from typing_extensions import TypeVar
 
 from flux._engine import traps
 from flux._engine.calls import Outcome, RunRequest, TaskSpec, child_execution_id
@@ -81,6 +85,11 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
+        running = False
+    else:
+        running = True
+    if not running:
+        # Outside the `except` block: errors of the run are not chained to "no running event loop".
         return asyncio.run(coro)
     coro.close()
     raise RuntimeError(

@@ -11,13 +11,12 @@ from typing import Any
 
 import orjson
 import pytest
-from typer.testing import CliRunner
 
 from flux import ExecutionContext, runner, task, workflow
-from flux._cli.main import app
 from flux.errors import ExecutionError, InvalidOptionError
 from tests.builtin_workflows import RAN, ran, reset
 from tests.conftest import ROOT
+from tests.support.cli import invoke
 from tests.support.journals import kinds, records
 
 
@@ -100,7 +99,7 @@ def test_flux_clear_cache_empties_the_cache(home: Path) -> None:
     uses_cache.run(1)
     uses_cache.run(2)
     assert len(list((home / "cache").iterdir())) == 2
-    result = CliRunner().invoke(app, ["clear-cache", "--home", str(home)])
+    result = invoke("clear-cache", "--home", str(home))
     assert result.exit_code == 0 and "removed 2 cached results" in result.output
     assert list((home / "cache").iterdir()) == []
     RAN.clear()
@@ -112,7 +111,7 @@ def test_flux_clear_cache_empties_the_cache(home: Path) -> None:
 def test_how_to_clear_the_cache_is_documented() -> None:
     spec = (ROOT / "SPEC.md").read_text()
     assert "flux clear-cache" in spec
-    help_text = CliRunner().invoke(app, ["--help"]).output
+    help_text = invoke("--help").output
     assert "clear-cache" in help_text
 
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
-from typer.testing import CliRunner
 
 from flux import ExecutionContext, workflow
-from flux._cli.main import app
 from flux.tasks import pause
+from tests.support.cli import invoke
 from tests.support.journals import records
 
 
@@ -21,7 +20,7 @@ async def echo(ctx: ExecutionContext[object]) -> object:
 
 
 def _run(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(app, list(args))
+    result = invoke(*args)
     return result.exit_code, result.output
 
 

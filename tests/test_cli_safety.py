@@ -12,11 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from flux import ExecutionContext, task, workflow
-from flux._cli.main import app
 from flux.errors import RecordTooLargeError
+from tests.support.cli import invoke
 
 SLOW = """
 import asyncio
@@ -70,10 +69,10 @@ async def boom() -> None:
 def test_escape_sequences_from_a_journal_never_reach_the_terminal(home: Path) -> None:
     ctx = loud.run()
     for args in (["list"], ["show", ctx.execution_id], ["show", ctx.execution_id, "--records"], ["recover"]):
-        result = CliRunner().invoke(app, [*args, "--store", str(home)])
+        result = invoke(*args, "--store", str(home))
         assert result.exit_code in (0, 1), result.output
         assert "\x1b" not in result.output and "\x07" not in result.output, (args, result.output)
-    listed = CliRunner().invoke(app, ["list", "--store", str(home)]).output
+    listed = invoke("list", "--store", str(home)).output
     assert "evil\\x1b[31mred\\x07" in listed
 
 
@@ -91,7 +90,7 @@ def test_clear_cache_deletes_only_cache_entries_and_never_follows_a_link(home: P
     uses_cache.run(1)
     cache = home / "cache"
     (cache / "notes.txt").write_text("mine")
-    result = CliRunner().invoke(app, ["clear-cache", "--store", str(home)])
+    result = invoke("clear-cache", "--store", str(home))
     assert result.exit_code == 0 and "removed 1 cached results" in result.output
     assert [p.name for p in cache.iterdir()] == ["notes.txt"]
     elsewhere = tmp_path / "elsewhere"
@@ -101,7 +100,7 @@ def test_clear_cache_deletes_only_cache_entries_and_never_follows_a_link(home: P
     (cache / "notes.txt").unlink()
     cache.rmdir()
     cache.symlink_to(elsewhere)
-    result = CliRunner().invoke(app, ["clear-cache", "--store", str(home)])
+    result = invoke("clear-cache", "--store", str(home))
     assert result.exit_code == 2 and "UnsafePathError" in result.output and "symbolic link" in result.output
     assert victim.exists()
 

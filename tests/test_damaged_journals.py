@@ -10,12 +10,11 @@ from typing import Any
 
 import orjson
 import pytest
-from typer.testing import CliRunner
 
 from flux import ExecutionContext, Saga, task, workflow
-from flux._cli.main import app
 from flux._engine.journal import encode_line, seed_for
 from flux.tasks import now, pause, sleep
+from tests.support.cli import invoke
 
 WRONG: dict[type, list[Any]] = {
     str: [["a list"], 7, None],
@@ -116,7 +115,7 @@ def test_wrong_field_types_and_unknown_kinds_never_give_a_traceback(home: Path, 
         for command in COMMANDS:
             journal.write_bytes(data)
             args = [a.format(id=journal.stem, other=Path(other.journal_path).stem) for a in command]
-            result = CliRunner().invoke(app, [*args, "--store", str(home)])
+            result = invoke(*args, "--store", str(home))
             runs += 1
             if result.exception is not None and not isinstance(result.exception, SystemExit):
                 crashes.append(
@@ -148,10 +147,10 @@ def test_recover_reports_a_damaged_execution_and_recovers_the_others(home: Path)
     bad.write_bytes(_with(lines, 2, {**record, "call_id": ["not", "a", "string"]}, bad.stem))
     cut = Path(interrupted.journal_path)
     cut.write_bytes(b"".join(cut.read_bytes().splitlines(keepends=True)[:4]))
-    result = CliRunner().invoke(app, ["recover", "--store", str(home)])
+    result = invoke("recover", "--store", str(home))
     assert result.exit_code == 2  # something could not be recovered
     assert bad.stem in result.output and "JournalCorruptError" in result.output
     assert interrupted.execution_id in result.output and "paused" in result.output
-    listed = CliRunner().invoke(app, ["list", "--store", str(home)])
+    listed = invoke("list", "--store", str(home))
     assert listed.exit_code == 0 and "damaged" in listed.output
     shutil.rmtree(home)

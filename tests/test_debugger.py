@@ -14,15 +14,14 @@ from typing import Any
 
 import orjson
 import pytest
-from typer.testing import CliRunner
 
 from flux import debug
-from flux._cli.main import app
 from flux._engine.journal import encode_line, seed_for
 from flux.errors import WorkflowLoadError
 from flux.loader import load_file
 from flux.timeline import error_summary, timeline
 from tests.conftest import ROOT, flux_cmd
+from tests.support.cli import invoke
 
 FLOWS = textwrap.dedent(
     """
@@ -102,7 +101,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def _invoke(*args: str) -> Any:
-    return CliRunner().invoke(app, list(args))
+    return invoke(*args)
 
 
 def _seq_of(records: list[dict[str, Any]], kind: str, call_id: str) -> int:

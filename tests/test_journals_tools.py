@@ -13,14 +13,13 @@ from typing import Any
 
 import orjson
 import pytest
-from typer.testing import CliRunner
 
 from flux import golden
-from flux._cli.main import app
 from flux._engine.journal import read_journal
 from flux.journals import diff_journals, fork_execution
 from flux.loader import load_file
 from tests.conftest import ROOT
+from tests.support.cli import invoke
 from tests.support.journals import records
 
 FLOWS = textwrap.dedent(
@@ -73,7 +72,7 @@ def flows(tmp_path: Path) -> ModuleType:
 
 
 def _invoke(*args: str) -> Any:
-    return CliRunner().invoke(app, list(args))
+    return invoke(*args)
 
 
 def _store_files(home: Path) -> list[str]:
@@ -271,7 +270,7 @@ def test_golden_check_fails_a_pytest_run_after_the_code_changed(flows: ModuleTyp
     folder = _golden_folder(flows, home, tmp_path)
     check = tmp_path / "test_golden_check.py"
     check.write_text(
-        "import pytest\nfrom flux.golden import assert_golden, golden_params\n\n"
+        "import pytest\nfrom flux.golden import assert_golden, golden_params\n\nimport shop  # noqa: F401\n\n"
         f"@pytest.mark.parametrize('journal', golden_params({str(folder)!r}))\n"
         "def test_journal_replays(journal):\n    assert_golden(journal)\n"
     )

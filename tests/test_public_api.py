@@ -61,8 +61,10 @@ SURFACE = {
     "flux.task": ["task", "TaskMetadata"],
     "flux.saga": ["Saga"],
     "flux.domain.events": ["ExecutionEvent", "ExecutionEventType", "ExecutionState"],
+    "flux.serve": ["create_app", "load_served", "run_server"],
     "flux.golden": ["GoldenResult", "assert_golden", "golden_params", "journals_in", "replay_folder", "replay_one"],
     "flux.errors": [
+        "AmbiguousExecutionIdError",
         "ApprovalRejected",
         "PauseRequested",
         "WorkflowNotFoundError",

@@ -141,7 +141,8 @@ def test_recover_reports_a_damaged_journal_and_goes_on(project: Path) -> None:
     data[data.index(b"\n") + 5] ^= 1
     path.write_bytes(bytes(data))
     rows = {r.execution_id: r for r in recover_store(str(project / ".flux"), durability="os")}
-    assert rows[cut].status == "completed" and rows[cut].context is not None and rows[cut].context.output == 14
+    assert rows[cut].status == "completed", rows[cut].error
+    assert rows[cut].context is not None and rows[cut].context.output == 14
     assert rows[damaged].status == "error" and "journal damaged" in str(rows[damaged].error)
     result = flux_cmd("recover", cwd=project, env=_env(project))
     assert result.returncode == 2 and damaged in result.stdout and "JournalCorruptError" in result.stdout

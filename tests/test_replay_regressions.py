@@ -8,16 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from flux import ExecutionContext, Saga, runner, task, workflow
-from flux._cli.main import app
 from flux.client import Client
 from flux.debug import replay
 from flux.errors import ExecutionStateError
 from flux.golden import replay_one
 from flux.recover import recover_store
 from flux.tasks import call, now, pause, sleep
+from tests.support.cli import invoke
 from tests.support.journals import cut_after, records
 
 RAN: list[str] = []
@@ -130,7 +129,7 @@ def test_a_cancelled_pause_replays_as_recorded_everywhere(home: Path) -> None:
     report = replay(first.journal_path)
     assert report.divergence is None and report.matches and report.status == "cancelled", report.note
     assert replay_one(first.journal_path).ok
-    result = CliRunner().invoke(app, ["replay", first.execution_id, "--store", str(home)])
+    result = invoke("replay", first.execution_id, "--store", str(home))
     assert result.exit_code == 0, result.output
 
 
@@ -148,12 +147,12 @@ def test_two_pauses_wait_at_once_and_each_gets_its_own_answer(home: Path) -> Non
     view = Client(str(home)).view(first.execution_id)
     assert sorted(w.name for w in view.waiting) == ["a", "b"]
     # Without a name, the resume is refused: one input cannot answer two pauses.
-    refused = CliRunner().invoke(app, ["resume", first.execution_id, "--input", '"x"'])
+    refused = invoke("resume", first.execution_id, "--input", '"x"')
     assert refused.exit_code == 2 and "ExecutionStateError" in refused.output and "2 pauses" in refused.output
     assert Client(str(home)).view(first.execution_id).status == "paused"
     with pytest.raises(ExecutionStateError, match="no pause 'c'"):
         two_gates.resume(first.execution_id, "x", pause="c")
-    after_a = CliRunner().invoke(app, ["resume", first.execution_id, "--input", '"for a"', "--pause", "a"])
+    after_a = invoke("resume", first.execution_id, "--input", '"for a"', "--pause", "a")
     assert after_a.exit_code == 0, after_a.output
     assert "status: paused" in after_a.output
     assert [w.name for w in Client(str(home)).view(first.execution_id).waiting] == ["b"]

@@ -13,14 +13,13 @@ from typing import Any
 import orjson
 import pytest
 from rich.console import Console
-from typer.testing import CliRunner
 
 import flux._cli.main
 from flux import ExecutionContext, task, workflow
-from flux._cli.main import app
 from flux.errors import ExecutionError, InvalidOptionError, SecretError
 from flux.tasks import pause
 from tests.builtin_workflows import RAN, SEEN, ran, reset
+from tests.support.cli import invoke
 from tests.support.journals import every_byte_under, records
 
 
@@ -166,8 +165,8 @@ def test_a_secret_returned_or_raised_by_a_task_is_in_no_byte_written(
     assert {"attempt_failed", "task_failed", "workflow_failed"} <= kinds_written
     # A wide console: no line is wrapped, so no canary can hide across two lines.
     monkeypatch.setattr(flux._cli.main, "out", Console(highlight=False, soft_wrap=True, width=1000))
-    shown = CliRunner().invoke(app, ["show", done.execution_id, "--home", str(home)])
-    listed = CliRunner().invoke(app, ["list", "--home", str(home)])
+    shown = invoke("show", done.execution_id, "--home", str(home))
+    listed = invoke("list", "--home", str(home))
     assert shown.exit_code == 0 and "leaks_in_error" in shown.output and redacted in shown.output
     texts = [
         every_byte_under(home),

@@ -139,7 +139,7 @@ def _check_strategy(wf: Workflow, strategy: SearchStrategy[Any], options: Option
         test()
     except Flaky as err:
         # The same input passed once and failed once: non-determinism that comes and goes.
-        found = [e for e in getattr(err, "exceptions", ()) if isinstance(e, DeterminismError)]
+        found = [e for e in _causes(err) if isinstance(e, DeterminismError)]
         if not found:
             raise
         raise determinism_error(
@@ -148,6 +148,17 @@ def _check_strategy(wf: Workflow, strategy: SearchStrategy[Any], options: Option
     finally:
         for path in failed[:-1]:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _causes(err: BaseException) -> list[BaseException]:
+    """The failures hypothesis reports with a Flaky error: grouped in `exceptions` by newer
+    versions, chained as its cause by older ones."""
+    found = list(getattr(err, "exceptions", ()))
+    cause = err.__cause__ or err.__context__
+    while cause is not None and cause not in found:
+        found.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    return found
 
 
 def check_file(

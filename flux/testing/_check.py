@@ -122,6 +122,34 @@ class CheckReport:
         failures = self.failures
         return failures[0] if failures else None
 
+    def as_json(self) -> dict[str, Any]:
+        """The report as `flux check --json` prints it (SPEC.md 12); values in their recorded
+        form (SPEC.md 3), a failed run's output as its error's type and message."""
+        from flux._engine.codec import encode
+
+        def recorded(value: Any) -> Any:
+            if isinstance(value, BaseException):
+                return {"type": type(value).__name__, "message": str(value)}
+            try:
+                return encode(value, "value")
+            except Exception:  # noqa: BLE001 - a report shows what it can
+                return repr(value)
+
+        return {
+            "workflow": self.workflow,
+            "input": recorded(self.input),
+            "ok": self.ok,
+            "status": self.status,
+            "output": recorded(self.output),
+            "records": self.records,
+            "seconds": round(self.seconds, 3),
+            "store": self.store,
+            "properties": [
+                {"name": r.name, "status": r.status, "detail": r.detail, "seq": r.seq, "runs": r.runs}
+                for r in self.results
+            ],
+        }
+
     def describe(self) -> str:
         """A message naming the input, each failed property, where the run was cut, and why."""
         if self.ok:
