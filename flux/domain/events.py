@@ -151,37 +151,49 @@ class ExecutionEvent:
 
 # -- the view ------------------------------------------------------------------------------------
 
-# Parameter names of task functions by task name (a name may be a format string such as
-# "ship_{order_id}"), so that TASK_STARTED can name the arguments the journal holds by position.
-_PARAMS: dict[str, Callable[..., Any]] = {}
+# Task functions by task name (a name may be a format string such as "ship_{order_id}"), so that
+# TASK_STARTED can name the arguments the journal holds by position. Several modules may define
+# tasks of one name: the workflow's own module is preferred, then the latest defined.
+_PARAMS: dict[str, list[Callable[..., Any]]] = {}
 _PATTERNS: dict[str, re.Pattern[str]] = {}
 
 
 def register_task_function(name: str, fn: Callable[..., Any]) -> None:
     """Called for every task made: the view names recorded arguments by its parameters."""
-    _PARAMS[name] = fn
+    known = _PARAMS.setdefault(name, [])
+    where = (getattr(fn, "__module__", None), getattr(fn, "__qualname__", None))
+    known[:] = [f for f in known if (getattr(f, "__module__", None), getattr(f, "__qualname__", None)) != where]
+    known.append(fn)
 
 
-def _function_named(name: str) -> Callable[..., Any] | None:
-    fn = _PARAMS.get(name)
-    if fn is not None:
-        return fn
-    for template, candidate in _PARAMS.items():
+def _pick(candidates: list[Callable[..., Any]], module: str | None) -> Callable[..., Any]:
+    own = [fn for fn in candidates if module is not None and getattr(fn, "__module__", None) == module]
+    return (own or candidates)[-1]
+
+
+def _function_named(name: str, module: str | None = None) -> Callable[..., Any] | None:
+    candidates = _PARAMS.get(name)
+    if candidates:
+        return _pick(candidates, module)
+    for template, found in _PARAMS.items():
         if "{" not in template:
             continue
         pattern = _PATTERNS.get(template)
         if pattern is None:
             parts = re.split(r"\{[^{}]*\}", template)
             pattern = _PATTERNS[template] = re.compile(".*".join(re.escape(p) for p in parts) + r"\Z", re.S)
-        if pattern.match(name):
-            return candidate
+        if found and pattern.match(name):
+            return _pick(found, module)
     return None
 
 
-def arguments_by_name(name: str, args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+def arguments_by_name(
+    name: str, args: list[Any], kwargs: dict[str, Any], module: str | None = None
+) -> dict[str, Any]:
     """The arguments of a task call by parameter name; positions beyond the known parameters (or
-    of a task not loaded in this process) are named `args[i]`."""
-    fn = _function_named(name)
+    of a task not loaded in this process) are named `args[i]`. `module`, the workflow's module,
+    picks among tasks of the same name defined in several modules."""
+    fn = _function_named(name, module)
     names: list[str] = []
     if fn is not None:
         try:
@@ -219,6 +231,8 @@ def events_from_records(records: Sequence[dict[str, Any]], load: Any = None) -> 
     header = records[0]
     execution_id = str(header.get("execution_id", ""))
     workflow = str(header.get("workflow", ""))
+    code = header.get("code")
+    module = code.get("module") if isinstance(code, dict) and isinstance(code.get("module"), str) else None
     E = ExecutionEventType
     out: list[ExecutionEvent] = []
     names: dict[str, str] = {}  # call id -> task name
@@ -252,7 +266,7 @@ def events_from_records(records: Sequence[dict[str, Any]], load: Any = None) -> 
         elif kind == R.TASK_STARTED:
             cid = r["call_id"]
             names[cid] = r["name"]
-            value = arguments_by_name(r["name"], load(r.get("args", [])), load(r.get("kwargs", {})))
+            value = arguments_by_name(r["name"], load(r.get("args", [])), load(r.get("kwargs", {})), module)
             emit(E.TASK_STARTED, cid, r["name"], value, r)
         elif kind == R.TASK_COMPLETED:
             cid = r["call_id"]

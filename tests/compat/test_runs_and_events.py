@@ -98,6 +98,11 @@ async def order(ctx: ExecutionContext[dict[str, Any]]) -> str:
 
 
 def test_task_started_names_the_arguments_by_parameter(home: Path) -> None:
+    async def another_charge(total: float) -> str:  # a task of the same name in another module
+        return str(total)
+
+    another_charge.__module__ = "billing.elsewhere"
+    task.with_options(name="charge")(another_charge)
     ctx = order.run({"id": "A-1", "amount": 9.5})
     started = next(e for e in ctx.events if e.type == E.TASK_STARTED)
     assert started.name == "charge" and started.value == {"order_id": "A-1", "amount": 9.5, "currency": "USD"}
