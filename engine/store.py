@@ -269,6 +269,15 @@ class Store(Protocol):
         """Who owns the execution right now (pid, host), or None when nobody does."""
         ...
 
+    def delete(self, execution_id: str) -> None:
+        """Removes the execution: its journal and everything kept beside it (snapshot, torn
+        tails, cancel request), under its lock, so never one a process runs.
+
+        Raises:
+            ExecutionNotFoundError, ExecutionLockedError.
+        """
+        ...
+
     async def wait_for_change(self, execution_id: str, timeout: float) -> None:
         """Returns once the execution's journal changes (a record appended), or after
         `timeout` seconds."""

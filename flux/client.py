@@ -19,6 +19,7 @@ function of `flux` (`wf.run`, `flux.runner`) is a thin wrapper around this class
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Sequence
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
     from flux.workflow import Workflow
 
 __all__ = ["Client", "ExecutionHandle", "ExecutionView", "check_durability"]
+
+log = logging.getLogger("flux")
 
 
 def check_durability(durability: str | None) -> str:
@@ -336,6 +339,12 @@ class Client:
             else:
                 return str((await handle.result()).status)
         self.store.request_cancel(execution_id)
+        owner = self.store.owner(execution_id) or {}
+        where = ", ".join(f"{k} {owner[k]}" for k in ("pid", "host") if k in owner) or "owner unknown"
+        log.info(
+            "execution %s runs in another process (%s); asked it to cancel, waiting up to %.3g s",
+            execution_id, where, wait,
+        )
         deadline = time.monotonic() + wait
         while True:
             status = self.store.summary(execution_id).status

@@ -62,6 +62,7 @@ SURFACE = {
     "flux.saga": ["Saga"],
     "flux.domain.events": ["ExecutionEvent", "ExecutionEventType", "ExecutionState"],
     "flux.serve": ["create_app", "load_served", "run_server"],
+    "flux.tracing": ["TracingListener", "instrument", "uninstrument"],
     "flux.golden": ["GoldenResult", "assert_golden", "golden_params", "journals_in", "replay_folder", "replay_one"],
     "flux.errors": [
         "AmbiguousExecutionIdError",

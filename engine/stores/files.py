@@ -738,6 +738,29 @@ class FileStore:
             except OSError:
                 return
 
+    def delete(self, execution_id: str) -> None:
+        path = self.journal_path(execution_id)
+        self._check_journal_file(execution_id, path)
+        with _store_errors(path, "delete the execution"):
+            journal_lock_fd = self._lock_journal(execution_id, path)
+            try:
+                lock_fd, _ = self._lock(execution_id)
+            except BaseException:
+                _release_lock(journal_lock_fd)
+                raise
+            try:
+                # The journal first: from here on the execution does not exist, and a process
+                # that opened it meanwhile finds it gone when it holds the locks.
+                os.unlink(path)
+                base = path[:-6]
+                for side in (".index", ".index.new", ".torn", ".cancel", ".lock"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(base + side)
+                fsync_dir(self.dir)
+            finally:
+                _release_lock(lock_fd)
+                _release_lock(journal_lock_fd)
+
     # -- cancellation requests (SPEC.md 4.6) ---------------------------------------------------
 
     def _cancel_path(self, execution_id: str) -> str:
