@@ -226,13 +226,17 @@ class AttemptFailed(Record):
     KIND = "attempt_failed"
     FIELDS = (
         ("at", _S, True), ("call_id", _S, True), ("attempt", _I, True), ("error", _D, True),
-        ("retry_at", _N + (type(None),), True),
+        ("retry_at", _N + (type(None),), True), ("delay", _N, False), ("max_attempts", _I, False),
+        ("backoff", _N, False),
     )
     at: str
     call_id: str
     attempt: int
     error: dict[str, Any]
     retry_at: float | None
+    delay: float  # the wait before the next attempt (after the cap and jitter), when one follows
+    max_attempts: int  # the task's retry_max_attempts, when it has retries
+    backoff: float  # the task's retry_backoff, when it has retries
 
 
 class RetryStarted(Record):
@@ -331,12 +335,17 @@ class TimerFired(Record):
 class WorkflowPaused(Record):
     KIND = "workflow_paused"
     LIFECYCLE = Status.PAUSED
-    FIELDS = (("at", _S, True), ("call_id", _S, True), ("name", _S, True), ("src", _S, False), ("wake_at", _N, False),)
+    FIELDS = (
+        ("at", _S, True), ("call_id", _S, True), ("name", _S, True), ("src", _S, False), ("wake_at", _N, False),
+        ("on_complete", _S, False), ("output", _ANY, False),
+    )
     at: str
     call_id: str
     name: str
     src: str
     wake_at: float
+    on_complete: str  # an execution id: once it has finished, the pause may go on without input
+    output: Any  # the value the pause shows (`pause(name, output)`), when not None
 
 
 class WorkflowSuspended(Record):

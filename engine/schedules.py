@@ -113,20 +113,43 @@ def zone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise InvalidOptionError(
-            f"timezone={name!r} is not a known IANA time zone (e.g. 'Europe/Lisbon', 'UTC')"
+            f"Invalid timezone {name!r}: timezone={name!r} is not a known IANA time zone (e.g. 'Europe/Lisbon', 'UTC')"
         ) from None
+
+
+# The nicknames cron implementations accept, as the five fields they stand for.
+_NICKNAMES = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+
+
+def five_fields(expression: str) -> str:
+    """The expression with a nickname (`@daily`, `@hourly`, ...) spelled out."""
+    return _NICKNAMES.get(expression.strip().lower(), expression)
 
 
 def check_cron(expression: str) -> str:
     """Raises InvalidOptionError naming the field that is wrong and what it allows."""
     from cronsim import CronSim, CronSimError
 
+    bad = f"Invalid cron expression: cron({expression!r})"
     if not isinstance(expression, str):
-        raise InvalidOptionError(f"cron({expression!r}): the expression must be a str such as '0 9 * * MON-FRI'")
+        raise InvalidOptionError(f"{bad}: the expression must be a str such as '0 9 * * MON-FRI'")
+    if expression.strip().startswith("@") and expression.strip().lower() not in _NICKNAMES:
+        raise InvalidOptionError(
+            f"{bad}: not a known nickname; give one of {', '.join(_NICKNAMES)} or five fields"
+        )
+    expression = five_fields(expression)
     fields = expression.split()
     if len(fields) != 5:
         raise InvalidOptionError(
-            f"cron({expression!r}): {len(fields)} fields; give 5: minute hour day-of-month month day-of-week"
+            f"{bad}: {len(fields)} fields; give 5: minute hour day-of-month month day-of-week"
         )
     try:
         CronSim(expression, dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
@@ -135,10 +158,10 @@ def check_cron(expression: str) -> str:
         for i, field in enumerate(_FIELDS):
             if field in text or field.replace("-", " ") in text:
                 raise InvalidOptionError(
-                    f"cron({expression!r}): field {i + 1} ({field}) {fields[i]!r} is not valid; "
+                    f"{bad}: field {i + 1} ({field}) {fields[i]!r} is not valid; "
                     f"a {field} is {_ALLOWED[field]}, with * , - / (e.g. '*/15')"
                 ) from None
-        raise InvalidOptionError(f"cron({expression!r}): {err}") from None
+        raise InvalidOptionError(f"{bad}: {err}") from None
     return expression
 
 
@@ -169,7 +192,7 @@ def _cron_iter(spec: dict[str, Any], t: float, reverse: bool) -> Iterator[float]
     from cronsim import CronSim
 
     start = dt.datetime.fromtimestamp(t, zone(spec.get("timezone", "UTC")))
-    for when in CronSim(spec["expression"], start, reverse=reverse):
+    for when in CronSim(five_fields(spec["expression"]), start, reverse=reverse):
         yield when.timestamp()
 
 

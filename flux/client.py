@@ -44,6 +44,7 @@ from flux._engine.journal import DURABILITY_MODES, JournalRead
 from flux._engine.outputs import load_blob
 from flux._engine.pauses import WaitingPause, waiting_pauses
 from flux._engine.records import Status
+from flux._engine.refs import OutputStorageReference
 from flux._engine.store import Page, Store, open_store, validate_execution_id
 from flux.context import ExecutionContext
 from flux.timeline import CallRow, error_summary, timeline
@@ -217,6 +218,7 @@ class Client:
             create=True,
             durability=check_durability(durability or self.durability),
             blob_output=uses_output_storage(workflow.options),
+            output_storage=_custom_storage(workflow),
             observer=observer,
         )
         here = run_here if run_here is not None else not has_fleet(self.store)
@@ -274,6 +276,7 @@ class Client:
             durability=check_durability(durability or self.durability),
             aliases={**found_aliases, **(aliases or {})},
             blob_output=_blob_output(wf),
+            output_storage=_custom_storage(wf),
             observer=observer,
         )
         return self._launch(wf, request, clock)
@@ -315,6 +318,7 @@ class Client:
             durability=check_durability(durability or self.durability),
             aliases={**found_aliases, **(aliases or {})},
             blob_output=_blob_output(wf),
+            output_storage=_custom_storage(wf),
             observer=observer,
         )
         return self._launch(wf, request, clock)
@@ -356,6 +360,7 @@ class Client:
             request = RunRequest(
                 execution_id=execution_id, workflow_name=wf.name, cancel=True, aliases=aliases,
                 durability=check_durability(self.durability), blob_output=_blob_output(wf),
+                output_storage=_custom_storage(wf),
             )
             try:
                 handle = self._launch(wf, request, None)
@@ -450,14 +455,19 @@ class Client:
                 raise type(err)(f"{read.path}:{seq + 1}: {err}") from err
 
         header = history.header or {}
-        ctx: ExecutionContext[Any] = ExecutionContext(
+        ctx: ExecutionContext[Any] = ExecutionContext._of(
             execution_id, str(header.get("workflow", "")), at(0, header.get("input"))
         )
         ctx.journal_path = read.path
         final = history.final
         output: Any = None
         if final is not None and final["kind"] == "workflow_completed":
-            output = at(final["seq"], final["value"])
+            value = final["value"]
+            output = (
+                OutputStorageReference("local_file", str(value["$blob"]), {"size": value.get("size")})
+                if type(value) is dict and "$blob" in value
+                else at(final["seq"], value)
+            )
         elif final is not None and final["kind"] == "workflow_failed":
             output = at(final["seq"], final["error"], stored=False)
         ctx._settle(str(status), output, read.records, load)
@@ -554,6 +564,17 @@ def has_fleet(store: Store) -> bool:
     return isinstance(store, FleetMixin)
 
 
+def _custom_storage(wf: Workflow) -> Any:
+    """A workflow's own OutputStorage subclass, which keeps its output (None: the journal or the
+    store's files do)."""
+    from flux.output_storage import InlineOutputStorage, LocalFileStorage
+
+    storage = wf.options.get("output_storage")
+    if storage in (None, True, False) or isinstance(storage, (LocalFileStorage, InlineOutputStorage)):
+        return None
+    return storage
+
+
 def _blob_output(wf: Workflow) -> bool:
     from flux.options import uses_output_storage
 
@@ -563,7 +584,7 @@ def _blob_output(wf: Workflow) -> bool:
 def context_of(executor: Executor, outcome: Outcome, ctx: ExecutionContext[Any] | None) -> ExecutionContext[Any]:
     """The ExecutionContext a run returns: the one the workflow was handed, settled."""
     if ctx is None:
-        ctx = ExecutionContext(outcome.execution_id, outcome.workflow_name, outcome.input)
+        ctx = ExecutionContext._of(outcome.execution_id, outcome.workflow_name, outcome.input)
     ctx.journal_path = outcome.path
-    ctx._settle(str(outcome.status), outcome.output, outcome.records, executor.value_of)
+    ctx._settle(str(outcome.status), outcome.output, outcome.records, executor.recorded_value_of)
     return ctx

@@ -154,7 +154,7 @@ class IntervalSchedule(Schedule):
         if not every > 0:
             raise InvalidOptionError(
                 f"interval(seconds={seconds}, minutes={minutes}, hours={hours}, days={days}, weeks={weeks}): "
-                "the interval must be > 0"
+                "the interval must be > 0 (it must be a positive duration)"
             )
         self.interval = dt.timedelta(seconds=every)
         self.start_time = start_time
