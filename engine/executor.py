@@ -746,7 +746,8 @@ class Executor(Outputs):
                 if spec.storage is not None and isinstance(value, OutputStorageReference):
                     value = spec.storage.retrieve(value)
                 return value
-            exc = self.recorded(call.outcome["error"], call.end_seq, stored=False)  # type: ignore[index]  # it ended
+            # (The workflow sees the real secret in a replayed error too, as it did live.)
+            exc = self.recorded(call.outcome["error"], call.end_seq)  # type: ignore[index]  # it ended
             raise as_execution_error(exc)
         if decision == CANCEL:
             if call is not None and call.cancelled is not None:
@@ -889,7 +890,7 @@ class Executor(Outputs):
             assert call is not None and call.resumed is not None
             if call_id == self.answering:
                 self.answering = None
-            return self.recorded(call.resumed.get("input"), call.resumed.get("seq", call.seq), stored=False)
+            return self.recorded(call.resumed.get("input"), call.resumed.get("seq", call.seq))
         if decision == CANCEL:
             raise self._deliver_cancel()
         if decision == LIVE:
