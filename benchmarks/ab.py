@@ -121,12 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     parent = os.path.abspath(args.dir)
     for tree in (args.before, args.after):
         python = os.path.join(tree, ".venv", "bin", "python")
-        subprocess.run([python, "-m", "compileall", "-q", *(os.path.join(tree, d) for d in ("engine", "flux", "cli"))], check=False)
+        dirs = (os.path.join(tree, d) for d in ("engine", "flux", "cli"))
+        subprocess.run([python, "-m", "compileall", "-q", *dirs], check=False)
     for _ in range(args.rounds):
         for case in cases:
             for side, tree in (("A", args.before), ("B", args.after)):
                 results.setdefault((case, side), []).append(measure(tree, case, sizes[case], parent))
-    print(f"A = {args.before}\nB = {args.after}\n{args.rounds} interleaved rounds; load average {os.getloadavg()[0]:.2f}")
+    print(f"A = {args.before}\nB = {args.after}")
+    print(f"{args.rounds} interleaved rounds; load average {os.getloadavg()[0]:.2f}")
     print(f"{'case':<6}{'unit':>9}{'A median (min-max)':>28}{'B median (min-max)':>28}{'B/A':>8}")
     for case in cases:
         unit = "s" if case == "W5" else "µs/task"

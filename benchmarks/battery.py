@@ -38,10 +38,10 @@ from collections.abc import Callable
 if __package__ in (None, ""):  # run as a script: make the project root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.battery_files import run_corruption, run_power, run_truncation  # noqa: E402
-from benchmarks.battery_kill import run_kill  # noqa: E402
-from benchmarks.battery_kit import SIZES, Figures, Size  # noqa: E402
-from benchmarks.battery_procs import run_disk, run_many, run_race  # noqa: E402
+from benchmarks.battery_files import run_corruption, run_power, run_truncation
+from benchmarks.battery_kill import run_kill
+from benchmarks.battery_kit import SIZES, Figures, Size
+from benchmarks.battery_procs import run_disk, run_many, run_race
 
 __all__ = ["SCENARIOS", "main", "render", "run_battery"]
 
@@ -58,7 +58,9 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
-def run_battery(size: Size, seed: int, only: list[str], workdir: str, progress: Callable[[str], None] | None = None) -> list[Figures]:
+def run_battery(
+    size: Size, seed: int, only: list[str], workdir: str, progress: Callable[[str], None] | None = None
+) -> list[Figures]:
     """Runs the chosen scenarios one after another, each in its own subfolder of `workdir`."""
     results = []
     for name in only:
@@ -88,12 +90,13 @@ def render(results: list[Figures], size: Size, seed: int) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = [f"Flux fault battery, size {size.name}, seed {seed}"]
     for n, row in enumerate(rows):
-        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     total = sum(f.seconds for f in results)
     failed = [f for f in results if f.failed]
-    lines.append(f"total {total:.1f} s; {'all requirements met' if not failed else 'FAILED: ' + ', '.join(f.scenario for f in failed)}")
+    verdict = "all requirements met" if not failed else "FAILED: " + ", ".join(f.scenario for f in failed)
+    lines.append(f"total {total:.1f} s; {verdict}")
     for fig in failed:
         lines.append(f"\n{fig.scenario}:")
         lines.extend(f"  {note}" for note in fig.notes)
@@ -115,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     size = SIZES[args.size]
     workdir = tempfile.mkdtemp(prefix="flux-battery-", dir=args.dir)
     try:
-        results = run_battery(size, args.seed, only, workdir, progress=lambda text: print(text, file=sys.stderr, flush=True))
+        results = run_battery(
+            size, args.seed, only, workdir, progress=lambda text: print(text, file=sys.stderr, flush=True)
+        )
     finally:
         if args.keep:
             print(f"work directory kept: {workdir}", file=sys.stderr)

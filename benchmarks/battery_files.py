@@ -28,8 +28,8 @@ import orjson
 from benchmarks.battery_child import expected_output, many
 from benchmarks.battery_kit import Figures, ForkServer, Size, journal_of
 from flux._engine.errors import FluxError, JournalCorruptError
-from flux._engine.journal import check_journal, read_journal, seed_for
 from flux._engine.history import History as ReplayIndex
+from flux._engine.journal import check_journal, read_journal, seed_for
 from flux._engine.stores.files import FileStore
 
 __all__ = ["run_corruption", "run_power", "run_truncation"]
@@ -62,7 +62,8 @@ def _make_journals(workdir: str, inputs: list[int], durability: str = "os") -> l
                     events.append(("fsync", int(fields[1])))
                 elif fields[0].decode() == eid:
                     events.append(("ack", int(fields[1])))
-            out.append({"n": n, "execution_id": eid, "data": data, "events": events, "records": read_journal(path, eid).records})
+            records = read_journal(path, eid).records
+            out.append({"n": n, "execution_id": eid, "data": data, "events": events, "records": records})
     return out
 
 
@@ -278,7 +279,10 @@ def _crafted(lines: list[bytes], execution_id: str) -> Iterator[tuple[str, bytes
     bad_records = [
         ("completion of a call never started", {"kind": "task_completed", "at": "x", "call_id": "77", "value": 1}),
         ("second start of a call", {**started, "seq": n}),
-        ("resume of a call that is no pause", {"kind": "workflow_resumed", "at": "x", "call_id": started["call_id"], "input": 1}),
+        (
+            "resume of a call that is no pause",
+            {"kind": "workflow_resumed", "at": "x", "call_id": started["call_id"], "input": 1},
+        ),
         ("second header", {"kind": "header", "format": 1, "execution_id": execution_id}),
         ("task_started without a name", {"kind": "task_started", "at": "x", "call_id": "78"}),
     ]

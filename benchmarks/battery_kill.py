@@ -79,7 +79,7 @@ class _Execution:
         completed: dict[str, Any] = {}
         counts: Counter[tuple[str, str]] = Counter()
         started: set[str] = set()
-        for record, offset in zip(read.records, read.offsets):
+        for record, offset in zip(read.records, read.offsets, strict=True):
             kind = record["kind"]
             if kind.startswith("task_"):
                 counts[(kind[5:] if kind == "task_started" else "ended", record["call_id"])] += 1
@@ -109,7 +109,8 @@ class _Execution:
 
 def _replays_the_same(execution: _Execution) -> bool:
     read = read_journal(execution.path, execution.execution_id)
-    _, outcome, _ = asyncio.run(many.replay_async(read, execution.execution_id, store=os.path.dirname(os.path.dirname(execution.path))))
+    store = os.path.dirname(os.path.dirname(execution.path))
+    _, outcome, _ = asyncio.run(many.replay_async(read, execution.execution_id, store=store))
     return outcome.status == "completed" and outcome.output == expected_output(execution.n)
 
 

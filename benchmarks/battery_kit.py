@@ -58,7 +58,9 @@ class Figures:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
-    def add(self, key: str, figure: str, value: Any, *, equal: Any = None, at_least: Any = None, at_most: Any = None) -> None:
+    def add(
+        self, key: str, figure: str, value: Any, *, equal: Any = None, at_least: Any = None, at_most: Any = None
+    ) -> None:
         """Records a figure; `equal`, `at_least` or `at_most` make it a requirement that can fail."""
         self.values[key] = value
         required, ok = "", None

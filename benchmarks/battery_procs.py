@@ -20,8 +20,8 @@ from benchmarks.battery_kit import ROOT, Figures, ForkServer, Size, journal_of, 
 from flux._engine.codec import encode
 from flux._engine.errors import DurabilityError, FluxError
 from flux._engine.journal import encode_line, read_journal, seed_for
-from flux._engine.stores.files import FileWriter as JournalWriter
 from flux._engine.stores.files import FileStore
+from flux._engine.stores.files import FileWriter as JournalWriter
 from flux.recover import recover_store
 from flux.runner import list_executions, resume_execution
 
@@ -125,7 +125,9 @@ def run_race(size: Size, seed: int, workdir: str) -> Figures:
             locked = sum(1 for s in ended.values() if s["code"] == 3)
             owner = alive[0] if len(alive) == 1 else None
             if owner is not None and locked == k - 1:
-                started = _wait_for(lambda: any(p == owner for _, p in read_side_log(side_log)), timeout=5)
+                started = _wait_for(
+                    lambda: any(p == owner for _, p in read_side_log(side_log)), timeout=5  # noqa: B023 - called at once
+                )
                 if started and _lock_holder(home, eid) == owner:
                     one_owner += 1
                     owners.append(owner)
@@ -182,8 +184,8 @@ def run_race(size: Size, seed: int, workdir: str) -> Figures:
                 f"{statistics.median(takeovers) * 1e3:.2f} / {max(takeovers) * 1e3:.2f}")
     fig.add("stopped", "SIGSTOPped owner kept others out", f"{stopped_held}/{stopped_checks}",
             equal=f"{stopped_checks}/{stopped_checks}")
-    fig.add("unlinked", "lock file removed under its owner: others still kept out", f"{unlinked_held}/{unlinked_checks}",
-            equal=f"{unlinked_checks}/{unlinked_checks}")
+    fig.add("unlinked", "lock file removed under its owner: others still kept out",
+            f"{unlinked_held}/{unlinked_checks}", equal=f"{unlinked_checks}/{unlinked_checks}")
     fig.add("late_writer", "writes of a writer that lost ownership refused", f"{late_refused}/{late_checks}",
             equal=f"{late_checks}/{late_checks}")
     fig.add("journal_valid", "journal valid after all rounds", valid, equal=True)
@@ -264,7 +266,9 @@ def run_disk(size: Size, seed: int, workdir: str) -> Figures:
             ends = [end for e, end, _ in read_sync_log(env["FLUX_TEST_SYNC_LOG"]) if e == eid]
             acked_end = ends[-1] if ends else 0
             durable = {
-                r["call_id"] for r, off in zip(read.records, read.offsets) if r["kind"] == "task_started" and off < acked_end
+                r["call_id"]
+                for r, off in zip(read.records, read.offsets, strict=True)
+                if r["kind"] == "task_started" and off < acked_end
             }
             late = [c for c, _ in read_side_log(env["BATTERY_SIDE_LOG"]) if c not in durable]
             early += len(late)
@@ -275,12 +279,15 @@ def run_disk(size: Size, seed: int, workdir: str) -> Figures:
             if not good:
                 fig.note(f"{label} at write {n}: resume exit {after.returncode}: {after.stderr.strip()[:300]}")
     fig.add("runs", "flux exec runs with an injected fault", cases)
-    fig.add("kinds", "  " + " / ".join(label for label, _ in FAULTS), " / ".join([str(size.disk_cases_per_fault)] * len(FAULTS)))
-    fig.add("stopped", "failing writes that stopped the run with exit 2", f"{stopped}/{failing}", equal=f"{failing}/{failing}")
+    fig.add("kinds", "  " + " / ".join(label for label, _ in FAULTS),
+            " / ".join([str(size.disk_cases_per_fault)] * len(FAULTS)))
+    fig.add("stopped", "failing writes that stopped the run with exit 2", f"{stopped}/{failing}",
+            equal=f"{failing}/{failing}")
     fig.add("clear", "  with one line 'DurabilityError: ...'", f"{clear}/{failing}", equal=f"{failing}/{failing}")
     fig.add("early", "task bodies started past a failed write or fsync", early, equal=0)
     fig.add("readable", "journals readable afterwards", f"{readable}/{cases}", equal=f"{cases}/{cases}")
-    fig.add("resumed", "failed runs resumed to the right output", f"{resumed_ok}/{failing}", equal=f"{failing}/{failing}")
+    fig.add("resumed", "failed runs resumed to the right output", f"{resumed_ok}/{failing}",
+            equal=f"{failing}/{failing}")
     fig.add("short_ok", "runs with a short write that completed correctly", f"{continued_ok}/{continued}",
             equal=f"{continued}/{continued}")
     return fig

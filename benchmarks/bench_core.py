@@ -170,7 +170,10 @@ def plain_gather(n: int) -> Callable[[str], tuple[Timed, Verify]]:
 
         def verify(total: int) -> None:
             os.close(fd)
-            _expect(total == n * (n - 1) // 2 and _line_count(path) == written[0] == 2 * n, f"{path}: expected {2 * n} lines")
+            _expect(
+                total == n * (n - 1) // 2 and _line_count(path) == written[0] == 2 * n,
+                f"{path}: expected {2 * n} lines",
+            )
 
         return timed, verify
 
@@ -324,7 +327,9 @@ def print_table(rows: list[tuple[str, ...]]) -> None:
     left = {0, 7, 8, 9}
 
     def line(cells: tuple[str, ...]) -> str:
-        return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        return "  ".join(
+            c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
 
     print(line(_COLUMNS))
     print("  ".join("-" * w for w in widths))
@@ -348,7 +353,10 @@ def profile_w1(n: int, parent: str) -> None:
         _expect(ctx.has_succeeded and ctx.output == n, f"profiled run ended {ctx.status} with {ctx.output!r}")
     finally:
         shutil.rmtree(home, ignore_errors=True)
-    print(f"W1 os, {n} tasks under cProfile: {elapsed * 1e3:.1f} ms ({elapsed / n * 1e6:.2f} µs/task with profiler overhead)")
+    print(
+        f"W1 os, {n} tasks under cProfile: {elapsed * 1e3:.1f} ms"
+        f" ({elapsed / n * 1e6:.2f} µs/task with profiler overhead)"
+    )
     pstats.Stats(profiler, stream=sys.stdout).strip_dirs().sort_stats("tottime").print_stats(25)
 
 

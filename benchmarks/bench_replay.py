@@ -63,7 +63,10 @@ def replay_once(journal: str) -> tuple[float, float, int]:
     # Through peak_rss.py, which reports the process's own VmHWM: the rusage of a child forked
     # from this process (which made the journal) starts from this process's size.
     proc = subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "benchmarks", "peak_rss.py"), peak_file, "flux", "replay", journal, "--summary"],
+        [
+            sys.executable, os.path.join(ROOT, "benchmarks", "peak_rss.py"), peak_file,
+            "flux", "replay", journal, "--summary",
+        ],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     out, err = proc.stdout.read(), proc.stderr.read()  # type: ignore[union-attr]

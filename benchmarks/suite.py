@@ -49,12 +49,13 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 import orjson
 
 import flux_workloads as fw
-from suite_table import Figure, PEER_NAMES, render
+from suite_table import PEER_NAMES, Figure, render
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -145,7 +146,7 @@ def plain_history(n: int, window: int) -> Callable[[str], tuple[Timed, Verify]]:
         def verify(_: Any) -> None:
             os.close(fd)
             _expect(_lines(path) == n, f"{path}: expected {n} lines")
-            gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+            gaps = [b - a for a, b in pairwise(stamps)]
             HISTORY.setdefault("plain", []).append(statistics.median(gaps[-window:]) / statistics.median(gaps[:window]))
 
         return timed, verify
@@ -177,7 +178,7 @@ def _start_intervals(path: str) -> list[float]:
             for r in map(orjson.loads, f)
             if r["kind"] == "task_started"
         ]
-    return [b - a for a, b in zip(starts, starts[1:])]
+    return [b - a for a, b in pairwise(starts)]
 
 
 def run_with_history(n: int, durability: str, window: int) -> Callable[[str], tuple[Timed, Verify]]:
@@ -300,7 +301,9 @@ def flux_command() -> str:
 
 def replay_quiet_option(flux: str) -> str:
     """`--summary` where `flux replay` has it (one line out), else `--json` (the records as JSON)."""
-    out = subprocess.run([flux, "replay", "--help"], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+    out = subprocess.run(
+        [flux, "replay", "--help"], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}
+    )
     return "--summary" if "--summary" in out.stdout else "--json"
 
 
@@ -363,8 +366,10 @@ def measure_w6(runs: int, parent: str, flux: str) -> dict[str, Sample]:
             try:
                 out_path = os.path.join(home, "exec.out")
                 with open(out_path, "wb") as out:
-                    elapsed, rss = run_process([flux, "exec", file, "one_task", "--home", os.path.join(home, "store"), *extra],
-                                                  stdout=out, cwd=home)
+                    elapsed, rss = run_process(
+                        [flux, "exec", file, "one_task", "--home", os.path.join(home, "store"), *extra],
+                        stdout=out, cwd=home,
+                    )
                 with open(out_path, "rb") as f:
                     text = f.read().decode("utf-8", "replace")
                 _expect("completed" in text, f"flux exec one_task printed {text[:300]!r}")
@@ -403,7 +408,9 @@ def run_peer(name: str, entry: dict[str, Any], tasks: int, runs: int, parent: st
     """Runs one peer's script with its own Python; returns its JSON, or {"unavailable": why}."""
     workdir = tempfile.mkdtemp(prefix=f"peer-{name}-", dir=parent)
     argv = [entry["python"], entry["script"], "--tasks", str(tasks), "--runs", str(runs), "--dir", workdir, *extra]
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "FLUX_HOME", "FLUX_DURABILITY")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "FLUX_HOME", "FLUX_DURABILITY")
+    }
     log_path = os.path.join(parent, f"peer-{name}.log")
     started = time.perf_counter()
     try:

@@ -170,7 +170,9 @@ def render(figures: dict[str, Figure], peers: dict[str, dict[str, Any]], n: int,
         else:
             own = ratio
             measured = f"{ratio:.2f}x ({where})"
-        r.note(title, f"ours ({d})", "<= 1.2x", f"{measured}; {large:,}/{small:,}-task runs: {runs}", _verdict(own <= 1.2))
+        r.note(
+            title, f"ours ({d})", "<= 1.2x", f"{measured}; {large:,}/{small:,}-task runs: {runs}", _verdict(own <= 1.2)
+        )
 
     table = _markdown(r.rows) if markdown else _aligned(r.rows)
     return table + "\n" + _peer_notes(peers, n)
@@ -182,7 +184,9 @@ def _aligned(rows: list[tuple[str, ...]]) -> str:
     numeric = {2, 3, 4, 5, 6}
 
     def line(cells: tuple[str, ...]) -> str:
-        return "  ".join(cells[i].rjust(widths[i]) if i in numeric else cells[i].ljust(widths[i]) for i in keep).rstrip()
+        return "  ".join(
+            cells[i].rjust(widths[i]) if i in numeric else cells[i].ljust(widths[i]) for i in keep
+        ).rstrip()
 
     return "\n".join([line(COLUMNS), "  ".join("-" * widths[i] for i in keep), *(line(row) for row in rows)])
 

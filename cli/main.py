@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import sys
+import contextlib
 import inspect
-from collections.abc import Callable
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from typing import Any, NoReturn, TypeVar
 
 import orjson
@@ -13,8 +18,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from flux import debug as debug_replay
+from flux import journals, runner
 from flux._cli.render import (
     break_banner,
+    printable,
+    printable_lines,
     render_calls,
     render_diff,
     render_divergence,
@@ -24,8 +33,8 @@ from flux._cli.render import (
     replay_summary,
     short,
 )
-from flux import debug as debug_replay
-from flux import journals, runner
+from flux._engine.clock import iso, parse_moment
+from flux._engine.store import is_execution_id, open_store
 from flux.context import ExecutionContext
 from flux.errors import FluxError
 from flux.recover import recover_store
@@ -33,7 +42,6 @@ from flux.recover import recover_store
 __all__ = ["app", "main"]
 
 app = typer.Typer(
-    add_completion=False,
     no_args_is_help=True,
     help="Run durable workflows whose every step is recorded in a journal, and replay them.",
     pretty_exceptions_enable=False,
@@ -43,17 +51,46 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
 
-_state: dict[str, bool] = {"debug": False}
+# Options given before the command (`flux --store S --debug list`); one given after it wins.
+_state: dict[str, Any] = {"debug": False, "store": None}
 
-StoreOpt = typer.Option(
-    None, "--store", "--home", help="The store: a directory or a store URL (default: $FLUX_STORE, else $FLUX_HOME, else ./.flux)."
+_STORE_HELP = (
+    "The store: a directory or a store URL (default: $FLUX_STORE, else $FLUX_HOME, else the nearest .flux "
+    "folder here or above, else ./.flux)."
 )
+StoreOpt = typer.Option(None, "--store", "--home", help=_STORE_HELP)
 DebugOpt = typer.Option(False, "--debug", help="Show tracebacks of errors.")
+JsonOpt = typer.Option(False, "--json", help="Print the result as one JSON document (flux spec 'command line').")
 DurabilityOpt = typer.Option(None, "--durability", help="fsync (default) or os.")
 FileOpt = typer.Option(None, "--file", help="The workflow's file, if it moved since the run started.")
-ModuleOpt = typer.Option(None, "--module", "-m", help="The workflow's module (dotted name), if it moved since the run started.")
-InputFileOpt = typer.Option(None, "--input-file", help="File holding the input as JSON.")
+ModuleOpt = typer.Option(
+    None, "--module", "-m", help="The workflow's module (dotted name), if it moved since the run started."
+)
+InputFileOpt = typer.Option(None, "--input-file", help="File holding the input as JSON; - reads standard input.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("flux-replay")
+        except PackageNotFoundError:
+            number = "unknown (not installed)"
+        out.print(f"flux {number} (Python {sys.version.split()[0]})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    store: str = StoreOpt,
+    debug: bool = DebugOpt,
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Run durable workflows whose every step is recorded in a journal, and replay them."""
+    _state["store"], _state["debug"] = store, debug
 
 
 def _fail(error: BaseException) -> NoReturn:
@@ -62,7 +99,7 @@ def _fail(error: BaseException) -> NoReturn:
 
         traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
     name = type(error).__name__
-    message = str(error).replace("\n", " ")
+    message = printable(str(error).replace("\n", " "))
     err.print(f"[red]{escape(name)}: {escape(message)}[/red]")
     raise typer.Exit(EXIT_BAD_INPUT)
 
@@ -76,7 +113,9 @@ def command(name: str | None = None) -> Callable[[F], F]:
 
     def decorate(fn: F) -> F:
         def run(*args: Any, **kwargs: Any) -> Any:
-            _state["debug"] = bool(kwargs.get("debug"))
+            _state["debug"] = bool(_state["debug"] or kwargs.get("debug"))
+            if "store" in kwargs and kwargs["store"] is None:
+                kwargs["store"] = _state["store"]
             try:
                 return fn(*args, **kwargs)
             except (FluxError, ValueError, OSError) as error:
@@ -84,7 +123,7 @@ def command(name: str | None = None) -> Callable[[F], F]:
 
         # typer reads the signature and help of the command; `__wrapped__` would make it call
         # `fn` itself, past the boundary.
-        run.__signature__ = inspect.signature(fn, eval_str=True)  # type: ignore[attr-defined]
+        run.__signature__ = inspect.signature(fn, eval_str=True)  # type: ignore[attr-defined]  # read by inspect
         run.__doc__, run.__name__ = fn.__doc__, fn.__name__
         app.command(name)(run)
         return fn
@@ -92,38 +131,115 @@ def command(name: str | None = None) -> Callable[[F], F]:
     return decorate
 
 
+@contextlib.contextmanager
+def _interruptible(execution_id: str, store: str | None) -> Iterator[None]:
+    """Ctrl-C stops the run where it is, as a crash would (nothing more is recorded): say which
+    execution it was and how to go on with it."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        store_arg = f" --store {store}" if store else ""
+        err.print(
+            f"interrupted: execution {execution_id} stopped where it was; "
+            f"continue it with: flux resume {execution_id}{store_arg}"
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
 def _read_input(input: str | None, input_file: str | None) -> Any:
     if input is not None and input_file is not None:
         raise ValueError("give --input or --input-file, not both")
+    if input_file == "-":
+        try:
+            text = sys.stdin.buffer.read().decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError("--input-file -: standard input is not UTF-8 text; give JSON") from None
+        return runner.parse_input(text, "--input-file - (standard input)")
     if input_file is not None:
         try:
             with open(input_file, "rb") as fh:
                 text = fh.read().decode("utf-8")
         except OSError as error:
             raise ValueError(f"{input_file}: cannot read the input file ({error.strerror})") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{input_file}: the input file is not UTF-8 text; give JSON") from None
         return runner.parse_input(text, input_file)
     if input is None:
         return None
     return runner.parse_input(input)
 
 
-def _report(ctx: ExecutionContext[Any], store: str | None) -> None:
-    out.print(f"execution_id: {ctx.execution_id}")
-    out.print(f"workflow: {escape(ctx.name)}")
-    colour = {"completed": "green", "failed": "red", "paused": "yellow", "cancelled": "magenta"}.get(ctx.status, "white")
-    out.print(f"status: [{colour}]{ctx.status}[/{colour}]")
-    if ctx.has_succeeded:
-        out.print(f"output: {escape(short(ctx.output, 2000))}")
-    elif ctx.has_failed:
-        error = ctx.output
-        out.print(f"[red]error: {escape(type(error).__name__)}: {escape(str(error))}[/red]")
-    elif ctx.is_paused:
-        store_arg = f" --store {store}" if store else ""
-        out.print(f"resume with: flux resume {ctx.execution_id}{store_arg} --input '<json>'")
-    elif ctx.status == "cancelled":
-        out.print("the execution was cancelled; it will not run again")
-    if ctx.has_failed or ctx.status == "cancelled":
+def dumps(data: Any) -> str:
+    """One JSON document: orjson, or the standard library for what orjson refuses (integers
+    beyond 64 bits)."""
+    try:
+        return orjson.dumps(data).decode()
+    except TypeError:
+        return json.dumps(data, ensure_ascii=False, default=repr)
+
+
+def _emit(data: Any) -> None:
+    sys.stdout.write(dumps(data) + "\n")
+
+
+def _execution(execution_id: str, store: str | None) -> dict[str, Any]:
+    """An execution as every command's --json prints it: `flux show --json` without its calls."""
+    shape = runner.read_execution(execution_id, store).to_json()
+    del shape["calls"]
+    return shape
+
+
+_COLOURS = {"completed": "green", "failed": "red", "paused": "yellow", "cancelled": "magenta"}
+
+
+def _report(ctx: ExecutionContext[Any], store: str | None, as_json: bool = False) -> None:
+    """What exec, resume and fork print: the execution as the run left it; values as recorded
+    (SPEC.md 3), never cut; exit 1 when it failed or was cancelled."""
+    shape = _execution(ctx.execution_id, store)
+    if as_json:
+        _emit(shape)
+    else:
+        status = shape["status"]
+        colour = _COLOURS.get(status, "white")
+        out.print(f"execution_id: {ctx.execution_id}")
+        out.print(f"workflow: {escape(printable(shape['workflow']))}")
+        out.print(f"status: [{colour}]{status}[/{colour}]")
+        if status == "completed":
+            out.print(f"output: {escape(printable(dumps(shape['output'])))}")
+        elif status == "failed" and shape["error"] is not None:
+            error = shape["error"]
+            out.print(f"[red]error: {escape(printable(error['type']))}: {escape(printable(error['message']))}[/red]")
+            out.print(f"traceback: flux show {ctx.execution_id}{_store_arg(store)}")
+        elif status == "paused":
+            out.print(f"resume with: flux resume {ctx.execution_id}{_store_arg(store)} --input '<json>'")
+        elif status == "cancelled":
+            out.print("the execution was cancelled; it will not run again")
+    if shape["status"] in ("failed", "cancelled"):
         raise typer.Exit(EXIT_FAILED)
+
+
+def _store_arg(store: str | None) -> str:
+    return f" --store {store}" if store else ""
+
+
+def _progress(as_json: bool) -> Any:
+    """The live progress line, on a terminal only (and never with --json)."""
+    if as_json or not err.is_terminal:
+        return None
+    from flux._cli.progress import Progress
+
+    return Progress(err)
+
+
+def _resolve(execution_id: str, store: str | None) -> str:
+    return runner.resolve_execution_id(execution_id, store)
+
+
+def _journal_arg(text: str, store: str | None) -> str:
+    """A journal's path as given, or the full id of the execution an id or id prefix names."""
+    if os.path.exists(text) or not is_execution_id(text):
+        return text
+    return _resolve(text, store)
 
 
 @command("exec")
@@ -136,15 +252,27 @@ def exec_(
     store: str = StoreOpt,
     durability: str = DurabilityOpt,
     detach: bool = typer.Option(False, "--detach", help="Only submit it: print its id; `flux worker` runs it."),
+    as_json: bool = JsonOpt,
     debug: bool = DebugOpt,
 ) -> None:
     """Run a new execution of a workflow: `flux exec app.py wf` or `flux exec pkg.module:wf`."""
     value = _read_input(input, input_file)
     if detach:
-        out.print(runner.submit_file(target, workflow, value, store=store, execution_id=execution_id))
+        submitted = runner.submit_file(target, workflow, value, store=store, execution_id=execution_id)
+        if as_json:
+            _emit({"execution_id": submitted})
+        else:
+            out.print(submitted)
         return
-    ctx = runner.exec_file(target, workflow, value, store=store, durability=durability, execution_id=execution_id)
-    _report(ctx, store)
+    execution_id = execution_id or uuid.uuid4().hex
+    progress = _progress(as_json)
+    if err.is_terminal:
+        err.print(f"execution_id: {execution_id}")
+    with _interruptible(execution_id, store), progress or contextlib.nullcontext():
+        ctx = runner.exec_file(
+            target, workflow, value, store=store, durability=durability, execution_id=execution_id, observer=progress
+        )
+    _report(ctx, store, as_json)
 
 
 @command()
@@ -157,16 +285,20 @@ def resume(
     file: str = FileOpt,
     module: str = ModuleOpt,
     durability: str = DurabilityOpt,
+    as_json: bool = JsonOpt,
     debug: bool = DebugOpt,
 ) -> None:
-    """Continue a paused or interrupted execution."""
+    """Continue a paused or interrupted execution (an unambiguous prefix of its id will do)."""
     value = _read_input(input, input_file)
     has_input = input is not None or input_file is not None
-    ctx = runner.resume_execution(
-        execution_id, value, store=store, file=file, module=module, pause=pause, durability=durability,
-        has_input=has_input,
-    )
-    _report(ctx, store)
+    execution_id = _resolve(execution_id, store)
+    progress = _progress(as_json)
+    with _interruptible(execution_id, store), progress or contextlib.nullcontext():
+        ctx = runner.resume_execution(
+            execution_id, value, store=store, file=file, module=module, pause=pause, durability=durability,
+            has_input=has_input, observer=progress,
+        )
+    _report(ctx, store, as_json)
 
 
 @command()
@@ -175,10 +307,15 @@ def cancel(
     store: str = StoreOpt,
     file: str = FileOpt,
     module: str = ModuleOpt,
+    as_json: bool = JsonOpt,
     debug: bool = DebugOpt,
 ) -> None:
     """Cancel a running, paused or interrupted execution (its sagas compensate)."""
+    execution_id = _resolve(execution_id, store)
     status = runner.cancel_execution(execution_id, store=store, file=file, module=module)
+    if as_json:
+        _emit({**_execution(execution_id, store), "status": str(status)})
+        return
     out.print(f"execution_id: {execution_id}")
     out.print(f"status: {status}")
 
@@ -196,11 +333,24 @@ def recover(
     file: str = typer.Option(None, "--file", help="The workflows' file, if it moved since the runs started."),
     module: str = ModuleOpt,
     durability: str = DurabilityOpt,
+    concurrency: int = typer.Option(8, "--concurrency", help="How many executions to resume at once."),
+    as_json: bool = JsonOpt,
     debug: bool = DebugOpt,
 ) -> None:
     """Resume every interrupted execution in the store; paused, finished and running ones are left alone."""
-    rows = recover_store(store, durability=durability, file=file, module=module)
-    if not rows:
+    rows = recover_store(store, durability=durability, file=file, module=module, concurrency=concurrency)
+    if as_json:
+        _emit({"executions": [
+            {
+                "execution_id": row.execution_id,
+                "workflow": row.workflow,
+                "status": row.status,
+                "error": None if row.error is None else {"type": type(row.error).__name__, "message": str(row.error)},
+                "wake_at": iso(row.wake_at) if row.wake_at is not None else None,
+            }
+            for row in rows
+        ]})
+    elif not rows:
         out.print("no interrupted executions")
         return
     table = Table(box=None)
@@ -209,27 +359,38 @@ def recover(
     table.add_column("result")
     for row in rows:
         if row.error is not None:
-            result = f"[red]{escape(type(row.error).__name__)}: {escape(str(row.error))}[/red]"
+            result = f"[red]{escape(type(row.error).__name__)}: {escape(printable(row.error))}[/red]"
         elif row.status == "locked":
             result = "skipped: another process runs it"
+        elif row.status == "waiting" and row.wake_at is not None:
+            result = f"waiting: its next durable wait ends at {iso(row.wake_at)}; recover it then"
         else:
             result = row.status
-        table.add_row(row.execution_id, escape(row.workflow), result)
-    out.print(table)
+        table.add_row(row.execution_id, escape(printable(row.workflow)), result)
+    if rows and not as_json:
+        out.print(table)
     if any(row.status == "error" for row in rows):
         raise typer.Exit(EXIT_BAD_INPUT)
     if any(row.status == "failed" for row in rows):
         raise typer.Exit(EXIT_FAILED)
 
 
+WorkerTargetsArg = typer.Argument(..., help="Files (app.py) or modules (pkg.module) whose workflows to run.")
+QueueOpt = typer.Option(None, "--queue", "-q", help="A queue to claim from (repeat; default: default).")
+
+
 @command()
 def worker(
-    targets: list[str] = typer.Argument(..., help="Files (app.py) or modules (pkg.module) whose workflows to run."),
+    targets: list[str] = WorkerTargetsArg,
     store: str = StoreOpt,
     concurrency: int = typer.Option(256, "--concurrency", "-c", help="Executions run at once."),
-    lease: float = typer.Option(None, "--lease", help="Seconds a lease lasts without renewal (PostgreSQL; default 15)."),
-    queue: list[str] = typer.Option(None, "--queue", "-q", help="A queue to claim from (repeat; default: default)."),
-    park_after: float = typer.Option(5.0, "--park-after", help="Park runs that only wait on the clock this long or more (PostgreSQL)."),
+    lease: float = typer.Option(
+        None, "--lease", help="Seconds a lease lasts without renewal (PostgreSQL; default 15)."
+    ),
+    queue: list[str] = QueueOpt,
+    park_after: float = typer.Option(
+        5.0, "--park-after", help="Park runs that only wait on the clock this long or more (PostgreSQL)."
+    ),
     durability: str = DurabilityOpt,
     debug: bool = DebugOpt,
 ) -> None:
@@ -240,8 +401,13 @@ def worker(
 
     logging.basicConfig(level=logging.INFO if debug else logging.WARNING, format="%(asctime)s %(message)s")
     stats, names = worker_mod.serve(
-        targets, store=store, concurrency=concurrency, lease=lease, queues=queue or ["default"],
-        park_after=park_after, durability=durability,
+        targets,
+        store=store,
+        concurrency=concurrency,
+        lease=lease,
+        queues=queue or ["default"],
+        park_after=park_after,
+        durability=durability,
         on_ready=lambda names: out.print(f"worker ready: {', '.join(names)}"),
     )
     out.print(
@@ -252,47 +418,129 @@ def worker(
 
 @command()
 def purge(
-    finished_before: str = typer.Option(..., "--finished-before", help="Age such as 30d, 12h, 90m: older finished executions go."),
+    finished_before: str = typer.Option(
+        ..., "--finished-before", help="Age such as 30d, 12h, 90m: older finished executions go."
+    ),
     store: str = StoreOpt,
+    as_json: bool = JsonOpt,
     debug: bool = DebugOpt,
 ) -> None:
     """Delete finished executions (completed, failed, cancelled) older than an age (PostgreSQL)."""
     count = runner.purge_store(store, finished_before=finished_before)
-    out.print(f"removed {count} finished executions")
+    if as_json:
+        _emit({"removed": count})
+    else:
+        out.print(f"removed {count} finished executions")
+
+
+StatusOpt = typer.Option(
+    None, "--status", "-s", help="Only executions in this status (repeat for several): running, paused, "
+    "interrupted, completed, failed, cancelled, damaged, ..."
+)
 
 
 @command("list")
-def list_(store: str = StoreOpt, debug: bool = DebugOpt) -> None:
-    """List the executions in the store."""
-    rows = list(reversed(runner.list_executions(store).items))
+def list_(
+    status: list[str] = StatusOpt,
+    workflow: str = typer.Option(None, "--workflow", "-w", help="Only executions of this workflow."),
+    since: str = typer.Option(None, "--since", help="Only those started since: an age (12h, 30d) or an ISO time."),
+    before: str = typer.Option(None, "--before", help="Only those started before: an age (12h, 30d) or an ISO time."),
+    limit: int = typer.Option(50, "--limit", "-n", help="At most this many (0: no limit)."),
+    cursor: str = typer.Option(None, "--cursor", help="Go on after the last page (the cursor it printed)."),
+    as_json: bool = JsonOpt,
+    jsonl: bool = typer.Option(False, "--jsonl", help="Print one JSON object per execution, one per line."),
+    store: str = StoreOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """List executions, newest first: 50 at a time, with filters; the next page with --cursor."""
+    now = time.time()
+    page = runner.list_executions(
+        store,
+        status=status or None,
+        workflow=workflow,
+        limit=limit or None,
+        cursor=cursor,
+        created_after=parse_moment(since, now, "--since") if since is not None else None,
+        created_before=parse_moment(before, now, "--before") if before is not None else None,
+    )
+    if as_json:
+        _emit(page.to_json())
+        return
+    if jsonl:
+        sys.stdout.write("".join(dumps(row.to_json()) + "\n" for row in page.items))
+        if page.cursor is not None:
+            err.print(f"more: flux list --cursor {page.cursor}")
+        return
+    rows = page.items
     if not rows:
-        out.print("no executions")
+        where = runner.store_place(open_store(store))
+        filtered = any(x is not None for x in (workflow, since, before, cursor)) or bool(status)
+        out.print(f"no executions{' match' if filtered else ''} in store {escape(printable(where))}")
         return
     # Plain aligned text: a rich Table takes seconds to lay out for thousands of rows.
-    cells = [("execution_id", "workflow", "status", "started", "events")]
-    cells += [(r.execution_id, r.workflow, str(r.status), r.created[:19], str(max(r.records - 1, 0))) for r in rows]
+    cells = [("execution_id", "workflow", "status", "started", "records")]
+    cells += [
+        (r.execution_id, printable(r.workflow), str(r.status), printable(r.created[:19]), str(r.records))
+        for r in rows
+    ]
     widths = [max(len(row[i]) for row in cells) for i in range(5)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in cells]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in cells]
     sys.stdout.write("\n".join(lines) + "\n")
+    if page.cursor is not None:
+        err.print(f"more: flux list --cursor {page.cursor}")
 
 
 @command()
 def show(
-    execution_id: str = typer.Argument(...),
+    execution_id: str = typer.Argument(..., help="The execution (an unambiguous prefix of its id will do)."),
     records: bool = typer.Option(False, "--records", help="One row per record instead of one per call."),
+    as_json: bool = JsonOpt,
     store: str = StoreOpt,
     debug: bool = DebugOpt,
 ) -> None:
-    """Show the timeline of one execution: one row per call (or per record with --records)."""
+    """Show one execution: input, output or error with its traceback, what it waits for, its parent and
+    children, and one row per call (calls run again after a crash are marked rerun)."""
+    execution_id = _resolve(execution_id, store)
     view = runner.read_execution(execution_id, store)
-    shown = render_timeline(list(debug_replay.open_journal(view.path)[0].records)) if records else render_calls(list(view.calls))
-    out.print(f"execution_id: {view.execution_id}  status: {view.status}  journal: {escape(view.path)}")
+    if as_json:
+        _emit(view.to_json())
+        return
+    colour = _COLOURS.get(view.status, "white")
+    out.print(f"execution_id: {view.execution_id}")
+    out.print(f"workflow: {escape(printable(view.workflow))}")
+    out.print(f"status: [{colour}]{view.status}[/{colour}]")
+    out.print(f"started: {view.created}  last record: {view.updated}  records: {view.records}")
+    out.print(f"journal: {escape(printable(view.path))}")
     if view.divergence is not None:
-        out.print(f"[red]diverged: {escape(str(view.divergence.get('message', '')))}[/red]")
+        out.print(f"[red]diverged: {escape(printable(str(view.divergence.get('message', ''))))}[/red]")
+    if view.forked_from is not None:
+        out.print(f"forked from: {escape(printable(dumps(view.forked_from)))}")
+    if view.parent is not None:
+        parent, call = view.parent.get("execution_id"), view.parent.get("call_id")
+        out.print(f"parent: {escape(printable(parent))} (call {escape(printable(call))})")
+    out.print(f"input: {escape(printable(dumps(view.input)))}")
+    if view.status == "completed":
+        out.print(f"output: {escape(printable(dumps(view.output)))}")
+    if view.error is not None:
+        kind, message = printable(view.error["type"]), printable(view.error["message"])
+        out.print(f"[red]error: {escape(kind)}: {escape(message)}[/red]")
+        if view.error.get("traceback"):
+            out.print("traceback:")
+            out.print(escape(printable_lines(view.error["traceback"].rstrip())))
     for waiting in view.waiting:
         where = "" if waiting.execution_id == view.execution_id else f" in sub-workflow {waiting.execution_id}"
-        until = f", on its own at {waiting.wake_at}" if waiting.wake_at is not None else ""
-        out.print(f"waiting at pause {escape(waiting.name)!r} (call {waiting.call_id}{escape(where)}{until})")
+        until = f", on its own at {iso(waiting.wake_at)}" if waiting.wake_at is not None else ""
+        name = escape(printable(waiting.name))
+        out.print(f"waiting at pause {name!r} (call {waiting.call_id}{escape(where)}{until})")
+    for timer in view.timers:
+        out.print(f"timer: call {timer['call_id']} fires at {timer['wake_at']}")
+    for call_id, child in view.children.items():
+        out.print(f"child: call {escape(printable(call_id))} -> {escape(printable(child))}")
+    shown = (
+        render_timeline(list(debug_replay.open_journal(view.path)[0].records))
+        if records
+        else render_calls(list(view.calls))
+    )
     out.print(shown)
 
 
@@ -301,16 +549,19 @@ def replay(
     journal: str = typer.Argument(..., help="Path of the journal (.jsonl), or an execution id in the store."),
     file: str = FileOpt,
     module: str = ModuleOpt,
-    until: int = typer.Option(None, "--until", help="Stop after the record with this seq and show the workflow's state."),
+    until: int = typer.Option(
+        None, "--until", help="Stop after the record with this seq and show the workflow's state."
+    ),
     break_at: str = typer.Option(
         None, "--break-at", help="Start pdb in the workflow when this seq (or task name) is replayed."
     ),
     summary: bool = typer.Option(False, "--summary", "--quiet", "-q", help="Print one line only."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    as_json: bool = JsonOpt,
     store: str = StoreOpt,
     debug: bool = DebugOpt,
 ) -> None:
     """Re-run a journal against the current code without running any task body."""
+    journal = _journal_arg(journal, store)
 
     def on_break(point: debug_replay.BreakPoint) -> None:
         out.print(break_banner(point))
@@ -321,7 +572,7 @@ def replay(
         calls=not summary or as_json,
     )
     if as_json:
-        sys.stdout.write(orjson.dumps(result.as_json(), default=repr).decode() + "\n")
+        _emit(result.as_json())
     elif result.divergence is not None:
         out.print(render_divergence(result.divergence))
     elif summary:
@@ -338,14 +589,14 @@ def replay(
 def diff(
     a: str = typer.Argument(..., help="A journal path, or an execution id in the store."),
     b: str = typer.Argument(..., help="Another journal of the same workflow."),
-    as_json: bool = typer.Option(False, "--json", help="Print the differences as JSON."),
+    as_json: bool = JsonOpt,
     store: str = StoreOpt,
     debug: bool = DebugOpt,
 ) -> None:
     """Compare two journals of the same workflow: exit 0 if the same in substance, 1 if not."""
-    result = journals.diff_journals(a, b, store=store)
+    result = journals.diff_journals(_journal_arg(a, store), _journal_arg(b, store), store=store)
     if as_json:
-        sys.stdout.write(orjson.dumps(result.as_json()).decode() + "\n")
+        _emit(result.as_json())
     else:
         out.print(render_diff(result))
     if not result.same:
@@ -361,17 +612,20 @@ def fork(
     store: str = StoreOpt,
     file: str = FileOpt,
     durability: str = DurabilityOpt,
+    as_json: bool = JsonOpt,
     debug: bool = DebugOpt,
 ) -> None:
     """Make a new execution of the first AT records of another, then continue it live."""
     value = _read_input(input, None)
     change = journals.parse_set_result(set_result) if set_result is not None else None
+    execution_id = _resolve(execution_id, store)
     made = journals.fork_execution(execution_id, at, set_result=change, store=store, durability=durability)
-    out.print(render_fork(made))
+    if not as_json:
+        out.print(render_fork(made))
     ctx = journals.continue_fork(
         made.execution_id, store=store, file=file, input=value, has_input=input is not None, durability=durability
     )
-    _report(ctx, store)
+    _report(ctx, store, as_json)
 
 
 @command()
@@ -381,14 +635,17 @@ def check(
     input: str = typer.Option(None, "--input", "-i", help="Input as JSON."),
     input_file: str = InputFileOpt,
     resume_input: str = typer.Option(None, "--resume-input", help="JSON that every pause() returns when resumed."),
-    cuts: int = typer.Option(None, "--cuts", help="Interrupt after this many evenly spread records (default: every one)."),
+    cuts: int = typer.Option(
+        None, "--cuts", help="Interrupt after this many evenly spread records (default: every one)."
+    ),
     no_subprocess: bool = typer.Option(False, "--no-subprocess", help="Skip the replay in another process."),
     tmp_dir: str = typer.Option(None, "--tmp-dir", help="Directory for the temporary stores (default: the system's)."),
+    as_json: bool = JsonOpt,
     debug: bool = DebugOpt,
 ) -> None:
     """Check that WORKFLOW is deterministic for one input: exit 0 if every property holds, 1 if not."""
-    from flux._cli.render_check import render_check
     from flux import testing
+    from flux._cli.render_check import render_check
 
     value = _read_input(input, input_file)
     resumed = runner.parse_input(resume_input, "--resume-input") if resume_input is not None else None
@@ -396,6 +653,11 @@ def check(
         file, workflow, value, resume_inputs=resumed, cuts="all" if cuts is None else cuts,
         subprocess_replay=not no_subprocess, tmp_dir=tmp_dir,
     )
+    if as_json:
+        _emit(report.as_json())
+        if not report.ok:
+            raise typer.Exit(EXIT_FAILED)
+        return
     out.print(f"workflow: {escape(report.workflow)}  input: {escape(short(report.input))}  ({report.seconds:.2f} s)")
     out.print(render_check(report))
     if not report.ok:
@@ -441,7 +703,8 @@ app.add_typer(db_app, name="db")
 @db_app.command("migrate")
 def db_migrate(store: str = StoreOpt, debug: bool = DebugOpt) -> None:
     """Create or update the Flux schema in a PostgreSQL database (safe beside other processes)."""
-    _state["debug"] = debug
+    _state["debug"] = _state["debug"] or debug
+    store = store if store is not None else _state["store"]
     try:
         applied, version = runner.migrate_store(store)
     except (FluxError, ValueError, OSError) as error:
@@ -452,7 +715,8 @@ def db_migrate(store: str = StoreOpt, debug: bool = DebugOpt) -> None:
 @db_app.command("status")
 def db_status(store: str = StoreOpt, debug: bool = DebugOpt) -> None:
     """Print the schema version of a PostgreSQL store and the newest this Flux knows."""
-    _state["debug"] = debug
+    _state["debug"] = _state["debug"] or debug
+    store = store if store is not None else _state["store"]
     try:
         version, newest = runner.schema_status(store)
     except (FluxError, ValueError, OSError) as error:
@@ -462,8 +726,19 @@ def db_status(store: str = StoreOpt, debug: bool = DebugOpt) -> None:
         raise typer.Exit(EXIT_FAILED)
 
 
+@command()
+def spec(
+    section: str = typer.Argument(None, help="A section's number (4.2) or the start of its title (replay rules)."),
+    debug: bool = DebugOpt,
+) -> None:
+    """Print the specification shipped with this version (SPEC.md), or one of its sections."""
+    from flux.spec import spec_section, spec_text
+
+    sys.stdout.write(spec_text() if section is None else spec_section(section))
+
+
 def main() -> None:
-    app()
+    app(prog_name="flux")  # also as `python -m flux`: the name help, errors and completion use
 
 
 if __name__ == "__main__":

@@ -30,8 +30,25 @@ __all__ = [
     "render_stop",
     "render_timeline",
     "replay_summary",
+    "printable",
+    "printable_lines",
     "short",
 ]
+
+
+# Control characters in journal content (a workflow name, an error message) would reach the
+# terminal as escape sequences: they are shown as `\xNN` instead.
+_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]}
+
+
+def printable(text: Any) -> str:
+    """`text` with every control character shown escaped, for a terminal."""
+    return str(text).translate(_CONTROLS)
+
+
+def printable_lines(text: str) -> str:
+    """`printable`, keeping line breaks (a traceback)."""
+    return "\n".join(printable(line) for line in text.split("\n"))
 
 
 def short(value: Any, limit: int = 80) -> str:
@@ -91,7 +108,10 @@ def render_timeline(records: list[dict[str, Any]]) -> Table:
         elif record["kind"] in ("task_completed", "task_failed") and when and call_id in started_at:
             took = f"{(when - started_at[call_id]).total_seconds() * 1000:.1f} ms"
         name = record.get("name") or names.get(call_id, "")
-        table.add_row(str(record["seq"]), offset, record["kind"], call_id, escape(str(name)), escape(_detail(record)), took)
+        table.add_row(
+            str(record["seq"]), offset, printable(record["kind"]), printable(call_id), escape(printable(name)),
+            escape(printable(_detail(record))), took
+        )
     return table
 
 
@@ -120,7 +140,7 @@ def _result(row: CallRow) -> tuple[str, str]:
 
 
 def _cut(text: str, limit: int) -> str:
-    text = text.replace("\n", " ")
+    text = printable(text.replace("\n", " "))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -154,15 +174,15 @@ def render_calls(rows: list[CallRow]) -> Text:
         if row.notes:
             result += f" [{', '.join(row.notes)}]"
         cells.append(
-            (seqs, row.call_id, _cut(call, _CALL_WIDTH), _cut(result, _CALL_WIDTH), str(row.attempts),
-             _took(row.duration_ms), row.src)
+            (seqs, printable(row.call_id), _cut(call, _CALL_WIDTH), _cut(result, _CALL_WIDTH), str(row.attempts),
+             _took(row.duration_ms), printable(row.src))
         )
         styles.append(style)
     widths = [max(len(line[i]) for line in cells) for i in range(len(_CALL_COLUMNS))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in cells]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() for line in cells]
     text = Text("\n".join(lines), no_wrap=True, overflow="ignore")
     start = 0
-    for line, style in zip(lines, styles):
+    for line, style in zip(lines, styles, strict=True):
         if style:
             text.stylize(style, start, start + len(line))
         start += len(line) + 1
@@ -187,10 +207,15 @@ def render_stop(result: ReplayResult) -> RenderableType:
     stop = result.stop
     if stop is None:
         if result.status in ("completed", "failed"):
-            return Text(f"stopped after seq {result.until}: the workflow {result.status} with {short(_shown(result.output))}")
+            return Text(
+                f"stopped after seq {result.until}: the workflow {result.status} with {short(_shown(result.output))}"
+            )
         return Text(f"stopped after seq {result.until}: the workflow is {result.status}")
     parts: list[RenderableType] = [
-        Text(f"stopped after seq {stop.seq}: the workflow waits at call {stop.call_id}, whose outcome those records do not hold")
+        Text(
+            f"stopped after seq {stop.seq}: the workflow waits at call {stop.call_id},"
+            " whose outcome those records do not hold"
+        )
     ]
     for frame in stop.frames:
         parts.append(Text(f"  in {frame.function} at {frame.where} ({frame.file})", style="bold"))
@@ -249,11 +274,19 @@ def render_divergence(div: Divergence) -> RenderableType:
     if kind == "task" and "child" in rec:
         kind = "child"
     table = Table("", "journal", "code now", title=f"divergence at call {div.call_id}", box=None, pad_edge=False)
-    table.add_row("call", Text(describe_call(rec) or "(nothing)"), Text(describe_call(cur) or "(nothing: the workflow finished first)"))
+    table.add_row(
+        "call",
+        Text(describe_call(rec) or "(nothing)"),
+        Text(describe_call(cur) or "(nothing: the workflow finished first)"),
+    )
     table.add_row("call id", str(rec.get("call_id", "")), str(cur.get("call_id", div.call_id)) if cur else "")
     table.add_row("kind", kind, str(cur.get("kind", "")))
     table.add_row("name", Text(str(rec.get("name", ""))), Text(str(cur.get("name", ""))))
-    table.add_row("arguments", Text(_arguments(rec.get("args"), rec.get("kwargs"))), Text(_arguments(cur.get("args"), cur.get("kwargs"))))
+    table.add_row(
+        "arguments",
+        Text(_arguments(rec.get("args"), rec.get("kwargs"))),
+        Text(_arguments(cur.get("args"), cur.get("kwargs"))),
+    )
     table.add_row("source", Text(str(rec.get("src", "?"))), Text(str(cur.get("src", "?")) if cur else ""))
     parts: list[RenderableType] = [table]
     if div.args:
@@ -285,7 +318,10 @@ def render_diff(diff: JournalDiff) -> RenderableType:
         return Group(*parts)
     first = diff.differences[0]
     parts.append(
-        Text(f"first difference: {first.what} at seq {_seq(first.seq_a)} in A, seq {_seq(first.seq_b)} in B", style="bold red")
+        Text(
+            f"first difference: {first.what} at seq {_seq(first.seq_a)} in A, seq {_seq(first.seq_b)} in B",
+            style="bold red",
+        )
     )
     for d in diff.differences:
         parts.append(Text(f"seq {_seq(d.seq_a)} | {_seq(d.seq_b)}  {d.what}", style="bold"))

@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any
 
 import anyio.to_thread
@@ -34,7 +35,9 @@ __all__ = [
 # Flux's own code, which `user_frame` walks past: this package (engine/, installed as
 # flux._engine) and the `flux` package, wherever each is installed.
 ENGINE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-FLUX_DIR = os.path.dirname(os.path.abspath(sys.modules[__name__.rpartition("._engine")[0] or "flux"].__file__ or "")) + os.sep
+FLUX_DIR = (
+    os.path.dirname(os.path.abspath(sys.modules[__name__.rpartition("._engine")[0] or "flux"].__file__ or "")) + os.sep
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,7 +78,8 @@ class TaskSpec:
     def display_name(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         if self.signature is None:
             return self.name
-        bound = self.signature.bind(*args, **kwargs)
+        # Partial: the `secrets` a task asks for are handed to it later, never part of its name.
+        bound = self.signature.bind_partial(*args, **kwargs)
         bound.apply_defaults()
         return self.name.format(**bound.arguments)
 
@@ -136,12 +140,12 @@ class Parked(_Suspend):
 
 def user_frame() -> Any:
     """The innermost frame of user code (outside engine/ and flux/), for debuggers."""
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         name = frame.f_code.co_filename
         if not (name.startswith(ENGINE_DIR) or name.startswith(FLUX_DIR) or "asyncio" in name):
             return frame
-        frame = frame.f_back  # type: ignore[assignment]
+        frame = frame.f_back
     return None
 
 

@@ -14,9 +14,9 @@ import heapq
 import itertools
 import time
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
-__all__ = ["Clock", "SystemClock", "VirtualClock", "finishes_within", "iso", "stamper"]
+__all__ = ["Clock", "SystemClock", "VirtualClock", "finishes_within", "iso", "parse_moment", "stamper"]
 
 
 class Clock(Protocol):
@@ -120,7 +120,7 @@ class VirtualClock:
         loop.call_soon(self._tick, loop, 0)
 
 
-async def finishes_within(fut: asyncio.Future[object], clock: Clock, timeout: float) -> bool:
+async def finishes_within(fut: asyncio.Future[Any], clock: Clock, timeout: float) -> bool:
     """Waits for `fut` at most `timeout` seconds of `clock`; True when it finished in time.
 
     Cancelling the caller cancels the wait, not `fut`.
@@ -150,7 +150,7 @@ def iso(seconds: float) -> str:
         whole += 1
         micros -= 1_000_000
     if whole != _iso_second:
-        _iso_prefix = dt.datetime.fromtimestamp(whole, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+        _iso_prefix = dt.datetime.fromtimestamp(whole, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.")
         _iso_second = whole
     return f"{_iso_prefix}{micros:06d}+00:00"
 
@@ -161,9 +161,9 @@ def _system_stamp() -> str:
     ns = time.time_ns()
     whole = ns // 1_000_000_000
     if whole != _iso_second:
-        _iso_prefix = dt.datetime.fromtimestamp(whole, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+        _iso_prefix = dt.datetime.fromtimestamp(whole, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.")
         _iso_second = whole
-    return "%s%06d+00:00" % (_iso_prefix, ns // 1000 % 1_000_000)
+    return f"{_iso_prefix}{ns // 1000 % 1_000_000:06d}+00:00"
 
 
 def stamper(clock: Clock) -> Callable[[], str]:
@@ -171,3 +171,30 @@ def stamper(clock: Clock) -> Callable[[], str]:
     if type(clock) is SystemClock:
         return _system_stamp
     return lambda: iso(clock.now())
+
+
+_AGE = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_moment(text: str, now: float, where: str) -> str:
+    """A moment given on the command line, in the journal's time format: an age before `now`
+    (`45s`, `90m`, `12h`, `30d`, `2w`), or an ISO-8601 date or date and time (without a zone:
+    UTC).
+
+    Raises:
+        ValueError: naming `where` and what is accepted.
+    """
+    value = text.strip()
+    unit = _AGE.get(value[-1:].lower()) if value else None
+    if unit is not None and value[:-1].isdigit():
+        return iso(now - int(value[:-1]) * unit)
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            f"{where} {text!r}: give an age (45s, 90m, 12h, 30d, 2w) or an ISO date or time (2026-11-30, "
+            "2026-11-30T08:00:00+01:00; UTC without a zone)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return iso(moment.timestamp())

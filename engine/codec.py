@@ -12,9 +12,12 @@ import base64
 import dataclasses
 import datetime as dt
 import enum
+import json
 import math
+import os
 import sys
 import traceback
+import types
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
@@ -75,8 +78,14 @@ def find_class(ref: str, aliases: dict[str, str] | None = None) -> type | None:
     return obj if isinstance(obj, type) else None
 
 
+def _is_plain_namedtuple(cls: type) -> bool:
+    """A class made by `collections.namedtuple` or `typing.NamedTuple` itself, not a subclass
+    of one: its values are its fields and nothing else runs when it is built or read."""
+    return cls.__bases__ == (tuple,) and isinstance(getattr(cls, "_fields", None), tuple) and hasattr(cls, "_make")
+
+
 def _is_namedtuple(value: Any) -> bool:
-    return isinstance(value, tuple) and hasattr(type(value), "_fields") and hasattr(value, "_asdict")
+    return isinstance(value, tuple) and _is_plain_namedtuple(type(value))
 
 
 def _is_pydantic(value: Any) -> bool:
@@ -105,6 +114,27 @@ def _place(where: Place) -> str:
         else:
             steps.append(step)
     return str(where) + "".join(reversed(steps))
+
+
+def parse_json(text: str | bytes, where: str) -> Any:
+    """A JSON document as Python values, exactly: integers of any size stay integers (orjson
+    would make floats of those beyond 64 bits). `NaN` and `Infinity` are not JSON and are refused.
+
+    Raises:
+        ValueError: naming `where` and what is wrong.
+    """
+
+    def constant(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+
+    try:
+        return json.loads(text, parse_constant=constant)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{where} is not valid JSON: {err}") from None
+    except ValueError as err:
+        raise ValueError(f"{where} is not valid JSON: {err}") from None
+    except RecursionError:
+        raise ValueError(f"{where} is nested too deeply") from None
 
 
 def encode(value: Any, where: Place = "value") -> Any:
@@ -140,7 +170,7 @@ def _enc(v: Any, where: Place, depth: int) -> Any:
     if t is int:
         if _INT_MIN <= v <= _INT_MAX:
             return v
-        return {"$int": str(v)}
+        return {"$int": _int_text(v)}
     if t is float:
         if math.isfinite(v):
             return v
@@ -166,7 +196,9 @@ def _enc(v: Any, where: Place, depth: int) -> Any:
             if type(k) is not str or k[:1] == "$" or not k.isascii():
                 if type(k) is str and k[:1] != "$" and _check_str(k, (where, " key", None)):
                     continue
-                return {"$dict": [[_enc(k, (where, " key", None), d), _enc(x, (where, "[k]", k), d)] for k, x in v.items()]}
+                return {
+                    "$dict": [[_enc(k, (where, " key", None), d), _enc(x, (where, "[k]", k), d)] for k, x in v.items()]
+                }
         return {k: _enc(x, (where, "[k]", k), d) for k, x in v.items()}
     if t is tuple:
         return {"$tuple": [_enc(x, (where, "[]", i), d) for i, x in enumerate(v)]}
@@ -204,10 +236,27 @@ def _enc(v: Any, where: Place, depth: int) -> Any:
     place = _place(where)
     raise EncodeError(
         f"{place}: values of type {t.__module__}.{t.__qualname__} cannot be recorded; "
-        "return or pass JSON-like values, dataclasses, enums or other types listed in SPEC.md",
+        "return or pass JSON-like values, dataclasses, enums or other types `flux spec values` lists",
         type_name=f"{t.__module__}.{t.__qualname__}",
         where=place,
     )
+
+
+def _int_text(v: int) -> str:
+    """Decimal digits, or hexadecimal (`0x...`) beyond what Python converts to decimal text
+    (4,300 digits by default): every integer is recorded exactly, in time linear in its size."""
+    if v.bit_length() < 14_000:  # 4,214 decimal digits at most: always within the default limit
+        return str(v)
+    return ("-0x" if v < 0 else "0x") + format(abs(v), "x")
+
+
+def _int_of(text: Any) -> int:
+    if not isinstance(text, str):
+        raise DecodeError(f"malformed $int value {text!r}")
+    digits = text[1:] if text[:1] == "-" else text
+    if digits.startswith("0x"):
+        return int(text, 16)
+    return int(text)
 
 
 def _enc_temporal(tag: str, v: dt.datetime | dt.time) -> dict[str, Any]:
@@ -229,18 +278,53 @@ def _enc_temporal(tag: str, v: dt.datetime | dt.time) -> dict[str, Any]:
     return out
 
 
+_flux_dirs: tuple[str, ...] = ()
+
+
+def _user_frames(tb: types.TracebackType | None) -> types.TracebackType | None:
+    """A traceback from its first frame outside Flux's own code: the engine's frames that run
+    the workflow or the task say nothing to the user (the last frame is always kept)."""
+    global _flux_dirs
+    if not _flux_dirs:
+        flux = sys.modules.get("flux")
+        dirs = [os.path.dirname(os.path.abspath(__file__))]
+        where = getattr(flux, "__file__", None)
+        if isinstance(where, str):
+            dirs.append(os.path.dirname(os.path.abspath(where)))
+        _flux_dirs = tuple(d + os.sep for d in dirs)
+    while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename.startswith(_flux_dirs):
+        tb = tb.tb_next
+    return tb
+
+
 def encode_exception(exc: BaseException, where: Place = "error", depth: int = 0) -> dict[str, Any]:
-    """Records an exception: class, message, arguments (when recordable) and traceback text."""
+    """Records an exception: class, message, arguments and attributes (when recordable) and
+    traceback text."""
     try:
         args: Any = [_enc(a, (where, ".args", None), depth + 1) for a in exc.args]
     except EncodeError:
         args = None
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)) if exc.__traceback__ else ""
+    frames = _user_frames(exc.__traceback__)
+    tb = "".join(traceback.format_exception(type(exc), exc, frames)) if frames is not None else ""
     out: dict[str, Any] = {"$error": class_ref(type(exc)), "msg": str(exc), "args": args, "tb": tb}
+    if type(exc).__module__ not in _TRUSTED_ERROR_MODULES:
+        # Rebuilt without running its class's code, a user's exception gets its attributes back
+        # from here (the class's __init__ is never called on replay).
+        attrs = {k: v for k, v in vars(exc).items() if not k.startswith("__")}
+        if attrs:
+            try:
+                out["attrs"] = {k: _enc(v, (where, ".", k), depth + 1) for k, v in attrs.items()}
+            except EncodeError:
+                pass
     cause = exc.__cause__
     if cause is not None and depth < 8 and not any(cause is a for a in exc.args):
         out["cause"] = encode_exception(cause, (where, ".__cause__", None), depth + 1)
     return out
+
+
+# Exceptions of these modules are rebuilt by calling their class with the recorded arguments: their
+# constructors are known. Any other exception class is rebuilt without running its code.
+_TRUSTED_ERROR_MODULES = frozenset({"builtins", "flux.errors"})
 
 
 def decode(tree: Any, resolve: Resolver = find_class) -> Any:
@@ -261,7 +345,7 @@ def decode(tree: Any, resolve: Resolver = find_class) -> Any:
     return tree
 
 
-def _need_class(ref: Any, resolve: Resolver, kind: str, check: Callable[[type], bool]) -> type:
+def _need_class(ref: Any, resolve: Resolver, kind: str, check: Callable[[type], bool]) -> type[Any]:
     if not isinstance(ref, str):
         raise DecodeError(f"malformed {kind} reference {ref!r}")
     cls = resolve(ref)
@@ -317,12 +401,18 @@ def _dec_temporal(parse: Callable[[str], Any]) -> Callable[[Any, dict[str, Any],
 
 def _dec_enum(p: Any, tree: dict[str, Any], resolve: Resolver) -> Any:
     cls = _need_class(p, resolve, "enum", lambda c: issubclass(c, enum.Enum))
-    return cls(decode(tree["v"], resolve))
+    value = decode(tree["v"], resolve)
+    # The member is looked up among the class's members; the class's own hooks (`_missing_`, a
+    # metaclass `__call__`) never run.
+    for member in cls.__members__.values():
+        if type(member.value) is type(value) and member.value == value:
+            return member
+    raise DecodeError(f"{p} has no member of value {value!r}")
 
 
 def _dec_dataclass(p: Any, tree: dict[str, Any], resolve: Resolver) -> Any:
-    cls = _need_class(p, resolve, "dataclass", dataclasses.is_dataclass)
-    obj = cls.__new__(cls)
+    cls: type[object] = _need_class(p, resolve, "dataclass", dataclasses.is_dataclass)
+    obj = object.__new__(cls)  # neither the class's __new__ nor its __init__ runs
     for name, x in tree["v"].items():
         # object.__setattr__ works for frozen dataclasses and skips __init__ side effects.
         object.__setattr__(obj, name, decode(x, resolve))
@@ -330,14 +420,34 @@ def _dec_dataclass(p: Any, tree: dict[str, Any], resolve: Resolver) -> Any:
 
 
 def _dec_namedtuple(p: Any, tree: dict[str, Any], resolve: Resolver) -> Any:
-    cls = _need_class(p, resolve, "namedtuple", lambda c: issubclass(c, tuple) and hasattr(c, "_fields"))
-    return cls(*[decode(x, resolve) for x in tree["v"]])
+    cls = _need_class(p, resolve, "namedtuple", _is_plain_namedtuple)
+    values = [decode(x, resolve) for x in tree["v"]]
+    if len(values) != len(cls._fields):
+        raise DecodeError(f"{p} has {len(cls._fields)} fields, the journal recorded {len(values)} values")
+    return tuple.__new__(cls, values)
 
 
 def _dec_pydantic(p: Any, tree: dict[str, Any], resolve: Resolver) -> Any:
-    cls = _need_class(p, resolve, "pydantic model", lambda c: hasattr(c, "model_fields") and hasattr(c, "model_construct"))
-    # The values came from a valid model; construct keeps them exactly (and ignores aliases).
-    return cls.model_construct(**{k: decode(x, resolve) for k, x in tree["v"].items()})
+    cls = _need_class(
+        p, resolve, "pydantic model", lambda c: hasattr(c, "model_fields") and hasattr(c, "model_validate")
+    )
+    # Validated as any input to the model is: a journal can hand it no value it would refuse.
+    fields = {k: decode(x, resolve) for k, x in tree["v"].items()}
+    try:
+        return cls.model_validate(fields, by_name=True) if _validate_by_name(cls) else cls.model_validate(fields)
+    except Exception as err:  # pydantic's ValidationError, said as a DecodeError
+        raise DecodeError(f"the recorded {p} does not validate as one: {err}") from err
+
+
+def _validate_by_name(cls: Any) -> bool:
+    """Whether this pydantic accepts `by_name=` (2.11 and later): recorded fields use names, not
+    aliases."""
+    import inspect
+
+    try:
+        return "by_name" in inspect.signature(cls.model_validate).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _dec_error(p: Any, tree: dict[str, Any], resolve: Resolver) -> BaseException:
@@ -348,14 +458,24 @@ def _dec_error(p: Any, tree: dict[str, Any], resolve: Resolver) -> BaseException
     if cls is not None and issubclass(cls, BaseException):
         raw_args = tree.get("args")
         args = tuple(decode(raw_args, resolve)) if isinstance(raw_args, list) else (message,)
-        try:
-            exc = cls(*args)
-        except Exception:
-            exc = cls.__new__(cls)
-            exc.args = args
+        built: BaseException | None = None
+        if cls.__module__ in _TRUSTED_ERROR_MODULES:
+            try:
+                built = cls(*args)
+            except Exception:  # noqa: BLE001 - a class whose __init__ wants other arguments is built without it
+                built = None
+        if built is None:
+            built = _bare_exception(cls)
+            built.args = args
+            attrs = tree.get("attrs")
+            if isinstance(attrs, dict):
+                for name, value in attrs.items():
+                    if isinstance(name, str) and not name.startswith("__"):
+                        object.__setattr__(built, name, decode(value, resolve))
+        exc = built
     else:
         exc = RecordedError(str(p).rpartition(":")[2] or str(p), message, tb)
-    exc.__flux_traceback__ = tb  # type: ignore[attr-defined]
+    exc.__flux_traceback__ = tb  # type: ignore[attr-defined]  # the recorded traceback, carried along
     if isinstance(tree.get("cause"), dict):
         exc.__cause__ = _dec_error(tree["cause"].get("$error"), tree["cause"], resolve)
     elif exc.args and isinstance(exc.args[0], BaseException) and exc.__cause__ is None:
@@ -363,8 +483,15 @@ def _dec_error(p: Any, tree: dict[str, Any], resolve: Resolver) -> BaseException
     return exc
 
 
+def _bare_exception(cls: type[BaseException]) -> BaseException:
+    """An instance of `cls` made by the `__new__` of its nearest built-in base, so no code of the
+    class itself runs."""
+    base = next(b for b in cls.__mro__ if b.__module__ == "builtins")
+    return base.__new__(cls)  # type: ignore[call-overload,no-any-return]  # a built-in base builds any subclass
+
+
 _DECODERS: dict[str, Callable[[Any, dict[str, Any], Resolver], Any]] = {
-    "$int": lambda p, t, r: int(p),
+    "$int": lambda p, t, r: _int_of(p),
     "$float": lambda p, t, r: float(p) if p in ("nan", "inf", "-inf") else _bad(p),
     "$dict": lambda p, t, r: {decode(k, r): decode(x, r) for k, x in p},
     "$tuple": lambda p, t, r: tuple(decode(x, r) for x in p),

@@ -50,7 +50,7 @@ CANCEL = 4
 WAIT = 5
 
 _NOTHING: Any = object()
-_SEE = 'The workflow code changed or is not deterministic; see SPEC.md section "Replay".'
+_SEE = 'The workflow code changed or is not deterministic; see `flux spec "replay rules"` (SPEC.md).'
 
 
 class EndOfJournal(BaseException):
@@ -135,7 +135,8 @@ class ReplayCore:
         """The decision for a task call (name formatted, arguments in their recorded form)."""
         call = self.calls.get(call_id)
         if call is None:
-            return self.live(call_id, None, {"kind": "task", "name": name, "args": args, "kwargs": kwargs, "src": src}), None
+            asked = {"kind": "task", "name": name, "args": args, "kwargs": kwargs, "src": src}
+            return self.live(call_id, None, asked), None
         call.visited = True
         if call.kind != "task" or call.name != name or call.args != args or call.kwargs != kwargs:
             self._mismatch(
@@ -149,7 +150,8 @@ class ReplayCore:
         if call.cancelled is not None:
             self.cancel_pending = False  # a resumed cancellation arrives here, as it did then
             return CANCEL, call
-        return self.live(call_id, call, {"kind": "task", "name": name, "args": args, "kwargs": kwargs, "src": src}), call
+        asked = {"kind": "task", "name": name, "args": args, "kwargs": kwargs, "src": src}
+        return self.live(call_id, call, asked), call
 
     def slot(self, call_id: str, kind: str, name: str, what: str, src: str) -> CallHistory | None:
         """What the journal recorded at a pause, value or timer slot, which must be a `kind` of
@@ -291,10 +293,13 @@ class ReplayCore:
                 return Verdict(False, f"the code now returns {_short(output)}, the journal recorded {_short(then)}")
             return Verdict(True, "the code reproduces the recorded output")
         if status != Status.FAILED:
-            return Verdict(False, f"the journal recorded a failed run, the code now {'returns ' + _short(output) if status == Status.COMPLETED else 'ends ' + str(status)}")
+            now = "returns " + _short(output) if status == Status.COMPLETED else "ends " + str(status)
+            return Verdict(False, f"the journal recorded a failed run, the code now {now}")
         recorded_type = str((final.get("error") or {}).get("$error", "?")).rpartition(":")[2].rpartition(".")[2]
         if recorded_type != error_type:
-            return Verdict(False, f"the journal recorded a failure with {recorded_type}, the code now fails with {error_type}")
+            return Verdict(
+                False, f"the journal recorded a failure with {recorded_type}, the code now fails with {error_type}"
+            )
         return Verdict(True, "the code fails as recorded")
 
     # -- divergence ----------------------------------------------------------------------------

@@ -13,6 +13,7 @@
     │   ├── ExecutionLockedError    another process owns the execution (pid, host)
     │   ├── ExecutionNotFoundError  no journal for that execution id
     │   ├── InvalidExecutionIdError an id that could name a path outside the store
+    │   ├── AmbiguousExecutionIdError an id prefix that several executions' ids start with
     │   ├── DurabilityError         a write or fsync failed; the run stops
     │   │   └── OwnershipLostError  another owner took the execution over; this one's writes are refused
     │   ├── StoreError              the store cannot be used (a bad path, a FIFO, no permission)
@@ -40,6 +41,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "AmbiguousExecutionIdError",
     "BlobError",
     "DeterminismError",
     "ExecutionExistsError",
@@ -128,7 +130,9 @@ class ExecutionTimeoutError(FluxError):
 class FallbackError(FluxError):
     """A task failed, then its fallback failed too."""
 
-    def __init__(self, original: BaseException | None, fallback_exception: BaseException | None, task: str = "") -> None:
+    def __init__(
+        self, original: BaseException | None, fallback_exception: BaseException | None, task: str = ""
+    ) -> None:
         self.original = original
         self.fallback_exception = fallback_exception
         self.task = task
@@ -144,7 +148,9 @@ class FallbackError(FluxError):
 class RollbackError(FluxError):
     """A task failed, then its rollback failed too."""
 
-    def __init__(self, original: BaseException | None, rollback_exception: BaseException | None, task: str = "") -> None:
+    def __init__(
+        self, original: BaseException | None, rollback_exception: BaseException | None, task: str = ""
+    ) -> None:
         self.original = original
         self.rollback_exception = rollback_exception
         self.task = task
@@ -242,6 +248,18 @@ class InvalidExecutionIdError(EngineError):
         )
 
 
+class AmbiguousExecutionIdError(EngineError):
+    """An execution id prefix that more than one execution's id starts with."""
+
+    def __init__(self, prefix: str, matches: list[str], where: str) -> None:
+        self.prefix = prefix
+        self.matches = matches
+        shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
+        super().__init__(
+            f"execution id prefix {prefix!r} matches several executions in {where} ({shown}); give more of the id"
+        )
+
+
 class DurabilityError(EngineError):
     """Writing or syncing the journal failed; what was not synced may be lost."""
 
@@ -322,7 +340,9 @@ class DeterminismError(FluxError, AssertionError):
     kept before the interruption, or None) describe the first failure.
     """
 
-    def __init__(self, message: str, *, report: Any = None, input: Any = None, property: str = "", seq: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, report: Any = None, input: Any = None, property: str = "", seq: int | None = None
+    ) -> None:
         self.report = report
         self.input = input
         self.property = property

@@ -15,11 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import gc
 import logging
 import types
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 from flux._engine import records as R
@@ -27,19 +25,15 @@ from flux._engine import traps
 from flux._engine.calls import Outcome, RunRequest, TaskSpec, _Suspend, child_execution_id, user_frame
 from flux._engine.clock import Clock, SystemClock, iso, stamper
 from flux._engine.codec import decode, encode, find_class
-from flux._engine.core import CANCEL, LIVE, REPLAY, EndOfJournal, ReplayCore, format_call
-from flux._engine.errors import (
-    EncodeError,
-    EngineError,
-    ExecutionError,
-    ExecutionNotFoundError,
-    ExecutionStateError,
-    JournalCorruptError,
-)
+from flux._engine.core import CANCEL, LIVE, REPLAY, RERUN, EndOfJournal, ReplayCore, format_call
+from flux._engine.errors import EncodeError, EngineError, ExecutionError, ExecutionStateError, SecretError
 from flux._engine.handling import run_attempt, run_handled
 from flux._engine.history import CallHistory, History
 from flux._engine.journal import FORMAT_VERSION, JournalRead, Known, Records
+from flux._engine.listeners import RunInfo, listeners_for
 from flux._engine.outputs import Outputs
+from flux._engine.pacing import collector_paced, no_cycle_collection
+from flux._engine.pauses import WaitingPause, pick_pause, waiting_pauses
 from flux._engine.records import Status
 from flux._engine.secrets import Secrets, redact
 from flux._engine.snapshot import Snapshot, snapshot_of
@@ -50,7 +44,17 @@ log = logging.getLogger("flux")
 _CANCEL_POLL = 0.2  # seconds between checks for a cancellation asked by another process
 _IDLE_ROUNDS = 2  # loop turns with nothing ready before a run whose branches all wait at pauses ends
 
-__all__ = ["EndOfJournal", "Executor", "Outcome", "RunRequest", "TaskSpec", "WaitingPause", "child_execution_id", "format_call", "waiting_pauses"]
+__all__ = [
+    "EndOfJournal",
+    "Executor",
+    "Outcome",
+    "RunRequest",
+    "TaskSpec",
+    "WaitingPause",
+    "child_execution_id",
+    "format_call",
+    "waiting_pauses",
+]
 
 
 @types.coroutine
@@ -59,131 +63,12 @@ def _one_turn() -> Iterator[None]:
     yield
 
 
-@contextlib.contextmanager
-def _no_cycle_collection() -> Iterator[None]:
-    """Reading a journal and folding it allocate many containers and no cycles; the cycle
-    collector would only traverse them again and again (a third of a large replay's time)."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
-# While any execution runs in the process, the cycle collector's youngest generation is
-# collected every _YOUNG_COLLECTION allocations instead of Python's default 700. A fan-out keeps
-# thousands of tasks alive at once; at the default pace the collector traverses them again and
-# again (a third of a 10,000-task gather's time) and finds nothing. Cycles are still collected,
-# only in larger batches. The default comes back when the last run ends, unless someone else
-# changed it in between.
-_YOUNG_COLLECTION = 10_000
-_paced_runs = 0
-_paced_from: tuple[int, int, int] | None = None
-
-
-@contextlib.contextmanager
-def _collector_paced() -> Iterator[None]:
-    global _paced_runs, _paced_from
-    if _paced_runs == 0:
-        before = gc.get_threshold()
-        if before[0] and before[0] < _YOUNG_COLLECTION:
-            _paced_from = before
-            gc.set_threshold(_YOUNG_COLLECTION, *before[1:])
-    _paced_runs += 1
-    try:
-        yield
-    finally:
-        _paced_runs -= 1
-        if _paced_runs == 0 and _paced_from is not None:
-            if gc.get_threshold()[0] == _YOUNG_COLLECTION:
-                gc.set_threshold(*_paced_from)
-            _paced_from = None
-
-
-@dataclass(frozen=True)
-class WaitingPause:
-    """A pause that waits for an answer: in this execution, or in one of its sub-workflows.
-
-    `route` is the call ids from this execution down to the pause: one for a pause of its own,
-    `(call of the sub-workflow, ..., pause)` for one inside a sub-workflow.
-    """
-
-    route: tuple[str, ...]
-    name: str
-    execution_id: str  # the execution whose journal holds the pause
-    wake_at: float | None = None
-
-    @property
-    def call_id(self) -> str:
-        return ".".join(self.route) if len(self.route) == 1 else "/".join(self.route)
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "call_id": self.call_id, "execution_id": self.execution_id}
-        if self.wake_at is not None:
-            out["wake_at"] = iso(self.wake_at)
-        return out
-
-
-def waiting_pauses(store: Store, history: History, route: tuple[str, ...] = ()) -> list[WaitingPause]:
-    """Every pause that waits in an execution (its history) and, through its open sub-workflow
-    calls, in its sub-workflows that are paused."""
-    execution_id = str((history.header or {}).get("execution_id", ""))
-    out = [
-        WaitingPause(route + (call_id,), call.name, execution_id, call.start.get("wake_at"))
-        for call_id, call in history.waiting.items()
-    ]
-    for call_id, call in history.calls.items():
-        if call.child is None or call.end is not None or call.cancelled is not None:
-            continue
-        child = History(store.describe(call.child))
-        try:
-            read = store.read(call.child, visit=child.apply_all)
-        except (ExecutionNotFoundError, JournalCorruptError):
-            continue
-        child.journal = read.records
-        if child.status == Status.PAUSED:
-            out += waiting_pauses(store, child, route + (call_id,))
-    return out
-
-
-def pick_pause(waiting: list[WaitingPause], which: str | tuple[str, ...] | None, execution_id: str) -> WaitingPause:
-    """The waiting pause that a resume answers: the one named (by name, call id or route), or
-    the only one.
-
-    Raises:
-        ExecutionStateError: when none waits, the name matches none or several, or several
-            wait and none was named.
-    """
-    if not waiting:
-        raise ExecutionStateError(f"execution {execution_id} waits at no pause")
-    listed = ", ".join(f"{w.name!r} (call {w.call_id})" for w in waiting)
-    if which is None:
-        if len(waiting) == 1:
-            return waiting[0]
-        raise ExecutionStateError(
-            f"execution {execution_id} waits at {len(waiting)} pauses: {listed}; name the one to answer "
-            "with pause=NAME"
-        )
-    if isinstance(which, tuple):
-        found = [w for w in waiting if w.route == which]
-    else:
-        found = [w for w in waiting if which in (w.call_id, w.name)]
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise ExecutionStateError(f"execution {execution_id} waits at no pause {which!r}; it waits at {listed}")
-    raise ExecutionStateError(
-        f"execution {execution_id} waits at {len(found)} pauses named {which!r}: {listed}; name one by its call id"
-    )
-
-
 class Executor(Outputs):
     """Drives one execution of a workflow body against its journal."""
 
-    def __init__(self, store: Store, request: RunRequest, clock: Clock | None = None, parent: Executor | None = None) -> None:
+    def __init__(
+        self, store: Store, request: RunRequest, clock: Clock | None = None, parent: Executor | None = None
+    ) -> None:
         self.store = store
         self.request = request
         self.execution_id = request.execution_id
@@ -207,8 +92,10 @@ class Executor(Outputs):
         self._root: asyncio.Task[Any] | None = None
         self._watch: asyncio.TimerHandle | None = None
         self.observer = request.observer
+        self._tell: Callable[[dict[str, Any]], None] | None = None  # record listeners (SPEC.md 4.11)
         self._had_snapshot = False  # the store held a replay snapshot of this execution
         self.redactions: dict[str, str] = {}  # secret value -> name, for every secret handed out
+        self.reruns: set[str] = set()  # calls whose recorded start this run runs again (SPEC.md 2.1 `rerun`)
         self.secrets = Secrets(store.secrets_file())
         # Sub-workflows: the executors running now, and what this run must hand them.
         self.children: dict[str, Executor] = {}
@@ -248,8 +135,10 @@ class Executor(Outputs):
         """
         req = self.request
         if history is None:
-            history = req.history or History(req.journal.path if req.journal is not None else self.store.describe(self.execution_id))
-        with _no_cycle_collection():
+            history = req.history or History(
+                req.journal.path if req.journal is not None else self.store.describe(self.execution_id)
+            )
+        with no_cycle_collection():
             if req.replay_only:
                 if req.journal is None:
                     read = self.store.read(req.execution_id, visit=history.apply_all)
@@ -307,7 +196,11 @@ class Executor(Outputs):
             size, records, crc = self.writer.position()
             snapshots.save(self.execution_id, snapshot_of(history, self.execution_id, size, records, crc))
         except (OSError, EngineError) as err:
-            log.warning("execution %s: its replay snapshot could not be saved (%s); resuming it reads the whole journal", self.execution_id, err)
+            log.warning(
+                "execution %s: its replay snapshot could not be saved (%s); resuming it reads the whole journal",
+                self.execution_id,
+                err,
+            )
 
     # -- cancellation --------------------------------------------------------------------------
 
@@ -353,6 +246,8 @@ class Executor(Outputs):
             raise EndOfJournal(record.get("call_id") or "")
         writer.append(record)
         self.records.append(record)
+        if self._tell is not None:
+            self._tell(record)
 
     async def durable(self) -> None:
         """Waits until every record appended so far is durable (group commit).
@@ -392,7 +287,9 @@ class Executor(Outputs):
 
     # -- running -----------------------------------------------------------------------------
 
-    async def run(self, body: Callable[[Any], Awaitable[Any]], opened: tuple[JournalRead, History] | None = None) -> Outcome:
+    async def run(
+        self, body: Callable[[Any], Coroutine[Any, Any, Any]], opened: tuple[JournalRead, History] | None = None
+    ) -> Outcome:
         """Replays and continues the execution; returns where it ended.
 
         `opened` is what `open()` returned, when the caller opened the execution itself (to
@@ -403,7 +300,7 @@ class Executor(Outputs):
             nothing is written after the point where the trouble was found.
         """
         traps.install_task_factory(asyncio.get_running_loop())
-        with _collector_paced():
+        with collector_paced():
             try:
                 read, history = opened if opened is not None else self.open()
                 outcome = await self._run(read, history, body)
@@ -418,7 +315,9 @@ class Executor(Outputs):
                 # this, the executor and its history would wait for the cycle collector.
                 self._root = None
 
-    async def _run(self, read: JournalRead, history: History, body: Callable[[Any], Awaitable[Any]]) -> Outcome:
+    async def _run(
+        self, read: JournalRead, history: History, body: Callable[[Any], Coroutine[Any, Any, Any]]
+    ) -> Outcome:
         self.path = history.path = read.path
         records = history.journal = read.records
         self.records = records if isinstance(records, Records) else Records.of(list(records))
@@ -446,6 +345,11 @@ class Executor(Outputs):
             if req.resume and not req.cancel:
                 answered = self._pick_answer(history)
         if not self.replay_only:
+            parent = header.get("parent")
+            self._tell = listeners_for(
+                RunInfo(self.execution_id, name, parent if isinstance(parent, dict) else None, not req.create),
+                self.observer,
+            )
             if req.create or status == Status.CREATED:
                 # A new execution, or one submitted to be run elsewhere (SPEC.md 11.5): its first run.
                 log.info("execution %s of workflow %r started", self.execution_id, name)
@@ -469,11 +373,18 @@ class Executor(Outputs):
                 self.append(resumed)
                 history.apply(resumed)
                 if answered is not None:
-                    log.info("execution %s resumed at pause %r (call %s)", self.execution_id, answered.name, answered.call_id)
+                    log.info(
+                        "execution %s resumed at pause %r (call %s)", self.execution_id, answered.name, answered.call_id
+                    )
                 elif req.cancel:
                     log.info("execution %s: replaying it to cancel it", self.execution_id)
                 else:
-                    log.info("execution %s of workflow %r continued after %d records", self.execution_id, name, history.next_seq - 1)
+                    log.info(
+                        "execution %s of workflow %r continued after %d records",
+                        self.execution_id,
+                        name,
+                        history.next_seq - 1,
+                    )
         context = contextvars.copy_context()
         context.run(traps.enter, traps.Branch(self, ""))
         # The workflow runs in a task of its own so that a cancellation can be delivered to it;
@@ -491,7 +402,11 @@ class Executor(Outputs):
             return self._outcome("replayed", None, header, workflow_input)
         except asyncio.CancelledError:
             self._check_fatal()
-            if not self.cancelling or not root.cancelled() or (self._outer_cancelled() and not self._cancelled_by_parent):
+            if (
+                not self.cancelling
+                or not root.cancelled()
+                or (self._outer_cancelled() and not self._cancelled_by_parent)
+            ):
                 self._sync_quietly()
                 raise
             return await self._finish_cancelled(header, workflow_input)
@@ -512,7 +427,9 @@ class Executor(Outputs):
             raise
         if self.replay_only:
             final = history.final
-            return self._outcome(R.LIFECYCLE[final["kind"]] if final else Status.COMPLETED, result, header, workflow_input)
+            return self._outcome(
+                R.LIFECYCLE[final["kind"]] if final else Status.COMPLETED, result, header, workflow_input
+            )
         try:
             value = encode(result, (None, "workflow {!r} result", name))
             if self.redactions:
@@ -520,7 +437,7 @@ class Executor(Outputs):
                 if changed:
                     result = decode(value, self.resolve)
             if req.blob_output:
-                value = self._store_blob(value)
+                value = self._store_output(value)
             self.append({"seq": 0, "kind": R.COMPLETED, "at": self.stamp(), "value": value})
         except EncodeError as err:
             return await self._finish_failed(err, header, workflow_input)
@@ -532,6 +449,12 @@ class Executor(Outputs):
         """The waiting pause this resume answers; checks that a timed one may go on without input."""
         req = self.request
         target = pick_pause(waiting_pauses(self.store, history), req.resume_pause, self.execution_id)
+        if target.wake_at is None and not req.resume_has_input:
+            # A pause with no deadline waits for an answer (an approval): none given is not one.
+            raise ExecutionStateError(
+                f"execution {self.execution_id} waits at pause {target.name!r} for an input; "
+                "give one to answer it (null is an answer too)"
+            )
         if target.wake_at is not None and not req.resume_has_input and self.clock.now() < target.wake_at:
             raise ExecutionStateError(
                 f"execution {self.execution_id} is paused at {target.name!r} until {iso(target.wake_at)}; "
@@ -656,8 +579,10 @@ class Executor(Outputs):
                 for record in self._new_pauses.values():
                     self.append(record)
                 if not self._new_pauses or self._waiting_children:
-                    waiting: list[Any] = [k for k in self._waiters if k not in self._waiting_children and k not in self._new_pauses]
-                    waiting += [k for k in self._new_pauses]
+                    waiting: list[Any] = [
+                        k for k in self._waiters if k not in self._waiting_children and k not in self._new_pauses
+                    ]
+                    waiting += list(self._new_pauses)
                     waiting += [{"call_id": k, "child": c} for k, c in self._waiting_children.items()]
                     self.append({"seq": 0, "kind": R.SUSPENDED, "at": self.stamp(), "waiting": waiting})
             except EngineError as err:
@@ -702,6 +627,7 @@ class Executor(Outputs):
         enc_args = encode(list(args), (None, "task {!r} argument", name)) if args else None
         enc_kwargs = encode(kwargs, (None, "task {!r} argument", name)) if kwargs else None
         if self.redactions:
+            name = redact(name, self.redactions)[0]
             enc_args = redact(enc_args, self.redactions)[0]
             enc_kwargs = redact(enc_kwargs, self.redactions)[0]
         core = self.core
@@ -713,9 +639,11 @@ class Executor(Outputs):
             raise
         if decision == REPLAY:
             assert call is not None
+            if spec.secrets:
+                self._know_secrets(spec)
             if call.end == R.TASK_COMPLETED:
                 return self.value_of(call.value)
-            exc = decode(call.outcome["error"], self.resolve)  # type: ignore[index]
+            exc = decode(call.outcome["error"], self.resolve)  # type: ignore[index]  # a replayed call has ended
             raise ExecutionError(exc) from exc
         if decision == CANCEL:
             if call is not None and call.cancelled is not None:
@@ -727,7 +655,9 @@ class Executor(Outputs):
             else:
                 raise self._deliver_cancel()
         elif decision == LIVE:
-            record: dict[str, Any] = {"seq": 0, "kind": R.TASK_STARTED, "at": self.stamp(), "call_id": call_id, "name": name}
+            record: dict[str, Any] = {
+                "seq": 0, "kind": R.TASK_STARTED, "at": self.stamp(), "call_id": call_id, "name": name
+            }
             if enc_args is not None:
                 record["args"] = enc_args
             if enc_kwargs is not None:
@@ -737,11 +667,13 @@ class Executor(Outputs):
                 record["child"] = child_execution_id(self.execution_id, call_id)
             self.append(record)
             if spec.cache:
-                hit = self._cache_get(spec, record)
-                if hit is not None:
-                    value = self.value_of(hit["value"])
-                    self.complete(call_id, name, spec, value, {"cached": True})
-                    return value
+                hit, value = self.cache_hit(spec, record)
+                if hit:
+                    return self.complete(call_id, name, spec, value, {"cached": True})
+        elif decision == RERUN and not spec.child:
+            # Started by an earlier run that ended before its outcome: the body runs again, and
+            # its outcome says so.
+            self.reruns.add(call_id)
         if self.observer is not None:
             await self._notify_live(call_id)
         if spec.options is not None:
@@ -770,6 +702,15 @@ class Executor(Outputs):
         finally:
             self._idle()
         return self.complete(call_id, name, spec, result)
+
+    def _know_secrets(self, spec: TaskSpec) -> None:
+        """A replayed call of a task that asked for secrets: its secrets are remembered as a live
+        run of it would have (SPEC.md 4.7), so what is recorded after it is redacted alike. A
+        secret that cannot be had now is not needed: its body does not run."""
+        try:
+            self.reveal(spec, spec.name)
+        except SecretError:
+            pass
 
     async def _notify_live(self, call_id: str) -> None:
         method = getattr(self.observer, "live", None)
@@ -839,7 +780,9 @@ class Executor(Outputs):
         if decision == CANCEL:
             raise self._deliver_cancel()
         if decision == LIVE:
-            record: dict[str, Any] = {"seq": 0, "kind": R.PAUSED, "at": self.stamp(), "call_id": call_id, "name": name, "src": src}
+            record: dict[str, Any] = {
+                "seq": 0, "kind": R.PAUSED, "at": self.stamp(), "call_id": call_id, "name": name, "src": src
+            }
             if wake_at is not None:
                 record["wake_at"] = wake_at
             self._new_pauses[call_id] = record
@@ -862,9 +805,13 @@ class Executor(Outputs):
             return self.value_of(call.value)
         self._live(call_id, None, {"kind": "value", "name": name, "src": src})
         value = produce()
+        tree = encode(value, (None, "{}() value", name))
+        if self.redactions:
+            tree, changed = redact(tree, self.redactions)
+            if changed:
+                value = decode(tree, self.resolve)  # the workflow sees what replay will hand it
         self.append(
-            {"seq": 0, "kind": R.VALUE, "at": self.stamp(), "call_id": call_id, "name": name,
-             "value": encode(value, (None, "{}() value", name)), "src": src}
+            {"seq": 0, "kind": R.VALUE, "at": self.stamp(), "call_id": call_id, "name": name, "value": tree, "src": src}
         )
         return value
 

@@ -63,7 +63,9 @@ def parse(text: str) -> list[_Rule]:
             continue
         parts = item.split(":")
         if len(parts) not in (3, 4) or parts[0] not in _ACTIONS or parts[2] not in POINTS or not parts[1].isdigit():
-            raise FaultSpecError(f"fault rule {item!r} is not <kill|fail|short>:<n>:<point>[:<errno>]; points: {POINTS}")
+            raise FaultSpecError(
+                f"fault rule {item!r} is not <kill|fail|short>:<n>:<point>[:<errno>]; points: {POINTS}"
+            )
         code = errno.EIO
         if len(parts) == 4:
             code = getattr(errno, parts[3], -1)

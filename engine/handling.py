@@ -8,7 +8,7 @@ and a fallback or rollback that was recorded as finished does not run again.
     last attempt fails ─> attempt_failed{retry_at: null} ─> fallback_started ─> task_completed
                                                           │                 └fail> fallback_failed ─> task_failed
                                                           └> rollback_started ─> rollback_completed|failed ─> task_failed
-"""
+"""  # noqa: E501 - the diagram's branches line up under the step they leave
 
 from __future__ import annotations
 
@@ -111,7 +111,9 @@ async def run_attempt(
     return body.result()
 
 
-async def _run_handler(ex: Executor, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], prefix: str, call_id: str) -> Any:
+async def _run_handler(
+    ex: Executor, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], prefix: str, call_id: str
+) -> Any:
     """Runs a fallback or rollback; tasks it calls get call ids under `prefix`."""
     token = traps.enter(traps.Branch(ex, prefix, call_id=call_id))
     ex._busy += 1

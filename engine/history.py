@@ -13,7 +13,7 @@ are parsed again when asked for (`CallHistory.start`, `.outcome`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from flux._engine import records as R
 from flux._engine.errors import JournalCorruptError
@@ -103,7 +103,9 @@ class History:
     then set to the journal's records, from which a call's records are parsed when asked for.
     """
 
-    def __init__(self, path: str, offsets: Sequence[int] | None = None, journal: Sequence[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, path: str, offsets: Sequence[int] | None = None, journal: Sequence[dict[str, Any]] | None = None
+    ) -> None:
         self.path = path
         self.offsets = offsets
         self.source = Source()
@@ -157,33 +159,47 @@ class History:
         names = self._names
         apply = self.apply
         source = self.source
+        str_, list_, dict_ = str, list, dict
         last = None
         for record in records:
             last = record
             kind = record["kind"]
             if kind == "task_started":
+                # Inline only when every field is of the type its class declares and no other
+                # field is there (a sub-workflow call, with `child`, takes the checked step).
                 call_id = record.get("call_id")
                 name = record.get("name")
                 args = record.get("args")
                 kwargs = record.get("kwargs")
                 if (
-                    type(call_id) is str
+                    type(call_id) is str_
+                    and type(name) is str_
+                    and type(record.get("at")) is str_
+                    and type(record.get("src")) is str_
+                    and (args is None or type(args) is list_)
+                    and (kwargs is None or type(kwargs) is dict_)
+                    # seq, kind, at, call_id, name, src and the arguments given: no other field
+                    # (an `"args": null` is counted here and not above, and takes the checked step)
+                    and len(record) == 6 + (args is not None) + (kwargs is not None)
                     and call_id not in calls
-                    and type(name) is str
-                    and (args is None or type(args) is list)
-                    and (kwargs is None or type(kwargs) is dict)
-                    and "child" not in record
                 ):
                     name = names.setdefault(name, name)
                     calls[call_id] = CallHistory(source, "task", record["seq"], name, args, kwargs)
                     continue
             elif kind == "task_completed":
-                call = calls.get(record.get("call_id"))  # type: ignore[arg-type]
-                if call is not None and call.kind == "task" and call.end is None and "value" in record:
-                    call.end = kind
-                    call.end_seq = record["seq"]
-                    call.value = record["value"]
-                    continue
+                if len(record) == 5:  # seq, kind, at, call_id, value: nothing rarer
+                    call = calls.get(record.get("call_id"))  # type: ignore[arg-type]  # None finds no call
+                    if (
+                        call is not None
+                        and call.kind == "task"
+                        and call.end is None
+                        and "value" in record
+                        and type(record.get("at")) is str
+                    ):
+                        call.end = kind
+                        call.end_seq = record["seq"]
+                        call.value = record["value"]
+                        continue
             apply(record)
         if last is not None:
             self.next_seq = last["seq"] + 1
@@ -194,13 +210,13 @@ class History:
         problem = R.field_problem(record)
         if step is None or problem is not None:
             self._corrupt(record, problem or f"unknown record kind {kind!r} (written by a newer Flux?)")
-        step(self, record)  # type: ignore[misc]
+        step(self, record)
         status = R.LIFECYCLE.get(kind)
         if status is not None:
             self.status = status
         self.next_seq = record["seq"] + 1
 
-    def _corrupt(self, record: dict[str, Any], problem: str) -> None:
+    def _corrupt(self, record: dict[str, Any], problem: str) -> NoReturn:
         seq = record.get("seq", 0)
         offset = self.offsets[seq] if self.offsets and type(seq) is int and seq < len(self.offsets) else -1
         raise JournalCorruptError(self.path, seq + 1 if type(seq) is int else 0, offset, problem)
@@ -237,9 +253,9 @@ class History:
         call = self.calls.get(record["call_id"])
         if call is None or call.kind != "task":
             self._corrupt(record, f"{record['kind']} for call {record['call_id']!r}, which never started")
-        if call.end is not None:  # type: ignore[union-attr]
+        if call.end is not None:
             self._corrupt(record, f"{record['kind']} for call {record['call_id']!r}, which already ended")
-        return call  # type: ignore[return-value]
+        return call
 
     def _apply_attempt_failed(self, record: dict[str, Any]) -> None:
         call = self._open_task(record)
@@ -340,6 +356,7 @@ class History:
 
     def _apply_workflow_failed(self, record: dict[str, Any]) -> None:
         self.final = record
+
 
 
 # One fold step per kind, found by the kind's name: a name that is not a kind (a helper of

@@ -14,13 +14,14 @@ import stat
 import zlib
 from array import array
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from flux._engine.errors import DurabilityError, JournalCorruptError, RecordTooLargeError, UnsafePathError
 from flux._engine.records import KINDS as RECORD_KINDS
+from flux._engine.records import field_problem
 
 __all__ = [
     "BufferedWriter",
@@ -31,6 +32,7 @@ __all__ = [
     "Records",
     "check_journal",
     "encode_line",
+    "encode_record_line",
     "read_journal",
     "read_regular_file",
     "seed_for",
@@ -60,6 +62,24 @@ _crc32 = zlib.crc32
 def encode_line(record: dict[str, Any], seed: int) -> bytes:
     """The exact bytes of one journal line, newline included."""
     return encode_line_body(_dumps(record), seed)
+
+
+def encode_record_line(record: dict[str, Any], seed: int) -> bytes:
+    """`encode_line`, refusing a record over the size limit (SPEC.md 4.8).
+
+    Raises:
+        RecordTooLargeError: naming the record's kind and the limit.
+    """
+    line = encode_line(record, seed)
+    if len(line) > MAX_RECORD_BYTES:
+        what = "workflow input" if record.get("kind") == "header" else f"{record.get('kind')} record"
+        raise RecordTooLargeError(
+            f"a {what} of {len(line)} bytes is over the limit of {MAX_RECORD_BYTES} bytes for one journal line; "
+            "keep large values out of the journal (output_storage=True for results; pass a reference as input)",
+            type_name="record",
+            where=str(record.get("call_id", record.get("kind", ""))),
+        )
+    return line
 
 
 def encode_line_body(body: bytes, seed: int) -> bytes:
@@ -124,7 +144,7 @@ class LineOffsets(Sequence[int]):
             return list(self) == list(other)
         return NotImplemented
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable: equal by contents
 
 
 @dataclass
@@ -205,10 +225,10 @@ class Records(Sequence[dict[str, Any]]):
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, (list, Records)):
-            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
         return NotImplemented
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable: equal by contents
 
     def __repr__(self) -> str:
         return f"<Records: {len(self._offsets)} read, {len(self._added)} appended>"
@@ -271,7 +291,7 @@ def read_regular_file(path: str) -> bytes:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise UnsafePathError(errno.EINVAL, f"{path}: is not a regular file; remove it or restore the journal")
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             chunk = os.read(fd, 1 << 20)
             if not chunk:
@@ -302,7 +322,9 @@ def check_journal(
     if end == 0:
         # The header is written whole before the journal appears (SPEC.md 2.2), so a journal
         # without a complete first line is damage, never a torn tail to cut.
-        raise _corrupt(path, 1, 0, "journal is empty (no header)" if not torn else "journal has no complete header line")
+        raise _corrupt(
+            path, 1, 0, "journal is empty (no header)" if not torn else "journal has no complete header line"
+        )
     pos = 0
     offsets = LineOffsets(data)
     if known is not None and _starts_with(data, end, known):
@@ -316,19 +338,42 @@ def check_journal(
         lines = data[pos : stop - 1].split(b"\n")
         seq = len(offsets)
         records = _parse_fast(lines, seed, seq)
+        hole = -1
         if records is None:
             # The line-by-line check names the first damaged line; if it finds none, the fast
             # check was only too strict and its answer stands.
-            records = _parse_slow(path, lines, pos, seq, seed, execution_id)
-        if seq == 0:
+            try:
+                records = _parse_slow(path, lines, pos, seq, seed, execution_id)
+            except JournalCorruptError as err:
+                hole = _unwritten_from(data, err)
+                if hole < 0:
+                    raise
+                lines = data[pos:hole].split(b"\n")[:-1] if hole > pos else []
+                records = _parse_slow(path, lines, pos, seq, seed, execution_id) if lines else []
+        if seq == 0 and records:
             _check_header(path, 0, records[0], execution_id)
         for line in lines:
             offsets.append(pos)
             pos += len(line) + 1
-        if visit is not None:
+        if visit is not None and records:
             visit(records, offsets)
+        if hole >= 0:
+            # Bytes that were never written (a power loss kept later pages, not this one): no
+            # record from here on can have been acknowledged. A torn tail (SPEC.md 2.2).
+            end, torn = hole, data[hole:]
+            break
     read = Records(data, offsets, end)
     return JournalRead(path, read, offsets, end, torn)
+
+
+def _unwritten_from(data: bytes, err: JournalCorruptError) -> int:
+    """Where a damaged line begins, when it holds a NUL byte (a page never written: Flux never
+    writes one, JSON escapes it); -1 when the damage is anything else, or is in the header."""
+    start = err.offset
+    if start <= 0:
+        return -1
+    stop = data.find(b"\n", start)
+    return start if b"\x00" in data[start : stop if stop >= 0 else len(data)] else -1
 
 
 def _starts_with(data: bytes, end: int, known: Known) -> bool:
@@ -377,7 +422,9 @@ def _parse_fast(lines: list[bytes], seed: int, first_seq: int) -> list[dict[str,
     return records
 
 
-def _parse_slow(path: str, lines: list[bytes], pos: int, seq: int, seed: int, execution_id: str) -> list[dict[str, Any]]:
+def _parse_slow(
+    path: str, lines: list[bytes], pos: int, seq: int, seed: int, execution_id: str
+) -> list[dict[str, Any]]:
     """Checks lines one at a time; raises JournalCorruptError naming the first damaged one."""
     records: list[dict[str, Any]] = []
     loads = orjson.loads
@@ -409,7 +456,9 @@ def _parse_slow(path: str, lines: list[bytes], pos: int, seq: int, seed: int, ex
         except orjson.JSONEncodeError:
             canonical = False
         if not canonical:
-            raise _corrupt(path, lineno, pos, "line is not as Flux writes it (duplicate keys, a rounded number, spaces)")
+            raise _corrupt(
+                path, lineno, pos, "line is not as Flux writes it (duplicate keys, a rounded number, spaces)"
+            )
         found = record.get("seq")
         if found != seq or type(found) is not int:  # `true == 1` in Python: the type is checked too
             raise _corrupt(path, lineno, pos, f"expected seq {seq}, found {found!r}")
@@ -434,6 +483,9 @@ def _check_header(path: str, pos: int, record: dict[str, Any], execution_id: str
         )
     if record.get("execution_id") != execution_id:
         raise _corrupt(path, 1, pos, f"header names execution {record.get('execution_id')!r}, not {execution_id!r}")
+    problem = field_problem(record)
+    if problem is not None:
+        raise _corrupt(path, 1, pos, problem)
 
 
 class BufferedWriter:
@@ -466,15 +518,7 @@ class BufferedWriter:
             raise DurabilityError(f"{self.where}: an earlier write failed; the run cannot go on") from self._broken
         seq = self.next_seq
         record["seq"] = seq
-        line = encode_line(record, self.seed)
-        if len(line) > MAX_RECORD_BYTES:
-            raise RecordTooLargeError(
-                f"a {record.get('kind')} record of {len(line)} bytes is over the limit of {MAX_RECORD_BYTES} bytes; "
-                "keep large results out of the journal with output_storage=True (SPEC.md \"Output storage\")",
-                type_name="record",
-                where=str(record.get("call_id", "")),
-            )
-        self._pending.append(line)
+        self._pending.append(encode_record_line(record, self.seed))
         self.next_seq = seq + 1
         return seq
 

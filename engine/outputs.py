@@ -6,20 +6,37 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from flux._engine import records as R
 from flux._engine.codec import decode, encode, encode_exception
-from flux._engine.errors import DecodeError, EncodeError, ExecutionError
-from flux._engine.errors import RecordTooLargeError
+from flux._engine.errors import (
+    BlobError,
+    DecodeError,
+    DurabilityError,
+    EncodeError,
+    EngineError,
+    ExecutionError,
+    RecordTooLargeError,
+)
 from flux._engine.secrets import redact
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from flux._engine.calls import TaskSpec
+    from flux._engine.clock import Clock
+    from flux._engine.history import CallHistory
+    from flux._engine.journal import Records
+    from flux._engine.secrets import Secrets
+    from flux._engine.store import Lease, Store
 
 __all__ = ["Outputs", "load_blob"]
+
+log = logging.getLogger("flux")
 
 
 def load_blob(store: Any, ref: dict[str, Any]) -> Any:
@@ -39,22 +56,23 @@ class Outputs:
     """The executor's recording of outcomes; mixed into `Executor`, which supplies the state."""
 
     # Provided by Executor.
-    store: Any
-    secrets: Any
+    store: Store
+    secrets: Secrets
     redactions: dict[str, str]
-    records: Any
-    calls: dict[str, Any]
-    lease: Any
+    reruns: set[str]
+    records: Records
+    calls: dict[str, CallHistory]
+    lease: Lease | None
     writer: Any
     fatal: BaseException | None
     execution_id: str
-    clock: Any
-    stamp: Any
+    clock: Clock
+    stamp: Callable[[], str]
     _flush_soon: bool
 
-    def resolve(self, ref: str) -> type | None: ...  # noqa: D102 - defined by Executor
+    def resolve(self, ref: str) -> type | None: ...
 
-    def append(self, record: dict[str, Any]) -> None: ...  # noqa: D102 - defined by Executor
+    def append(self, record: dict[str, Any]) -> None: ...
 
     def value_of(self, tree: Any) -> Any:
         """Decodes a recorded value, reading it from output storage when it was stored there."""
@@ -73,6 +91,16 @@ class Outputs:
         digest = blobs.put(data)
         return {"$blob": digest, "size": len(data)}
 
+    def _store_output(self, tree: Any) -> dict[str, Any]:
+        """`_store_blob` for a task's result: a blob that cannot be written is engine trouble
+        (SPEC.md 4.8), like a journal write that fails: nothing is recorded, the run stops, and
+        the call runs again when the execution is resumed."""
+        try:
+            return self._store_blob(tree)
+        except DurabilityError as err:
+            self.fatal = self.fatal or err
+            raise
+
     def error_tree(self, exc: BaseException) -> tuple[Any, BaseException]:
         """The recorded form of an exception, secrets removed, and the exception the workflow
         should see (rebuilt from the record when a secret had to be removed)."""
@@ -90,7 +118,9 @@ class Outputs:
             self.redactions[value] = name
         return values
 
-    def complete(self, call_id: str, name: str, spec: TaskSpec, result: Any, extra: dict[str, Any] | None = None) -> Any:
+    def complete(
+        self, call_id: str, name: str, spec: TaskSpec, result: Any, extra: dict[str, Any] | None = None
+    ) -> Any:
         """Records a task's result; returns what the workflow sees (the result, or its recorded
         form when a secret had to be removed).
 
@@ -101,21 +131,40 @@ class Outputs:
             tree = encode(result, (None, "task {!r} result", name))
         except EncodeError as err:
             raise self.fail(call_id, err)  # noqa: B904 - fail() sets the cause
+        except Exception as err:  # noqa: BLE001 - anything else that fails while encoding is the task's failure too
+            failed = EncodeError(
+                f"task {name!r} result: it could not be recorded ({type(err).__name__}: {err})",
+                type_name=type(result).__name__,
+                where=f"task {name!r} result",
+            )
+            failed.__cause__ = err
+            raise self.fail(call_id, failed)  # noqa: B904 - fail() sets the cause
         returned = result
         if self.redactions:
             tree, changed = redact(tree, self.redactions)
             if changed:
-                returned = decode(tree, self.resolve)
-        stored = self._store_blob(tree) if spec.blob else tree
+                try:
+                    returned = decode(tree, self.resolve)
+                except DecodeError:
+                    returned = result  # never fail a run because of redaction
+        stored = self._store_output(tree) if spec.blob else tree
         record = {"seq": 0, "kind": R.TASK_COMPLETED, "at": self.stamp(), "call_id": call_id, "value": stored}
         if extra:
             record.update(extra)
+        if self.reruns and call_id in self.reruns:
+            record["rerun"] = True
         try:
             self.append(record)
         except RecordTooLargeError as err:
             raise self.fail(call_id, err)  # noqa: B904 - fail() sets the cause
         if spec.cache and not (extra and extra.get("cached")):
-            self._cache_put(spec, record, stored)
+            try:
+                self._cache_put(spec, record, stored)
+            except (OSError, EngineError) as err:
+                # A cache is an optimisation: a result it cannot keep is simply not cached.
+                log.warning(
+                    "execution %s: the result of call %s could not be cached (%s)", self.execution_id, call_id, err
+                )
         if not self._flush_soon:
             # The workflow may go on for long without starting a task: this result should not
             # wait for that to reach the disk. One sync per loop turn serves every result.
@@ -144,7 +193,10 @@ class Outputs:
     def fail(self, call_id: str, exc: BaseException) -> ExecutionError:
         """Records a task's failure; returns the ExecutionError to raise in the workflow."""
         tree, seen = self.error_tree(exc)
-        self.append({"seq": 0, "kind": R.TASK_FAILED, "at": self.stamp(), "call_id": call_id, "error": tree})
+        record = {"seq": 0, "kind": R.TASK_FAILED, "at": self.stamp(), "call_id": call_id, "error": tree}
+        if self.reruns and call_id in self.reruns:
+            record["rerun"] = True
+        self.append(record)
         err = ExecutionError(seen)
         err.__cause__ = seen
         return err
@@ -153,25 +205,59 @@ class Outputs:
         ident = [spec.identity, start["name"], start.get("args"), start.get("kwargs")]
         return hashlib.sha256(orjson.dumps(ident, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
-    def _cache_get(self, spec: TaskSpec, start: dict[str, Any]) -> Any:
+    def cache_hit(self, spec: TaskSpec, start: dict[str, Any]) -> tuple[bool, Any]:
+        """(True, the cached value) for a call whose result the cache holds, else (False, None).
+
+        An entry that cannot be read, whose checksum does not hold, that is of another call, or
+        whose value cannot be rebuilt (its blob gone, a class not loaded) is a miss: the body
+        runs (SPEC.md 4.9)."""
         cache = self.store.cache
-        data = cache.get(self._cache_key(spec, start)) if cache is not None else None
+        try:
+            data = cache.get(self._cache_key(spec, start)) if cache is not None else None
+        except (OSError, EngineError):
+            return False, None
         if data is None:
-            return None
+            return False, None
         try:
             entry = orjson.loads(data)
         except orjson.JSONDecodeError:
-            return None  # a damaged cache entry is a miss, not an error
-        return entry if isinstance(entry, dict) and "value" in entry else None
+            return False, None
+        if not (
+            isinstance(entry, dict)
+            and entry.get("task") == spec.identity
+            and entry.get("name") == start["name"]
+            and "value" in entry
+            and entry.get("check") == _cache_check(spec.identity, start["name"], entry["value"])
+        ):
+            return False, None
+        try:
+            return True, self.value_of(entry["value"])
+        except (DecodeError, BlobError):
+            return False, None
 
     def _cache_put(self, spec: TaskSpec, record: dict[str, Any], stored: Any) -> None:
         recorded = self.calls.get(record["call_id"])
         if recorded is not None:
-            start = recorded.start  # started in an earlier run of the execution
+            start: dict[str, Any] | None = recorded.start  # started in an earlier run of the execution
         else:
-            start = next((r for r in reversed(self.records) if r.get("call_id") == record["call_id"] and r["kind"] == R.TASK_STARTED), None)
+            start = next(
+                (
+                    r
+                    for r in reversed(self.records)
+                    if r.get("call_id") == record["call_id"] and r["kind"] == R.TASK_STARTED
+                ),
+                None,
+            )
         cache = self.store.cache
         if start is not None and cache is not None:
-            entry = {"task": spec.identity, "name": start["name"], "execution_id": self.execution_id, "value": stored}
+            entry = {
+                "task": spec.identity, "name": start["name"], "execution_id": self.execution_id, "value": stored,
+                "check": _cache_check(spec.identity, start["name"], stored),
+            }
             cache.put(self._cache_key(spec, start), orjson.dumps(entry))
+
+
+def _cache_check(task: str, name: str, value: Any) -> str:
+    """The SHA-256 an entry carries of what it says: a flipped bit anywhere makes it a miss."""
+    return hashlib.sha256(orjson.dumps([task, name, value], option=orjson.OPT_SORT_KEYS)).hexdigest()
 

@@ -124,7 +124,7 @@ class Record:
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and vars(self) == vars(other)
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable: equal by contents
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if v is not ABSENT)
@@ -145,7 +145,10 @@ _S, _I, _B, _L, _D, _N = (str,), (int,), (bool,), (list,), (dict,), _NUMBER
 
 class Header(Record):
     KIND = "header"
-    FIELDS = (("format", _I, True), ("execution_id", _S, True), ("workflow", _S, True), ("code", _D, True), ("input", _ANY, True), ("created", _S, True), ("parent", _D, False), ("forked_from", _D, False),)
+    FIELDS = (
+        ("format", _I, True), ("execution_id", _S, True), ("workflow", _S, True), ("code", _D, True),
+        ("input", _ANY, True), ("created", _S, True), ("parent", _D, False), ("forked_from", _D, False),
+    )
     format: int
     execution_id: str
     workflow: str
@@ -166,7 +169,10 @@ class WorkflowStarted(Record):
 class WorkflowResumed(Record):
     KIND = "workflow_resumed"
     LIFECYCLE = Status.RUNNING
-    FIELDS = (("at", _S, True), ("call_id", _S, False), ("input", _ANY, False), ("child", _S, False), ("pid", _I, False), ("host", _S, False),)
+    FIELDS = (
+        ("at", _S, True), ("call_id", _S, False), ("input", _ANY, False), ("child", _S, False), ("pid", _I, False),
+        ("host", _S, False),
+    )
     at: str
     call_id: str  # the pause this resume answers
     input: Any
@@ -177,7 +183,10 @@ class WorkflowResumed(Record):
 
 class TaskStarted(Record):
     KIND = "task_started"
-    FIELDS = (("at", _S, True), ("call_id", _S, True), ("name", _S, True), ("args", _L, False), ("kwargs", _D, False), ("src", _S, False), ("child", _S, False),)
+    FIELDS = (
+        ("at", _S, True), ("call_id", _S, True), ("name", _S, True), ("args", _L, False), ("kwargs", _D, False),
+        ("src", _S, False), ("child", _S, False),
+    )
     at: str
     call_id: str
     name: str
@@ -189,26 +198,34 @@ class TaskStarted(Record):
 
 class TaskCompleted(Record):
     KIND = "task_completed"
-    FIELDS = (("at", _S, True), ("call_id", _S, True), ("value", _ANY, True), ("attempt", _I, False), ("fallback", _B, False), ("cached", _B, False),)
+    FIELDS = (
+        ("at", _S, True), ("call_id", _S, True), ("value", _ANY, True), ("attempt", _I, False),
+        ("fallback", _B, False), ("cached", _B, False), ("rerun", _B, False),
+    )
     at: str
     call_id: str
     value: Any
     attempt: int
     fallback: bool
     cached: bool
+    rerun: bool
 
 
 class TaskFailed(Record):
     KIND = "task_failed"
-    FIELDS = (("at", _S, True), ("call_id", _S, True), ("error", _D, True),)
+    FIELDS = (("at", _S, True), ("call_id", _S, True), ("error", _D, True), ("rerun", _B, False))
     at: str
     call_id: str
     error: dict[str, Any]
+    rerun: bool
 
 
 class AttemptFailed(Record):
     KIND = "attempt_failed"
-    FIELDS = (("at", _S, True), ("call_id", _S, True), ("attempt", _I, True), ("error", _D, True), ("retry_at", _N + (type(None),), True),)
+    FIELDS = (
+        ("at", _S, True), ("call_id", _S, True), ("attempt", _I, True), ("error", _D, True),
+        ("retry_at", _N + (type(None),), True),
+    )
     at: str
     call_id: str
     attempt: int
@@ -395,7 +412,9 @@ LIFECYCLE: dict[str, Status] = {k: c.LIFECYCLE for k, c in RECORD_TYPES.items() 
 
 # -- checking fields --------------------------------------------------------------------------
 
-_SCHEMAS = {kind: {name: (accepted, required) for name, accepted, required in cls.FIELDS} for kind, cls in RECORD_TYPES.items()}
+_SCHEMAS = {
+    kind: {name: (accepted, required) for name, accepted, required in cls.FIELDS} for kind, cls in RECORD_TYPES.items()
+}
 
 
 def field_problem(record: dict[str, Any]) -> str | None:

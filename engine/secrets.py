@@ -14,6 +14,8 @@ import os
 import stat
 from typing import Any
 
+import orjson
+
 from flux._engine.errors import SecretError
 
 __all__ = ["SecretError", "Secrets", "redact"]
@@ -80,41 +82,89 @@ class Secrets:
 
 
 def redact(tree: Any, secrets: dict[str, str]) -> tuple[Any, bool]:
-    """Returns `tree` with every secret value in its strings replaced, and whether any was."""
+    """Returns a recorded value (SPEC.md 3) with every secret value replaced by `[secret:NAME]`,
+    and whether any was.
+
+    Redaction works on values, never on the encoding of another type: a secret inside a string
+    (or a bytes value, or an exception's message and traceback) is replaced where it stands; a
+    number whose text is a secret becomes the string `[secret:NAME]`; the text of a datetime,
+    a UUID, a timedelta and the like is left alone, since it is not a value the secret can be
+    hidden in, and rewriting it would make it unreadable.
+    """
     if not secrets:
         return tree, False
-    changed = False
+    walker = _Redactor(secrets)
+    return walker.walk(tree), walker.changed
 
-    def walk(node: Any) -> Any:
-        nonlocal changed
-        if isinstance(node, str):
-            out = node
-            for value, name in secrets.items():
-                if value in out:
-                    out = out.replace(value, f"[secret:{name}]")
-            if out is not node:
-                changed = changed or out != node
+
+class _Redactor:
+    def __init__(self, secrets: dict[str, str]) -> None:
+        self.secrets = secrets
+        self.changed = False
+
+    def text(self, node: str) -> str:
+        out = node
+        for value, name in self.secrets.items():
+            if value in out:
+                out = out.replace(value, f"[secret:{name}]")
+        if out != node:
+            self.changed = True
+        return out
+
+    def number(self, node: Any, text: str) -> Any:
+        name = self.secrets.get(text)
+        if name is None:
+            return node
+        self.changed = True
+        return f"[secret:{name}]"
+
+    def walk(self, node: Any) -> Any:
+        t = type(node)
+        if t is str:
+            return self.text(node)
+        if t is int or t is float:
+            return self.number(node, repr(node) if t is float else str(node))
+        if t is list:
+            return [self.walk(x) for x in node]
+        if t is not dict:
+            return node
+        first = next(iter(node), None)
+        if not isinstance(first, str) or first[:1] != "$":
+            return {self.walk(k): self.walk(v) for k, v in node.items()}
+        body = node[first]
+        if first == "$bytes" and isinstance(body, str):
+            return self.bytes(node)
+        if first in ("$tuple", "$set", "$frozenset") and isinstance(body, list):
+            items = [self.walk(x) for x in body]
+            if first != "$tuple":
+                items.sort(key=orjson.dumps)  # sets keep their canonical order
+            return {first: items}
+        if first == "$dict" and isinstance(body, list):
+            return {first: [[self.walk(k), self.walk(v)] for k, v in body]}
+        if first in ("$dataclass", "$pydantic", "$namedtuple"):
+            fields = node.get("v")
+            if isinstance(fields, dict):
+                return {**node, "v": {k: self.walk(v) for k, v in fields.items()}}
+            return {**node, "v": self.walk(fields)}
+        if first in ("$int", "$decimal") and isinstance(body, str):
+            replaced = self.number(node, body)
+            return replaced
+        if first == "$error":
+            out = dict(node)
+            for key in ("msg", "tb", "args", "attrs", "cause"):
+                if key in out and out[key] is not None:
+                    out[key] = self.walk(out[key])
             return out
-        if isinstance(node, list):
-            return [walk(x) for x in node]
-        if isinstance(node, dict):
-            if "$bytes" in node and isinstance(node["$bytes"], str):
-                return _redact_bytes(node)
-            return {walk(k): walk(v) for k, v in node.items()}
-        return node
+        return node  # $datetime, $date, $time, $timedelta, $uuid, $float, $enum, $blob
 
-    def _redact_bytes(node: dict[str, Any]) -> dict[str, Any]:
-        nonlocal changed
+    def bytes(self, node: dict[str, Any]) -> dict[str, Any]:
         raw = base64.b64decode(node["$bytes"])
         out = raw
-        for value, name in secrets.items():
+        for value, name in self.secrets.items():
             secret = value.encode("utf-8")
             if secret in out:
                 out = out.replace(secret, f"[secret:{name}]".encode())
         if out == raw:
             return node
-        changed = True
+        self.changed = True
         return {**node, "$bytes": base64.b64encode(out).decode("ascii")}
-
-    result = walk(tree)
-    return result, changed

@@ -14,9 +14,9 @@ from typing import Any
 
 import orjson
 
+from flux._engine.history import CallHistory, History
 from flux._engine.journal import checks_out, encode_line_body, seed_for
 from flux._engine.records import Status
-from flux._engine.history import CallHistory, History
 
 __all__ = ["SNAPSHOT_FORMAT", "Snapshot", "snapshot_of"]
 

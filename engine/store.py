@@ -24,7 +24,7 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import orjson
 
@@ -95,8 +95,10 @@ class Lease(Protocol):
     (every record of the previous owners), the writer, and who owns it. Close it when done."""
 
     read: JournalRead
-    writer: Writer
     owner: dict[str, Any]  # pid, host (and whatever else names the owner to others)
+
+    @property
+    def writer(self) -> Writer: ...
 
     def close(self) -> None: ...
 
@@ -213,9 +215,15 @@ def page_of(summaries: list[ExecutionSummary], *, status: str | Sequence[str] | 
 class Store(Protocol):
     """A place that keeps journals. See the module docstring for the shape."""
 
-    snapshots: Snapshots | None
-    blobs: Blobs | None
-    cache: Cache | None
+    # Read-only to the engine, so a store may declare its own classes for them.
+    @property
+    def snapshots(self) -> Snapshots | None: ...
+
+    @property
+    def blobs(self) -> Blobs | None: ...
+
+    @property
+    def cache(self) -> Cache | None: ...
 
     @property
     def url(self) -> str:
@@ -231,7 +239,9 @@ class Store(Protocol):
         caller. Raises ExecutionExistsError when the execution exists (nothing is replaced)."""
         ...
 
-    def acquire(self, execution_id: str, durability: str, visit: Visit | None = None, known: Known | None = None) -> Lease:
+    def acquire(
+        self, execution_id: str, durability: str, visit: Visit | None = None, known: Known | None = None
+    ) -> Lease:
         """Takes ownership and reads the journal (every record of previous owners included).
         Raises ExecutionNotFoundError, ExecutionLockedError, JournalCorruptError."""
         ...
@@ -315,7 +325,12 @@ def import_journal(store: Store, data: bytes, where: str = "journal") -> Executi
     validate_execution_id(execution_id)
     read = check_journal(data, where, execution_id)
     if read.torn:
-        raise JournalCorruptError(where, len(read.records) + 1, read.valid_size, "the last line is incomplete (a torn tail); cut it or import the journal after its owner repaired it")
+        raise JournalCorruptError(
+            where,
+            len(read.records) + 1,
+            read.valid_size,
+            "the last line is incomplete (a torn tail); cut it or import the journal after its owner repaired it",
+        )
     records = list(read.records)
     lease = store.create(execution_id, dict(records[0]), "fsync")
     try:
@@ -333,16 +348,40 @@ def import_journal(store: Store, data: bytes, where: str = "journal") -> Executi
 
 def store_spec(spec: Any = None) -> Any:
     """What `open_store` opens when given `spec`: the spec itself, else $FLUX_STORE, else
-    $FLUX_HOME, else `.flux` in the current directory."""
+    $FLUX_HOME, else the `.flux` folder of the current directory or of the nearest parent that
+    has one (as git finds `.git`), else `.flux` in the current directory."""
     if spec is not None and spec != "":
         return spec
-    return os.environ.get("FLUX_STORE") or os.environ.get("FLUX_HOME") or ".flux"
+    return os.environ.get("FLUX_STORE") or os.environ.get("FLUX_HOME") or find_store_folder()
+
+
+def find_store_folder(start: str | None = None) -> str:
+    """The `.flux` folder of `start` (default: the current directory) or of its nearest parent
+    that has one, without leaving the file system `start` is on; `.flux` (relative, in the
+    current directory) when there is none."""
+    here = os.path.abspath(start or os.getcwd())
+    try:
+        device = os.stat(here).st_dev
+    except OSError:
+        return ".flux"
+    while True:
+        candidate = os.path.join(here, ".flux")
+        if os.path.isdir(candidate):
+            return candidate if here != os.path.abspath(os.getcwd()) else ".flux"
+        parent = os.path.dirname(here)
+        try:
+            if parent == here or os.stat(parent).st_dev != device:
+                return ".flux"
+        except OSError:
+            return ".flux"
+        here = parent
 
 
 def open_store(spec: Any = None) -> Store:
     """The store `spec` names: a Store object as it is; `memory:` or `memory:NAME` an in-memory
     store of this process (one per name); `postgresql://...` a PostgreSQL store; any other
-    string or path-like a directory of files. None: $FLUX_STORE, else $FLUX_HOME, else `.flux`.
+    string or path-like a directory of files. None: $FLUX_STORE, else $FLUX_HOME, else the
+    nearest `.flux` folder (`find_store_folder`).
 
     Raises:
         StoreError: for a spec that names no store this installation can open.
@@ -350,7 +389,7 @@ def open_store(spec: Any = None) -> Store:
     spec = store_spec(spec)
     if not isinstance(spec, (str, os.PathLike)):
         if all(hasattr(spec, a) for a in ("create", "acquire", "read", "list")):
-            return spec  # type: ignore[no-any-return]
+            return cast(Store, spec)  # it has the methods of one
         raise StoreError(f"store={spec!r} is neither a path, a store URL nor a store object")
     text = os.fspath(spec)
     if text.startswith("memory:"):
@@ -363,19 +402,19 @@ def open_store(spec: Any = None) -> Store:
             import psycopg_pool  # noqa: F401
         except ImportError:
             raise StoreError(
-                f"{_redact_url(text)}: this installation has no PostgreSQL driver; "
+                f"{redact_url(text)}: this installation has no PostgreSQL driver; "
                 "install the postgresql extra (pip install 'flux-replay[postgresql]')"
             ) from None
         from flux._engine.stores.postgres import PostgresStore
 
         return PostgresStore.named(text)
     if "://" in text:
-        raise StoreError(f"{_redact_url(text)}: no store of that kind; give a directory, memory: or postgresql://...")
+        raise StoreError(f"{redact_url(text)}: no store of that kind; give a directory, memory: or postgresql://...")
     from flux._engine.stores.files import FileStore
 
     return FileStore(text)
 
 
-def _redact_url(url: str) -> str:
+def redact_url(url: str) -> str:
     """A URL with its password left out, for messages."""
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)

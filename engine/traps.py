@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flux._engine.errors import OutsideWorkflowError
 
 if TYPE_CHECKING:
     from flux._engine.executor import Executor, TaskSpec
+
+T = TypeVar("T")
 
 __all__ = [
     "Branch",
@@ -100,10 +102,13 @@ async def pause(name: str, src: str, wake_at: float | None = None) -> Any:
     return await branch.executor.pause(branch, name, src, wake_at)
 
 
-async def record_value(name: str, produce: Any, src: str) -> Any:
+async def record_value(name: str, produce: Callable[[], T], src: str) -> T:
     """Returns `produce()` the first time and the recorded value on every replay."""
     branch = _need_branch(f"{name}()")
-    return await branch.executor.record_value(branch, name, produce, src)
+    # On replay the value comes back from the journal as the type it was recorded as (the codec
+    # keeps types exactly), so it is a T either way.
+    value: T = await branch.executor.record_value(branch, name, produce, src)
+    return value
 
 
 async def sleep(seconds: float, src: str) -> None:
@@ -155,7 +160,9 @@ def _factory_for(previous: Any) -> Any:
     copy_context = contextvars.copy_context
     new_task = asyncio.Task
 
-    def factory(loop: asyncio.AbstractEventLoop, coro: Any, context: contextvars.Context | None = None, **kwargs: Any) -> asyncio.Task[Any]:
+    def factory(
+        loop: asyncio.AbstractEventLoop, coro: Any, context: contextvars.Context | None = None, **kwargs: Any
+    ) -> asyncio.Task[Any]:
         parent = _branch.get() if context is None else context.get(_branch)
         if parent is not None:
             # The child takes the parent's next slot: creation order within a parent is program
@@ -164,6 +171,7 @@ def _factory_for(previous: Any) -> Any:
             child = Branch(parent.executor, f"{parent.prefix}{parent.slots}.")
             context = copy_context() if context is None else context.copy()
             context.run(_branch.set, child)
+        task: asyncio.Task[Any]
         if previous is not None:
             if context is not None:
                 kwargs["context"] = context
@@ -174,7 +182,7 @@ def _factory_for(previous: Any) -> Any:
             parent.executor.track_task(task)
         return task
 
-    factory.__flux__ = True  # type: ignore[attr-defined]
+    factory.__flux__ = True  # type: ignore[attr-defined]  # a mark on the function, read back below
     return factory
 
 

@@ -41,18 +41,34 @@ def _demo() -> None:
     env = {**os.environ, "FLUX_HOME": home, "DEMO_DELAY": "0.1"}
     flux = [sys.executable, "-m", "flux"]
     here = os.path.abspath(__file__)
-    print("starting a 20-step workflow, killing it with SIGKILL after 1 second…")
+    print("starting a 20-step workflow, killing it with SIGKILL once 5 steps are recorded…")
     proc = subprocess.Popen([*flux, "exec", here, "slow_sum", "--input", "20"], env=env)
-    time.sleep(1.0)
+    journal = _journal_with_steps(os.path.join(home, "executions"), 5, proc)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    execution_id = os.listdir(os.path.join(home, "executions"))[0].split(".")[0]
+    execution_id = os.path.basename(journal).removesuffix(".jsonl")
     print(f"killed. resuming {execution_id}: only the steps not yet recorded run")
     result = subprocess.run([*flux, "resume", execution_id], env=env, capture_output=True, text=True)
     print(result.stdout, end="")
     expected = sum(i * i for i in range(20))
     assert f"output: {expected}" in result.stdout, result.stderr
     print(f"same result as an uninterrupted run: {expected}")
+
+
+def _journal_with_steps(folder: str, steps: int, proc: subprocess.Popen[bytes]) -> str:
+    """The path of the journal in `folder` once it records `steps` completed steps."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        names = os.listdir(folder) if os.path.isdir(folder) else []
+        for name in names:
+            if name.endswith(".jsonl"):
+                path = os.path.join(folder, name)
+                with open(path, "rb") as journal:
+                    if journal.read().count(b'"kind":"task_completed"') >= steps:
+                        return path
+        time.sleep(0.02)
+    proc.kill()
+    raise SystemExit(f"the workflow did not record {steps} steps (exit code {proc.wait()})")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ class Receipt:
 
 @task
 async def reserve_stock(items: list[str]) -> dict[str, int]:
-    return {item: 1 for item in items}
+    return dict.fromkeys(items, 1)
 
 
 @task.with_options(name="charge_{order_id}")

@@ -18,7 +18,16 @@ if TYPE_CHECKING:
     from flux.task import TaskFunction, task
     from flux.workflow import Workflow, workflow
 
-__all__ = ["ExecutionContext", "ExecutionEvent", "ExecutionEventType", "Saga", "TaskFunction", "Workflow", "task", "workflow"]
+__all__ = [
+    "ExecutionContext",
+    "ExecutionEvent",
+    "ExecutionEventType",
+    "Saga",
+    "TaskFunction",
+    "Workflow",
+    "task",
+    "workflow",
+]
 
 _WHERE = {
     "ExecutionContext": "flux.context",

@@ -1,5 +1,5 @@
 """`python -m flux ...` is the `flux` command."""
 
-from flux._cli.main import main
+from flux._cli import main
 
 main()

@@ -35,10 +35,11 @@ from flux._engine.errors import (
     InvalidOptionError,
     WorkflowLoadError,
 )
-from flux._engine.executor import Executor, WaitingPause, waiting_pauses
+from flux._engine.executor import Executor
 from flux._engine.history import History
 from flux._engine.journal import DURABILITY_MODES, JournalRead
 from flux._engine.outputs import load_blob
+from flux._engine.pauses import WaitingPause, waiting_pauses
 from flux._engine.records import Status
 from flux._engine.store import Page, Store, open_store, validate_execution_id
 from flux.context import ExecutionContext
@@ -111,7 +112,9 @@ class ExecutionView:
 class ExecutionHandle:
     """An execution started or resumed through a `Client`."""
 
-    def __init__(self, client: Client, execution_id: str, task: asyncio.Task[ExecutionContext[Any]] | None = None) -> None:
+    def __init__(
+        self, client: Client, execution_id: str, task: asyncio.Task[ExecutionContext[Any]] | None = None
+    ) -> None:
         self.client = client
         self.execution_id = execution_id
         self._task = task
@@ -332,7 +335,9 @@ class Client:
         validate_execution_id(execution_id)
         summary = self.store.summary(execution_id)
         if summary.status in (Status.COMPLETED, Status.FAILED, Status.CANCELLED):
-            raise ExecutionStateError(f"execution {execution_id} has already {summary.status}; there is nothing to cancel")
+            raise ExecutionStateError(
+                f"execution {execution_id} has already {summary.status}; there is nothing to cancel"
+            )
         if self.store.owner(execution_id) is None:
             try:
                 wf, aliases = self._workflow_of(execution_id, workflow, file, module)
@@ -425,7 +430,9 @@ class Client:
             return decode(tree, resolve)
 
         header = history.header or {}
-        ctx: ExecutionContext[Any] = ExecutionContext(execution_id, str(header.get("workflow", "")), load(header.get("input")))
+        ctx: ExecutionContext[Any] = ExecutionContext(
+            execution_id, str(header.get("workflow", "")), load(header.get("input"))
+        )
         ctx.journal_path = read.path
         final = history.final
         output: Any = None
@@ -456,7 +463,9 @@ class Client:
         error = None
         if final is not None and final["kind"] == "workflow_failed":
             tree = final.get("error")
-            error = {**error_summary(tree), "traceback": str((tree or {}).get("tb", "")) if isinstance(tree, dict) else ""}
+            error = {
+                **error_summary(tree), "traceback": str((tree or {}).get("tb", "")) if isinstance(tree, dict) else ""
+            }
         timers = tuple(
             {"call_id": call_id, "wake_at": iso(call.start["wake_at"])}
             for call_id, call in history.calls.items()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
 from flux.domain.events import ExecutionEvent, events_from_records
@@ -25,12 +26,12 @@ class ExecutionContext(Generic[T]):
         self._input = input
         self._status = "running"
         self._output: Any = None
-        self._records: list[dict[str, Any]] = []
+        self._records: Sequence[dict[str, Any]] = []
         self._events: list[ExecutionEvent] | None = None
         self._resolve: Any = None
         self.journal_path = journal_path
 
-    def _settle(self, status: str, output: Any, records: list[dict[str, Any]], resolve: Any) -> None:
+    def _settle(self, status: str, output: Any, records: Sequence[dict[str, Any]], resolve: Any) -> None:
         self._status = status
         self._output = output
         self._records = records

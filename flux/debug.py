@@ -17,16 +17,14 @@ import reprlib
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-import orjson
-
+from flux._engine.calls import RunRequest
 from flux._engine.codec import encode
 from flux._engine.errors import EncodeError, ExecutionNotFoundError, NondeterminismError, WorkflowLoadError
-from flux._engine.calls import RunRequest
 from flux._engine.executor import Executor, Outcome
 from flux._engine.history import History
 from flux._engine.journal import JournalRead, Visit, read_journal
@@ -49,7 +47,9 @@ __all__ = [
     "replay",
 ]
 
-from flux._engine.calls import ENGINE_DIR as _ENGINE_DIR, FLUX_DIR as _FLUX_DIR
+from flux._engine.calls import ENGINE_DIR as _ENGINE_DIR
+from flux._engine.calls import FLUX_DIR as _FLUX_DIR
+
 _HIDDEN_FRAMES = (_ENGINE_DIR, _FLUX_DIR)
 
 # -- loading ----------------------------------------------------------------------------------
@@ -64,6 +64,10 @@ def open_journal(ref: str, store: Any = None) -> tuple[JournalRead, str]:
     """
     read, execution_id, _, _ = open_folded(ref, store, keep=True)
     return read, execution_id
+
+
+def _is_path(ref: str) -> bool:
+    return ref.endswith(".jsonl") or os.sep in ref or os.path.exists(ref)
 
 
 def open_folded(ref: str, store: Any, *, keep: bool) -> tuple[JournalRead, str, History, Store]:
@@ -87,7 +91,7 @@ def open_folded(ref: str, store: Any, *, keep: bool) -> tuple[JournalRead, str, 
         index.journal = done.records
         return done, index
 
-    if ref.endswith(".jsonl") or os.sep in ref or os.path.exists(ref):
+    if _is_path(ref):
         name = os.path.basename(ref)
         if not name.endswith(".jsonl"):
             raise WorkflowLoadError(f"{ref}: a journal file ends in .jsonl")
@@ -103,7 +107,9 @@ def open_folded(ref: str, store: Any, *, keep: bool) -> tuple[JournalRead, str, 
     return done, execution_id, index, opened
 
 
-def load_workflow(read: JournalRead, file: str | None = None, module: str | None = None) -> tuple[Workflow, dict[str, str]]:
+def load_workflow(
+    read: JournalRead, file: str | None = None, module: str | None = None, *, trust_recorded: bool = True
+) -> tuple[Workflow, dict[str, str]]:
     """Loads the workflow a journal's header names (from `file` or `module` when given).
 
     Raises:
@@ -113,16 +119,16 @@ def load_workflow(read: JournalRead, file: str | None = None, module: str | None
     name = header.get("workflow", "")
     code = header.get("code") or {}
     try:
-        wf, aliases = load_recorded(code, name, file, module)
+        wf, aliases = load_recorded(code, name, file, module, trust_recorded=trust_recorded)
     except WorkflowLoadError as err:
         raise WorkflowLoadError(f"{read.path}:1: cannot load workflow {name!r} of this journal: {err}") from err
     if wf.name != name:
         where = file or code.get("file")
-        module = sys.modules.get(wf.fn.__module__)
-        found = ", ".join(sorted(w.name for w in workflows_in(module).values())) if module else wf.name
+        defined_in = sys.modules.get(wf.fn.__module__)
+        found = ", ".join(sorted(w.name for w in workflows_in(defined_in).values())) if defined_in else wf.name
         raise WorkflowLoadError(
             f"{read.path}:1: the journal is of workflow {name!r}, but {where} defines {wf.name!r} there "
-            f"(workflows found: {found}); pass --file with the file of workflow {name!r}"
+            f"(workflows found: {found}); give file= (or module=) with the code of workflow {name!r}"
         )
     return wf, aliases
 
@@ -167,7 +173,9 @@ class FrameState:
         return f"{os.path.basename(self.file)}:{self.line}"
 
     def as_json(self) -> dict[str, Any]:
-        return {"function": self.function, "file": self.file, "line": self.line, "where": self.where, "locals": self.locals}
+        return {
+            "function": self.function, "file": self.file, "line": self.line, "where": self.where, "locals": self.locals
+        }
 
 
 def _user_frames(start: FrameType | None) -> list[FrameType]:
@@ -197,7 +205,7 @@ def _user_frames(start: FrameType | None) -> list[FrameType]:
 def _suspended_frames(task: asyncio.Task[Any]) -> list[FrameType]:
     """The frames of a waiting task's chain of awaits, outermost first (`Task.get_stack` gives
     only the outermost one)."""
-    frames = []
+    frames: list[FrameType] = []
     coro: Any = task.get_coro()
     while coro is not None and len(frames) < 100:
         frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
@@ -279,7 +287,11 @@ class _BreakWatch(_Watch):
     """A `_Watch` that also stops at one replayed call (`--break-at`)."""
 
     def __init__(
-        self, break_call: str | None, break_name: str | None, names: dict[str, str], on_break: Callable[[BreakPoint], None]
+        self,
+        break_call: str | None,
+        break_name: str | None,
+        names: dict[str, str],
+        on_break: Callable[[BreakPoint], None],
     ) -> None:
         super().__init__()
         self.break_call = break_call
@@ -316,10 +328,12 @@ def _replay_seq(rows: list[CallRow], call_id: str) -> int | None:
 
 def _check_seq(option: str, seq: int, count: int) -> None:
     if not 0 <= seq < count:
-        raise ValueError(f"{option} {seq}: the journal has {count} records (seq 0 to {count - 1})")
+        raise ValueError(f"{option}={seq}: the journal has {count} records (seq 0 to {count - 1})")
 
 
-def _break_target(records: list[dict[str, Any]], rows: list[CallRow], spec: str) -> tuple[str | None, str | None]:
+def _break_target(
+    records: Sequence[dict[str, Any]], rows: list[CallRow], spec: str
+) -> tuple[str | None, str | None]:
     """(call id, None) for a seq, (None, name pattern) for a task name.
 
     Raises:
@@ -332,24 +346,24 @@ def _break_target(records: list[dict[str, Any]], rows: list[CallRow], spec: str)
     except ValueError:
         seq = None
     if seq is not None:
-        _check_seq("--break-at", seq, count)
+        _check_seq("break_at", seq, count)
         record = records[seq]
         call_id = record.get("call_id")
         if call_id is None:
             raise ValueError(
-                f"--break-at {seq}: record {seq} is {record['kind']}, which belongs to no call; "
+                f"break_at={seq}: record {seq} is {record['kind']}, which belongs to no call; "
                 "give the seq of a call's record, or a task name"
             )
         if _replay_seq(rows, call_id) is None:
             raise ValueError(
-                f"--break-at {seq}: call {call_id} has no recorded outcome to replay (the journal ends "
-                f"while it runs); use --until {seq} to see the workflow there"
+                f"break_at={seq}: call {call_id} has no recorded outcome to replay (the journal ends "
+                f"while it runs); use until={seq} to see the workflow there"
             )
         return call_id, None
     if any(_name_matches(row.name, spec) and _replay_seq(rows, row.call_id) is not None for row in rows):
         return None, spec
     raise ValueError(
-        f"--break-at {spec!r}: no call of that name with a recorded outcome in the journal "
+        f"break_at={spec!r}: no call of that name with a recorded outcome in the journal "
         f"({len(rows)} calls, {count} records)"
     )
 
@@ -480,11 +494,13 @@ def _replay(
     keep = calls or break_at is not None or until is not None
     read, execution_id, history, holder = open_folded(ref, store, keep=keep)
     records = read.records
-    wf, aliases = load_workflow(read, file, module)
+    # A journal named by its path may come from anywhere (a golden journal checked into a
+    # repository): the code its header names is not imported unless the user names it.
+    wf, aliases = load_workflow(read, file, module, trust_recorded=not _is_path(ref))
     count = len(records)
     recorded_status = history.status
     if until is not None:
-        _check_seq("--until", until, count)
+        _check_seq("until", until, count)
         read = dataclasses.replace(read, records=records[: until + 1], offsets=read.offsets[: until + 1], torn=b"")
         history = History(read.path, read.offsets, read.records)
         history.apply_all(read.records, read.offsets)
@@ -535,7 +551,9 @@ def _replay(
     verdict = _verdict(executor, outcome, holder)
     _release(executor, box)
     status = "stopped" if until is not None and outcome.status == "replayed" else str(outcome.status)
-    return ReplayResult(status=status, matches=verdict.matches, note=verdict.note, output=outcome.output, stop=stop, **base)
+    return ReplayResult(
+        status=status, matches=verdict.matches, note=verdict.note, output=outcome.output, stop=stop, **base
+    )
 
 
 async def _run(
@@ -548,7 +566,9 @@ async def _run(
     history: History,
     store: Store,
 ) -> None:
-    request = RunRequest(execution_id=execution_id, replay_only=True, journal=read, history=history, aliases=aliases, observer=observer)
+    request = RunRequest(
+        execution_id=execution_id, replay_only=True, journal=read, history=history, aliases=aliases, observer=observer
+    )
     executor = Executor(store, request)
     box.append(executor)
     # The outcome goes in the box, not out as the result: asyncio.run (3.11) builds the repr of
@@ -561,8 +581,8 @@ def _release(executor: Executor, box: list[Any]) -> None:
     """Lets the journal's records go as soon as the replay is over, without the cycle collector:
     the exception that ended a replay at the journal's end holds frames that hold the records."""
     root = executor._root
-    if root is not None and root.done() and not root.cancelled() and root.exception() is not None:
-        traceback.clear_frames(root.exception().__traceback__)  # type: ignore[union-attr]
+    if root is not None and root.done() and not root.cancelled() and (error := root.exception()) is not None:
+        traceback.clear_frames(error.__traceback__)
     box.clear()
 
 

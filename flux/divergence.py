@@ -83,7 +83,8 @@ class Divergence:
 
     @classmethod
     def of(cls, err: NondeterminismError) -> Divergence:
-        return cls(err.path, err.line, err.call_id, err.recorded, err.current, str(err), arg_diff(err.recorded, err.current), err)
+        diff = arg_diff(err.recorded, err.current)
+        return cls(err.path, err.line, err.call_id, err.recorded, err.current, str(err), diff, err)
 
     def as_json(self) -> dict[str, Any]:
         return {

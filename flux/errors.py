@@ -4,4 +4,4 @@ module (`flux._engine.errors`), which this module re-exports whole."""
 from __future__ import annotations
 
 from flux._engine.errors import *  # noqa: F403 - the public error tree, re-exported whole
-from flux._engine.errors import __all__ as __all__  # noqa: PLC0414
+from flux._engine.errors import __all__ as __all__

@@ -117,4 +117,7 @@ def golden_params(folder: str) -> list[Any]:
         import pytest
     except ImportError:
         return paths
-    return [pytest.param(path, id=os.path.relpath(path, folder) if os.path.isdir(folder) else os.path.basename(path)) for path in paths]
+    return [
+        pytest.param(path, id=os.path.relpath(path, folder) if os.path.isdir(folder) else os.path.basename(path))
+        for path in paths
+    ]

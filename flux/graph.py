@@ -105,7 +105,11 @@ class Graph:
                 if e.source != node:
                     continue
                 if state.get(e.target) == 1:
-                    cycle = " -> ".join(path[path.index(e.target):] + [node, e.target]) if e.target in path else f"{node} -> {e.target}"
+                    cycle = (
+                        " -> ".join(path[path.index(e.target):] + [node, e.target])
+                        if e.target in path
+                        else f"{node} -> {e.target}"
+                    )
                     raise GraphError(f"{where} has a cycle through node {e.target!r}: {cycle}")
                 if e.target not in state:
                     visit(e.target, path + [node])

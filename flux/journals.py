@@ -7,6 +7,7 @@ the checksums of its own execution id (SPEC.md "Debugging").
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ import orjson
 from flux._engine import journal as _journal
 from flux._engine import records as R
 from flux._engine.clock import SystemClock, iso
-from flux._engine.codec import encode
+from flux._engine.codec import encode, parse_json
 from flux._engine.errors import ExecutionStateError
 from flux._engine.history import History, fold
 from flux._engine.journal import FORMAT_VERSION, JournalRead, encode_line
@@ -175,8 +176,10 @@ def _arg(value: Any) -> str:
     return "(absent)" if value is ABSENT else _text(value, 120)
 
 
-def _compare_markers(records_a: list[dict[str, Any]], records_b: list[dict[str, Any]]) -> list[Difference]:
-    def markers(records: list[dict[str, Any]]) -> dict[str, int]:
+def _compare_markers(
+    records_a: Sequence[dict[str, Any]], records_b: Sequence[dict[str, Any]]
+) -> list[Difference]:
+    def markers(records: Sequence[dict[str, Any]]) -> dict[str, int]:
         return {r["change_id"]: r["seq"] for r in records if r["kind"] == R.PATCHED}
 
     in_a, in_b = markers(records_a), markers(records_b)
@@ -201,7 +204,9 @@ def _final_text(record: dict[str, Any] | None) -> str:
     return "cancelled"
 
 
-def _compare_final(fold_a: History, fold_b: History, count_a: int, count_b: int, status_a: str, status_b: str) -> list[Difference]:
+def _compare_final(
+    fold_a: History, fold_b: History, count_a: int, count_b: int, status_a: str, status_b: str
+) -> list[Difference]:
     fa, fb = fold_a.final, fold_b.final
     seq_a = fa["seq"] if fa else count_a - 1
     seq_b = fb["seq"] if fb else count_b - 1
@@ -238,11 +243,8 @@ def parse_set_result(text: str) -> tuple[int, Any]:
     except ValueError:
         seq = -1
     if not sep or seq < 0:
-        raise ValueError(f"--set-result {text!r}: expected SEQ=JSON, for example 5='{{\"ok\": true}}'")
-    try:
-        return seq, orjson.loads(value_text)
-    except orjson.JSONDecodeError as err:
-        raise ValueError(f"--set-result {text!r}: the value is not valid JSON: {err}") from None
+        raise ValueError(f"set_result {text!r}: expected SEQ=JSON, for example 5='{{\"ok\": true}}'")
+    return seq, parse_json(value_text, f"set_result {text!r}: the value")
 
 
 def fork_execution(
@@ -270,29 +272,29 @@ def fork_execution(
     count = len(records)
     if not 1 <= at <= count:
         raise ValueError(
-            f"--at {at}: the journal has {count} records (seq 0 to {count - 1}); "
-            f"--at N keeps the first N, so N is 1 to {count}"
+            f"at={at}: the journal has {count} records (seq 0 to {count - 1}); "
+            f"at=N keeps the first N, so N is 1 to {count}"
         )
     copies = [{k: v for k, v in r.items() if k != "crc"} for r in records[1:at]]
     replaced = None
     if set_result is not None:
         seq, value = set_result
         if seq >= count:
-            raise ValueError(f"--set-result {seq}: the journal has {count} records (seq 0 to {count - 1})")
+            raise ValueError(f"set_result={seq}: the journal has {count} records (seq 0 to {count - 1})")
         if seq >= at:
-            raise ValueError(f"--set-result {seq}: --at {at} keeps only records 0 to {at - 1}")
+            raise ValueError(f"set_result={seq}: at={at} keeps only records 0 to {at - 1}")
         if seq == 0:
-            raise ValueError("--set-result 0: record 0 is the header, not a result")
+            raise ValueError("set_result=0: record 0 is the header, not a result")
         target = copies[seq - 1]
         if target["kind"] not in _RESULT_KINDS:
             raise ValueError(
-                f"--set-result {seq}: record {seq} is {target['kind']}, not a result "
+                f"set_result={seq}: record {seq} is {target['kind']}, not a result "
                 "(task_completed or value_recorded)"
             )
-        target["value"] = encode(value, f"--set-result {seq}")
+        target["value"] = encode(value, f"set_result={seq}")
         line = encode_line(target, 0)
         if len(line) > _journal.MAX_RECORD_BYTES:
-            raise ValueError(f"--set-result {seq}: the record would be {len(line)} bytes, over the limit")
+            raise ValueError(f"set_result={seq}: the record would be {len(line)} bytes, over the limit")
         replaced = seq
     source = records[0]
     fork_id = validate_execution_id(new_id or uuid.uuid4().hex)

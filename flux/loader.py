@@ -26,14 +26,23 @@ import re
 import sys
 import weakref
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from flux._engine.errors import WorkflowLoadError
 
 if TYPE_CHECKING:
     from flux.workflow import Workflow
 
-__all__ = ["code_of", "find_workflow", "load_file", "load_module", "load_recorded", "load_target", "register", "registered"]
+__all__ = [
+    "code_of",
+    "find_workflow",
+    "load_file",
+    "load_module",
+    "load_recorded",
+    "load_target",
+    "register",
+    "registered",
+]
 
 # (module, qualified name) -> the workflow defined there. Weak: a workflow nothing else holds
 # (one defined inside a test function) is forgotten with it.
@@ -162,7 +171,9 @@ def load_target(target: str, workflow: str | None = None) -> Workflow:
         workflow = attr
     if workflow is None:
         raise WorkflowLoadError(f"{target}: which workflow? give FILE WORKFLOW or module:workflow")
-    module = load_file(where) if where.endswith(".py") or os.sep in where or os.path.exists(where) else load_module(where)
+    module = (
+        load_file(where) if where.endswith(".py") or os.sep in where or os.path.exists(where) else load_module(where)
+    )
     return find_workflow(module, workflow)
 
 
@@ -198,26 +209,46 @@ def code_of(wf: Workflow) -> dict[str, Any]:
 
 
 def load_recorded(
-    code: dict[str, Any], workflow_name: str, file: str | None = None, module: str | None = None
+    code: dict[str, Any],
+    workflow_name: str,
+    file: str | None = None,
+    module: str | None = None,
+    *,
+    trust_recorded: bool = True,
 ) -> tuple[Workflow, dict[str, str]]:
     """The workflow a journal header names, and the module aliases for decoding its values.
+
+    `trust_recorded=False` is for journals that may come from anywhere (`flux replay FILE`, golden
+    journals): the code the header names is then never imported; only code the user named
+    (`file`, `module`) or code already loaded (the registry) is used.
 
     Raises:
         WorkflowLoadError: when the code cannot be found; says to pass --file or --module.
     """
     recorded_module = code.get("module") if isinstance(code.get("module"), str) else None
+    path = code.get("file")
+    if isinstance(path, str) and not os.path.isabs(path):
+        raise WorkflowLoadError(
+            f"the code of workflow {workflow_name!r} was recorded at the relative path {path!r}; "
+            "Flux never imports a relative path a journal names: point at the code with file=PATH or module=NAME"
+        )
     if file is not None or module is not None:
-        loaded = load_file(file) if file is not None else load_module(module)  # type: ignore[arg-type]
+        # `module` is set whenever `file` is not.
+        loaded = load_file(file) if file is not None else load_module(cast(str, module))
         attr = _attr(code)
-        wf = find_workflow(loaded, attr if attr in workflows_in(loaded) else workflow_name)
-        return wf, _aliases(recorded_module, wf)
+        chosen = find_workflow(loaded, attr if attr in workflows_in(loaded) else workflow_name)
+        return chosen, _aliases(recorded_module, chosen)
     wf = _from_registry(workflow_name, code, {})
     if wf is None and recorded_module == "__main__":
         wf = _from_registry(workflow_name, {}, {})
     if wf is not None:
         return wf, _aliases(recorded_module, wf)
-    path = code.get("file")
-    if isinstance(path, str) and os.path.isabs(path) and os.path.isfile(path):
+    if not trust_recorded:
+        raise WorkflowLoadError(
+            f"workflow {workflow_name!r} is not loaded, and code a journal names ({path!r}) is imported only from "
+            "a store's own journals: point at the code with file=PATH or module=NAME, or import it first"
+        )
+    if isinstance(path, str) and os.path.isfile(path):
         loaded = load_file(path)
         return find_workflow(loaded, _attr(code) or workflow_name), _aliases(recorded_module, None, loaded)
     if recorded_module and recorded_module != "__main__" and _importable(recorded_module):
@@ -225,7 +256,7 @@ def load_recorded(
         return find_workflow(loaded, _attr(code) or workflow_name), {}
     raise WorkflowLoadError(
         f"the code of workflow {workflow_name!r} was recorded at {path!r} (module {recorded_module!r}), which "
-        "cannot be found here; pass --file PATH or --module NAME to point at it"
+        "cannot be found here; point at it with file=PATH or module=NAME"
     )
 
 

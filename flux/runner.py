@@ -6,11 +6,13 @@ where `asyncio.run` is called); none prints.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
-from flux._engine.store import ExecutionSummary, Page, open_store
+from flux._engine.codec import parse_json
+from flux._engine.errors import AmbiguousExecutionIdError, ExecutionNotFoundError
+from flux._engine.store import ExecutionSummary, Page, open_store, redact_url, validate_execution_id
 from flux.client import Client, ExecutionView
 from flux.context import ExecutionContext
 from flux.loader import load_target
@@ -30,21 +32,48 @@ __all__ = [
     "parse_input",
     "purge_store",
     "read_execution",
+    "resolve_execution_id",
     "resume_execution",
     "schema_status",
+    "store_place",
 ]
 
 
 def parse_input(text: str, where: str = "--input") -> Any:
-    """Parses a JSON input.
+    """Parses a JSON input exactly (integers of any size stay integers).
 
     Raises:
         ValueError: naming where the JSON is invalid.
     """
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError as err:
-        raise ValueError(f"{where} is not valid JSON: {err}") from None
+    return parse_json(text, where)
+
+
+def resolve_execution_id(text: str, store: Any = None) -> str:
+    """The id of the one execution whose id is `text` or starts with it.
+
+    Raises:
+        ExecutionNotFoundError, AmbiguousExecutionIdError (naming the matches),
+        InvalidExecutionIdError.
+    """
+    opened = open_store(store)
+    validate_execution_id(text)
+    if opened.exists(text):
+        return text
+    page = opened.list(prefix=text, limit=6)
+    matches = [row.execution_id for row in page.items]
+    if not matches:
+        raise ExecutionNotFoundError(text, store_place(opened))
+    if len(matches) > 1:
+        raise AmbiguousExecutionIdError(text, matches, store_place(opened))
+    return matches[0]
+
+
+def store_place(store: Any) -> str:
+    """Where a store is, for messages: its directory, or its URL without a password."""
+    home = getattr(store, "home", None)
+    if isinstance(home, str):
+        return os.path.abspath(home)
+    return redact_url(str(getattr(store, "url", None) or repr(store)))
 
 
 def exec_file(
@@ -55,11 +84,15 @@ def exec_file(
     store: Any = None,
     durability: str | None = None,
     execution_id: str | None = None,
+    observer: Any = None,
 ) -> ExecutionContext[Any]:
     """Loads the workflow `target` names (`file.py` and a name, or `pkg.module:name`) and runs
-    a new execution of it (or the one of `execution_id`, if it exists)."""
+    a new execution of it (or the one of `execution_id`, if it exists). `observer` hears every
+    record the run appends (SPEC.md 4.11)."""
     wf = load_target(target, workflow_name)
-    return wf.run(input, store=store, durability=durability, execution_id=execution_id)
+    return run_sync(
+        wf.run_async(input, store=store, durability=durability, execution_id=execution_id, observer=observer)
+    )
 
 
 def submit_file(
@@ -117,6 +150,7 @@ def resume_execution(
     pause: str | None = None,
     durability: str | None = None,
     has_input: bool = True,
+    observer: Any = None,
 ) -> ExecutionContext[Any]:
     """Loads the code an execution's journal names (or `file` / `module`) and continues it,
     answering its waiting pause (`pause` names it when several wait).
@@ -125,7 +159,9 @@ def resume_execution(
 
     async def go() -> ExecutionContext[Any]:
         client = Client(store, durability=durability)
-        handle = await client.resume(execution_id, input, pause=pause, has_input=has_input, file=file, module=module)
+        handle = await client.resume(
+            execution_id, input, pause=pause, has_input=has_input, file=file, module=module, observer=observer
+        )
         return await handle.result()
 
     return run_sync(go())
@@ -150,11 +186,15 @@ def clear_cache(store: Any = None) -> int:
 
 
 def list_executions(
-    store: Any = None, *, status: str | None = None, workflow: str | None = None, limit: int | None = None,
-    cursor: str | None = None,
+    store: Any = None, *, status: str | Sequence[str] | None = None, workflow: str | None = None,
+    limit: int | None = None, cursor: str | None = None, created_after: str | None = None,
+    created_before: str | None = None,
 ) -> Page:
     """Executions of a store, newest first; damaged journals are listed with their problem."""
-    return open_store(store).list(status=status, workflow=workflow, limit=limit, cursor=cursor)
+    return open_store(store).list(
+        status=status, workflow=workflow, limit=limit, cursor=cursor, created_after=created_after,
+        created_before=created_before,
+    )
 
 
 def read_execution(execution_id: str, store: Any = None) -> ExecutionView:

@@ -16,11 +16,10 @@ import random as _random
 import sys
 import uuid as _uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from flux._engine import traps
-from flux._engine.errors import InvalidOptionError
-from flux._engine.errors import GraphError
+from flux._engine.errors import GraphError, InvalidOptionError
 from flux.graph import Graph
 
 if TYPE_CHECKING:
@@ -92,7 +91,7 @@ async def now() -> dt.datetime:
     """The current time (UTC, from the engine's clock), recorded: replay sees the same time."""
     clock_now = traps.now_seconds
     return await traps.record_value(
-        "now", lambda: dt.datetime.fromtimestamp(clock_now() or 0.0, dt.timezone.utc), _src()
+        "now", lambda: dt.datetime.fromtimestamp(clock_now() or 0.0, dt.UTC), _src()
     )
 
 
@@ -129,7 +128,9 @@ async def parallel(*awaitables: Awaitable[Any], max_concurrent: int | None = Non
     The first failure fails the call: the others are cancelled (their running task bodies are
     recorded as cancelled) and the failure is raised.
     """
-    if max_concurrent is not None and (isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1):
+    if max_concurrent is not None and (
+        isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1
+    ):
         raise InvalidOptionError(f"max_concurrent={max_concurrent!r} must be an int >= 1")
     if not awaitables:
         return []
@@ -176,7 +177,7 @@ async def parallel(*awaitables: Awaitable[Any], max_concurrent: int | None = Non
         if not t.done():
             t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    raise failed.exception()  # type: ignore[misc]
+    raise cast(BaseException, failed.exception())  # `failed` was picked for having one
 
 
 async def pipeline(*steps: Callable[[Any], Awaitable[Any]], input: Any = None) -> Any:

@@ -107,7 +107,8 @@ def row_of(call_id: str, call: CallHistory) -> CallRow:
         row.wake_at = start["wake_at"]
     end: dict[str, Any] | None = None
     if call.kind == "value":
-        row.outcome, row.value, row.end_seq, row.duration_ms, row.ended_at = "recorded", call.value, call.seq, 0.0, row.started_at
+        row.outcome, row.value, row.end_seq, row.duration_ms = "recorded", call.value, call.seq, 0.0
+        row.ended_at = row.started_at
     elif call.kind == "pause":
         if call.resumed is not None:
             end = call.resumed
@@ -122,6 +123,8 @@ def row_of(call_id: str, call: CallHistory) -> CallRow:
             row.outcome, row.error = "failed", end.get("error")
         else:
             row.outcome = "fired"
+        if end.get("rerun"):
+            row.notes.append("rerun")
     if end is not None:
         row.end_seq = end["seq"]
         row.ended_at = end.get("at")

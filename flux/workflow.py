@@ -37,6 +37,11 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
+        running = False
+    else:
+        running = True
+    if not running:
+        # Outside the `except` block: errors of the run are not chained to "no running event loop".
         return asyncio.run(coro)
     coro.close()
     raise RuntimeError(
@@ -89,7 +94,9 @@ class Workflow:
         Raises:
             EngineError subclasses for engine trouble (divergence, damage, a lock held elsewhere).
         """
-        return run_sync(self.run_async(input, execution_id=execution_id, store=store, durability=durability, clock=clock))
+        return run_sync(
+            self.run_async(input, execution_id=execution_id, store=store, durability=durability, clock=clock)
+        )
 
     def resume(
         self,
@@ -104,7 +111,15 @@ class Workflow:
         """Continues a paused or interrupted execution; `input` is what the waiting pause
         returns (`pause` names it when several wait)."""
         return run_sync(
-            self.run_async(input, execution_id=execution_id, store=store, durability=durability, clock=clock, resume=True, pause=pause)
+            self.run_async(
+                input,
+                execution_id=execution_id,
+                store=store,
+                durability=durability,
+                clock=clock,
+                resume=True,
+                pause=pause,
+            )
         )
 
     def cancel(self, execution_id: str, *, store: Any = None) -> ExecutionContext[Any]:
@@ -140,7 +155,13 @@ class Workflow:
             if execution_id is None:
                 raise InvalidOptionError("resume needs the execution_id of the execution to resume")
             handle = await client.resume(
-                execution_id, input, pause=pause, has_input=resume_has_input, workflow=self, aliases=aliases, observer=observer
+                execution_id,
+                input,
+                pause=pause,
+                has_input=resume_has_input,
+                workflow=self,
+                aliases=aliases,
+                observer=observer,
             )
         elif execution_id is not None and client.store.exists(execution_id):
             handle = await client.continue_(execution_id, workflow=self, aliases=aliases, observer=observer)
@@ -185,7 +206,9 @@ class Workflow:
 
     # -- running ---------------------------------------------------------------------------------
 
-    def _body(self, executor: Executor, box: list[ExecutionContext[Any]]) -> Callable[[Any], Awaitable[Any]]:
+    def _body(
+        self, executor: Executor, box: list[ExecutionContext[Any]]
+    ) -> Callable[[Any], Coroutine[Any, Any, Any]]:
         async def body(workflow_input: Any) -> Any:
             ctx: ExecutionContext[Any] = ExecutionContext(executor.execution_id, self.name, workflow_input)
             box.append(ctx)

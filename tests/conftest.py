@@ -26,7 +26,9 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-def flux_cmd(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def flux_cmd(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """Runs `python -m flux ARGS` the way a user runs `flux ARGS`."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run(
@@ -90,5 +92,6 @@ def empty_pg(url: str) -> None:
 
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
-            "TRUNCATE flux.executions, flux.records, flux.snapshots, flux.blobs, flux.cache, flux.workers RESTART IDENTITY"
+            "TRUNCATE flux.executions, flux.records, flux.snapshots, flux.blobs, flux.cache, flux.workers "
+            "RESTART IDENTITY"
         )

@@ -102,7 +102,9 @@ def test_a_store_of_many_executions_lists_resumes_and_recovers_without_leaking(t
 
 def test_fault_rules_are_parsed_and_bad_ones_named() -> None:
     rules = faults.parse("kill:3:after_write, fail:2:write:ENOSPC,short:1:write,none")
-    assert [(r.action, r.n, r.point) for r in rules] == [("kill", 3, "after_write"), ("fail", 2, "write"), ("short", 1, "write")]
+    assert [(r.action, r.n, r.point) for r in rules] == [
+        ("kill", 3, "after_write"), ("fail", 2, "write"), ("short", 1, "write")
+    ]
     for bad in ("kill:x:after_write", "boom:1:write", "kill:1:nowhere", "fail:1:write:ENOPE", "short:1:after_write",
                 "kill:1:write:EIO"):
         with pytest.raises(faults.FaultSpecError, match="fault rule"):
@@ -116,6 +118,7 @@ def test_the_hooks_are_unarmed_in_a_normal_process() -> None:
     assert journal._WRITE is __import__("os").write
 
 
+@pytest.mark.slow
 def test_the_battery_script_prints_one_table_and_exits_0(tmp_path: Path) -> None:
     from benchmarks.battery import main
 

@@ -10,44 +10,39 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import textwrap
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
 
 from flux._engine.clock import iso
 from tests.conftest import flux_cmd, flux_popen
+from tests.support.flows import flows_file
+from tests.support.journals import every_byte_under
+from tests.support.processes import exec_and_kill, wait_for
+from tests.support.projects import (
+    completed_calls,
+    count_records,
+    executions,
+    journals,
+    logged_calls,
+    run_env,
+    top_execution,
+    write_project,
+)
 
-FLOWS = textwrap.dedent(
+FLOWS = flows_file(
     """
-    import asyncio
-    import os
-
-    from flux import ExecutionContext, Saga, task, workflow
-    from flux.output_storage import LocalFileStorage
-    from flux.tasks import Graph, call, idempotency_key, parallel, pause, pipeline, sleep
-
-    LOG = os.environ["RUN_LOG"]
     SLOW = float(os.environ.get("SLOW", "0"))
     SLOW_UNDO = float(os.environ.get("SLOW_UNDO", "0"))
 
 
-    def log(what):
-        # One write with O_APPEND per line: lines of a killed process are whole or absent.
-        fd = os.open(LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        os.write(fd, f"{idempotency_key()} {what}\\n".encode())
-        os.close(fd)
-
-
     @task
     async def work(i):
-        log(f"work:{i}")
+        log_call(f"work:{i}")
         await asyncio.sleep(SLOW * (1 + i % 4))
-        log(f"done:{i}")
+        log_call(f"done:{i}")
         return i * i
 
 
@@ -63,14 +58,14 @@ FLOWS = textwrap.dedent(
 
     @task
     async def inc(x):
-        log(f"inc:{x}")
+        log_call(f"inc:{x}")
         await asyncio.sleep(SLOW)
         return x + 1
 
 
     @task
     async def double(x):
-        log(f"double:{x}")
+        log_call(f"double:{x}")
         await asyncio.sleep(SLOW)
         return x * 2
 
@@ -85,9 +80,9 @@ FLOWS = textwrap.dedent(
 
     @task
     async def node(label, x):
-        log(f"node:{label}")
+        log_call(f"node:{label}")
         await asyncio.sleep(SLOW * NODE_DELAY[label])
-        log(f"node-done:{label}")
+        log_call(f"node-done:{label}")
         if label == "d":
             return x["b"] + x["c"]
         return {"a": x + 1, "b": x * 10, "c": x * 100, "audit": -1}[label]
@@ -145,22 +140,22 @@ FLOWS = textwrap.dedent(
 
     @task
     async def book(n):
-        log(f"book:{n}")
+        log_call(f"book:{n}")
         return f"ref{n}"
 
 
     @task
     async def unbook(ref):
-        log(f"undo-start:{ref}")
+        log_call(f"undo-start:{ref}")
         await asyncio.sleep(SLOW_UNDO)
-        log(f"undo:{ref}")
+        log_call(f"undo:{ref}")
 
 
     @task
     async def hang():
-        log("hang")
+        log_call("hang")
         await asyncio.sleep(float(os.environ.get("HANG", "60")))
-        log("hang-end")
+        log_call("hang-end")
 
 
     @workflow
@@ -175,13 +170,13 @@ FLOWS = textwrap.dedent(
 
     @task.with_options(output_storage=LocalFileStorage())
     async def report(n):
-        log(f"report:{n}")
+        log_call(f"report:{n}")
         return "r" * n
 
 
     @task.with_options(cache=True)
     async def price(sku):
-        log(f"price:{sku}")
+        log_call(f"price:{sku}")
         return {"sku": sku, "cents": len(sku) * 100}
 
 
@@ -195,13 +190,13 @@ FLOWS = textwrap.dedent(
 
     @task.with_options(secret_requests=["FLUX_CANARY_KEY"])
     async def fetch_token(secrets):
-        log("fetch_token")
+        log_call("fetch_token")
         return {"token": secrets["FLUX_CANARY_KEY"], "n": 1}
 
 
     @task.with_options(secret_requests=["FLUX_CANARY_KEY"])
     async def login(user, secrets):
-        log("login")
+        log_call("login")
         raise PermissionError(f"{user}: key {secrets['FLUX_CANARY_KEY']} rejected")
 
 
@@ -222,71 +217,7 @@ CANARY = "CANARY-91c4e0aa-do-not-leak"
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    (tmp_path / "flows.py").write_text(FLOWS)
-    return tmp_path
-
-
-def _executions(project: Path) -> Path:
-    return project / ".flux" / "executions"
-
-
-def _records(path: Path) -> list[dict[str, Any]]:
-    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.endswith(b"}")]
-
-
-def _journals(project: Path) -> dict[str, list[dict[str, Any]]]:
-    folder = _executions(project)
-    return {p.stem: _records(p) for p in sorted(folder.glob("*.jsonl"))} if folder.is_dir() else {}
-
-
-def _top(project: Path) -> str:
-    """The execution `flux exec` started (the one whose header names no parent)."""
-    (execution_id,) = [i for i, recs in _journals(project).items() if "parent" not in recs[0]]
-    return execution_id
-
-
-def _log(project: Path) -> list[tuple[str, str]]:
-    path = project / "runs.log"
-    lines = path.read_text().splitlines() if path.exists() else []
-    return [tuple(line.split(" ", 1)) for line in lines]  # type: ignore[misc]
-
-
-def _completed(project: Path) -> set[str]:
-    """`execution_id:call_id` of every call whose completion is recorded, in every journal."""
-    return {
-        f"{execution_id}:{r['call_id']}"
-        for execution_id, recs in _journals(project).items()
-        for r in recs
-        if r["kind"] == "task_completed"
-    }
-
-
-def _env(project: Path, **extra: str) -> dict[str, str]:
-    return {"RUN_LOG": str(project / "runs.log"), **extra}
-
-
-def _exec_and_kill(
-    project: Path, workflow: str, input: str, env: dict[str, str], until: Callable[[], bool], settle: float = 0.0
-) -> tuple[str, str]:
-    """Runs `flux exec` and kills it with SIGKILL once `until()` holds; returns its stdout, stderr."""
-    proc = flux_popen("exec", "flows.py", workflow, "--input", input, cwd=project, env=env)
-    try:
-        deadline = time.monotonic() + 30
-        while not until():
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "timed out waiting for the point to kill at"
-            time.sleep(0.01)
-        time.sleep(settle)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        out, err = proc.communicate(timeout=30)
-    assert proc.returncode == -signal.SIGKILL, (out, err)
-    return out, err
-
-
-def _count(project: Path, kind: str) -> int:
-    """How many records of `kind` the journals hold."""
-    return sum(r["kind"] == kind for recs in _journals(project).values() for r in recs)
+    return write_project(tmp_path, FLOWS)
 
 
 def _resume_and_check(
@@ -294,18 +225,18 @@ def _resume_and_check(
 ) -> tuple[subprocess.CompletedProcess[str], list[tuple[str, str]]]:
     """Resumes the killed execution; checks the output and that no recorded completion ran again.
     Returns the resume's result and the log lines written by the resumed run."""
-    for recs in _journals(project).values():
+    for recs in journals(project).values():
         assert recs[-1]["kind"] not in ("workflow_completed", "workflow_failed"), "the kill came too late"
-    done_before = _completed(project)
-    logged_before = len(_log(project))
-    result = flux_cmd("resume", _top(project), cwd=project, env=env)
+    done_before = completed_calls(project)
+    logged_before = len(logged_calls(project))
+    result = flux_cmd("resume", top_execution(project), cwd=project, env=env)
     assert result.returncode == 0, (result.stdout, result.stderr)
     assert "status: completed" in result.stdout
     assert f"output: {expected_output}\n" in result.stdout
-    after = _log(project)[logged_before:]
+    after = logged_calls(project)[logged_before:]
     ran_again = {key for key, _ in after} & done_before
     assert not ran_again, f"completed before the kill, ran again: {sorted(ran_again)}"
-    for recs in _journals(project).values():
+    for recs in journals(project).values():
         started = [r["call_id"] for r in recs if r["kind"] == "task_started"]
         assert len(started) == len(set(started))
         assert recs[-1]["kind"] == "workflow_completed"
@@ -314,62 +245,64 @@ def _resume_and_check(
 
 @pytest.mark.slow
 def test_kill_during_a_parallel_fan_out_then_resume(project: Path) -> None:
-    env = _env(project, SLOW="0.3")
-    _exec_and_kill(project, "fan_out", "10", env, lambda: _count(project, "task_completed") >= 3)
-    before = _log(project)
-    assert 3 <= _count(project, "task_completed") < 10
+    env = run_env(project, SLOW="0.3")
+    exec_and_kill(project, "fan_out", "10", env, lambda: count_records(project, "task_completed") >= 3)
+    before = logged_calls(project)
+    assert 3 <= count_records(project, "task_completed") < 10
     assert len([what for _, what in before if what.startswith("work:")]) < 10  # max_concurrent=4: some had not started
-    _, after = _resume_and_check(project, _env(project, SLOW="0"), str([i * i for i in range(10)]).replace(" ", ""))
+    _, after = _resume_and_check(project, run_env(project, SLOW="0"), str([i * i for i in range(10)]).replace(" ", ""))
     labels = sorted({what for _, what in before + after if what.startswith("work:")}, key=lambda w: int(w[5:]))
     assert labels == [f"work:{i}" for i in range(10)]
 
 
 @pytest.mark.slow
 def test_kill_during_a_pipeline_then_resume(project: Path) -> None:
-    env = _env(project, SLOW="0.4")
-    _exec_and_kill(project, "piped", "1", env, lambda: _count(project, "task_completed") == 2)
-    assert _count(project, "task_completed") == 2
-    assert [what for _, what in _log(project)][:2] == ["inc:1", "double:2"]
-    _, after = _resume_and_check(project, _env(project, SLOW="0"), "11")
+    env = run_env(project, SLOW="0.4")
+    exec_and_kill(project, "piped", "1", env, lambda: count_records(project, "task_completed") == 2)
+    assert count_records(project, "task_completed") == 2
+    assert [what for _, what in logged_calls(project)][:2] == ["inc:1", "double:2"]
+    _, after = _resume_and_check(project, run_env(project, SLOW="0"), "11")
     # Each step got the previous result; the steps not recorded as done ran after the kill.
     assert [what for _, what in after] == ["inc:4", "double:5", "inc:10"]
 
 
 def _ended(project: Path) -> list[str]:
     """`execution_id:call_id` of the work bodies that ran to their end, in order."""
-    return [key for key, what in _log(project) if what.startswith("done:")]
+    return [key for key, what in logged_calls(project) if what.startswith("done:")]
 
 
 @pytest.mark.slow
 def test_kill_during_a_map_then_resume(project: Path) -> None:
-    env = _env(project, SLOW="0.5")
-    _exec_and_kill(project, "mapped", "8", env, lambda: len(_ended(project)) >= 2, settle=0.2)
-    assert len([what for _, what in _log(project) if what.startswith("work:")]) == 8  # every call at once
+    env = run_env(project, SLOW="0.5")
+    exec_and_kill(project, "mapped", "8", env, lambda: len(_ended(project)) >= 2, settle=0.2)
+    assert len([what for _, what in logged_calls(project) if what.startswith("work:")]) == 8  # every call at once
     assert 2 <= len(_ended(project)) < 8
-    _, after = _resume_and_check(project, _env(project, SLOW="0"), str([i * i for i in range(8)]).replace(" ", ""))
+    _, after = _resume_and_check(project, run_env(project, SLOW="0"), str([i * i for i in range(8)]).replace(" ", ""))
     assert after  # the calls still running at the kill ran again
 
 
 @pytest.mark.slow
 def test_the_completion_of_a_finished_body_reaches_the_journal_while_the_others_still_run(project: Path) -> None:
-    env = _env(project, SLOW="0.5")
-    _exec_and_kill(project, "mapped", "8", env, lambda: len(_ended(project)) >= 2, settle=0.5)
+    env = run_env(project, SLOW="0.5")
+    exec_and_kill(project, "mapped", "8", env, lambda: len(_ended(project)) >= 2, settle=0.5)
     ended = set(_ended(project))
     assert 2 <= len(ended) < 8
-    assert ended <= _completed(project), f"finished 0.5 s before the kill, not recorded: {sorted(ended - _completed(project))}"
-    _, after = _resume_and_check(project, _env(project, SLOW="0"), str([i * i for i in range(8)]).replace(" ", ""))
+    assert ended <= completed_calls(project), (
+        f"finished 0.5 s before the kill, not recorded: {sorted(ended - completed_calls(project))}"
+    )
+    _, after = _resume_and_check(project, run_env(project, SLOW="0"), str([i * i for i in range(8)]).replace(" ", ""))
     assert not {key for key, _ in after} & ended
 
 
 @pytest.mark.slow
 def test_kill_during_a_graph_then_resume(project: Path) -> None:
-    env = _env(project, SLOW="1")
-    ended = lambda: {what for _, what in _log(project) if what.startswith("node-done:")}  # noqa: E731
-    _exec_and_kill(project, "graphed", "1", env, lambda: {"node-done:a", "node-done:b"} <= ended(), settle=0.2)
-    before = {what for _, what in _log(project) if what.startswith("node:")}
+    env = run_env(project, SLOW="1")
+    ended = lambda: {what for _, what in logged_calls(project) if what.startswith("node-done:")}  # noqa: E731
+    exec_and_kill(project, "graphed", "1", env, lambda: {"node-done:a", "node-done:b"} <= ended(), settle=0.2)
+    before = {what for _, what in logged_calls(project) if what.startswith("node:")}
     assert before == {"node:a", "node:b", "node:c"}  # c was running, d had not started, audit was skipped
     assert "node-done:c" not in ended()
-    _, after = _resume_and_check(project, _env(project, SLOW="0"), "220")
+    _, after = _resume_and_check(project, run_env(project, SLOW="0"), "220")
     started_after = {what for _, what in after if what.startswith("node:")}
     assert {"node:c", "node:d"} <= started_after <= {"node:b", "node:c", "node:d"}
     assert "node:a" not in started_after  # its completion was recorded before b and c started
@@ -377,34 +310,36 @@ def test_kill_during_a_graph_then_resume(project: Path) -> None:
 
 @pytest.mark.slow
 def test_kill_the_parent_while_its_sub_workflow_runs_then_resume_both(project: Path) -> None:
-    env = _env(project, SLOW="0.25")
+    env = run_env(project, SLOW="0.25")
 
     def child_half_done() -> bool:
-        journals = _journals(project)
-        return any("parent" in recs[0] and sum(r["kind"] == "task_completed" for r in recs) >= 2 for recs in journals.values())
+        return any(
+            "parent" in recs[0] and sum(r["kind"] == "task_completed" for r in recs) >= 2
+            for recs in journals(project).values()
+        )
 
-    _exec_and_kill(project, "parent", "2", env, child_half_done)
-    parent_id = _top(project)
+    exec_and_kill(project, "parent", "2", env, child_half_done)
+    parent_id = top_execution(project)
     child_id = f"{parent_id}-2"
-    journals = _journals(project)
-    assert set(journals) == {parent_id, child_id}
-    call = next(r for r in journals[parent_id] if r["kind"] == "task_started" and r["name"] == "kid")
+    recorded = journals(project)
+    assert set(recorded) == {parent_id, child_id}
+    call = next(r for r in recorded[parent_id] if r["kind"] == "task_started" and r["name"] == "kid")
     assert call["call_id"] == "2" and call["child"] == child_id
-    assert journals[child_id][0]["parent"] == {"execution_id": parent_id, "call_id": "2"}
-    assert journals[child_id][0]["input"] == 4
-    _, after = _resume_and_check(project, _env(project, SLOW="0"), "[4,126,0]")
+    assert recorded[child_id][0]["parent"] == {"execution_id": parent_id, "call_id": "2"}
+    assert recorded[child_id][0]["input"] == 4
+    _, after = _resume_and_check(project, run_env(project, SLOW="0"), "[4,126,0]")
     ran_after = {key.split(":")[0] for key, _ in after}
     assert ran_after == {parent_id, child_id}
-    child = _journals(project)[child_id]
+    child = journals(project)[child_id]
     assert [r["kind"] for r in child].count("workflow_resumed") == 1
     assert child[-1]["value"] == 126
 
 
 @pytest.mark.slow
 def test_kill_during_a_durable_sleep_then_resume_sleeps_only_what_is_left(project: Path) -> None:
-    env = _env(project)
-    _exec_and_kill(project, "napper", "3", env, lambda: _count(project, "timer_started") == 1, settle=1.0)
-    wake_at = next(r for r in _journals(project)[_top(project)] if r["kind"] == "timer_started")["wake_at"]
+    env = run_env(project)
+    exec_and_kill(project, "napper", "3", env, lambda: count_records(project, "timer_started") == 1, settle=1.0)
+    wake_at = next(r for r in journals(project)[top_execution(project)] if r["kind"] == "timer_started")["wake_at"]
     left = wake_at - time.time()
     assert 1.5 < left < 2.1
     started = time.monotonic()
@@ -412,118 +347,128 @@ def test_kill_during_a_durable_sleep_then_resume_sleeps_only_what_is_left(projec
     took = time.monotonic() - started
     assert left - 0.05 < took < min(left + 1.0, 3.0)  # the rest of the 3 s, not 3 s again
     assert [what for _, what in after] == ["work:4", "done:4"]
-    recs = _journals(project)[_top(project)]
+    recs = journals(project)[top_execution(project)]
     assert [r["kind"] for r in recs].count("timer_started") == 1
     fired = next(r for r in recs if r["kind"] == "timer_fired")
     assert fired["at"] >= iso(wake_at)
 
 
-def _wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.01)
-
-
 @pytest.mark.slow
 def test_flux_cancel_stops_a_running_execution_from_another_process(project: Path) -> None:
-    env = _env(project)
+    env = run_env(project)
     proc = flux_popen("exec", "flows.py", "trip", cwd=project, env=env)
     try:
-        _wait_for(lambda: any(what == "hang" for _, what in _log(project)))
-        cancel = flux_cmd("cancel", _top(project), cwd=project, env=env)
+        wait_for(lambda: any(what == "hang" for _, what in logged_calls(project)))
+        cancel = flux_cmd("cancel", top_execution(project), cwd=project, env=env)
     finally:
         out, err = proc.communicate(timeout=30)
     assert cancel.returncode == 0, cancel.stderr
     assert "status: cancelled" in cancel.stdout
     assert proc.returncode == 1, (out, err)
     assert "status: cancelled" in out
-    assert [what for _, what in _log(project)] == [
-        "book:1", "book:2", "hang", "undo-start:ref2", "undo:ref2", "undo-start:ref1", "undo:ref1",
+    assert [what for _, what in logged_calls(project)] == [
+        "book:1",
+        "book:2",
+        "hang",
+        "undo-start:ref2",
+        "undo:ref2",
+        "undo-start:ref1",
+        "undo:ref1",
     ]
-    recs = _journals(project)[_top(project)]
+    recs = journals(project)[top_execution(project)]
     hang_id = next(r["call_id"] for r in recs if r.get("name") == "hang")
     tail = [(r["kind"], r.get("call_id"), r.get("args")) for r in recs[-6:]]
     assert tail == [
         ("task_cancelled", hang_id, None),
-        ("task_started", tail[1][1], ["ref2"]), ("task_completed", tail[1][1], None),
-        ("task_started", tail[3][1], ["ref1"]), ("task_completed", tail[3][1], None),
+        ("task_started", tail[1][1], ["ref2"]),
+        ("task_completed", tail[1][1], None),
+        ("task_started", tail[3][1], ["ref1"]),
+        ("task_completed", tail[3][1], None),
         ("workflow_cancelled", None, None),
     ]
-    assert not list(_executions(project).glob("*.cancel"))
-    journal = _executions(project) / f"{_top(project)}.jsonl"
+    assert not list(executions(project).glob("*.cancel"))
+    journal = executions(project) / f"{top_execution(project)}.jsonl"
     before = journal.read_bytes()
-    again = flux_cmd("resume", _top(project), cwd=project, env=env)
+    again = flux_cmd("resume", top_execution(project), cwd=project, env=env)
     assert again.returncode == 1
     assert "status: cancelled" in again.stdout and "was cancelled" in again.stdout
-    assert journal.read_bytes() == before and len(_log(project)) == 7  # nothing ran, nothing written
+    assert journal.read_bytes() == before and len(logged_calls(project)) == 7  # nothing ran, nothing written
 
 
 @pytest.mark.slow
 def test_kill_during_the_compensations_of_a_cancellation_then_resume_finishes_cancelling(project: Path) -> None:
-    env = _env(project, SLOW_UNDO="30")
+    env = run_env(project, SLOW_UNDO="30")
     proc = flux_popen("exec", "flows.py", "trip", cwd=project, env=env)
     cancel: subprocess.Popen[str] | None = None
     try:
-        _wait_for(lambda: any(what == "hang" for _, what in _log(project)))
-        cancel = flux_popen("cancel", _top(project), cwd=project, env=env)
-        _wait_for(lambda: any(what == "undo-start:ref2" for _, what in _log(project)))
+        wait_for(lambda: any(what == "hang" for _, what in logged_calls(project)))
+        cancel = flux_popen("cancel", top_execution(project), cwd=project, env=env)
+        wait_for(lambda: any(what == "undo-start:ref2" for _, what in logged_calls(project)))
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     assert cancel is not None
-    execution_id = _top(project)
-    assert _journals(project)[execution_id][-1]["kind"] != "workflow_cancelled"
-    done_before = _completed(project)
-    logged = len(_log(project))
-    resumed = flux_cmd("resume", execution_id, cwd=project, env=_env(project))
+    execution_id = top_execution(project)
+    assert journals(project)[execution_id][-1]["kind"] != "workflow_cancelled"
+    done_before = completed_calls(project)
+    logged = len(logged_calls(project))
+    resumed = flux_cmd("resume", execution_id, cwd=project, env=run_env(project))
     cancel_out, cancel_err = cancel.communicate(timeout=40)
     assert resumed.returncode == 1, (resumed.stdout, resumed.stderr)
     assert "status: cancelled" in resumed.stdout
     assert "status: cancelled" in cancel_out, cancel_err
-    after = _log(project)[logged:]
+    after = logged_calls(project)[logged:]
     assert not {key for key, _ in after} & done_before
     assert [what for _, what in after if what.startswith("undo")] == [
-        "undo-start:ref2", "undo:ref2", "undo-start:ref1", "undo:ref1",
+        "undo-start:ref2",
+        "undo:ref2",
+        "undo-start:ref1",
+        "undo:ref1",
     ]
     assert not [what for _, what in after if what.startswith("book")]
-    recs = _journals(project)[execution_id]
+    recs = journals(project)[execution_id]
     assert recs[-1]["kind"] == "workflow_cancelled"
-    assert [r.get("args") for r in recs if r["kind"] == "task_started" and r["name"] == "unbook"] == [["ref2"], ["ref1"]]
+    assert [r.get("args") for r in recs if r["kind"] == "task_started" and r["name"] == "unbook"] == [
+        ["ref2"],
+        ["ref1"],
+    ]
 
 
 @pytest.mark.slow
 def test_flux_cancel_of_a_killed_execution_compensates_and_records_cancelled(project: Path) -> None:
-    env = _env(project)
-    _exec_and_kill(project, "trip", "null", env, lambda: any(what == "hang" for _, what in _log(project)))
-    execution_id = _top(project)
-    done_before = _completed(project)
-    logged = len(_log(project))
+    env = run_env(project)
+    exec_and_kill(project, "trip", "null", env, lambda: any(what == "hang" for _, what in logged_calls(project)))
+    execution_id = top_execution(project)
+    done_before = completed_calls(project)
+    logged = len(logged_calls(project))
     # No process runs it now: `flux cancel` replays it and delivers the cancellation itself.
-    cancel = flux_cmd("cancel", execution_id, cwd=project, env=_env(project, HANG="0.5"))
+    cancel = flux_cmd("cancel", execution_id, cwd=project, env=run_env(project, HANG="0.5"))
     assert cancel.returncode == 0, cancel.stderr
     assert "status: cancelled" in cancel.stdout
-    after = _log(project)[logged:]
+    after = logged_calls(project)[logged:]
     assert not {key for key, _ in after} & done_before
     assert [what for _, what in after if what.startswith(("undo", "book"))] == [
-        "undo-start:ref2", "undo:ref2", "undo-start:ref1", "undo:ref1",
+        "undo-start:ref2",
+        "undo:ref2",
+        "undo-start:ref1",
+        "undo:ref1",
     ]
-    recs = _journals(project)[execution_id]
+    recs = journals(project)[execution_id]
     assert recs[-1]["kind"] == "workflow_cancelled"
     assert not any(r.get("name") == "book" and r.get("args") == [3] for r in recs)
     again = flux_cmd("resume", execution_id, cwd=project, env=env)
     assert again.returncode == 1 and "status: cancelled" in again.stdout
-    assert len(_log(project)) == logged + len(after)
+    assert len(logged_calls(project)) == logged + len(after)
 
 
 @pytest.mark.slow
 def test_a_timed_pause_is_continued_by_flux_resume_without_input_once_its_time_has_come(project: Path) -> None:
-    env = _env(project)
+    env = run_env(project)
     first = flux_cmd("exec", "flows.py", "gated", "--input", "3", cwd=project, env=env)
     assert first.returncode == 0 and "status: paused" in first.stdout, first.stderr
-    execution_id = _top(project)
-    wake_at = _journals(project)[execution_id][-1]["wake_at"]
+    execution_id = top_execution(project)
+    wake_at = journals(project)[execution_id][-1]["wake_at"]
     early = flux_cmd("resume", execution_id, cwd=project, env=env)
     assert time.time() < wake_at, "the early resume came too late to test anything"
     assert early.returncode == 2
@@ -536,31 +481,31 @@ def test_a_timed_pause_is_continued_by_flux_resume_without_input_once_its_time_h
 
 @pytest.mark.slow
 def test_kill_after_a_stored_and_a_cached_result_then_resume_reads_them_back(project: Path) -> None:
-    env = _env(project, SLOW="30")
+    env = run_env(project, SLOW="30")
     n = 2_000_000
-    _exec_and_kill(project, "stored", str(n), env, lambda: any(what == "work:1" for _, what in _log(project)))
-    first = _top(project)
-    recs = _journals(project)[first]
+    exec_and_kill(project, "stored", str(n), env, lambda: any(what == "work:1" for _, what in logged_calls(project)))
+    first = top_execution(project)
+    recs = journals(project)[first]
     stored = next(r for r in recs if r["kind"] == "task_completed" and r["call_id"] == "1")
     assert set(stored["value"]) == {"$blob", "size"} and stored["value"]["size"] == n + 2
     blob = project / ".flux" / "blobs" / f"{stored['value']['$blob']}.json"
     assert (blob.stat().st_mode & 0o777) == 0o600 and blob.stat().st_size == n + 2
-    assert (_executions(project) / f"{first}.jsonl").stat().st_size < 4096
+    assert (executions(project) / f"{first}.jsonl").stat().st_size < 4096
     expected = '[2000000,"rr",{"sku":"widget","cents":600}]'
-    _, after = _resume_and_check(project, _env(project), expected)
+    _, after = _resume_and_check(project, run_env(project), expected)
     assert [what for _, what in after] == ["work:1", "done:1"]  # the stored and the cached result were read back
     # A new execution finds the cached price; after `flux clear-cache` the body runs again.
-    again = flux_cmd("exec", "flows.py", "stored", "--input", "10", cwd=project, env=_env(project))
+    again = flux_cmd("exec", "flows.py", "stored", "--input", "10", cwd=project, env=run_env(project))
     assert again.returncode == 0 and 'output: [10,"rr",{"sku":"widget","cents":600}]' in again.stdout, again.stderr
-    second = next(i for i in _journals(project) if i != first)
-    hit = next(r for r in _journals(project)[second] if r["kind"] == "task_completed" and r["call_id"] == "2")
+    second = next(i for i in journals(project) if i != first)
+    hit = next(r for r in journals(project)[second] if r["kind"] == "task_completed" and r["call_id"] == "2")
     assert hit["cached"] is True
-    assert [what for _, what in _log(project)].count("price:widget") == 1
-    cleared = flux_cmd("clear-cache", cwd=project, env=_env(project))
+    assert [what for _, what in logged_calls(project)].count("price:widget") == 1
+    cleared = flux_cmd("clear-cache", cwd=project, env=run_env(project))
     assert cleared.returncode == 0 and "removed 1 cached results" in cleared.stdout
-    third = flux_cmd("exec", "flows.py", "stored", "--input", "10", cwd=project, env=_env(project))
+    third = flux_cmd("exec", "flows.py", "stored", "--input", "10", cwd=project, env=run_env(project))
     assert third.returncode == 0, third.stderr
-    assert [what for _, what in _log(project)].count("price:widget") == 2
+    assert [what for _, what in logged_calls(project)].count("price:widget") == 2
 
 
 @pytest.mark.slow
@@ -568,37 +513,36 @@ def test_a_secret_canary_is_in_no_byte_written_by_a_killed_and_resumed_run(proje
     assert "FLUX_CANARY_KEY" not in os.environ
     outputs: list[str] = []
     wide = {"COLUMNS": "1000"}  # no line of output is wrapped, so no canary can hide across lines
-    env = _env(project, SLOW="30", FLUX_CANARY_KEY=CANARY, **wide)
+    env = run_env(project, SLOW="30", FLUX_CANARY_KEY=CANARY, **wide)
 
     def token_recorded_and_work_running() -> bool:
-        return any(what == "work:1" for _, what in _log(project))
+        return any(what == "work:1" for _, what in logged_calls(project))
 
-    outputs += _exec_and_kill(project, "secretive", '"bob"', env, token_recorded_and_work_running)
+    outputs += exec_and_kill(project, "secretive", '"bob"', env, token_recorded_and_work_running)
     # The resume takes the secret from a private secrets file outside the store.
     secrets = tmp_path / "private" / "secrets.json"
     secrets.parent.mkdir()
     secrets.write_bytes(orjson.dumps({"FLUX_CANARY_KEY": CANARY}))
     secrets.chmod(0o600)
-    resume_env = _env(project, FLUX_SECRETS_FILE=str(secrets), **wide)
+    resume_env = run_env(project, FLUX_SECRETS_FILE=str(secrets), **wide)
     redacted = "[secret:FLUX_CANARY_KEY]"
     result, after = _resume_and_check(
         project, resume_env, f'[{{"token":"{redacted}","n":1}},"PermissionError: bob: key {redacted} rejected"]'
     )
     assert [what for _, what in after] == ["work:1", "done:1", "login"]
-    execution_id = _top(project)
-    journal = _executions(project) / f"{execution_id}.jsonl"
+    execution_id = top_execution(project)
     commands = [
         result,
         flux_cmd("show", execution_id, cwd=project, env=resume_env),
         flux_cmd("list", cwd=project, env=resume_env),
-        flux_cmd("replay", str(journal), cwd=project, env=resume_env),
-        flux_cmd("replay", str(journal), "--json", cwd=project, env=resume_env),
+        flux_cmd("replay", execution_id, cwd=project, env=resume_env),
+        flux_cmd("replay", execution_id, "--json", cwd=project, env=resume_env),
     ]
     for command in commands:
         assert command.returncode == 0, (command.args, command.stderr)
         outputs += [command.stdout, command.stderr]
     assert redacted in commands[1].stdout  # show printed the records that held the secret
-    written = b"".join(p.read_bytes() for p in sorted((project / ".flux").rglob("*")) if p.is_file())
+    written = every_byte_under(project / ".flux")
     assert redacted.encode() in written
     assert CANARY.encode() not in written
     for text in outputs:

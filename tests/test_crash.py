@@ -3,100 +3,39 @@ a workflow whose source changed between run and resume."""
 
 from __future__ import annotations
 
-import os
-import signal
-import textwrap
-import time
 from pathlib import Path
 
-import orjson
 import pytest
 
 from tests.conftest import flux_cmd, flux_popen
+from tests.support.flows import SQUARES, flows_file
+from tests.support.journals import records_so_far
+from tests.support.processes import kill_when
+from tests.support.projects import count_records, executions, logged_calls, only_journal, run_env, write_project
 
-WORKFLOW = textwrap.dedent(
-    """
-    import asyncio
-    import os
-
-    from flux import ExecutionContext, task, workflow
-    from flux.tasks import pause
-
-    LOG = os.environ["RUN_LOG"]
-
-
-    @task
-    async def work(i: int) -> int:
-        fd = os.open(LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-        os.write(fd, b"%d\\n" % i)
-        os.close(fd)
-        await asyncio.sleep(float(os.environ.get("STEP_DELAY", "0.02")))
-        return i * i
-
-
-    @workflow
-    async def squares(ctx: ExecutionContext[int]) -> int:
-        total = 0
-        for i in range(ctx.input):
-            total += await work(i)
-        return total
-
-
-    @workflow
-    async def gated(ctx: ExecutionContext[int]) -> list:
-        first = await work(ctx.input)
-        answer = await pause("approve")
-        second = await work(ctx.input + 1)
-        return [first, answer, second]
-    """
-)
+WORKFLOW = flows_file(SQUARES)
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    (tmp_path / "flows.py").write_text(WORKFLOW)
-    return tmp_path
-
-
-def _journal(project: Path) -> Path:
-    (path,) = (project / ".flux" / "executions").glob("*.jsonl")
-    return path
-
-
-def _records(path: Path) -> list[dict]:
-    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.endswith(b"}")]
-
-
-def _wait_for(predicate, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.005)
+    return write_project(tmp_path, WORKFLOW)
 
 
 @pytest.mark.slow
 def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_result(project: Path) -> None:
-    log = project / "runs.log"
-    env = {"RUN_LOG": str(log)}
+    env = run_env(project, STEP_DELAY="0.02")
     proc = flux_popen("exec", "flows.py", "squares", "--input", "30", cwd=project, env=env)
-    try:
-        _wait_for(lambda: (project / ".flux" / "executions").is_dir() and any((project / ".flux" / "executions").glob("*.jsonl")))
-        journal = _journal(project)
-        _wait_for(lambda: sum(r["kind"] == "task_completed" for r in _records(journal)) >= 10)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.communicate(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
-    before = _records(journal)
+    kill_when(proc, lambda: count_records(project, "task_completed") >= 10)
+    journal = only_journal(project)
+    before = records_so_far(journal)
     completed_before = {r["call_id"] for r in before if r["kind"] == "task_completed"}
     assert 10 <= len(completed_before) < 30
-    runs_before = log.read_text().split()
+    runs_before = [i for _, i in logged_calls(project)]
     result = flux_cmd("resume", journal.stem, cwd=project, env={**env, "STEP_DELAY": "0"})
     assert result.returncode == 0, result.stderr
     assert "status: completed" in result.stdout
     assert f"output: {sum(i * i for i in range(30))}" in result.stdout
-    runs_after = log.read_text().split()[len(runs_before):]
+    runs_after = [i for _, i in logged_calls(project)][len(runs_before):]
     # Task i has call id str(i + 1); none whose completion was recorded ran again.
     assert not {str(int(i) + 1) for i in runs_after} & completed_before
     assert sorted(set(runs_before + runs_after), key=int) == [str(i) for i in range(30)]
@@ -104,28 +43,28 @@ def test_kill_9_mid_run_then_resume_gives_the_uninterrupted_result(project: Path
 
 @pytest.mark.slow
 def test_two_processes_resuming_one_execution_exactly_one_runs(project: Path) -> None:
-    env = {"RUN_LOG": str(project / "runs.log"), "STEP_DELAY": "0"}
+    env = run_env(project, STEP_DELAY="0")
     first = flux_cmd("exec", "flows.py", "gated", "--input", "5", cwd=project, env=env)
     assert first.returncode == 0 and "status: paused" in first.stdout, first.stderr
-    execution_id = _journal(project).stem
+    execution_id = only_journal(project).stem
     slow = {**env, "STEP_DELAY": "1.5"}
     racers = [flux_popen("resume", execution_id, "--input", '"yes"', cwd=project, env=slow) for _ in range(2)]
     outputs = [p.communicate(timeout=60) for p in racers]
     codes = sorted(p.returncode for p in racers)
     assert codes == [0, 2], outputs
-    loser = next(err for (out, err), p in zip(outputs, racers) if p.returncode == 2)
+    loser = next(err for (out, err), p in zip(outputs, racers, strict=False) if p.returncode == 2)
     assert "ExecutionLockedError" in loser and "pid" in loser
-    winner = next(out for (out, err), p in zip(outputs, racers) if p.returncode == 0)
+    winner = next(out for (out, err), p in zip(outputs, racers, strict=False) if p.returncode == 0)
     assert 'output: [25,"yes",36]' in winner
-    assert (project / "runs.log").read_text().split() == ["5", "6"]
+    assert [i for _, i in logged_calls(project)] == ["5", "6"]
 
 
 @pytest.mark.slow
 def test_changing_a_task_call_between_run_and_resume_is_reported_at_that_call(project: Path) -> None:
-    env = {"RUN_LOG": str(project / "runs.log"), "STEP_DELAY": "0"}
+    env = run_env(project, STEP_DELAY="0")
     first = flux_cmd("exec", "flows.py", "gated", "--input", "5", cwd=project, env=env)
     assert "status: paused" in first.stdout, first.stderr
-    journal = _journal(project)
+    journal = only_journal(project)
     before = journal.read_bytes()
     source = project / "flows.py"
     source.write_text(WORKFLOW.replace("first = await work(ctx.input)", "first = await work(ctx.input + 100)"))
@@ -137,10 +76,15 @@ def test_changing_a_task_call_between_run_and_resume_is_reported_at_that_call(pr
     assert "work(105)" in message and "work(5)" in message
     assert "flows.py:" in message and "call 1" in message
     assert journal.read_bytes() == before  # nothing written
-    replay = flux_cmd("replay", str(journal), cwd=project, env=env)
+    replay = flux_cmd("replay", journal.stem, cwd=project, env=env)
     assert replay.returncode == 2 and "NondeterminismError" in replay.stderr
+    # Named by its path, a journal's recorded code is not imported unless asked for.
+    by_path = flux_cmd("replay", str(journal), cwd=project, env=env)
+    assert by_path.returncode == 2 and "WorkflowLoadError" in by_path.stderr and "file=PATH" in by_path.stderr
+    assert flux_cmd("replay", str(journal), "--file", str(project / "flows.py"), cwd=project, env=env).returncode == 2
 
 
+@pytest.mark.slow
 def test_exec_reports_bad_input_in_one_line_with_exit_2(project: Path) -> None:
     cases = [
         (("exec", "missing.py", "squares"), "no such file"),
@@ -168,10 +112,11 @@ def test_a_failed_workflow_exits_1(project: Path) -> None:
     assert "status: failed" in result.stdout and "KeyError" in result.stdout
 
 
+@pytest.mark.slow
 def test_damaged_journal_is_reported_with_path_and_line_and_left_alone(project: Path) -> None:
-    env = {"RUN_LOG": str(project / "runs.log"), "STEP_DELAY": "0"}
+    env = run_env(project, STEP_DELAY="0")
     flux_cmd("exec", "flows.py", "gated", "--input", "2", cwd=project, env=env)
-    journal = _journal(project)
+    journal = only_journal(project)
     data = bytearray(journal.read_bytes())
     second_line = data.index(b"\n") + 10
     data[second_line] ^= 0x01
@@ -182,10 +127,11 @@ def test_damaged_journal_is_reported_with_path_and_line_and_left_alone(project: 
     assert journal.read_bytes() == bytes(data)
 
 
+@pytest.mark.slow
 def test_show_and_list_describe_the_execution(project: Path) -> None:
-    env = {"RUN_LOG": str(project / "runs.log"), "STEP_DELAY": "0"}
+    env = run_env(project, STEP_DELAY="0")
     flux_cmd("exec", "flows.py", "gated", "--input", "2", cwd=project, env=env)
-    execution_id = _journal(project).stem
+    execution_id = only_journal(project).stem
     listing = flux_cmd("list", cwd=project)
     assert execution_id in listing.stdout and "paused" in listing.stdout and "gated" in listing.stdout
     shown = flux_cmd("show", execution_id, "--records", cwd=project)
@@ -194,47 +140,50 @@ def test_show_and_list_describe_the_execution(project: Path) -> None:
         assert word in shown.stdout
     resumed = flux_cmd("resume", execution_id, "--input", '{"ok": true}', cwd=project, env=env)
     assert 'output: [4,{"ok":true},9]' in resumed.stdout
-    replay = flux_cmd("replay", str(_journal(project)), cwd=project, env=env)
+    replay = flux_cmd("replay", only_journal(project).stem, cwd=project, env=env)
     assert replay.returncode == 0 and "reproduces the recorded output" in replay.stdout
 
 
 def test_paused_exec_prints_the_resume_command(project: Path) -> None:
     result = flux_cmd("exec", "flows.py", "gated", "--input", "1", cwd=project, env={"RUN_LOG": str(project / "l")})
-    execution_id = _journal(project).stem
+    execution_id = only_journal(project).stem
     assert f"flux resume {execution_id}" in result.stdout
 
 
+@pytest.mark.slow
 def test_resume_finds_the_code_from_another_directory_and_moved_code_with_file(project: Path, tmp_path: Path) -> None:
-    env = {"RUN_LOG": str(project / "runs.log"), "STEP_DELAY": "0", "FLUX_HOME": str(project / ".flux")}
+    env = run_env(project, STEP_DELAY="0", FLUX_HOME=str(project / ".flux"))
     flux_cmd("exec", "flows.py", "gated", "--input", "3", cwd=project, env=env)
-    execution_id = _journal(project).stem
+    execution_id = only_journal(project).stem
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     moved = elsewhere / "flows_moved.py"
     (project / "flows.py").rename(moved)
     missing = flux_cmd("resume", execution_id, cwd=elsewhere, env=env)
-    assert missing.returncode == 2 and "--file" in missing.stderr
+    assert missing.returncode == 2 and "file=PATH" in missing.stderr
     result = flux_cmd("resume", execution_id, "--file", str(moved), "--input", "0", cwd=elsewhere, env=env)
     assert result.returncode == 0, result.stderr
     assert "output: [9,0,16]" in result.stdout
 
 
+@pytest.mark.slow
 def test_input_file_is_read_and_a_bad_one_named(project: Path) -> None:
     (project / "in.json").write_text("2")
     (project / "bad.json").write_text("[1,")
-    env = {"RUN_LOG": str(project / "runs.log"), "STEP_DELAY": "0"}
+    env = run_env(project, STEP_DELAY="0")
     ok = flux_cmd("exec", "flows.py", "squares", "--input-file", "in.json", cwd=project, env=env)
     assert ok.returncode == 0 and "output: 1" in ok.stdout, ok.stderr
     bad = flux_cmd("exec", "flows.py", "squares", "--input-file", "bad.json", cwd=project, env=env)
     assert bad.returncode == 2 and "bad.json is not valid JSON" in bad.stderr
 
 
+@pytest.mark.slow
 def test_a_symlinked_journal_is_listed_as_damaged_and_refused_in_one_line(project: Path, tmp_path: Path) -> None:
-    env = {"RUN_LOG": str(project / "runs.log"), "STEP_DELAY": "0"}
+    env = run_env(project, STEP_DELAY="0")
     flux_cmd("exec", "flows.py", "squares", "--input", "1", cwd=project, env=env)
     target = tmp_path / "elsewhere.jsonl"
     target.write_text("not a journal\n")
-    (project / ".flux" / "executions" / "evil.jsonl").symlink_to(target)
+    (executions(project) / "evil.jsonl").symlink_to(target)
     listing = flux_cmd("list", cwd=project)
     assert listing.returncode == 0 and "evil" in listing.stdout and "damaged" in listing.stdout
     assert "completed" in listing.stdout  # the real execution is still listed

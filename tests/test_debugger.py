@@ -14,15 +14,14 @@ from typing import Any
 
 import orjson
 import pytest
-from typer.testing import CliRunner
 
-from flux._cli.main import app
-from flux._engine.journal import encode_line, seed_for
 from flux import debug
+from flux._engine.journal import encode_line, seed_for
 from flux.errors import WorkflowLoadError
 from flux.loader import load_file
 from flux.timeline import error_summary, timeline
 from tests.conftest import ROOT, flux_cmd
+from tests.support.cli import invoke
 
 FLOWS = textwrap.dedent(
     """
@@ -102,7 +101,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def _invoke(*args: str) -> Any:
-    return CliRunner().invoke(app, list(args))
+    return invoke(*args)
 
 
 def _seq_of(records: list[dict[str, Any]], kind: str, call_id: str) -> int:
@@ -144,7 +143,9 @@ def test_show_lists_calls_and_keeps_the_record_view(recorded: dict[str, Any]) ->
 
 
 def test_replay_prints_the_calls_and_the_verdict(recorded: dict[str, Any]) -> None:
-    shown = flux_cmd("replay", recorded["done"], cwd=recorded["root"], env={"COLUMNS": "200"})
+    shown = flux_cmd(
+        "replay", Path(recorded["done"]).stem, "--store", recorded["home"], cwd=recorded["root"], env={"COLUMNS": "200"}
+    )
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
     row = next(line for line in lines if " double(3) " in line)
@@ -245,7 +246,8 @@ def test_break_at_a_task_name_breaks_at_its_first_call(recorded: dict[str, Any])
 def test_break_at_in_pdb_through_the_command_line(recorded: dict[str, Any]) -> None:
     seq = _seq_of(recorded["records"], "task_completed", "1")
     run = subprocess.run(
-        [sys.executable, "-m", "flux", "replay", recorded["done"], "--break-at", str(seq), "--summary"],
+        [sys.executable, "-m", "flux", "replay", Path(recorded["done"]).stem, "--store", recorded["home"]]
+        + ["--break-at", str(seq), "--summary"],
         cwd=recorded["root"], env={**os.environ, "PYTHONPATH": str(ROOT)}, input="p a\nc\n",
         capture_output=True, text=True, timeout=60,
     )
@@ -260,7 +262,9 @@ def test_break_at_in_pdb_through_the_command_line(recorded: dict[str, Any]) -> N
     [("999", "the journal has {count} records (seq 0 to {last})"), ("1", "record 1 is workflow_started"),
      ("nope", "no call of that name")],
 )
-def test_break_at_outside_the_journal_is_one_line_and_exit_2(recorded: dict[str, Any], target: str, message: str) -> None:
+def test_break_at_outside_the_journal_is_one_line_and_exit_2(
+    recorded: dict[str, Any], target: str, message: str
+) -> None:
     count = len(recorded["records"])
     result = _invoke("replay", recorded["done"], "--break-at", target)
     assert result.exit_code == 2
@@ -337,7 +341,9 @@ def test_a_journal_of_another_workflow_names_the_journal_and_the_file(recorded: 
 
 def test_a_workflow_renamed_under_the_same_attribute_is_refused(recorded: dict[str, Any], tmp_path: Path) -> None:
     renamed = tmp_path / "renamed.py"
-    renamed.write_text(FLOWS.replace("@workflow\nasync def calc(", '@workflow.with_options(name="calc2")\nasync def calc('))
+    renamed.write_text(
+        FLOWS.replace("@workflow\nasync def calc(", '@workflow.with_options(name="calc2")\nasync def calc(')
+    )
     with pytest.raises(WorkflowLoadError, match="is of workflow 'calc'"):
         debug.replay(recorded["done"], file=str(renamed))
 
@@ -351,7 +357,9 @@ def _copy_store(recorded: dict[str, Any], tmp_path: Path) -> Path:
     return target
 
 
-def test_a_newer_format_version_names_the_file_and_line_and_changes_nothing(recorded: dict[str, Any], tmp_path: Path) -> None:
+def test_a_newer_format_version_names_the_file_and_line_and_changes_nothing(
+    recorded: dict[str, Any], tmp_path: Path
+) -> None:
     journal = _copy_store(recorded, tmp_path)
     lines = journal.read_bytes().splitlines(keepends=True)
     header = orjson.loads(lines[0])
@@ -361,7 +369,8 @@ def test_a_newer_format_version_names_the_file_and_line_and_changes_nothing(reco
     before = journal.read_bytes()
     result = _invoke("replay", str(journal))
     assert result.exit_code == 2
-    assert f"JournalCorruptError: {journal}:1:" in result.output and "format version 2 is not supported" in result.output
+    assert f"JournalCorruptError: {journal}:1:" in result.output
+    assert "format version 2 is not supported" in result.output
     assert journal.read_bytes() == before
 
 
@@ -372,7 +381,9 @@ def test_a_damaged_line_names_the_file_and_line_and_changes_nothing(recorded: di
     data[fifth + 20] ^= 0x01
     journal.write_bytes(bytes(data))
     before = journal.read_bytes()
-    for args in (("replay", str(journal)), ("replay", str(journal), "--until", "3"), ("replay", str(journal), "--json")):
+    for args in (
+        ("replay", str(journal)), ("replay", str(journal), "--until", "3"), ("replay", str(journal), "--json")
+    ):
         result = _invoke(*args)
         assert result.exit_code == 2
         assert f"JournalCorruptError: {journal}:5:" in result.output

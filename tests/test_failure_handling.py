@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from flux._engine.clock import VirtualClock
 from flux import ExecutionContext, Saga, task, workflow
+from flux._engine.clock import VirtualClock
 from flux.domain.events import ExecutionEventType as E
 from flux.errors import (
     CompensationError,
@@ -27,6 +27,7 @@ from flux.errors import (
     RollbackError,
 )
 from flux.tasks import pause
+from tests.support.journals import cut_after, every_cut, records
 
 CALLS: list[str] = []
 FAIL_UNTIL: dict[str, int] = {}
@@ -103,7 +104,7 @@ def test_retry_succeeds_on_the_second_retry_with_exact_events_and_waits(home: Pa
         ("WORKFLOW_COMPLETED", None),
     ]
     retry_times = [e.time for e in ctx.events if e.type == E.TASK_RETRY_STARTED]
-    t0 = dt.datetime.fromtimestamp(start, dt.timezone.utc)
+    t0 = dt.datetime.fromtimestamp(start, dt.UTC)
     # wait before attempt k = retry_delay * retry_backoff ** (k - 1): 600 s, then 1200 s
     assert retry_times == [t0 + dt.timedelta(seconds=600), t0 + dt.timedelta(seconds=1800)]
     assert CALLS == ["fetch"] * 3
@@ -221,10 +222,7 @@ def test_a_crash_during_a_backoff_resumes_with_only_the_remaining_wait(home: Pat
     FAIL_UNTIL["fetch"] = 1
     clock = VirtualClock()
     first = runner(fetch).run(1, clock=clock)
-    path = Path(first.journal_path)
-    lines = path.read_bytes().splitlines(keepends=True)
-    cut = next(i for i, line in enumerate(lines) if b'"attempt_failed"' in line) + 1
-    path.write_bytes(b"".join(lines[:cut]))  # the process died during the 600 s wait
+    cut_after(first, kind="attempt_failed")  # the process died during the 600 s wait
     later = VirtualClock(start=first.events[0].time.timestamp() + 200)  # ... and came back 200 s into it
     failed_at = first.events[0].time.timestamp()
     CALLS.clear()
@@ -240,10 +238,7 @@ def test_a_resume_after_the_wake_up_time_does_not_wait(home: Path) -> None:
     FAIL_UNTIL["fetch"] = 1
     clock = VirtualClock()
     first = runner(fetch).run(1, clock=clock)
-    path = Path(first.journal_path)
-    lines = path.read_bytes().splitlines(keepends=True)
-    cut = next(i for i, line in enumerate(lines) if b'"attempt_failed"' in line) + 1
-    path.write_bytes(b"".join(lines[:cut]))
+    cut_after(first, kind="attempt_failed")
     late = VirtualClock(start=clock.now() + 10_000)
     start = late.now()
     done = runner(fetch).run(execution_id=first.execution_id, clock=late)
@@ -350,26 +345,19 @@ def test_a_five_step_saga_compensates_exactly_the_completed_steps_in_reverse(fai
     expected_cancels = [f"cancel:ref{n}" for n in reversed(range(fail_at))]
     assert BOOKED == [f"book{n}" for n in range(fail_at + 1)] + expected_cancels
     # Crash after each compensation record and resume: nothing recorded runs again.
-    path = Path(ctx.journal_path)
-    lines = path.read_bytes().splitlines(keepends=True)
-    for k in range(1, len(lines)):
-        path.write_bytes(b"".join(lines[:k]))
+    for k, kept in every_cut(ctx):
         BOOKED.clear()
         again = trip.run(execution_id=ctx.execution_id)
         assert again.has_failed
-        done_before = _done(lines[:k])
+        done_before = _done(kept)
         assert not set(BOOKED) & done_before, (k, BOOKED)
-        assert _done(path.read_bytes().splitlines(keepends=True)) >= set(expected_cancels)
-        path.write_bytes(b"".join(lines))
+        assert _done(records(ctx)) >= set(expected_cancels)
 
 
-def _done(lines: list[bytes]) -> set[str]:
-    import orjson
-
-    records = [orjson.loads(line) for line in lines]
-    started = {r["call_id"]: r for r in records if r["kind"] == "task_started"}
+def _done(recorded: list[dict[str, Any]]) -> set[str]:
+    started = {r["call_id"]: r for r in recorded if r["kind"] == "task_started"}
     out = set()
-    for r in records:
+    for r in recorded:
         if r["kind"] == "task_completed":
             s = started[r["call_id"]]
             out.add(f"cancel:{s['args'][0]}" if s["name"] == "cancel" else s["name"])

@@ -84,7 +84,7 @@ def test_written_journal_reads_back_exactly(tmp_path: Path) -> None:
     lines = lines_of(path)
     assert len(lines) == len(written)
     assert list(read.offsets) == [sum(len(x) for x in lines[:i]) for i in range(len(lines))]
-    for line, record in zip(lines, written):
+    for line, record in zip(lines, written, strict=True):
         assert LINE_END.search(line), line
         parsed = json.loads(line)
         assert {k: v for k, v in parsed.items() if k != "crc"} == record
@@ -375,6 +375,7 @@ def acquire_in_child(home: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["create", "acquire"])
 def test_held_execution_is_refused_to_another_process_until_closed(tmp_path: Path, how: str) -> None:
     home = tmp_path / "home"

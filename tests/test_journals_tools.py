@@ -13,14 +13,14 @@ from typing import Any
 
 import orjson
 import pytest
-from typer.testing import CliRunner
 
-from flux._cli.main import app
-from flux._engine.journal import read_journal
 from flux import golden
+from flux._engine.journal import read_journal
 from flux.journals import diff_journals, fork_execution
 from flux.loader import load_file
 from tests.conftest import ROOT
+from tests.support.cli import invoke
+from tests.support.journals import records
 
 FLOWS = textwrap.dedent(
     """
@@ -72,11 +72,7 @@ def flows(tmp_path: Path) -> ModuleType:
 
 
 def _invoke(*args: str) -> Any:
-    return CliRunner().invoke(app, list(args))
-
-
-def _records(path: str | Path) -> list[dict[str, Any]]:
-    return [orjson.loads(line) for line in Path(path).read_bytes().splitlines()]
+    return invoke(*args)
 
 
 def _store_files(home: Path) -> list[str]:
@@ -102,7 +98,7 @@ def test_diff_names_the_first_differing_record_then_every_difference(flows: Modu
     finally:
         flows.PRICES["pen"] = 1.5
     diff = diff_journals(a.journal_path, b.journal_path)
-    seq = next(r["seq"] for r in _records(a.journal_path) if r["kind"] == "task_completed" and r["call_id"] == "2")
+    seq = next(r["seq"] for r in records(a.journal_path) if r["kind"] == "task_completed" and r["call_id"] == "2")
     first = diff.differences[0]
     assert (first.what, first.seq_a, first.seq_b) == ("call 2 price: outcome", seq, seq)
     assert (first.a, first.b) == ("completed: 4.5", "completed: 6.0")
@@ -123,7 +119,8 @@ def test_diff_aligns_by_call_id_and_reports_calls_on_one_side_only(flows: Module
     whats = {d.what: d for d in diff.differences}
     assert diff.differences[0].what == "input" and diff.differences[0].seq_a == 0
     third = whats["call 3: another call"]  # a third price call where A charged
-    assert third.a == "task charge(29.5) completed: \"charged 29.5\"" and third.b == 'task price("pen", 1) completed: 1.5'
+    assert third.a == "task charge(29.5) completed: \"charged 29.5\""
+    assert third.b == 'task price("pen", 1) completed: 1.5'
     assert whats["call 4 charge"].seq_a is None and whats["call 4 charge"].a == "(absent)"
     assert [d.what for d in diff.differences] == ["input", "call 3: another call", "call 4 charge", "output"]
 
@@ -153,8 +150,8 @@ def test_diff_of_a_damaged_journal_names_file_and_line(flows: ModuleType, home: 
 def test_fork_copies_the_first_records_and_continues_live(flows: ModuleType, home: Path) -> None:
     done = flows.order.run(ORDER, store=str(home))
     original = Path(done.journal_path).read_bytes()
-    records = _records(done.journal_path)
-    at = next(r["seq"] for r in records if r["kind"] == "task_completed" and r["call_id"] == "1") + 1
+    recorded = records(done.journal_path)
+    at = next(r["seq"] for r in recorded if r["kind"] == "task_completed" and r["call_id"] == "1") + 1
     flows.RUNS.clear()
     result = _invoke("fork", done.execution_id, "--at", str(at), "--home", str(home))
     assert result.exit_code == 0, result.output
@@ -167,14 +164,14 @@ def test_fork_copies_the_first_records_and_continues_live(flows: ModuleType, hom
     assert header["forked_from"] == {"execution_id": done.execution_id, "seq": at}
     assert header["execution_id"] == fork_id and "parent" not in header
     strip = lambda r: {k: v for k, v in r.items() if k != "crc"}  # noqa: E731
-    assert [strip(r) for r in forked.records[1:at]] == [strip(r) for r in records[1:at]]  # `at` kept too
+    assert [strip(r) for r in forked.records[1:at]] == [strip(r) for r in recorded[1:at]]  # `at` kept too
     assert forked.records[at]["kind"] == "workflow_resumed"
 
 
 def test_fork_with_a_result_replaced(flows: ModuleType, home: Path) -> None:
     done = flows.order.run(ORDER, store=str(home))
     original = Path(done.journal_path).read_bytes()
-    seq = next(r["seq"] for r in _records(done.journal_path) if r["kind"] == "task_completed" and r["call_id"] == "2")
+    seq = next(r["seq"] for r in records(done.journal_path) if r["kind"] == "task_completed" and r["call_id"] == "2")
     result = _invoke("fork", done.execution_id, "--at", str(seq + 1), "--set-result", f"{seq}=100", "--home", str(home))
     assert result.exit_code == 0, result.output
     assert '"total":125.0' in result.output.replace(" ", "") and f"result of seq {seq} replaced" in result.output
@@ -184,7 +181,7 @@ def test_fork_with_a_result_replaced(flows: ModuleType, home: Path) -> None:
 def test_fork_before_a_pause_stays_paused_until_given_input(flows: ModuleType, home: Path) -> None:
     paused = flows.order.run({**ORDER, "ask": True}, store=str(home))
     assert paused.status == "paused"
-    count = len(_records(paused.journal_path))
+    count = len(records(paused.journal_path))
     made = fork_execution(paused.execution_id, count, store=str(home))
     waiting = _invoke("fork", paused.execution_id, "--at", str(count), "--home", str(home))
     assert "status: paused" in waiting.output
@@ -196,10 +193,10 @@ def test_fork_before_a_pause_stays_paused_until_given_input(flows: ModuleType, h
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--at", "0"], "--at 0: the journal has {count} records"),
-        (["--at", "{over}"], "--at {over}: the journal has {count} records (seq 0 to {last})"),
-        (["--at", "{count}", "--set-result", "2=1"], "--set-result 2: record 2 is task_started, not a result"),
-        (["--at", "3", "--set-result", "3=1"], "--set-result 3: --at 3 keeps only records 0 to 2"),
+        (["--at", "0"], "at=0: the journal has {count} records"),
+        (["--at", "{over}"], "at={over}: the journal has {count} records (seq 0 to {last})"),
+        (["--at", "{count}", "--set-result", "2=1"], "set_result=2: record 2 is task_started, not a result"),
+        (["--at", "3", "--set-result", "3=1"], "set_result=3: at=3 keeps only records 0 to 2"),
         (["--at", "3", "--set-result", "x"], "expected SEQ=JSON"),
         (["--at", "{count}", "--set-result", "3={{"], "the value is not valid JSON"),
     ],
@@ -208,7 +205,7 @@ def test_fork_refuses_bad_positions_and_changes_nothing(
     flows: ModuleType, home: Path, args: list[str], message: str
 ) -> None:
     done = flows.order.run(ORDER, store=str(home))
-    count = len(_records(done.journal_path))
+    count = len(records(done.journal_path))
     values = {"count": count, "over": count + 1, "last": count - 1}
     before = _store_files(home)
     original = Path(done.journal_path).read_bytes()
@@ -249,7 +246,9 @@ def test_golden_journals_pass_with_the_code_that_recorded_them(flows: ModuleType
     assert sorted(p.id for p in params) == sorted(os.listdir(folder))
 
 
-def test_golden_journals_fail_naming_each_journal_a_change_breaks(flows: ModuleType, home: Path, tmp_path: Path) -> None:
+def test_golden_journals_fail_naming_each_journal_a_change_breaks(
+    flows: ModuleType, home: Path, tmp_path: Path
+) -> None:
     folder = _golden_folder(flows, home, tmp_path)
     changed = tmp_path / "shop_next.py"
     changed.write_text(FLOWS.replace("await price(item, qty)", "await price(item, qty + 1)"))
@@ -258,7 +257,7 @@ def test_golden_journals_fail_naming_each_journal_a_change_breaks(flows: ModuleT
     message = str(caught.value)
     assert "2 of 2 golden journals no longer replay" in message
     for name in os.listdir(folder):
-        seq = next(r["seq"] for r in _records(folder / name) if r["kind"] == "task_started")
+        seq = next(r["seq"] for r in records(folder / name) if r["kind"] == "task_started")
         assert f"{folder / name}:{seq + 1}: workflow 'order' asked for price(" in message
     damaged = folder / sorted(os.listdir(folder))[0]
     damaged.write_bytes(damaged.read_bytes()[:40] + b"?" + damaged.read_bytes()[41:])
@@ -266,11 +265,12 @@ def test_golden_journals_fail_naming_each_journal_a_change_breaks(flows: ModuleT
     assert [r.status for r in results] == ["error", "completed"] and "JournalCorruptError" in results[0].message
 
 
+@pytest.mark.slow
 def test_golden_check_fails_a_pytest_run_after_the_code_changed(flows: ModuleType, home: Path, tmp_path: Path) -> None:
     folder = _golden_folder(flows, home, tmp_path)
     check = tmp_path / "test_golden_check.py"
     check.write_text(
-        "import pytest\nfrom flux.golden import assert_golden, golden_params\n\n"
+        "import pytest\nfrom flux.golden import assert_golden, golden_params\n\nimport shop  # noqa: F401\n\n"
         f"@pytest.mark.parametrize('journal', golden_params({str(folder)!r}))\n"
         "def test_journal_replays(journal):\n    assert_golden(journal)\n"
     )

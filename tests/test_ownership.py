@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,34 +14,14 @@ import pytest
 
 from flux._engine.errors import DurabilityError, ExecutionLockedError, JournalCorruptError
 from flux._engine.journal import FORMAT_VERSION, read_journal
-from flux._engine.stores.files import FileWriter as JournalWriter
 from flux._engine.stores.files import FileStore
+from flux._engine.stores.files import FileWriter as JournalWriter
 from tests.conftest import flux_cmd, flux_popen
+from tests.support.flows import SQUARES, flows_file
+from tests.support.processes import wait_for
+from tests.support.projects import count_records, only_journal, run_env, write_project
 
 EID = "owner-1"
-
-SLOW = textwrap.dedent(
-    """
-    import asyncio
-    import os
-
-    from flux import ExecutionContext, task, workflow
-
-
-    @task
-    async def step(i: int) -> int:
-        await asyncio.sleep(float(os.environ.get("STEP_DELAY", "0")))
-        return i * 3
-
-
-    @workflow
-    async def slow(ctx: ExecutionContext[int]) -> int:
-        total = 0
-        for i in range(ctx.input):
-            total += await step(i)
-        return total
-    """
-)
 
 
 def _header(execution_id: str = EID) -> dict[str, Any]:
@@ -67,20 +45,16 @@ def _records(path: str) -> list[dict[str, Any]]:
 
 @pytest.mark.slow
 def test_a_stopped_owner_keeps_its_execution_and_finishes_after_it_continues(tmp_path: Path) -> None:
-    (tmp_path / "flows.py").write_text(SLOW)
-    env = {"STEP_DELAY": "0.1"}
-    owner = flux_popen("exec", "flows.py", "slow", "--input", "8", cwd=tmp_path, env=env)
-    folder = tmp_path / ".flux" / "executions"
+    project = write_project(tmp_path, flows_file(SQUARES))
+    env = run_env(project, STEP_DELAY="0.1")
+    owner = flux_popen("exec", "flows.py", "squares", "--input", "8", cwd=project, env=env)
     try:
-        deadline = time.monotonic() + 30
-        while not (folder.is_dir() and any(folder.glob("*.jsonl")) and b"task_completed" in next(folder.glob("*.jsonl")).read_bytes()):
-            assert time.monotonic() < deadline, "the owner never completed a task"
-            time.sleep(0.01)
-        journal = next(folder.glob("*.jsonl"))
+        wait_for(lambda: count_records(project, "task_completed") >= 1, proc=owner, what="the owner to complete a task")
+        journal = only_journal(project)
         os.kill(owner.pid, signal.SIGSTOP)
         try:
             before = journal.read_bytes()
-            second = flux_cmd("resume", journal.stem, cwd=tmp_path, env=env)
+            second = flux_cmd("resume", journal.stem, cwd=project, env=env)
             assert second.returncode == 2
             assert "ExecutionLockedError" in second.stderr and f"pid {owner.pid}" in second.stderr
             assert journal.read_bytes() == before  # the refused resumer wrote nothing
@@ -92,7 +66,7 @@ def test_a_stopped_owner_keeps_its_execution_and_finishes_after_it_continues(tmp
             owner.kill()
             owner.communicate()
     assert owner.returncode == 0, err
-    assert f"output: {sum(i * 3 for i in range(8))}" in out
+    assert f"output: {sum(i * i for i in range(8))}" in out
     records = read_journal(str(journal), journal.stem).records
     assert [r["kind"] for r in records].count("workflow_resumed") == 0
     assert records[-1]["kind"] == "workflow_completed"

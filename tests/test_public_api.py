@@ -13,10 +13,30 @@ import flux.errors
 from flux.domain.events import ExecutionEventType
 
 SURFACE = {
-    "flux": ["ExecutionContext", "ExecutionEvent", "ExecutionEventType", "Saga", "TaskFunction", "Workflow", "task", "workflow"],
+    "flux": [
+        "ExecutionContext",
+        "ExecutionEvent",
+        "ExecutionEventType",
+        "Saga",
+        "TaskFunction",
+        "Workflow",
+        "task",
+        "workflow",
+    ],
     "flux.tasks": [
-        "Graph", "GraphError", "call", "choice", "idempotency_key", "now", "parallel", "pause", "pipeline",
-        "randint", "randrange", "sleep", "uuid4",
+        "Graph",
+        "GraphError",
+        "call",
+        "choice",
+        "idempotency_key",
+        "now",
+        "parallel",
+        "pause",
+        "pipeline",
+        "randint",
+        "randrange",
+        "sleep",
+        "uuid4",
     ],
     "flux.clock": ["Clock", "SystemClock", "VirtualClock"],
     "flux.output_storage": ["LocalFileStorage", "OutputStorage"],
@@ -27,12 +47,36 @@ SURFACE = {
     "flux.domain.events": ["ExecutionEvent", "ExecutionEventType"],
     "flux.golden": ["GoldenResult", "assert_golden", "golden_params", "journals_in", "replay_folder", "replay_one"],
     "flux.errors": [
-        "CompensationError", "ExecutionTimeoutError", "FallbackError", "RetryError", "RollbackError",
-        "DecodeError", "DurabilityError", "EncodeError", "EngineError", "ExecutionError", "ExecutionLockedError",
-        "ExecutionNotFoundError", "ExecutionStateError", "FluxError", "InvalidExecutionIdError", "InvalidOptionError",
-        "JournalCorruptError", "NondeterminismError", "RecordedError", "UnsafePathError", "WorkflowLoadError",
-        "BlobError", "DeterminismError", "GraphError", "OutsideWorkflowError", "OwnershipLostError",
-        "RecordTooLargeError", "SecretError", "StoreError", "ExecutionExistsError",
+        "AmbiguousExecutionIdError", "CompensationError",
+        "ExecutionTimeoutError",
+        "FallbackError",
+        "RetryError",
+        "RollbackError",
+        "DecodeError",
+        "DurabilityError",
+        "EncodeError",
+        "EngineError",
+        "ExecutionError",
+        "ExecutionLockedError",
+        "ExecutionNotFoundError",
+        "ExecutionStateError",
+        "FluxError",
+        "InvalidExecutionIdError",
+        "InvalidOptionError",
+        "JournalCorruptError",
+        "NondeterminismError",
+        "RecordedError",
+        "UnsafePathError",
+        "WorkflowLoadError",
+        "BlobError",
+        "DeterminismError",
+        "GraphError",
+        "OutsideWorkflowError",
+        "OwnershipLostError",
+        "RecordTooLargeError",
+        "SecretError",
+        "StoreError",
+        "ExecutionExistsError",
     ],
 }
 
@@ -108,7 +152,8 @@ def test_engine_never_imports_flux_or_cli() -> None:
                 assert name.startswith("flux._engine"), f"{path.name} imports {name}"
 
 
-def test_a_project_with_its_own_engine_and_cli_modules_works(tmp_path: "pathlib.Path") -> None:
+@pytest.mark.slow
+def test_a_project_with_its_own_engine_and_cli_modules_works(tmp_path: pathlib.Path) -> None:
     """Flux installs no generic top-level package: a user's `engine.py` and `cli.py` are theirs,
     under `import flux` and under `flux exec`."""
     import subprocess
@@ -130,12 +175,21 @@ def test_a_project_with_its_own_engine_and_cli_modules_works(tmp_path: "pathlib.
     env["FLUX_HOME"] = str(tmp_path / "store")
     probe = subprocess.run(
         [sys.executable, "-c", "import engine, cli, flux, flux.errors, flux.tasks; print(engine.NAME, '|', cli.NAME)"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert probe.returncode == 0, probe.stderr
     assert probe.stdout.strip() == "the project engine | the project cli"
     ran = subprocess.run(
-        [sys.executable, "-m", "flux", "exec", "app.py", "wf"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "flux", "exec", "app.py", "wf"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert ran.returncode == 0, ran.stderr
     assert "the project engine and the project cli" in ran.stdout

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -47,6 +48,7 @@ def completed_tags(records: list[dict[str, Any]]) -> list[Any]:
     return [started[r["call_id"]]["args"][0] for r in records if r["kind"] in ("task_completed", "task_failed")]
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(program=programs)
 def test_crash_after_any_record_then_resume_gives_the_same_output(program: list[Any], tmp_path_factory: Any) -> None:

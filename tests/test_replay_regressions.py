@@ -7,24 +7,19 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
-from typer.testing import CliRunner
 
 from flux import ExecutionContext, Saga, runner, task, workflow
-from flux._cli.main import app
 from flux.client import Client
 from flux.debug import replay
 from flux.errors import ExecutionStateError
 from flux.golden import replay_one
 from flux.recover import recover_store
 from flux.tasks import call, now, pause, sleep
+from tests.support.cli import invoke
+from tests.support.journals import cut_after, records
 
 RAN: list[str] = []
-
-
-def _records(path: str | Path) -> list[dict[str, Any]]:
-    return [orjson.loads(line) for line in Path(path).read_bytes().splitlines()]
 
 
 # -- a task whose body calls tasks, sleep and now ------------------------------------------------
@@ -56,7 +51,7 @@ def test_a_task_whose_body_awaited_tasks_sleep_and_now_resumes_after_a_pause(hom
     RAN.clear()
     first = nested.run(1)
     assert first.status == "paused"
-    calls = {r["call_id"]: r["kind"] for r in _records(first.journal_path) if "call_id" in r}
+    calls = {r["call_id"]: r["kind"] for r in records(first.journal_path) if "call_id" in r}
     assert calls["1.1"] == "task_completed" and calls["1.2"] == "value_recorded" and calls["1.3"] == "timer_fired"
     RAN.clear()
     done = nested.resume(first.execution_id, 10)
@@ -68,11 +63,8 @@ def test_a_task_whose_body_awaited_tasks_sleep_and_now_resumes_after_a_pause(hom
 
 def test_a_crash_after_such_a_task_resumes_and_recovers(home: Path) -> None:
     first = nested.run(2)
-    path = Path(first.journal_path)
-    lines = path.read_bytes().splitlines(keepends=True)
     # The process died right after the outer task's result was written.
-    cut = next(i for i, line in enumerate(lines) if b'"task_completed"' in line and b'"call_id":"1"' in line) + 1
-    path.write_bytes(b"".join(lines[:cut]))
+    cut_after(first, kind="task_completed", call_id="1")
     RAN.clear()
     [row] = recover_store(str(home))
     assert row.error is None and row.status == "paused", row.error
@@ -99,7 +91,7 @@ def test_a_retry_runs_the_nested_calls_of_its_own_attempt_and_replays(home: Path
     RAN.clear()
     first = retried.run(3)
     assert first.status == "paused", first.output
-    started = [r["call_id"] for r in _records(first.journal_path) if r["kind"] == "task_started"]
+    started = [r["call_id"] for r in records(first.journal_path) if r["kind"] == "task_started"]
     assert started == ["1", "1.1", "1.a1.1"]  # the retry's nested call has an id of its own
     assert retried.resume(first.execution_id, None).output == 4
 
@@ -132,12 +124,12 @@ def test_a_cancelled_pause_replays_as_recorded_everywhere(home: Path) -> None:
     assert first.status == "paused"
     assert runner.cancel_execution(first.execution_id) == "cancelled"
     assert RAN == ["unbook booked 4"]
-    kinds = [r["kind"] for r in _records(first.journal_path)]
+    kinds = [r["kind"] for r in records(first.journal_path)]
     assert kinds[-1] == "workflow_cancelled" and "cancel_requested" in kinds
     report = replay(first.journal_path)
     assert report.divergence is None and report.matches and report.status == "cancelled", report.note
     assert replay_one(first.journal_path).ok
-    result = CliRunner().invoke(app, ["replay", first.execution_id, "--store", str(home)])
+    result = invoke("replay", first.execution_id, "--store", str(home))
     assert result.exit_code == 0, result.output
 
 
@@ -155,16 +147,16 @@ def test_two_pauses_wait_at_once_and_each_gets_its_own_answer(home: Path) -> Non
     view = Client(str(home)).view(first.execution_id)
     assert sorted(w.name for w in view.waiting) == ["a", "b"]
     # Without a name, the resume is refused: one input cannot answer two pauses.
-    refused = CliRunner().invoke(app, ["resume", first.execution_id, "--input", '"x"'])
+    refused = invoke("resume", first.execution_id, "--input", '"x"')
     assert refused.exit_code == 2 and "ExecutionStateError" in refused.output and "2 pauses" in refused.output
     assert Client(str(home)).view(first.execution_id).status == "paused"
     with pytest.raises(ExecutionStateError, match="no pause 'c'"):
         two_gates.resume(first.execution_id, "x", pause="c")
-    after_a = CliRunner().invoke(app, ["resume", first.execution_id, "--input", '"for a"', "--pause", "a"])
+    after_a = invoke("resume", first.execution_id, "--input", '"for a"', "--pause", "a")
     assert after_a.exit_code == 0, after_a.output
     assert "status: paused" in after_a.output
     assert [w.name for w in Client(str(home)).view(first.execution_id).waiting] == ["b"]
-    assert _records(first.journal_path)[-1]["kind"] == "workflow_suspended"
+    assert records(first.journal_path)[-1]["kind"] == "workflow_suspended"
     done = two_gates.resume(first.execution_id, "for b")  # the only one left: no name needed
     assert done.status == "completed" and done.output == ["for a", "for b"]
     assert replay(done.journal_path).matches
@@ -212,7 +204,8 @@ def test_cancelling_a_running_parent_cancels_its_running_child(home: Path) -> No
             child_id = f"{handle.execution_id}-1"
             for _ in range(500):  # until the child's slow task body runs
                 if client.store.exists(child_id) and any(
-                    r["kind"] == "task_started" and r["name"] == "slow_step" for r in client.store.read(child_id).records
+                    r["kind"] == "task_started" and r["name"] == "slow_step"
+                    for r in client.store.read(child_id).records
                 ):
                     break
                 await asyncio.sleep(0.01)
@@ -221,7 +214,7 @@ def test_cancelling_a_running_parent_cancels_its_running_child(home: Path) -> No
 
     status, child_id = asyncio.run(scenario())
     assert status == "cancelled"
-    child = _records(home / "executions" / f"{child_id}.jsonl")
+    child = records(home / "executions" / f"{child_id}.jsonl")
     assert child[-1]["kind"] == "workflow_cancelled"
     assert any(r["kind"] == "task_cancelled" for r in child)
     assert RAN == ["unbook booked 5"]  # the child's saga compensated
@@ -233,9 +226,9 @@ def test_cancelling_a_paused_parent_cancels_the_child_it_waits_in(home: Path) ->
     first = parent_of_gate.run(6)
     assert first.status == "paused"
     assert runner.cancel_execution(first.execution_id) == "cancelled"
-    child = _records(home / "executions" / f"{first.execution_id}-1.jsonl")
+    child = records(home / "executions" / f"{first.execution_id}-1.jsonl")
     assert child[-1]["kind"] == "workflow_cancelled"
     assert RAN == ["unbook booked 6"]
-    parent_records = _records(first.journal_path)
+    parent_records = records(first.journal_path)
     assert parent_records[-1]["kind"] == "workflow_cancelled"
     assert replay(first.journal_path).matches

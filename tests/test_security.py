@@ -93,6 +93,7 @@ def _header(execution_id: str, input: Any = None, code: dict[str, Any] | None = 
             "code": code or {}, "input": input, "created": "2026-01-01T00:00:00.000000+00:00"}
 
 
+@pytest.mark.slow
 def test_show_list_and_reading_crafted_journals_run_nothing(tmp_path: Path) -> None:
     canary = tmp_path / "canary"
     evil = tmp_path / "evil.py"
@@ -123,7 +124,9 @@ BAD_IDS = ["..", "../x", "a/b", "/etc/passwd", ".hidden", "-rf", "_x", "a\x00b",
 
 
 @pytest.mark.parametrize("bad", BAD_IDS)
-def test_an_execution_id_that_could_name_another_path_is_refused_before_any_path_is_built(tmp_path: Path, bad: str) -> None:
+def test_an_execution_id_that_could_name_another_path_is_refused_before_any_path_is_built(
+    tmp_path: Path, bad: str
+) -> None:
     home = tmp_path / "store"
     store = FileStore(str(home))
     for attempt in (
@@ -138,11 +141,13 @@ def test_an_execution_id_that_could_name_another_path_is_refused_before_any_path
     assert not home.exists() or list(home.rglob("*")) == [home / "executions"] or list(home.rglob("*")) == []
 
 
+@pytest.mark.slow
 def test_the_command_line_refuses_bad_ids_in_one_line(tmp_path: Path) -> None:
     for command in ("show", "resume"):
         result = flux_cmd(command, "../../etc/passwd", "--home", str(tmp_path / "store"), cwd=tmp_path)
         assert result.returncode == 2
-        assert result.stderr.strip().startswith("InvalidExecutionIdError:") and len(result.stderr.strip().splitlines()) == 1
+        assert result.stderr.strip().startswith("InvalidExecutionIdError:")
+        assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_file_names_in_the_store_that_are_not_ids_are_ignored(tmp_path: Path) -> None:
@@ -207,6 +212,7 @@ def _modes(home: Path) -> dict[str, int]:
     return {str(p.relative_to(home)): stat.S_IMODE(p.lstat().st_mode) for p in [home, *home.rglob("*")]}
 
 
+@pytest.mark.slow
 def test_every_file_of_a_store_is_private_to_its_owner_even_with_a_permissive_umask(tmp_path: Path) -> None:
     (tmp_path / "flows.py").write_text(WORKFLOW)
     home = tmp_path / "store"
@@ -223,8 +229,10 @@ def test_every_file_of_a_store_is_private_to_its_owner_even_with_a_permissive_um
     runner = tmp_path / "run_flux.py"
     runner.write_text(script)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    first = subprocess.run([sys.executable, str(runner), "exec", "flows.py", "private", "--input", "5000", "--home", str(home)],
-                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    first = subprocess.run(
+        [sys.executable, str(runner), "exec", "flows.py", "private", "--input", "5000", "--home", str(home)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )
     assert "status: paused" in first.stdout, first.stderr
     execution_id = next((home / "executions").glob("*.jsonl")).stem
     journal = home / "executions" / f"{execution_id}.jsonl"

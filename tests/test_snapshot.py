@@ -10,13 +10,13 @@ from typing import Any
 import orjson
 import pytest
 
+from flux import ExecutionContext, task, workflow
 from flux._engine.clock import VirtualClock
 from flux._engine.errors import JournalCorruptError
-from flux._engine.journal import encode_line_body, read_journal, seed_for
 from flux._engine.history import History as ReplayIndex
+from flux._engine.journal import encode_line_body, read_journal, seed_for
 from flux._engine.snapshot import Snapshot
 from flux._engine.stores.files import FileStore
-from flux import ExecutionContext, task, workflow
 from flux.errors import ExecutionError
 from flux.tasks import now, pause, sleep
 
@@ -225,7 +225,9 @@ def test_a_snapshot_that_is_a_symbolic_link_is_neither_read_nor_written_through(
     # A lying snapshot outside the store, sealed with a good checksum: double(0) "returned" 999.
     body = real.read_bytes()
     body = body[: body.rindex(b',"crc":"')] + b"}"
-    lie = encode_line_body(body.replace(b'"double",[0],null,0,', b'"double",[0],null,999,'), seed_for(first.execution_id))
+    lie = encode_line_body(
+        body.replace(b'"double",[0],null,0,', b'"double",[0],null,999,'), seed_for(first.execution_id)
+    )
     assert Snapshot.parse(lie, first.execution_id) is not None and lie != real.read_bytes()
     target = tmp_path / "outside.index"
     target.write_bytes(lie)

@@ -5,7 +5,6 @@ left by the earlier pause still serves for the prefix it covers."""
 from __future__ import annotations
 
 import shutil
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -14,19 +13,14 @@ import pytest
 
 from flux._engine.snapshot import Snapshot
 from tests.conftest import flux_cmd
+from tests.support.flows import flows_file
+from tests.support.projects import executions, only_journal, run_env, run_log, write_project
 
-FLOWS = textwrap.dedent(
+FLOWS = flows_file(
     """
-    import os
-
-    from flux import ExecutionContext, task, workflow
-    from flux.tasks import pause
-
-
     @task
     async def step(i: int) -> int:
-        with open(os.environ["RUN_LOG"], "a") as f:
-            f.write(f"{i}\\n")
+        log(str(i))
         return i * i
 
 
@@ -45,20 +39,20 @@ EXPECTED = [[i * i for i in range(TASKS)] + [(100 + i) ** 2 for i in range(TASKS
 
 
 def _paused_at_first(project: Path) -> str:
-    (project / "flows.py").write_text(FLOWS)
+    write_project(project, FLOWS)
     done = flux_cmd("exec", "flows.py", "two_pauses", "--input", str(TASKS), cwd=project, env=_env(project))
     assert done.returncode == 0, done.stderr
-    (journal,) = (project / ".flux" / "executions").glob("*.jsonl")
+    journal = only_journal(project)
     assert journal.with_suffix(".index").exists()
     return journal.stem
 
 
 def _env(project: Path, **extra: str) -> dict[str, str]:
-    return {"RUN_LOG": str(project / "runs.log"), "FLUX_HOME": str(project / ".flux"), **extra}
+    return run_env(project, FLUX_HOME=str(project / ".flux"), **extra)
 
 
 def _last(project: Path, execution_id: str) -> dict[str, Any]:
-    journal = project / ".flux" / "executions" / f"{execution_id}.jsonl"
+    journal = executions(project) / f"{execution_id}.jsonl"
     return orjson.loads(journal.read_bytes().splitlines()[-1])
 
 
@@ -68,7 +62,9 @@ def _syncs_of_the_resume(tmp_path: Path) -> int:
     project.mkdir()
     execution_id = _paused_at_first(project)
     log = project / "syncs.log"
-    done = flux_cmd("resume", execution_id, "--input", '"a"', cwd=project, env=_env(project, FLUX_TEST_SYNC_LOG=str(log)))
+    done = flux_cmd(
+        "resume", execution_id, "--input", '"a"', cwd=project, env=_env(project, FLUX_TEST_SYNC_LOG=str(log))
+    )
     assert done.returncode == 0, done.stderr
     return len(log.read_text().splitlines())
 
@@ -81,7 +77,7 @@ def test_a_resume_killed_after_any_sync_resumes_to_the_same_output(tmp_path: Pat
         project = tmp_path / f"kill-{kill_at}"
         project.mkdir()
         execution_id = _paused_at_first(project)
-        snapshot_path = project / ".flux" / "executions" / f"{execution_id}.index"
+        snapshot_path = executions(project) / f"{execution_id}.index"
         first_snapshot = Snapshot.parse(snapshot_path.read_bytes(), execution_id)
         assert first_snapshot is not None
 
@@ -115,6 +111,6 @@ def test_a_resume_killed_after_any_sync_resumes_to_the_same_output(tmp_path: Pat
         assert (last["kind"], last["value"]) == ("workflow_completed", EXPECTED), kill_at
         assert not snapshot_path.exists()
         # At-least-once bodies: only a step running when the process died may have run twice.
-        ran = (project / "runs.log").read_text().split()
+        ran = run_log(project)
         assert len(ran) - len(set(ran)) <= 1, (kill_at, ran)
         shutil.rmtree(project)

@@ -23,10 +23,10 @@ from hypothesis import strategies as st
 
 import flux.errors
 import flux.testing
+from flux import ExecutionContext, workflow
 from flux._engine.clock import VirtualClock
 from flux._engine.errors import InvalidOptionError, WorkflowLoadError
 from flux._engine.history import History as ReplayIndex
-from flux import ExecutionContext, workflow
 from flux.testing import DeterminismError, check_once, check_workflow
 from flux.testing._check import _cut_points
 from flux.testing._compare import difference
@@ -48,7 +48,10 @@ def statuses(report: flux.testing.CheckReport) -> dict[str, str]:
 
 def test_public_surface() -> None:
     assert sorted(flux.testing.__all__) == sorted(
-        ["PROPERTIES", "CheckReport", "DeterminismError", "PropertyResult", "check_file", "check_once", "check_workflow"]
+        [
+            "PROPERTIES", "CheckReport", "DeterminismError", "PropertyResult",
+            "check_file", "check_once", "check_workflow",
+        ]
     )
     assert issubclass(DeterminismError, AssertionError)
     assert issubclass(DeterminismError, flux.errors.FluxError)
@@ -57,6 +60,7 @@ def test_public_surface() -> None:
 # -- a correct workflow passes ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_correct_workflow_passes_every_property_for_generated_inputs(tmp_path: Path) -> None:
     check_workflow(
         W.fulfil,
@@ -78,7 +82,7 @@ def test_check_once_runs_every_property_and_counts_the_runs() -> None:
     assert report.output == {"totals": [36, 12, 24], "approval": "yes", "reservation": "reserved 3", "sum": 72}
     runs = {r.name: r.runs for r in report.results}
     assert runs == {"run": 1, "resume": report.records - 1, "no-rerun": report.records - 1, "replay": 1,
-                    "replay-subprocess": 1, "completion-order": 2}
+                    "replay-subprocess": 8, "completion-order": 2}
     assert report.store is None
 
 
@@ -124,7 +128,7 @@ def test_reading_the_wall_clock_is_caught_with_the_smallest_input_and_the_cut(tm
     assert "interrupted after record seq=3 (task_completed, call 1) of 7, then resumed:" in message
     assert "the resumed run returned {'quote': 0, 'escalated': False}" in message
     assert "(output['escalated']: got False, expected True)" in message
-    kept = [p for p in tmp_path.iterdir()]
+    kept = list(tmp_path.iterdir())
     assert len(kept) == 1 and f"journals kept in {kept[0]}" in message  # only the reported example's store
     assert (kept[0] / "cut-3" / "executions").is_dir()
 
@@ -150,6 +154,7 @@ def test_using_random_directly_is_caught_where_the_runs_part() -> None:
                      r".* but the journal recorded ship\(0, \"\w+\"\) there", report.results[3].detail)
 
 
+@pytest.mark.slow
 def test_iterating_a_set_of_strings_is_caught_by_the_replay_in_another_process() -> None:
     with pytest.raises(DeterminismError) as info:
         check_workflow(W.greet_team, st.integers(0, 1000), max_examples=3)
@@ -158,8 +163,11 @@ def test_iterating_a_set_of_strings_is_caught_by_the_replay_in_another_process()
     print(message)
     assert (err.property, err.seq, err.input) == ("replay-subprocess", None, 0)
     assert "- replay-subprocess: replaying it in another process, with another PYTHONHASHSEED" in message
-    assert re.search(r"replayed with PYTHONHASHSEED=\d: NondeterminismError: .*\.jsonl:\d+: workflow 'greet_team' "
-                     r"asked for greet\(\"\w+\", 0\) at call \d+ .* but the journal recorded greet\(\"\w+\", 0\)", message)
+    assert re.search(
+        r"replayed with PYTHONHASHSEED=\d: NondeterminismError: .*\.jsonl:\d+: workflow 'greet_team' "
+        r"asked for greet\(\"\w+\", 0\) at call \d+ .* but the journal recorded greet\(\"\w+\", 0\)",
+        message,
+    )
     # In one process the order of the set is the same on every run: only the other process sees it.
     report = check_once(W.greet_team, 0)
     assert statuses(report) == {"run": "pass", "resume": "pass", "no-rerun": "pass", "replay": "pass",
@@ -328,8 +336,8 @@ def test_outputs_are_compared_strictly(expected: Any, actual: Any, found: str) -
 
 
 def test_strict_comparison_accepts_equal_values_and_sees_missing_attributes() -> None:
-    same = [math.nan, {"k": (1, b"x")}, dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc), Box(3), ValueError("x")]
-    again = [math.nan, {"k": (1, b"x")}, dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc), Box(3), ValueError("x")]
+    same = [math.nan, {"k": (1, b"x")}, dt.datetime(2026, 1, 1, tzinfo=dt.UTC), Box(3), ValueError("x")]
+    again = [math.nan, {"k": (1, b"x")}, dt.datetime(2026, 1, 1, tzinfo=dt.UTC), Box(3), ValueError("x")]
     assert difference(same, again) is None
     rebuilt = Box.__new__(Box)  # what the codec does: no __init__, so no __post_init__
     object.__setattr__(rebuilt, "size", 3)
@@ -339,6 +347,7 @@ def test_strict_comparison_accepts_equal_values_and_sees_missing_attributes() ->
 # -- one line in a user's test: the pytest fixture, and the command line -----------------------
 
 
+@pytest.mark.slow
 def test_the_pytest_plugin_gives_a_one_line_fixture(tmp_path: Path) -> None:
     (tmp_path / "test_user.py").write_text(
         textwrap.dedent(
@@ -362,9 +371,12 @@ def test_the_pytest_plugin_gives_a_one_line_fixture(tmp_path: Path) -> None:
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "1 failed, 1 passed" in proc.stdout
     assert "DeterminismError: workflow 'dispatch' is not deterministic for input 0:" in proc.stdout
-    assert "interrupted after record seq=0 (header) of 7, then resumed: the resumed run asked for ship(0," in proc.stdout
+    assert (
+        "interrupted after record seq=0 (header) of 7, then resumed: the resumed run asked for ship(0," in proc.stdout
+    )
 
 
+@pytest.mark.slow
 def test_flux_check_command_prints_a_table_and_exits_1_on_failure(tmp_path: Path) -> None:
     proc = flux_cmd(
         "check", WORKFLOWS, "dispatch", "--input", "3", "--cuts", "6", "--tmp-dir", str(tmp_path), cwd=tmp_path,
@@ -376,9 +388,11 @@ def test_flux_check_command_prints_a_table_and_exits_1_on_failure(tmp_path: Path
     assert "NondeterminismError" in proc.stdout and "not deterministic; journals kept in" in proc.stdout
 
 
+@pytest.mark.slow
 def test_flux_check_command_exits_0_when_every_property_holds(tmp_path: Path) -> None:
     proc = flux_cmd(
-        "check", WORKFLOWS, "fulfil", "--input", "[2, 5]", "--resume-input", '"ok"', cwd=tmp_path, env={"COLUMNS": "300"}
+        "check", WORKFLOWS, "fulfil", "--input", "[2, 5]", "--resume-input", '"ok"',
+        cwd=tmp_path, env={"COLUMNS": "300"},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for name in flux.testing.PROPERTIES:
@@ -399,3 +413,9 @@ def test_flux_check_command_exits_2_on_bad_input(tmp_path: Path, args: list[str]
     proc = flux_cmd("check", WORKFLOWS, *args, cwd=tmp_path)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert error in proc.stderr
+
+
+def test_a_small_set_iterated_is_caught_on_every_check() -> None:
+    for _ in range(3):
+        report = check_once(W.greet_trio, 1)
+        assert report.first_failure is not None and report.first_failure.name == "replay-subprocess", report.describe()

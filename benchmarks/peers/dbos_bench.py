@@ -26,8 +26,8 @@ import os
 import shutil
 import sys
 import tempfile
-from importlib.metadata import version
 from collections.abc import Callable
+from importlib.metadata import version
 from typing import Any
 
 from _common import BenchmarkError, Workload, emit, expect, parse_args, run_workloads, unavailable

@@ -77,7 +77,10 @@ async def paused_at_end(ctx: ExecutionContext[int]):
 
 
 def _completed(ctx: Any, expected: Any, what: str) -> None:
-    expect(ctx.has_succeeded and ctx.output == expected, f"{what} ended {ctx.state} with {ctx.output!r}, expected {expected!r}")
+    expect(
+        ctx.has_succeeded and ctx.output == expected,
+        f"{what} ended {ctx.state} with {ctx.output!r}, expected {expected!r}",
+    )
 
 
 def run_one(wf: Any, n: int, expected: Any) -> Workload:
@@ -128,7 +131,9 @@ def concurrent(executions: int, tasks: int) -> Workload:
 def main() -> int:
     assert ARGS is not None
     n = ARGS.tasks
-    workloads = [run_one(sequential, n, n), run_one(parallel, n, n * (n - 1) // 2), resume_paused(n), concurrent(100, 10)]
+    workloads = [
+        run_one(sequential, n, n), run_one(parallel, n, n * (n - 1) // 2), resume_paused(n), concurrent(100, 10)
+    ]
 
     def warm_up() -> None:  # the schema migration, registration of each workflow, first-call caches
         sequential.run(10)

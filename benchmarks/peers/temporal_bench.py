@@ -111,7 +111,9 @@ STORES = {
 
 
 def _store_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--store", choices=sorted(STORES), default="memory", help="where the dev server keeps its state")
+    parser.add_argument(
+        "--store", choices=sorted(STORES), default="memory", help="where the dev server keeps its state"
+    )
 
 
 # -- the dev server ----------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import logging
 import os
 import re
 import socket
@@ -49,11 +50,11 @@ from flux._engine.journal import (
     FILE_MODE,
     BufferedWriter,
     JournalRead,
-    check_journal,
     Known,
     Records,
     Visit,
-    encode_line,
+    check_journal,
+    encode_record_line,
     read_journal,
     read_regular_file,
     seed_for,
@@ -62,6 +63,8 @@ from flux._engine.records import Status
 from flux._engine.store import ExecutionSummary, Page, is_execution_id, page_of, validate_execution_id
 
 __all__ = ["FileStore", "FileWriter", "fsync_dir"]
+
+log = logging.getLogger("flux")
 
 DIR_MODE = 0o700
 _HOLDER_BYTES = 256  # a lock file's size: the holder's pid, host and start time, space-padded
@@ -102,7 +105,9 @@ def _store_errors(path: str, doing: str) -> Iterator[None]:
         raise
     except OSError as err:
         if err.errno == errno.ELOOP:
-            raise UnsafePathError(errno.ELOOP, f"{err.filename or path}: is a symbolic link; the store never follows links, remove it") from err
+            raise UnsafePathError(
+                errno.ELOOP, f"{err.filename or path}: is a symbolic link; the store never follows links, remove it"
+            ) from err
         if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             hint = "check its permissions (the store must be writable by this user)"
         elif err.errno in (errno.ENOTDIR, errno.EEXIST):
@@ -191,7 +196,9 @@ class FileWriter(BufferedWriter):
 class FileLease:
     """Ownership of one execution: its two flocks and its open writer."""
 
-    def __init__(self, read: JournalRead, writer: FileWriter, lock_fd: int, journal_lock_fd: int, owner: dict[str, Any]) -> None:
+    def __init__(
+        self, read: JournalRead, writer: FileWriter, lock_fd: int, journal_lock_fd: int, owner: dict[str, Any]
+    ) -> None:
         self.read = read
         self.writer = writer
         self.owner = owner
@@ -251,10 +258,20 @@ class _Blobs:
         return os.path.join(self._home, "blobs", digest + ".json")
 
     def put(self, data: bytes) -> str:
+        """Stores `data` under its SHA-256, durable before this returns.
+
+        Raises:
+            DurabilityError: when it cannot be written (nothing is left behind).
+        """
         digest = hashlib.sha256(data).hexdigest()
-        folder = _private_dir(self._home, "blobs")
-        if not os.path.exists(os.path.join(folder, digest + ".json")):
-            _write_atomically(folder, digest + ".json", data)
+        path = os.path.join(self._home, "blobs", digest + ".json")
+        try:
+            folder = _private_dir(self._home, "blobs")
+            if not os.path.exists(path):
+                _write_atomically(folder, digest + ".json", data)
+        except (OSError, StoreError) as err:
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+            raise DurabilityError(f"{path}: writing the stored output failed ({reason}); stopped") from err
         return digest
 
     def get(self, digest: str) -> bytes:
@@ -284,15 +301,25 @@ class _Cache:
         _write_atomically(_private_dir(self._home, "cache"), key + ".json", data)
 
     def clear(self) -> int:
+        """Deletes every cache entry (`<sha256>.json`) and nothing else; a `cache/` that is a
+        symbolic link is refused, never followed."""
         folder = os.path.join(self._home, "cache")
         try:
+            if stat.S_ISLNK(os.lstat(folder).st_mode):
+                raise UnsafePathError(
+                    errno.ELOOP, f"{folder}: is a symbolic link; the store never follows links, remove it"
+                )
             names = os.listdir(folder)
         except FileNotFoundError:
             return 0
-        for name in names:
+        entries = [n for n in names if _CACHE_ENTRY.fullmatch(n)]
+        for name in entries:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(folder, name))
-        return len(names)
+        return len(entries)
+
+
+_CACHE_ENTRY = re.compile(r"[0-9a-f]{64}\.json")
 
 
 class FileStore:
@@ -415,6 +442,8 @@ class FileStore:
             DurabilityError: when the journal cannot be written.
         """
         path = self.journal_path(execution_id)
+        header["seq"] = 0
+        data = encode_record_line(header, seed_for(execution_id))  # too large: refused before anything is made
         if os.path.lexists(path):
             raise ExecutionExistsError(execution_id, self.dir)
         self._ensure_dirs()
@@ -429,8 +458,6 @@ class FileStore:
                 os.unlink(tmp)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
             try:
-                header["seq"] = 0
-                data = encode_line(header, seed_for(execution_id))
                 if os.write(fd, data) != len(data):
                     # A journal must never appear with half a header (SPEC.md 2.2).
                     raise OSError(errno.ENOSPC, "short write of the journal header")
@@ -457,7 +484,9 @@ class FileStore:
             raise
         return FileLease(read, writer, lock_fd, journal_lock_fd, owner)
 
-    def acquire(self, execution_id: str, durability: str, visit: Visit | None = None, known: Known | None = None) -> FileLease:
+    def acquire(
+        self, execution_id: str, durability: str, visit: Visit | None = None, known: Known | None = None
+    ) -> FileLease:
         """Locks an execution, reads its journal and opens it for appending. `visit` and `known`
         are as for `check_journal`.
 
@@ -490,9 +519,13 @@ class FileStore:
         except FileNotFoundError:
             raise ExecutionNotFoundError(execution_id, self.home) from None
         except OSError as err:
-            raise StoreError(f"{path}: cannot read the journal ({err.strerror or err}); check the store's path") from err
+            raise StoreError(
+                f"{path}: cannot read the journal ({err.strerror or err}); check the store's path"
+            ) from err
         if stat.S_ISLNK(st.st_mode):
-            raise UnsafePathError(errno.ELOOP, f"{path}: is a symbolic link; journals are never read through links, remove it")
+            raise UnsafePathError(
+                errno.ELOOP, f"{path}: is a symbolic link; journals are never read through links, remove it"
+            )
         if not stat.S_ISREG(st.st_mode):
             raise UnsafePathError(errno.EINVAL, f"{path}: is not a regular file; remove it or restore the journal")
 
@@ -542,7 +575,9 @@ class FileStore:
         except FileNotFoundError:
             return []
         except OSError as err:
-            raise StoreError(f"{self.dir}: cannot list the store ({err.strerror or err}); give a directory as the store") from err
+            raise StoreError(
+                f"{self.dir}: cannot list the store ({err.strerror or err}); give a directory as the store"
+            ) from err
         return sorted(n[:-6] for n in names if n.endswith(".jsonl") and is_execution_id(n[:-6]))
 
     def summary(self, execution_id: str) -> ExecutionSummary:
@@ -626,7 +661,8 @@ class FileStore:
         if not self.exists(execution_id):
             raise ExecutionNotFoundError(execution_id, self.home)
         with _store_errors(self.dir, "ask for the cancellation"):
-            fd = os.open(self._cancel_path(execution_id), os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, FILE_MODE)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+            fd = os.open(self._cancel_path(execution_id), flags, FILE_MODE)
             os.close(fd)
 
     def cancel_requested(self, execution_id: str) -> bool:
@@ -639,13 +675,27 @@ class FileStore:
 
 
 def _ensure_dirs(*paths: str) -> None:
+    """Makes the store's directories (mode 0700), each made durable by syncing its parent; an
+    existing one that others may read or write is made private again (SPEC.md 1), and one that
+    is a symbolic link is refused."""
     for path in paths:
         with _store_errors(path, "create the store's directory"):
             try:
                 os.mkdir(path, DIR_MODE)
             except FileExistsError:
+                st = os.lstat(path)
+                if stat.S_ISLNK(st.st_mode) and path != paths[0]:
+                    raise UnsafePathError(
+                        errno.ELOOP, f"{path}: is a symbolic link; the store never follows links, remove it"
+                    ) from None
                 if not os.path.isdir(path):
                     raise OSError(errno.ENOTDIR, "not a directory") from None
+                if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+                    os.chmod(path, DIR_MODE)
+                    log.warning("%s: the store's directory was open to other users (mode %o); made it 0700", path,
+                                stat.S_IMODE(st.st_mode))
+            else:
+                fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
 def _private_dir(home: str, name: str) -> str:
@@ -667,10 +717,17 @@ def _write_file(path: str, data: bytes, *, sync: bool) -> None:
 
 
 def _write_atomically(folder: str, name: str, data: bytes) -> str:
+    """Writes a file whole or not at all: a temporary file, fsynced, renamed over the name, the
+    folder fsynced. A failure leaves no temporary file behind."""
     path = os.path.join(folder, name)
     tmp = f"{path}.tmp-{os.getpid()}-{id(data)}"
-    _write_file(tmp, data, sync=True)
-    os.replace(tmp, path)
+    try:
+        _write_file(tmp, data, sync=True)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     fsync_dir(folder)
     return path
 

@@ -27,7 +27,16 @@ from flux._engine.errors import (
     JournalCorruptError,
 )
 from flux._engine.history import History
-from flux._engine.journal import BufferedWriter, JournalRead, Known, Records, Visit, check_journal, encode_line, seed_for
+from flux._engine.journal import (
+    BufferedWriter,
+    JournalRead,
+    Known,
+    Records,
+    Visit,
+    check_journal,
+    encode_record_line,
+    seed_for,
+)
 from flux._engine.records import Status
 from flux._engine.store import ExecutionSummary, Page, page_of, validate_execution_id
 
@@ -46,7 +55,9 @@ class _Journal:
 
 
 class MemoryWriter(BufferedWriter):
-    def __init__(self, store: MemoryStore, journal: _Journal, execution_id: str, next_seq: int, durability: str, token: object) -> None:
+    def __init__(
+        self, store: MemoryStore, journal: _Journal, execution_id: str, next_seq: int, durability: str, token: object
+    ) -> None:
         super().__init__(store.describe(execution_id), execution_id, next_seq, durability)
         self._journal = journal
         self._token = token
@@ -57,7 +68,9 @@ class MemoryWriter(BufferedWriter):
         if journal.owner is None or journal.owner.get("token") is not self._token or len(journal.data) != self._end:
             from flux._engine.errors import OwnershipLostError
 
-            self._broken = OwnershipLostError(f"{self.where}: another owner took the execution over; stopped without writing")
+            self._broken = OwnershipLostError(
+                f"{self.where}: another owner took the execution over; stopped without writing"
+            )
             raise self._broken
         journal.data += data
         journal.changed += 1
@@ -70,7 +83,9 @@ class MemoryWriter(BufferedWriter):
 
 
 class MemoryLease:
-    def __init__(self, store: MemoryStore, execution_id: str, read: JournalRead, writer: MemoryWriter, owner: dict[str, Any]) -> None:
+    def __init__(
+        self, store: MemoryStore, execution_id: str, read: JournalRead, writer: MemoryWriter, owner: dict[str, Any]
+    ) -> None:
         self.read = read
         self.writer = writer
         self.owner = owner
@@ -175,7 +190,7 @@ class MemoryStore:
     def create(self, execution_id: str, header: dict[str, Any], durability: str) -> MemoryLease:
         validate_execution_id(execution_id)
         header["seq"] = 0
-        line = encode_line(header, seed_for(execution_id))
+        line = encode_record_line(header, seed_for(execution_id))
         owner = self._owner()
         with self._lock:
             if execution_id in self._journals:
@@ -187,7 +202,9 @@ class MemoryStore:
         writer = MemoryWriter(self, journal, execution_id, 1, durability, owner["token"])
         return MemoryLease(self, execution_id, read, writer, owner)
 
-    def acquire(self, execution_id: str, durability: str, visit: Visit | None = None, known: Known | None = None) -> MemoryLease:
+    def acquire(
+        self, execution_id: str, durability: str, visit: Visit | None = None, known: Known | None = None
+    ) -> MemoryLease:
         validate_execution_id(execution_id)
         owner = self._owner()
         with self._lock:
@@ -199,7 +216,9 @@ class MemoryStore:
             journal.owner = owner
             journal.diverged = None  # a new owner takes it from here
         try:
-            read = check_journal(bytes(journal.data), self.describe(execution_id), execution_id, visit=visit, known=known)
+            read = check_journal(
+                bytes(journal.data), self.describe(execution_id), execution_id, visit=visit, known=known
+            )
             if read.torn:  # a memory journal is never torn; a test that tears it is cut like a file
                 del journal.data[read.valid_size :]
         except BaseException:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -65,7 +66,7 @@ def _time(record: dict[str, Any]) -> dt.datetime | None:
     return dt.datetime.fromisoformat(at) if isinstance(at, str) else None
 
 
-def events_from_records(records: list[dict[str, Any]], load: Any = None) -> list[ExecutionEvent]:
+def events_from_records(records: Sequence[dict[str, Any]], load: Any = None) -> list[ExecutionEvent]:
     """Turns journal records into events (a pause yields TASK_PAUSED then WORKFLOW_PAUSED).
 
     `load` decodes a recorded value (the executor's, which also reads output storage)."""

@@ -40,9 +40,19 @@ from flux.testing._check import (
 )
 
 if TYPE_CHECKING:
+    from hypothesis.strategies import SearchStrategy
+
     from flux.workflow import Workflow
 
-__all__ = ["PROPERTIES", "CheckReport", "DeterminismError", "PropertyResult", "check_file", "check_once", "check_workflow"]
+__all__ = [
+    "PROPERTIES",
+    "CheckReport",
+    "DeterminismError",
+    "PropertyResult",
+    "check_file",
+    "check_once",
+    "check_workflow",
+]
 
 for _cls in (CheckReport, PropertyResult):
     _cls.__module__ = __name__  # shown as flux.testing.CheckReport, where users import it
@@ -98,7 +108,7 @@ def check_workflow(
             raise determinism_error(report)
 
 
-def _check_strategy(wf: Workflow, strategy: Any, options: Options, max_examples: int) -> None:
+def _check_strategy(wf: Workflow, strategy: SearchStrategy[Any], options: Options, max_examples: int) -> None:
     __tracebackhide__ = True
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis.errors import Flaky
@@ -119,16 +129,17 @@ def _check_strategy(wf: Workflow, strategy: Any, options: Options, max_examples:
         report_multiple_bugs=False,
         suppress_health_check=[HealthCheck.too_slow],
         # Explaining a failure re-runs many variants of it; the report already says where it is.
-        phases=[p for p in settings.default.phases if p is not Phase.explain],
+        phases=[p for p in settings().phases if p is not Phase.explain],
     )(given(strategy)(deterministic_for))
     # Examples saved in hypothesis' database belong to this workflow, not to every checked one.
     digest = hashlib.sha256(f"{wf.fn.__module__}:{wf.fn.__qualname__}".encode()).digest()
+    # hypothesis gives the test it wraps a `hypothesis` attribute that its types do not declare.
     test.hypothesis.inner_test._hypothesis_internal_add_digest = digest  # type: ignore[attr-defined]
     try:
         test()
     except Flaky as err:
         # The same input passed once and failed once: non-determinism that comes and goes.
-        found = [e for e in getattr(err, "exceptions", ()) if isinstance(e, DeterminismError)]
+        found = [e for e in _causes(err) if isinstance(e, DeterminismError)]
         if not found:
             raise
         raise determinism_error(
@@ -137,6 +148,17 @@ def _check_strategy(wf: Workflow, strategy: Any, options: Options, max_examples:
     finally:
         for path in failed[:-1]:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _causes(err: BaseException) -> list[BaseException]:
+    """The failures hypothesis reports with a Flaky error: grouped in `exceptions` by newer
+    versions, chained as its cause by older ones."""
+    found = list(getattr(err, "exceptions", ()))
+    cause = err.__cause__ or err.__context__
+    while cause is not None and cause not in found:
+        found.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    return found
 
 
 def check_file(

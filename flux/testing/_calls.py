@@ -45,7 +45,11 @@ def calls_of(history: History) -> dict[str, Call]:
     calls: dict[str, Call] = {}
     for call_id, recorded in history.calls.items():
         start = recorded.start
-        request = (recorded.kind, recorded.name, recorded.args, recorded.kwargs) if recorded.kind == "task" else (recorded.kind, recorded.name, None, None)
+        request = (
+            (recorded.kind, recorded.name, recorded.args, recorded.kwargs)
+            if recorded.kind == "task"
+            else (recorded.kind, recorded.name, None, None)
+        )
         call = calls[call_id] = Call(recorded.seq, request, str(start.get("src", "?")))
         if recorded.kind == "value":
             call.answer = ("value", recorded.value)

@@ -56,7 +56,7 @@ def _diff(e: Any, a: Any, where: str, depth: int) -> str | None:
     if isinstance(e, (list, tuple)):
         if len(e) != len(a):
             return f"{where}: got {len(a)} items, expected {len(e)}: got {short(a)}, expected {short(e)}"
-        for i, (x, y) in enumerate(zip(e, a)):
+        for i, (x, y) in enumerate(zip(e, a, strict=True)):
             found = _diff(x, y, f"{where}[{i}]", d)
             if found:
                 return found

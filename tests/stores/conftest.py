@@ -92,7 +92,9 @@ def _pg_intrude(store: Store, execution_id: str, record: dict[str, Any]) -> None
             (execution_id,),
         ).fetchone()
         line = encode_line({**record, "seq": seq}, seed_for(execution_id))
-        conn.execute("INSERT INTO flux.records (exec_pk, seq, epoch, line) VALUES (%s, %s, %s, %s)", (pk, seq, epoch, line))
+        conn.execute(
+            "INSERT INTO flux.records (exec_pk, seq, epoch, line) VALUES (%s, %s, %s, %s)", (pk, seq, epoch, line)
+        )
 
 
 def _pg_raw(store: Store, execution_id: str) -> bytes:
@@ -101,7 +103,13 @@ def _pg_raw(store: Store, execution_id: str) -> bytes:
 
 KINDS: list[StoreKind] = [
     StoreKind("file", lambda tmp, _: FileStore(str(tmp / "store")), _file_intrude, _file_tear, _file_raw),
-    StoreKind("memory", lambda tmp, _: MemoryStore(f"contract-{os.getpid()}-{id(tmp)}"), _memory_intrude, _memory_tear, _memory_raw),
+    StoreKind(
+        "memory",
+        lambda tmp, _: MemoryStore(f"contract-{os.getpid()}-{id(tmp)}"),
+        _memory_intrude,
+        _memory_tear,
+        _memory_raw,
+    ),
     # A transaction commits all of a sync's records or none: a PostgreSQL journal is never torn.
     StoreKind("postgresql", _pg_make, _pg_intrude, None, _pg_raw, resource="pg_url"),
 ]

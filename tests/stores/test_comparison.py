@@ -97,8 +97,18 @@ class FilesAgreeWithMemory(RuleBasedStateMachine):
         execution_id = data.draw(st.sampled_from(sorted(self.leases)))
         self.calls += 1
         call_id = str(self.calls)
-        started = {"seq": 0, "kind": "task_started", "at": AT, "call_id": call_id, "name": name, "args": [value], "src": "x:1"}
-        records = [started] + ([{"seq": 0, "kind": "task_completed", "at": AT, "call_id": call_id, "value": value}] if finish else [])
+        started = {
+            "seq": 0,
+            "kind": "task_started",
+            "at": AT,
+            "call_id": call_id,
+            "name": name,
+            "args": [value],
+            "src": "x:1",
+        }
+        records = [started] + (
+            [{"seq": 0, "kind": "task_completed", "at": AT, "call_id": call_id, "value": value}] if finish else []
+        )
         seqs = [[lease.writer.append(dict(r)) for r in records] for lease in self.leases[execution_id]]
         assert seqs[0] == seqs[1]
 
@@ -115,15 +125,15 @@ class FilesAgreeWithMemory(RuleBasedStateMachine):
 
     @rule(execution_id=IDS)
     def read(self, execution_id: str) -> None:
-        self._both(lambda s: [{k: v for k, v in r.items()} for r in s.read(execution_id).records])
+        self._both(lambda s: [dict(r) for r in s.read(execution_id).records])
 
     @invariant()
     def they_agree(self) -> None:
         for execution_id in ("a", "b", "c"):
-            self._both(lambda s: s.exists(execution_id))
-            self._both(lambda s: s.owner(execution_id) is not None)
-            self._both(lambda s: s.cancel_requested(execution_id) if s.exists(execution_id) else None)
-            self._both(lambda s: s.header(execution_id))
+            self._both(lambda s, e=execution_id: s.exists(e))
+            self._both(lambda s, e=execution_id: s.owner(e) is not None)
+            self._both(lambda s, e=execution_id: s.cancel_requested(e) if s.exists(e) else None)
+            self._both(lambda s, e=execution_id: s.header(e))
         self._both(lambda s: s.list_ids())
         self._both(lambda s: [(x.execution_id, str(x.status), x.records, x.workflow) for x in s.list().items])
 

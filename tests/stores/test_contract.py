@@ -34,8 +34,14 @@ AT = "2026-01-01T00:00:00.000000+00:00"
 
 def header(execution_id: str, workflow: str = "wf", created: str = AT) -> dict[str, Any]:
     return {
-        "seq": 0, "kind": "header", "format": 1, "execution_id": execution_id, "workflow": workflow,
-        "code": {}, "input": None, "created": created,
+        "seq": 0,
+        "kind": "header",
+        "format": 1,
+        "execution_id": execution_id,
+        "workflow": workflow,
+        "code": {},
+        "input": None,
+        "created": created,
     }
 
 
@@ -161,7 +167,9 @@ def test_a_writer_whose_journal_another_wrote_to_stops_without_writing(store: St
     lease = store.create("e1", header("e1"), "fsync")
     lease.writer.append(started())
     lease.writer.sync()
-    kind.intrude(store, "e1", {"seq": 2, "kind": "task_started", "at": AT, "call_id": "9", "name": "other", "src": "y:1"})
+    kind.intrude(
+        store, "e1", {"seq": 2, "kind": "task_started", "at": AT, "call_id": "9", "name": "other", "src": "y:1"}
+    )
     lease.writer.append(task_started("1"))
     with pytest.raises(DurabilityError):
         lease.writer.sync()
@@ -205,7 +213,12 @@ def test_a_known_prefix_is_taken_as_it_is_only_while_the_journal_starts_with_it(
     lease.close()
     taken: list[bool] = []
     seen: list[int] = []
-    lease = store.acquire("e1", "fsync", visit=lambda r, o: seen.extend(x["seq"] for x in r), known=Known(size, records, crc, lambda: taken.append(True)))
+    lease = store.acquire(
+        "e1",
+        "fsync",
+        visit=lambda r, o: seen.extend(x["seq"] for x in r),
+        known=Known(size, records, crc, lambda: taken.append(True)),
+    )
     lease.writer.append(task_completed("1", 5))
     lease.writer.sync()
     lease.close()
@@ -233,8 +246,11 @@ def test_summaries_say_where_each_execution_stands(store: Store) -> None:
     finally:
         running.close()
     assert statuses == {
-        "created1": Status.CREATED, "done1": Status.COMPLETED, "gone1": Status.INTERRUPTED,
-        "paused1": Status.PAUSED, "run1": Status.RUNNING,
+        "created1": Status.CREATED,
+        "done1": Status.COMPLETED,
+        "gone1": Status.INTERRUPTED,
+        "paused1": Status.PAUSED,
+        "run1": Status.RUNNING,
     }
     assert store.summary("done1").records == 3 and store.summary("done1").workflow == "wf"
 
@@ -242,7 +258,14 @@ def test_summaries_say_where_each_execution_stands(store: Store) -> None:
 def test_listing_filters_orders_newest_first_and_pages_with_a_cursor(store: Store) -> None:
     for i in range(12):
         created = f"2026-01-01T00:00:{i:02d}.000000+00:00"
-        make(store, f"a{i:02d}", started(), *( [completed(i)] if i % 3 == 0 else [] ), workflow="odd" if i % 2 else "even", created=created)
+        make(
+            store,
+            f"a{i:02d}",
+            started(),
+            *([completed(i)] if i % 3 == 0 else []),
+            workflow="odd" if i % 2 else "even",
+            created=created,
+        )
     assert store.list_ids() == [f"a{i:02d}" for i in range(12)]
     everything = store.list(limit=None)
     assert [s.execution_id for s in everything.items] == [f"a{i:02d}" for i in reversed(range(12))]
@@ -292,10 +315,11 @@ def test_snapshots_blobs_and_cache_keep_what_they_are_given(store: Store) -> Non
         store.blobs.get("0" * 64)
     with pytest.raises(BlobError):
         store.blobs.get("../../etc/passwd")
-    assert store.cache.get("k") is None
-    store.cache.put("k", b"entry")
-    assert store.cache.get("k") == b"entry"
-    assert store.cache.clear() == 1 and store.cache.get("k") is None
+    key = "ab" * 32  # keys are SHA-256 digests
+    assert store.cache.get(key) is None
+    store.cache.put(key, b"entry")
+    assert store.cache.get(key) == b"entry"
+    assert store.cache.clear() == 1 and store.cache.get(key) is None
 
 
 def test_waiting_for_a_change_returns_when_a_record_is_written(store: Store) -> None:
@@ -357,8 +381,15 @@ def test_a_workflow_runs_pauses_resumes_and_lists_the_same_on_every_store(store:
     asyncio.run(scenario())
     kinds = [r["kind"] for r in store.read("order-1").records]
     assert kinds == [
-        "header", "workflow_started", "task_started", "task_completed", "workflow_paused",
-        "workflow_resumed", "task_started", "task_completed", "workflow_completed",
+        "header",
+        "workflow_started",
+        "task_started",
+        "task_completed",
+        "workflow_paused",
+        "workflow_resumed",
+        "task_started",
+        "task_completed",
+        "workflow_completed",
     ]
 
 
