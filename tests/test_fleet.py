@@ -220,7 +220,7 @@ def test_kill_9_of_random_workers_loses_and_repeats_nothing(fleet: Fleet) -> Non
 def test_a_stopped_owner_is_replaced_after_its_lease_and_its_writes_refused(fleet: Fleet) -> None:
     [eid] = fleet.submit(fw.long_flow, [40], "long")
     slow = {"FLUX_TEST_TASK_SECONDS": "0.1"}
-    a = fleet.worker("--concurrency", "4", env=slow)
+    a = fleet.worker("--concurrency", "4", "--debug", env=slow)
     deadline = time.monotonic() + 30
     while not fleet.query(
         "SELECT 1 FROM flux.records r JOIN flux.executions e ON e.pk = r.exec_pk WHERE e.execution_id = %s AND r.seq "
@@ -250,6 +250,12 @@ def test_a_stopped_owner_is_replaced_after_its_lease_and_its_writes_refused(flee
     ) == [(0,)]
     assert _outputs(fleet.url, [eid]) == {eid: sum(2 * i for i in range(40))}
     assert b.poll() is None
+    a.terminate()
+    a.wait(timeout=20)
+    # A's next write after it woke up was refused by the database, and A went on serving.
+    a_log = (fleet.tmp / "worker-0.log").read_text()
+    assert f"execution {eid}: OwnershipLostError" in a_log, a_log[-3000:]
+    assert a.returncode == 0
 
 
 def test_connections_cut_in_the_middle_of_commits_lose_and_repeat_nothing(fleet: Fleet) -> None:
@@ -383,17 +389,28 @@ def test_cancel_and_resume_from_another_process(fleet: Fleet) -> None:
     fleet.worker("--concurrency", "8", "--park-after", "1", env={"FLUX_TEST_TASK_SECONDS": "0.2"})
     [running] = fleet.submit(fw.long_flow, [200], "run")
     [paused, paused2] = fleet.submit(fw.approval_flow, ["p1", "p2"], "ask")
-    [parked, parked2] = fleet.submit(fw.nap_flow, [60.0, 60.0], "park")
+    [parked, parked2, parked3] = fleet.submit(fw.nap_flow, [60.0, 60.0, 6.0], "park")
 
     def status_of(eid: str) -> str:
         return str(fleet.query("SELECT status FROM flux.executions WHERE execution_id = %s", eid)[0][0])
 
     deadline = time.monotonic() + 30
-    while (status_of(paused), status_of(paused2), status_of(parked)) != ("paused", "paused", "sleeping") or status_of(
-        running
-    ) != "running":
+    while (status_of(paused), status_of(paused2), status_of(parked), status_of(parked3)) != (
+        "paused",
+        "paused",
+        "sleeping",
+        "sleeping",
+    ) or status_of(running) != "running":
         assert time.monotonic() < deadline, (status_of(running), status_of(paused), status_of(parked))
         time.sleep(0.1)
+    # Resuming one that a worker runs is refused, naming its owner; the run goes on.
+    refused = flux_cmd("resume", running, "--store", fleet.url, cwd=fleet.tmp, env=fleet.env)
+    assert refused.returncode == 2 and refused.stderr.startswith("ExecutionLockedError"), refused.stderr
+    assert status_of(running) == "running"
+    # Resuming a parked one takes it over in this process: it waits out its timer here and
+    # finishes; no worker runs it meanwhile.
+    woke = flux_cmd("resume", parked3, "--store", fleet.url, cwd=fleet.tmp, env=fleet.env)
+    assert woke.returncode == 0 and "status: completed" in woke.stdout and '"woke"' in woke.stdout, woke.stderr
     began = time.monotonic()
     done = flux_cmd("cancel", running, "--store", fleet.url, cwd=fleet.tmp)
     assert done.returncode == 0 and "status: cancelled" in done.stdout, done.stderr
@@ -408,14 +425,22 @@ def test_cancel_and_resume_from_another_process(fleet: Fleet) -> None:
     assert resumed.returncode == 0 and "status: completed" in resumed.stdout and "2:yes" in resumed.stdout, (
         resumed.stderr
     )
-    assert {eid: status_of(eid) for eid in (running, paused, parked, parked2, paused2)} == {
+    assert {eid: status_of(eid) for eid in (running, paused, parked, parked2, paused2, parked3)} == {
         running: "cancelled",
         paused: "cancelled",
         parked: "cancelled",
         parked2: "cancelled",
         paused2: "completed",
+        parked3: "completed",
     }
     assert fleet.duplicate_starts() == []
+    store = PostgresStore(fleet.url)
+    try:
+        kinds = [r["kind"] for r in store.read(parked3).records]
+    finally:
+        store.close()
+    assert kinds.count("timer_fired") == 1 and kinds.count("workflow_completed") == 1, kinds
+    assert fleet.query("SELECT n FROM effects WHERE kind = 'stamp'") == [(1,)]
 
 
 def test_code_that_diverges_is_stopped_kept_and_never_retried(fleet: Fleet) -> None:
