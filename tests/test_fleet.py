@@ -373,7 +373,7 @@ def test_parked_timers_hold_no_worker_and_fire_on_time(fleet: Fleet) -> None:
     else:
         # A machine oversubscribed by other work (more than two runnable processes per core)
         # delays any process by seconds; the target is not measurable there, bounded lateness is.
-        assert p99 <= 5.0 and median <= 0.25, report
+        assert p99 <= 10.0 and median <= 0.25, report
     # A body runs again only when the worker running it stopped (the restart): at most its slots.
     assert fleet.query("SELECT count(*) FROM effects WHERE n > 1")[0][0] <= 200
     assert fleet.query("SELECT count(*) FROM effects")[0][0] == n
