@@ -282,8 +282,7 @@ def test_connections_cut_in_the_middle_of_commits_lose_and_repeat_nothing(fleet:
 def test_the_database_stopped_hard_and_restarted_mid_run(tmp_path: Path) -> None:
     from tests import pg
 
-    if pg.skip_reason() is not None:
-        pytest.skip(pg.skip_reason())
+    pg.skip_unless_available()
     server = PgServer()
     try:
         server.start()
