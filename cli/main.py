@@ -10,7 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import orjson
 import typer
@@ -18,8 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from flux import debug as debug_replay
-from flux import journals, runner
+from flux import runner
 from flux._cli.render import (
     break_banner,
     printable,
@@ -37,7 +36,9 @@ from flux._engine.clock import iso, parse_moment
 from flux._engine.store import is_execution_id, open_store
 from flux.context import ExecutionContext
 from flux.errors import FluxError
-from flux.recover import recover_store
+
+if TYPE_CHECKING:
+    from flux import debug as debug_replay
 
 __all__ = ["app", "main"]
 
@@ -61,7 +62,7 @@ _STORE_HELP = (
     "folder here or above, else ./.flux)."
 )
 StoreOpt = typer.Option(None, "--store", "--home", help=_STORE_HELP)
-DebugOpt = typer.Option(False, "--debug", help="Show tracebacks of errors.")
+DebugOpt = typer.Option(False, "--debug", help="Show tracebacks of errors, and the library's log on stderr.")
 JsonOpt = typer.Option(False, "--json", help="Print the result as one JSON document (flux spec 'command line').")
 DurabilityOpt = typer.Option(None, "--durability", help="fsync (default) or os.")
 FileOpt = typer.Option(None, "--file", help="The workflow's file, if it moved since the run started.")
@@ -93,6 +94,16 @@ def _options(
     _state["store"], _state["debug"] = store, debug
 
 
+def _log_to_stderr() -> None:
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s flux %(levelname)s %(message)s"))
+    logger = logging.getLogger("flux")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
 def _fail(error: BaseException) -> NoReturn:
     if _state["debug"]:
         import traceback
@@ -114,6 +125,8 @@ def command(name: str | None = None) -> Callable[[F], F]:
     def decorate(fn: F) -> F:
         def run(*args: Any, **kwargs: Any) -> Any:
             _state["debug"] = bool(_state["debug"] or kwargs.get("debug"))
+            if _state["debug"]:
+                _log_to_stderr()
             if "store" in kwargs and kwargs["store"] is None:
                 kwargs["store"] = _state["store"]
             try:
@@ -320,6 +333,72 @@ def cancel(
     out.print(f"status: {status}")
 
 
+@command()
+def delete(
+    execution_id: str = typer.Argument(..., help="The execution to delete (an id or an unambiguous prefix)."),
+    force: bool = typer.Option(False, "--force", help="Delete it even if it has not finished (paused, interrupted)."),
+    store: str = StoreOpt,
+    as_json: bool = JsonOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Delete an execution and its sub-workflows' journals; never one a process runs."""
+    from flux.retention import delete_execution
+
+    execution_id = _resolve(execution_id, store)
+    deleted = delete_execution(execution_id, store, force=force)
+    if as_json:
+        _emit({"deleted": deleted})
+        return
+    for one in deleted:
+        out.print(f"deleted {one}")
+
+
+FinalStatusOpt = typer.Option(
+    None, "--status", "-s", help="Only executions that ended so (repeat): completed, failed, cancelled."
+)
+
+
+@command()
+def prune(
+    finished_before: str = typer.Option(
+        ..., "--finished-before", help="An age (30d, 12h, 90m) or an ISO date: executions that finished before go."
+    ),
+    status: list[str] = FinalStatusOpt,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only print what would be deleted."),
+    store: str = StoreOpt,
+    as_json: bool = JsonOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Delete every finished execution older than an age, with its sub-workflows."""
+    from flux.retention import prune_store
+
+    pruned = prune_store(store, finished_before=finished_before, statuses=status or None, dry_run=dry_run)
+    if as_json:
+        _emit({**pruned.to_json(), "dry_run": dry_run})
+        return
+    verb = "would delete" if dry_run else "deleted"
+    for one in pruned.deleted:
+        out.print(f"{verb} {one}")
+    for one, why in pruned.skipped.items():
+        err.print(f"kept {one}: {printable(why)}")
+    out.print(f"{verb} {len(pruned.deleted)} executions ({pruned.journals} journals)")
+
+
+@command("purge")
+def purge(
+    finished_before: str = typer.Option(
+        ..., "--finished-before", help="An age (30d, 12h, 90m) or an ISO date: executions that finished before go."
+    ),
+    status: list[str] = FinalStatusOpt,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only print what would be deleted."),
+    store: str = StoreOpt,
+    as_json: bool = JsonOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """The same as `flux prune` (on a PostgreSQL store, a few statements per 1,000 executions)."""
+    prune(finished_before, status, dry_run, store, as_json, debug)
+
+
 @command("clear-cache")
 def clear_cache(store: str = StoreOpt, debug: bool = DebugOpt) -> None:
     """Delete every cached task result (tasks declared with cache=True) in the store."""
@@ -338,6 +417,8 @@ def recover(
     debug: bool = DebugOpt,
 ) -> None:
     """Resume every interrupted execution in the store; paused, finished and running ones are left alone."""
+    from flux.recover import recover_store
+
     rows = recover_store(store, durability=durability, file=file, module=module, concurrency=concurrency)
     if as_json:
         _emit({"executions": [
@@ -414,23 +495,6 @@ def worker(
         f"worker stopped: {stats.claimed} claimed, {stats.finished} finished, {stats.paused} paused, "
         f"{stats.parked} parked, {stats.diverged} diverged, {stats.skipped} skipped, {stats.errors} errors"
     )
-
-
-@command()
-def purge(
-    finished_before: str = typer.Option(
-        ..., "--finished-before", help="Age such as 30d, 12h, 90m: older finished executions go."
-    ),
-    store: str = StoreOpt,
-    as_json: bool = JsonOpt,
-    debug: bool = DebugOpt,
-) -> None:
-    """Delete finished executions (completed, failed, cancelled) older than an age (PostgreSQL)."""
-    count = runner.purge_store(store, finished_before=finished_before)
-    if as_json:
-        _emit({"removed": count})
-    else:
-        out.print(f"removed {count} finished executions")
 
 
 StatusOpt = typer.Option(
@@ -536,6 +600,8 @@ def show(
         out.print(f"timer: call {timer['call_id']} fires at {timer['wake_at']}")
     for call_id, child in view.children.items():
         out.print(f"child: call {escape(printable(call_id))} -> {escape(printable(child))}")
+    from flux import debug as debug_replay
+
     shown = (
         render_timeline(list(debug_replay.open_journal(view.path)[0].records))
         if records
@@ -561,6 +627,8 @@ def replay(
     debug: bool = DebugOpt,
 ) -> None:
     """Re-run a journal against the current code without running any task body."""
+    from flux import debug as debug_replay
+
     journal = _journal_arg(journal, store)
 
     def on_break(point: debug_replay.BreakPoint) -> None:
@@ -594,6 +662,8 @@ def diff(
     debug: bool = DebugOpt,
 ) -> None:
     """Compare two journals of the same workflow: exit 0 if the same in substance, 1 if not."""
+    from flux import journals
+
     result = journals.diff_journals(_journal_arg(a, store), _journal_arg(b, store), store=store)
     if as_json:
         _emit(result.as_json())
@@ -616,6 +686,8 @@ def fork(
     debug: bool = DebugOpt,
 ) -> None:
     """Make a new execution of the first AT records of another, then continue it live."""
+    from flux import journals
+
     value = _read_input(input, None)
     change = journals.parse_set_result(set_result) if set_result is not None else None
     execution_id = _resolve(execution_id, store)
@@ -735,6 +807,34 @@ def spec(
     from flux.spec import spec_section, spec_text
 
     sys.stdout.write(spec_text() if section is None else spec_section(section))
+
+
+ServeTargets = typer.Argument(
+    None, help="Files (app.py) or modules (pkg.module) whose workflows it runs; app.py:wf serves one."
+)
+
+
+@command()
+def serve(
+    targets: list[str] = ServeTargets,
+    store: str = StoreOpt,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default)."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+    token_file: str = typer.Option(
+        None, "--token-file",
+        help="File (mode 0600) whose first line is the token every route but /healthz needs; "
+        "default $FLUX_SERVE_TOKEN.",
+    ),
+    durability: str = DurabilityOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Serve the HTTP API and the web console of a store (needs the serve extra)."""
+    try:
+        from flux.serve.security import load_token
+        from flux.serve.server import run_server
+    except ModuleNotFoundError as error:
+        _fail(ModuleNotFoundError(f"flux serve needs {error.name}: pip install 'flux-replay[serve]'"))
+    run_server(targets or [], store=store, host=host, port=port, token=load_token(token_file), durability=durability)
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ from flux._engine.errors import EncodeError, EngineError, ExecutionError, Execut
 from flux._engine.handling import run_attempt, run_handled
 from flux._engine.history import CallHistory, History
 from flux._engine.journal import FORMAT_VERSION, JournalRead, Known, Records
-from flux._engine.listeners import RunInfo, listeners_for
+from flux._engine.listeners import Audience, RunInfo, listeners_for
 from flux._engine.outputs import Outputs
 from flux._engine.pacing import collector_paced, no_cycle_collection
 from flux._engine.pauses import WaitingPause, pick_pause, waiting_pauses
@@ -93,6 +93,7 @@ class Executor(Outputs):
         self._watch: asyncio.TimerHandle | None = None
         self.observer = request.observer
         self._tell: Callable[[dict[str, Any]], None] | None = None  # record listeners (SPEC.md 4.11)
+        self._audience: Audience | None = None
         self._had_snapshot = False  # the store held a replay snapshot of this execution
         self.redactions: dict[str, str] = {}  # secret value -> name, for every secret handed out
         self.reruns: set[str] = set()  # calls whose recorded start this run runs again (SPEC.md 2.1 `rerun`)
@@ -303,7 +304,14 @@ class Executor(Outputs):
         with collector_paced():
             try:
                 read, history = opened if opened is not None else self.open()
-                outcome = await self._run(read, history, body)
+                try:
+                    outcome = await self._run(read, history, body)
+                except BaseException as err:
+                    if self._audience is not None:
+                        self._audience.ended("stopped", err)
+                    raise
+                if self._audience is not None:
+                    self._audience.ended(outcome.status)
                 if self._had_snapshot and outcome.status in R.FINAL_STATUSES and self.store.snapshots is not None:
                     with contextlib.suppress(OSError):
                         self.store.snapshots.drop(self.execution_id)  # finished: nothing will resume it
@@ -346,12 +354,13 @@ class Executor(Outputs):
                 answered = self._pick_answer(history)
         if not self.replay_only:
             parent = header.get("parent")
-            self._tell = listeners_for(
+            self._audience = listeners_for(
                 RunInfo(self.execution_id, name, parent if isinstance(parent, dict) else None, not req.create),
                 self.observer,
             )
+            self._tell = self._audience.recorded if self._audience is not None else None
             if req.create or status == Status.CREATED:
-                # A new execution, or one submitted to be run elsewhere (SPEC.md 11.5): its first run.
+                # A new execution, or one submitted to be run elsewhere (SPEC.md 13.5): its first run.
                 log.info("execution %s of workflow %r started", self.execution_id, name)
                 self.append({"seq": 0, "kind": R.STARTED, "at": self.stamp()})
             else:
@@ -443,6 +452,7 @@ class Executor(Outputs):
             return await self._finish_failed(err, header, workflow_input)
         await self.durable()
         self._check_fatal()
+        log.info("execution %s completed", self.execution_id)
         return self._outcome(Status.COMPLETED, result, header, workflow_input)
 
     def _pick_answer(self, history: History) -> WaitingPause:
@@ -482,6 +492,7 @@ class Executor(Outputs):
         await self.durable()
         self._check_fatal()
         self.store.clear_cancel(self.execution_id)
+        log.info("execution %s cancelled", self.execution_id)
         return self._outcome(Status.CANCELLED, None, header, workflow_input)
 
     def _final_output(self, final: dict[str, Any] | None) -> Any:
@@ -509,6 +520,7 @@ class Executor(Outputs):
             self.append({"seq": 0, "kind": R.FAILED, "at": self.stamp(), "error": tree})
             await self.durable()
             self._check_fatal()
+            log.info("execution %s failed: %s: %s", self.execution_id, type(exc).__name__, exc)
         return self._outcome(Status.FAILED, exc, header, workflow_input)
 
     async def _finish_paused(self, header: dict[str, Any], workflow_input: Any, history: History) -> Outcome:
@@ -834,6 +846,8 @@ class Executor(Outputs):
         await self.durable()
         remaining = wake_at - self.clock.now()
         if remaining > 0:
+            if remaining >= 1.0:
+                log.info("execution %s: call %s sleeps until %s", self.execution_id, call_id, iso(wake_at))
             await self.wait_on_clock(remaining)
         self.append({"seq": 0, "kind": R.TIMER_FIRED, "at": self.stamp(), "call_id": call_id})
 

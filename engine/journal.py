@@ -201,6 +201,29 @@ class Records(Sequence[dict[str, Any]]):
     def __len__(self) -> int:
         return len(self._offsets) + len(self._added)
 
+    @property
+    def read_count(self) -> int:
+        """How many of the records were read from the journal's bytes (the rest were appended
+        since)."""
+        return len(self._offsets)
+
+    def raw(self, start: int = 0, stop: int | None = None) -> bytes:
+        """The journal's exact bytes of records `start` to `stop` (excluded; the last record
+        read when None), newlines included: what the store holds, without parsing or writing
+        any record again. Records appended since the journal was read are not in it.
+
+        Raises:
+            IndexError: for a `start` or `stop` outside 0 to `read_count`.
+        """
+        count = len(self._offsets)
+        stop = count if stop is None else stop
+        if not 0 <= start <= stop <= count:
+            raise IndexError(f"records {start} to {stop} of {count} read")
+        if start == stop:
+            return b""
+        end = self._offsets[stop] if stop < count else self._end
+        return self._data[self._offsets[start] : end]
+
     def __getitem__(self, i: Any) -> Any:
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]

@@ -1,5 +1,5 @@
 """Parking: a run whose every branch waits on the clock for long is unwound and handed back to
-the store with its wake-up time, so that it holds no worker slot while it waits (SPEC.md 11.6).
+the store with its wake-up time, so that it holds no worker slot while it waits (SPEC.md 13.6).
 
 `ParkingClock` is the system clock plus one rule: when everything the run has in flight is a
 durable wait on the clock (a `sleep` timer, a retry's backoff: their ends are in the journal

@@ -62,8 +62,8 @@ class Status(str, enum.Enum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
-    SLEEPING = "sleeping"  # parked: every branch waits on the clock; runnable when due (SPEC.md 11.6)
-    DIVERGED = "diverged"  # the code no longer replays it: stopped, the divergence kept (SPEC.md 11.7)
+    SLEEPING = "sleeping"  # parked: every branch waits on the clock; runnable when due (SPEC.md 13.6)
+    DIVERGED = "diverged"  # the code no longer replays it: stopped, the divergence kept (SPEC.md 13.7)
 
     def __str__(self) -> str:
         return self.value

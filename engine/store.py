@@ -275,13 +275,22 @@ class Store(Protocol):
         """Who owns the execution right now (pid, host), or None when nobody does."""
         ...
 
+    def delete(self, execution_id: str) -> None:
+        """Removes the execution: its journal and everything kept beside it (snapshot, torn
+        tails, cancel request), under its lock, so never one a process runs.
+
+        Raises:
+            ExecutionNotFoundError, ExecutionLockedError.
+        """
+        ...
+
     async def wait_for_change(self, execution_id: str, timeout: float) -> None:
         """Returns once the execution's journal changes (a record appended), or after
         `timeout` seconds."""
         ...
 
     def mark_diverged(self, execution_id: str, divergence: dict[str, Any]) -> None:
-        """Keeps a divergence found by a worker (SPEC.md 11.7): the execution lists as
+        """Keeps a divergence found by a worker (SPEC.md 13.7): the execution lists as
         `diverged` and is not run again by workers until someone takes it over by hand."""
         ...
 

@@ -19,6 +19,7 @@ function of `flux` (`wf.run`, `flux.runner`) is a thin wrapper around this class
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Sequence
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
     from flux.workflow import Workflow
 
 __all__ = ["Client", "ExecutionHandle", "ExecutionView", "check_durability"]
+
+log = logging.getLogger("flux")
 
 
 def check_durability(durability: str | None) -> str:
@@ -223,7 +226,7 @@ class Client:
             return await self._existing(workflow, new_id, durability, clock, here)
 
     def _submit(self, request: RunRequest) -> ExecutionHandle:
-        """Writes the header and hands the execution to whoever runs the store's work (SPEC.md 11.5)."""
+        """Writes the header and hands the execution to whoever runs the store's work (SPEC.md 13.5)."""
         executor = Executor(self.store, request, self.clock)
         executor.open()
         assert executor.lease is not None
@@ -361,6 +364,12 @@ class Client:
     async def _await_cancel(self, execution_id: str, wait: float) -> str:
         """Asks whoever runs the execution to cancel it, and waits up to `wait` seconds."""
         self.store.request_cancel(execution_id)
+        owner = self.store.owner(execution_id) or {}
+        where = ", ".join(f"{k} {owner[k]}" for k in ("pid", "host") if k in owner) or "owner unknown"
+        log.info(
+            "execution %s runs in another process (%s); asked it to cancel, waiting up to %.3g s",
+            execution_id, where, wait,
+        )
         deadline = time.monotonic() + wait
         while True:
             status = self.store.summary(execution_id).status
@@ -518,7 +527,7 @@ class Client:
     def _status(self, execution_id: str, history: History) -> Status:
         status = history.status
         if status in (Status.RUNNING, Status.CREATED) and self.store.owner(execution_id) is None:
-            # Nobody runs it: the store knows whether it was parked or found diverged (SPEC.md 11).
+            # Nobody runs it: the store knows whether it was parked or found diverged (SPEC.md 13).
             try:
                 return Status(self.store.summary(execution_id).status)
             except ValueError:

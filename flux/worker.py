@@ -1,5 +1,5 @@
 """`flux worker`: runs whatever executions of a store are ready, many at once, until stopped
-(SPEC.md 11.5).
+(SPEC.md 13.5).
 
 On a PostgreSQL store a worker claims runnable executions of the workflows it loaded (its
 queues, `FOR UPDATE SKIP LOCKED`), renews their leases, reaps the expired leases of others,

@@ -95,7 +95,7 @@ def test_a_store_of_many_executions_lists_resumes_and_recovers_without_leaking(t
     fig = run("many", tmp_path)
     v = fig.values
     assert v["executions"] >= CI.executions
-    assert v["list_s"] < 10 and v["flux_list_s"] < 30  # generous: CI machines vary
+    assert v["flux_list_ok"] == 0  # how long listing took is in the battery's report, not checked here
     assert v["fd_leak"] == "0 / 0"
     assert v["left_interrupted"] == 0 and v["recover_wrong"] == 0
 

@@ -3,14 +3,16 @@ then `flux resume`: the run finishes correctly and nothing the journal recorded 
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from pathlib import Path
 
 import pytest
 
+from flux._engine.clock import iso
 from tests.conftest import flux_cmd
 from tests.support.flows import flows_file
-from tests.support.processes import exec_and_kill
+from tests.support.processes import exec_and_kill, wait_for
 from tests.support.projects import journals, only_journal, run_env, run_log, write_project
 
 FLOWS = flows_file(
@@ -95,6 +97,10 @@ def project(tmp_path: Path) -> Path:
     return write_project(tmp_path, FLOWS)
 
 
+def _seconds(at: str) -> float:
+    return dt.datetime.fromisoformat(at).timestamp()
+
+
 def _kinds(project: Path) -> list[str]:
     """The kind of every complete record of the execution's journal (none before it exists)."""
     return [r["kind"] for recs in journals(project).values() for r in recs]
@@ -105,12 +111,19 @@ def test_kill_during_a_backoff_wait_resumes_with_the_remaining_wait(project: Pat
     env = run_env(project)
     exec_and_kill(project, "backoff", "1", env, lambda: "attempt_failed" in _kinds(project), settle=1.0)
     assert run_log(project) == ["flaky"]
-    started = time.monotonic()
+    execution_id = only_journal(project).stem
+    retry_at = next(r for r in journals(project)[execution_id] if r["kind"] == "attempt_failed")["retry_at"]
+    wait_for(lambda: time.time() > retry_at + 0.1, timeout=30, what="the recorded retry time")
     result = flux_cmd("resume", only_journal(project).stem, cwd=project, env=env)
-    took = time.monotonic() - started
     assert result.returncode == 0 and "output: 2" in result.stdout, result.stderr
     assert run_log(project) == ["flaky", "flaky"]  # the recorded attempt did not run again
-    assert 1.0 < took < 2.9  # about 2 s of the 3 s wait were left
+    records = journals(project)[only_journal(project).stem]
+    resumed = next(r for r in records if r["kind"] == "workflow_resumed")
+    retried = next(r for r in records if r["kind"] == "retry_started")
+    assert retried["at"] >= iso(retry_at)
+    # Nothing was left of the 3 s wait: the resumed run retried at once instead of waiting 3 s
+    # again (the records' own times, so the machine's load does not enter into it).
+    assert _seconds(retried["at"]) - _seconds(resumed["at"]) < 3.0
 
 
 @pytest.mark.slow

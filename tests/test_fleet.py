@@ -10,6 +10,7 @@ the long versions (2,000 executions, 200 kills, 10,000 timers).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import signal
@@ -526,18 +527,33 @@ def test_the_client_submits_to_the_fleet_and_reads_back(fleet: Fleet) -> None:
 
 def test_purge_deletes_finished_executions_older_than_an_age(fleet: Fleet) -> None:
     ids = fleet.submit(fw.order_flow, [{"id": f"p{i}", "n": 1, "flaky": False} for i in range(6)], "p")
+    parents = fleet.submit(fw.parent_flow, ["c0", "c1"], "parent")
     fleet.worker("--concurrency", "8")
-    fleet.wait_finished(6, within=30)
+    fleet.wait_finished(10, within=30)
+    children = dict(fleet.query("SELECT parent_id, execution_id FROM flux.executions WHERE parent_id IS NOT NULL"))
+    assert sorted(children) == sorted(parents)
+    # Four orders and the first parent with its child finished 40 days ago; of the second parent
+    # only the child did (its parent, still there, replays it: it stays).
+    old = [*ids[:4], parents[0], children[parents[0]], children[parents[1]]]
     fleet.query(
         "UPDATE flux.executions SET finished_at = now() - interval '40 days' WHERE execution_id = ANY(%s) RETURNING 1",
-        ids[:4],
+        old,
     )
     bad = flux_cmd("purge", "--finished-before", "soon", "--store", fleet.url, cwd=fleet.tmp)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
-    done = flux_cmd("purge", "--finished-before", "30d", "--store", fleet.url, cwd=fleet.tmp)
-    assert done.returncode == 0 and "removed 4" in done.stdout, done.stderr
-    assert sorted(r[0] for r in fleet.query("SELECT execution_id FROM flux.executions")) == sorted(ids[4:])
-    assert fleet.query("SELECT count(DISTINCT exec_pk) FROM flux.records")[0][0] == 2
+    done = flux_cmd("purge", "--finished-before", "30d", "--store", fleet.url, "--json", cwd=fleet.tmp)
+    assert done.returncode == 0, done.stderr
+    purged = json.loads(done.stdout)
+    assert sorted(purged["deleted"]) == sorted([*ids[:4], parents[0]])
+    assert (purged["journals"], purged["skipped"], purged["dry_run"]) == (6, {}, False)
+    kept = sorted([*ids[4:], parents[1], children[parents[1]]])
+    assert sorted(r[0] for r in fleet.query("SELECT execution_id FROM flux.executions")) == kept
+    assert fleet.query("SELECT count(DISTINCT exec_pk) FROM flux.records")[0][0] == len(kept)
+    again = flux_cmd("prune", "--finished-before", "30d", "--store", fleet.url, cwd=fleet.tmp)
+    assert again.returncode == 0 and "deleted 0 executions" in again.stdout, again.stderr
+    # One execution by id, never one a process holds.
+    assert flux_cmd("delete", ids[4], "--store", fleet.url, cwd=fleet.tmp).returncode == 0
+    assert not fleet.query("SELECT 1 FROM flux.executions WHERE execution_id = %s", ids[4])
 
 
 def test_a_worker_claims_only_its_queues_and_workflows(fleet: Fleet) -> None:

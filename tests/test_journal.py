@@ -653,3 +653,22 @@ class StoreComparison(RuleBasedStateMachine):
 
 StoreComparison.TestCase.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)
 test_file_store_agrees_with_a_list = StoreComparison.TestCase
+
+
+def test_raw_gives_the_journal_bytes_of_the_records_read(tmp_path: Path) -> None:
+    from flux._engine.journal import Records, check_journal, encode_line, seed_for
+
+    seed = seed_for("raw-1")
+    records = [
+        {"seq": 0, "kind": "header", "format": 1, "execution_id": "raw-1", "workflow": "w", "code": {}, "input": None,
+         "created": "2026-01-01T00:00:00.000000+00:00"}
+    ]
+    records += [{"seq": n, "kind": "workflow_started", "at": "2026-01-01T00:00:01.000000+00:00"} for n in range(1, 2)]
+    lines = [encode_line(r, seed) for r in records]
+    data = b"".join(lines) + b'{"seq":2,"ki'  # and a torn tail, which is not a record
+    read = check_journal(data, "raw-1.jsonl", "raw-1")
+    assert isinstance(read.records, Records) and read.records.read_count == 2
+    assert read.records.raw() == b"".join(lines)
+    assert read.records.raw(1) == lines[1] and read.records.raw(0, 1) == lines[0] and read.records.raw(2) == b""
+    with pytest.raises(IndexError):
+        read.records.raw(3)

@@ -45,6 +45,8 @@ SURFACE = {
     "flux.task": ["task"],
     "flux.saga": ["Saga"],
     "flux.domain.events": ["ExecutionEvent", "ExecutionEventType"],
+    "flux.serve": ["create_app", "load_served", "run_server"],
+    "flux.tracing": ["TracingListener", "instrument", "uninstrument"],
     "flux.golden": ["GoldenResult", "assert_golden", "golden_params", "journals_in", "replay_folder", "replay_one"],
     "flux.errors": [
         "AmbiguousExecutionIdError", "CompensationError",

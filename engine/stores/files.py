@@ -17,7 +17,9 @@ Only this module touches those files. Every OSError is turned into an error of t
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import hashlib
@@ -26,6 +28,7 @@ import os
 import re
 import socket
 import stat
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -40,6 +43,7 @@ from flux._engine.errors import (
     ExecutionExistsError,
     ExecutionLockedError,
     ExecutionNotFoundError,
+    InvalidOptionError,
     JournalCorruptError,
     StoreError,
     UnsafePathError,
@@ -60,7 +64,14 @@ from flux._engine.journal import (
     seed_for,
 )
 from flux._engine.records import Status
-from flux._engine.store import ExecutionSummary, Page, is_execution_id, page_of, validate_execution_id
+from flux._engine.store import (
+    ExecutionSummary,
+    Page,
+    decode_cursor,
+    encode_cursor,
+    is_execution_id,
+    validate_execution_id,
+)
 
 __all__ = ["FileStore", "FileWriter", "fsync_dir"]
 
@@ -331,6 +342,16 @@ class FileStore:
         self.snapshots = _Snapshots(self.dir)
         self.blobs = _Blobs(self.home)
         self.cache = _Cache(self.home)
+        # What listing learnt, kept for the next listing (SPEC.md 1): each journal's header (its
+        # created time, workflow and parent never change), and its summary as of the journal
+        # file's (inode, size, mtime). Only an accelerator: a changed file is read again.
+        self._heads: dict[str, tuple[str, str, str | None]] = {}
+        self._summaries: dict[str, tuple[tuple[int, int, int], ExecutionSummary]] = {}
+        self._order: list[tuple[str, str]] = []  # (created, execution id), oldest first
+        self._keys: dict[str, tuple[str, str]] = {}  # execution id -> its place in that order
+        # the directory's (inode, mtime, size) when listed, and when
+        self._listed: tuple[tuple[int, int, int], float] | None = None
+        self._list_lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -570,18 +591,43 @@ class FileStore:
         return os.path.lexists(self.journal_path(execution_id))
 
     def list_ids(self) -> list[str]:
+        return sorted(self._journal_ids())
+
+    def _journal_ids(self) -> set[str]:
         try:
             names = os.listdir(self.dir)
         except FileNotFoundError:
-            return []
+            return set()
         except OSError as err:
             raise StoreError(
                 f"{self.dir}: cannot list the store ({err.strerror or err}); give a directory as the store"
             ) from err
-        return sorted(n[:-6] for n in names if n.endswith(".jsonl") and is_execution_id(n[:-6]))
+        return {n[:-6] for n in names if n.endswith(".jsonl") and is_execution_id(n[:-6])}
 
     def summary(self, execution_id: str) -> ExecutionSummary:
-        """What `list` shows of one execution; a damaged journal is summarized as damaged."""
+        """What `list` shows of one execution; a damaged journal is summarized as damaged. The
+        journal is read again only when its file changed since the last summary of it."""
+        path = self.journal_path(execution_id)
+        try:
+            st = os.lstat(path)
+            key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        except OSError:
+            key = None
+        cached = self._summaries.get(execution_id)
+        if key is not None and cached is not None and cached[0] == key:
+            found = cached[1]
+        else:
+            found = self._read_summary(execution_id)
+            if key is not None:
+                self._summaries[execution_id] = (key, found)
+        if found.status in (Status.RUNNING, Status.CREATED) and self.owner(execution_id) is None:
+            if os.path.lexists(self._diverged_path(execution_id)):
+                found = dataclasses.replace(found, status=Status.DIVERGED)  # SPEC.md 13.7
+            elif found.status == Status.RUNNING:
+                found = dataclasses.replace(found, status=Status.INTERRUPTED)
+        return found
+
+    def _read_summary(self, execution_id: str) -> ExecutionSummary:
         try:
             read = self.read(execution_id)
             history = History(read.path, read.offsets, read.records)
@@ -589,30 +635,104 @@ class FileStore:
         except (JournalCorruptError, StoreError) as err:
             return ExecutionSummary(execution_id, "?", "damaged", "", 0, None, str(err))
         header = history.header or {}
-        status = history.status
-        if status in (Status.RUNNING, Status.CREATED) and self.owner(execution_id) is None:
-            if os.path.lexists(self._diverged_path(execution_id)):
-                status = Status.DIVERGED
-            elif status == Status.RUNNING:
-                status = Status.INTERRUPTED
         parent = header.get("parent") or {}
         return ExecutionSummary(
-            execution_id, str(header.get("workflow", "")), status, str(header.get("created", "")),
+            execution_id, str(header.get("workflow", "")), history.status, str(header.get("created", "")),
             len(read.records), parent.get("execution_id") if isinstance(parent, dict) else None,
         )
+
+    def _head(self, execution_id: str) -> tuple[str, str, str | None]:
+        """(created, workflow, parent id) from the journal's header: what orders and filters a
+        listing. A journal whose header cannot be read sorts last, as its summary does."""
+        head = self._heads.get(execution_id)
+        if head is None:
+            try:
+                header = self.header(execution_id)
+            except (JournalCorruptError, StoreError, ExecutionNotFoundError):
+                return ("", "?", None)
+            parent = header.get("parent")
+            head = (
+                str(header.get("created", "")), str(header.get("workflow", "")),
+                parent.get("execution_id") if isinstance(parent, dict) else None,
+            )
+            self._heads[execution_id] = head
+        return head
+
+    def _ordered(self) -> list[tuple[str, str]]:
+        """Every execution as (created, execution id), oldest first. The directory is listed
+        again only when it changed (a journal made or removed); the order is then patched."""
+        try:
+            st = os.stat(self.dir)
+        except FileNotFoundError:
+            return []
+        except OSError as err:
+            raise StoreError(
+                f"{self.dir}: cannot list the store ({err.strerror or err}); give a directory as the store"
+            ) from err
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        with self._list_lock:  # listings may run in several threads (a server's)
+            listed = self._listed
+            # A directory's mtime may not move for two changes within one clock tick: a listing
+            # made less than a second after the last change is not trusted the next time.
+            if listed is not None and listed[0] == key and listed[1] - st.st_mtime_ns / 1e9 > 1.0:
+                return self._order
+            listed_at = time.time()
+            ids = self._journal_ids()
+            keys = self._keys
+            added, removed = ids - keys.keys(), keys.keys() - ids
+            # A new list, never one changed in place: a listing going on in another thread keeps
+            # reading the one it was given.
+            order = list(self._order) if len(added) + len(removed) <= 1000 else None
+            for i in removed:
+                order_key = keys.pop(i)
+                if order is not None:
+                    del order[bisect.bisect_left(order, order_key)]
+                self._heads.pop(i, None)
+                self._summaries.pop(i, None)
+            for i in added:
+                keys[i] = order_key = (self._head(i)[0], i)
+                if order is not None:
+                    bisect.insort(order, order_key)
+            self._order = order if order is not None else sorted(keys.values())
+            self._listed = (key, listed_at)
+            return self._order
 
     def list(
         self, *, status: str | Sequence[str] | None = None, workflow: str | None = None, limit: int | None = None,
         cursor: str | None = None, prefix: str | None = None, created_after: str | None = None,
         created_before: str | None = None,
     ) -> Page:
-        ids = self.list_ids()
-        if prefix is not None:
-            ids = [i for i in ids if i.startswith(prefix)]
-        return page_of(
-            [self.summary(i) for i in ids], status=status, workflow=workflow, limit=limit, cursor=cursor,
-            created_after=created_after, created_before=created_before,
-        )
+        """A page of executions, newest first (SPEC.md 1). Headers order the listing; only the
+        executions a page shows (and, with a status filter, those looked at to fill it) are
+        summarized, each read again only if its file changed."""
+        if limit is not None and limit < 0:
+            raise InvalidOptionError(f"limit={limit} must be >= 0")
+        after = decode_cursor(cursor) if cursor is not None else None
+        order = self._ordered()
+        end = len(order)
+        if after is not None:
+            end = bisect.bisect_left(order, after, 0, end)
+        if created_before is not None:
+            end = bisect.bisect_left(order, (created_before, ""), 0, end)
+        wanted = {status} if isinstance(status, str) else set(status) if status else None
+        rows: list[tuple[tuple[str, str], ExecutionSummary]] = []
+        for n in range(end - 1, -1, -1):
+            if limit is not None and len(rows) > limit:
+                break
+            created, i = order[n]
+            if created_after is not None and created < created_after:
+                break
+            if prefix is not None and not i.startswith(prefix):
+                continue
+            if workflow is not None and self._head(i)[1] != workflow:
+                continue
+            found = self.summary(i)
+            if wanted is None or str(found.status) in wanted:
+                rows.append(((created, i), found))
+        if limit is None or len(rows) <= limit:
+            return Page(tuple(found for _, found in rows), None)
+        kept = rows[:limit]
+        return Page(tuple(found for _, found in kept), encode_cursor(*kept[-1][0]) if kept else None)
 
     async def wait_for_change(self, execution_id: str, timeout: float) -> None:
         """Returns once the journal's size changes, or after `timeout` seconds (the size is
@@ -633,7 +753,7 @@ class FileStore:
             except OSError:
                 return
 
-    # -- divergence found by a worker (SPEC.md 11.7) --------------------------------------------
+    # -- divergence found by a worker (SPEC.md 13.7) --------------------------------------------
 
     def _diverged_path(self, execution_id: str) -> str:
         return os.path.join(self.dir, validate_execution_id(execution_id) + ".diverged")
@@ -650,6 +770,29 @@ class FileStore:
         except (OSError, orjson.JSONDecodeError):
             return None
         return found if isinstance(found, dict) else None
+
+    def delete(self, execution_id: str) -> None:
+        path = self.journal_path(execution_id)
+        self._check_journal_file(execution_id, path)
+        with _store_errors(path, "delete the execution"):
+            journal_lock_fd = self._lock_journal(execution_id, path)
+            try:
+                lock_fd, _ = self._lock(execution_id)
+            except BaseException:
+                _release_lock(journal_lock_fd)
+                raise
+            try:
+                # The journal first: from here on the execution does not exist, and a process
+                # that opened it meanwhile finds it gone when it holds the locks.
+                os.unlink(path)
+                base = path[:-6]
+                for side in (".index", ".index.new", ".torn", ".cancel", ".diverged", ".lock"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(base + side)
+                fsync_dir(self.dir)
+            finally:
+                _release_lock(lock_fd)
+                _release_lock(journal_lock_fd)
 
     # -- cancellation requests (SPEC.md 4.6) ---------------------------------------------------
 

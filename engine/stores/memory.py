@@ -285,6 +285,17 @@ class MemoryStore:
             created_after=created_after, created_before=created_before,
         )
 
+    def delete(self, execution_id: str) -> None:
+        validate_execution_id(execution_id)
+        with self._lock:
+            journal = self._journals.get(execution_id)
+            if journal is None:
+                raise ExecutionNotFoundError(execution_id, self.url)
+            if journal.owner is not None:
+                raise ExecutionLockedError(execution_id, {k: v for k, v in journal.owner.items() if k != "token"})
+            del self._journals[execution_id]
+        self.snapshots.drop(execution_id)
+
     def owner(self, execution_id: str) -> dict[str, Any] | None:
         journal = self._journals.get(validate_execution_id(execution_id))
         if journal is None or journal.owner is None:

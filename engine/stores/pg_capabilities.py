@@ -1,5 +1,5 @@
 """The PostgreSQL store's optional capabilities: replay snapshots, output storage and the task
-cache, each a table of bytes by key (SPEC.md 11.1)."""
+cache, each a table of bytes by key (SPEC.md 13.1)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ One sync of one execution is a `Sync`: its records' lines, the epoch its lease h
 seq the first line gets. Syncs wait in the store's `Flusher`; each of its threads takes every
 sync waiting and sends them as one autocommit statement (process-level group commit: one
 commit, one WAL flush, one round trip for the syncs of every execution that became ready
-together, SPEC.md 11.3). The statement updates each execution's row only where the epoch is
+together, SPEC.md 13.3). The statement updates each execution's row only where the epoch is
 still the writer's and `next_seq` is the first line's seq, and inserts the lines of the rows
 it updated: a writer whose lease was taken over appends nothing, and is told so
 (`OwnershipLostError`).

@@ -1,5 +1,5 @@
 """The PostgreSQL store: journals as rows of one database, shared by any number of processes on
-any number of machines (SPEC.md 11).
+any number of machines (SPEC.md 13).
 
 Each record is kept as its exact journal line (`flux.records`), so a journal read from here is
 byte for byte the file store's. Ownership is a lease with a fencing token: taking an execution
@@ -65,7 +65,7 @@ from flux._engine.records import LIFECYCLE, Status
 from flux._engine.store import ExecutionSummary, Page, decode_cursor, encode_cursor, validate_execution_id
 from flux._engine.stores import pg_schema
 from flux._engine.stores.pg_capabilities import Blobs, Cache, Snapshots
-from flux._engine.stores.pg_fleet import FleetMixin
+from flux._engine.stores.pg_fleet import LIVE, FleetMixin
 from flux._engine.stores.pg_flush import Flusher, Sync, loop_waker
 
 __all__ = ["PostgresStore", "PgLease", "PgWriter", "redact_url"]
@@ -77,7 +77,7 @@ DEFAULT_LEASE = 15.0
 logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
 log = logging.getLogger("flux")
 _FINISHED = ("completed", "failed", "cancelled")
-_LIVE = "(holder IS NOT NULL AND lease_until > now())"
+_LIVE = LIVE
 
 
 def redact_url(url: str) -> str:
@@ -364,7 +364,7 @@ class PostgresStore(FleetMixin):
         conn = psycopg.connect(self._url, autocommit=True, application_name=f"flux-flusher-{durability}")
         if durability == "os":
             # An asynchronous commit: a crash of the server may lose the last few hundred
-            # milliseconds of commits, as whole transactions (SPEC.md 11.3).
+            # milliseconds of commits, as whole transactions (SPEC.md 13.3).
             conn.execute("SET synchronous_commit = off")
         return conn
 
@@ -411,7 +411,7 @@ class PostgresStore(FleetMixin):
         with self._conn("read the schema version") as conn:
             return pg_schema.applied_version(conn)
 
-    # -- ownership (SPEC.md 11.4) ---------------------------------------------------------------
+    # -- ownership (SPEC.md 13.4) ---------------------------------------------------------------
 
     def _owner(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(), "worker": self.holder}
@@ -506,7 +506,7 @@ class PostgresStore(FleetMixin):
             if self._one(sql, params, "give the execution up") and not parked:
                 self.hint()
 
-    # -- wake-up hints (SPEC.md 11.5) ------------------------------------------------------------
+    # -- wake-up hints (SPEC.md 13.5) ------------------------------------------------------------
 
     def hint(self) -> None:
         """Tells listening workers that something became runnable. Coalesced: at most one

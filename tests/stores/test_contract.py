@@ -300,6 +300,30 @@ def test_a_cancellation_request_is_seen_until_cleared(store: Store) -> None:
     assert not store.cancel_requested("e1")
 
 
+def test_delete_removes_an_execution_but_never_one_that_is_owned(store: Store) -> None:
+    lease = store.create("e1", header("e1"), "fsync")
+    with pytest.raises(ExecutionLockedError):
+        store.delete("e1")
+    assert store.exists("e1")
+    lease.close()
+    make(store, "e2", started(), completed(1))
+    store.request_cancel("e1")
+    if store.snapshots is not None:
+        store.snapshots.save("e1", b"snapshot")
+    store.delete("e1")
+    assert not store.exists("e1") and store.exists("e2")
+    assert [s.execution_id for s in store.list().items] == ["e2"]
+    assert not store.cancel_requested("e1")
+    if store.snapshots is not None:
+        assert store.snapshots.load("e1") is None
+    with pytest.raises(ExecutionNotFoundError):
+        store.delete("e1")
+    with pytest.raises(ExecutionNotFoundError):
+        store.read("e1")
+    make(store, "e1", started())  # the id can be used again
+    assert store.summary("e1").status == Status.INTERRUPTED
+
+
 def test_snapshots_blobs_and_cache_keep_what_they_are_given(store: Store) -> None:
     assert store.snapshots is not None and store.blobs is not None and store.cache is not None
     make(store, "e1", started())
