@@ -30,6 +30,7 @@ import orjson
 
 from flux._engine.errors import InvalidExecutionIdError, InvalidOptionError, StoreError
 from flux._engine.journal import JournalRead, Known, Visit
+from flux._engine.records import Status
 
 __all__ = [
     "Blobs",
@@ -307,6 +308,18 @@ class Store(Protocol):
     def secrets_file(self) -> str | None:
         """The store's secrets file (SPEC.md 4.7), or None when it keeps none."""
         ...
+
+
+def status_now(store: Store, execution_id: str, status: Status) -> Status:
+    """The status of an execution whose journal says `status`, as of now: a run nobody holds is
+    interrupted, or whatever the store knows beyond its journal (parked: sleeping; found
+    diverged by a worker, SPEC.md 13.4)."""
+    if status in (Status.RUNNING, Status.CREATED) and store.owner(execution_id) is None:
+        try:
+            return Status(store.summary(execution_id).status)
+        except ValueError:  # damaged meanwhile
+            return Status.INTERRUPTED if status == Status.RUNNING else status
+    return status
 
 
 def import_journal(store: Store, data: bytes, where: str = "journal") -> ExecutionSummary:
