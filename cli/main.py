@@ -94,14 +94,25 @@ def _options(
     _state["store"], _state["debug"] = store, debug
 
 
-def _log_to_stderr() -> None:
+@contextlib.contextmanager
+def _logging_to_stderr(on: bool) -> Iterator[None]:
+    """With --debug: the library's log (INFO and up) on standard error while the command runs."""
+    if not on:
+        yield
+        return
     import logging
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s flux %(levelname)s %(message)s"))
     logger = logging.getLogger("flux")
+    level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def _fail(error: BaseException) -> NoReturn:
@@ -125,12 +136,11 @@ def command(name: str | None = None) -> Callable[[F], F]:
     def decorate(fn: F) -> F:
         def run(*args: Any, **kwargs: Any) -> Any:
             _state["debug"] = bool(_state["debug"] or kwargs.get("debug"))
-            if _state["debug"]:
-                _log_to_stderr()
             if "store" in kwargs and kwargs["store"] is None:
                 kwargs["store"] = _state["store"]
             try:
-                return fn(*args, **kwargs)
+                with _logging_to_stderr(_state["debug"]):
+                    return fn(*args, **kwargs)
             except (FluxError, ValueError, OSError) as error:
                 _fail(error)
 

@@ -5,8 +5,7 @@ workflow's name, its module, its attribute and its file; resuming, recovering an
 the code in this order:
 
 1. a file or module the user named (`--file`, `--module`, `flux exec pkg.module:wf`);
-2. a workflow of that name already loaded in this process (the registry), unless it comes from
-   another file than the recorded one and the recorded one still exists;
+2. a workflow of that name already loaded in this process (the registry);
 3. the recorded file, when it still exists;
 4. the recorded module, when it can be imported from `sys.path`.
 
@@ -242,9 +241,6 @@ def load_recorded(
     wf = _from_registry(workflow_name, code, {})
     if wf is None and recorded_module == "__main__":
         wf = _from_registry(workflow_name, {}, {})
-    if wf is not None and trust_recorded and isinstance(path, str) and os.path.isfile(path):
-        if not _same_file(code_of(wf)["file"], path):
-            wf = None  # a namesake from another file: the recorded file is still there, and is the code
     if wf is not None:
         return wf, _aliases(recorded_module, wf)
     if not trust_recorded:

@@ -470,7 +470,7 @@ def test_flux_cancel_of_a_killed_execution_compensates_and_records_cancelled(pro
 @pytest.mark.slow
 def test_a_timed_pause_is_continued_by_flux_resume_without_input_once_its_time_has_come(project: Path) -> None:
     env = run_env(project)
-    first = flux_cmd("exec", "flows.py", "gated", "--input", "3", cwd=project, env=env)
+    first = flux_cmd("exec", "flows.py", "gated", "--input", "8", cwd=project, env=env)
     assert first.returncode == 0 and "status: paused" in first.stdout, first.stderr
     execution_id = top_execution(project)
     wake_at = journals(project)[execution_id][-1]["wake_at"]

@@ -133,36 +133,3 @@ def test_recover_and_replay_find_moved_code_by_file(tmp_path: Path) -> None:
     replayed = _flux("replay", execution_id, "--module", "shop.orders", "--summary", cwd=moved, store=store)
     assert replayed.returncode == 0, replayed.stderr
     assert "matches" in replayed.stdout or "reproduces" in replayed.stdout
-
-
-def test_a_namesake_loaded_from_another_file_does_not_stand_in_for_the_recorded_file(tmp_path: Path) -> None:
-    from flux.loader import load_file
-    from flux.recover import recover_store
-
-    source = """
-from flux import ExecutionContext, task, workflow
-
-
-@task
-async def step(i: int) -> int:
-    return i * {factor}
-
-
-@workflow
-async def squares(ctx: ExecutionContext[int]) -> int:
-    return sum([await step(i) for i in range(ctx.input)])
-"""
-    first, second = tmp_path / "one" / "flows.py", tmp_path / "two" / "flows.py"
-    for n, path in enumerate((first, second), start=1):
-        path.parent.mkdir()
-        path.write_text(source.format(factor=n))
-    store = tmp_path / "store"
-    ran = _flux("exec", str(second), "squares", "--input", "3", cwd=tmp_path, store=store)
-    assert ran.returncode == 0 and "output: 6" in ran.stdout, ran.stderr
-    assert _header(store)["code"] == {"file": str(second), "module": "flows", "attr": "squares"}
-    [journal] = list((store / "executions").glob("*.jsonl"))
-    journal.write_bytes(b"".join(journal.read_bytes().splitlines(keepends=True)[:5]))  # cut after a task
-    load_file(str(first))  # this process already runs the other project's `flows.squares`
-    [row] = recover_store(str(store), durability="os")
-    assert row.status == "completed", row.error
-    assert row.context is not None and row.context.output == 2 * (0 + 1 + 2)
