@@ -395,6 +395,21 @@ def prune(
     out.print(f"{verb} {len(pruned.deleted)} executions ({pruned.journals} journals)")
 
 
+@command("purge")
+def purge(
+    finished_before: str = typer.Option(
+        ..., "--finished-before", help="An age (30d, 12h, 90m) or an ISO date: executions that finished before go."
+    ),
+    status: list[str] = FinalStatusOpt,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only print what would be deleted."),
+    store: str = StoreOpt,
+    as_json: bool = JsonOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """The same as `flux prune` (on a PostgreSQL store, a few statements per 1,000 executions)."""
+    prune(finished_before, status, dry_run, store, as_json, debug)
+
+
 @command("clear-cache")
 def clear_cache(store: str = StoreOpt, debug: bool = DebugOpt) -> None:
     """Delete every cached task result (tasks declared with cache=True) in the store."""
@@ -455,6 +470,47 @@ def recover(
         raise typer.Exit(EXIT_BAD_INPUT)
     if any(row.status == "failed" for row in rows):
         raise typer.Exit(EXIT_FAILED)
+
+
+WorkerTargetsArg = typer.Argument(..., help="Files (app.py) or modules (pkg.module) whose workflows to run.")
+QueueOpt = typer.Option(None, "--queue", "-q", help="A queue to claim from (repeat; default: default).")
+
+
+@command()
+def worker(
+    targets: list[str] = WorkerTargetsArg,
+    store: str = StoreOpt,
+    concurrency: int = typer.Option(256, "--concurrency", "-c", help="Executions run at once."),
+    lease: float = typer.Option(
+        None, "--lease", help="Seconds a lease lasts without renewal (PostgreSQL; default 15)."
+    ),
+    queue: list[str] = QueueOpt,
+    park_after: float = typer.Option(
+        5.0, "--park-after", help="Park runs that only wait on the clock this long or more (PostgreSQL)."
+    ),
+    durability: str = DurabilityOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Run the store's ready executions of these workflows until SIGTERM or Ctrl-C."""
+    import logging
+
+    from flux import worker as worker_mod
+
+    logging.basicConfig(level=logging.INFO if debug else logging.WARNING, format="%(asctime)s %(message)s")
+    stats, names = worker_mod.serve(
+        targets,
+        store=store,
+        concurrency=concurrency,
+        lease=lease,
+        queues=queue or ["default"],
+        park_after=park_after,
+        durability=durability,
+        on_ready=lambda names: out.print(f"worker ready: {', '.join(names)}"),
+    )
+    out.print(
+        f"worker stopped: {stats.claimed} claimed, {stats.finished} finished, {stats.paused} paused, "
+        f"{stats.parked} parked, {stats.diverged} diverged, {stats.skipped} skipped, {stats.errors} errors"
+    )
 
 
 StatusOpt = typer.Option(
@@ -706,94 +762,7 @@ def check(
         raise typer.Exit(EXIT_FAILED)
 
 
-@command()
-def spec(
-    section: str = typer.Argument(None, help="A section's number (4.2) or the start of its title (replay rules)."),
-    debug: bool = DebugOpt,
-) -> None:
-    """Print the specification shipped with this version (SPEC.md), or one of its sections."""
-    from flux.spec import spec_section, spec_text
-
-    sys.stdout.write(spec_text() if section is None else spec_section(section))
-
-
-ServeTargets = typer.Argument(
-    None, help="Files (app.py) or modules (pkg.module) whose workflows it runs; app.py:wf serves one."
-)
-
-
-@command()
-def serve(
-    targets: list[str] = ServeTargets,
-    store: str = StoreOpt,
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default)."),
-    port: int = typer.Option(8000, "--port", help="Port to listen on."),
-    token_file: str = typer.Option(
-        None, "--token-file",
-        help="File (mode 0600) whose first line is the token every route but /healthz needs; "
-        "default $FLUX_SERVE_TOKEN.",
-    ),
-    durability: str = DurabilityOpt,
-    debug: bool = DebugOpt,
-) -> None:
-    """Serve the HTTP API and the web console of a store (needs the serve extra)."""
-    try:
-        from flux.serve.security import load_token
-        from flux.serve.server import run_server
-    except ModuleNotFoundError as error:
-        _fail(ModuleNotFoundError(f"flux serve needs {error.name}: pip install 'flux-replay[serve]'"))
-    run_server(targets or [], store=store, host=host, port=port, token=load_token(token_file), durability=durability)
-
-
 app.add_typer(schedule_app, name="schedule")
-
-WorkerTargetsArg = typer.Argument(..., help="Files (app.py) or modules (pkg.module) whose workflows to run.")
-QueueOpt = typer.Option(None, "--queue", "-q", help="A queue to claim from (repeat; default: default).")
-
-
-@command()
-def worker(
-    targets: list[str] = WorkerTargetsArg,
-    store: str = StoreOpt,
-    concurrency: int = typer.Option(256, "--concurrency", "-c", help="Executions run at once."),
-    lease: float = typer.Option(
-        None, "--lease", help="Seconds a lease lasts without renewal (PostgreSQL; default 15)."
-    ),
-    queue: list[str] = QueueOpt,
-    park_after: float = typer.Option(
-        5.0, "--park-after", help="Park runs that only wait on the clock this long or more (PostgreSQL)."
-    ),
-    durability: str = DurabilityOpt,
-    debug: bool = DebugOpt,
-) -> None:
-    """Run the store's ready executions of these workflows until SIGTERM or Ctrl-C."""
-    import logging
-
-    from flux import worker as worker_mod
-
-    logging.basicConfig(level=logging.INFO if debug else logging.WARNING, format="%(asctime)s %(message)s")
-    stats, names = worker_mod.serve(
-        targets, store=store, concurrency=concurrency, lease=lease, queues=queue or ["default"],
-        park_after=park_after, durability=durability,
-        on_ready=lambda names: out.print(f"worker ready: {', '.join(names)}"),
-    )
-    out.print(
-        f"worker stopped: {stats.claimed} claimed, {stats.finished} finished, {stats.paused} paused, "
-        f"{stats.parked} parked, {stats.diverged} diverged, {stats.skipped} skipped, {stats.errors} errors"
-    )
-
-
-@command()
-def purge(
-    finished_before: str = typer.Option(
-        ..., "--finished-before", help="Age such as 30d, 12h, 90m: older finished executions go."
-    ),
-    store: str = StoreOpt,
-    debug: bool = DebugOpt,
-) -> None:
-    """Delete finished executions (completed, failed, cancelled) older than an age (PostgreSQL)."""
-    count = runner.purge_store(store, finished_before=finished_before)
-    out.print(f"removed {count} finished executions")
 
 
 @command("export")
@@ -834,7 +803,8 @@ app.add_typer(db_app, name="db")
 @db_app.command("migrate")
 def db_migrate(store: str = StoreOpt, debug: bool = DebugOpt) -> None:
     """Create or update the Flux schema in a PostgreSQL database (safe beside other processes)."""
-    _state["debug"] = debug
+    _state["debug"] = _state["debug"] or debug
+    store = store if store is not None else _state["store"]
     try:
         applied, version = runner.migrate_store(store)
     except (FluxError, ValueError, OSError) as error:
@@ -845,7 +815,8 @@ def db_migrate(store: str = StoreOpt, debug: bool = DebugOpt) -> None:
 @db_app.command("status")
 def db_status(store: str = StoreOpt, debug: bool = DebugOpt) -> None:
     """Print the schema version of a PostgreSQL store and the newest this Flux knows."""
-    _state["debug"] = debug
+    _state["debug"] = _state["debug"] or debug
+    store = store if store is not None else _state["store"]
     try:
         version, newest = runner.schema_status(store)
     except (FluxError, ValueError, OSError) as error:
@@ -853,6 +824,45 @@ def db_status(store: str = StoreOpt, debug: bool = DebugOpt) -> None:
     out.print(f"schema version {version} (this Flux knows {newest})")
     if version < newest:
         raise typer.Exit(EXIT_FAILED)
+
+
+@command()
+def spec(
+    section: str = typer.Argument(None, help="A section's number (4.2) or the start of its title (replay rules)."),
+    debug: bool = DebugOpt,
+) -> None:
+    """Print the specification shipped with this version (SPEC.md), or one of its sections."""
+    from flux.spec import spec_section, spec_text
+
+    sys.stdout.write(spec_text() if section is None else spec_section(section))
+
+
+ServeTargets = typer.Argument(
+    None, help="Files (app.py) or modules (pkg.module) whose workflows it runs; app.py:wf serves one."
+)
+
+
+@command()
+def serve(
+    targets: list[str] = ServeTargets,
+    store: str = StoreOpt,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback by default)."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+    token_file: str = typer.Option(
+        None, "--token-file",
+        help="File (mode 0600) whose first line is the token every route but /healthz needs; "
+        "default $FLUX_SERVE_TOKEN.",
+    ),
+    durability: str = DurabilityOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Serve the HTTP API and the web console of a store (needs the serve extra)."""
+    try:
+        from flux.serve.security import load_token
+        from flux.serve.server import run_server
+    except ModuleNotFoundError as error:
+        _fail(ModuleNotFoundError(f"flux serve needs {error.name}: pip install 'flux-replay[serve]'"))
+    run_server(targets or [], store=store, host=host, port=port, token=load_token(token_file), durability=durability)
 
 
 def main() -> None:

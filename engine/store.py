@@ -31,6 +31,7 @@ import orjson
 
 from flux._engine.errors import InvalidExecutionIdError, InvalidOptionError, StoreError
 from flux._engine.journal import JournalRead, Known, Visit
+from flux._engine.records import Status
 
 __all__ = [
     "Blobs",
@@ -313,6 +314,18 @@ class Store(Protocol):
         ...
 
 
+def status_now(store: Store, execution_id: str, status: Status) -> Status:
+    """The status of an execution whose journal says `status`, as of now: a run nobody holds is
+    interrupted, or whatever the store knows beyond its journal (parked: sleeping; found
+    diverged by a worker, SPEC.md 13.4)."""
+    if status in (Status.RUNNING, Status.CREATED) and store.owner(execution_id) is None:
+        try:
+            return Status(store.summary(execution_id).status)
+        except ValueError:  # damaged meanwhile
+            return Status.INTERRUPTED if status == Status.RUNNING else status
+    return status
+
+
 def import_journal(store: Store, data: bytes, where: str = "journal") -> ExecutionSummary:
     """Adds the journal `data` (a journal file's bytes, `Store.export` of another store) to
     `store` under its own execution id, byte for byte, and returns its summary.
@@ -339,7 +352,9 @@ def import_journal(store: Store, data: bytes, where: str = "journal") -> Executi
     read = check_journal(data, where, execution_id)
     if read.torn:
         raise JournalCorruptError(
-            where, len(read.records) + 1, read.valid_size,
+            where,
+            len(read.records) + 1,
+            read.valid_size,
             "the last line is incomplete (a torn tail); cut it or import the journal after its owner repaired it",
         )
     records = list(read.records)

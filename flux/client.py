@@ -45,7 +45,7 @@ from flux._engine.outputs import load_blob
 from flux._engine.pauses import WaitingPause, waiting_pauses
 from flux._engine.records import Status
 from flux._engine.refs import OutputStorageReference
-from flux._engine.store import Page, Store, open_store, validate_execution_id
+from flux._engine.store import Page, Store, open_store, status_now, validate_execution_id
 from flux.context import ExecutionContext
 from flux.timeline import CallRow, error_summary, timeline
 
@@ -547,14 +547,7 @@ class Client:
         return read, history
 
     def _status(self, execution_id: str, history: History) -> Status:
-        status = history.status
-        if status in (Status.RUNNING, Status.CREATED) and self.store.owner(execution_id) is None:
-            # Nobody runs it: the store knows whether it was parked or found diverged (SPEC.md 11).
-            try:
-                return Status(self.store.summary(execution_id).status)
-            except ValueError:
-                return Status.INTERRUPTED if status == Status.RUNNING else status
-        return status
+        return status_now(self.store, execution_id, history.status)
 
 
 def has_fleet(store: Store) -> bool:

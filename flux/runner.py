@@ -28,9 +28,7 @@ __all__ = [
     "import_execution",
     "list_executions",
     "migrate_store",
-    "parse_age",
     "parse_input",
-    "purge_store",
     "read_execution",
     "resolve_execution_id",
     "resume_execution",
@@ -107,37 +105,6 @@ def submit_file(
         return handle.execution_id
 
     return run_sync(go())
-
-
-def purge_store(store: Any = None, *, finished_before: str) -> int:
-    """Deletes executions that finished before `finished_before` ago (`30d`, `12h`, `90m`,
-    `45s`) from a database store; returns how many."""
-    from flux._engine.errors import StoreError
-
-    seconds = parse_age(finished_before)
-    from flux.client import has_fleet
-
-    opened = open_store(store)
-    if not has_fleet(opened):
-        raise StoreError(f"{opened.url}: `flux purge` is for postgresql://... stores; delete journal files by hand")
-    return int(opened.purge(seconds))  # type: ignore[attr-defined]
-
-
-def parse_age(text: str) -> float:
-    """Seconds in `30d`, `12h`, `90m`, `45s` or a plain number of seconds.
-
-    Raises:
-        ValueError: naming the text.
-    """
-    units = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
-    body, unit = (text[:-1], units[text[-1]]) if text and text[-1] in units else (text, 1.0)
-    try:
-        value = float(body)
-    except ValueError:
-        raise ValueError(f"--finished-before {text!r} is not an age such as 30d, 12h, 90m or 45s") from None
-    if not value >= 0:
-        raise ValueError(f"--finished-before {text!r} must not be negative")
-    return value * unit
 
 
 def resume_execution(

@@ -227,7 +227,7 @@ class Worker:
                 self.store.mark_diverged(claim.execution_id, divergence_of(err))
         except (ExecutionLockedError, OwnershipLostError, ExecutionNotFoundError) as err:
             self.stats.skipped += 1  # another process has it: it runs there
-            log.info("execution %s: %s", claim.execution_id, err)
+            log.info("execution %s: %s: %s", claim.execution_id, type(err).__name__, err)
         except asyncio.CancelledError:
             raise
         except (StoreError, DurabilityError) as err:

@@ -70,11 +70,7 @@ def flux_popen(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subp
 def pg_server() -> Iterator[PgServer]:
     """One PostgreSQL server for the session, on a Unix socket, with a migrated template
     database `flux_tpl`. Skips when the server binaries or the driver are missing."""
-    reason = pg.skip_reason()
-    if reason is not None:
-        if os.environ.get("FLUX_TEST_REQUIRE_PG"):
-            pytest.fail(f"FLUX_TEST_REQUIRE_PG is set but the PostgreSQL tests cannot run: {reason}")
-        pytest.skip(reason)
+    pg.skip_unless_available()
     server = PgServer()
     try:
         server.start()

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 
 from flux import ExecutionContext, task, workflow
-from flux.tasks import idempotency_key, pause, sleep
+from flux.tasks import call, idempotency_key, pause, sleep
 
 _local = threading.local()
 _counts: dict[str, int] = {}
@@ -69,6 +69,12 @@ async def order_flow(ctx: ExecutionContext[dict[str, Any]]) -> int:
     values = await asyncio.gather(*(charge(ctx.input["id"], i) for i in range(ctx.input["n"])))
     extra = await flaky(ctx.input["id"]) if ctx.input.get("flaky", True) else 0
     return sum(values) + extra
+
+
+@workflow
+async def parent_flow(ctx: ExecutionContext[str]) -> int:
+    """Runs one order as a sub-workflow."""
+    return int(await call(order_flow, {"id": ctx.input, "n": 1, "flaky": False}))
 
 
 @workflow

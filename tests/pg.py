@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["PgServer", "find_bindir", "skip_reason"]
+__all__ = ["PgServer", "find_bindir", "skip_reason", "skip_unless_available"]
 
 
 def find_bindir() -> str | None:
@@ -64,6 +64,19 @@ def skip_reason() -> str | None:
         except KeyError:
             return f"running as root and there is no user {user!r} to run the server as (set FLUX_TEST_PG_USER)"
     return None
+
+
+def skip_unless_available() -> None:
+    """Skips the calling test when PostgreSQL cannot run here, or fails it when
+    FLUX_TEST_REQUIRE_PG is set (CI: the PostgreSQL tests must run)."""
+    import pytest
+
+    reason = skip_reason()
+    if reason is None:
+        return
+    if os.environ.get("FLUX_TEST_REQUIRE_PG"):
+        pytest.fail(f"FLUX_TEST_REQUIRE_PG is set but the PostgreSQL tests cannot run: {reason}")
+    pytest.skip(reason)
 
 
 class PgServer:

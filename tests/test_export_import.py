@@ -40,8 +40,11 @@ def test_an_execution_moves_file_to_postgresql_to_file_byte_for_byte(tmp_path: P
     assert (tmp_path / "last" / "executions" / "order-7.jsonl").read_bytes() == journal
     # The tools read it the same on both stores.
     shown = [
-        [line for line in flux_cmd("show", "order-7", "--store", where, cwd=tmp_path).stdout.splitlines()[1:]
-         if not line.startswith("journal:")]  # where the journal is differs, nothing else
+        [
+            line
+            for line in flux_cmd("show", "order-7", "--store", where, cwd=tmp_path).stdout.splitlines()
+            if not line.startswith("journal: ")  # where the store keeps it
+        ]
         for where in (first, pg_url)
     ]
     assert shown[0] == shown[1] and len(shown[0]) > 2

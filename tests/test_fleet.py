@@ -10,6 +10,7 @@ the long versions (2,000 executions, 200 kills, 10,000 timers).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import signal
@@ -220,7 +221,7 @@ def test_kill_9_of_random_workers_loses_and_repeats_nothing(fleet: Fleet) -> Non
 def test_a_stopped_owner_is_replaced_after_its_lease_and_its_writes_refused(fleet: Fleet) -> None:
     [eid] = fleet.submit(fw.long_flow, [40], "long")
     slow = {"FLUX_TEST_TASK_SECONDS": "0.1"}
-    a = fleet.worker("--concurrency", "4", env=slow)
+    a = fleet.worker("--concurrency", "4", "--debug", env=slow)
     deadline = time.monotonic() + 30
     while not fleet.query(
         "SELECT 1 FROM flux.records r JOIN flux.executions e ON e.pk = r.exec_pk WHERE e.execution_id = %s AND r.seq "
@@ -250,6 +251,12 @@ def test_a_stopped_owner_is_replaced_after_its_lease_and_its_writes_refused(flee
     ) == [(0,)]
     assert _outputs(fleet.url, [eid]) == {eid: sum(2 * i for i in range(40))}
     assert b.poll() is None
+    a.terminate()
+    a.wait(timeout=20)
+    # A's next write after it woke up was refused by the database, and A went on serving.
+    a_log = (fleet.tmp / "worker-0.log").read_text()
+    assert f"execution {eid}: OwnershipLostError" in a_log, a_log[-3000:]
+    assert a.returncode == 0
 
 
 def test_connections_cut_in_the_middle_of_commits_lose_and_repeat_nothing(fleet: Fleet) -> None:
@@ -276,8 +283,7 @@ def test_connections_cut_in_the_middle_of_commits_lose_and_repeat_nothing(fleet:
 def test_the_database_stopped_hard_and_restarted_mid_run(tmp_path: Path) -> None:
     from tests import pg
 
-    if pg.skip_reason() is not None:
-        pytest.skip(pg.skip_reason())
+    pg.skip_unless_available()
     server = PgServer()
     try:
         server.start()
@@ -367,7 +373,7 @@ def test_parked_timers_hold_no_worker_and_fire_on_time(fleet: Fleet) -> None:
     else:
         # A machine oversubscribed by other work (more than two runnable processes per core)
         # delays any process by seconds; the target is not measurable there, bounded lateness is.
-        assert p99 <= 5.0 and median <= 0.25, report
+        assert p99 <= 10.0 and median <= 0.25, report
     # A body runs again only when the worker running it stopped (the restart): at most its slots.
     assert fleet.query("SELECT count(*) FROM effects WHERE n > 1")[0][0] <= 200
     assert fleet.query("SELECT count(*) FROM effects")[0][0] == n
@@ -383,17 +389,28 @@ def test_cancel_and_resume_from_another_process(fleet: Fleet) -> None:
     fleet.worker("--concurrency", "8", "--park-after", "1", env={"FLUX_TEST_TASK_SECONDS": "0.2"})
     [running] = fleet.submit(fw.long_flow, [200], "run")
     [paused, paused2] = fleet.submit(fw.approval_flow, ["p1", "p2"], "ask")
-    [parked, parked2] = fleet.submit(fw.nap_flow, [60.0, 60.0], "park")
+    [parked, parked2, parked3] = fleet.submit(fw.nap_flow, [60.0, 60.0, 6.0], "park")
 
     def status_of(eid: str) -> str:
         return str(fleet.query("SELECT status FROM flux.executions WHERE execution_id = %s", eid)[0][0])
 
     deadline = time.monotonic() + 30
-    while (status_of(paused), status_of(paused2), status_of(parked)) != ("paused", "paused", "sleeping") or status_of(
-        running
-    ) != "running":
+    while (status_of(paused), status_of(paused2), status_of(parked), status_of(parked3)) != (
+        "paused",
+        "paused",
+        "sleeping",
+        "sleeping",
+    ) or status_of(running) != "running":
         assert time.monotonic() < deadline, (status_of(running), status_of(paused), status_of(parked))
         time.sleep(0.1)
+    # Resuming one that a worker runs is refused, naming its owner; the run goes on.
+    refused = flux_cmd("resume", running, "--store", fleet.url, cwd=fleet.tmp, env=fleet.env)
+    assert refused.returncode == 2 and refused.stderr.startswith("ExecutionLockedError"), refused.stderr
+    assert status_of(running) == "running"
+    # Resuming a parked one takes it over in this process: it waits out its timer here and
+    # finishes; no worker runs it meanwhile.
+    woke = flux_cmd("resume", parked3, "--store", fleet.url, cwd=fleet.tmp, env=fleet.env)
+    assert woke.returncode == 0 and "status: completed" in woke.stdout and '"woke"' in woke.stdout, woke.stderr
     began = time.monotonic()
     done = flux_cmd("cancel", running, "--store", fleet.url, cwd=fleet.tmp)
     assert done.returncode == 0 and "status: cancelled" in done.stdout, done.stderr
@@ -408,14 +425,22 @@ def test_cancel_and_resume_from_another_process(fleet: Fleet) -> None:
     assert resumed.returncode == 0 and "status: completed" in resumed.stdout and "2:yes" in resumed.stdout, (
         resumed.stderr
     )
-    assert {eid: status_of(eid) for eid in (running, paused, parked, parked2, paused2)} == {
+    assert {eid: status_of(eid) for eid in (running, paused, parked, parked2, paused2, parked3)} == {
         running: "cancelled",
         paused: "cancelled",
         parked: "cancelled",
         parked2: "cancelled",
         paused2: "completed",
+        parked3: "completed",
     }
     assert fleet.duplicate_starts() == []
+    store = PostgresStore(fleet.url)
+    try:
+        kinds = [r["kind"] for r in store.read(parked3).records]
+    finally:
+        store.close()
+    assert kinds.count("timer_fired") == 1 and kinds.count("workflow_completed") == 1, kinds
+    assert fleet.query("SELECT n FROM effects WHERE kind = 'stamp'") == [(1,)]
 
 
 def test_code_that_diverges_is_stopped_kept_and_never_retried(fleet: Fleet) -> None:
@@ -502,18 +527,33 @@ def test_the_client_submits_to_the_fleet_and_reads_back(fleet: Fleet) -> None:
 
 def test_purge_deletes_finished_executions_older_than_an_age(fleet: Fleet) -> None:
     ids = fleet.submit(fw.order_flow, [{"id": f"p{i}", "n": 1, "flaky": False} for i in range(6)], "p")
+    parents = fleet.submit(fw.parent_flow, ["c0", "c1"], "parent")
     fleet.worker("--concurrency", "8")
-    fleet.wait_finished(6, within=30)
+    fleet.wait_finished(10, within=30)
+    children = dict(fleet.query("SELECT parent_id, execution_id FROM flux.executions WHERE parent_id IS NOT NULL"))
+    assert sorted(children) == sorted(parents)
+    # Four orders and the first parent with its child finished 40 days ago; of the second parent
+    # only the child did (its parent, still there, replays it: it stays).
+    old = [*ids[:4], parents[0], children[parents[0]], children[parents[1]]]
     fleet.query(
         "UPDATE flux.executions SET finished_at = now() - interval '40 days' WHERE execution_id = ANY(%s) RETURNING 1",
-        ids[:4],
+        old,
     )
     bad = flux_cmd("purge", "--finished-before", "soon", "--store", fleet.url, cwd=fleet.tmp)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
-    done = flux_cmd("purge", "--finished-before", "30d", "--store", fleet.url, cwd=fleet.tmp)
-    assert done.returncode == 0 and "removed 4" in done.stdout, done.stderr
-    assert sorted(r[0] for r in fleet.query("SELECT execution_id FROM flux.executions")) == sorted(ids[4:])
-    assert fleet.query("SELECT count(DISTINCT exec_pk) FROM flux.records")[0][0] == 2
+    done = flux_cmd("purge", "--finished-before", "30d", "--store", fleet.url, "--json", cwd=fleet.tmp)
+    assert done.returncode == 0, done.stderr
+    purged = json.loads(done.stdout)
+    assert sorted(purged["deleted"]) == sorted([*ids[:4], parents[0]])
+    assert (purged["journals"], purged["skipped"], purged["dry_run"]) == (6, {}, False)
+    kept = sorted([*ids[4:], parents[1], children[parents[1]]])
+    assert sorted(r[0] for r in fleet.query("SELECT execution_id FROM flux.executions")) == kept
+    assert fleet.query("SELECT count(DISTINCT exec_pk) FROM flux.records")[0][0] == len(kept)
+    again = flux_cmd("prune", "--finished-before", "30d", "--store", fleet.url, cwd=fleet.tmp)
+    assert again.returncode == 0 and "deleted 0 executions" in again.stdout, again.stderr
+    # One execution by id, never one a process holds.
+    assert flux_cmd("delete", ids[4], "--store", fleet.url, cwd=fleet.tmp).returncode == 0
+    assert not fleet.query("SELECT 1 FROM flux.executions WHERE execution_id = %s", ids[4])
 
 
 def test_a_worker_claims_only_its_queues_and_workflows(fleet: Fleet) -> None:

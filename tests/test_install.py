@@ -129,6 +129,9 @@ def test_a_built_wheel_ships_the_spec_and_the_annotations(tmp_path: Path) -> Non
     with zipfile.ZipFile(wheel) as archive:
         assert archive.read("flux/SPEC.md") == (root / "SPEC.md").read_bytes()
         assert "flux/py.typed" in archive.namelist()
+        # Every package of the tree, the stores' included (the default store is one of them).
+        for module in ("flux/_engine/stores/files.py", "flux/_engine/stores/postgres.py", "flux/worker.py"):
+            assert module in archive.namelist(), module
         metadata = archive.read(next(n for n in archive.namelist() if n.endswith("/METADATA"))).decode()
     requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
     assert [r for r in requires if "extra ==" not in r] == [

@@ -25,8 +25,7 @@ def test_the_server_runs_unprivileged_on_a_socket_only(pg_server: PgServer, pg_u
 def test_the_server_can_be_stopped_hard_and_started_again(tmp_path: object) -> None:
     from tests import pg
 
-    if pg.skip_reason() is not None:
-        pytest.skip(pg.skip_reason())
+    pg.skip_unless_available()
     server = PgServer()
     try:
         server.start()

@@ -80,7 +80,7 @@ def test_a_database_without_the_schema_says_to_migrate(pg_server: PgServer, tmp_
         assert applied.fetchall() == [(1, 1), (2, 1)]
     status = flux_cmd("db", "status", "--store", url, cwd=tmp_path)
     assert status.returncode == 0 and "schema version 2" in status.stdout
-    assert flux_cmd("list", "--store", url, cwd=tmp_path).stdout.startswith("no executions")
+    assert flux_cmd("list", "--store", url, cwd=tmp_path).stdout.startswith("no executions in store postgresql://")
 
 
 def test_a_bad_store_url_is_one_line(tmp_path: Path) -> None:
@@ -270,3 +270,24 @@ def test_a_flush_waits_for_its_records_even_when_another_flush_sent_them(store: 
 
     assert asyncio.run(scenario()) == 2 and len(store.read("two").records) == 3
     lease.close()
+
+
+def test_flux_serve_runs_what_it_starts_on_a_postgresql_store(pg_url: str, tmp_path: Path) -> None:
+    """No worker runs: the server runs the execution it starts itself, and serves it back."""
+    from tests.serve_helpers import Server
+
+    empty_pg(pg_url)
+    server = Server(pg_url, tmp_path)
+    try:
+        with server.client() as api:
+            started = api.post("/api/v1/workflows/echo/executions?execution_id=served-1&wait=20", content=b"41")
+            assert started.status_code == 201, started.text
+            body = started.json()
+            assert body["status"] == "completed" and body["output"]["plus_one"] == 42, body
+            assert body["divergence"] is None
+            listed = api.get("/api/v1/executions").json()
+            assert [row["execution_id"] for row in listed["items"]] == ["served-1"]
+    finally:
+        server.stop()
+    shown = flux_cmd("show", "served-1", "--store", pg_url, cwd=tmp_path)
+    assert "status: completed" in shown.stdout, shown.stderr

@@ -1,5 +1,5 @@
 """The PostgreSQL store's side of a worker fleet: claiming runnable executions, reaping expired
-leases, parking, heartbeats and retention (SPEC.md 13.5-11.7).
+leases, parking, heartbeats and retention (SPEC.md 13.5-13.8).
 
 A claim takes up to `n` executions whose `ready_at` has come, of the worker's queues and
 workflows, with `FOR UPDATE SKIP LOCKED` (claimers never wait for each other), and adds one to
@@ -15,7 +15,14 @@ from typing import Any
 
 import orjson
 
-__all__ = ["Claim", "FleetMixin"]
+from flux._engine.errors import ExecutionLockedError, ExecutionNotFoundError
+from flux._engine.store import validate_execution_id
+
+__all__ = ["LIVE", "Claim", "FleetMixin"]
+
+# A lease that is held and not expired, by the database's clock.
+LIVE = "(holder IS NOT NULL AND lease_until > now())"
+_LIVE = LIVE
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,18 @@ UPDATE flux.executions e
  WHERE e.pk = c.pk
 RETURNING e.execution_id
 """
+
+
+# Each top-level execution given and its sub-workflows, at any depth: (top-level id, pk, id,
+# whether its lease is live).
+_TREE_SQL = (
+    "WITH RECURSIVE tree(root, pk, execution_id, live) AS ("
+    " SELECT execution_id, pk, execution_id, " + _LIVE + " FROM flux.executions WHERE execution_id = ANY(%s)"
+    " UNION ALL"
+    " SELECT tree.root, c.pk, c.execution_id, (c.holder IS NOT NULL AND c.lease_until > now())"
+    " FROM flux.executions c JOIN tree ON c.parent_id = tree.execution_id"
+    ") SELECT root, pk, execution_id, live FROM tree"
+)
 
 
 class FleetMixin:
@@ -197,21 +216,52 @@ class FleetMixin:
         )
         self.hint()  # type: ignore[attr-defined]
 
-    def purge(self, finished_before_seconds: float, batch: int = 1000) -> int:
-        """Deletes executions that finished more than `finished_before_seconds` ago, with their
-        records and snapshots, in batches; returns how many."""
-        total = 0
+    def purge(
+        self, finished_before: str, statuses: list[str] | None = None, batch: int = 1000
+    ) -> list[tuple[str, int]]:
+        """Deletes every top-level execution that finished (in one of `statuses`, default any
+        final one) before the moment `finished_before` (ISO 8601), with its sub-workflows, their
+        records and snapshots, `batch` executions per transaction; never an execution whose
+        lease is live. Returns (execution id, journals deleted) of each top-level one (SPEC.md
+        13.8)."""
+        wanted = list(statuses or ("completed", "failed", "cancelled"))
+        done: list[tuple[str, int]] = []
         while True:
             with self._conn("purge finished executions") as conn, conn.transaction():  # type: ignore[attr-defined]
-                rows = conn.execute(
-                    "DELETE FROM flux.executions WHERE pk IN (SELECT pk FROM flux.executions WHERE finished_at < "
-                    "now() - make_interval(secs => %s) ORDER BY finished_at LIMIT %s FOR UPDATE SKIP LOCKED) "
-                    "RETURNING pk, execution_id",
-                    (finished_before_seconds, batch),
+                tops = conn.execute(
+                    "SELECT pk, execution_id FROM flux.executions WHERE finished_at < %s::timestamptz "
+                    "AND parent_id IS NULL AND status = ANY(%s) AND NOT " + _LIVE + " "
+                    "ORDER BY finished_at LIMIT %s FOR UPDATE SKIP LOCKED",
+                    (finished_before, wanted, batch),
                 ).fetchall()
-                if rows:
-                    conn.execute("DELETE FROM flux.records WHERE exec_pk = ANY(%s)", ([r[0] for r in rows],))
-                    conn.execute("DELETE FROM flux.snapshots WHERE execution_id = ANY(%s)", ([r[1] for r in rows],))
-            total += len(rows)
-            if len(rows) < batch:
-                return total
+                if tops:
+                    tree = conn.execute(_TREE_SQL, ([eid for _, eid in tops],)).fetchall()
+                    busy = {root for root, _pk, _eid, live in tree if live}  # a sub-workflow still runs
+                    gone = [(pk, eid) for root, pk, eid, _ in tree if root not in busy]
+                    conn.execute("DELETE FROM flux.records WHERE exec_pk = ANY(%s)", ([pk for pk, _ in gone],))
+                    conn.execute("DELETE FROM flux.snapshots WHERE execution_id = ANY(%s)", ([e for _, e in gone],))
+                    conn.execute("DELETE FROM flux.executions WHERE pk = ANY(%s)", ([pk for pk, _ in gone],))
+                    counts: dict[str, int] = {}
+                    for root, *_ in tree:
+                        counts[root] = counts.get(root, 0) + 1
+                    done += [(eid, counts[eid]) for _, eid in tops if eid not in busy]
+            if len(tops) < batch:
+                return done
+
+    def delete(self, execution_id: str) -> None:
+        """Removes the execution, its records, snapshot and cancel request; never one whose
+        lease is live (the database's lock on its row keeps a claim from racing it)."""
+        validate_execution_id(execution_id)
+        with self._conn("delete the execution") as conn, conn.transaction():  # type: ignore[attr-defined]
+            row = conn.execute(
+                "SELECT pk, " + _LIVE + ", owner FROM flux.executions WHERE execution_id = %s FOR UPDATE",
+                (execution_id,),
+            ).fetchone()
+            if row is None:
+                raise ExecutionNotFoundError(execution_id, self.url)  # type: ignore[attr-defined]
+            pk, live, owner = row
+            if live:
+                raise ExecutionLockedError(execution_id, dict(owner or {}))
+            conn.execute("DELETE FROM flux.records WHERE exec_pk = %s", (pk,))
+            conn.execute("DELETE FROM flux.snapshots WHERE execution_id = %s", (execution_id,))
+            conn.execute("DELETE FROM flux.executions WHERE pk = %s", (pk,))

@@ -4,7 +4,7 @@ Migrations are numbered and applied in order, each in its own transaction, under
 transaction-scoped advisory lock: any number of processes may migrate at once, and each
 migration runs exactly once. `flux.migrations` records what was applied.
 
-Why the tables look as they do (SPEC.md 11):
+Why the tables look as they do (SPEC.md 13):
 - `records.line` is the journal line's exact bytes (CRC and newline included): export
   gives the file store's journal byte for byte; a jsonb column would reorder keys.
 - `records` is keyed by the execution's compact identity `pk`, not its text id: new executions

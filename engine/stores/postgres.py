@@ -1,5 +1,5 @@
 """The PostgreSQL store: journals as rows of one database, shared by any number of processes on
-any number of machines (SPEC.md 11).
+any number of machines (SPEC.md 13).
 
 Each record is kept as its exact journal line (`flux.records`), so a journal read from here is
 byte for byte the file store's. Ownership is a lease with a fencing token: taking an execution
@@ -65,7 +65,7 @@ from flux._engine.records import LIFECYCLE, Status
 from flux._engine.store import ExecutionSummary, Page, decode_cursor, encode_cursor, validate_execution_id
 from flux._engine.stores import pg_schema
 from flux._engine.stores.pg_capabilities import Blobs, Cache, Snapshots
-from flux._engine.stores.pg_fleet import FleetMixin
+from flux._engine.stores.pg_fleet import LIVE, FleetMixin
 from flux._engine.stores.pg_flush import Flusher, Sync, loop_waker
 from flux._engine.stores.pg_schedules import PgBook
 
@@ -78,7 +78,7 @@ DEFAULT_LEASE = 15.0
 logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
 log = logging.getLogger("flux")
 _FINISHED = ("completed", "failed", "cancelled")
-_LIVE = "(holder IS NOT NULL AND lease_until > now())"
+_LIVE = LIVE
 
 
 def redact_url(url: str) -> str:

@@ -155,7 +155,9 @@ class Service:
         wf = self.workflow(name)
         value = _decode_input(input_tree)
         existed = execution_id is not None and self.store.exists(validate_execution_id(execution_id))
-        handle = await self.client.start(wf, value, execution_id=execution_id)
+        # The server runs what it starts, on a PostgreSQL store too (where the fleet takes a run
+        # over only if the server dies, SPEC.md 13.5).
+        handle = await self.client.start(wf, value, execution_id=execution_id, run_here=True)
         self.watch(handle)
         await self._wait(handle, wait)
         return await self.execution(handle.execution_id), not existed

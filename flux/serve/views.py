@@ -16,7 +16,7 @@ from flux._engine.executor import waiting_pauses
 from flux._engine.history import CallHistory, History
 from flux._engine.journal import JournalRead, Records, encode_line, seed_for
 from flux._engine.records import Status
-from flux._engine.store import Store, validate_execution_id
+from flux._engine.store import Store, status_now, validate_execution_id
 from flux.timeline import CallRow, error_summary, row_of
 
 __all__ = ["Folded", "call_rows", "execution_json", "fold_execution", "journal_bytes", "pending_of", "row_details"]
@@ -53,10 +53,7 @@ def fold_execution(store: Store, execution_id: str, keep: bool = False) -> Folde
 
     read = store.read(execution_id, visit=visit if keep else history.apply_all)
     history.journal = kept if keep and len(kept) == len(read.records) else read.records
-    status = history.status
-    if status == Status.RUNNING and store.owner(execution_id) is None:
-        status = Status.INTERRUPTED
-    return Folded(execution_id, read, history, str(status))
+    return Folded(execution_id, read, history, str(status_now(store, execution_id, history.status)))
 
 
 def _raw(read: JournalRead) -> Records | None:
