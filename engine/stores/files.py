@@ -274,6 +274,9 @@ class _Snapshots:
             os.unlink(self._path(execution_id))
 
 
+_BLOB_REF = re.compile(rb'"\$blob":\s*"([0-9a-f]{64})"')
+
+
 class _Blobs:
     """`<home>/blobs/<sha256>.json`, written atomically and fsynced before the record that
     names them (SPEC.md 4.8)."""
@@ -296,12 +299,49 @@ class _Blobs:
         path = os.path.join(self._home, "blobs", digest + ".json")
         try:
             folder = _private_dir(self._home, "blobs")
-            if not os.path.exists(path):
+            try:
+                # Already there: its time is renewed, so that a sweep running now keeps it.
+                os.utime(path)
+            except FileNotFoundError:
                 _write_atomically(folder, digest + ".json", data, point="blob")
         except (OSError, StoreError) as err:
             reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
             raise DurabilityError(f"{path}: writing the stored output failed ({reason}); stopped") from err
         return digest
+
+    def sweep(self, referenced: set[str], started: float) -> int:
+        """Deletes the blobs no journal, snapshot or cache entry names (`referenced`, gathered
+        after `started`), except those written or reused since `started` (a run may be about
+        to record one); returns how many went.
+
+        Each is renamed aside first, then its time is read again: a `put` that renewed it
+        just before is seen and the blob is put back; one after the rename writes it anew."""
+        folder = os.path.join(self._home, "blobs")
+        try:
+            names = os.listdir(folder)
+        except FileNotFoundError:
+            return 0
+        gone = 0
+        for name in names:
+            digest, _, ext = name.partition(".")
+            if ext != "json" or not re.fullmatch(r"[0-9a-f]{64}", digest) or digest in referenced:
+                continue
+            path = os.path.join(folder, name)
+            aside = f"{path}.gone-{os.getpid()}"
+            try:
+                if os.stat(path, follow_symlinks=False).st_mtime >= started:
+                    continue
+                os.rename(path, aside)
+                if os.stat(aside).st_mtime >= started and not os.path.exists(path):
+                    os.rename(aside, path)  # renewed by a put just now: it stays
+                    continue
+                os.unlink(aside)
+                gone += 1
+            except FileNotFoundError:
+                continue
+        if gone:
+            fsync_dir(folder)
+        return gone
 
     def get(self, digest: str) -> bytes:
         path = self.path(digest)
@@ -831,6 +871,24 @@ class FileStore:
         except (OSError, orjson.JSONDecodeError):
             return None
         return found if isinstance(found, dict) else None
+
+    def blob_references(self) -> set[str]:
+        """The digests of stored outputs that journals, replay snapshots and cache entries name."""
+        found: set[str] = set()
+        for folder in (self.dir, os.path.join(self.home, "cache")):
+            try:
+                names = os.listdir(folder)
+            except FileNotFoundError:
+                continue
+            for name in names:
+                if not name.endswith((".jsonl", ".index", ".json", ".torn")):
+                    continue
+                try:
+                    data = read_regular_file(os.path.join(folder, name))
+                except OSError:
+                    continue
+                found.update(m.decode() for m in _BLOB_REF.findall(data))
+        return found
 
     # -- cancellation requests (SPEC.md 4.6) ---------------------------------------------------
 
