@@ -127,6 +127,9 @@ def _variants(lines: list[bytes], execution_id: str, others: dict[str, str]) -> 
                     for wrong in _WRONG_TYPE[accepted[0]][:1]:
                         if not isinstance(wrong, accepted):
                             yield "type", f"{kind}.{name}", index + 1, made(index, {**record, name: wrong})
+                elif accepted is None and not required:  # any JSON value: an odd one
+                    for odd in _ANY_VALUES[4:5]:  # a malformed tagged value
+                        yield "value", f"{kind}.{name}", index + 1, made(index, {**record, name: odd})
                 continue
             if accepted is not None:
                 for wrong in _WRONG_TYPE[accepted[0]]:
