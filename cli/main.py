@@ -491,12 +491,10 @@ def worker(
     durability: str = DurabilityOpt,
     debug: bool = DebugOpt,
 ) -> None:
-    """Run the store's ready executions of these workflows until SIGTERM or Ctrl-C."""
-    import logging
-
+    """Run the store's ready executions of these workflows until SIGTERM or Ctrl-C (--debug: log each
+    claim, park, takeover and refusal)."""
     from flux import worker as worker_mod
 
-    logging.basicConfig(level=logging.INFO if debug else logging.WARNING, format="%(asctime)s %(message)s")
     stats, names = worker_mod.serve(
         targets,
         store=store,

@@ -3,9 +3,16 @@ leases, parking, heartbeats and retention (SPEC.md 13.5-13.8).
 
 A claim takes up to `n` executions whose `ready_at` has come, of the worker's queues and
 workflows, with `FOR UPDATE SKIP LOCKED` (claimers never wait for each other), and adds one to
-each epoch in the same statement. A reap hands every expired lease back (`ready_at = now()`) and
+each epoch in the same statement. A reap hands every expired lease back and
 adds one to its epoch, so the owner that let it expire is fenced at once, before anyone claims it.
 Any worker reaps; there is no leader.
+
+Runs already started (a due timer, a timed pause, a retry, a run handed back) are claimed before
+new submissions, each group in `ready_at` order: a backlog of submissions never makes a timer
+late. What a reap or a stopping worker hands back is runnable at once and goes first (`ready_at` is
+the epoch, 1970): it was claimed before whatever waits now, so it must not wait behind a backlog
+of new submissions (a timer of a run handed back in the middle of its start would be late by the
+whole backlog).
 """
 
 from __future__ import annotations
@@ -48,7 +55,7 @@ UPDATE flux.executions e
          WHERE queue = ANY(%(queues)s) AND workflow = ANY(%(workflows)s)
            AND ready_at <= now() + make_interval(secs => %(ahead)s)
            AND parent_id IS NULL AND (holder IS NULL OR lease_until <= now())
-         ORDER BY ready_at
+         ORDER BY status = 'created', ready_at
          LIMIT %(n)s
            FOR UPDATE SKIP LOCKED) c
  WHERE e.pk = c.pk
@@ -70,7 +77,7 @@ _REAP_SQL = """
 UPDATE flux.executions e
    SET holder = NULL, owner = NULL, lease_until = NULL, epoch = e.epoch + 1,
        ready_at = CASE WHEN e.status IN ('completed', 'failed', 'cancelled') OR e.divergence IS NOT NULL
-                       THEN NULL ELSE now() END
+                       THEN NULL ELSE 'epoch'::timestamptz END
   FROM (SELECT pk FROM flux.executions WHERE holder IS NOT NULL AND lease_until < now()
          ORDER BY lease_until LIMIT %(n)s FOR UPDATE SKIP LOCKED) c
  WHERE e.pk = c.pk
@@ -209,7 +216,7 @@ class FleetMixin:
         self._one(  # type: ignore[attr-defined]
             "WITH r AS (UPDATE flux.executions SET holder = NULL, owner = NULL, lease_until = NULL, "
             "ready_at = CASE WHEN status IN ('completed', 'failed', 'cancelled', 'paused') OR divergence IS NOT NULL "
-            "THEN ready_at ELSE now() END "
+            "THEN ready_at ELSE 'epoch'::timestamptz END "
             "WHERE holder = %s RETURNING 1) DELETE FROM flux.workers WHERE worker_id = %s RETURNING 1",
             (self.holder, self.holder),
             "hand the leases back",
