@@ -3,23 +3,29 @@ a requirement fails (a figure that must be 0 is not, say), else 0.
 
 Run from the project root:
 
-    .venv/bin/python benchmarks/battery.py --size ci            # what CI runs: 1 to 2 minutes
+    .venv/bin/python benchmarks/battery.py --size ci            # what CI runs: about 2 minutes on 2 cores
     .venv/bin/python benchmarks/battery.py --size long          # 20,000 kills, 100,000 power losses
     .venv/bin/python benchmarks/battery.py --only kill,race --seed 7
 
 Scenarios (SPEC.md, section "Fault battery"); each is seeded and reproducible:
 
-1. kill: SIGKILL a workflow at every boundary of a sync (before the write, between write and
-   fsync, after the fsync) and at random moments, resume, until it finishes.
-2. power: keep what was synced plus a random part of the rest (or zeros), recover.
-3. truncation: a ~20 KB journal cut at every byte offset.
-4. corruption: every bit flip of a ~2 KB journal; swapped, repeated, dropped and foreign lines;
-   lines with valid checksums around NaN, duplicate keys, huge numbers, deep nesting.
-5. race: 2 to 8 processes resume one execution at once; the owner is killed, stopped, its lock
-   file removed; a writer that lost ownership keeps writing.
-6. disk: fsync errors, a full disk and short writes injected into `flux exec`.
-7. many: a store of 10,000 executions of 20 tasks: `flux list`, a resume, `flux recover`, file
-   descriptors.
+1. kill (battery_kill.py): SIGKILL a workflow with retries, a timer, output storage, the cache,
+   a sub-workflow, a pause and a saga at every point where the store writes (syncs, the middle
+   of a write, journal creation, torn-tail repair, blob, cache, snapshot and lock writes), while
+   a cancellation is asked for, and at random moments; resume until it finishes.
+2. power (battery_power.py): keep what was synced plus part of the rest, zeros, pages out of
+   order or stale blocks; recover. Take away the directory entry of a journal just created.
+3. truncation (battery_power.py): a ~20 KB journal cut at every byte offset.
+4. corruption (battery_files.py, battery_commands.py): every bit flip of a ~2 KB journal;
+   swapped, repeated, dropped and foreign lines; lines with valid checksums around NaN, duplicate
+   keys, huge numbers, deep nesting; then records with wrong field types, unknown kinds and wrong
+   values through list, show, show --records, replay, diff, recover and resume.
+5. race (battery_procs.py): 2 to 8 processes resume one execution at once; the owner is killed,
+   stopped, its lock file removed; a writer that lost ownership keeps writing.
+6. disk (battery_procs.py): fsync errors, a full disk and short writes injected into the
+   journal, header, lock, blob, cache, snapshot and `.torn` writes of `flux exec`.
+7. many (battery_procs.py): a store of 10,000 executions of 20 tasks: `flux list`, a resume,
+   `flux recover`, file descriptors.
 
 The scenario functions (`run_kill`, ...) take a `Size`, a seed and an empty work directory and
 return `Figures`; tests/test_battery.py runs them at the CI size.
@@ -38,9 +44,10 @@ from collections.abc import Callable
 if __package__ in (None, ""):  # run as a script: make the project root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.battery_files import run_corruption, run_power, run_truncation
+from benchmarks.battery_files import run_corruption
 from benchmarks.battery_kill import run_kill
 from benchmarks.battery_kit import SIZES, Figures, Size
+from benchmarks.battery_power import run_power, run_truncation
 from benchmarks.battery_procs import run_disk, run_many, run_race
 
 __all__ = ["SCENARIOS", "main", "render", "run_battery"]

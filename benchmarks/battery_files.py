@@ -1,18 +1,17 @@
-"""Battery scenarios 2 to 4, on the bytes of journals: power loss, truncation, corruption.
+"""Battery scenario 4, corruption: damaged journals, read as a resume reads them, then through
+every command.
 
-- Power loss keeps what was synced plus a random part of what was not (or zeros), as a disk may
-  after the power went, and checks that recovery (`FileStore.acquire`) keeps every synced record
-  and leaves a clean prefix of the journal.
-- Truncation cuts a journal at every byte offset.
-- Corruption flips every bit of a journal, swaps, repeats, drops and imports lines, and writes
-  lines with a valid checksum around content no Flux writes (NaN, duplicate keys, huge numbers,
-  deep nesting, `seq` of another type): each case must end in a torn-tail repair or a
+- Bytes: every bit flip of a ~2 KB journal; swapped, repeated, dropped and foreign lines; lines
+  with a valid checksum around content no Flux writes (NaN, duplicate keys, huge numbers, deep
+  nesting, `seq` of another type); random edits. Each case must end in a torn-tail repair or a
   `JournalCorruptError` naming `path:line`; never a crash, a hang or silent acceptance.
+- Commands: records with valid checksums and wrong field types, unknown kinds and wrong values
+  through `flux list`, `show`, `show --records`, `replay`, `diff`, `recover` and `resume`
+  (benchmarks/battery_commands.py).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import re
@@ -25,192 +24,13 @@ from typing import Any
 
 import orjson
 
-from benchmarks.battery_child import expected_output, many
-from benchmarks.battery_kit import Figures, ForkServer, Size, journal_of
-from flux._engine.errors import FluxError, JournalCorruptError
+from benchmarks.battery_commands import run_commands
+from benchmarks.battery_kit import Figures, Size, make_journals
+from flux._engine.errors import JournalCorruptError
 from flux._engine.history import History as ReplayIndex
-from flux._engine.journal import check_journal, read_journal, seed_for
-from flux._engine.stores.files import FileStore
+from flux._engine.journal import check_journal, seed_for
 
-__all__ = ["run_corruption", "run_power", "run_truncation"]
-
-
-def _make_journals(workdir: str, inputs: list[int], durability: str = "os") -> list[dict[str, Any]]:
-    """Real runs of `many`: each journal's bytes and records, and what happened to it in order:
-    `("fsync", size)` when an fsync of it returned, `("ack", size)` when a sync returned to the
-    engine (so everything up to `size` was acknowledged)."""
-    out = []
-    with ForkServer() as server:
-        for i, n in enumerate(inputs):
-            home = os.path.join(workdir, f"source{i}")
-            sync_log = home + ".sync"
-            args = {"home": home, "input": n, "durability": durability, "log_fsyncs": True}
-            pid = server.fork("run", args, sync_log=sync_log)
-            status = server.wait(pid)
-            if status.get("code") != 0:
-                raise AssertionError(f"a source run of the battery failed: {status}")
-            found = journal_of(home)
-            assert found is not None
-            path, eid = found
-            with open(path, "rb") as fh:
-                data = fh.read()
-            header_end = data.index(b"\n") + 1  # create() syncs the header before the journal appears
-            events = [("fsync", header_end)]
-            for line in _read(sync_log).splitlines():
-                fields = line.split()
-                if fields[0] == b"fsync" and fields[2].decode() == os.path.realpath(path):
-                    events.append(("fsync", int(fields[1])))
-                elif fields[0].decode() == eid:
-                    events.append(("ack", int(fields[1])))
-            records = read_journal(path, eid).records
-            out.append({"n": n, "execution_id": eid, "data": data, "events": events, "records": records})
-    return out
-
-
-def _write(path: str, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-
-
-def _reset(folder: str, execution_id: str, data: bytes) -> str:
-    path = os.path.join(folder, execution_id + ".jsonl")
-    _write(path, data)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(os.path.join(folder, execution_id + ".torn"))
-    return path
-
-
-def _read(path: str) -> bytes:
-    with open(path, "rb") as fh:
-        return fh.read()
-
-
-# -- 2. power loss -------------------------------------------------------------------------------
-
-
-def run_power(size: Size, seed: int, workdir: str) -> Figures:
-    """`size.power_states` power losses of real fsync-mode journals, each recovered."""
-    fig = Figures("power")
-    rng = random.Random(seed)
-    sources = _make_journals(workdir, [10, 20, 30, 40], durability="fsync")
-    home = os.path.join(workdir, "power")
-    store = FileStore(home)
-    store._ensure_dirs()
-    resume_every = max(1, size.power_states // 100)
-    kinds: Counter[str] = Counter()
-    lost = unclean = failed = cut = resumed = resumed_ok = 0
-    for i in range(size.power_states):
-        src = rng.choice(sources)
-        data, events, eid = src["data"], src["events"], src["execution_id"]
-        # The power goes right after event j: the disk holds what the last fsync made durable,
-        # and maybe some of what was written after it, up to what the next fsync would cover.
-        j = rng.randint(1, len(events))
-        synced = max(size for what, size in events[:j] if what == "fsync")
-        acked = max((size for what, size in events[:j] if what == "ack"), default=0)
-        upto = next((size for what, size in events[j:] if what == "fsync"), len(data))
-        unsynced = data[synced:upto]
-        kind = rng.choice(("part", "zeros", "part+zeros"))
-        kinds[kind] += 1
-        state = data[:synced]
-        if kind != "zeros":
-            state += unsynced[: rng.randint(0, len(unsynced))]
-        if kind != "part":
-            state += b"\0" * rng.randint(1, 4096 if kind == "zeros" else 512)
-        path = _reset(store.dir, eid, state)
-        try:
-            lease = store.acquire(eid, "fsync")
-        except FluxError as err:
-            failed += 1
-            fig.note(f"state {i} ({kind}, {synced} bytes synced): recovery failed: {err}")
-            continue
-        try:
-            on_disk = _read(path)
-            end = len(on_disk)  # what recovery left, not what it meant to leave
-            if end < acked:
-                lost += data[:acked].count(b"\n") - on_disk.count(b"\n")
-                fig.note(f"state {i}: recovery kept {end} bytes; {acked} were acknowledged, {synced} synced")
-            clean = on_disk == data[:end] and end == lease.read.valid_size and (end == 0 or data[end - 1] == 0x0A)
-            if not clean or lease.read.records != src["records"][: len(lease.read.records)]:
-                unclean += 1
-                fig.note(f"state {i}: recovery is not a clean prefix of the journal")
-            cut += len(state) > end
-        finally:
-            lease.close()
-        if i % resume_every == 0:
-            resumed += 1
-            try:
-                ctx = many.run(execution_id=eid, store=home, durability="os")
-            except FluxError as err:
-                fig.note(f"state {i}: the recovered journal cannot be resumed: {err}")
-                continue
-            resumed_ok += ctx.status == "completed" and ctx.output == expected_output(src["n"])
-    fig.add("states", "power-loss states recovered", size.power_states, at_least=size.power_states)
-    fig.add("kinds", "  synced + part of the unsynced / + zeros / + part and zeros",
-            f"{kinds['part']} / {kinds['zeros']} / {kinds['part+zeros']}")
-    fig.add("torn_cut", "torn tails cut on recovery", cut)
-    fig.add("acked_lost", "acknowledged records lost", lost, equal=0)
-    fig.add("unclean", "recoveries that are not a clean prefix", unclean, equal=0)
-    fig.add("failed", "recoveries that failed", failed, equal=0)
-    fig.add("resumed", "recovered states resumed to the uninterrupted output", f"{resumed_ok}/{resumed}",
-            equal=f"{resumed}/{resumed}")
-    return fig
-
-
-# -- 3. truncation -------------------------------------------------------------------------------
-
-
-def run_truncation(size: Size, seed: int, workdir: str) -> Figures:
-    """Cuts ~20 KB journals at every byte offset and recovers each cut."""
-    fig = Figures("truncation")
-    sources = _make_journals(workdir, [50 + 5 * i for i in range(size.truncation_journals)])
-    home = os.path.join(workdir, "truncation")
-    store = FileStore(home)
-    store._ensure_dirs()
-    cuts = wrong = 0
-    for src in sources:
-        data, eid, records = src["data"], src["execution_id"], src["records"]
-        for k in range(len(data) + 1):
-            cuts += 1
-            state = data[:k]
-            path = _reset(store.dir, eid, state)
-            end = state.rfind(b"\n") + 1
-            lines = state.count(b"\n")
-            try:
-                lease = store.acquire(eid, "os")
-            except JournalCorruptError as err:
-                # No complete header: damage, not a torn tail; the file must be left alone.
-                if lines != 0 or _read(path) != state or err.line != 1:
-                    wrong += 1
-                    fig.note(f"cut at {k}: {err}")
-                continue
-            except Exception as err:  # noqa: BLE001 - counted: recovery must not fail otherwise
-                wrong += 1
-                fig.note(f"cut at {k}: {type(err).__name__}: {err}")
-                continue
-            try:
-                torn_path = path[:-6] + ".torn"
-                torn = _read(torn_path) if os.path.exists(torn_path) else b""
-                ok = (
-                    lines > 0
-                    and lease.read.records == records[:lines]
-                    and _read(path) == state[:end]
-                    and torn == (b"%d %s\n" % (end, state[end:]) if end < k else b"")
-                )
-            finally:
-                lease.close()
-            if not ok:
-                wrong += 1
-                fig.note(f"cut at {k}: recovered {len(lease.read.records)} records, expected {lines}")
-    fig.add("journal_bytes", "journal sizes (bytes)", ", ".join(str(len(s["data"])) for s in sources))
-    fig.add("cuts", "cuts, one at every byte offset", cuts)
-    fig.add("wrong", "recoveries other than exactly the complete records", wrong, equal=0)
-    return fig
-
-
-# -- 4. corruption -------------------------------------------------------------------------------
+__all__ = ["run_corruption"]
 
 
 class _Hang(Exception):
@@ -364,7 +184,8 @@ def run_corruption(size: Size, seed: int, workdir: str) -> Figures:
     """At least `size.corruption_cases` damaged journals, each read and indexed as a resume would."""
     fig = Figures("corruption")
     rng = random.Random(seed)
-    bases = _make_journals(workdir, [2, 2] + [3 + i for i in range(max(0, size.corruption_cases // 100_000))])
+    inputs = [2, 2] + [3 + i for i in range(size.corruption_cases // 100_000)]
+    bases = make_journals(workdir, [("many", n) for n in inputs])
     base, foreign = bases[0], bases[1]
     path = os.path.join(workdir, "executions", base["execution_id"] + ".jsonl")
     outcomes: Counter[str] = Counter()
@@ -414,4 +235,5 @@ def run_corruption(size: Size, seed: int, workdir: str) -> Figures:
     fig.add("crashes", "crashes, hangs, errors without path:line", bad - outcomes["silently accepted"], equal=0)
     fig.add("slowest_ms", "slowest case (ms)", round(slowest * 1e3, 1))
     fig.values["by_case"] = {k: dict(v) for k, v in by_case.items()}
+    run_commands(size, seed, os.path.join(workdir, "commands"), fig)
     return fig

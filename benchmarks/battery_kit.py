@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,7 +16,10 @@ import orjson
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-__all__ = ["ROOT", "SIZES", "Figures", "ForkServer", "Row", "Size", "journal_of", "read_side_log", "read_sync_log"]
+__all__ = [
+    "ROOT", "SIZES", "Figures", "ForkServer", "Row", "Size", "journal_of", "make_journals", "read_bytes",
+    "read_side_log", "read_sync_log", "reset_journal", "run_cli",
+]
 
 
 @dataclass(frozen=True)
@@ -25,18 +29,23 @@ class Size:
     name: str
     kills: int
     power_states: int
+    lost_entries: int  # journals whose directory entry a power loss took
     truncation_journals: int
+    truncation_store_cuts: int  # cuts of each also recovered through the store; 0: every one
     corruption_cases: int  # at least this many
+    command_journals: int  # damaged journals run through every command
     race_rounds: int
     disk_cases_per_fault: int
     executions: int
 
 
 SIZES = {
-    "ci": Size("ci", kills=200, power_states=2000, truncation_journals=1, corruption_cases=20_000, race_rounds=500,
-               disk_cases_per_fault=3, executions=10_000),
-    "long": Size("long", kills=20_000, power_states=100_000, truncation_journals=5, corruption_cases=200_000,
-                 race_rounds=5_000, disk_cases_per_fault=25, executions=10_000),
+    "ci": Size("ci", kills=200, power_states=2000, lost_entries=6, truncation_journals=1, truncation_store_cuts=600,
+               corruption_cases=20_000, command_journals=150, race_rounds=200, disk_cases_per_fault=2,
+               executions=10_000),
+    "long": Size("long", kills=20_000, power_states=100_000, lost_entries=200, truncation_journals=5,
+                 truncation_store_cuts=0, corruption_cases=200_000, command_journals=3_000, race_rounds=5_000,
+                 disk_cases_per_fault=25, executions=10_000),
 }
 
 
@@ -117,6 +126,15 @@ class ForkServer:
             self.children.discard(pid)
         return status
 
+    def wait_some(self, pids: list[int], count: int, timeout: float = 60.0) -> dict[int, dict[str, Any]]:
+        """The statuses of the children of `pids` that exited, once `count` of them did (or after
+        `timeout`), by pid."""
+        ended = {int(pid): status for pid, status in self._ask(
+            {"op": "wait_some", "pids": pids, "count": count, "timeout": timeout}
+        )["ended"].items()}
+        self.children.difference_update(ended)
+        return ended
+
     def close(self) -> None:
         """Kills every child still running (a scenario that failed half-way leaves some), then stops."""
         for pid in list(self.children):
@@ -140,6 +158,72 @@ class ForkServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def run_cli(
+    server: ForkServer, argv: list[str], folder: str, faults: str = "none", sync_log: str | None = None,
+    side_log: str | None = None,
+) -> tuple[int | None, str, str]:
+    """(exit status, stdout, stderr) of the `flux` command line run in a forked child with these
+    faults (engine/faults.py); the exit status is None when the child was killed."""
+    out, err = os.path.join(folder, "cli.out"), os.path.join(folder, "cli.err")
+    args = {"argv": argv, "stdout": out, "stderr": err, "side_log": side_log}
+    status = server.wait(server.fork("cli", args, faults=faults, sync_log=sync_log), timeout=120)
+    if not status["exited"]:
+        raise RuntimeError(f"flux {' '.join(argv)} did not end in 120 s")
+    with open(out, encoding="utf-8", errors="replace") as fh_out, open(err, encoding="utf-8", errors="replace") as fh:
+        return status["code"], fh_out.read(), fh.read()
+
+
+def make_journals(workdir: str, runs: list[tuple[str, int]], durability: str = "os") -> list[dict[str, Any]]:
+    """Real runs of battery workflows, (workflow, input) each: each journal's bytes and records,
+    and what happened to it in order: `("fsync", size)` when an fsync of it returned, `("ack",
+    size)` when a sync returned to the engine (so everything up to `size` was acknowledged)."""
+    from flux._engine.journal import read_journal
+
+    out = []
+    with ForkServer() as server:
+        for i, (workflow, n) in enumerate(runs):
+            home = os.path.join(workdir, f"source{i}")
+            sync_log = home + ".sync"
+            args = {"home": home, "workflow": workflow, "input": n, "durability": durability, "log_fsyncs": True}
+            status = server.wait(server.fork("run", args, sync_log=sync_log))
+            if status.get("code") != 0:
+                raise AssertionError(f"a source run of the battery failed: {status}")
+            found = journal_of(home)
+            assert found is not None
+            path, eid = found
+            data = read_bytes(path)
+            header_end = data.index(b"\n") + 1  # create() syncs the header before the journal appears
+            events = [("fsync", header_end)]
+            for line in read_bytes(sync_log).splitlines():
+                fields = line.split()
+                if fields[0] == b"fsync" and fields[2].decode() == os.path.realpath(path):
+                    events.append(("fsync", int(fields[1])))
+                elif fields[0].decode() == eid:
+                    events.append(("ack", int(fields[1])))
+            read = read_journal(path, eid)
+            out.append({"workflow": workflow, "n": n, "execution_id": eid, "data": data, "events": events,
+                        "records": read.records, "offsets": read.offsets})
+    return out
+
+
+def read_bytes(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def reset_journal(folder: str, execution_id: str, data: bytes) -> str:
+    """Puts `data` in place of the journal, with no `.torn` file beside it; returns its path."""
+    path = os.path.join(folder, execution_id + ".jsonl")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(folder, execution_id + ".torn"))
+    return path
 
 
 def journal_of(home: str) -> tuple[str, str] | None:

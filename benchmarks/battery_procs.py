@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import signal
@@ -16,7 +17,16 @@ import orjson
 
 from benchmarks import battery_child
 from benchmarks.battery_child import expected_output, twenty
-from benchmarks.battery_kit import ROOT, Figures, ForkServer, Size, journal_of, read_side_log, read_sync_log
+from benchmarks.battery_kit import (
+    ROOT,
+    Figures,
+    ForkServer,
+    Size,
+    journal_of,
+    read_side_log,
+    read_sync_log,
+    run_cli,
+)
 from flux._engine.codec import encode
 from flux._engine.errors import DurabilityError, FluxError
 from flux._engine.journal import encode_line, read_journal, seed_for
@@ -38,6 +48,22 @@ def _wait_for(predicate: Any, timeout: float = 20.0) -> bool:
             return False
         time.sleep(0.0005)
     return True
+
+
+def _release(barrier: str, k: int) -> int | None:
+    """Lets the k racers waiting at `barrier` go at once, when all are ready (see battery_child);
+    the descriptor to close once the round is over."""
+    ready = barrier + ".ready"
+    _wait_for(lambda: os.path.exists(ready) and os.path.getsize(ready) >= k, timeout=20)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            return os.open(barrier, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as err:  # ENXIO: no reader has opened it yet
+            if err.errno != errno.ENXIO:
+                raise
+            time.sleep(0.0002)
+    return None
 
 
 def _lock_holder(home: str, execution_id: str) -> int | None:
@@ -110,17 +136,15 @@ def run_race(size: Size, seed: int, workdir: str) -> Figures:
         for rnd in range(size.race_rounds):
             k = rng.randint(2, 8)
             racers_total += k
-            start_at = time.time() + 0.004 * k + 0.005
-            args = {"home": home, "workflow": "held", "execution_id": eid, "side_log": side_log, "start_at": start_at}
-            pids = [server.fork("race", args) for _ in range(k)]
-            ended: dict[int, Any] = {}
-            deadline = time.monotonic() + 5
-            while len(ended) < k - 1 and time.monotonic() < deadline:
-                for p in pids:
-                    if p not in ended:
-                        status = server.wait(p, timeout=0)
-                        if status["exited"]:
-                            ended[p] = status
+            barrier = os.path.join(workdir, f"barrier{rnd}")
+            os.mkfifo(barrier, 0o600)
+            args = {"home": home, "workflow": "held", "execution_id": eid, "side_log": side_log}
+            pids = [server.fork("race", {**args, "barrier": barrier}) for _ in range(k)]
+            release = _release(barrier, k)
+            ended = server.wait_some(pids, k - 1, timeout=5)
+            if release is not None:
+                os.close(release)
+            os.unlink(barrier)
             alive = [p for p in pids if p not in ended]
             locked = sum(1 for s in ended.values() if s["code"] == 3)
             owner = alive[0] if len(alive) == 1 else None
@@ -137,14 +161,14 @@ def run_race(size: Size, seed: int, workdir: str) -> Figures:
                 # A stopped owner keeps its flock: nobody gets in while it sleeps.
                 os.kill(owner, signal.SIGSTOP)
                 stopped_checks += 1
-                late = server.fork("race", {**args, "start_at": 0})
+                late = server.fork("race", args)
                 stopped_held += _exit_code(server, late) == 3
                 os.kill(owner, signal.SIGCONT)
             if owner is not None and rnd % 10 == 5:
                 # `rm *.lock` while the owner runs: the journal's own flock still keeps others out.
                 os.unlink(os.path.join(home, "executions", eid + ".lock"))
                 unlinked_checks += 1
-                late = server.fork("race", {**args, "start_at": 0})
+                late = server.fork("race", args)
                 unlinked_held += _exit_code(server, late) == 3
             for p in alive:
                 os.kill(p, signal.SIGKILL)
@@ -194,12 +218,36 @@ def run_race(size: Size, seed: int, workdir: str) -> Figures:
 
 # -- 6. disk faults ------------------------------------------------------------------------------
 
-FAULTS = (
-    ("fsync fails (EIO)", "fail:{n}:after_write:EIO"),
-    ("disk full (ENOSPC)", "fail:{n}:write:ENOSPC"),
-    ("short write, then disk full", "short:{n}:write,fail:{m}:write:ENOSPC"),
-    ("short write, then the rest", "short:{n}:write"),
+# Journal writes of a `many` run, at a random sync: (label, rule, error that stops the run).
+JOURNAL_FAULTS = (
+    ("journal: fsync fails (EIO)", "fail:{n}:after_write:EIO", "DurabilityError"),
+    ("journal: disk full (ENOSPC)", "fail:{n}:write:ENOSPC", "DurabilityError"),
+    ("journal: short write, then disk full", "short:{n}:write,fail:{m}:write:ENOSPC", "DurabilityError"),
+    ("journal: short write, then the rest", "short:{n}:write", ""),
 )
+# The other writes of the store, in a `varied` run (output storage, cache, a sub-workflow, a
+# pause): (label, rule, error that stops the run, or "" when the run goes on). The torn-file
+# faults come after a run that left a torn tail, in the resume that cuts it.
+FILE_FAULTS = (
+    ("header: disk full", "fail:{k}:create_write:ENOSPC", "DurabilityError"),
+    ("header: short write", "short:{k}:create_write", "DurabilityError"),
+    ("header: fsync fails", "fail:{k}:create_fsync:EIO", "DurabilityError"),
+    ("header: link fails", "fail:{k}:create_link:EIO", "DurabilityError"),
+    ("lock file: disk full", "fail:{k}:lock_write:ENOSPC", "StoreError"),
+    ("stored output: disk full", "fail:{k}:blob_write:ENOSPC", "DurabilityError"),
+    ("stored output: short write, then disk full", "short:{k}:blob_write,fail:{k1}:blob_write:ENOSPC",
+     "DurabilityError"),
+    ("stored output: fsync fails", "fail:{k}:blob_fsync:EIO", "DurabilityError"),
+    ("stored output: rename fails", "fail:{k}:blob_rename:EIO", "DurabilityError"),
+    ("cache entry: disk full", "fail:{k}:cache_write:ENOSPC", ""),
+    ("cache entry: fsync fails", "fail:{k}:cache_fsync:EIO", ""),
+    ("cache entry: rename fails", "fail:{k}:cache_rename:EIO", ""),
+    ("snapshot: disk full", "fail:{k}:snapshot_write:ENOSPC", ""),
+    ("torn file: disk full", "fail:1:torn_write:ENOSPC", "StoreError"),
+    ("torn file: short write, then disk full", "short:1:torn_write,fail:2:torn_write:ENOSPC", "StoreError"),
+    ("torn file: truncation fails", "fail:1:torn_truncate:EIO", "StoreError"),
+)
+_TEMPORARY = (".new-", ".tmp-", ".index.new")
 
 
 def _flux(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -209,14 +257,76 @@ def _flux(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[s
     )
 
 
+def _temporary_files(home: str) -> list[str]:
+    return [name for _, _, names in os.walk(home) for name in names if any(t in name for t in _TEMPORARY)]
+
+
+def _journals_readable(home: str) -> bool:
+    folder = os.path.join(home, "executions")
+    try:
+        for name in os.listdir(folder):
+            if name.endswith(".jsonl"):
+                read_journal(os.path.join(folder, name), name[:-6])
+    except FileNotFoundError:
+        return True
+    except FluxError:
+        return False
+    return True
+
+
+def _torn_entries_whole(home: str) -> bool:
+    """Whether every `.torn` file holds whole entries, `<offset> <bytes>\n` each."""
+    folder = os.path.join(home, "executions")
+    for name in os.listdir(folder) if os.path.isdir(folder) else []:
+        if name.endswith(".torn"):
+            with open(os.path.join(folder, name), "rb") as fh:
+                data = fh.read()
+            if data and (not data.endswith(b"\n") or not data.split(b" ", 1)[0].isdigit()):
+                return False
+    return True
+
+
+class _Case:
+    """One run with a fault, through the real command line (in a forked child), then runs
+    without faults until the execution is finished."""
+
+    def __init__(self, server: ForkServer, folder: str) -> None:
+        self.server = server
+        self.folder = folder
+        self.home = os.path.join(folder, "store")
+        self.sync_log = os.path.join(folder, "sync.log")
+        self.side_log = os.path.join(folder, "side.log")
+        os.makedirs(folder)
+
+    def flux(self, *argv: str, faults: str = "none") -> tuple[int | None, str, str]:
+        return run_cli(self.server, [*argv, "--store", self.home], self.folder, faults=faults,
+                       sync_log=self.sync_log, side_log=self.side_log)
+
+    def finish(self, execution_id: str, argv: list[str], expected: Any) -> bool:
+        """Resumes (answering the pause of `varied`) until the execution is finished, or makes
+        it again with `argv` if it was never created; whether it ends completed with `expected`."""
+        path = os.path.join(self.home, "executions", execution_id + ".jsonl")
+        for _ in range(4):
+            if not os.path.exists(path):
+                code = self.flux(*argv)[0]
+            else:
+                last = read_journal(path, execution_id).records[-1]
+                if last["kind"] == "workflow_completed":
+                    return bool(last["value"] == expected)
+                answer = ["--input", str(battery_child.ANSWER)] if last["kind"] == "workflow_paused" else []
+                code = self.flux("resume", execution_id, *answer)[0]
+            if code != 0:
+                return False
+        return False
+
+
 def run_disk(size: Size, seed: int, workdir: str) -> Figures:
-    """Each fault at `size.disk_cases_per_fault` random writes of a real `flux exec`, then `flux resume`."""
+    """Each journal fault at `size.disk_cases_per_fault` random syncs of a real `flux exec` of
+    `many`, and each fault of the other files at their first (and, at the long size, second)
+    write in a `flux exec` of `varied`; then `flux resume` once the fault is gone."""
     fig = Figures("disk")
     rng = random.Random(seed)
     n_input = 20  # 20 sequential tasks and 4 lanes of two: about 30 syncs
-    expected = encode(expected_output(n_input))
-    stopped = clear = readable = early = resumed_ok = cases = continued_ok = continued = 0
-    failing = 0
     reference = os.path.join(workdir, "reference")
     sync_log = reference + ".sync"
     _flux(["exec", battery_child.__file__, "many", "--input", str(n_input), "--home", reference],
@@ -224,72 +334,85 @@ def run_disk(size: Size, seed: int, workdir: str) -> Figures:
     writes = len(list(read_sync_log(sync_log)))  # one write per sync when no write is short
     if writes < 10:
         raise AssertionError(f"the reference run of the disk-fault scenario made only {writes} syncs")
-    for label, template in FAULTS:
+    runs = stopped = clear = readable = early = resumed_ok = failing = 0
+    went_on = went_on_ok = left = unwhole = 0
+    by_error: Counter[str] = Counter()
+    cases: list[tuple[str, str, str, str]] = []
+    for label, template, error in JOURNAL_FAULTS:
         for _ in range(size.disk_cases_per_fault):
-            cases += 1
-            folder = os.path.join(workdir, f"case{cases}")
-            home = os.path.join(folder, "store")
             n = rng.randint(1, writes)
-            rule = template.format(n=n, m=n + 1)
-            env = {
-                "FLUX_TEST_FAULTS": rule,
-                "FLUX_TEST_SYNC_LOG": os.path.join(folder, "sync.log"),
-                "BATTERY_SIDE_LOG": os.path.join(folder, "side.log"),
-            }
-            os.makedirs(folder)
-            run = _flux(["exec", battery_child.__file__, "many", "--input", str(n_input), "--home", home], env)
-            found = journal_of(home)
-            if found is None:
-                fig.note(f"{label} at write {n}: no journal ({run.stderr.strip()})")
-                continue
-            path, eid = found
-            try:
-                read = read_journal(path, eid)
-                readable += 1
-            except FluxError as err:
-                fig.note(f"{label} at write {n}: journal unreadable: {err}")
-                continue
-            if template.startswith("short:{n}:write") and "fail" not in template:
-                continued += 1
-                ok = run.returncode == 0 and not read.torn and read.records[-1].get("value") == expected
-                continued_ok += ok
+            cases.append((label, template.format(n=n, m=n + 1), error, "many"))
+    for label, template, error in FILE_FAULTS:
+        for k in (1, 2)[: 1 if size.disk_cases_per_fault < 5 else 2]:
+            cases.append((label, template.format(k=k, k1=k + 1), error, "varied"))
+    with ForkServer() as server:
+        for number, (label, rule, error, workflow) in enumerate(cases):
+            runs += 1
+            case = _Case(server, os.path.join(workdir, f"case{number}"))
+            eid = f"disk{number}"
+            expected: Any = encode(expected_output(n_input) if workflow == "many" else battery_child.expected_varied(4))
+            argv = ["exec", battery_child.__file__, workflow, "--input", str(n_input if workflow == "many" else 4),
+                    "--id", eid]
+            if label.startswith("torn file"):
+                # A run that leaves half a sync on disk (a torn tail); the fault is in the resume
+                # that cuts it.
+                case.flux(*argv, faults="short:6:write,fail:7:write:ENOSPC")
+                code, out, err = case.flux("resume", eid, faults=rule)
+            else:
+                code, out, err = case.flux(*argv, faults=rule)
+            lines = err.strip().splitlines()
+            readable += _journals_readable(case.home)
+            temporary = _temporary_files(case.home)
+            left += len(temporary)
+            unwhole += not _torn_entries_whole(case.home)
+            if temporary:
+                fig.note(f"{label} ({rule}): left {temporary}")
+            if not error:
+                went_on += 1
+                ok = code == 0 and "Traceback" not in err and not any(x.split(":")[0].endswith("Error") for x in lines)
+                went_on_ok += ok and case.finish(eid, argv, expected)
                 if not ok:
-                    fig.note(f"{label} at write {n}: exit {run.returncode}: {run.stderr.strip()}")
+                    fig.note(f"{label} ({rule}): exit {code}: {err.strip()[:300]!r}")
                 continue
             failing += 1
-            lines = run.stderr.strip().splitlines()
-            stopped += run.returncode == 2 and "status: completed" not in run.stdout
-            one_line = len(lines) == 1 and lines[0].startswith("DurabilityError: ") and "Traceback" not in run.stderr
+            by_error[error] += 1
+            stopped += code == 2 and "status: completed" not in out
+            one_line = len(lines) == 1 and lines[0].startswith(f"{error}: ") and "Traceback" not in err
             clear += one_line
-            if not one_line or run.returncode != 2:
-                fig.note(f"{label} at write {n}: exit {run.returncode}, stderr {run.stderr.strip()[:300]!r}")
-            ends = [end for e, end, _ in read_sync_log(env["FLUX_TEST_SYNC_LOG"]) if e == eid]
-            acked_end = ends[-1] if ends else 0
-            durable = {
-                r["call_id"]
-                for r, off in zip(read.records, read.offsets, strict=True)
-                if r["kind"] == "task_started" and off < acked_end
-            }
-            late = [c for c, _ in read_side_log(env["BATTERY_SIDE_LOG"]) if c not in durable]
-            early += len(late)
-            after = _flux(["resume", eid, "--home", home], {})
-            final = read_journal(path, eid).records[-1]
-            good = after.returncode == 0 and final["kind"] == "workflow_completed" and final["value"] == expected
+            if not one_line or code != 2:
+                fig.note(f"{label} ({rule}): exit {code}, stderr {err.strip()[:300]!r}")
+            if workflow == "many":
+                ends = [end for e, end, _ in read_sync_log(case.sync_log) if e == eid]
+                acked_end = ends[-1] if ends else 0
+                path = os.path.join(case.home, "executions", eid + ".jsonl")
+                read = read_journal(path, eid) if os.path.exists(path) else None
+                durable = set() if read is None else {
+                    r["call_id"] for r, off in zip(read.records, read.offsets, strict=True)
+                    if r["kind"] == "task_started" and off < acked_end
+                }
+                early += len([c for c, _ in read_side_log(case.side_log) if c not in durable])
+            good = case.finish(eid, argv, expected)
             resumed_ok += good
             if not good:
-                fig.note(f"{label} at write {n}: resume exit {after.returncode}: {after.stderr.strip()[:300]}")
-    fig.add("runs", "flux exec runs with an injected fault", cases)
-    fig.add("kinds", "  " + " / ".join(label for label, _ in FAULTS),
-            " / ".join([str(size.disk_cases_per_fault)] * len(FAULTS)))
+                fig.note(f"{label} ({rule}): not resumed to the right output once the fault was gone")
+    fig.add("runs", "flux exec runs with an injected fault", runs)
+    journal_runs = len(JOURNAL_FAULTS) * size.disk_cases_per_fault
+    fig.add("kinds", "  journal writes / header, lock, stored output, cache, snapshot and .torn writes",
+            f"{journal_runs} / {runs - journal_runs}")
     fig.add("stopped", "failing writes that stopped the run with exit 2", f"{stopped}/{failing}",
             equal=f"{failing}/{failing}")
-    fig.add("clear", "  with one line 'DurabilityError: ...'", f"{clear}/{failing}", equal=f"{failing}/{failing}")
-    fig.add("early", "task bodies started past a failed write or fsync", early, equal=0)
-    fig.add("readable", "journals readable afterwards", f"{readable}/{cases}", equal=f"{cases}/{cases}")
-    fig.add("resumed", "failed runs resumed to the right output", f"{resumed_ok}/{failing}",
+    fig.add("clear", "  with one line 'DurabilityError: ...' / 'StoreError: ...'", f"{clear}/{failing}",
             equal=f"{failing}/{failing}")
-    fig.add("short_ok", "runs with a short write that completed correctly", f"{continued_ok}/{continued}",
-            equal=f"{continued}/{continued}")
+    fig.add("clear_kinds", "  DurabilityError / StoreError",
+            f"{by_error['DurabilityError']} / {by_error['StoreError']}")
+    fig.add("early", "task bodies started past a failed journal write or fsync", early, equal=0)
+    fig.add("readable", "journals readable afterwards", f"{readable}/{runs}", equal=f"{runs}/{runs}")
+    fig.add("temporary", "temporary files left behind", left, equal=0)
+    fig.add("torn_whole", ".torn files holding half an entry", unwhole, equal=0)
+    fig.add("resumed", "failed runs resumed (or made again) to the right output", f"{resumed_ok}/{failing}",
+            equal=f"{failing}/{failing}")
+    fig.add("short_ok", "runs that went on (short write then the rest, cache, snapshot) to the right output",
+            f"{went_on_ok}/{went_on}", equal=f"{went_on}/{went_on}")
     return fig
 
 

@@ -32,6 +32,7 @@ from flux._cli.render import (
     replay_summary,
     short,
 )
+from flux._cli.schedules import schedule_app
 from flux._engine.clock import iso, parse_moment
 from flux._engine.store import is_execution_id, open_store
 from flux.context import ExecutionContext
@@ -450,7 +451,7 @@ def recover(
     table.add_column("result")
     for row in rows:
         if row.error is not None:
-            result = f"[red]{escape(type(row.error).__name__)}: {escape(printable(row.error))}[/red]"
+            result = f"[red]{escape(type(row.error).__name__)}[/red] (below)"
         elif row.status == "locked":
             result = "skipped: another process runs it"
         elif row.status == "waiting" and row.wake_at is not None:
@@ -460,6 +461,11 @@ def recover(
         table.add_row(row.execution_id, escape(printable(row.workflow)), result)
     if rows and not as_json:
         out.print(table)
+        for row in rows:
+            if row.error is not None:
+                # In full, one line each: a table cell would cut the path:line off.
+                message = printable(str(row.error).replace("\n", " "))
+                err.print(f"[red]{escape(type(row.error).__name__)}: {escape(message)}[/red]")
     if any(row.status == "error" for row in rows):
         raise typer.Exit(EXIT_BAD_INPUT)
     if any(row.status == "failed" for row in rows):
@@ -558,6 +564,11 @@ def list_(
     widths = [max(len(row[i]) for row in cells) for i in range(5)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in cells]
     sys.stdout.write("\n".join(lines) + "\n")
+    for row in rows:
+        if row.problem:
+            # What is wrong with each damaged journal, path:line included, one line each.
+            problem = printable(row.problem.replace("\n", " "))
+            err.print(f"[red]damaged: {escape(problem)}[/red]")
     if page.cursor is not None:
         err.print(f"more: flux list --cursor {page.cursor}")
 
@@ -583,6 +594,10 @@ def show(
     out.print(f"status: [{colour}]{view.status}[/{colour}]")
     out.print(f"started: {view.created}  last record: {view.updated}  records: {view.records}")
     out.print(f"journal: {escape(printable(view.path))}")
+    if view.schedule is not None:
+        how = "triggered by hand from" if view.schedule.get("trigger") else "a fire of"
+        name = printable(str(view.schedule.get("name")))
+        out.print(f"schedule: {how} schedule {escape(name)} at {escape(printable(str(view.schedule.get('at'))))}")
     if view.divergence is not None:
         out.print(f"[red]diverged: {escape(printable(str(view.divergence.get('message', ''))))}[/red]")
     if view.forked_from is not None:
@@ -743,6 +758,9 @@ def check(
     if not report.ok:
         out.print(f"[red]not deterministic[/red]; journals kept in {escape(report.store or '?')}")
         raise typer.Exit(EXIT_FAILED)
+
+
+app.add_typer(schedule_app, name="schedule")
 
 
 @command("export")

@@ -53,6 +53,15 @@ class TaskSpec:
     secrets: tuple[str, ...] = ()  # secret names handed to the body as `secrets=`
     blob: bool = False  # output storage: the result goes to a blob, the journal keeps its digest
     cache: bool = False  # reuse the result of an identical earlier call (same task, same arguments)
+    # Keyword arguments handed to the body that are not recorded (metadata, config), made from
+    # the call id and the task's name.
+    inject: Callable[[str, str], dict[str, Any]] | None = None
+    storage: Any = None  # a user's OutputStorage: it keeps the result, the journal its reference
+    sensitive: bool = False  # arguments and result recorded redacted; the body runs again on replay
+    inline: bool = field(init=False, default=False)  # the hot path: an async body with nothing added
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "inline", self.is_async and not self.secrets and self.inject is None)
 
     @property
     def identity(self) -> str:
@@ -69,16 +78,20 @@ class TaskSpec:
         secrets: tuple[str, ...] = (),
         blob: bool = False,
         cache: bool = False,
+        inject: Callable[[str, str], dict[str, Any]] | None = None,
+        storage: Any = None,
+        sensitive: bool = False,
     ) -> TaskSpec:
         is_async = inspect.iscoroutinefunction(fn)
         sig = inspect.signature(fn) if "{" in name else None
         handled = None if options is None or options.plain else options
-        return cls(name, fn, is_async, sig, handled, False, tuple(secrets), blob, cache)
+        return cls(name, fn, is_async, sig, handled, False, tuple(secrets), blob, cache, inject, storage, sensitive)
 
     def display_name(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         if self.signature is None:
             return self.name
-        # Partial: the `secrets` a task asks for are handed to it later, never part of its name.
+        # Partial: the `secrets`, `metadata` and `config` a task asks for are handed to it later,
+        # never part of its name.
         bound = self.signature.bind_partial(*args, **kwargs)
         bound.apply_defaults()
         return self.name.format(**bound.arguments)
@@ -110,8 +123,10 @@ class RunRequest:
     journal: JournalRead | None = None  # replay_only: the journal to replay
     history: History | None = None  # replay_only: the fold of `journal`, if built already
     blob_output: bool = False  # the workflow's output goes to output storage
+    output_storage: Any = None  # a user's OutputStorage that keeps the workflow's output
     observer: Any = None  # optional hooks for debuggers and checkers (SPEC.md "Observers")
     aliases: dict[str, str] = field(default_factory=dict)  # recorded module -> module loaded now
+    schedule: dict[str, Any] | None = None  # a fire of a schedule: its name and fire time (SPEC.md "Schedules")
 
 
 @dataclass

@@ -28,7 +28,7 @@ import orjson
 from flux._engine import errors as _errors
 from flux._engine.errors import DecodeError, EncodeError, RecordedError
 
-__all__ = ["Resolver", "class_ref", "decode", "encode", "find_class"]
+__all__ = ["Resolver", "class_ref", "decode", "encode", "find_class", "register_codec"]
 
 _INT_MIN = -(2**63)
 _INT_MAX = 2**63 - 1
@@ -233,13 +233,96 @@ def _enc(v: Any, where: Place, depth: int) -> Any:
     if _is_pydantic(v):
         fields = {name: _enc(getattr(v, name), (where, ".", name), d) for name in type(v).model_fields}
         return {"$pydantic": class_ref(t), "v": fields}
+    codec = _codec_for(t)
+    if codec is not None:
+        try:
+            plain = codec[1](v)
+        except EncodeError:
+            raise
+        except Exception as err:  # a codec that fails: its error names the value it failed on
+            place = _place(where)
+            raise EncodeError(
+                f"{place}: the codec {codec[0]!r} could not record this {t.__module__}.{t.__qualname__} "
+                f"({type(err).__name__}: {err})",
+                type_name=f"{t.__module__}.{t.__qualname__}",
+                where=place,
+            ) from err
+        return {"$ext": codec[0], "v": _enc(plain, (where, f" ({codec[0]})", None), d)}
     place = _place(where)
     raise EncodeError(
         f"{place}: values of type {t.__module__}.{t.__qualname__} cannot be recorded; "
-        "return or pass JSON-like values, dataclasses, enums or other types `flux spec values` lists",
+        "return or pass JSON-like values, dataclasses, enums or other types `flux spec values` lists, "
+        "or register a codec for the type with flux.codecs.register_codec",
         type_name=f"{t.__module__}.{t.__qualname__}",
         where=place,
     )
+
+
+# -- codecs for other types (SPEC.md 3, "$ext") ---------------------------------------------------
+
+_CODECS: dict[type, tuple[str, Callable[[Any], Any]]] = {}  # class -> (name, encode)
+_DECODERS_EXT: dict[str, Callable[[Any], Any]] = {}  # name -> decode
+# Codecs this package ships for libraries it does not depend on: loaded when a value of the
+# library is met (so the library is imported already), never by what a journal says.
+_BUILTIN_EXT = {"numpy": "flux._engine.codec_numpy", "pandas": "flux._engine.codec_numpy"}
+
+
+def register_codec(cls: type, name: str, encode: Callable[[Any], Any], decode: Callable[[Any], Any]) -> None:
+    """Makes values of `cls` (and its subclasses) recordable: `encode(value)` returns a value
+    the journal can hold (section 3), recorded as `{"$ext": name, "v": ...}`, and `decode` of
+    what comes back rebuilds the value. Register it before recording or replaying such values
+    (at import time of the module that defines `cls`). Never pickle in a codec.
+
+    Raises:
+        ValueError: for an empty name, or a name registered for another class.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"codec name {name!r} must be a non-empty str")
+    for known, (other, _) in _CODECS.items():
+        if other == name and known is not cls:
+            raise ValueError(f"codec name {name!r} is already registered for {class_ref(known)}")
+    _CODECS[cls] = (name, encode)
+    _DECODERS_EXT[name] = decode
+
+
+def _codec_for(t: type) -> tuple[str, Callable[[Any], Any]] | None:
+    codec = _CODECS.get(t)
+    if codec is not None:
+        return codec
+    root = t.__module__.partition(".")[0]
+    if root in _BUILTIN_EXT:
+        _load_builtin(root)
+    for cls in t.__mro__[1:]:
+        codec = _CODECS.get(cls)
+        if codec is not None:
+            return codec
+    return _CODECS.get(t)
+
+
+def _load_builtin(root: str) -> None:
+    """Registers the codecs this package ships for library `root`, which is imported already."""
+    import importlib
+
+    module = importlib.import_module(_BUILTIN_EXT[root])
+    module.ensure(root)
+
+
+def _dec_ext(p: Any, tree: dict[str, Any], resolve: Resolver) -> Any:
+    if not isinstance(p, str):
+        raise DecodeError(f"malformed $ext value {p!r}")
+    decoder = _DECODERS_EXT.get(p)
+    if decoder is None:
+        root = p.partition(".")[0]
+        builtin = _BUILTIN_EXT.get(root)
+        if builtin is not None and root in sys.modules:
+            _load_builtin(root)
+            decoder = _DECODERS_EXT.get(p)
+        if decoder is None:
+            hint = f"import {root} before replaying" if builtin is not None else (
+                "register its codec with flux.codecs.register_codec before replaying"
+            )
+            raise DecodeError(f"the journal holds a {p!r} value but no codec for it is loaded; {hint}")
+    return decoder(decode(tree.get("v"), resolve))
 
 
 def _int_text(v: int) -> str:
@@ -509,6 +592,7 @@ _DECODERS: dict[str, Callable[[Any, dict[str, Any], Resolver], Any]] = {
     "$namedtuple": _dec_namedtuple,
     "$pydantic": _dec_pydantic,
     "$error": _dec_error,
+    "$ext": _dec_ext,
 }
 
 

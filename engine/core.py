@@ -124,6 +124,8 @@ class ReplayCore:
         self.asked: dict[str, Any] | None = None  # what the code asked for where the journal ended
         self.patches: dict[str, bool] = {}  # change id -> the answer `patched` gave in this run
         self._slots: set[str] | None = None
+        self._order: list[tuple[str, CallHistory]] | None = None  # recorded calls, in journal order
+        self._cursor = 0  # calls before it were asked for again, or need not be
 
     @property
     def path(self) -> str:
@@ -244,6 +246,21 @@ class ReplayCore:
                 f"{what} at call {call_id} ({call.start.get('src', '?')}), which the journal recorded. {_SEE}",
                 call,
             )
+
+    def replaying(self) -> bool:
+        """Whether the run is still going through recorded history: some recorded call it must
+        ask for again has not been asked for yet. Amortised O(1): a cursor moves over the calls
+        in journal order, which is about the order a run asks for them."""
+        if self.replay_only:
+            return True
+        order = self._order
+        if order is None:
+            order = self._order = list(self.calls.items())
+        i = self._cursor
+        while i < len(order) and (order[i][1].visited or not self.required(order[i][0])):
+            i += 1
+        self._cursor = i
+        return i < len(order)
 
     def required(self, call_id: str) -> bool:
         """Whether a run must ask for `call_id` again: none of the calls whose bodies made it

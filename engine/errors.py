@@ -2,8 +2,11 @@
 
     FluxError
     ├── ExecutionError              a task failed; `inner_exception` is what it raised
-    ├── RetryError                  every attempt of a task failed (attempts, last exception)
-    ├── ExecutionTimeoutError       an attempt ran past its timeout (task, call id, limit)
+    │   ├── RetryError              every attempt of a task failed (attempts, last exception)
+    │   ├── ExecutionTimeoutError   an attempt ran past its timeout (task, call id, limit)
+    │   ├── PauseRequested          a pause (name, output) unwinding the workflow
+    │   └── WorkflowNotFoundError   `call` named a workflow that is not loaded
+    ├── ApprovalRejected            a task that needs approval was rejected (task, reason)
     ├── FallbackError               the task failed and so did its fallback (both exceptions)
     ├── RollbackError               the task failed and so did its rollback (both exceptions)
     ├── CompensationError           a saga step failed and some compensations failed too
@@ -28,6 +31,8 @@
     ├── GraphError                  an invalid Graph (names the node; also a ValueError)
     ├── ExecutionStateError         an operation that the execution's state does not allow
     │   └── ExecutionExistsError    an execution of that id exists already (never replaced)
+    ├── ScheduleNotFoundError       no schedule of that name in the store
+    ├── ScheduleExistsError         a schedule of that name exists already
     ├── OutsideWorkflowError        a workflow-only call (pause, sleep, now, ...) made outside one
     └── DeterminismError            flux.testing found a workflow that is not deterministic
                                     (also an AssertionError)
@@ -42,9 +47,14 @@ from typing import Any
 
 __all__ = [
     "AmbiguousExecutionIdError",
+    "ApprovalRejected",
     "BlobError",
+    "PauseRequested",
+    "WorkflowNotFoundError",
     "DeterminismError",
     "ExecutionExistsError",
+    "ScheduleExistsError",
+    "ScheduleNotFoundError",
     "GraphError",
     "OutsideWorkflowError",
     "OwnershipLostError",
@@ -80,7 +90,11 @@ class FluxError(Exception):
 
 
 class ExecutionError(FluxError):
-    """A task failed. The exception it raised is `inner_exception` and `__cause__`."""
+    """A task failed. The exception it raised is `inner_exception` and `__cause__`.
+
+    An ExecutionError raised inside a task (a nested task's failure, a timeout) reaches the
+    workflow as it is, not wrapped in another one.
+    """
 
     def __init__(self, inner_exception: BaseException | None = None, message: str | None = None) -> None:
         self.inner_exception = inner_exception
@@ -101,30 +115,117 @@ def _describe(exc: BaseException | None) -> str:
     return "nothing" if exc is None else f"{type(exc).__name__}: {exc}"
 
 
-class RetryError(FluxError):
-    """Every attempt of a task failed."""
+class RetryError(ExecutionError):
+    """Every attempt of a task failed.
 
-    def __init__(self, attempts: int, last_exception: BaseException | None = None, task: str = "") -> None:
-        self.attempts = attempts
-        self.last_exception = last_exception
+    `retry_attempts`, `retry_delay` and `retry_backoff` are the task's retry options;
+    `inner_exception` (also `last_exception`) is what the last attempt raised; `attempts` is how
+    many attempts ran; `task` names the task.
+    """
+
+    def __init__(
+        self,
+        inner_exception: BaseException | None = None,
+        attempts: int = 0,
+        delay: float = 0,
+        backoff: float = 0,
+        task: str = "",
+        attempts_made: int | None = None,
+    ) -> None:
+        if isinstance(inner_exception, int) and not isinstance(inner_exception, bool):
+            # Journals written before RetryError took these arguments recorded
+            # (attempts made, last exception, task).
+            attempts_made, inner_exception, task = inner_exception, attempts, str(delay or "")
+            attempts, delay, backoff = max(0, (attempts_made or 1) - 1), 0, 0
+        self.retry_attempts = attempts
+        self.retry_delay = delay
+        self.retry_backoff = backoff
         self.task = task
-        super().__init__(attempts, last_exception, task)
+        self.attempts = attempts + 1 if attempts_made is None else attempts_made
+        last = _describe(inner_exception)
+        super().__init__(inner_exception, f"task {task!r} failed after {self.attempts} attempts; last: {last}")
+        self.args = (inner_exception, attempts, delay, backoff, task, self.attempts)
 
-    def __str__(self) -> str:
-        return f"task {self.task!r} failed after {self.attempts} attempts; last: {_describe(self.last_exception)}"
+    @property
+    def last_exception(self) -> BaseException | None:
+        return self.inner_exception
 
 
-class ExecutionTimeoutError(FluxError):
-    """An attempt of a task ran longer than its `timeout`."""
+class ExecutionTimeoutError(ExecutionError):
+    """An attempt of a task (`type` "Task", `name`, call id `id`) ran longer than its `timeout`
+    in seconds. `task` and `call_id` are the same as `name` and `id`."""
 
-    def __init__(self, task: str = "", call_id: str = "", timeout: float = 0.0) -> None:
-        self.task = task
-        self.call_id = call_id
+    def __init__(self, type: str = "Task", name: str = "", id: str = "", timeout: float = 0.0) -> None:
+        if type not in ("Task", "Workflow") and isinstance(id, (int, float)) and timeout == 0.0:
+            # Journals written before ExecutionTimeoutError took these arguments recorded
+            # (task, call id, timeout).
+            type, name, id, timeout = "Task", type, name, float(id)
+        self.type = type
+        self.name = name
+        self.id = id
         self.timeout = timeout
-        super().__init__(task, call_id, timeout)
+        super().__init__(None, f"{type} {name} ({id}) timed out ({timeout:g}s).")
+        self.args = (type, name, id, timeout)
+
+    @property
+    def task(self) -> str:
+        return self.name
+
+    @property
+    def call_id(self) -> str:
+        return self.id
+
+
+class PauseRequested(ExecutionError):
+    """Raised by `pause` in a workflow that runs without the engine (outside `run`), and the
+    shape of a pause for code that looks at one: `name`, `output`, `wake_at` (ISO-8601 UTC, or
+    None) and `wake_on_complete` (an execution id, or None)."""
+
+    def __init__(
+        self, name: str = "", output: Any = None, wake_at: str | None = None, wake_on_complete: str | None = None
+    ) -> None:
+        self.name = name
+        self.output = output
+        self.wake_at = wake_at
+        self.wake_on_complete = wake_on_complete
+        super().__init__(None, "Pause Requested.")
+        self.args = (name, output, wake_at, wake_on_complete)
+
+
+class WorkflowNotFoundError(ExecutionError):
+    """`call` named a workflow that no loaded module defines."""
+
+    def __init__(self, name: str = "", module_name: str | None = None) -> None:
+        self.workflow_name = name
+        self.module_name = module_name
+        where = f" in module {module_name}" if module_name else ""
+        super().__init__(
+            None, f"Workflow '{name}' not found{where}; import the module that defines it before the call"
+        )
+        self.args = (name, module_name)
+
+
+class ApprovalRejected(FluxError):
+    """A task that needs approval (`requires_approval`) was rejected when the execution was
+    resumed: `task_name`, and who rejected it and why when the answer said so."""
+
+    def __init__(
+        self,
+        task_name: str = "",
+        approver_subject: str | None = None,
+        approver_provider: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        self.task_name = task_name
+        self.approver_subject = approver_subject
+        self.approver_provider = approver_provider
+        self.reason = reason
+        who = f"{approver_subject}@{approver_provider}" if approver_subject else "<unknown>"
+        self.message = f"Approval rejected for task {task_name} by {who}" + (f": {reason}" if reason else "")
+        super().__init__(task_name, approver_subject, approver_provider, reason)
 
     def __str__(self) -> str:
-        return f"task {self.task!r} (call {self.call_id}) ran longer than its timeout of {self.timeout:g} s"
+        return self.message
 
 
 class FallbackError(FluxError):
@@ -326,6 +427,22 @@ class ExecutionExistsError(ExecutionStateError):
     def __init__(self, execution_id: str, where: str) -> None:
         self.execution_id = execution_id
         super().__init__(f"{where}: execution {execution_id} already exists; a journal is never replaced")
+
+
+class ScheduleNotFoundError(FluxError):
+    """No schedule of that name in the store."""
+
+    def __init__(self, name: str, where: str) -> None:
+        self.name = name
+        super().__init__(f"{where}: no schedule named {name!r}; `flux schedule list` shows the schedules")
+
+
+class ScheduleExistsError(FluxError):
+    """A schedule of that name exists already; delete it first, or choose another name."""
+
+    def __init__(self, name: str, where: str) -> None:
+        self.name = name
+        super().__init__(f"{where}: a schedule named {name!r} exists already; delete it first or choose another name")
 
 
 class OutsideWorkflowError(FluxError):

@@ -24,17 +24,18 @@ from flux._engine import records as R
 from flux._engine import traps
 from flux._engine.calls import Outcome, RunRequest, TaskSpec, _Suspend, child_execution_id, user_frame
 from flux._engine.clock import Clock, SystemClock, iso, stamper
-from flux._engine.codec import decode, encode, find_class
+from flux._engine.codec import decode, encode, encode_exception, find_class
 from flux._engine.core import CANCEL, LIVE, REPLAY, RERUN, EndOfJournal, ReplayCore, format_call
-from flux._engine.errors import EncodeError, EngineError, ExecutionError, ExecutionStateError, SecretError
+from flux._engine.errors import EncodeError, EngineError, ExecutionStateError, SecretError
 from flux._engine.handling import run_attempt, run_handled
 from flux._engine.history import CallHistory, History
 from flux._engine.journal import FORMAT_VERSION, JournalRead, Known, Records
 from flux._engine.listeners import Audience, RunInfo, listeners_for
-from flux._engine.outputs import Outputs
+from flux._engine.outputs import SENSITIVE, Outputs, as_execution_error
 from flux._engine.pacing import collector_paced, no_cycle_collection
 from flux._engine.pauses import WaitingPause, pick_pause, waiting_pauses
 from flux._engine.records import Status
+from flux._engine.refs import OutputStorageReference
 from flux._engine.secrets import Secrets, redact
 from flux._engine.snapshot import Snapshot, snapshot_of
 from flux._engine.store import Lease, Store
@@ -55,6 +56,11 @@ __all__ = [
     "format_call",
     "waiting_pauses",
 ]
+
+
+def _reference(blob: dict[str, Any]) -> OutputStorageReference:
+    """The reference a run returns for a workflow output kept in the store's files."""
+    return OutputStorageReference("local_file", str(blob["$blob"]), {"size": blob.get("size")})
 
 
 @types.coroutine
@@ -109,6 +115,38 @@ class Executor(Outputs):
         self._new_pauses: dict[str, dict[str, Any]] = {}  # workflow_paused records written when the run ends paused
         self._waiting_children: dict[str, str] = {}  # call id -> id of a sub-workflow that waits at a pause
         self._settling = False
+        # What workflow code sees of the run (flux's ExecutionContext), and who hears progress.
+        self.context: Any = None
+        self.progress_listener: Callable[[str, str, Any], Any] | None = None
+        self.answering: str | None = None  # the call id of the pause this run answers, until it returns
+
+    def replaying(self) -> bool:
+        """Whether the workflow's code is still going through recorded history."""
+        return self.replay_only or (self.core is not None and self.core.replaying())
+
+    async def report_progress(self, call_id: str, value: Any) -> None:
+        """A task reports progress (`flux.tasks.progress`): handed to the run's listeners, never
+        recorded."""
+        listener = self.progress_listener
+        method = getattr(self.observer, "progress", None) if self.observer is not None else None
+        if listener is None and method is None:
+            return
+        name = self._task_name(call_id)
+        for target in (listener, method):
+            if target is not None:
+                result = target(call_id, name, value)
+                if asyncio.iscoroutine(result):
+                    await result
+
+    def _task_name(self, call_id: str) -> str:
+        """The recorded name of a running task call (found from the end of the journal: a call
+        that runs now started recently)."""
+        records = self.records
+        for i in range(len(records) - 1, 0, -1):
+            record = records[i]
+            if record.get("call_id") == call_id and record["kind"] == R.TASK_STARTED:
+                return str(record["name"])
+        return ""
 
     @property
     def cancelling(self) -> bool:
@@ -160,6 +198,8 @@ class Executor(Outputs):
                 }
                 if req.parent is not None:
                     header["parent"] = req.parent
+                if req.schedule is not None:
+                    header["schedule"] = req.schedule
                 self.lease = self.store.create(req.execution_id, header, req.durability)
                 read = self.lease.read
                 history.apply_all(list(read.records), read.offsets)
@@ -320,8 +360,10 @@ class Executor(Outputs):
                 if self.lease is not None:
                     self.lease.close()
                 # The root task's context holds a branch, which holds this executor: without
-                # this, the executor and its history would wait for the cycle collector.
+                # this, the executor and its history would wait for the cycle collector. The
+                # workflow's context refers to this executor too.
                 self._root = None
+                self.context = None
 
     async def _run(
         self, read: JournalRead, history: History, body: Callable[[Any], Coroutine[Any, Any, Any]]
@@ -337,7 +379,7 @@ class Executor(Outputs):
         )
         self._cancel_recorded = history.cancel_requested
         header = records[0]
-        workflow_input = decode(header.get("input"), self.resolve)
+        workflow_input = self.recorded(header.get("input"), 0, stored=False)
         name = str(header.get("workflow", ""))
         if not req.create and req.workflow_name and name != req.workflow_name:
             raise ExecutionStateError(
@@ -355,7 +397,10 @@ class Executor(Outputs):
         if not self.replay_only:
             parent = header.get("parent")
             self._audience = listeners_for(
-                RunInfo(self.execution_id, name, parent if isinstance(parent, dict) else None, not req.create),
+                RunInfo(
+                    self.execution_id, name, parent if isinstance(parent, dict) else None,
+                    not (req.create or status == Status.CREATED),
+                ),
                 self.observer,
             )
             self._tell = self._audience.recorded if self._audience is not None else None
@@ -382,6 +427,8 @@ class Executor(Outputs):
                 self.append(resumed)
                 history.apply(resumed)
                 if answered is not None:
+                    if len(answered.route) == 1:
+                        self.answering = answered.route[0]
                     log.info(
                         "execution %s resumed at pause %r (call %s)", self.execution_id, answered.name, answered.call_id
                     )
@@ -436,17 +483,30 @@ class Executor(Outputs):
             raise
         if self.replay_only:
             final = history.final
+            if self.redactions:
+                # The recorded output holds no secret; the replay's is compared with it as such.
+                try:
+                    tree, changed = redact(encode(result, "workflow result"), self.redactions)
+                    if changed:
+                        result = decode(tree, self.resolve)
+                except EncodeError:
+                    pass
             return self._outcome(
                 R.LIFECYCLE[final["kind"]] if final else Status.COMPLETED, result, header, workflow_input
             )
         try:
+            if req.output_storage is not None:
+                # The workflow's own storage keeps the output; the journal keeps its reference,
+                # which is what the run returns (SPEC.md 4.8).
+                result = req.output_storage.store(f"{name}_{self.execution_id}", result)
             value = encode(result, (None, "workflow {!r} result", name))
             if self.redactions:
                 value, changed = redact(value, self.redactions)
                 if changed:
-                    result = decode(value, self.resolve)
+                    result = decode(value, self.resolve)  # what leaves the run shows no secret
             if req.blob_output:
                 value = self._store_output(value)
+                result = _reference(value)
             self.append({"seq": 0, "kind": R.COMPLETED, "at": self.stamp(), "value": value})
         except EncodeError as err:
             return await self._finish_failed(err, header, workflow_input)
@@ -459,6 +519,13 @@ class Executor(Outputs):
         """The waiting pause this resume answers; checks that a timed one may go on without input."""
         req = self.request
         target = pick_pause(waiting_pauses(self.store, history), req.resume_pause, self.execution_id)
+        if target.on_complete is not None and not req.resume_has_input:
+            if self._finished(target.on_complete):
+                return target
+            raise ExecutionStateError(
+                f"execution {self.execution_id} is paused at {target.name!r} until execution "
+                f"{target.on_complete} finishes; give an input to resume it earlier"
+            )
         if target.wake_at is None and not req.resume_has_input:
             # A pause with no deadline waits for an answer (an approval): none given is not one.
             raise ExecutionStateError(
@@ -471,6 +538,14 @@ class Executor(Outputs):
                 "give an input to resume it earlier"
             )
         return target
+
+    def _finished(self, execution_id: str) -> bool:
+        """Whether another execution of the store has finished (completed, failed, cancelled)."""
+        try:
+            summary = self.store.summary(execution_id)
+        except EngineError:
+            return False
+        return summary.status in R.FINAL_STATUSES
 
     def _outer_cancelled(self) -> bool:
         task = asyncio.current_task()
@@ -498,10 +573,12 @@ class Executor(Outputs):
     def _final_output(self, final: dict[str, Any] | None) -> Any:
         assert final is not None
         if final["kind"] == R.COMPLETED:
-            return self.value_of(final["value"])
+            if self.request.blob_output and type(final["value"]) is dict and "$blob" in final["value"]:
+                return _reference(final["value"])
+            return self.recorded(final["value"], final["seq"])
         if final["kind"] == R.CANCELLED:
             return None
-        return decode(final["error"], self.resolve)
+        return self.recorded(final["error"], final["seq"], stored=False)
 
     def _outcome(self, status: str, output: Any, header: dict[str, Any], workflow_input: Any) -> Outcome:
         return Outcome(
@@ -516,7 +593,11 @@ class Executor(Outputs):
 
     async def _finish_failed(self, exc: BaseException, header: dict[str, Any], workflow_input: Any) -> Outcome:
         if not self.replay_only:
-            tree, exc = self.error_tree(exc)
+            tree = encode_exception(exc)
+            if self.redactions:
+                tree, changed = redact(tree, self.redactions)
+                if changed:
+                    exc = decode(tree, self.resolve)  # what leaves the run shows no secret (SPEC.md 4.7)
             self.append({"seq": 0, "kind": R.FAILED, "at": self.stamp(), "error": tree})
             await self.durable()
             self._check_fatal()
@@ -642,6 +723,9 @@ class Executor(Outputs):
             name = redact(name, self.redactions)[0]
             enc_args = redact(enc_args, self.redactions)[0]
             enc_kwargs = redact(enc_kwargs, self.redactions)[0]
+        if spec.sensitive:
+            enc_args = [SENSITIVE] * len(args) if args else None
+            enc_kwargs = dict.fromkeys(kwargs, SENSITIVE) if kwargs else None
         core = self.core
         assert core is not None
         try:
@@ -654,9 +738,17 @@ class Executor(Outputs):
             if spec.secrets:
                 self._know_secrets(spec)
             if call.end == R.TASK_COMPLETED:
-                return self.value_of(call.value)
-            exc = decode(call.outcome["error"], self.resolve)  # type: ignore[index]  # a replayed call has ended
-            raise ExecutionError(exc) from exc
+                if spec.sensitive:
+                    # The journal holds no result to hand back: the body runs again, and what
+                    # it returns is not recorded a second time (SPEC.md 4.7).
+                    return await run_attempt(self, spec, args, kwargs, call_id)
+                value = self.recorded(call.value, call.end_seq)
+                if spec.storage is not None and isinstance(value, OutputStorageReference):
+                    value = spec.storage.retrieve(value)
+                return value
+            # (The workflow sees the real secret in a replayed error too, as it did live.)
+            exc = self.recorded(call.outcome["error"], call.end_seq)  # type: ignore[index]  # it ended
+            raise as_execution_error(exc)
         if decision == CANCEL:
             if call is not None and call.cancelled is not None:
                 raise asyncio.CancelledError()  # cancelled by the workflow itself: so again
@@ -695,7 +787,7 @@ class Executor(Outputs):
             await self.durable()
         self._busy += 1
         try:
-            if spec.is_async and not spec.secrets:
+            if spec.inline:
                 # run_attempt's first case, inline: one coroutine less per call on the hot path.
                 token = traps.enter(traps.Branch(self, call_id + ".", 0, call_id))
                 try:
@@ -721,7 +813,7 @@ class Executor(Outputs):
         secret that cannot be had now is not needed: its body does not run."""
         try:
             self.reveal(spec, spec.name)
-        except SecretError:
+        except (SecretError, ValueError):
             pass
 
     async def _notify_live(self, call_id: str) -> None:
@@ -775,7 +867,15 @@ class Executor(Outputs):
             raise self._deliver_cancel()
         return decision
 
-    async def pause(self, branch: traps.Branch, name: str, src: str, wake_at: float | None = None) -> Any:
+    async def pause(
+        self,
+        branch: traps.Branch,
+        name: str,
+        src: str,
+        wake_at: float | None = None,
+        output: Any = None,
+        on_complete: str | None = None,
+    ) -> Any:
         if not isinstance(name, str):
             raise TypeError(f"pause name must be a str, not {type(name).__name__}")
         call_id, call = self._slot(branch, "pause", name, f"pause({name!r})", src)
@@ -788,7 +888,9 @@ class Executor(Outputs):
             raise
         if decision == REPLAY:
             assert call is not None and call.resumed is not None
-            return decode(call.resumed.get("input"), self.resolve)
+            if call_id == self.answering:
+                self.answering = None
+            return self.recorded(call.resumed.get("input"), call.resumed.get("seq", call.seq))
         if decision == CANCEL:
             raise self._deliver_cancel()
         if decision == LIVE:
@@ -797,6 +899,10 @@ class Executor(Outputs):
             }
             if wake_at is not None:
                 record["wake_at"] = wake_at
+            if on_complete is not None:
+                record["on_complete"] = on_complete
+            if output is not None:
+                record["output"] = encode(output, f"pause {name!r} output")
             self._new_pauses[call_id] = record
         return await self._wait(call_id)
 
@@ -814,14 +920,12 @@ class Executor(Outputs):
         if call is not None:
             assert self.core is not None
             self.core.replayed(call_id, call, "start")
-            return self.value_of(call.value)
+            return self.recorded(call.value, call.seq)
         self._live(call_id, None, {"kind": "value", "name": name, "src": src})
         value = produce()
         tree = encode(value, (None, "{}() value", name))
         if self.redactions:
-            tree, changed = redact(tree, self.redactions)
-            if changed:
-                value = decode(tree, self.resolve)  # the workflow sees what replay will hand it
+            tree = redact(tree, self.redactions)[0]  # replay puts the secret back (SPEC.md 4.7)
         self.append(
             {"seq": 0, "kind": R.VALUE, "at": self.stamp(), "call_id": call_id, "name": name, "value": tree, "src": src}
         )

@@ -16,6 +16,7 @@ import asyncio
 import contextvars
 import inspect
 import logging
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,7 @@ import anyio.to_thread
 from flux._engine import records as R
 from flux._engine import traps
 from flux._engine.clock import finishes_within
-from flux._engine.codec import decode, encode
+from flux._engine.codec import encode
 from flux._engine.errors import (
     EngineError,
     ExecutionTimeoutError,
@@ -55,14 +56,41 @@ class TaskOptions:
     timeout: float | None = None
     fallback: Callable[..., Any] | None = None
     rollback: Callable[..., Any] | None = None
+    retry_max_delay: float | None = 600.0  # no wait is longer (None: no limit)
+    retry_jitter: float = 0.0  # each wait is drawn from [wait * (1 - jitter), wait]
+    retry_on: tuple[type[BaseException], ...] = ()  # when given, only these are retried
+    non_retryable: tuple[type[BaseException], ...] = ()  # never retried
 
     @property
     def plain(self) -> bool:
         return self.retry_max_attempts == 0 and self.timeout is None and self.fallback is None and self.rollback is None
 
     def wait_before(self, attempt: int) -> float:
-        """Seconds to wait before attempt `attempt` (1-based retries)."""
-        return self.retry_delay * self.retry_backoff ** (attempt - 1)
+        """Seconds to wait before attempt `attempt` (1-based retries), before jitter:
+        `retry_delay * retry_backoff ** (attempt - 1)`, at most `retry_max_delay`."""
+        try:
+            wait = self.retry_delay * self.retry_backoff ** (attempt - 1)
+        except OverflowError:
+            wait = float("inf")
+        if self.retry_max_delay is not None:
+            wait = min(wait, self.retry_max_delay)
+        return wait
+
+    def jittered(self, wait: float) -> float:
+        """The wait actually taken: drawn at random when `retry_jitter` is set. It is recorded
+        (`retry_at`, `delay`), so a resumed run waits what the recorded one chose."""
+        if not self.retry_jitter or wait <= 0:
+            return wait
+        return wait * (1.0 - self.retry_jitter * _jitter_rng.random())
+
+    def retries(self, exc: BaseException) -> bool:
+        """Whether an attempt that raised `exc` may be retried."""
+        if self.non_retryable and isinstance(exc, self.non_retryable):
+            return False
+        return not self.retry_on or isinstance(exc, self.retry_on)
+
+
+_jitter_rng = random.SystemRandom()
 
 
 def attempt_prefix(call_id: str, attempt: int) -> str:
@@ -80,6 +108,8 @@ async def run_attempt(
     timeout = spec.options.timeout if spec.options is not None else None
     if spec.secrets:
         kwargs = {**kwargs, "secrets": ex.reveal(spec, spec.name)}
+    if spec.inject is not None:
+        kwargs = {**kwargs, **spec.inject(call_id, spec.name)}
     if timeout is None:
         token = traps.enter(branch)
         try:
@@ -91,7 +121,7 @@ async def run_attempt(
         try:
             return await run_isolated(spec.fn, args, kwargs, timeout, ex.clock, ex.resolve)
         except TimedOut:
-            raise ExecutionTimeoutError(spec.name, call_id, timeout) from None
+            raise ExecutionTimeoutError("Task", spec.name, call_id, timeout) from None
         finally:
             traps.leave(token)
     context = contextvars.copy_context()
@@ -107,7 +137,7 @@ async def run_attempt(
     if not in_time:
         body.cancel()
         await asyncio.gather(body, return_exceptions=True)
-        raise ExecutionTimeoutError(spec.name, call_id, timeout)
+        raise ExecutionTimeoutError("Task", spec.name, call_id, timeout)
     return body.result()
 
 
@@ -161,23 +191,30 @@ async def run_handled(
             ex._busy += 1
             try:
                 result = await run_attempt(ex, spec, args, kwargs, call_id, attempt)
-                encode(result, (None, "task {!r} result", name))  # an unrecordable result fails the attempt
+                if spec.storage is None and not spec.sensitive:
+                    encode(result, (None, "task {!r} result", name))  # an unrecordable result fails the attempt
             except Exception as exc:
                 if _is_engine_trouble(ex, exc):
                     raise
                 last_error = exc
-                more = attempt < opts.retry_max_attempts
+                more = attempt < opts.retry_max_attempts and opts.retries(exc)
                 if not more and attempt == 0 and opts.fallback is None and opts.rollback is None:
-                    break  # a timeout alone: the failure is the task's, nothing follows
-                retry_at = now() + opts.wait_before(attempt + 1) if more else None
+                    break  # not retried, nothing follows: the failure is the task's
+                delay = opts.jittered(opts.wait_before(attempt + 1)) if more else None
                 record = {"seq": 0, "kind": R.ATTEMPT_FAILED, "at": ex.stamp(), "call_id": call_id,
-                          "attempt": attempt, "error": ex.error_tree(exc)[0], "retry_at": retry_at}
+                          "attempt": attempt, "error": ex.error_tree(exc)[0],
+                          "retry_at": now() + delay if delay is not None else None}
+                if delay is not None:
+                    record["delay"] = delay
+                if opts.retry_max_attempts:
+                    record["max_attempts"] = opts.retry_max_attempts
+                    record["backoff"] = opts.retry_backoff
                 ex.append(record)
                 failures.append(record)
                 if more:
                     log.info(
                         "execution %s: task %r (call %s) attempt %d failed (%s: %s); retrying in %.3g s",
-                        ex.execution_id, name, call_id, attempt, type(exc).__name__, exc, opts.wait_before(attempt + 1),
+                        ex.execution_id, name, call_id, attempt, type(exc).__name__, exc, delay,
                     )
                 if not more:
                     break
@@ -189,11 +226,13 @@ async def run_handled(
         attempts = attempt + 1
     else:
         attempts = len(failures)
-        last_error = decode(failures[-1]["error"], ex.resolve) if failures else None
+        last_error = ex.recorded(failures[-1]["error"], failures[-1]["seq"], stored=False) if failures else None
 
-    error: BaseException | None = (
-        RetryError(attempts, last_error, name) if opts.retry_max_attempts > 0 else last_error
-    )
+    error: BaseException | None = last_error
+    if opts.retry_max_attempts > 0 and (attempts > 1 or last_error is None or opts.retries(last_error)):
+        error = RetryError(
+            last_error, opts.retry_max_attempts, opts.retry_delay, opts.retry_backoff, name, attempts_made=attempts
+        )
     if opts.fallback is not None:
         failed = handlers.get(R.FALLBACK_FAILED)
         if failed is None:
@@ -212,7 +251,7 @@ async def run_handled(
             else:
                 return ex.complete(call_id, name, spec, result, {"fallback": True})
         else:
-            fallback_error = decode(failed["error"], ex.resolve)
+            fallback_error = ex.recorded(failed["error"], failed["seq"], stored=False)
         error = FallbackError(error, fallback_error, name)
     elif opts.rollback is not None:
         ended = handlers.get(R.ROLLBACK_COMPLETED) or handlers.get(R.ROLLBACK_FAILED)
@@ -231,7 +270,7 @@ async def run_handled(
                 ended = {"seq": 0, "kind": R.ROLLBACK_COMPLETED, "at": ex.stamp(), "call_id": call_id}
             ex.append(ended)
         if ended["kind"] == R.ROLLBACK_FAILED:
-            error = RollbackError(error, decode(ended["error"], ex.resolve), name)
+            error = RollbackError(error, ex.recorded(ended["error"], ended["seq"], stored=False), name)
     assert error is not None
     raise ex.fail(call_id, error)
 

@@ -187,8 +187,9 @@ class History:
                     calls[call_id] = CallHistory(source, "task", record["seq"], name, args, kwargs)
                     continue
             elif kind == "task_completed":
-                if len(record) == 5:  # seq, kind, at, call_id, value: nothing rarer
-                    call = calls.get(record.get("call_id"))  # type: ignore[arg-type]  # None finds no call
+                call_id = record.get("call_id")
+                if len(record) == 5 and type(call_id) is str_:  # seq, kind, at, call_id, value: nothing rarer
+                    call = calls.get(call_id)
                     if (
                         call is not None
                         and call.kind == "task"

@@ -21,8 +21,9 @@ from flux._engine.errors import (
     EngineError,
     ExecutionError,
     RecordTooLargeError,
+    RetryError,
 )
-from flux._engine.secrets import redact
+from flux._engine.secrets import redact, unredact
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -34,9 +35,23 @@ if TYPE_CHECKING:
     from flux._engine.secrets import Secrets
     from flux._engine.store import Lease, Store
 
-__all__ = ["Outputs", "load_blob"]
+__all__ = ["SENSITIVE", "Outputs", "as_execution_error", "load_blob"]
+
+# What the journal holds in place of the arguments and result of a `sensitive=True` task.
+SENSITIVE = "[REDACTED:sensitive]"
 
 log = logging.getLogger("flux")
+
+
+def as_execution_error(exc: BaseException) -> ExecutionError:
+    """What the workflow sees of a task's failure: an ExecutionError raised in the task (a nested
+    task's failure, a timeout) as it is; anything else, and a RetryError, wrapped in one, its
+    cause set."""
+    if isinstance(exc, ExecutionError) and not isinstance(exc, RetryError):
+        return exc
+    err = ExecutionError(exc)
+    err.__cause__ = exc
+    return err
 
 
 def load_blob(store: Any, ref: dict[str, Any]) -> Any:
@@ -66,6 +81,7 @@ class Outputs:
     writer: Any
     fatal: BaseException | None
     execution_id: str
+    path: str
     clock: Clock
     stamp: Callable[[], str]
     _flush_soon: bool
@@ -78,7 +94,34 @@ class Outputs:
         """Decodes a recorded value, reading it from output storage when it was stored there."""
         if type(tree) is dict and "$blob" in tree:
             tree = self._load_blob(tree)
+        if self.redactions:
+            tree = unredact(tree, self.redactions)  # the workflow sees the real secret (SPEC.md 4.7)
         return decode(tree, self.resolve)
+
+    def recorded_value_of(self, tree: Any) -> Any:
+        """Decodes a recorded value as it was written (secrets shown as [secret:NAME]): for
+        events and everything else shown outside the workflow."""
+        if type(tree) is dict and "$blob" in tree:
+            tree = self._load_blob(tree)
+        return decode(tree, self.resolve)
+
+    def recorded(self, tree: Any, seq: int, *, stored: bool = True) -> Any:
+        """A value (or error) the journal holds at `seq`, decoded, from output storage when
+        `stored` and it was stored there.
+
+        One that cannot be rebuilt (a tag no Flux writes, a class not loaded, a stored output
+        missing) is engine trouble, not the workflow's: the run stops and writes nothing more,
+        even if the workflow catches the error (SPEC.md 8), and the error names the line.
+
+        Raises:
+            DecodeError, BlobError: naming `path:line`.
+        """
+        try:
+            return self.value_of(tree) if stored else decode(tree, self.resolve)
+        except (DecodeError, BlobError) as err:
+            located = type(err)(f"{self.path}:{seq + 1}: {err}")
+            self.fatal = self.fatal or located
+            raise located from err
 
     def _load_blob(self, ref: dict[str, Any]) -> Any:
         return load_blob(self.store, ref)
@@ -103,12 +146,11 @@ class Outputs:
 
     def error_tree(self, exc: BaseException) -> tuple[Any, BaseException]:
         """The recorded form of an exception, secrets removed, and the exception the workflow
-        should see (rebuilt from the record when a secret had to be removed)."""
+        sees: the exception itself (secrets are kept out of what is written, not out of what
+        the workflow sees, SPEC.md 4.7)."""
         tree = encode_exception(exc)
         if self.redactions:
-            tree, changed = redact(tree, self.redactions)
-            if changed:
-                exc = decode(tree, self.resolve)
+            tree = redact(tree, self.redactions)[0]
         return tree, exc
 
     def reveal(self, spec: TaskSpec, task: str) -> dict[str, str]:
@@ -128,7 +170,12 @@ class Outputs:
             ExecutionError: when the result cannot be recorded (the failure is recorded instead).
         """
         try:
-            tree = encode(result, (None, "task {!r} result", name))
+            if spec.storage is not None:
+                tree = encode(spec.storage.store(f"{self.execution_id}_{call_id}", result), "output storage reference")
+            elif spec.sensitive:
+                tree = SENSITIVE
+            else:
+                tree = encode(result, (None, "task {!r} result", name))
         except EncodeError as err:
             raise self.fail(call_id, err)  # noqa: B904 - fail() sets the cause
         except Exception as err:  # noqa: BLE001 - anything else that fails while encoding is the task's failure too
@@ -139,14 +186,9 @@ class Outputs:
             )
             failed.__cause__ = err
             raise self.fail(call_id, failed)  # noqa: B904 - fail() sets the cause
-        returned = result
+        returned = result  # the real value, secrets and all; only what is written is redacted
         if self.redactions:
-            tree, changed = redact(tree, self.redactions)
-            if changed:
-                try:
-                    returned = decode(tree, self.resolve)
-                except DecodeError:
-                    returned = result  # never fail a run because of redaction
+            tree = redact(tree, self.redactions)[0]
         stored = self._store_output(tree) if spec.blob else tree
         record = {"seq": 0, "kind": R.TASK_COMPLETED, "at": self.stamp(), "call_id": call_id, "value": stored}
         if extra:
@@ -197,9 +239,7 @@ class Outputs:
         if self.reruns and call_id in self.reruns:
             record["rerun"] = True
         self.append(record)
-        err = ExecutionError(seen)
-        err.__cause__ = seen
-        return err
+        return as_execution_error(seen)
 
     def _cache_key(self, spec: TaskSpec, start: dict[str, Any]) -> str:
         ident = [spec.identity, start["name"], start.get("args"), start.get("kwargs")]

@@ -27,6 +27,7 @@ class WaitingPause:
     name: str
     execution_id: str  # the execution whose journal holds the pause
     wake_at: float | None = None
+    on_complete: str | None = None  # an execution whose end lets the pause go on without input
 
     @property
     def call_id(self) -> str:
@@ -36,6 +37,8 @@ class WaitingPause:
         out: dict[str, Any] = {"name": self.name, "call_id": self.call_id, "execution_id": self.execution_id}
         if self.wake_at is not None:
             out["wake_at"] = iso(self.wake_at)
+        if self.on_complete is not None:
+            out["on_complete"] = self.on_complete
         return out
 
 
@@ -44,7 +47,9 @@ def waiting_pauses(store: Store, history: History, route: tuple[str, ...] = ()) 
     calls, in its sub-workflows that are paused."""
     execution_id = str((history.header or {}).get("execution_id", ""))
     out = [
-        WaitingPause(route + (call_id,), call.name, execution_id, call.start.get("wake_at"))
+        WaitingPause(
+            route + (call_id,), call.name, execution_id, call.start.get("wake_at"), call.start.get("on_complete")
+        )
         for call_id, call in history.waiting.items()
     ]
     for call_id, call in history.calls.items():

@@ -148,6 +148,7 @@ class Header(Record):
     FIELDS = (
         ("format", _I, True), ("execution_id", _S, True), ("workflow", _S, True), ("code", _D, True),
         ("input", _ANY, True), ("created", _S, True), ("parent", _D, False), ("forked_from", _D, False),
+        ("schedule", _D, False),
     )
     format: int
     execution_id: str
@@ -157,6 +158,7 @@ class Header(Record):
     created: str
     parent: dict[str, Any]  # {"execution_id", "call_id"}: a sub-workflow's caller
     forked_from: dict[str, Any]  # {"execution_id", "seq"}: a fork's source
+    schedule: dict[str, Any]  # {"name", "at"}: the schedule fire that started the execution
 
 
 class WorkflowStarted(Record):
@@ -224,13 +226,17 @@ class AttemptFailed(Record):
     KIND = "attempt_failed"
     FIELDS = (
         ("at", _S, True), ("call_id", _S, True), ("attempt", _I, True), ("error", _D, True),
-        ("retry_at", _N + (type(None),), True),
+        ("retry_at", _N + (type(None),), True), ("delay", _N, False), ("max_attempts", _I, False),
+        ("backoff", _N, False),
     )
     at: str
     call_id: str
     attempt: int
     error: dict[str, Any]
     retry_at: float | None
+    delay: float  # the wait before the next attempt (after the cap and jitter), when one follows
+    max_attempts: int  # the task's retry_max_attempts, when it has retries
+    backoff: float  # the task's retry_backoff, when it has retries
 
 
 class RetryStarted(Record):
@@ -329,12 +335,17 @@ class TimerFired(Record):
 class WorkflowPaused(Record):
     KIND = "workflow_paused"
     LIFECYCLE = Status.PAUSED
-    FIELDS = (("at", _S, True), ("call_id", _S, True), ("name", _S, True), ("src", _S, False), ("wake_at", _N, False),)
+    FIELDS = (
+        ("at", _S, True), ("call_id", _S, True), ("name", _S, True), ("src", _S, False), ("wake_at", _N, False),
+        ("on_complete", _S, False), ("output", _ANY, False),
+    )
     at: str
     call_id: str
     name: str
     src: str
     wake_at: float
+    on_complete: str  # an execution id: once it has finished, the pause may go on without input
+    output: Any  # the value the pause shows (`pause(name, output)`), when not None
 
 
 class WorkflowSuspended(Record):
@@ -417,9 +428,14 @@ _SCHEMAS = {
 }
 
 
+# Epoch seconds a clock can give: the years 1 to 9999 (what times are formatted and waited on).
+_TIMES = frozenset({"wake_at", "retry_at"})
+_FIRST_SECOND, _AFTER_LAST_SECOND = -62_135_596_800, 253_402_300_800
+
+
 def field_problem(record: dict[str, Any]) -> str | None:
     """What is wrong with a record's fields (a missing one, one of the wrong JSON type, one its
-    kind does not have), or None when it is as its class declares."""
+    kind does not have, a time no clock gives), or None when it is as its class declares."""
     kind = record.get("kind")
     schema = _SCHEMAS.get(kind) if type(kind) is str else None
     if schema is None:
@@ -434,6 +450,8 @@ def field_problem(record: dict[str, Any]) -> str | None:
             # bool is an int in Python; a JSON true is never a number or a seq here.
             if not isinstance(value, accepted) or (type(value) is bool and bool not in accepted):
                 return f"{kind} field {name!r} is {_json_type(value)}, not {_describe(accepted)}"
+            if name in _TIMES and isinstance(value, _NUMBER) and not _FIRST_SECOND <= value < _AFTER_LAST_SECOND:
+                return f"{kind} field {name!r} is {value!r}, which is not a time (epoch seconds of the years 1 to 9999)"
     for name in record:
         if name not in schema and name not in ("seq", "kind", "crc"):
             return f"{kind} record with an unknown field {name!r}"

@@ -18,7 +18,7 @@ import orjson
 
 from flux._engine.errors import SecretError
 
-__all__ = ["SecretError", "Secrets", "redact"]
+__all__ = ["SecretError", "Secrets", "missing_secrets", "redact", "unredact"]
 
 
 class Secrets:
@@ -64,9 +64,12 @@ class Secrets:
         """The values of `names`.
 
         Raises:
-            SecretError: naming the first missing secret and where it was looked for.
+            ValueError: `The following secrets were not found: [...]`, naming every missing one
+                (the task's failure, recorded like any other).
+            SecretError: when the secrets file cannot be read or is readable by others.
         """
         out: dict[str, str] = {}
+        missing: list[str] = []
         from_file: dict[str, Any] | None = None
         for name in names:
             value = os.environ.get(name)
@@ -75,10 +78,49 @@ class Secrets:
                     from_file = self._file()
                 value = from_file.get(name)
             if not isinstance(value, str) or not value:
-                where = f" or add it to {self.path}" if self.path else " (this store keeps no secrets file)"
-                raise SecretError(f"task {task!r} needs secret {name!r}: set the environment variable {name}{where}")
-            out[name] = value
+                missing.append(name)
+            else:
+                out[name] = value
+        if missing:
+            raise missing_secrets(missing)
         return out
+
+    def save(self, name: str, value: str) -> None:
+        """Writes a secret to the secrets file (created 0600, replaced atomically)."""
+        if self.path is None:
+            raise SecretError("this store keeps no secrets file; set FLUX_SECRETS_FILE")
+        data = self._file()
+        data[name] = value
+        self._write(data)
+
+    def remove(self, name: str) -> None:
+        """Deletes a secret from the secrets file (nothing happens if it is not there)."""
+        data = self._file()
+        if name in data:
+            del data[name]
+            self._write(data)
+
+    def names(self) -> list[str]:
+        """The names of the secrets in the file (the environment is not listed)."""
+        return sorted(self._file())
+
+    def _write(self, data: dict[str, Any]) -> None:
+        assert self.path is not None
+        folder = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        tmp = f"{self.path}.new-{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, orjson.dumps(data))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+
+
+def missing_secrets(names: list[str]) -> ValueError:
+    """The failure of a task whose secrets are not all set."""
+    return ValueError(f"The following secrets were not found: {names}")
 
 
 def redact(tree: Any, secrets: dict[str, str]) -> tuple[Any, bool]:
@@ -93,30 +135,42 @@ def redact(tree: Any, secrets: dict[str, str]) -> tuple[Any, bool]:
     """
     if not secrets:
         return tree, False
-    walker = _Redactor(secrets)
+    walker = _Redactor({value: f"[secret:{name}]" for value, name in secrets.items()})
     return walker.walk(tree), walker.changed
 
 
+def unredact(tree: Any, secrets: dict[str, str]) -> Any:
+    """The inverse of `redact` for what is read back: every `[secret:NAME]` of a secret known
+    now (`secrets`: value -> name) is replaced by its current value, so that the workflow sees
+    the real value on replay as it did live (SPEC.md 4.7). A number that was redacted comes
+    back as the secret's text."""
+    if not secrets:
+        return tree
+    walker = _Redactor({f"[secret:{name}]": value for value, name in secrets.items()}, numbers=False)
+    return walker.walk(tree)
+
+
 class _Redactor:
-    def __init__(self, secrets: dict[str, str]) -> None:
-        self.secrets = secrets
+    def __init__(self, pairs: dict[str, str], numbers: bool = True) -> None:
+        self.pairs = pairs  # text found -> text put in its place
+        self.numbers = numbers
         self.changed = False
 
     def text(self, node: str) -> str:
         out = node
-        for value, name in self.secrets.items():
-            if value in out:
-                out = out.replace(value, f"[secret:{name}]")
+        for found, put in self.pairs.items():
+            if found in out:
+                out = out.replace(found, put)
         if out != node:
             self.changed = True
         return out
 
     def number(self, node: Any, text: str) -> Any:
-        name = self.secrets.get(text)
-        if name is None:
+        put = self.pairs.get(text) if self.numbers else None
+        if put is None:
             return node
         self.changed = True
-        return f"[secret:{name}]"
+        return put
 
     def walk(self, node: Any) -> Any:
         t = type(node)
@@ -149,6 +203,8 @@ class _Redactor:
         if first in ("$int", "$decimal") and isinstance(body, str):
             replaced = self.number(node, body)
             return replaced
+        if first == "$ext":
+            return {**node, "v": self.walk(node.get("v"))}
         if first == "$error":
             out = dict(node)
             for key in ("msg", "tb", "args", "attrs", "cause"):
@@ -160,10 +216,10 @@ class _Redactor:
     def bytes(self, node: dict[str, Any]) -> dict[str, Any]:
         raw = base64.b64decode(node["$bytes"])
         out = raw
-        for value, name in self.secrets.items():
-            secret = value.encode("utf-8")
+        for found, put in self.pairs.items():
+            secret = found.encode("utf-8")
             if secret in out:
-                out = out.replace(secret, f"[secret:{name}]".encode())
+                out = out.replace(secret, put.encode())
         if out == raw:
             return node
         self.changed = True

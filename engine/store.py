@@ -11,7 +11,8 @@ boundary.
     │   └── Writer              append (buffer), sync or await flush (group commit), position
     ├── .snapshots  Snapshots   replay snapshots (SPEC.md 2.3), or None
     ├── .blobs      Blobs       output storage (SPEC.md 4.8), or None
-    └── .cache      Cache       the task cache (SPEC.md 4.9), or None
+    ├── .cache      Cache       the task cache (SPEC.md 4.9), or None
+    └── .schedules  Book        schedules (SPEC.md "Schedules"; engine/schedules.py), or None
 
 Optional capabilities are attributes that are None when the store has none; nobody looks for
 them with getattr.
@@ -225,6 +226,9 @@ class Store(Protocol):
 
     @property
     def cache(self) -> Cache | None: ...
+
+    @property
+    def schedules(self) -> Any: ...  # an engine.schedules.Book, or None
 
     @property
     def url(self) -> str:

@@ -34,6 +34,7 @@ __all__ = [
     "patched",
     "pause",
     "record_value",
+    "replaying",
     "sleep",
 ]
 
@@ -96,10 +97,12 @@ def _need_branch(what: str) -> Branch:
     return branch
 
 
-async def pause(name: str, src: str, wake_at: float | None = None) -> Any:
+async def pause(
+    name: str, src: str, wake_at: float | None = None, output: Any = None, on_complete: str | None = None
+) -> Any:
     """Pauses the execution at this point; returns the input given when it is resumed."""
     branch = _need_branch("pause()")
-    return await branch.executor.pause(branch, name, src, wake_at)
+    return await branch.executor.pause(branch, name, src, wake_at, output, on_complete)
 
 
 async def record_value(name: str, produce: Callable[[], T], src: str) -> T:
@@ -129,6 +132,16 @@ def now_seconds() -> float | None:
     """The engine clock's time inside a workflow, or None outside one."""
     branch = _branch.get()
     return None if branch is None else branch.executor.clock.now()
+
+
+def replaying() -> bool:
+    """True while the running workflow goes through recorded history (its code runs again over
+    what the journal holds); False in a task body, which only ever runs live, and outside a
+    workflow."""
+    branch = _branch.get()
+    if branch is None or branch.call_id is not None:
+        return False
+    return branch.executor.replaying()
 
 
 def cancelling() -> bool:

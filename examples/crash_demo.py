@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,6 +39,13 @@ async def slow_sum(ctx: ExecutionContext[int]) -> int:
 
 def _demo() -> None:
     home = tempfile.mkdtemp(prefix="flux-demo-")
+    try:
+        _kill_and_resume(home)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)  # the demo's store goes with it
+
+
+def _kill_and_resume(home: str) -> None:
     env = {**os.environ, "FLUX_HOME": home, "DEMO_DELAY": "0.1"}
     flux = [sys.executable, "-m", "flux"]
     here = os.path.abspath(__file__)

@@ -30,6 +30,8 @@ from flux._engine.calls import Outcome, RunRequest
 from flux._engine.clock import Clock, iso
 from flux._engine.codec import decode, find_class
 from flux._engine.errors import (
+    BlobError,
+    DecodeError,
     ExecutionExistsError,
     ExecutionLockedError,
     ExecutionStateError,
@@ -42,6 +44,7 @@ from flux._engine.journal import DURABILITY_MODES, JournalRead
 from flux._engine.outputs import load_blob
 from flux._engine.pauses import WaitingPause, waiting_pauses
 from flux._engine.records import Status
+from flux._engine.refs import OutputStorageReference
 from flux._engine.store import Page, Store, open_store, status_now, validate_execution_id
 from flux.context import ExecutionContext
 from flux.timeline import CallRow, error_summary, timeline
@@ -89,6 +92,7 @@ class ExecutionView:
     calls: tuple[CallRow, ...] = ()
     forked_from: dict[str, Any] | None = None
     divergence: dict[str, Any] | None = None  # what a worker found when the code no longer replayed it
+    schedule: dict[str, Any] | None = None  # {name, at}: the schedule fire that started it (SPEC.md "Schedules")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -109,6 +113,7 @@ class ExecutionView:
             "calls": [row.as_json() for row in self.calls],
             "forked_from": self.forked_from,
             "divergence": self.divergence,
+            "schedule": self.schedule,
         }
 
 
@@ -213,6 +218,7 @@ class Client:
             create=True,
             durability=check_durability(durability or self.durability),
             blob_output=uses_output_storage(workflow.options),
+            output_storage=_custom_storage(workflow),
             observer=observer,
         )
         here = run_here if run_here is not None else not has_fleet(self.store)
@@ -270,6 +276,7 @@ class Client:
             durability=check_durability(durability or self.durability),
             aliases={**found_aliases, **(aliases or {})},
             blob_output=_blob_output(wf),
+            output_storage=_custom_storage(wf),
             observer=observer,
         )
         return self._launch(wf, request, clock)
@@ -311,6 +318,7 @@ class Client:
             durability=check_durability(durability or self.durability),
             aliases={**found_aliases, **(aliases or {})},
             blob_output=_blob_output(wf),
+            output_storage=_custom_storage(wf),
             observer=observer,
         )
         return self._launch(wf, request, clock)
@@ -352,6 +360,7 @@ class Client:
             request = RunRequest(
                 execution_id=execution_id, workflow_name=wf.name, cancel=True, aliases=aliases,
                 durability=check_durability(self.durability), blob_output=_blob_output(wf),
+                output_storage=_custom_storage(wf),
             )
             try:
                 handle = self._launch(wf, request, None)
@@ -438,17 +447,29 @@ class Client:
                 tree = load_blob(self.store, tree)
             return decode(tree, resolve)
 
+        def at(seq: int, tree: Any, stored: bool = True) -> Any:
+            """A value the journal holds at `seq`; one that cannot be rebuilt names the line."""
+            try:
+                return load(tree) if stored else decode(tree, resolve)
+            except (DecodeError, BlobError) as err:
+                raise type(err)(f"{read.path}:{seq + 1}: {err}") from err
+
         header = history.header or {}
-        ctx: ExecutionContext[Any] = ExecutionContext(
-            execution_id, str(header.get("workflow", "")), load(header.get("input"))
+        ctx: ExecutionContext[Any] = ExecutionContext._of(
+            execution_id, str(header.get("workflow", "")), at(0, header.get("input"))
         )
         ctx.journal_path = read.path
         final = history.final
         output: Any = None
         if final is not None and final["kind"] == "workflow_completed":
-            output = load(final["value"])
+            value = final["value"]
+            output = (
+                OutputStorageReference("local_file", str(value["$blob"]), {"size": value.get("size")})
+                if type(value) is dict and "$blob" in value
+                else at(final["seq"], value)
+            )
         elif final is not None and final["kind"] == "workflow_failed":
-            output = decode(final["error"], resolve)
+            output = at(final["seq"], final["error"], stored=False)
         ctx._settle(str(status), output, read.records, load)
         return ctx
 
@@ -499,6 +520,7 @@ class Client:
             calls=tuple(timeline(history)),
             forked_from=header.get("forked_from") if isinstance(header.get("forked_from"), dict) else None,
             divergence=self.store.divergence(execution_id) if status == Status.DIVERGED else None,
+            schedule=header.get("schedule") if isinstance(header.get("schedule"), dict) else None,
         )
 
     async def list(
@@ -535,6 +557,17 @@ def has_fleet(store: Store) -> bool:
     return isinstance(store, FleetMixin)
 
 
+def _custom_storage(wf: Workflow) -> Any:
+    """A workflow's own OutputStorage subclass, which keeps its output (None: the journal or the
+    store's files do)."""
+    from flux.output_storage import InlineOutputStorage, LocalFileStorage
+
+    storage = wf.options.get("output_storage")
+    if storage in (None, True, False) or isinstance(storage, (LocalFileStorage, InlineOutputStorage)):
+        return None
+    return storage
+
+
 def _blob_output(wf: Workflow) -> bool:
     from flux.options import uses_output_storage
 
@@ -544,7 +577,7 @@ def _blob_output(wf: Workflow) -> bool:
 def context_of(executor: Executor, outcome: Outcome, ctx: ExecutionContext[Any] | None) -> ExecutionContext[Any]:
     """The ExecutionContext a run returns: the one the workflow was handed, settled."""
     if ctx is None:
-        ctx = ExecutionContext(outcome.execution_id, outcome.workflow_name, outcome.input)
+        ctx = ExecutionContext._of(outcome.execution_id, outcome.workflow_name, outcome.input)
     ctx.journal_path = outcome.path
-    ctx._settle(str(outcome.status), outcome.output, outcome.records, executor.value_of)
+    ctx._settle(str(outcome.status), outcome.output, outcome.records, executor.recorded_value_of)
     return ctx

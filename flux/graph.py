@@ -7,20 +7,23 @@
         .add_edge("validate", "refund", condition=lambda r: not r["ok"])
         .start_with("validate").end_with("ship").end_with("refund")
 
-The start node gets the graph's input; a node with one taken incoming edge gets its source's
-result, a node with several gets a dict of source name -> result. A node runs once each of its
-predecessors has run or been skipped and at least one edge into it was taken; nodes whose
-inputs are ready run concurrently. The result is the end node's result (a dict by name when
-several end nodes ran).
+The start node gets the graph's input; any other node gets one positional argument per incoming
+edge, its source's result, in the order the edges were added. A node runs once every edge into
+it is taken: its source ran and the edge's condition (sync or async) is true of the source's
+result; otherwise it is skipped, and so are the nodes after it. Nodes whose inputs are ready run
+concurrently. The result is the end node's result (a dict by name when several end nodes ran),
+or None when no end node ran. `Graph.START` and `Graph.END` (names "START" and "END") may be
+used in edges: `add_edge(Graph.START.name, "a")` is `start_with("a")`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from flux._engine.errors import GraphError
 
@@ -33,11 +36,19 @@ _SKIPPED = object()
 class _Edge:
     source: str
     target: str
-    condition: Callable[[Any], bool] | None
+    condition: Callable[[Any], bool | Awaitable[bool]] | None
+
+
+@dataclass(frozen=True)
+class _Terminal:
+    name: str
 
 
 class Graph:
     """A directed acyclic graph of tasks, run with `await graph(input)`."""
+
+    START: ClassVar[_Terminal] = _Terminal("START")
+    END: ClassVar[_Terminal] = _Terminal("END")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -54,7 +65,17 @@ class Graph:
         self._nodes[name] = action
         return self
 
-    def add_edge(self, source: str, target: str, condition: Callable[[Any], bool] | None = None) -> Graph:
+    def add_edge(
+        self, source: str, target: str, condition: Callable[[Any], bool | Awaitable[bool]] | None = None
+    ) -> Graph:
+        if source == self.START.name and condition is None:
+            return self.start_with(target)
+        if target == self.END.name and condition is None:
+            return self.end_with(source)
+        if target == self.START.name:
+            raise GraphError(f"graph {self.name!r}: START cannot be an edge's target")
+        if source == self.END.name:
+            raise GraphError(f"graph {self.name!r}: END cannot be an edge's source")
         self._edges.append(_Edge(source, target, condition))
         return self
 
@@ -66,8 +87,12 @@ class Graph:
         self._ends.append(name)
         return self
 
-    def validate(self) -> None:
-        """Raises GraphError naming the node at fault."""
+    def validate(self) -> Graph:
+        """Checks the graph; returns it.
+
+        Raises:
+            GraphError: naming the node at fault.
+        """
         where = f"graph {self.name!r}"
         if self._start is None:
             raise GraphError(f"{where} has no start node; call start_with(name)")
@@ -95,6 +120,7 @@ class Graph:
         for name in self._nodes:
             if name not in reachable:
                 raise GraphError(f"{where}: node {name!r} cannot be reached from start node {self._start!r}")
+        return self
 
     def _check_acyclic(self, where: str) -> None:
         state: dict[str, int] = {}  # 1: on the current path, 2: done
@@ -139,18 +165,21 @@ class Graph:
                 if name == self._start:
                     result = await self._nodes[name](input)
                 else:
-                    taken: dict[str, Any] = {}
+                    values: list[Any] = []
+                    every_edge_taken = True
                     for edge in incoming[name]:
                         value = await asyncio.shield(done[edge.source])
                         if value is _SKIPPED:
-                            continue
-                        if edge.condition is None or edge.condition(value):
-                            taken[edge.source] = value
-                    if not taken:
-                        result = _SKIPPED
-                    else:
-                        arg = next(iter(taken.values())) if len(taken) == 1 else taken
-                        result = await self._nodes[name](arg)
+                            every_edge_taken = False
+                            continue  # still wait for the other sources, in order
+                        if edge.condition is not None:
+                            taken = edge.condition(value)
+                            if inspect.isawaitable(taken):
+                                taken = await taken
+                            if not taken:
+                                every_edge_taken = False
+                        values.append(value)
+                    result = await self._nodes[name](*values) if every_edge_taken else _SKIPPED
             except BaseException as exc:
                 if not done[name].done():
                     done[name].set_exception(exc)
@@ -167,7 +196,7 @@ class Graph:
                 fut.exception()  # retrieved: the failure was raised by parallel already
         ran = {n: done[n].result() for n in self._ends if done[n].result() is not _SKIPPED}
         if not ran:
-            raise GraphError(f"graph {self.name!r}: no end node ran (every path to one was skipped)")
+            return None  # no path reached an end node
         if len(ran) == 1:
             return next(iter(ran.values()))
         return ran

@@ -37,8 +37,9 @@ def _tree(store: Store, execution_id: str) -> list[str]:
     return order
 
 
-def delete_execution(execution_id: str, store: Any = None, *, force: bool = False) -> list[str]:
+def delete_execution(execution_id: str, store: Any = None, *, force: bool = False, sweep: bool = True) -> list[str]:
     """Deletes an execution and its sub-workflows; returns the ids deleted, children first.
+    Then (unless `sweep` is False) the stored outputs nothing names any more (`sweep_blobs`).
 
     Raises:
         ExecutionNotFoundError: no such execution.
@@ -67,7 +68,21 @@ def delete_execution(execution_id: str, store: Any = None, *, force: bool = Fals
     ids = _tree(opened, execution_id) if summary.status != "damaged" else [execution_id]
     for one in ids:
         opened.delete(one)
+    if sweep:
+        sweep_blobs(opened)
     return ids
+
+
+def sweep_blobs(store: Store) -> int:
+    """Deletes the stored outputs (blobs) nothing in the store names any more: no journal,
+    replay snapshot or cache entry. A blob written or reused while this runs stays. Returns how
+    many went; 0 on stores that keep blobs with their executions (memory, PostgreSQL)."""
+    from flux._engine.stores.files import FileStore
+
+    if not isinstance(store, FileStore):
+        return 0
+    started = time.time() - 1.0  # file times may lag the clock by a tick
+    return store.blobs.sweep(store.blob_references(), started)
 
 
 @dataclass
@@ -78,9 +93,10 @@ class Pruned:
     deleted: list[str] = field(default_factory=list)
     journals: int = 0
     skipped: dict[str, str] = field(default_factory=dict)  # execution id -> why
+    blobs: int = 0  # stored outputs no longer named by anything, deleted
 
     def to_json(self) -> dict[str, Any]:
-        return {"deleted": self.deleted, "journals": self.journals, "skipped": self.skipped}
+        return {"deleted": self.deleted, "journals": self.journals, "skipped": self.skipped, "blobs": self.blobs}
 
 
 def prune_store(
@@ -129,10 +145,12 @@ def prune_store(
                 result.deleted.append(summary.execution_id)
                 result.journals += len(_tree(opened, summary.execution_id))
                 continue
-            ids = delete_execution(summary.execution_id, opened)
+            ids = delete_execution(summary.execution_id, opened, sweep=False)
         except FluxError as err:  # locked meanwhile, damaged: one never stops the prune
             result.skipped[summary.execution_id] = f"{type(err).__name__}: {err}"
             continue
         result.deleted.append(summary.execution_id)
         result.journals += len(ids)
+    if result.deleted and not dry_run:
+        result.blobs = sweep_blobs(opened)
     return result

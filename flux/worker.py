@@ -11,6 +11,9 @@ due, runs detached starts and cancellations asked for executions nobody runs: th
 by itself after a reboot. The file locks keep any number of workers (and `flux resume`, `flux
 recover`) from running one execution twice.
 
+Every worker also fires the schedules of the workflows it loaded (SPEC.md "Schedules"): each fire makes an
+execution that the store's workers then run like any other.
+
 SIGTERM or SIGINT stops claiming at once; runs in flight are stopped without writing (as at
 Ctrl-C: an open call stays open, as after a crash) and their leases handed back, so another
 worker takes them over without waiting for the lease.
@@ -46,6 +49,7 @@ from flux._engine.stores.pg_fleet import Claim, FleetMixin
 from flux.client import check_durability
 from flux.loader import load_recorded
 from flux.options import uses_output_storage
+from flux.schedules import Scheduler
 from flux.workflow import Workflow
 
 __all__ = ["Worker", "WorkerStats", "divergence_of", "serve"]
@@ -123,6 +127,9 @@ class Worker:
         self._freed = asyncio.Event()
         self._stop: asyncio.Event | None = None
         self._files = _FileWork(self.store, set(self.workflows)) if not self.fleet else None
+        self.scheduler: Scheduler | None = None
+        if self.store.schedules is not None:
+            self.scheduler = Scheduler(self.store, list(workflows), durability=self.durability)
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -130,6 +137,7 @@ class Worker:
         """Runs until `stop` is set; then stops the runs in flight and hands them back."""
         self._stop = stop = stop or asyncio.Event()
         housekeeping = asyncio.create_task(self._housekeeping(stop)) if self.fleet else None
+        firing = asyncio.create_task(self.scheduler.run(stop)) if self.scheduler is not None else None
         if self.fleet:
             loop = asyncio.get_running_loop()
             self.store.listen(lambda: loop.call_soon_threadsafe(self._freed.set))  # type: ignore[attr-defined]
@@ -160,6 +168,10 @@ class Worker:
                 self._freed.clear()
                 await _first_of(wait, stop, self._freed)
         finally:
+            if firing is not None:
+                firing.cancel()
+                with contextlib.suppress(BaseException):
+                    await firing
             if housekeeping is not None:
                 housekeeping.cancel()
                 with contextlib.suppress(BaseException):

@@ -8,8 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sys
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Never
+
+if sys.version_info >= (3, 13):
+    from typing import TypeVar
+else:  # TypeVar defaults (PEP 696)
+    from typing_extensions import TypeVar
 
 from flux._engine import traps
 from flux._engine.calls import Outcome, RunRequest, TaskSpec, child_execution_id
@@ -20,12 +26,54 @@ from flux._engine.history import History
 from flux._engine.journal import JournalRead
 from flux.context import ExecutionContext
 from flux.loader import code_of, register
-from flux.options import check_options
+from flux.options import UNSET, _given, check_options
+
+if TYPE_CHECKING:
+    from flux.domain.resource_request import ResourceRequest
+    from flux.domain.schedule import Schedule
+    from flux.output_storage import OutputStorage
 
 __all__ = ["Workflow", "workflow"]
 
-_WORKFLOW_OPTIONS = {"name", "output_storage"}
+_WORKFLOW_OPTIONS = {
+    "name",
+    "namespace",
+    "secret_requests",
+    "output_storage",
+    "requests",
+    "affinity",
+    "schedule",
+    "durability",
+    "runner",
+    "runner_options",
+    "routing",
+    "hooks",
+}
 T = TypeVar("T")
+In = TypeVar("In", default=Any)  # the workflow's input type
+Out = TypeVar("Out", default=Any)  # its output type
+
+_WORKFLOW_HELP = """
+Options (all keyword-only; checked when the decorator runs, InvalidOptionError otherwise):
+
+    name: str | None = None
+        The workflow's name in journals and on the command line. Default: the function's name.
+    namespace: str | None = None
+        Groups workflows ("default" when not given): `qualified_name` is "namespace/name", and
+        `call("namespace/name")` finds it.
+    output_storage: OutputStorage | bool | None = None
+        Where the output goes instead of the journal (LocalFileStorage() or True: the store's
+        files; or your own OutputStorage subclass); the run's `ctx.output` is then an
+        OutputStorageReference.
+    durability: "durable" | "transient" = "durable"
+        "transient" runs write their records without fsync (as `durability="os"`): they survive
+        a crash of the process, not a power loss.
+    secret_requests, requests, affinity, schedule, runner, runner_options, routing, hooks
+        Checked and kept as attributes for programs and tools that read them. This engine runs
+        workflows in the calling process and has no server or workers: nothing places, routes,
+        schedules or hooks runs by them. A schedule says when it would run next
+        (`wf.schedule.next_run_time()`); something outside starts the runs.
+"""
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
@@ -50,21 +98,58 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     )
 
 
-class Workflow:
+class Workflow(Generic[In, Out]):
     """An async function `fn(ctx)` made into a durable workflow."""
 
-    def __init__(self, fn: Callable[..., Awaitable[Any]], **options: Any) -> None:
+    def __init__(self, fn: Callable[[ExecutionContext[In]], Awaitable[Out]], **options: Any) -> None:
         check_options("workflow", options, _WORKFLOW_OPTIONS)
+        if options.get("durability") == "transient" and options.get("schedule") is not None:
+            raise InvalidOptionError("durability='transient' cannot be combined with a schedule")
         if not asyncio.iscoroutinefunction(fn):
             raise InvalidOptionError(f"@workflow needs an `async def` function; {fn.__qualname__} is not one")
+        options = {k: v for k, v in options.items() if v is not UNSET}
         self.fn = fn
         self.options = options
         self.name: str = options.get("name") or fn.__name__
+        self.namespace: str = options.get("namespace") or "default"
+        self.secret_requests: list[str] = list(options.get("secret_requests") or [])
+        self.output_storage: OutputStorage | None = options.get("output_storage")
+        self.requests: ResourceRequest | None = options.get("requests")
+        self.affinity: dict[str, str] | list[dict[str, Any]] | None = options.get("affinity")
+        self.schedule: Schedule | None = options.get("schedule")
+        self.durability: str = options.get("durability") or "durable"
+        self.runner: str | None = options.get("runner")
+        self.runner_options: dict[str, Any] | None = options.get("runner_options")
+        self.routing: dict[str, Any] | None = options.get("routing")
+        self.hooks: list[dict[str, Any]] | None = options.get("hooks")
         functools.update_wrapper(self, fn)
         register(self)
 
-    def __call__(self, ctx: ExecutionContext[Any]) -> Awaitable[Any]:
-        return self.fn(ctx)
+    @property
+    def qualified_name(self) -> str:
+        """`namespace/name`."""
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def func(self) -> Callable[[ExecutionContext[In]], Awaitable[Out]]:
+        return self.fn
+
+    def __call__(self, ctx: ExecutionContext[In], *args: Any) -> Awaitable[Any]:
+        """Inside a running workflow, runs this workflow's code with `ctx` (as a plain function
+        call); elsewhere runs the whole execution `ctx` describes (a new one, or the one of its
+        execution id: a paused one is resumed, a finished one returned) and returns `ctx`, filled
+        in."""
+        if traps.in_workflow():
+            return self.fn(ctx)
+        return self._run_context(ctx)
+
+    async def _run_context(self, ctx: ExecutionContext[In]) -> ExecutionContext[In]:
+        if ctx.has_finished:
+            return ctx
+        done = await self.run_async(ctx.input, execution_id=ctx.execution_id)
+        ctx.journal_path = done.journal_path
+        ctx._settle(done.status, done.output, done._records, done._resolve)
+        return ctx
 
     def __repr__(self) -> str:
         return f"<workflow {self.name}>"
@@ -73,16 +158,17 @@ class Workflow:
 
     def run(
         self,
-        input: Any = None,
+        input: In | None = None,
         *,
         execution_id: str | None = None,
         store: Any = None,
         durability: str | None = None,
         clock: Clock | None = None,
-    ) -> ExecutionContext[Any]:
+    ) -> ExecutionContext[In, Out]:
         """Runs a new execution until it finishes, fails or pauses. With `execution_id`, an
         execution of that id is made if none exists; an existing one is continued if it was
-        interrupted, and returned as it is if it is paused or finished.
+        interrupted, resumed if it is paused (its pause returns `input`, None when not given),
+        and returned as it is if it has finished.
 
         Args:
             store: a directory, a store URL or a store object (default: $FLUX_STORE, else
@@ -107,7 +193,7 @@ class Workflow:
         store: Any = None,
         durability: str | None = None,
         clock: Clock | None = None,
-    ) -> ExecutionContext[Any]:
+    ) -> ExecutionContext[In, Out]:
         """Continues a paused or interrupted execution; `input` is what the waiting pause
         returns (`pause` names it when several wait)."""
         return run_sync(
@@ -132,7 +218,7 @@ class Workflow:
 
     async def run_async(
         self,
-        input: Any = None,
+        input: In | None = None,
         *,
         execution_id: str | None = None,
         store: Any = None,
@@ -143,13 +229,15 @@ class Workflow:
         pause: str | None = None,
         resume_has_input: bool = True,
         observer: Any = None,
-    ) -> ExecutionContext[Any]:
+    ) -> ExecutionContext[In, Out]:
         """`run` (or, with `resume=True`, `resume`) for code that already runs an event loop.
 
         `observer` watches the run (SPEC.md "Observers").
         """
         from flux.client import Client
 
+        if durability is None and self.durability == "transient":
+            durability = "os"
         client = Client(store, durability=durability, clock=clock)
         if resume:
             if execution_id is None:
@@ -164,10 +252,16 @@ class Workflow:
                 observer=observer,
             )
         elif execution_id is not None and client.store.exists(execution_id):
-            handle = await client.continue_(execution_id, workflow=self, aliases=aliases, observer=observer)
+            if client.store.summary(execution_id).status == "paused":
+                handle = await client.resume(
+                    execution_id, input, workflow=self, aliases=aliases, observer=observer
+                )
+            else:
+                handle = await client.continue_(execution_id, workflow=self, aliases=aliases, observer=observer)
         else:
             handle = await client.start(self, input, execution_id=execution_id, observer=observer, run_here=True)
-        return await handle.result()
+        done: ExecutionContext[In, Out] = await handle.result()
+        return done
 
     async def cancel_async(self, execution_id: str, *, store: Any = None) -> ExecutionContext[Any]:
         from flux.client import Client
@@ -210,8 +304,15 @@ class Workflow:
         self, executor: Executor, box: list[ExecutionContext[Any]]
     ) -> Callable[[Any], Coroutine[Any, Any, Any]]:
         async def body(workflow_input: Any) -> Any:
-            ctx: ExecutionContext[Any] = ExecutionContext(executor.execution_id, self.name, workflow_input)
+            ctx: ExecutionContext[Any] = ExecutionContext._of(
+                executor.execution_id, self.name, workflow_input, self.namespace
+            )
+            fired = executor.records[0].get("schedule") if executor.records else None
+            if isinstance(fired, dict):
+                ctx._schedule = fired
+            ctx._attach(executor)
             box.append(ctx)
+            ExecutionContext.set(ctx)  # this task's context, copied into every branch it starts
             return await self.fn(ctx)
 
         return body
@@ -233,7 +334,7 @@ async def run_child(workflow: Workflow | str, input: Any, src: str) -> Any:
     if isinstance(workflow, str):
         workflow = _find_sibling(parent, workflow)
     if not isinstance(workflow, Workflow):
-        raise TypeError(f"call() needs a workflow, not {type(workflow).__name__}")
+        raise TypeError(f"call() needs a workflow or a workflow's name, not {type(workflow).__name__}")
     child_wf = workflow
 
     async def body(child_input: Any) -> Any:
@@ -267,6 +368,8 @@ async def run_child(workflow: Workflow | str, input: Any, src: str) -> Any:
             return outcome.output
         if outcome.status == "failed":
             raise outcome.output
+        if outcome.status == "completed" and child_wf.output_storage is not None:
+            return outcome.output
         if outcome.status == "paused":
             # The child waits at a pause: so does this call, and the parent ends paused once
             # nothing else runs; resuming the parent answers the child's pause (SPEC.md 4.5).
@@ -282,25 +385,64 @@ async def run_child(workflow: Workflow | str, input: Any, src: str) -> Any:
 def _find_sibling(parent: Executor, name: str) -> Workflow:
     import sys
 
-    from flux.loader import workflows_in
+    from flux._engine.errors import WorkflowNotFoundError
+    from flux.loader import registered, workflows_in
 
-    module = sys.modules.get((parent.records[0].get("code") or {}).get("module", ""))
+    module_name = (parent.records[0].get("code") or {}).get("module", "")
+    module = sys.modules.get(module_name)
     found = workflows_in(module) if module is not None else {}
     for attr, wf in found.items():
-        if name in (attr, wf.name):
+        if name in (attr, wf.name, wf.qualified_name):
             return wf
-    raise ExecutionStateError(f"call({name!r}): no workflow of that name in the calling workflow's module")
+    namespace, _, short = name.rpartition("/")
+    for wf in registered():
+        if wf.name == short and (not namespace or wf.namespace == namespace):
+            return wf
+    raise WorkflowNotFoundError(name, module_name or None)
 
 
 class _WorkflowDecorator:
-    """`@workflow` and `@workflow.with_options(...)`."""
+    __doc__ = (
+        "`@workflow` makes an `async def wf(ctx: ExecutionContext[T])` a durable workflow; "
+        "`@workflow.with_options(...)` does so with options. `wf.run(input)` runs it.\n" + _WORKFLOW_HELP
+    )
 
-    def __call__(self, fn: Callable[..., Awaitable[Any]]) -> Workflow:
+    def __call__(self, fn: Callable[[ExecutionContext[In]], Awaitable[Out]]) -> Workflow[In, Out]:
         return Workflow(fn)
 
-    def with_options(self, **options: Any) -> Callable[[Callable[..., Awaitable[Any]]], Workflow]:
+    def with_options(
+        self,
+        *,
+        name: str | None = UNSET,
+        namespace: str | None = UNSET,
+        secret_requests: list[str] | None = UNSET,
+        output_storage: OutputStorage | bool | None = UNSET,
+        requests: ResourceRequest | None = UNSET,
+        affinity: dict[str, str] | list[dict[str, Any]] | None = UNSET,
+        schedule: Schedule | None = UNSET,
+        durability: str = UNSET,
+        runner: str | None = UNSET,
+        runner_options: dict[str, Any] | None = UNSET,
+        routing: dict[str, Any] | None = UNSET,
+        hooks: list[dict[str, Any]] | None = UNSET,
+        **unknown: Never,
+    ) -> _DecorateWorkflow:
+        options = _given(locals())
         check_options("workflow", options, _WORKFLOW_OPTIONS)
-        return lambda fn: Workflow(fn, **options)
+        if options.get("durability") == "transient" and options.get("schedule") is not None:
+            raise InvalidOptionError("durability='transient' cannot be combined with a schedule")
+        return _DecorateWorkflow(options)
+
+
+_WorkflowDecorator.with_options.__doc__ = "A decorator that makes a workflow with these options.\n" + _WORKFLOW_HELP
+
+
+class _DecorateWorkflow:
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.options = options
+
+    def __call__(self, fn: Callable[[ExecutionContext[In]], Awaitable[Out]]) -> Workflow[In, Out]:
+        return Workflow(fn, **self.options)
 
 
 workflow = _WorkflowDecorator()

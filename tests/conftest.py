@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from flux._engine import faults
 from tests import pg
 from tests.pg import PgServer
 
@@ -24,6 +25,20 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "store"
     monkeypatch.setenv("FLUX_HOME", str(path))
     return path
+
+
+@pytest.fixture
+def armed_faults(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The file store's fault hooks (engine/faults.py) armed in this process with no rules:
+    `faults.configure(...)` sets the faults of the test, and `faults._counts` tells which points
+    were reached."""
+    from flux._engine.stores import files
+
+    monkeypatch.setattr(files, "_FAULTS", True)
+    monkeypatch.setattr(files, "_WRITE", faults.write)
+    faults.configure("none")
+    yield
+    faults.configure("none")
 
 
 def flux_cmd(
@@ -88,6 +103,7 @@ def empty_pg(url: str) -> None:
 
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
-            "TRUNCATE flux.executions, flux.records, flux.snapshots, flux.blobs, flux.cache, flux.workers "
+            "TRUNCATE flux.executions, flux.records, flux.snapshots, flux.blobs, flux.cache, flux.workers, "
+            "flux.schedules "
             "RESTART IDENTITY"
         )

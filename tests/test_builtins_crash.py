@@ -85,13 +85,13 @@ FLOWS = flows_file(
         await asyncio.sleep(SLOW * NODE_DELAY[label])
         log_call(f"node-done:{label}")
         if label == "d":
-            return x["b"] + x["c"]
+            return sum(x)
         return {"a": x + 1, "b": x * 10, "c": x * 100, "audit": -1}[label]
 
 
     def action(label):
-        async def run(x):
-            return await node(label, x)
+        async def run(*xs):
+            return await node(label, xs[0] if len(xs) == 1 else list(xs))
         return run
 
 
@@ -103,8 +103,8 @@ FLOWS = flows_file(
             .add_node("audit", action("audit")).add_node("d", action("d"))
             .add_edge("a", "b").add_edge("a", "c")
             .add_edge("a", "audit", condition=lambda r: r > 100)
-            .add_edge("b", "d").add_edge("c", "d").add_edge("audit", "d")
-            .start_with("a").end_with("d")
+            .add_edge("b", "d").add_edge("c", "d")
+            .start_with("a").end_with("d").end_with("audit")
         )
         return await graph(ctx.input)
 

@@ -56,8 +56,8 @@ def test_cancelling_a_paused_execution_compensates_and_records_workflow_cancelle
     cancelled = trip.cancel(first.execution_id)
     assert cancelled.status == "cancelled"
     assert LOG == ["book1", "book2", "undo:ref2", "undo:ref1"]
-    assert events(cancelled)[-6:] == [
-        ("WORKFLOW_RESUMED", "wf"),
+    assert events(cancelled)[-7:] == [
+        ("WORKFLOW_RESUMED", "wf"), ("WORKFLOW_CANCELLING", "wf"),
         ("TASK_STARTED", 'unbook("ref2")'), ("TASK_COMPLETED", 'unbook("ref2")'),
         ("TASK_STARTED", 'unbook("ref1")'), ("TASK_COMPLETED", 'unbook("ref1")'),
         ("WORKFLOW_CANCELLED", "wf"),

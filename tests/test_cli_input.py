@@ -7,7 +7,7 @@ from pathlib import Path
 
 import orjson
 
-from flux import ExecutionContext, workflow
+from flux import ExecutionContext, task, workflow
 from flux.tasks import pause
 from tests.support.cli import invoke
 from tests.support.journals import records
@@ -57,3 +57,30 @@ def test_json_that_is_not_json_is_one_line(home: Path) -> None:
     for text in ("NaN", "{", "1" * 5000):
         code, out = _run("exec", __file__, "echo", "--input", text)
         assert code == 2 and out.startswith("ValueError: --input is not valid JSON"), out
+
+
+@task
+async def passes(x: object) -> object:
+    return x
+
+
+@workflow
+async def relay(ctx: ExecutionContext[object]) -> object:
+    got = await passes(ctx.input)
+    return [got, await pause("more")]
+
+
+def test_resume_input_and_a_replaced_result_keep_large_integers_exactly(home: Path) -> None:
+    big, other = 2**64 + 1, -(10**30) - 7
+    code, out = _run("exec", __file__, "relay", "--input", "1")
+    assert code == 0, out
+    execution_id = next(line.split(": ")[1] for line in out.splitlines() if line.startswith("execution_id"))
+    code, out = _run("resume", execution_id, "--input", str(big))
+    assert code == 0, out
+    journal = home / "executions" / f"{execution_id}.jsonl"
+    assert records(journal)[-1]["value"] == [1, {"$int": str(big)}]
+    seq = next(r["seq"] for r in records(journal) if r["kind"] == "task_completed")
+    code, out = _run("fork", execution_id, "--at", str(seq + 1), "--set-result", f"{seq}={other}")
+    assert code == 0, out
+    (fork,) = [p for p in (home / "executions").glob("*.jsonl") if p != journal]
+    assert records(fork)[seq]["value"] == {"$int": str(other)}

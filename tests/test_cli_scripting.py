@@ -81,7 +81,7 @@ async def steps(ctx: ExecutionContext[int]) -> int:
 
 EXECUTION_KEYS = {
     "execution_id", "workflow", "status", "input", "output", "error", "created", "updated", "records", "path",
-    "parent", "children", "waiting", "timers", "forked_from", "divergence",
+    "parent", "children", "waiting", "timers", "forked_from", "divergence", "schedule",
 }
 CALL_KEYS = {"call_id", "kind", "name", "seq", "src", "args", "kwargs", "outcome", "attempts", "duration_ms",
              "end_seq", "started_at", "ended_at"}

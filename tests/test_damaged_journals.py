@@ -13,6 +13,7 @@ import pytest
 
 from flux import ExecutionContext, Saga, task, workflow
 from flux._engine.journal import encode_line, seed_for
+from flux.errors import DecodeError
 from flux.tasks import now, pause, sleep
 from tests.support.cli import invoke
 
@@ -154,3 +155,112 @@ def test_recover_reports_a_damaged_execution_and_recovers_the_others(home: Path)
     listed = invoke("list", "--store", str(home))
     assert listed.exit_code == 0 and "damaged" in listed.output
     shutil.rmtree(home)
+
+
+def test_list_and_recover_name_the_damaged_line_in_full(home: Path) -> None:
+    TRIED.clear()
+    damaged = varied.run(1)
+    bad = Path(damaged.journal_path)
+    lines = bad.read_bytes().splitlines(keepends=True)
+    record = orjson.loads(lines[2])
+    record.pop("crc")
+    bad.write_bytes(_with(lines, 2, {**record, "call_id": 7}, bad.stem))
+    for command in ("list", "recover"):
+        result = invoke(command, "--store", str(home))
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+        named = [line for line in result.output.splitlines() if f"{bad}:3: " in line]
+        # One line, as long as it needs: a table cell would cut the path:line off.
+        assert len(named) == 1 and "task_started field 'call_id' is a number, not a string" in named[0], result.output
+    shutil.rmtree(home)
+
+
+@pytest.mark.parametrize(("kind", "field", "value"), [("timer_started", "wake_at", 1e308),
+                                                      ("attempt_failed", "retry_at", -1e308)])
+def test_a_time_no_clock_can_give_is_damage_not_a_crash(home: Path, kind: str, field: str, value: float) -> None:
+    TRIED.clear()
+    ctx = varied.run(4)
+    journal = Path(ctx.journal_path)
+    lines = journal.read_bytes().splitlines(keepends=True)
+    index = next(i for i, line in enumerate(lines) if f'"kind":"{kind}"'.encode() in line)
+    record = orjson.loads(lines[index])
+    record.pop("crc")
+    journal.write_bytes(_with(lines, index, {**record, field: value}, journal.stem))
+    for command in (["show", journal.stem], ["show", journal.stem, "--records"], ["replay", journal.stem],
+                    ["resume", journal.stem, "--input", "1"]):
+        result = invoke(*command, "--store", str(home))
+        assert isinstance(result.exception, SystemExit) and result.exit_code == 2, (command, result.output)
+        assert f"JournalCorruptError: {journal}:{index + 1}: " in result.output, result.output
+        assert "is not a time" in result.output
+    shutil.rmtree(home)
+
+
+@workflow
+async def plain(ctx: ExecutionContext[int]) -> Any:
+    return await undo(ctx.input)
+
+
+@pytest.mark.parametrize("call_id", [["1"], {"a": 1}])
+def test_a_plain_completion_with_an_unhashable_call_id_is_damage_not_a_crash(home: Path, call_id: Any) -> None:
+    ctx = plain.run(1)
+    journal = Path(ctx.journal_path)
+    lines = journal.read_bytes().splitlines(keepends=True)
+    index = next(i for i, line in enumerate(lines) if b'"kind":"task_completed"' in line)
+    record = orjson.loads(lines[index])
+    record.pop("crc")
+    assert len(record) == 5  # seq, kind, at, call_id, value: the completion read on the fast path
+    journal.write_bytes(_with(lines, index, {**record, "call_id": call_id}, journal.stem))
+    for command in (["show", journal.stem], ["replay", journal.stem], ["resume", journal.stem], ["list"]):
+        result = invoke(*command, "--store", str(home))
+        assert result.exception is None or isinstance(result.exception, SystemExit), (command, result.exception)
+        assert f"{journal}:{index + 1}: " in result.output, (command, result.output)
+    shutil.rmtree(home)
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [({"$nope": 1}, "DecodeError"), ({"$int": "12x"}, "DecodeError"), ({"$blob": "../../x", "size": 1}, "BlobError"),
+     ({"$blob": "f" * 64, "size": 1}, "BlobError")],
+)
+def test_a_recorded_value_that_cannot_be_rebuilt_names_its_line(home: Path, value: Any, error: str) -> None:
+    ctx = plain.run(1)
+    journal = Path(ctx.journal_path)
+    lines = journal.read_bytes().splitlines(keepends=True)
+    for kind in ("task_completed", "workflow_completed"):
+        index = next(i for i, line in enumerate(lines) if f'"kind":"{kind}"'.encode() in line)
+        record = orjson.loads(lines[index])
+        record.pop("crc")
+        damaged = _with(lines, index, {**record, "value": value}, journal.stem)
+        if kind == "task_completed":
+            damaged = b"".join(damaged.splitlines(keepends=True)[:-1])  # interrupted: resume replays the call
+        journal.write_bytes(damaged)
+        # Replay decodes a task's value to hand it to the workflow; it compares the output the
+        # workflow ends with to the recorded one as recorded. A resume decodes both.
+        replay = [["replay", journal.stem]] if kind == "task_completed" else []
+        for command in (*replay, ["resume", journal.stem]):
+            result = invoke(*command, "--store", str(home))
+            assert isinstance(result.exception, SystemExit) and result.exit_code == 2, (command, result.output)
+            assert result.output.startswith(f"{error}: {journal}:{index + 1}: "), (kind, command, result.output)
+            assert journal.read_bytes() == damaged  # engine trouble: nothing recorded, no workflow_failed
+    shutil.rmtree(home)
+
+
+@workflow
+async def forgiving(ctx: ExecutionContext[int]) -> Any:
+    try:
+        return await undo(ctx.input)
+    except Exception:  # noqa: BLE001 - a workflow that catches everything must not hide engine trouble
+        return await undo(ctx.input + 1)
+
+
+def test_a_recorded_value_that_cannot_be_rebuilt_stops_the_run_even_if_the_workflow_catches_it(home: Path) -> None:
+    ctx = forgiving.run(1)
+    journal = Path(ctx.journal_path)
+    lines = journal.read_bytes().splitlines(keepends=True)
+    index = next(i for i, line in enumerate(lines) if b'"kind":"task_completed"' in line)
+    record = orjson.loads(lines[index])
+    record.pop("crc")
+    damaged = b"".join(_with(lines, index, {**record, "value": {"$nope": 1}}, journal.stem).splitlines(True)[:-1])
+    journal.write_bytes(damaged)
+    with pytest.raises(DecodeError, match=f"^{journal}:{index + 1}: unknown value tag"):
+        forgiving.run(execution_id=journal.stem)
+    assert journal.read_bytes() == damaged  # no second call, no workflow_failed

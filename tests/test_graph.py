@@ -43,8 +43,8 @@ async def node_task(label: str, x: Any) -> Any:
 
 
 def _node(label: str) -> Any:
-    async def action(x: Any) -> Any:
-        return await node_task(label, x)
+    async def action(*xs: Any) -> Any:
+        return await node_task(label, xs[0] if len(xs) == 1 else list(xs))
 
     return action
 
@@ -65,18 +65,19 @@ async def diamond_flow(ctx: ExecutionContext[int]) -> Any:
 
 def test_graph_runs_independent_nodes_concurrently_and_joins_their_results(home: Path) -> None:
     ctx = diamond_flow.run(1)
-    assert ctx.output == {"b": 20, "c": 200}
+    assert ctx.output == [20, 200]
     assert INFLIGHT["peak"] == 2  # b and c overlapped
     assert LOG[0:2] == ["start:a", "end:a"] and LOG[-2:] == ["start:d", "end:d"]
     assert set(LOG[2:4]) == {"start:b", "start:c"}  # both started before either ended
-    # The start node got the input, b and c the result of a, the join node a dict by source name.
+    # The start node got the input, b and c the result of a, the join node one argument per
+    # incoming edge, in the order the edges were added.
     assert sorted(started(ctx)) == [
-        'node_task("a",1)', 'node_task("b",2)', 'node_task("c",2)', 'node_task("d",{"b":20,"c":200})',
+        'node_task("a",1)', 'node_task("b",2)', 'node_task("c",2)', 'node_task("d",[20,200])',
     ]
 
 
 def test_graph_cut_after_any_record_resumes_without_running_a_completed_node(home: Path) -> None:
-    assert assert_every_cut_resumes(diamond_flow, 1, {"b": 20, "c": 200}) == 10
+    assert assert_every_cut_resumes(diamond_flow, 1, [20, 200]) == 10
 
 
 @workflow

@@ -134,4 +134,9 @@ def test_a_built_wheel_ships_the_spec_and_the_annotations(tmp_path: Path) -> Non
             assert module in archive.namelist(), module
         metadata = archive.read(next(n for n in archive.namelist() if n.endswith("/METADATA"))).decode()
     requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
-    assert [r for r in requires if "extra ==" not in r] == ["Requires-Dist: orjson>=3.9", "Requires-Dist: anyio>=4.0"]
+    assert [r for r in requires if "extra ==" not in r] == [
+        "Requires-Dist: orjson>=3.9",
+        "Requires-Dist: anyio>=4.0",
+        "Requires-Dist: cronsim>=2.8",
+        'Requires-Dist: typing_extensions>=4.12; python_version < "3.13"',
+    ]

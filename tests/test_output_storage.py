@@ -118,15 +118,19 @@ def test_a_missing_or_altered_blob_stops_the_replay_with_blob_error_naming_the_f
 
 
 def test_a_workflows_output_can_go_to_output_storage(home: Path) -> None:
+    from flux.output_storage import LocalFileStorage, OutputStorageReference
+
     ctx = stored_output.run(100)
-    assert ctx.output == "z" * 100
     final = records(ctx)[-1]
     assert final["kind"] == "workflow_completed" and set(final["value"]) == {"$blob", "size"}
+    # As in Flux, the run's output is the reference; the storage reads it.
+    assert ctx.output == OutputStorageReference("local_file", final["value"]["$blob"], {"size": final["value"]["size"]})
+    assert LocalFileStorage().retrieve(ctx.output) == "z" * 100
     again = stored_output.run(execution_id=ctx.execution_id)
-    assert again.status == "completed" and again.output == "z" * 100
+    assert again.status == "completed" and again.output == ctx.output
     _blob_of(final, home).unlink()
     with pytest.raises(BlobError, match=str(_blob_of(final, home))):
-        stored_output.run(execution_id=ctx.execution_id)
+        LocalFileStorage().retrieve(again.output)
 
 
 def test_a_result_over_the_record_limit_without_output_storage_fails_suggesting_it(home: Path) -> None:

@@ -4,12 +4,16 @@ durable wait is not due yet for later instead of letting it hold up the rest."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from flux import ExecutionContext, task, workflow
 from flux.clock import VirtualClock
 from flux.recover import recover_store
-from flux.tasks import sleep
+from flux.tasks import pause, sleep
+from tests.conftest import ROOT
 from tests.support.journals import cut_after
 
 ARRIVED: set[int] = set()
@@ -72,3 +76,25 @@ def test_an_execution_waiting_on_a_durable_timer_is_left_for_later(home: Path) -
     later = VirtualClock(start=1_800_000_000 + 3601)
     rows = {r.execution_id: r for r in recover_store(str(home), clock=later)}
     assert rows[waiting.execution_id].status == "completed"
+
+
+@workflow
+async def approval(ctx: ExecutionContext[int]) -> int:
+    got = await first(ctx.input)
+    return got + await pause("approve")
+
+
+def test_executions_recovered_side_by_side_up_to_their_pauses_all_end_paused(home: Path) -> None:
+    # Each run waiting at its pause settles a few loop turns; one run's turn is not work that
+    # keeps the other from settling (they used to wait on each other forever, busy).
+    runs = [approval.run(n) for n in range(3)]
+    for ctx in runs:
+        cut_after(ctx, kind="task_completed")  # died before reaching its pause
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "flux", "recover", "--store", str(home)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = {line.split()[0]: line.split()[-1] for line in done.stdout.splitlines() if line.strip()}
+    assert all(rows[ctx.execution_id] == "paused" for ctx in runs), done.stdout
+    for ctx in runs:
+        assert approval.resume(ctx.execution_id, 10).output == ctx.input + 10

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flux._engine.journal import read_journal
+from flux.client import Client
 from tests import workflows as W
 
 values = st.integers(min_value=-1000, max_value=1000)
@@ -31,11 +32,15 @@ SETTINGS = settings(
 
 
 def run_to_end(execution_id: str | None, program: list[Any], home: Path) -> Any:
-    """Runs (or continues) an execution, resuming every pause with its name, until it ends."""
+    """Runs (or continues) an execution, resuming every pause with its name, until it ends. A
+    journal cut right after a pause is a paused execution: `run(execution_id=...)` would answer
+    its pause with None (as in Flux), so it is resumed like any other pause."""
     if execution_id is None:
         ctx = W.program.run(program, store=str(home), durability="os")
     else:
-        ctx = W.program.run(execution_id=execution_id, store=str(home), durability="os")
+        ctx = Client(str(home)).context(execution_id)
+        if not ctx.is_paused:
+            ctx = W.program.run(execution_id=execution_id, store=str(home), durability="os")
     while ctx.is_paused:
         waiting = ctx.events[-1].value
         ctx = W.program.resume(ctx.execution_id, f"go-{waiting}", store=str(home), durability="os")

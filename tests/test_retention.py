@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,16 @@ async def waits(ctx: ExecutionContext[None]) -> Any:
 @workflow
 async def breaks(ctx: ExecutionContext[None]) -> None:
     raise ValueError("no")
+
+
+@task.with_options(output_storage=True)
+async def bulky(tag: str) -> str:
+    return tag * 1000
+
+
+@workflow
+async def stores(ctx: ExecutionContext[list[str]]) -> int:
+    return sum([len(await bulky(tag)) for tag in ctx.input])
 
 
 def _run(store: str, wf: Any, value: Any) -> str:
@@ -142,3 +153,33 @@ def test_delete_and_prune_leave_an_execution_a_process_runs(tmp_path: Path) -> N
     assert sorted(p.name for p in executions(tmp_path).iterdir() if p.suffix == ".jsonl") == [f"{running}.jsonl"]
     resumed = flux_cmd("resume", running, cwd=tmp_path, env=env)
     assert resumed.returncode == 0 and "output: 70210" in resumed.stdout, resumed.stderr
+
+
+def test_stored_outputs_nothing_names_any_more_go_with_the_last_execution_naming_them(tmp_path: Path) -> None:
+    store = tmp_path / ".flux"
+    first = _run(str(store), stores, ["shared", "only-first"])
+    second = _run(str(store), stores, ["shared"])
+    blobs = store / "blobs"
+    assert len(list(blobs.iterdir())) == 2
+    shared = next(p for p in blobs.iterdir() if p.read_bytes() == orjson.dumps("shared" * 1000))
+    time.sleep(1.1)  # older than the sweep's start by more than a file-time tick
+    assert delete_execution(first, str(store)) == [first]
+    assert [p.name for p in blobs.iterdir()] == [shared.name]  # still named by the second
+    pruned = prune_store(str(store), finished_before="0s", now=time.time() + 1)
+    assert pruned.deleted == [second] and pruned.blobs == 1
+    assert list(blobs.iterdir()) == []
+
+
+def test_a_stored_output_written_again_during_a_sweep_stays(tmp_path: Path) -> None:
+    from flux._engine.stores.files import FileStore
+
+    files = FileStore(str(tmp_path / ".flux"))
+    old = files.blobs.put(b'"old"')
+    time.sleep(1.1)
+    started = time.time() - 0.5
+    assert files.blobs.put(b'"old"') == old  # reused now: its time is renewed
+    fresh = files.blobs.put(b'"fresh"')
+    assert files.blobs.sweep(set(), started) == 0
+    assert files.blobs.get(old) == b'"old"' and files.blobs.get(fresh) == b'"fresh"'
+    assert files.blobs.sweep(set(), time.time() + 5) == 2
+    assert list((tmp_path / ".flux" / "blobs").iterdir()) == []

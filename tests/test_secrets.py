@@ -127,20 +127,19 @@ def test_a_secrets_file_others_can_read_or_write_is_refused(
     assert CANARY not in message and RAN == []
 
 
-def test_a_missing_secret_stops_the_run_naming_it_and_the_run_resumes_once_it_is_set(
+def test_a_missing_secret_fails_the_task_with_a_recorded_value_error_naming_it(
     home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(SECRET, raising=False)
     monkeypatch.setenv("FLUX_SECRETS_FILE", str(tmp_path / "absent.json"))
-    with pytest.raises(SecretError) as info:
-        keyed.run("x")
-    assert f"task 'fingerprint' needs secret '{SECRET}'" in str(info.value)
-    assert f"environment variable {SECRET}" in str(info.value) and "absent.json" in str(info.value)
-    assert RAN == []
+    ctx = keyed.run("x")
+    assert ctx.has_failed and RAN == []
+    assert isinstance(ctx.output, ExecutionError) and isinstance(ctx.output.inner_exception, ValueError)
+    assert str(ctx.output.inner_exception) == f"The following secrets were not found: ['{SECRET}']"
     (path,) = (home / "executions").glob("*.jsonl")
-    assert [orjson.loads(line)["kind"] for line in path.read_bytes().splitlines()][-1] == "task_started"
-    monkeypatch.setenv(SECRET, CANARY)
-    assert keyed.run(execution_id=path.stem).output == f"x:{_sha(CANARY)}"
+    assert [orjson.loads(line)["kind"] for line in path.read_bytes().splitlines()][-2:] == [
+        "task_failed", "workflow_failed",
+    ]
 
 
 def test_a_secret_returned_or_raised_by_a_task_is_in_no_byte_written(
@@ -153,13 +152,14 @@ def test_a_secret_returned_or_raised_by_a_task_is_in_no_byte_written(
     done = leaky.resume(first.execution_id, None)
     assert done.status == "failed"
     assert f"key {redacted} was rejected" in str(done.output)
-    # The workflow saw the recorded (redacted) forms, live and on replay alike.
+    # The workflow saw the real values, live and on replay alike (replay puts the secret back
+    # into what the journal holds); only what is written is redacted.
     live, replayed = SEEN
     assert live == replayed
     assert live == [
-        {"token": redacted, "nested": [f"Bearer {redacted}"], redacted: 1},
-        f"key {redacted} was rejected",
-        f"RetryError: task 'leaks_in_every_attempt' failed after 2 attempts; last: ConnectionError: refused {redacted}",
+        {"token": CANARY, "nested": [f"Bearer {CANARY}"], CANARY: 1},
+        f"key {CANARY} was rejected",
+        f"RetryError: task 'leaks_in_every_attempt' failed after 2 attempts; last: ConnectionError: refused {CANARY}",
     ]
     kinds_written = {r["kind"] for r in records(done)}
     assert {"attempt_failed", "task_failed", "workflow_failed"} <= kinds_written

@@ -132,3 +132,64 @@ def test_the_library_raises_errors_of_the_tree_not_os_errors(tmp_path: Path) -> 
         store.list_ids()
     with pytest.raises(ExecutionNotFoundError):
         FileStore(str(tmp_path / "nothing")).read("e1")
+
+
+def test_a_store_whose_parent_folder_does_not_exist_is_a_store_error(tmp_path: Path) -> None:
+    store = FileStore(str(tmp_path / "missing" / "store"))
+    header = {"kind": "header", "format": 1, "execution_id": "e1", "workflow": "w", "code": {}, "input": None,
+              "created": "t"}
+    with pytest.raises(StoreError, match="missing/store: cannot create the store's directory .*create its parent"):
+        store.create("e1", header, "fsync")
+    assert not (tmp_path / "missing").exists()
+
+
+PAUSES = """
+from flux import task, workflow
+from flux.tasks import pause
+
+@task
+async def one() -> int:
+    return 1
+
+@workflow
+async def gate(ctx):
+    return await one() + await pause("approve")
+"""
+
+
+def test_a_fifo_in_place_of_a_replay_snapshot_is_ignored_by_every_command(project: Path) -> None:
+    (project / "gate.py").write_text(PAUSES)
+    store = project / "store"
+    ran = _flux("exec", "gate.py", "gate", "--store", str(store), cwd=project)
+    assert ran.returncode == 0, ran.stderr
+    (journal,) = (store / "executions").glob("*.jsonl")
+    index = journal.with_suffix(".index")
+    index.unlink(missing_ok=True)
+    os.mkfifo(index)  # nothing ever writes into it: opening it to read would wait forever
+    for args in (("list",), ("show", journal.stem), ("recover",)):
+        done = _flux(*args, "--store", str(store), cwd=project)  # each would time out on a blocking open
+        assert done.returncode == 0, (args, done.stderr)
+    resumed = _flux("resume", journal.stem, "--input", "2", "--store", str(store), cwd=project)
+    assert resumed.returncode == 0 and "3" in resumed.stdout, resumed.stderr
+
+
+def test_every_new_folder_of_a_store_is_made_durable_in_its_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:  # the real fsync, noting which file or folder it made durable
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    home = tmp_path / "store"
+    header = {"kind": "header", "format": 1, "execution_id": "e1", "workflow": "w", "code": {}, "input": None,
+              "created": "2026-01-01T00:00:00+00:00"}
+    store = FileStore(str(home))
+    store.create("e1", header, "fsync")
+    store.blobs.put(b"[1]")
+    assert (home / "executions").is_dir() and (home / "blobs").is_dir()
+    assert str(tmp_path) in synced  # for store/
+    assert synced.count(str(home)) >= 2  # for executions/ and blobs/

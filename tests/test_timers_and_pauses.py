@@ -38,7 +38,8 @@ async def nap(ctx: ExecutionContext[float]) -> list[dt.datetime]:
 
 
 def _at(seconds: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(seconds, dt.UTC)
+    """What `now()` gives at that epoch time: the local time, naive, as `datetime.now()`."""
+    return dt.datetime.fromtimestamp(seconds)
 
 
 def test_sleep_records_its_wake_up_time_and_waits_on_the_engine_clock(home: Path) -> None:
@@ -151,11 +152,11 @@ def test_a_timed_pause_can_be_resumed_early_with_an_input(home: Path) -> None:
 
 @workflow
 async def gate_until(ctx: ExecutionContext[float]) -> Any:
-    return await pause("deadline", until=_at(ctx.input))
+    return await pause("deadline", until=dt.datetime.fromtimestamp(ctx.input, dt.UTC))
 
 
 def test_pause_until_records_that_time_and_refuses_until_with_delay(home: Path) -> None:
     ctx = gate_until.run(1_900_000_000.5, clock=VirtualClock())
     assert records(ctx)[-1]["wake_at"] == 1_900_000_000.5
-    with pytest.raises(InvalidOptionError, match="not both"):
+    with pytest.raises(InvalidOptionError, match="at most one of until=, after=, on_complete="):
         asyncio.run(pause("x", until=1.0, delay=1.0))

@@ -64,6 +64,7 @@ from flux._engine.journal import (
     seed_for,
 )
 from flux._engine.records import Status
+from flux._engine.schedules import FileBook
 from flux._engine.store import (
     ExecutionSummary,
     Page,
@@ -81,7 +82,7 @@ DIR_MODE = 0o700
 _HOLDER_BYTES = 256  # a lock file's size: the holder's pid, host and start time, space-padded
 
 # Test-only fault hooks (engine/faults.py), decided once at import so that normal runs pay for
-# one global lookup per sync and nothing else.
+# one global lookup at each hooked place and nothing else.
 _FAULTS = _faults.ACTIVE
 _WRITE = _faults.write if _FAULTS else os.write
 
@@ -153,10 +154,20 @@ class FileWriter(BufferedWriter):
             if read.torn:
                 side = os.open(side_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, FILE_MODE)
                 try:
-                    _write_all(side, b"%d " % read.valid_size + read.torn + b"\n")
-                    os.fsync(side)
+                    kept = os.fstat(side).st_size
+                    entry = b"%d " % read.valid_size + read.torn + b"\n"
+                    try:
+                        _write_all(side, entry, _faults.writer("torn_write") if _FAULTS else os.write)
+                        os.fsync(side)
+                    except BaseException:
+                        # Half an entry would run into the next one: take it back.
+                        with contextlib.suppress(OSError):
+                            os.ftruncate(side, kept)
+                        raise
                 finally:
                     os.close(side)
+                if _FAULTS:
+                    _faults.reach("torn_truncate")
                 os.ftruncate(fd, read.valid_size)
                 os.fsync(fd)
         except BaseException:
@@ -248,12 +259,22 @@ class _Snapshots:
 
     def save(self, execution_id: str, data: bytes) -> None:
         path = self._path(execution_id)
-        _write_file(path + ".new", data, sync=False)  # one writer at a time: a leftover is reused
-        os.replace(path + ".new", path)
+        try:
+            _write_file(path + ".new", data, sync=False, point="snapshot")  # one writer at a time
+            if _FAULTS:
+                _faults.reach("snapshot_rename")
+            os.replace(path + ".new", path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(path + ".new")
+            raise
 
     def drop(self, execution_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._path(execution_id))
+
+
+_BLOB_REF = re.compile(rb'"\$blob":\s*"([0-9a-f]{64})"')
 
 
 class _Blobs:
@@ -278,12 +299,49 @@ class _Blobs:
         path = os.path.join(self._home, "blobs", digest + ".json")
         try:
             folder = _private_dir(self._home, "blobs")
-            if not os.path.exists(path):
-                _write_atomically(folder, digest + ".json", data)
+            try:
+                # Already there: its time is renewed, so that a sweep running now keeps it.
+                os.utime(path)
+            except FileNotFoundError:
+                _write_atomically(folder, digest + ".json", data, point="blob")
         except (OSError, StoreError) as err:
             reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
             raise DurabilityError(f"{path}: writing the stored output failed ({reason}); stopped") from err
         return digest
+
+    def sweep(self, referenced: set[str], started: float) -> int:
+        """Deletes the blobs no journal, snapshot or cache entry names (`referenced`, gathered
+        after `started`), except those written or reused since `started` (a run may be about
+        to record one); returns how many went.
+
+        Each is renamed aside first, then its time is read again: a `put` that renewed it
+        just before is seen and the blob is put back; one after the rename writes it anew."""
+        folder = os.path.join(self._home, "blobs")
+        try:
+            names = os.listdir(folder)
+        except FileNotFoundError:
+            return 0
+        gone = 0
+        for name in names:
+            digest, _, ext = name.partition(".")
+            if ext != "json" or not re.fullmatch(r"[0-9a-f]{64}", digest) or digest in referenced:
+                continue
+            path = os.path.join(folder, name)
+            aside = f"{path}.gone-{os.getpid()}"
+            try:
+                if os.stat(path, follow_symlinks=False).st_mtime >= started:
+                    continue
+                os.rename(path, aside)
+                if os.stat(aside).st_mtime >= started and not os.path.exists(path):
+                    os.rename(aside, path)  # renewed by a put just now: it stays
+                    continue
+                os.unlink(aside)
+                gone += 1
+            except FileNotFoundError:
+                continue
+        if gone:
+            fsync_dir(folder)
+        return gone
 
     def get(self, digest: str) -> bytes:
         path = self.path(digest)
@@ -309,7 +367,7 @@ class _Cache:
             return None
 
     def put(self, key: str, data: bytes) -> None:
-        _write_atomically(_private_dir(self._home, "cache"), key + ".json", data)
+        _write_atomically(_private_dir(self._home, "cache"), key + ".json", data, point="cache")
 
     def clear(self) -> int:
         """Deletes every cache entry (`<sha256>.json`) and nothing else; a `cache/` that is a
@@ -342,6 +400,7 @@ class FileStore:
         self.snapshots = _Snapshots(self.dir)
         self.blobs = _Blobs(self.home)
         self.cache = _Cache(self.home)
+        self.schedules = FileBook(self.home)
         # What listing learnt, kept for the next listing (SPEC.md 1): each journal's header (its
         # created time, workflow and parent never change), and its summary as of the journal
         # file's (inode, size, mtime). Only an accelerator: a changed file is read again.
@@ -404,9 +463,15 @@ class FileStore:
         # allows the trailing spaces, and no truncation (a journalled metadata change) is needed.
         owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
         info = orjson.dumps(owner).ljust(_HOLDER_BYTES)
-        os.pwrite(fd, info, 0)
-        if held.st_size > len(info):
-            os.ftruncate(fd, len(info))
+        try:
+            if _FAULTS:
+                _faults.reach("lock_write")
+            os.pwrite(fd, info, 0)
+            if held.st_size > len(info):
+                os.ftruncate(fd, len(info))
+        except BaseException:
+            _release_lock(fd)  # a lock kept by a failed acquire would lock this very process out
+            raise
         return fd, owner
 
     def _lock_journal(self, execution_id: str, path: str) -> int:
@@ -479,16 +544,27 @@ class FileStore:
                 os.unlink(tmp)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
             try:
-                if os.write(fd, data) != len(data):
+                write = _faults.writer("create_write") if _FAULTS else os.write
+                if write(fd, data) != len(data):
                     # A journal must never appear with half a header (SPEC.md 2.2).
                     raise OSError(errno.ENOSPC, "short write of the journal header")
+                if _FAULTS:
+                    _faults.reach("create_fsync")
                 os.fsync(fd)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
             finally:
                 os.close(fd)
             try:
+                if _FAULTS:
+                    _faults.reach("create_link")
                 os.link(tmp, path)  # unlike rename, link never replaces an existing journal
             finally:
                 os.unlink(tmp)
+            if _FAULTS:
+                _faults.reach("create_dirsync")
             fsync_dir(self.dir)
             journal_lock_fd = self._lock_journal(execution_id, path)
             read = JournalRead(path, Records.of([header]), [0], len(data))
@@ -621,8 +697,8 @@ class FileStore:
             if key is not None:
                 self._summaries[execution_id] = (key, found)
         if found.status in (Status.RUNNING, Status.CREATED) and self.owner(execution_id) is None:
-            if os.path.lexists(self._diverged_path(execution_id)):
-                found = dataclasses.replace(found, status=Status.DIVERGED)  # SPEC.md 13.7
+            if os.path.lexists(self._diverged_path(execution_id)):  # kept beside the journal (SPEC.md 13.7)
+                found = dataclasses.replace(found, status=Status.DIVERGED)
             elif found.status == Status.RUNNING:
                 found = dataclasses.replace(found, status=Status.INTERRUPTED)
         return found
@@ -753,24 +829,6 @@ class FileStore:
             except OSError:
                 return
 
-    # -- divergence found by a worker (SPEC.md 13.7) --------------------------------------------
-
-    def _diverged_path(self, execution_id: str) -> str:
-        return os.path.join(self.dir, validate_execution_id(execution_id) + ".diverged")
-
-    def mark_diverged(self, execution_id: str, divergence: dict[str, Any]) -> None:
-        if not self.exists(execution_id):
-            raise ExecutionNotFoundError(execution_id, self.home)
-        with _store_errors(self.dir, "keep the divergence"):
-            _write_atomically(self.dir, execution_id + ".diverged", orjson.dumps(divergence, default=str))
-
-    def divergence(self, execution_id: str) -> dict[str, Any] | None:
-        try:
-            found = orjson.loads(read_regular_file(self._diverged_path(execution_id)))
-        except (OSError, orjson.JSONDecodeError):
-            return None
-        return found if isinstance(found, dict) else None
-
     def delete(self, execution_id: str) -> None:
         path = self.journal_path(execution_id)
         self._check_journal_file(execution_id, path)
@@ -794,6 +852,44 @@ class FileStore:
                 _release_lock(lock_fd)
                 _release_lock(journal_lock_fd)
 
+    # -- divergence found by a worker (SPEC.md 13.7) --------------------------------------------
+
+    def _diverged_path(self, execution_id: str) -> str:
+        return os.path.join(self.dir, validate_execution_id(execution_id) + ".diverged")
+
+    def mark_diverged(self, execution_id: str, divergence: dict[str, Any]) -> None:
+        if not self.exists(execution_id):
+            raise ExecutionNotFoundError(execution_id, self.home)
+        with _store_errors(self.dir, "keep the divergence"):
+            _write_atomically(
+                self.dir, execution_id + ".diverged", orjson.dumps(divergence, default=str), point="diverged"
+            )
+
+    def divergence(self, execution_id: str) -> dict[str, Any] | None:
+        try:
+            found = orjson.loads(read_regular_file(self._diverged_path(execution_id)))
+        except (OSError, orjson.JSONDecodeError):
+            return None
+        return found if isinstance(found, dict) else None
+
+    def blob_references(self) -> set[str]:
+        """The digests of stored outputs that journals, replay snapshots and cache entries name."""
+        found: set[str] = set()
+        for folder in (self.dir, os.path.join(self.home, "cache")):
+            try:
+                names = os.listdir(folder)
+            except FileNotFoundError:
+                continue
+            for name in names:
+                if not name.endswith((".jsonl", ".index", ".json", ".torn")):
+                    continue
+                try:
+                    data = read_regular_file(os.path.join(folder, name))
+                except OSError:
+                    continue
+                found.update(m.decode() for m in _BLOB_REF.findall(data))
+        return found
+
     # -- cancellation requests (SPEC.md 4.6) ---------------------------------------------------
 
     def _cancel_path(self, execution_id: str) -> str:
@@ -804,6 +900,8 @@ class FileStore:
         if not self.exists(execution_id):
             raise ExecutionNotFoundError(execution_id, self.home)
         with _store_errors(self.dir, "ask for the cancellation"):
+            if _FAULTS:
+                _faults.reach("cancel_write")
             flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
             fd = os.open(self._cancel_path(execution_id), flags, FILE_MODE)
             os.close(fd)
@@ -825,6 +923,11 @@ def _ensure_dirs(*paths: str) -> None:
         with _store_errors(path, "create the store's directory"):
             try:
                 os.mkdir(path, DIR_MODE)
+            except FileNotFoundError:
+                raise StoreError(
+                    f"{path}: cannot create the store's directory (no such folder above it); create its parent "
+                    "folder, or give a store in a folder that exists"
+                ) from None
             except FileExistsError:
                 st = os.lstat(path)
                 if stat.S_ISLNK(st.st_mode) and path != paths[0]:
@@ -847,25 +950,28 @@ def _private_dir(home: str, name: str) -> str:
     return path
 
 
-def _write_file(path: str, data: bytes, *, sync: bool) -> None:
+def _write_file(path: str, data: bytes, *, sync: bool, point: str) -> None:
+    """Writes a whole file; `point` names its kind for the fault hooks (`blob`, `cache`, `snapshot`)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        _write_all(fd, data, _faults.writer(point + "_write") if _FAULTS else os.write)
         if sync:
+            if _FAULTS:
+                _faults.reach(point + "_fsync")
             os.fsync(fd)
     finally:
         os.close(fd)
 
 
-def _write_atomically(folder: str, name: str, data: bytes) -> str:
+def _write_atomically(folder: str, name: str, data: bytes, *, point: str) -> str:
     """Writes a file whole or not at all: a temporary file, fsynced, renamed over the name, the
     folder fsynced. A failure leaves no temporary file behind."""
     path = os.path.join(folder, name)
     tmp = f"{path}.tmp-{os.getpid()}-{id(data)}"
     try:
-        _write_file(tmp, data, sync=True)
+        _write_file(tmp, data, sync=True, point=point)
+        if _FAULTS:
+            _faults.reach(point + "_rename")
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -38,6 +38,7 @@ from flux._engine.journal import (
     seed_for,
 )
 from flux._engine.records import Status
+from flux._engine.schedules import MemoryBook
 from flux._engine.store import ExecutionSummary, Page, page_of, validate_execution_id
 
 __all__ = ["MemoryStore"]
@@ -162,6 +163,7 @@ class MemoryStore:
         self.snapshots = _Snapshots()
         self.blobs = _Blobs()
         self.cache = _Cache()
+        self.schedules = MemoryBook()
 
     @classmethod
     def named(cls, name: str) -> MemoryStore:

@@ -78,6 +78,20 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         );
         """,
     ),
+    (
+        2,
+        "schedules",
+        """
+        CREATE TABLE flux.schedules (
+            name      text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$'),
+            state     jsonb NOT NULL,
+            next_fire timestamptz,
+            paused    boolean NOT NULL DEFAULT false,
+            buffered  boolean NOT NULL DEFAULT false
+        );
+        CREATE INDEX schedules_due ON flux.schedules (next_fire) WHERE NOT paused;
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]

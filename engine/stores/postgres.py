@@ -67,6 +67,7 @@ from flux._engine.stores import pg_schema
 from flux._engine.stores.pg_capabilities import Blobs, Cache, Snapshots
 from flux._engine.stores.pg_fleet import LIVE, FleetMixin
 from flux._engine.stores.pg_flush import Flusher, Sync, loop_waker
+from flux._engine.stores.pg_schedules import PgBook
 
 __all__ = ["PostgresStore", "PgLease", "PgWriter", "redact_url"]
 
@@ -289,6 +290,7 @@ class PostgresStore(FleetMixin):
         self.snapshots = Snapshots(self)
         self.blobs = Blobs(self)
         self.cache = Cache(self)
+        self.schedules = PgBook(self)
         self._pool = ConnectionPool(
             url,
             min_size=1,
@@ -858,6 +860,23 @@ class PostgresStore(FleetMixin):
                 return
 
     # -- cancellation requests (SPEC.md 4.6) ----------------------------------------------------
+
+    def delete(self, execution_id: str) -> None:
+        """Removes the execution's row, records and snapshot in one transaction, unless a live
+        lease holds it; a former owner's next append then finds no row and is refused."""
+        validate_execution_id(execution_id)
+        with self._conn("delete the execution") as conn, conn.transaction():
+            row = conn.execute(
+                f"SELECT pk, CASE WHEN {_LIVE} THEN owner END FROM flux.executions WHERE execution_id = %s FOR UPDATE",
+                (execution_id,),
+            ).fetchone()
+            if row is None:
+                raise ExecutionNotFoundError(execution_id, redact_url(self._url))
+            if row[1] is not None:
+                raise ExecutionLockedError(execution_id, dict(row[1]))
+            conn.execute("DELETE FROM flux.records WHERE exec_pk = %s", (row[0],))
+            conn.execute("DELETE FROM flux.snapshots WHERE execution_id = %s", (execution_id,))
+            conn.execute("DELETE FROM flux.executions WHERE pk = %s", (row[0],))
 
     def request_cancel(self, execution_id: str) -> None:
         """Asks whoever runs the execution to cancel it; an execution nobody holds is made

@@ -232,6 +232,7 @@ def execution_json(folded: Folded, store: Store) -> dict[str, Any]:
         ],
         "forked_from": forked if isinstance(forked, dict) else None,
         "divergence": store.divergence(folded.execution_id) if folded.status == str(Status.DIVERGED) else None,
+        "schedule": header.get("schedule") if isinstance(header.get("schedule"), dict) else None,
     }
 
 

@@ -1,9 +1,9 @@
-"""Built-in tasks: pauses, durable timers, recorded time and randomness, composition, sub-workflows.
+"""Built-in tasks: recorded time and randomness, durable timers, composition.
 
 Everything here goes through the engine, so replay sees the same values and the same structure:
 `now()`, `uuid4()` and the random functions return what was recorded; `sleep` records its
-wake-up time; `parallel`, `pipeline`, `map` and `Graph` are ordinary task calls in branches with
-stable call ids (SPEC.md "Built-ins").
+wake-up time; `parallel`, `pipeline` and `map` are ordinary task calls in branches with stable
+call ids (SPEC.md "Built-ins").
 """
 
 from __future__ import annotations
@@ -16,24 +16,17 @@ import random as _random
 import sys
 import uuid as _uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from flux._engine import traps
-from flux._engine.errors import GraphError, InvalidOptionError
-from flux.graph import Graph
-
-if TYPE_CHECKING:
-    from flux.workflow import Workflow
+from flux._engine.errors import EngineError, InvalidOptionError
 
 __all__ = [
-    "Graph",
-    "GraphError",
-    "call",
     "choice",
     "idempotency_key",
+    "map_task",
     "now",
     "parallel",
-    "pause",
     "pipeline",
     "randint",
     "randrange",
@@ -58,29 +51,6 @@ def _seconds(value: float | dt.timedelta, what: str) -> float:
     return float(value)
 
 
-async def pause(
-    name: str, *, until: dt.datetime | float | None = None, delay: float | dt.timedelta | None = None
-) -> Any:
-    """Pauses the execution here. Resuming it makes this call return the resume input.
-
-    With `until` (a datetime or epoch seconds) or `delay` (seconds or a timedelta), the pause
-    also ends on its own: after that time `flux resume` continues it without input (this call
-    then returns None); before it, resuming needs an input.
-
-    Raises:
-        OutsideWorkflowError: outside a running workflow.
-    """
-    wake_at: float | None = None
-    if until is not None and delay is not None:
-        raise InvalidOptionError("give pause() `until` or `delay`, not both")
-    if until is not None:
-        wake_at = until.timestamp() if isinstance(until, dt.datetime) else _seconds(until, "until")
-    elif delay is not None:
-        start = traps.now_seconds()
-        wake_at = (start or 0.0) + _seconds(delay, "delay")
-    return await traps.pause(name, _src(), wake_at)
-
-
 def idempotency_key() -> str:
     """A key for the running task call, the same on every attempt and replay: hand it to
     external systems so that a task run again after a crash does not act twice."""
@@ -88,11 +58,10 @@ def idempotency_key() -> str:
 
 
 async def now() -> dt.datetime:
-    """The current time (UTC, from the engine's clock), recorded: replay sees the same time."""
+    """The current local time as a naive datetime (what `datetime.now()` gives), read from the
+    engine's clock and recorded: replay sees the same time."""
     clock_now = traps.now_seconds
-    return await traps.record_value(
-        "now", lambda: dt.datetime.fromtimestamp(clock_now() or 0.0, dt.UTC), _src()
-    )
+    return await traps.record_value("now", lambda: dt.datetime.fromtimestamp(clock_now() or 0.0), _src())
 
 
 async def uuid4() -> _uuid.UUID:
@@ -110,9 +79,9 @@ async def randrange(start: int, stop: int | None = None, step: int = 1) -> int:
     return await traps.record_value("randrange", lambda: _rng.randrange(start, stop, step), _src())
 
 
-async def choice(seq: Sequence[T]) -> T:
+async def choice(options: Sequence[T]) -> T:
     """A random element of a non-empty sequence, recorded."""
-    return await traps.record_value("choice", lambda: _rng.choice(seq), _src())
+    return await traps.record_value("choice", lambda: _rng.choice(options), _src())
 
 
 async def sleep(duration: float | dt.timedelta) -> None:
@@ -122,18 +91,32 @@ async def sleep(duration: float | dt.timedelta) -> None:
     await traps.sleep(_seconds(duration, "duration"), _src())
 
 
-async def parallel(*awaitables: Awaitable[Any], max_concurrent: int | None = None) -> list[Any]:
+async def parallel(
+    *awaitables: Awaitable[T], max_concurrent: int | None = None, raise_on_error: bool = True
+) -> list[T]:
     """Runs the awaitables concurrently; returns their results in the order given.
 
-    The first failure fails the call: the others are cancelled (their running task bodies are
-    recorded as cancelled) and the failure is raised.
+    Args:
+        max_concurrent: at most this many run at once (None: all of them).
+        raise_on_error: True (the default): the first failure fails the call, the others are
+            cancelled (their running task bodies are recorded as cancelled) and the failure is
+            raised. False: a failed awaitable's result is None and the others go on; its
+            failure is still recorded on its task call.
+
+    Raises:
+        InvalidOptionError: for a bad `max_concurrent`.
     """
     if max_concurrent is not None and (
         isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1
     ):
+        for aw in awaitables:
+            if inspect.iscoroutine(aw):
+                aw.close()
         raise InvalidOptionError(f"max_concurrent={max_concurrent!r} must be an int >= 1")
     if not awaitables:
         return []
+    if not raise_on_error:
+        awaitables = tuple(_none_on_error(aw) for aw in awaitables)
     limit = asyncio.Semaphore(max_concurrent) if max_concurrent else None
     failed_once = False
 
@@ -180,27 +163,21 @@ async def parallel(*awaitables: Awaitable[Any], max_concurrent: int | None = Non
     raise cast(BaseException, failed.exception())  # `failed` was picked for having one
 
 
+async def _none_on_error(aw: Awaitable[Any]) -> Any:
+    try:
+        return await aw
+    except EngineError:
+        raise  # engine trouble is never a result
+    except Exception:  # noqa: BLE001 - parallel(raise_on_error=False): a failed item's result is None
+        return None
+
+
 async def pipeline(*steps: Callable[[Any], Awaitable[Any]], input: Any = None) -> Any:
     """Calls each step with the previous step's result, starting with `input`."""
     value = input
     for step in steps:
         value = await step(value)
     return value
-
-
-async def call(workflow: Workflow | str, input: Any = None) -> Any:
-    """Runs a sub-workflow with its own journal and returns its output.
-
-    The parent records the child's execution id (derived from the parent's id and the call id,
-    so a resumed parent finds the same child); the child's header records its parent. A parent
-    that crashes while the child runs resumes both; completed tasks of neither run again.
-
-    Raises:
-        ExecutionError: when the child fails (its exception is the cause).
-    """
-    from flux.workflow import run_child
-
-    return await run_child(workflow, input, _src())
 
 
 def map_task(task: Callable[[Any], Awaitable[T]], items: Iterable[Any]) -> Awaitable[list[T]]:

@@ -1,0 +1,64 @@
+"""Schedules on PostgreSQL: three `flux worker` processes on one database fire a one-second
+interval schedule; every fire starts exactly one execution and none is skipped.
+
+CI fires for FLUX_TEST_SCHEDULE_SECONDS (10 by default); set it to 60 for the minute.
+Lateness is reported by benchmarks/bench_schedules.py, not asserted here."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from flux._engine.stores.postgres import PostgresStore
+from flux.domain.schedule import interval
+from flux.schedules import create_schedule, get_schedule, pause_schedule
+from tests.conftest import ROOT, empty_pg
+
+pytestmark = pytest.mark.slow
+
+SECONDS = int(os.environ.get("FLUX_TEST_SCHEDULE_SECONDS", "10"))
+
+
+def test_three_workers_fire_a_one_second_schedule_each_fire_once(pg_url: str, tmp_path: Path) -> None:
+    empty_pg(pg_url)
+    store = PostgresStore(pg_url)
+    create_schedule(store, "tick", "stamped", interval(seconds=1, overlap="allow"))
+    args = [sys.executable, "-m", "flux", "worker", str(ROOT / "tests" / "schedule_workflows.py"), "--store", pg_url]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    logs = [open(tmp_path / f"w{i}.log", "w") for i in range(3)]
+    workers = [subprocess.Popen(args, env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT) for log in logs]
+    try:
+        time.sleep(SECONDS)
+        pause_schedule(store, "tick")
+        deadline = time.monotonic() + 180
+        while True:  # every fire's execution finishes
+            with psycopg.connect(pg_url) as conn:
+                open_ = conn.execute("SELECT count(*) FROM flux.executions WHERE status <> 'completed'").fetchone()
+            if open_ is not None and open_[0] == 0:
+                break
+            assert time.monotonic() < deadline, "fired executions did not finish"
+            time.sleep(0.5)
+    finally:
+        for w in workers:
+            w.send_signal(signal.SIGTERM)
+        for w in workers:
+            w.wait(timeout=60)
+        for log in logs:
+            log.close()
+    state = get_schedule(store, "tick")
+    ids = store.list_ids()
+    times = sorted(dt.datetime.fromisoformat(store.header(i)["schedule"]["at"]).timestamp() for i in ids)
+    assert len(ids) == state["fires"] >= SECONDS // 2  # each recorded fire made exactly one execution
+    assert len(set(times)) == len(times)
+    assert [round(t - times[0], 3) for t in times] == [float(k) for k in range(len(times))]  # none skipped
+    assert all(store.summary(i).status == "completed" for i in ids)
+    logs_text = "".join((tmp_path / f"w{i}.log").read_text() for i in range(3))
+    assert logs_text.count("worker ready") == 3
