@@ -517,9 +517,21 @@ def _dec_pydantic(p: Any, tree: dict[str, Any], resolve: Resolver) -> Any:
     # Validated as any input to the model is: a journal can hand it no value it would refuse.
     fields = {k: decode(x, resolve) for k, x in tree["v"].items()}
     try:
-        return cls.model_validate(fields, by_name=True) if _validate_by_name(cls) else cls.model_validate(fields)
+        if _validate_by_name(cls):
+            return cls.model_validate(fields, by_name=True)
+        return cls.model_validate(_by_alias(cls, fields))
     except Exception as err:  # pydantic's ValidationError, said as a DecodeError
         raise DecodeError(f"the recorded {p} does not validate as one: {err}") from err
+
+
+def _by_alias(cls: Any, fields: dict[str, Any]) -> dict[str, Any]:
+    """Recorded fields (by name) keyed as a pydantic before 2.11 validates them: by alias."""
+    out: dict[str, Any] = {}
+    for name, value in fields.items():
+        info = cls.model_fields.get(name)
+        alias = getattr(info, "validation_alias", None) or getattr(info, "alias", None)
+        out[alias if isinstance(alias, str) else name] = value
+    return out
 
 
 def _validate_by_name(cls: Any) -> bool:
