@@ -395,19 +395,8 @@ def prune(
     out.print(f"{verb} {len(pruned.deleted)} executions ({pruned.journals} journals)")
 
 
-@command("purge")
-def purge(
-    finished_before: str = typer.Option(
-        ..., "--finished-before", help="An age (30d, 12h, 90m) or an ISO date: executions that finished before go."
-    ),
-    status: list[str] = FinalStatusOpt,
-    dry_run: bool = typer.Option(False, "--dry-run", help="Only print what would be deleted."),
-    store: str = StoreOpt,
-    as_json: bool = JsonOpt,
-    debug: bool = DebugOpt,
-) -> None:
-    """The same as `flux prune` (on a PostgreSQL store, a few statements per 1,000 executions)."""
-    prune(finished_before, status, dry_run, store, as_json, debug)
+# `flux purge`, the name the PostgreSQL operations docs use: the same command.
+command("purge")(prune)
 
 
 @command("clear-cache")
