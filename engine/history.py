@@ -13,13 +13,15 @@ are parsed again when asked for (`CallHistory.start`, `.outcome`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, NoReturn
+from typing import Any, Generic, NoReturn, TypeVar, overload
 
 from flux._engine import records as R
 from flux._engine.errors import JournalCorruptError
 from flux._engine.records import Status
 
 __all__ = ["CallHistory", "History", "fold", "status_of"]
+
+T = TypeVar("T")
 
 
 class Source:
@@ -40,16 +42,61 @@ class Source:
         return self.records[seq]
 
 
+class _Rare:
+    """The fields of a call that few calls have (a pause's answer, retries, handlers, a
+    cancellation, a sub-workflow): kept apart, so that the many plain task calls of a long
+    journal are smaller and quicker to make and for the cycle collector to traverse."""
+
+    __slots__ = ("resumed", "failures", "retries", "handlers", "cancelled", "child")
+
+    def __init__(self) -> None:
+        self.resumed: dict[str, Any] | None = None
+        self.failures: list[dict[str, Any]] | None = None
+        self.retries: set[int] | None = None
+        self.handlers: dict[str, dict[str, Any]] | None = None
+        self.cancelled: dict[str, Any] | None = None
+        self.child: str | None = None
+
+
+class _RareField(Generic[T]):
+    """A field of `CallHistory` kept in its `_Rare` part: None until set."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, call: None, owner: type) -> _RareField[T]: ...
+    @overload
+    def __get__(self, call: CallHistory, owner: type) -> T | None: ...
+    def __get__(self, call: CallHistory | None, owner: type) -> _RareField[T] | T | None:
+        if call is None:
+            return self
+        rare = call.rare
+        return None if rare is None else getattr(rare, self.name)
+
+    def __set__(self, call: CallHistory, value: T | None) -> None:
+        rare = call.rare
+        if rare is None:
+            if value is None:
+                return
+            rare = call.rare = _Rare()
+        setattr(rare, self.name, value)
+
+
 class CallHistory:
     """One call id in the journal: how it started and, if recorded, how it ended.
 
     `kind` is "task" (a sub-workflow call has `child`), "pause", "value" or "timer".
     """
 
-    __slots__ = (
-        "kind", "seq", "name", "args", "kwargs", "value", "end", "end_seq", "source", "child",
-        "resumed", "failures", "retries", "handlers", "cancelled", "visited",
-    )
+    __slots__ = ("kind", "seq", "name", "args", "kwargs", "value", "end", "end_seq", "source", "rare", "visited")
+
+    resumed = _RareField[dict[str, Any]]()  # for a pause: the workflow_resumed record
+    failures = _RareField[list[dict[str, Any]]]()  # attempt_failed records, in attempt order
+    retries = _RareField[set[int]]()  # attempts whose retry_started was recorded
+    handlers = _RareField[dict[str, dict[str, Any]]]()  # fallback_/rollback_ records by kind
+    cancelled = _RareField[dict[str, Any]]()  # task_cancelled: the workflow cancelled it here
+    child = _RareField[str]()  # the sub-workflow's execution id, for `call`
 
     def __init__(
         self, source: Source, kind: str, seq: int, name: str, args: Any = None, kwargs: Any = None, value: Any = None,
@@ -62,14 +109,11 @@ class CallHistory:
         self.args = args  # recorded form, as compared with the call made on replay
         self.kwargs = kwargs
         self.value = value  # recorded form: a task's result, or a recorded value
-        self.child = child  # the sub-workflow's execution id, for `call`
         self.end: str | None = None  # kind of the record that ended it: task_completed/_failed, timer_fired
         self.end_seq = -1
-        self.resumed: dict[str, Any] | None = None  # for a pause: the workflow_resumed record
-        self.failures: list[dict[str, Any]] | None = None  # attempt_failed records, in attempt order
-        self.retries: set[int] | None = None  # attempts whose retry_started was recorded
-        self.handlers: dict[str, dict[str, Any]] | None = None  # fallback_/rollback_ records by kind
-        self.cancelled: dict[str, Any] | None = None  # task_cancelled: the workflow cancelled it here
+        self.rare: _Rare | None = None
+        if child is not None:
+            self.child = child
         self.visited = False  # replay has reached this call
 
     @property
@@ -147,7 +191,11 @@ class History:
 
     def children(self) -> dict[str, str]:
         """Call id -> execution id of every sub-workflow call."""
-        return {call_id: call.child for call_id, call in self.calls.items() if call.child is not None}
+        return {
+            call_id: call.child
+            for call_id, call in self.calls.items()
+            if call.rare is not None and call.child is not None
+        }
 
     def apply_all(self, records: Iterable[dict[str, Any]], offsets: Sequence[int] | None = None) -> None:
         """Folds a batch of records; `offsets` (each line's byte offset) name damage exactly."""

@@ -135,7 +135,14 @@ class LineOffsets(Sequence[int]):
         if i < 0:
             i += len(self)
         if i < self._head_lines:
-            head = self._head if self._head is not None else self._find_head()
+            head = self._head
+            if head is None:
+                if i < 4:  # the header's lines: found without indexing the whole prefix
+                    pos = 0
+                    for _ in range(i):
+                        pos = self._data.find(b"\n", pos) + 1
+                    return pos
+                head = self._find_head()
             return head[i]
         return self._tail[i - self._head_lines]
 

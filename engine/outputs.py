@@ -25,6 +25,8 @@ from flux._engine.errors import (
 )
 from flux._engine.secrets import redact, unredact
 
+_PLAIN = frozenset({int, float, str, bool, type(None)})
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -116,6 +118,8 @@ class Outputs:
         Raises:
             DecodeError, BlobError: naming `path:line`.
         """
+        if type(tree) in _PLAIN and not self.redactions:
+            return tree  # a number, string, bool or null stands for itself
         try:
             return self.value_of(tree) if stored else decode(tree, self.resolve)
         except (DecodeError, BlobError) as err:

@@ -53,7 +53,7 @@ def waiting_pauses(store: Store, history: History, route: tuple[str, ...] = ()) 
         for call_id, call in history.waiting.items()
     ]
     for call_id, call in history.calls.items():
-        if call.child is None or call.end is not None or call.cancelled is not None:
+        if call.rare is None or call.child is None or call.end is not None or call.cancelled is not None:
             continue
         child = History(store.describe(call.child))
         try:

@@ -30,7 +30,9 @@ def snapshot_of(index: History, execution_id: str, size: int, records: int, crc:
     calls = []
     for call_id, call in index.calls.items():
         rare = None
-        if call.resumed or call.failures or call.retries or call.handlers or call.cancelled or call.child:
+        if call.rare is not None and (
+            call.resumed or call.failures or call.retries or call.handlers or call.cancelled or call.child
+        ):
             rare = {
                 "resumed": call.resumed,
                 "failures": call.failures,
