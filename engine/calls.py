@@ -59,9 +59,13 @@ class TaskSpec:
     storage: Any = None  # a user's OutputStorage: it keeps the result, the journal its reference
     sensitive: bool = False  # arguments and result recorded redacted; the body runs again on replay
     inline: bool = field(init=False, default=False)  # the hot path: an async body with nothing added
+    # A replayed result goes back as recorded: no secrets to restore, not redacted, not kept by
+    # a user's OutputStorage.
+    plain: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "inline", self.is_async and not self.secrets and self.inject is None)
+        object.__setattr__(self, "plain", not self.secrets and not self.sensitive and self.storage is None)
 
     @property
     def identity(self) -> str:

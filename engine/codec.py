@@ -28,7 +28,7 @@ import orjson
 from flux._engine import errors as _errors
 from flux._engine.errors import DecodeError, EncodeError, RecordedError
 
-__all__ = ["Resolver", "class_ref", "decode", "encode", "find_class", "register_codec"]
+__all__ = ["Resolver", "class_ref", "decode", "encode", "encode_args", "find_class", "register_codec"]
 
 _INT_MIN = -(2**63)
 _INT_MAX = 2**63 - 1
@@ -145,6 +145,21 @@ def encode(value: Any, where: Place = "value") -> Any:
         EncodeError: for a type the journal cannot hold exactly, naming the type and where it is.
     """
     return _enc(value, where, 0)
+
+
+def encode_args(args: tuple[Any, ...], where: Place) -> list[Any]:
+    """`encode(list(args), where)`, with the commonest arguments (plain scalars) copied at once."""
+    for x in args:
+        tx = type(x)
+        if not (
+            (tx is str and x.isascii())
+            or (tx is int and _INT_MIN <= x <= _INT_MAX)
+            or tx is bool
+            or x is None
+            or (tx is float and math.isfinite(x))
+        ):
+            return _enc(list(args), where, 0)  # type: ignore[no-any-return]
+    return list(args)
 
 
 def _check_str(v: str, where: Place) -> str:
