@@ -71,6 +71,7 @@ from flux._engine.store import (
     decode_cursor,
     encode_cursor,
     is_execution_id,
+    schedule_of,
     validate_execution_id,
 )
 
@@ -715,6 +716,7 @@ class FileStore:
         return ExecutionSummary(
             execution_id, str(header.get("workflow", "")), history.status, str(header.get("created", "")),
             len(read.records), parent.get("execution_id") if isinstance(parent, dict) else None,
+            schedule=schedule_of(header),
         )
 
     def _head(self, execution_id: str) -> tuple[str, str, str | None]:
