@@ -1,14 +1,21 @@
 """`flux list` on a store of many executions, against the floor of reading what it must read.
 
-    python benchmarks/bench_list.py [--executions 100000] [--runs 5]
+    python benchmarks/bench_list.py [--executions 10000] [--runs 5] [--tasks 100000]
 
 Builds a file store of N executions (copies of a few real runs of three workflows, with new ids,
-creation times and checksums; a tenth completed, failed, paused each...), then times, in fresh
-processes as a user runs them: `flux list` (the newest 50), `--status failed`, `--workflow`,
-`--since 1h`, the next page by `--cursor`, `--limit 0 --jsonl` (every execution) and `flux show`
-of one. The floor is a process that lists the directory and reads the first line of every
-journal: what any listing newest-first by creation time must do without an index. Prints
-medians (min-max) and each as a ratio to the floor measured in the same run.
+creation times and checksums; a tenth completed, failed, paused each...). The journals are
+written as files, so the first listing reads every one whole and keeps its summary (SPEC.md 1):
+that listing is timed once, as "first listing". Then times, in fresh processes as a user runs
+them: `flux list` (the newest 50), `--status failed`, `--workflow`, `--since 1h`, the next page
+by `--cursor`, `--limit 0 --jsonl` (every execution) and `flux show` of one; and, inside a fresh
+process (the interpreter's and Flux's start-up left out), `FileStore.list()` of the newest 50
+and of every execution. The floor is listing the directory and reading the first line of every
+journal, as a process (for the commands) and inside one (for the library): what any listing
+newest-first by creation time must do without an index.
+
+The targets: the listing of N = 10,000 executions in at most 0.2 s, and a store holding one
+journal of `--tasks` (100,000) tasks listed in at most 5 ms, both inside a process. Prints medians
+(min-max) and each as a ratio to its floor measured in the same run.
 """
 
 from __future__ import annotations
@@ -67,6 +74,25 @@ rows.sort(reverse=True)
 print(len(rows))
 """
 
+# Inside one fresh process, imports done before the clock starts: the floor, then a listing.
+IN_PROCESS = """
+import os, sys, time
+from flux._engine.stores.files import FileStore
+home, what = sys.argv[1], sys.argv[2]
+folder = os.path.join(home, "executions")
+started = time.perf_counter()
+if what == "floor":
+    rows = []
+    for name in os.listdir(folder):
+        if name.endswith(".jsonl"):
+            with open(os.path.join(folder, name), "rb") as f:
+                rows.append((f.readline(), name))
+    rows.sort(reverse=True)
+else:
+    FileStore(home).list(limit=None if what == "all" else 50)
+print(time.perf_counter() - started)
+"""
+
 
 def _flux(args: list[str], store: str) -> float:
     env = {**os.environ, "PYTHONPATH": ROOT, "FLUX_STORE": store}
@@ -76,6 +102,36 @@ def _flux(args: list[str], store: str) -> float:
     if done.returncode != 0:
         raise RuntimeError(f"flux {' '.join(args)}: {done.stderr.strip()}")
     return took
+
+
+def _inside(store: str, what: str) -> float:
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    done = subprocess.run([sys.executable, "-c", IN_PROCESS, store, what], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"listing {what}: {done.stderr.strip()}")
+    return float(done.stdout)
+
+
+def build_long(work: str, tasks: int) -> str:
+    """A store holding one finished journal of `tasks` tasks, written as a run writes it."""
+    from flux._engine.stores.files import FileStore
+
+    store = os.path.join(work, "long")
+    at = "2026-01-01T00:00:00.000000+00:00"
+    header = {"kind": "header", "format": 1, "execution_id": "long", "workflow": "steady", "code": {},
+              "input": tasks, "created": at}
+    lease = FileStore(store).create("long", header, "os")
+    writer = lease.writer
+    writer.append({"kind": "workflow_started", "at": at})
+    for i in range(tasks):
+        writer.append({"kind": "task_started", "at": at, "call_id": str(i + 1), "name": "step", "src": "x.py:1"})
+        writer.append({"kind": "task_completed", "at": at, "call_id": str(i + 1), "value": i * i})
+        if i % 1000 == 999:
+            writer.sync()
+    writer.append({"kind": "workflow_completed", "at": at, "value": 0})
+    writer.sync()
+    lease.close()
+    return store
 
 
 def _floor(store: str) -> float:
@@ -123,8 +179,9 @@ def build(work: str, count: int) -> tuple[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--executions", type=int, default=100_000)
+    parser.add_argument("--executions", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--tasks", type=int, default=100_000)
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="flux-bench-list-")
     load_before = os.getloadavg()
@@ -132,6 +189,9 @@ def main() -> None:
         built = time.perf_counter()
         store, newest = build(work, args.executions)
         built = time.perf_counter() - built
+        long_store = build_long(work, args.tasks)
+        first_listing = _flux(["list", "--limit", "0", "--jsonl"], store)  # reads every journal, keeps summaries
+        _flux(["list"], long_store)
         cursor_env = {**os.environ, "PYTHONPATH": ROOT, "FLUX_STORE": store}
         first = subprocess.run([sys.executable, "-m", "flux", "list"], env=cursor_env, capture_output=True, text=True)
         cursor = next(line.split("--cursor ", 1)[1] for line in first.stderr.splitlines() if "--cursor" in line)
@@ -146,10 +206,19 @@ def main() -> None:
             ("flux --version (start-up alone)", ["--version"]),
         ]
         samples: dict[str, list[float]] = {"floor: list the folder, read every header": []}
+        inside: dict[str, list[float]] = {}
         for _ in range(args.runs):  # interleaved, so that the machine's load falls on all alike
             samples["floor: list the folder, read every header"].append(_floor(store))
             for name, argv in cases:
                 samples.setdefault(name, []).append(_flux(argv, store))
+            for name, (where, what) in {
+                "floor inside a process": (store, "floor"),
+                "FileStore.list(limit=50)": (store, "page"),
+                "FileStore.list() (all)": (store, "all"),
+                f"one-journal floor ({args.tasks:,} tasks)": (long_store, "floor"),
+                f"one {args.tasks:,}-task journal: FileStore.list()": (long_store, "page"),
+            }.items():
+                inside.setdefault(name, []).append(_inside(where, what))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     load_after = os.getloadavg()
@@ -158,9 +227,23 @@ def main() -> None:
         f"| {args.executions:,} executions, {args.runs} runs, built in {built:.0f} s | median s (min-max) | x floor |"
     )
     print("|---|---|---|")
+    print(f"| first listing, --limit 0 (reads every journal, keeps summaries; once) | {first_listing:.2f} | "
+          f"{first_listing / floor:.2f} |")
     for name, values in samples.items():
         med = statistics.median(values)
         print(f"| {name} | {med:.2f} ({min(values):.2f}-{max(values):.2f}) | {med / floor:.2f} |")
+    floors = {"floor inside a process": statistics.median(inside["floor inside a process"])}
+    long_floor = statistics.median(inside[f"one-journal floor ({args.tasks:,} tasks)"])
+    print("\n| inside one process (start-up left out) | median ms (min-max) | x floor | target |")
+    print("|---|---|---|---|")
+    for name, values in inside.items():
+        med = statistics.median(values)
+        base = long_floor if "journal" in name else floors["floor inside a process"]
+        target = {"FileStore.list() (all)": " <= 200 ms", "FileStore.list(limit=50)": " <= 200 ms"}.get(name, "")
+        if name.startswith("one ") and name.endswith("FileStore.list()"):
+            target = " <= 5 ms"
+        print(f"| {name} | {med * 1000:.2f} ({min(values) * 1000:.2f}-{max(values) * 1000:.2f}) | "
+              f"{med / base:.2f} |{target} |")
     print(f"\nload average before {load_before[0]:.1f}, after {load_after[0]:.1f}; {os.cpu_count()} CPUs")
 
 

@@ -544,13 +544,16 @@ def list_(
         filtered = any(x is not None for x in (workflow, since, before, cursor)) or bool(status)
         out.print(f"no executions{' match' if filtered else ''} in store {escape(printable(where))}")
         return
-    # Plain aligned text: a rich Table takes seconds to lay out for thousands of rows.
-    cells = [("execution_id", "workflow", "status", "started", "records")]
+    # Plain aligned text: a rich Table takes seconds to lay out for thousands of rows. The
+    # schedule column only when a row of the page was started by one.
+    scheduled = any(r.schedule for r in rows)
+    cells = [("execution_id", "workflow", "status", "started", "records") + (("schedule",) if scheduled else ())]
     cells += [
         (r.execution_id, printable(r.workflow), str(r.status), printable(r.created[:19]), str(r.records))
+        + ((printable(r.schedule or "-"),) if scheduled else ())
         for r in rows
     ]
-    widths = [max(len(row[i]) for row in cells) for i in range(5)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in cells]
     sys.stdout.write("\n".join(lines) + "\n")
     for row in rows:

@@ -31,6 +31,7 @@ __all__ = [
     "LineOffsets",
     "Records",
     "check_journal",
+    "check_lines",
     "encode_line",
     "encode_record_line",
     "read_journal",
@@ -394,6 +395,20 @@ def check_journal(
             break
     read = Records(data, offsets, end)
     return JournalRead(path, read, offsets, end, torn)
+
+
+def check_lines(lines: list[bytes], where: str, execution_id: str, first_seq: int, offset: int) -> list[dict[str, Any]]:
+    """Checks complete journal lines (without their newlines) that follow `first_seq` records
+    and `offset` bytes of a journal, as `check_journal` checks them; returns their records.
+
+    Raises:
+        JournalCorruptError: naming the first line that does not check out.
+    """
+    seed = seed_for(execution_id)
+    records = _parse_fast(lines, seed, first_seq) if first_seq > 0 else None
+    if records is None:
+        records = _parse_slow(where, lines, offset, first_seq, seed, execution_id)
+    return records
 
 
 def _unwritten_from(data: bytes, err: JournalCorruptError) -> int:

@@ -46,11 +46,20 @@ __all__ = [
     "encode_cursor",
     "import_journal",
     "open_store",
+    "schedule_of",
     "store_spec",
     "validate_execution_id",
 ]
 
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+def schedule_of(header: dict[str, Any]) -> str | None:
+    """The name of the schedule whose fire started an execution, from its header (SPEC.md
+    14.1), or None."""
+    fired = header.get("schedule")
+    name = fired.get("name") if isinstance(fired, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def validate_execution_id(execution_id: str) -> str:
@@ -144,6 +153,7 @@ class ExecutionSummary:
     records: int
     parent: str | None = None
     problem: str = ""
+    schedule: str | None = None  # the schedule whose fire started it (SPEC.md 14.1)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -153,6 +163,7 @@ class ExecutionSummary:
             "created": self.created,
             "records": self.records,
             "parent": self.parent,
+            "schedule": self.schedule,
         }
         if self.problem:
             out["problem"] = self.problem

@@ -85,7 +85,7 @@ EXECUTION_KEYS = {
 }
 CALL_KEYS = {"call_id", "kind", "name", "seq", "src", "args", "kwargs", "outcome", "attempts", "duration_ms",
              "end_seq", "started_at", "ended_at"}
-ROW_KEYS = {"execution_id", "workflow", "status", "created", "records", "parent"}
+ROW_KEYS = {"execution_id", "workflow", "status", "created", "records", "parent", "schedule"}
 
 
 @pytest.fixture

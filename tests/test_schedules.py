@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 import pytest
 
 from flux._engine.stores.files import FileStore
+from flux._engine.stores.memory import MemoryStore
 from flux.clock import VirtualClock
 from flux.domain.schedule import cron, interval, once
 from flux.errors import InvalidOptionError, ScheduleExistsError
@@ -193,6 +195,43 @@ def test_the_fire_is_in_the_header_read_by_ctx_and_replayed(tmp_path: Path) -> N
     assert get_schedule(store, "one")["next_fire"] is None  # a once schedule fires no more
 
 
+@pytest.mark.parametrize("kind", ["files", "memory"])
+def test_a_listing_names_the_schedule_that_started_each_execution(tmp_path: Path, kind: str) -> None:
+    clock = VirtualClock(1_800_000_000.0, auto=False)
+    store: Any = FileStore(tmp_path / "store") if kind == "files" else MemoryStore.named(f"list-{tmp_path.name}")
+    create_schedule(store, "one", "stamped", once(at=1_800_000_030.0), clock=clock)
+    clock.advance(30)
+    Scheduler(store, [sw.stamped], clock=clock).tick()
+    sw.stamped.run(execution_id="by-hand", store=store)
+    rows = {row.execution_id: row for row in store.list().items}
+    assert rows["one-20270115T080030Z"].schedule == "one"
+    assert rows["by-hand"].schedule is None
+    assert rows["one-20270115T080030Z"].to_json()["schedule"] == "one"
+    assert rows["by-hand"].to_json()["schedule"] is None  # the key is always there
+    assert store.summary("one-20270115T080030Z").schedule == "one"
+
+
+def test_flux_list_shows_the_schedule_column_only_when_a_row_has_one(tmp_path: Path) -> None:
+    s = str(tmp_path / "store")
+    flows = str(ROOT / "tests" / "schedule_workflows.py")
+    assert flux_cmd("exec", flows, "stamped", "--store", s, cwd=tmp_path).returncode == 0
+    plain = flux_cmd("list", "--store", s, cwd=tmp_path)
+    assert plain.returncode == 0 and "schedule" not in plain.stdout.splitlines()[0]
+    made = flux_cmd("schedule", "create", "daily", "stamped", "--cron", "0 9 * * *", "--store", s, cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    fired = flux_cmd("schedule", "trigger", "daily", flows, "--json", "--store", s, cwd=tmp_path)
+    assert fired.returncode == 0, fired.stderr
+    fired_id = orjson.loads(fired.stdout)["execution_id"]
+    table = flux_cmd("list", "--store", s, cwd=tmp_path).stdout.splitlines()
+    assert table[0].split() == ["execution_id", "workflow", "status", "started", "records", "schedule"]
+    by_id = {line.split()[0]: line.split() for line in table[1:]}
+    assert by_id[fired_id][-1] == "daily" and sum(cells[-1] == "-" for cells in by_id.values()) == 1
+    listed = orjson.loads(flux_cmd("list", "--json", "--store", s, cwd=tmp_path).stdout)["items"]
+    assert sorted((row["schedule"] or "") for row in listed) == ["", "daily"]
+    only = flux_cmd("list", "--jsonl", "--status", "created", "--store", s, cwd=tmp_path).stdout.splitlines()
+    assert [orjson.loads(line)["schedule"] for line in only] == ["daily"]  # not run: no worker
+
+
 def test_a_second_scheduler_or_a_retry_never_starts_a_fire_twice(tmp_path: Path) -> None:
     clock = VirtualClock(1_800_000_000.0, auto=False)
     store = FileStore(tmp_path / "store")
@@ -247,8 +286,6 @@ def test_command_line(tmp_path: Path) -> None:
     made = flux_cmd("schedule", "create", "daily", "stamped", "--cron", "0 9 * * MON-FRI", "--tz", "Europe/Lisbon",
                     "--json", "--store", s, cwd=tmp_path)
     assert made.returncode == 0, made.stderr
-    import orjson
-
     assert orjson.loads(made.stdout)["next_fire_at"].endswith("Z")
     assert flux_cmd("schedule", "pause", "daily", "--store", s, cwd=tmp_path).returncode == 0
     listed = orjson.loads(flux_cmd("schedule", "list", "--json", "--store", s, cwd=tmp_path).stdout)

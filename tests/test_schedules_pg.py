@@ -17,10 +17,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from flux._engine.journal import encode_line, seed_for
+from flux._engine.stores import pg_schema
 from flux._engine.stores.postgres import PostgresStore
-from flux.domain.schedule import interval
-from flux.schedules import create_schedule, get_schedule, pause_schedule
+from flux.clock import VirtualClock
+from flux.domain.schedule import interval, once
+from flux.schedules import Scheduler, create_schedule, get_schedule, pause_schedule
+from tests import schedule_workflows as sw
 from tests.conftest import ROOT, empty_pg
+from tests.pg import PgServer
 
 pytestmark = pytest.mark.slow
 
@@ -62,3 +67,44 @@ def test_three_workers_fire_a_one_second_schedule_each_fire_once(pg_url: str, tm
     assert all(store.summary(i).status == "completed" for i in ids)
     logs_text = "".join((tmp_path / f"w{i}.log").read_text() for i in range(3))
     assert logs_text.count("worker ready") == 3
+
+
+def test_a_listing_names_the_schedule_that_started_each_execution(pg_url: str) -> None:
+    empty_pg(pg_url)
+    store = PostgresStore(pg_url)
+    try:
+        clock = VirtualClock(1_800_000_000.0, auto=False)
+        create_schedule(store, "one", "stamped", once(at=1_800_000_030.0), clock=clock)
+        clock.advance(30)
+        Scheduler(store, [sw.stamped], clock=clock).tick()
+        sw.stamped.run(execution_id="by-hand", store=store)
+        rows = {row.execution_id: row.to_json()["schedule"] for row in store.list().items}
+        assert rows == {"one-20270115T080030Z": "one", "by-hand": None}
+        assert store.summary("one-20270115T080030Z").schedule == "one"
+    finally:
+        store.close()
+
+
+def test_migration_3_names_the_schedule_of_executions_made_before_it(pg_server: PgServer) -> None:
+    url = pg_server.create_database("before_schedule_column")
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert pg_schema.migrate(conn, upto=2) == [1, 2]
+        for execution_id, fired in (("nightly-1", {"name": "nightly", "at": "2027-01-15T08:00:30+00:00"}),
+                                    ("plain", None), ("odd", "not an object")):
+            header = {"seq": 0, "kind": "header", "execution_id": execution_id, "workflow": "stamped",
+                      "created": "2027-01-15T08:00:30+00:00", **({"schedule": fired} if fired else {})}
+            line = encode_line(header, seed_for(execution_id))
+            conn.execute(
+                "WITH e AS (INSERT INTO flux.executions (execution_id, workflow, created) VALUES (%s, 'stamped', "
+                "'2027-01-15T08:00:30+00:00') RETURNING pk) "
+                "INSERT INTO flux.records (exec_pk, seq, epoch, line) SELECT pk, 0, 1, %s FROM e",
+                (execution_id, line),
+            )
+        assert pg_schema.migrate(conn) == [3]
+    store = PostgresStore(url)
+    try:
+        assert {r.execution_id: r.schedule for r in store.list().items} == {
+            "nightly-1": "nightly", "plain": None, "odd": None,
+        }
+    finally:
+        store.close()

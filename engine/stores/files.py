@@ -5,13 +5,15 @@
     <home>/executions/<execution_id>.torn    torn tails cut from the journal, kept for inspection
     <home>/executions/<execution_id>.cancel  a cancellation asked by another process
     <home>/executions/<execution_id>.index   replay snapshot written when a run pauses (optional)
+    <home>/executions/<execution_id>.summary what a listing shows (engine/stores/file_summaries.py)
     <home>/blobs/<sha256>.json               output storage
     <home>/cache/<key>.json                  the task cache
     <home>/secrets.json                      secrets (unless FLUX_SECRETS_FILE)
 
-Only this module touches those files. Every OSError is turned into an error of the tree here:
-`DurabilityError` when writing a journal fails, `StoreError` when the store cannot be used
-(no such directory, no permission, a FIFO or a directory where a file should be).
+Only this module touches those files (summaries: file_summaries.py). Every OSError is turned
+into an error of the tree here: `DurabilityError` when writing a journal fails, `StoreError` when
+the store cannot be used (no such directory, no permission, a FIFO or a directory where a file
+should be).
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ from flux._engine.journal import (
     read_regular_file,
     seed_for,
 )
-from flux._engine.records import Status
+from flux._engine.records import LIFECYCLE, Status
 from flux._engine.schedules import FileBook
 from flux._engine.store import (
     ExecutionSummary,
@@ -71,8 +73,13 @@ from flux._engine.store import (
     decode_cursor,
     encode_cursor,
     is_execution_id,
+    schedule_of,
     validate_execution_id,
 )
+from flux._engine.stores.file_summaries import TAIL_BYTES, Summary, tail_of, unfold
+from flux._engine.stores.file_summaries import from_header as summary_of
+from flux._engine.stores.file_summaries import load as load_summary
+from flux._engine.stores.file_summaries import save as save_summary
 
 __all__ = ["FileStore", "FileWriter", "fsync_dir"]
 
@@ -140,11 +147,19 @@ class FileWriter(BufferedWriter):
     written.
     """
 
-    def __init__(self, path: str, execution_id: str, fd: int, next_seq: int, durability: str, end: int) -> None:
+    def __init__(
+        self, path: str, execution_id: str, fd: int, next_seq: int, durability: str, end: int,
+        header: dict[str, Any] | None = None, tail: bytes = b"",
+    ) -> None:
         super().__init__(path, execution_id, next_seq, durability)
         self.path = path
         self.fd = fd
         self.end = end  # the journal's size as this writer left it
+        # What the summary kept at close needs (engine/stores/file_summaries.py): the header,
+        # the last lifecycle record appended (seq, status) and the journal's last bytes.
+        self._header = header or {}
+        self._lifecycle: tuple[int, str] | None = None
+        self._tail = tail[-TAIL_BYTES:]
 
     @classmethod
     def open(cls, read: JournalRead, execution_id: str, durability: str, side_file: str) -> FileWriter:
@@ -173,7 +188,17 @@ class FileWriter(BufferedWriter):
         except BaseException:
             os.close(fd)
             raise
-        return cls(read.path, execution_id, fd, len(read.records), durability, read.valid_size)
+        records = read.records
+        last = records.raw(len(records) - 1) if isinstance(records, Records) and len(records) else b""
+        header = records[0] if len(records) else None
+        return cls(read.path, execution_id, fd, len(records), durability, read.valid_size, header, last)
+
+    def append(self, record: dict[str, Any]) -> int:
+        seq = super().append(record)
+        status = LIFECYCLE.get(record.get("kind", ""))
+        if status is not None:
+            self._lifecycle = (seq, str(status))
+        return seq
 
     def _write(self, data: bytes, first_seq: int) -> None:
         try:
@@ -200,6 +225,7 @@ class FileWriter(BufferedWriter):
             raise DurabilityError(f"{self.path}: writing the journal failed ({err.strerror or err}); stopped") from err
         self.end += len(data)
         self.synced_seq = self.next_seq - 1
+        self._tail = (self._tail + data[-TAIL_BYTES:])[-TAIL_BYTES:]
         if _FAULTS:
             _faults.reach("after_fsync", self)
 
@@ -211,8 +237,23 @@ class FileWriter(BufferedWriter):
 
     def close(self) -> None:
         if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                self._keep_summary()
             os.close(self.fd)
             self.fd = -1
+
+    def _keep_summary(self) -> None:
+        """Keeps the execution's summary beside the journal when this writer wrote a status
+        (a lifecycle record) and everything it wrote is in the file: what a listing then shows
+        without reading the journal (SPEC.md 1)."""
+        if self._lifecycle is None or self._broken is not None or self._lifecycle[0] > self.synced_seq:
+            return
+        st = os.fstat(self.fd)
+        tail = tail_of(self._tail)
+        if st.st_size != self.end or tail is None:
+            return
+        kept = summary_of(self._header, st, self.end, tail, self.synced_seq + 1, self._lifecycle[1])
+        save_summary(self.path[:-6] + ".summary", self.execution_id, kept)
 
 
 class FileLease:
@@ -406,6 +447,7 @@ class FileStore:
         # file's (inode, size, mtime). Only an accelerator: a changed file is read again.
         self._heads: dict[str, tuple[str, str, str | None]] = {}
         self._summaries: dict[str, tuple[tuple[int, int, int], ExecutionSummary]] = {}
+        self._loaded: dict[str, Summary] = {}  # summary files read for a head, not yet used
         self._order: list[tuple[str, str]] = []  # (created, execution id), oldest first
         self._keys: dict[str, tuple[str, str]] = {}  # execution id -> its place in that order
         # the directory's (inode, mtime, size) when listed, and when
@@ -682,7 +724,9 @@ class FileStore:
 
     def summary(self, execution_id: str) -> ExecutionSummary:
         """What `list` shows of one execution; a damaged journal is summarized as damaged. The
-        journal is read again only when its file changed since the last summary of it."""
+        journal is read only when its summary file does not describe it (SPEC.md 1), and then
+        only past what the summary describes when it can be; in this process, only when the
+        journal's file changed since the last summary of it."""
         path = self.journal_path(execution_id)
         try:
             st = os.lstat(path)
@@ -690,47 +734,114 @@ class FileStore:
         except OSError:
             key = None
         cached = self._summaries.get(execution_id)
+        fresh: Summary | None = None
         if key is not None and cached is not None and cached[0] == key:
             found = cached[1]
         else:
-            found = self._read_summary(execution_id)
+            found, fresh = self._read_summary(execution_id, path)
             if key is not None:
                 self._summaries[execution_id] = (key, found)
-        if found.status in (Status.RUNNING, Status.CREATED) and self.owner(execution_id) is None:
-            if os.path.lexists(self._diverged_path(execution_id)):  # kept beside the journal (SPEC.md 13.7)
+        unowned = True
+        if found.status in (Status.RUNNING, Status.CREATED):
+            unowned = self.owner(execution_id) is None
+            if unowned and os.path.lexists(self._diverged_path(execution_id)):  # beside the journal (SPEC.md 13.7)
                 found = dataclasses.replace(found, status=Status.DIVERGED)
-            elif found.status == Status.RUNNING:
+            elif unowned and found.status == Status.RUNNING:
                 found = dataclasses.replace(found, status=Status.INTERRUPTED)
+        if fresh is not None and unowned:
+            # Learnt by reading the journal: kept for the next listing, unless a run is writing
+            # it (its writer keeps one when it ends).
+            save_summary(path[:-6] + ".summary", execution_id, fresh)
         return found
 
-    def _read_summary(self, execution_id: str) -> ExecutionSummary:
+    def _read_summary(self, execution_id: str, path: str) -> tuple[ExecutionSummary, Summary | None]:
+        """The summary of the journal as it is now, and a Summary to keep when it was learnt by
+        reading the journal (None when the kept one described it, or it cannot be kept)."""
+        kept = self._loaded.pop(execution_id, None) or load_summary(path[:-6] + ".summary", execution_id)
+        if kept is not None:
+            known = self._from_kept(execution_id, path, kept)
+            if known is not None:
+                return known
         try:
             read = self.read(execution_id)
             history = History(read.path, read.offsets, read.records)
             history.apply_all(read.records, read.offsets)
         except (JournalCorruptError, StoreError) as err:
-            return ExecutionSummary(execution_id, "?", "damaged", "", 0, None, str(err))
+            return ExecutionSummary(execution_id, "?", "damaged", "", 0, None, str(err)), None
         header = history.header or {}
         parent = header.get("parent") or {}
-        return ExecutionSummary(
+        found = ExecutionSummary(
             execution_id, str(header.get("workflow", "")), history.status, str(header.get("created", "")),
             len(read.records), parent.get("execution_id") if isinstance(parent, dict) else None,
+            schedule=schedule_of(header),
         )
+        records = read.records
+        tail = tail_of(records.raw(len(records) - 1)) if isinstance(records, Records) and not read.torn else None
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return found, None
+        if tail is None or st.st_size != read.valid_size:
+            return found, None  # a torn tail (cut by the next owner), or written meanwhile
+        return found, summary_of(header, st, read.valid_size, tail, len(records), str(history.status))
+
+    def _from_kept(
+        self, execution_id: str, path: str, kept: Summary
+    ) -> tuple[ExecutionSummary, Summary | None] | None:
+        """The summary from the kept one, when it describes the journal (same file, and the
+        line it ends at still there) exactly or as a prefix (then the lines after it are read
+        and checked); None when it does not, or the lines after it do not check out."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_ino != kept.ino or not TAIL_BYTES <= kept.size <= st.st_size:
+                return None
+            want = st.st_size - kept.size + TAIL_BYTES
+            data = os.pread(fd, want, kept.size - TAIL_BYTES)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        if len(data) != want or tail_of(data[:TAIL_BYTES]) != kept.tail:
+            return None
+        if st.st_size == kept.size:
+            # Same size but touched since (an editor, a copy): read whole, to be sure.
+            return (_listed(execution_id, kept), None) if st.st_mtime_ns == kept.mtime_ns else None
+        try:
+            grown, used = unfold(kept, data[TAIL_BYTES:], path, execution_id)
+        except JournalCorruptError:
+            return None  # read whole: the error names the line, a hole is a torn tail
+        whole = kept.size + used == st.st_size
+        return _listed(execution_id, grown), dataclasses.replace(grown, mtime_ns=st.st_mtime_ns) if whole else None
 
     def _head(self, execution_id: str) -> tuple[str, str, str | None]:
-        """(created, workflow, parent id) from the journal's header: what orders and filters a
-        listing. A journal whose header cannot be read sorts last, as its summary does."""
+        """(created, workflow, parent id) from the execution's summary file, else the journal's
+        header: what orders and filters a listing. A journal whose header cannot be read sorts
+        last, as its summary does."""
         head = self._heads.get(execution_id)
         if head is None:
+            path = self.journal_path(execution_id)
+            kept = load_summary(path[:-6] + ".summary", execution_id)
             try:
-                header = self.header(execution_id)
-            except (JournalCorruptError, StoreError, ExecutionNotFoundError):
-                return ("", "?", None)
-            parent = header.get("parent")
-            head = (
-                str(header.get("created", "")), str(header.get("workflow", "")),
-                parent.get("execution_id") if isinstance(parent, dict) else None,
-            )
+                same = kept is not None and os.lstat(path).st_ino == kept.ino
+            except OSError:
+                same = False
+            if kept is not None and same:
+                head = (kept.created, kept.workflow, kept.parent)
+                self._loaded[execution_id] = kept  # the page's summary starts from it
+            else:
+                try:
+                    header = self.header(execution_id)
+                except (JournalCorruptError, StoreError, ExecutionNotFoundError):
+                    return ("", "?", None)
+                parent = header.get("parent")
+                head = (
+                    str(header.get("created", "")), str(header.get("workflow", "")),
+                    parent.get("execution_id") if isinstance(parent, dict) else None,
+                )
             self._heads[execution_id] = head
         return head
 
@@ -765,6 +876,7 @@ class FileStore:
                     del order[bisect.bisect_left(order, order_key)]
                 self._heads.pop(i, None)
                 self._summaries.pop(i, None)
+                self._loaded.pop(i, None)
             for i in added:
                 keys[i] = order_key = (self._head(i)[0], i)
                 if order is not None:
@@ -844,7 +956,8 @@ class FileStore:
                 # that opened it meanwhile finds it gone when it holds the locks.
                 os.unlink(path)
                 base = path[:-6]
-                for side in (".index", ".index.new", ".torn", ".cancel", ".diverged", ".lock"):
+                sides = (".summary", ".summary.new", ".index", ".index.new", ".torn", ".cancel", ".diverged", ".lock")
+                for side in sides:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(base + side)
                 fsync_dir(self.dir)
@@ -913,6 +1026,16 @@ class FileStore:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._cancel_path(execution_id))
 
+
+
+def _listed(execution_id: str, kept: Summary) -> ExecutionSummary:
+    """A kept summary as a listing shows it (its status as the journal has it)."""
+    status: Any = kept.status
+    with contextlib.suppress(ValueError):
+        status = Status(kept.status)
+    return ExecutionSummary(
+        execution_id, kept.workflow, status, kept.created, kept.records, kept.parent, schedule=kept.schedule
+    )
 
 
 def _ensure_dirs(*paths: str) -> None:

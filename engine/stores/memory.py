@@ -39,7 +39,7 @@ from flux._engine.journal import (
 )
 from flux._engine.records import Status
 from flux._engine.schedules import MemoryBook
-from flux._engine.store import ExecutionSummary, Page, page_of, validate_execution_id
+from flux._engine.store import ExecutionSummary, Page, page_of, schedule_of, validate_execution_id
 
 __all__ = ["MemoryStore"]
 
@@ -274,6 +274,7 @@ class MemoryStore:
         return ExecutionSummary(
             execution_id, str(header.get("workflow", "")), status, str(header.get("created", "")),
             len(read.records), parent.get("execution_id") if isinstance(parent, dict) else None,
+            schedule=schedule_of(header),
         )
 
     def list(

@@ -92,6 +92,19 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX schedules_due ON flux.schedules (next_fire) WHERE NOT paused;
         """,
     ),
+    (
+        3,
+        "the schedule that started an execution",
+        # Filled from the header (SPEC.md 14.1) of the executions made before this migration.
+        """
+        ALTER TABLE flux.executions ADD COLUMN schedule text;
+        UPDATE flux.executions e
+           SET schedule = convert_from(r.line, 'UTF8')::jsonb -> 'schedule' ->> 'name'
+          FROM flux.records r
+         WHERE r.exec_pk = e.pk AND r.seq = 0
+           AND jsonb_typeof(convert_from(r.line, 'UTF8')::jsonb -> 'schedule') = 'object';
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]
@@ -106,11 +119,13 @@ def applied_version(conn: Any) -> int:
     return int(row[0])
 
 
-def migrate(conn: Any) -> list[int]:
-    """Applies the migrations the database lacks; returns their numbers. `conn` is a psycopg
-    connection in autocommit mode."""
+def migrate(conn: Any, upto: int = SCHEMA_VERSION) -> list[int]:
+    """Applies the migrations the database lacks, up to version `upto`; returns their numbers.
+    `conn` is a psycopg connection in autocommit mode."""
     done: list[int] = []
     for version, _title, sql in MIGRATIONS:
+        if version > upto:
+            break
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
             conn.execute("CREATE SCHEMA IF NOT EXISTS flux")

@@ -62,7 +62,14 @@ from flux._engine.journal import (
     seed_for,
 )
 from flux._engine.records import LIFECYCLE, Status
-from flux._engine.store import ExecutionSummary, Page, decode_cursor, encode_cursor, validate_execution_id
+from flux._engine.store import (
+    ExecutionSummary,
+    Page,
+    decode_cursor,
+    encode_cursor,
+    schedule_of,
+    validate_execution_id,
+)
 from flux._engine.stores import pg_schema
 from flux._engine.stores.pg_capabilities import Blobs, Cache, Snapshots
 from flux._engine.stores.pg_fleet import LIVE, FleetMixin
@@ -94,6 +101,10 @@ def db_errors(url: str, doing: str) -> Iterator[None]:
     except psycopg.errors.UndefinedTable as err:
         raise StoreError(
             f"{redact_url(url)}: the database has no Flux schema; run `flux db migrate --store URL` first"
+        ) from err
+    except psycopg.errors.UndefinedColumn as err:
+        raise StoreError(
+            f"{redact_url(url)}: the database's Flux schema is older than this Flux; run `flux db migrate --store URL`"
         ) from err
     except psycopg.OperationalError as err:
         raise StoreError(
@@ -584,9 +595,9 @@ class PostgresStore(FleetMixin):
         parent = header.get("parent")
         parent_id = parent.get("execution_id") if isinstance(parent, dict) else None
         row = self._one(
-            "WITH e AS (INSERT INTO flux.executions (execution_id, workflow, queue, status, created, parent_id, epoch, "
-            "holder, owner, lease_until, next_seq) VALUES (%s, %s, %s, 'created', %s, %s, 1, %s, %s, "
-            "now() + make_interval(secs => %s), 1) ON CONFLICT (execution_id) DO NOTHING RETURNING pk) "
+            "WITH e AS (INSERT INTO flux.executions (execution_id, workflow, queue, status, created, parent_id, "
+            "schedule, epoch, holder, owner, lease_until, next_seq) VALUES (%s, %s, %s, 'created', %s, %s, %s, 1, "
+            "%s, %s, now() + make_interval(secs => %s), 1) ON CONFLICT (execution_id) DO NOTHING RETURNING pk) "
             "INSERT INTO flux.records (exec_pk, seq, epoch, line) SELECT pk, 0, 1, %s FROM e RETURNING exec_pk",
             (
                 execution_id,
@@ -594,6 +605,7 @@ class PostgresStore(FleetMixin):
                 self.queue,
                 str(header.get("created", "")),
                 parent_id,
+                schedule_of(header),
                 self.holder,
                 orjson.dumps(owner).decode(),
                 self.lease,
@@ -761,11 +773,14 @@ class PostgresStore(FleetMixin):
         with self._conn("list the executions") as conn:
             return [r[0] for r in conn.execute("SELECT execution_id FROM flux.executions ORDER BY execution_id")]
 
-    _COLUMNS = f"execution_id, workflow, status, created, next_seq, parent_id, {_LIVE} AS live, divergence IS NOT NULL"
+    _COLUMNS = (
+        f"execution_id, workflow, status, created, next_seq, parent_id, {_LIVE} AS live, divergence IS NOT NULL, "
+        "schedule"
+    )
 
     @staticmethod
     def _summary_of(row: Sequence[Any]) -> ExecutionSummary:
-        execution_id, workflow, status, created, next_seq, parent_id, live, diverged = row
+        execution_id, workflow, status, created, next_seq, parent_id, live, diverged, schedule = row
         shown: Any = status
         if diverged and not live:
             shown = Status.DIVERGED
@@ -774,7 +789,7 @@ class PostgresStore(FleetMixin):
         else:
             with contextlib.suppress(ValueError):
                 shown = Status(status)
-        return ExecutionSummary(execution_id, workflow, shown, created, next_seq, parent_id)
+        return ExecutionSummary(execution_id, workflow, shown, created, next_seq, parent_id, schedule=schedule)
 
     def summary(self, execution_id: str) -> ExecutionSummary:
         row = self._one(
