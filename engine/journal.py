@@ -21,7 +21,7 @@ import orjson
 
 from flux._engine.errors import DurabilityError, JournalCorruptError, RecordTooLargeError, UnsafePathError
 from flux._engine.records import KINDS as RECORD_KINDS
-from flux._engine.records import field_problem
+from flux._engine.records import LIFECYCLE, field_problem
 
 __all__ = [
     "BufferedWriter",
@@ -551,6 +551,9 @@ class BufferedWriter:
         self.seed = seed_for(execution_id)
         self._pending: list[bytes] = []
         self._broken: BaseException | None = None
+        # The last record appended that set the execution's status (SPEC.md 2.1): its seq and
+        # kind, or None when this writer appended none.
+        self.lifecycle: tuple[int, str] | None = None
 
     def append(self, record: dict[str, Any]) -> int:
         """Buffers a record (its `seq` is set here) and returns its seq.
@@ -565,6 +568,8 @@ class BufferedWriter:
         record["seq"] = seq
         self._pending.append(encode_record_line(record, self.seed))
         self.next_seq = seq + 1
+        if record["kind"] in LIFECYCLE:
+            self.lifecycle = (seq, record["kind"])
         return seq
 
     @property

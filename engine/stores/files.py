@@ -155,10 +155,9 @@ class FileWriter(BufferedWriter):
         self.path = path
         self.fd = fd
         self.end = end  # the journal's size as this writer left it
-        # What the summary kept at close needs (engine/stores/file_summaries.py): the header,
-        # the last lifecycle record appended (seq, status) and the journal's last bytes.
+        # What the summary kept at close needs (engine/stores/file_summaries.py) besides the
+        # last lifecycle record appended: the header and the journal's last bytes.
         self._header = header or {}
-        self._lifecycle: tuple[int, str] | None = None
         self._tail = tail[-TAIL_BYTES:]
 
     @classmethod
@@ -192,13 +191,6 @@ class FileWriter(BufferedWriter):
         last = records.raw(len(records) - 1) if isinstance(records, Records) and len(records) else b""
         header = records[0] if len(records) else None
         return cls(read.path, execution_id, fd, len(records), durability, read.valid_size, header, last)
-
-    def append(self, record: dict[str, Any]) -> int:
-        seq = super().append(record)
-        status = LIFECYCLE.get(record.get("kind", ""))
-        if status is not None:
-            self._lifecycle = (seq, str(status))
-        return seq
 
     def _write(self, data: bytes, first_seq: int) -> None:
         try:
@@ -246,13 +238,14 @@ class FileWriter(BufferedWriter):
         """Keeps the execution's summary beside the journal when this writer wrote a status
         (a lifecycle record) and everything it wrote is in the file: what a listing then shows
         without reading the journal (SPEC.md 1)."""
-        if self._lifecycle is None or self._broken is not None or self._lifecycle[0] > self.synced_seq:
+        lifecycle = self.lifecycle
+        if lifecycle is None or self._broken is not None or lifecycle[0] > self.synced_seq:
             return
         st = os.fstat(self.fd)
         tail = tail_of(self._tail)
         if st.st_size != self.end or tail is None:
             return
-        kept = summary_of(self._header, st, self.end, tail, self.synced_seq + 1, self._lifecycle[1])
+        kept = summary_of(self._header, st, self.end, tail, self.synced_seq + 1, str(LIFECYCLE[lifecycle[1]]))
         save_summary(self.path[:-6] + ".summary", self.execution_id, kept)
 
 
