@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -14,7 +13,6 @@ from rich.console import Console
 from rich.markup import escape
 
 from flux import schedules
-from flux.domain.schedule import Schedule, cron, interval, once
 from flux.errors import FluxError
 
 __all__ = ["schedule_app"]
@@ -61,13 +59,6 @@ def _json(state: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _every(text: str) -> float:
-    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*", text)
-    if found is None:
-        raise ValueError(f"--interval {text!r}: give a number with a unit, such as 30s, 15m, 2h, 1d or 1w")
-    return float(found.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[found.group(2) or "s"]
-
-
 def _print(state: dict[str, Any], as_json: bool) -> None:
     if as_json:
         sys.stdout.write(orjson.dumps(_json(state)).decode() + "\n")
@@ -108,17 +99,10 @@ def create(
     """Create a schedule; `flux worker` with the workflow loaded fires it."""
 
     def go() -> dict[str, Any]:
-        given = [x for x in (cron_expr, every, at) if x is not None]
-        if len(given) != 1:
-            raise ValueError("give exactly one of --cron, --interval or --at")
-        policies: dict[str, Any] = {"missed": missed, "missed_limit": missed_limit, "grace": grace}
-        sched: Schedule
-        if cron_expr is not None:
-            sched = cron(cron_expr, timezone, overlap, **policies)
-        elif every is not None:
-            sched = interval(seconds=_every(every), timezone=timezone, overlap=overlap, **policies)
-        else:
-            sched = once(at=at, timezone=timezone, overlap=overlap, **policies)
+        sched = schedules.build_schedule(
+            cron_expr=cron_expr, every=every, at=at, timezone=timezone, overlap=overlap,
+            missed=missed, missed_limit=missed_limit, grace=grace,
+        )
         value = None
         if input is not None:
             from flux import runner

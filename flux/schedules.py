@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
+import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,11 +24,12 @@ from flux._engine.codec import decode, encode
 from flux._engine.errors import FluxError, InvalidOptionError, StoreError
 from flux._engine.executor import Executor
 from flux._engine.store import Store, open_store
-from flux.domain.schedule import Schedule
+from flux.domain.schedule import Schedule, cron, interval, once
 from flux.workflow import Workflow
 
 __all__ = [
     "Scheduler",
+    "build_schedule",
     "create_schedule",
     "delete_schedule",
     "get_schedule",
@@ -33,6 +37,7 @@ __all__ = [
     "pause_schedule",
     "resume_schedule",
     "trigger_schedule",
+    "upcoming",
 ]
 
 log = logging.getLogger("flux")
@@ -57,6 +62,78 @@ def _state(
         missed=schedule.missed, missed_limit=schedule.missed_limit, overlap=schedule.overlap, grace=schedule.grace,
         paused=paused, auto=auto,
     )
+
+
+_LONGEST = 5200 * 604800.0  # 100 years, about: fire times stay far inside what datetime can show
+
+
+def _every(text: str | float, name: str) -> float:
+    """An interval as `flux schedule create --interval` takes it: 30s, 15m, 2h, 1d, 1w (a bare
+    number, or a number given as one, is seconds), at most 5200w."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        if not math.isfinite(text) or text <= 0:
+            raise InvalidOptionError(f"{name} {text!r}: give a number of seconds > 0, or 30s, 15m, 2h, 1d or 1w")
+        seconds = float(text)
+    else:
+        found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*", text) if isinstance(text, str) else None
+        if found is None:
+            raise InvalidOptionError(f"{name} {text!r}: give a number with a unit, such as 30s, 15m, 2h, 1d or 1w")
+        seconds = float(found.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[found.group(2) or "s"]
+    if seconds > _LONGEST:
+        raise InvalidOptionError(f"{name} {text!r}: too long; give at most 5200w (100 years)")
+    return seconds
+
+
+def build_schedule(
+    *,
+    cron_expr: str | None = None,
+    every: str | float | None = None,
+    at: str | None = None,
+    timezone: str = "UTC",
+    overlap: str = "skip",
+    missed: str = "latest",
+    missed_limit: int = engine.DEFAULT_MISSED_LIMIT,
+    grace: float = engine.DEFAULT_GRACE,
+    flag: str = "--",
+) -> Schedule:
+    """The schedule `flux schedule create` (and `POST /api/v1/schedules`) describes: exactly one
+    of a cron expression, an interval (30s, 15m, 2h, 1d, 1w) or a time to fire once at (ISO-8601,
+    read in `timezone` when it has no offset). Errors name the option as `flag` + its name
+    (`--cron` on the command line, `cron` in the API).
+
+    Raises:
+        InvalidOptionError: naming the option that is wrong and what it allows.
+    """
+    given = [x for x in (cron_expr, every, at) if x is not None]
+    if len(given) != 1:
+        raise InvalidOptionError(f"give exactly one of {flag}cron, {flag}interval or {flag}at")
+    policies: dict[str, Any] = {"missed": missed, "missed_limit": missed_limit, "grace": grace}
+    if cron_expr is not None:
+        return cron(cron_expr, timezone, overlap, **policies)
+    if every is not None:
+        return interval(seconds=_every(every, f"{flag}interval"), timezone=timezone, overlap=overlap, **policies)
+    if not isinstance(at, str):
+        raise InvalidOptionError(f"{flag}at {at!r}: give an ISO-8601 time such as '2026-12-01T09:00'")
+    try:
+        dt.datetime.fromisoformat(at)
+    except ValueError:
+        raise InvalidOptionError(f"{flag}at {at!r} is not an ISO-8601 time such as '2026-12-01T09:00'") from None
+    return once(at=at, timezone=timezone, overlap=overlap, **policies)
+
+
+def upcoming(state: dict[str, Any], count: int = 5) -> list[float]:
+    """A stored schedule's next `count` fire times (epoch seconds, oldest first): its
+    `next_fire` (what `flux schedule list` shows; a past one is due and not fired yet), then the
+    fires after it as the fire algorithm computes them. None while the schedule is paused (a
+    resume starts again from the first fire after it)."""
+    if state.get("paused") or count <= 0:
+        return []
+    out: list[float] = []
+    at = state.get("next_fire")
+    while at is not None and len(out) < count:
+        out.append(float(at))
+        at = engine.next_after(state["spec"], at)
+    return out
 
 
 def create_schedule(
@@ -107,11 +184,18 @@ def resume_schedule(store: Any, name: str, *, clock: Clock | None = None) -> dic
         return dict(state)
 
 
-def trigger_schedule(store: Any, name: str, workflows: Sequence[Workflow] = (), *, clock: Clock | None = None) -> str:
+def trigger_schedule(
+    store: Any,
+    name: str,
+    workflows: Sequence[Workflow] = (),
+    *,
+    clock: Clock | None = None,
+    durability: str = "fsync",
+) -> str:
     """Starts one execution of the schedule now (its id ends in `-now`); a worker runs it.
     The workflow's code must be importable here, or given in `workflows`."""
     opened = open_store(store)
-    sched = Scheduler(opened, workflows, clock=clock, register=False)
+    sched = Scheduler(opened, workflows, clock=clock, durability=durability, register=False)
     return engine.trigger(book_of(opened), engine.check_name(name), sched.clock.now(), sched.start)
 
 

@@ -2,7 +2,7 @@
 Playwright), against a real server whose executions were made by real runs.
 
 Every test also checks that no request left 127.0.0.1 and that the page logged no error.
-`FLUX_SCREENSHOTS=docs` keeps screenshots of the two pages in that folder.
+`FLUX_SCREENSHOTS=docs` keeps screenshots of the three pages in that folder.
 """
 
 from __future__ import annotations
@@ -21,7 +21,10 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.conftest import flux_cmd, flux_popen
+from flux.domain.schedule import cron, interval
+from flux.errors import ScheduleNotFoundError
+from flux.schedules import create_schedule, get_schedule
+from tests.conftest import ROOT, flux_cmd, flux_popen
 from tests.serve_helpers import WORKFLOWS, Server, start, wait_for
 
 pytestmark = pytest.mark.slow
@@ -384,4 +387,91 @@ def test_the_console_works_behind_a_token(playwright: Any, tmp_path: Path) -> No
         assert httpx.get(server.url + "/").status_code == 401  # without the token, not even the page
     finally:
         signed_in.close()
+        server.stop()
+
+
+def test_the_schedules_page_pauses_resumes_triggers_and_deletes(browser: Browser, tmp_path: Path) -> None:
+    """Schedules stored through the store port are listed with their next fires; each button
+    changes the store, and a trigger's execution is linked and shows its schedule."""
+    server = Server(str(tmp_path / "store"), tmp_path, args=(str(ROOT / "tests" / "schedule_workflows.py"),))
+    store = server.store
+    create_schedule(store, "nightly", "stamped", cron("30 1 * * *", timezone="Europe/Lisbon"), {"team": "ops"})
+    create_schedule(store, "hourly", "greet", interval(hours=1), paused=True)
+    page = browser.page()
+    try:
+        page.goto(server.url + "/")
+        page.locator("#nav-schedules").click()
+        row = page.locator('#schedules tr[data-name="nightly"]')
+        row.wait_for()
+        state = get_schedule(store, "nightly")
+        fires = row.locator(".fires li")
+        assert fires.count() == 5
+        assert float(row.locator(".fires li.next").get_attribute("data-at")) == state["next_fire"]
+        assert row.locator(".fires li.next .countdown").inner_text().startswith("in ")
+        assert "30 1 * * *" in row.locator("td.when").inner_text() and "Europe/Lisbon" in row.inner_text()
+        assert "overlap skip" in row.inner_text() and "missed latest" in row.inner_text()
+        assert row.locator(".chip").get_attribute("data-status") == "active"
+        hourly = page.locator('#schedules tr[data-name="hourly"]')
+        assert hourly.get_attribute("data-paused") == "true" and "none while paused" in hourly.inner_text()
+
+        row.locator("button.toggle", has_text="Pause").click()
+        page.locator('#schedules tr[data-name="nightly"][data-paused="true"]').wait_for()
+        assert get_schedule(store, "nightly")["paused"] is True
+        assert "none while paused" in row.inner_text()
+        row.locator("button.toggle", has_text="Resume").click()
+        page.locator('#schedules tr[data-name="nightly"][data-paused="false"] .fires li.next').wait_for()
+        assert get_schedule(store, "nightly")["paused"] is False
+
+        row.locator("button.trigger").click()
+        link = page.locator("#triggered a")
+        link.wait_for()
+        execution_id = str(link.get_attribute("data-id"))
+        assert execution_id.startswith("nightly-") and execution_id.endswith("-now")
+        assert link.get_attribute("href") == f"#/executions/{execution_id}"
+        assert get_schedule(store, "nightly")["last_execution"] == execution_id
+        last = page.locator(f'#schedules tr[data-name="nightly"] a.last-execution[href="#/executions/{execution_id}"]')
+        last.wait_for()
+        link.click()
+        page.locator('#head .chip[data-status="completed"]').wait_for(timeout=15_000)
+        shown = page.locator('#head #schedule[data-schedule="nightly"][data-trigger="true"]')
+        assert "triggered by hand" in shown.inner_text()
+        assert '"team": "ops"' in page.locator("#input").inner_text()
+        assert '"schedule": "nightly"' in page.locator("#output").inner_text()  # ctx.schedule
+        shown.locator("a").click()
+        page.locator('#schedules tr.focus[data-name="nightly"]').wait_for()
+        _screenshot(page, "console-schedules.png")
+
+        remove = page.locator('#schedules tr[data-name="nightly"] button.delete')
+        remove.click()
+        assert remove.inner_text() == "Confirm delete"
+        assert get_schedule(store, "nightly")["name"] == "nightly"  # one click deletes nothing
+        remove.click()
+        wait_for(lambda: page.locator('#schedules tr[data-name="nightly"]').count() == 0, what="the row to go")
+        with pytest.raises(ScheduleNotFoundError):
+            get_schedule(store, "nightly")
+        assert httpx.get(f"{server.url}/api/v1/executions/{execution_id}").json()["status"] == "completed"
+
+        page.locator("details summary", has_text="Create a schedule").click()
+        page.locator("#new-schedule-name").fill("every-2h")
+        page.locator("#new-schedule-workflow").fill("stamped")
+        page.locator("#new-schedule-kind").select_option("interval")
+        page.locator("#new-schedule-when").fill("2h")
+        page.locator("#new-schedule-input").fill('{"$decimal": "1.10"}')
+        page.locator("#new-schedule-create").click()
+        page.locator('#schedules tr[data-name="every-2h"] .fires li.next').wait_for()
+        made = get_schedule(store, "every-2h")
+        assert made["spec"]["seconds"] == 7200 and made["input"] == {"$decimal": "1.10"}
+        assert page.locator('#schedules tr[data-name="every-2h"] td.when').inner_text() == "every 2h"
+
+        # Text of the store is text on the page: a workflow name is never read as markup.
+        create_schedule(store, "odd", "<img src=x onerror=window.__injected=1>", interval(minutes=5))
+        page.reload()
+        odd = page.locator('#schedules tr[data-name="odd"]')
+        odd.wait_for()
+        assert odd.locator("td").nth(1).inner_text() == "<img src=x onerror=window.__injected=1>"
+        assert page.locator("#schedules img").count() == 0 and page.evaluate("window.__injected") is None
+        assert browser.outside == [], f"requests left 127.0.0.1: {browser.outside}"
+        assert browser.errors == [], f"the page logged errors: {browser.errors}"
+    finally:
+        page.close()
         server.stop()

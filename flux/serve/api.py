@@ -1,4 +1,5 @@
-"""The API, version 1 (SPEC.md 11): executions of the served store, values in recorded form.
+"""The API, version 1 (SPEC.md 11): executions and schedules of the served store, values in
+recorded form.
 
 Each route parses its parameters, calls one method of `Service` and renders the result. Bodies
 are JSON, parsed here (any content type is read as JSON: a browser cannot send a cross-site
@@ -14,14 +15,17 @@ import orjson
 from fastapi import APIRouter, Header, Path, Query, Request
 from starlette.responses import Response, StreamingResponse
 
+from flux._engine.schedules import DEFAULT_GRACE, DEFAULT_MISSED_LIMIT
+from flux.schedules import build_schedule
 from flux.serve.problems import PROBLEM_RESPONSES, BadRequest
 from flux.serve.service import Service, status_values
 from flux.serve.stream import parse_last_event_id, record_events
 from flux.serve.views import journal_bytes
 
-__all__ = ["JSON", "JSON_BODY", "json_body", "router", "service_of"]
+__all__ = ["JSON", "JSON_BODY", "json_body", "router", "schedule_router", "service_of"]
 
 router = APIRouter(prefix="/api/v1", tags=["executions"], responses=PROBLEM_RESPONSES)
+schedule_router = APIRouter(prefix="/api/v1", tags=["schedules"], responses=PROBLEM_RESPONSES)
 
 ID = Path(description="An execution id: 1 to 64 characters of [A-Za-z0-9_-], starting with a letter or digit.")
 STATUSES = Query(None, description="One or more statuses (repeat it, or separate them with commas).")
@@ -247,3 +251,114 @@ async def replay(
 @router.get("/executions/{a}/diff/{b}", summary="Where two executions of a workflow differ (`flux diff --json`)")
 async def diff(request: Request, a: str, b: str) -> JSON:
     return JSON(await service_of(request).diff(a, b))
+
+
+# -- schedules (SPEC.md 14) -------------------------------------------------------------------------
+
+NAME = Path(description="A schedule name: 1 to 40 of [A-Za-z0-9_-], starting with a letter or digit.")
+FIRES = Query(5, ge=0, le=100, description="How many of its next fire times `next_fires` gives.")
+_CREATE_FIELDS = (
+    "name",
+    "workflow",
+    "cron",
+    "interval",
+    "at",
+    "timezone",
+    "input",
+    "missed",
+    "missed_limit",
+    "overlap",
+    "grace",
+    "paused",
+)
+
+
+def _text(body: dict[str, Any], field: str) -> str | None:
+    value = body.get(field)
+    if value is not None and not isinstance(value, str):
+        raise BadRequest(f"{field} must be a string, not {type(value).__name__} {value!r}")
+    return value
+
+
+def _required(body: dict[str, Any], field: str) -> str:
+    value = _text(body, field)
+    if not value:
+        raise BadRequest(f"{field} is missing: give the schedule's {field} as a string")
+    return value
+
+
+@schedule_router.get("/schedules", summary="The store's schedules, by name, with their next fire times")
+async def schedule_list(request: Request, next_fires: int = FIRES) -> JSON:
+    return JSON({"items": await service_of(request).schedules(next_fires)})
+
+
+@schedule_router.post(
+    "/schedules",
+    status_code=201,
+    openapi_extra=JSON_BODY,
+    summary='Create a schedule, as `flux schedule create`: {"name", "workflow", "cron" | "interval" | "at", '
+    '"timezone", "input", "missed", "missed_limit", "overlap", "grace", "paused"}',
+)
+async def schedule_create(request: Request, next_fires: int = FIRES) -> JSON:
+    _, body = await json_body(request)
+    if body is None:
+        raise BadRequest('the body must be a JSON object: {"name": "nightly", "workflow": "w", "cron": "30 1 * * *"}')
+    body = _object(body, "the body")
+    unknown = sorted(set(body) - set(_CREATE_FIELDS))
+    if unknown:
+        raise BadRequest(f"unknown field {unknown[0]!r}; the fields are {', '.join(_CREATE_FIELDS)}")
+    name = _required(body, "name")
+    workflow = _required(body, "workflow")
+    every = body.get("interval")
+    if every is not None and (isinstance(every, bool) or not isinstance(every, (str, int, float))):
+        raise BadRequest(f"interval must be a string such as '15m' or a number of seconds, not {every!r}")
+    zone = _text(body, "timezone")  # null or left out: UTC
+    paused = body.get("paused", False)
+    if not isinstance(paused, bool):
+        raise BadRequest(f"paused must be true or false, not {paused!r}")
+    schedule = build_schedule(
+        cron_expr=_text(body, "cron"),
+        every=every,
+        at=_text(body, "at"),
+        timezone="UTC" if zone is None else zone,
+        overlap=body.get("overlap", "skip"),
+        missed=body.get("missed", "latest"),
+        missed_limit=body.get("missed_limit", DEFAULT_MISSED_LIMIT),
+        grace=body.get("grace", DEFAULT_GRACE),
+        flag="",
+    )
+    data = await service_of(request).create_schedule(name, workflow, schedule, body.get("input"), paused, next_fires)
+    return JSON(data, status_code=201, headers={"Location": f"/api/v1/schedules/{data['name']}"})
+
+
+@schedule_router.get("/schedules/{name}", summary="One schedule: its definition, policies, state and next fire times")
+async def schedule_get(request: Request, name: str = NAME, next_fires: int = FIRES) -> JSON:
+    return JSON(await service_of(request).schedule(name, next_fires))
+
+
+@schedule_router.post("/schedules/{name}/pause", summary="Stop its fires until it is resumed (again: no change)")
+async def schedule_pause(request: Request, name: str = NAME, next_fires: int = FIRES) -> JSON:
+    return JSON(await service_of(request).pause_schedule(name, next_fires))
+
+
+@schedule_router.post(
+    "/schedules/{name}/resume", summary="Fire it again from the first fire after now (not paused: no change)"
+)
+async def schedule_resume(request: Request, name: str = NAME, next_fires: int = FIRES) -> JSON:
+    return JSON(await service_of(request).resume_schedule(name, next_fires))
+
+
+@schedule_router.post(
+    "/schedules/{name}/trigger",
+    status_code=201,
+    summary="Start one execution of it now (`flux schedule trigger`), run here; answers the execution",
+)
+async def schedule_trigger(request: Request, name: str = NAME, wait: float = WAIT) -> JSON:
+    data = await service_of(request).trigger_schedule(name, wait)
+    return JSON(data, status_code=201, headers={"Location": f"/api/v1/executions/{data['execution_id']}"})
+
+
+@schedule_router.delete("/schedules/{name}", summary="Delete a schedule (the executions it started stay)")
+async def schedule_delete(request: Request, name: str = NAME) -> JSON:
+    await service_of(request).delete_schedule(name)
+    return JSON({"deleted": name})

@@ -36,7 +36,8 @@ __all__ = ["create_app"]
 STATIC = Path(__file__).resolve().parent / "static"
 
 _DESCRIPTION = """Executions of one Flux store: start, list, inspect, follow live (Server-Sent
-Events whose id is the journal seq), resume, cancel, fork, replay and diff. Values are in their
+Events whose id is the journal seq), resume, cancel, fork, replay and diff; and its schedules:
+list with their next fires, create, pause, resume, trigger now and delete. Values are in their
 recorded form (SPEC.md 3). Errors are `application/problem+json` naming the Flux error."""
 
 
@@ -144,6 +145,7 @@ def create_app(
         return api.JSON({"status": "ok"})
 
     app.include_router(api.router)
+    app.include_router(api.schedule_router)
     app.include_router(compat.router)
     _console(app)
     app.add_middleware(Guard, token=token, loopback_only=loopback_only)

@@ -1,8 +1,10 @@
 """Errors as `application/problem+json` (RFC 9457): one place maps Flux's error tree to HTTP.
 
-    ExecutionNotFoundError, WorkflowLoadError            404
+    ExecutionNotFoundError, WorkflowLoadError,
+    ScheduleNotFoundError (with `schedule`)               404
     ExecutionLockedError (with `owner`), ExecutionStateError,
-    ExecutionExistsError, NondeterminismError             409
+    ExecutionExistsError, NondeterminismError,
+    ScheduleExistsError (with `schedule`)                 409
     InvalidExecutionIdError, InvalidOptionError, EncodeError,
     DecodeError, bad JSON, bad parameters                 422
     DurabilityError, OwnershipLostError, StoreError,
@@ -35,6 +37,8 @@ from flux._engine.errors import (
     InvalidOptionError,
     JournalCorruptError,
     NondeterminismError,
+    ScheduleExistsError,
+    ScheduleNotFoundError,
     SecretError,
     StoreError,
     WorkflowLoadError,
@@ -50,6 +54,8 @@ PROBLEM_JSON = "application/problem+json"
 _STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (ExecutionNotFoundError, 404),
     (WorkflowLoadError, 404),
+    (ScheduleNotFoundError, 404),
+    (ScheduleExistsError, 409),
     (InvalidExecutionIdError, 422),
     (ExecutionLockedError, 409),
     (NondeterminismError, 409),
@@ -76,6 +82,7 @@ _PROBLEM_SCHEMA = {
         "instance": {"type": "string"},
         "error": {"type": "string", "description": "the name of the Flux error"},
         "execution_id": {"type": "string"},
+        "schedule": {"type": "string", "description": "the name of the schedule the error is about"},
         "owner": {"type": "object", "description": "pid, host, since: who runs a locked execution"},
     },
 }
@@ -83,8 +90,8 @@ _PROBLEM_SCHEMA = {
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"description": what, "content": {PROBLEM_JSON: {"schema": _PROBLEM_SCHEMA}}}
     for status, what in [
-        (404, "no such execution or workflow"),
-        (409, "locked by another process (owner), or not in a state that allows it"),
+        (404, "no such execution, workflow or schedule"),
+        (409, "locked by another process (owner), not in a state that allows it, or a schedule that exists"),
         (422, "an invalid id, parameter or body"),
         (503, "the store cannot write durably or cannot be used"),
     ]
@@ -137,4 +144,6 @@ def problem_of(error: BaseException, instance: str = "") -> Response:
     execution_id = getattr(error, "execution_id", None)
     if isinstance(execution_id, str):
         extra["execution_id"] = execution_id
+    if isinstance(error, (ScheduleNotFoundError, ScheduleExistsError)):
+        extra["schedule"] = error.name
     return problem(status, name, " ".join(str(error).split()), instance, **extra)

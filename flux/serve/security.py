@@ -122,7 +122,10 @@ class Guard:
             return refused
         if scope.get("method", "GET") not in _SAFE_METHODS and self._from_elsewhere(headers, host_header):
             return problem(
-                403, "CrossSiteRequest", "requests that change executions are refused from other sites", path
+                403,
+                "CrossSiteRequest",
+                "requests that change executions or schedules are refused from other sites",
+                path,
             )
         return None
 

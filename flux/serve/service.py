@@ -1,6 +1,9 @@
 """What the server does, behind its routes: one `Client` of one store, the served workflows, and
 what it learnt by replaying (divergences). Routes parse and render; this acts.
 
+Schedules are the store's (SPEC.md 14), read and changed through `flux.schedules`, the same
+functions `flux schedule ...` calls, so every store that keeps schedules serves them alike.
+
 Runs started or resumed here are tasks of the server's event loop (flux.client). Reading a
 journal and replaying one are synchronous and run in worker threads, so that a long journal does
 not stall the runs and the other requests.
@@ -16,8 +19,10 @@ from typing import Any
 
 import anyio
 
+from flux import schedules
 from flux._engine.codec import decode
 from flux._engine.errors import (
+    DecodeError,
     ExecutionLockedError,
     ExecutionStateError,
     FluxError,
@@ -27,10 +32,19 @@ from flux._engine.errors import (
 from flux._engine.pauses import pick_pause
 from flux._engine.records import Status
 from flux._engine.store import ExecutionSummary, validate_execution_id
-from flux.client import Client, ExecutionHandle
+from flux.client import Client, ExecutionHandle, check_durability
 from flux.divergence import Divergence
+from flux.domain.schedule import Schedule
 from flux.serve.problems import BadRequest
-from flux.serve.views import Folded, call_rows, execution_json, fold_execution, pending_of, row_details
+from flux.serve.views import (
+    Folded,
+    call_rows,
+    execution_json,
+    fold_execution,
+    pending_of,
+    row_details,
+    schedule_json,
+)
 from flux.workflow import Workflow
 
 __all__ = ["Service", "status_values"]
@@ -240,6 +254,74 @@ class Service:
         validate_execution_id(b)
         found = await anyio.to_thread.run_sync(lambda: diff_journals(a, b, store=self.store))
         return found.as_json()
+
+    # -- schedules --------------------------------------------------------------------------------
+
+    async def schedules(self, fires: int) -> list[dict[str, Any]]:
+        """Every schedule of the store, by name, each with its next `fires` fire times."""
+        return await anyio.to_thread.run_sync(
+            lambda: [schedule_json(state, self.store, fires) for state in schedules.list_schedules(self.store)]
+        )
+
+    async def schedule(self, name: str, fires: int) -> dict[str, Any]:
+        return await anyio.to_thread.run_sync(
+            lambda: schedule_json(schedules.get_schedule(self.store, name), self.store, fires)
+        )
+
+    async def create_schedule(
+        self, name: str, workflow: str, schedule: Schedule, input_tree: Any, paused: bool, fires: int
+    ) -> dict[str, Any]:
+        """Stores a new schedule, as `flux schedule create` does (a worker that loads `workflow`
+        fires it)."""
+        try:
+            value = _decode_input(input_tree)
+        except DecodeError as err:
+            raise DecodeError(f"input: {err}") from None
+
+        def create() -> dict[str, Any]:
+            state = schedules.create_schedule(
+                self.store, name, workflow, schedule, value, paused=paused, clock=self.client.clock
+            )
+            return schedule_json(state, self.store, fires)
+
+        return await anyio.to_thread.run_sync(create)
+
+    async def pause_schedule(self, name: str, fires: int) -> dict[str, Any]:
+        """Pauses it (a paused schedule stays paused: pausing again changes nothing)."""
+        return await anyio.to_thread.run_sync(
+            lambda: schedule_json(schedules.pause_schedule(self.store, name), self.store, fires)
+        )
+
+    async def resume_schedule(self, name: str, fires: int) -> dict[str, Any]:
+        """Resumes it from the first fire after now (resuming one not paused changes nothing)."""
+        return await anyio.to_thread.run_sync(
+            lambda: schedule_json(
+                schedules.resume_schedule(self.store, name, clock=self.client.clock), self.store, fires
+            )
+        )
+
+    async def delete_schedule(self, name: str) -> None:
+        await anyio.to_thread.run_sync(schedules.delete_schedule, self.store, name)
+
+    async def trigger_schedule(self, name: str, wait: float | None) -> dict[str, Any]:
+        """Starts one execution of the schedule now, as `flux schedule trigger` does (its id ends
+        in `-now`, its header records the schedule), and runs it here as the server runs what it
+        starts; a worker that took it first runs it there. Returns the execution."""
+        state = await anyio.to_thread.run_sync(schedules.get_schedule, self.store, name)
+        wf = self.workflow(str(state["workflow"]))  # its code goes into the header: it must be served
+        execution_id = await anyio.to_thread.run_sync(
+            lambda: schedules.trigger_schedule(
+                self.store, name, [wf], clock=self.client.clock, durability=check_durability(self.client.durability)
+            )
+        )
+        try:
+            handle = await self.client.continue_(execution_id, workflow=wf)
+        except ExecutionLockedError:
+            pass  # a worker took it meanwhile: it runs there
+        else:
+            self.watch(handle)
+            await self._wait(handle, wait)
+        return await self.execution(execution_id)
 
     # -- runs of this process -----------------------------------------------------------------------
 

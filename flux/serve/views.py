@@ -1,8 +1,10 @@
-"""What the API and the console show of executions, read from the store through its protocol.
+"""What the API and the console show of executions and schedules, read from the store through
+its protocol.
 
 Everything here is read-only and synchronous (the server runs it in worker threads): an
 execution's fold, its calls with the segments the waterfall draws, what is pending now, the
-details a list row shows, and the journal's exact lines. Values stay in their recorded form.
+details a list row shows, the journal's exact lines, and a schedule with its next fires. Values
+stay in their recorded form.
 """
 
 from __future__ import annotations
@@ -12,14 +14,25 @@ from typing import Any
 
 from flux._engine import records as R
 from flux._engine.clock import iso
+from flux._engine.errors import FluxError
 from flux._engine.executor import waiting_pauses
 from flux._engine.history import CallHistory, History
 from flux._engine.journal import JournalRead, Records, encode_line, seed_for
 from flux._engine.records import Status
 from flux._engine.store import Store, status_now, validate_execution_id
+from flux.schedules import upcoming
 from flux.timeline import CallRow, error_summary, row_of
 
-__all__ = ["Folded", "call_rows", "execution_json", "fold_execution", "journal_bytes", "pending_of", "row_details"]
+__all__ = [
+    "Folded",
+    "call_rows",
+    "execution_json",
+    "fold_execution",
+    "journal_bytes",
+    "pending_of",
+    "row_details",
+    "schedule_json",
+]
 
 FINAL = frozenset(str(s) for s in R.FINAL_STATUSES)
 
@@ -266,3 +279,27 @@ def row_details(folded: Folded) -> dict[str, Any]:
         "wake_at": min(wake) if wake else None,
         "waiting": [call.name for call in history.waiting.values()],
     }
+
+
+def schedule_json(state: dict[str, Any], store: Store, fires: int = 5) -> dict[str, Any]:
+    """A schedule as the store keeps it (SPEC.md 14.2; times in epoch seconds, as stored), without
+    the hash of an automatic schedule's declaration, plus `next_fire_at` (the journal's time
+    format), `next_fires` (the next `fires` fire times, as `flux.schedules.upcoming` computes
+    them from the stored `next_fire`; none while paused) and `last_execution_status` (None when
+    that execution is gone)."""
+    out = {k: v for k, v in state.items() if k != "declared"}
+    nxt = state.get("next_fire")
+    try:
+        out["next_fire_at"] = iso(nxt) if isinstance(nxt, (int, float)) else None
+    except (ValueError, OverflowError, OSError):
+        out["next_fire_at"] = None  # beyond what a date can show (a once(at=) of epoch seconds far out)
+    out["next_fires"] = upcoming(state, fires)
+    status = None
+    last = state.get("last_execution")
+    if isinstance(last, str):
+        try:
+            status = str(store.summary(last).status)
+        except FluxError:
+            status = None  # deleted, pruned or unreadable: the schedule still names it
+    out["last_execution_status"] = status
+    return out

@@ -1,7 +1,7 @@
 "use strict";
-// Flux console: the executions of one store and each execution's calls, journal and actions.
-// One script, no build step; it talks only to this server (/api/v1). Text from executions is
-// always inserted as text (or escaped), never as markup.
+// Flux console: the executions of one store and each execution's calls, journal and actions, and
+// the store's schedules. One script, no build step; it talks only to this server (/api/v1). Text
+// from executions and schedules is always inserted as text (or escaped), never as markup.
 
 const API = "/api/v1";
 const app = document.getElementById("app");
@@ -382,6 +382,9 @@ function renderHead(view, node, reload) {
     d.owner ? [el("dt", {}, "run by"), el("dd", {}, `pid ${d.owner.pid} on ${d.owner.host}`)] : null,
     d.parent ? [el("dt", {}, "parent"), el("dd", {}, link(d.parent.execution_id), ` (call ${d.parent.call_id})`)] : null,
     d.forked_from ? [el("dt", {}, "forked from"), el("dd", {}, link(d.forked_from.execution_id), ` at seq ${d.forked_from.seq}`)] : null,
+    d.schedule ? [el("dt", {}, "schedule"), el("dd", { id: "schedule", "data-schedule": d.schedule.name, "data-trigger": String(!!d.schedule.trigger) },
+      el("a", { href: `#/schedules/${d.schedule.name}` }, d.schedule.name),
+      d.schedule.trigger ? ` (triggered by hand at ${when(d.schedule.at)})` : ` (its fire of ${when(d.schedule.at)})`)] : null,
     children.length ? [el("dt", {}, "sub-workflows"), el("dd", {}, children.map(([call, child]) => el("div", {}, `call ${call}: `, link(child))))] : null);
   node.replaceChildren(el("h1", { class: "mono" }, d.execution_id), kv, el("div", { class: "actions", style: "margin-top:10px" }, actions(view, reload)));
 }
@@ -678,9 +681,180 @@ function renderReplay(result, node) {
     el("pre", { class: "traceback", style: "margin-top:8px" }, result.message || ""));
 }
 
+// -- schedules ----------------------------------------------------------------------------------
+
+// Said the way `flux schedule create --interval` takes it: 90 s is "90s", 7200 s "2h".
+function every(seconds) {
+  for (const [unit, size] of [["w", 604800], ["d", 86400], ["h", 3600], ["m", 60]]) {
+    if (seconds >= size && seconds % size === 0) return `${seconds / size}${unit}`;
+  }
+  return `${seconds}s`;
+}
+
+function epochWhen(seconds) { return when(new Date(seconds * 1000).toISOString()); }
+
+function scheduleWhen(spec) {
+  if (spec.type === "cron") return [el("span", { class: "muted" }, "cron "), el("code", {}, spec.expression)];
+  if (spec.type === "interval") {
+    return [el("span", { class: "muted" }, "every "), every(spec.seconds),
+      spec.end ? el("span", { class: "small muted" }, ` until ${epochWhen(spec.end)}`) : null];
+  }
+  if (spec.type === "once") return [el("span", { class: "muted" }, "once at "), epochWhen(spec.at)];
+  return spec.type;
+}
+
+function schedulePolicies(s) {
+  const missed = s.missed === "all" ? `all (at most ${s.missed_limit})` : s.missed;
+  return el("div", { class: "small" }, el("div", {}, `overlap ${s.overlap}`), el("div", {}, `missed ${missed}`), el("div", {}, `grace ${s.grace}s`));
+}
+
+function nextFires(s) {
+  if (s.paused) return el("span", { class: "muted" }, "none while paused");
+  if (!s.next_fires.length) return el("span", { class: "muted" }, "none: it fires no more");
+  const [first, ...rest] = s.next_fires;
+  return el("ol", { class: "fires" },
+    el("li", { class: "next", "data-at": String(first) }, epochWhen(first),
+      el("span", { class: "countdown", "data-until": String(first * 1000) }, untilText(first * 1000))),
+    rest.map((at) => el("li", { "data-at": String(at) }, epochWhen(at))));
+}
+
+const scheduleState = { armed: new Set(), busy: new Set() };
+
+function scheduleRow(s, refresh) {
+  const name = s.name;
+  const act = async (call) => {
+    scheduleState.busy.add(name);
+    render();
+    try { await call(); } catch (err) { showBanner(problemText(err)); }
+    scheduleState.busy.delete(name);
+    await refresh();
+  };
+  const busy = scheduleState.busy.has(name);
+  const toggle = el("button", { class: "toggle", disabled: busy, onclick: () => act(async () => {
+    const data = await api(`/schedules/${encodeURIComponent(name)}/${s.paused ? "resume" : "pause"}`, { method: "POST" });
+    showBanner(`schedule ${data.name} is ${data.paused ? "paused" : "active"}`, true);
+  }) }, s.paused ? "Resume" : "Pause");
+  const trigger = el("button", { class: "primary trigger", disabled: busy, onclick: () => act(async () => {
+    const data = await api(`/schedules/${encodeURIComponent(name)}/trigger`, { method: "POST" });
+    showTriggered(name, data.execution_id);
+  }) }, "Trigger now");
+  const armed = scheduleState.armed.has(name);
+  const remove = el("button", { class: `danger delete${armed ? " armed" : ""}`, disabled: busy, onclick: () => {
+    if (!scheduleState.armed.has(name)) { scheduleState.armed.add(name); render(); return; }
+    scheduleState.armed.delete(name);
+    act(async () => {
+      await api(`/schedules/${encodeURIComponent(name)}`, { method: "DELETE" });
+      showBanner(`deleted schedule ${name} (the executions it started stay)`, true);
+    });
+  } }, armed ? "Confirm delete" : "Delete");
+  const last = s.last_execution
+    ? el("div", {}, el("a", { class: "mono last-execution", href: `#/executions/${s.last_execution}` }, s.last_execution),
+      el("div", {}, s.last_execution_status ? chip(s.last_execution_status) : el("span", { class: "muted small" }, "gone")))
+    : el("span", { class: "muted" }, "none");
+  return el("tr", { "data-name": name, "data-paused": String(!!s.paused), id: `schedule-${name}` },
+    el("td", { class: "mono name" }, name, s.auto ? el("span", { class: "tag auto", title: "declared by the workflow's schedule= option" }, "auto") : null),
+    el("td", {}, s.workflow),
+    el("td", { class: "when" }, scheduleWhen(s.spec)),
+    el("td", {}, s.spec.timezone || el("span", { class: "muted", title: "its times are instants: no time zone applies" }, "-")),
+    el("td", { class: "policies" }, schedulePolicies(s)),
+    el("td", {}, el("span", { class: `chip ${s.paused ? "s-paused" : "s-active"}`, "data-status": s.paused ? "paused" : "active" }, s.paused ? "paused" : "active"),
+      s.buffered ? el("div", { class: "small muted" }, `a fire of ${epochWhen(s.buffered)} waits`) : null),
+    el("td", { class: "next-fires" }, nextFires(s)),
+    el("td", {}, last, el("div", { class: "small muted" }, `fired ${s.fires} ${s.fires === 1 ? "time" : "times"} on schedule`)),
+    el("td", {}, el("div", { class: "actions" }, toggle, trigger, remove)));
+
+  function render() {
+    const row = document.getElementById(`schedule-${name}`);
+    if (row) row.replaceWith(scheduleRow(s, refresh));
+  }
+}
+
+function showTriggered(name, executionId) {
+  const note = document.getElementById("triggered");
+  if (!note) return;
+  note.replaceChildren(`Schedule ${name} started `,
+    el("a", { class: "mono", href: `#/executions/${executionId}`, "data-id": executionId }, executionId), ".");
+  note.hidden = false;
+}
+
+function scheduleForm(refresh) {
+  const field = (id, attrs) => el("input", { id, ...attrs });
+  const name = field("new-schedule-name", { placeholder: "name (letters, digits, - and _)" });
+  const workflow = field("new-schedule-workflow", { placeholder: "workflow", list: "served-workflows" });
+  const kind = el("select", { id: "new-schedule-kind" }, ["cron", "interval", "at"].map((k) => el("option", { value: k }, k)));
+  const when_ = field("new-schedule-when", { placeholder: "0 9 * * MON-FRI, 15m or 2026-12-24T18:00" });
+  const zone = field("new-schedule-timezone", { value: "UTC", placeholder: "timezone" });
+  const overlap = el("select", { id: "new-schedule-overlap" }, ["skip", "allow", "buffer_one"].map((k) => el("option", { value: k }, `overlap ${k}`)));
+  const missed = el("select", { id: "new-schedule-missed" }, ["latest", "skip", "all"].map((k) => el("option", { value: k }, `missed ${k}`)));
+  const input = el("textarea", { id: "new-schedule-input", rows: 2, placeholder: "input as JSON (recorded form), optional" });
+  const paused = el("input", { id: "new-schedule-paused", type: "checkbox" });
+  const go = el("button", { class: "primary", id: "new-schedule-create", onclick: async () => {
+    const raw = input.value.trim();
+    if (raw) { try { JSON.parse(raw); } catch (err) { showBanner(`the input is not JSON: ${err.message}`); return; } }
+    // The input goes as typed (recorded form), not re-serialized: nothing is rounded.
+    const body = JSON.stringify({ name: name.value.trim(), workflow: workflow.value.trim(), [kind.value]: when_.value.trim(),
+      timezone: zone.value.trim() || "UTC", overlap: overlap.value, missed: missed.value, paused: paused.checked });
+    try {
+      const data = await api("/schedules", { method: "POST", raw: raw ? `${body.slice(0, -1)},"input":${raw}}` : body });
+      showBanner(`created schedule ${data.name}`, true);
+      await refresh();
+    } catch (err) { showBanner(problemText(err)); }
+  } }, "Create");
+  return el("details", { class: "card" }, el("summary", {}, "Create a schedule"),
+    el("div", { class: "pause-form" }, el("div", { class: "filters" }, name, workflow), el("div", { class: "filters" }, kind, when_, zone),
+      el("div", { class: "filters" }, overlap, missed, el("label", {}, paused, "paused")), input, el("div", {}, go)),
+    el("datalist", { id: "served-workflows" }));
+}
+
+function showSchedules(focus) {
+  page(() => {
+    const tbody = el("tbody");
+    let closed = false;
+    const refresh = async () => {
+      try {
+        const got = await api("/schedules");
+        if (closed) return;
+        const names = new Set(got.items.map((s) => s.name));
+        for (const name of [...scheduleState.armed]) if (!names.has(name)) scheduleState.armed.delete(name);
+        tbody.replaceChildren(...got.items.map((s) => scheduleRow(s, refresh)));
+        if (!got.items.length) {
+          tbody.append(el("tr", {}, el("td", { colspan: 9, class: "muted" },
+            "No schedules. Create one here, with flux schedule create, or with a workflow's schedule= option (stored when a worker loads it).")));
+        }
+        if (focus) {
+          const row = document.getElementById(`schedule-${focus}`);
+          if (row) { row.classList.add("focus"); row.scrollIntoView({ block: "nearest" }); }
+        }
+        liveDot.classList.add("on");
+      } catch (err) {
+        liveDot.classList.remove("on");
+        showBanner(problemText(err));
+      }
+    };
+    app.append(
+      el("h1", {}, "Schedules"),
+      el("p", { class: "small muted" }, "A flux worker that loads a schedule's workflow fires it at its times. Trigger now starts one execution at once, run by this server."),
+      el("div", { class: "banner ok notice", id: "triggered", hidden: true }),
+      scheduleForm(refresh),
+      el("div", { class: "card" },
+        el("table", { id: "schedules" },
+          el("thead", {}, el("tr", {}, ["name", "workflow", "when", "timezone", "policies", "status", "next fires", "last execution", ""].map((t) => el("th", {}, t)))),
+          tbody)));
+    api("/workflows").then((list) => {
+      const options = document.getElementById("served-workflows");
+      if (options) for (const wf of list) options.append(el("option", { value: wf.name }));
+    }).catch((err) => showBanner(problemText(err)));
+    refresh();
+    const timer = setInterval(refresh, 5000);
+    cleanup.push(() => { closed = true; clearInterval(timer); });
+  });
+}
+
 function route() {
   const match = location.hash.match(/^#\/executions\/([A-Za-z0-9][A-Za-z0-9_-]{0,63})$/);
+  const schedules = location.hash.match(/^#\/schedules(?:\/([A-Za-z0-9][A-Za-z0-9_-]{0,39}))?$/);
   if (match) showExecution(match[1]);
+  else if (schedules) showSchedules(schedules[1]);
   else showList();
 }
 
