@@ -167,10 +167,23 @@ def test_delete_leaves_the_executions(api: httpx.Client) -> None:
     assert "short-lived" not in {s["name"] for s in api.get("/api/v1/schedules").json()["items"]}
 
 
-def test_the_command_line_and_the_server_share_the_stores_schedules(server: Server, api: httpx.Client) -> None:
-    if server.store.startswith("memory:"):
-        pytest.skip("a memory store lives in the server's process only")
-    store, cwd = server.store, Path(server.store).parent
+@pytest.fixture(scope="module")
+def file_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server on a file store, which other processes share (a memory store lives in the
+    server's process only)."""
+    tmp = tmp_path_factory.mktemp("schedules-shared")
+    running = Server(str(tmp / "store"), tmp, args=(SCHEDULE_WORKFLOWS,))
+    yield running
+    running.stop()
+
+
+def test_the_command_line_and_the_server_share_the_stores_schedules(file_server: Server) -> None:
+    with file_server.client() as api:
+        _share_schedules(file_server.store, api)
+
+
+def _share_schedules(store: str, api: httpx.Client) -> None:
+    cwd = Path(store).parent
     made = flux_cmd(
         "schedule",
         "create",
