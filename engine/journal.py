@@ -232,6 +232,10 @@ class Records(Sequence[dict[str, Any]]):
         end = self._offsets[stop] if stop < count else self._end
         return self._data[self._offsets[start] : end]
 
+    def tail(self, size: int) -> bytes:
+        """The last `size` bytes of the records read (fewer if there are not as many)."""
+        return self._data[max(0, self._end - size) : self._end]
+
     def __getitem__(self, i: Any) -> Any:
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]

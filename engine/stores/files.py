@@ -188,7 +188,7 @@ class FileWriter(BufferedWriter):
             os.close(fd)
             raise
         records = read.records
-        last = records.raw(len(records) - 1) if isinstance(records, Records) and len(records) else b""
+        last = records.tail(TAIL_BYTES) if isinstance(records, Records) else b""
         header = records[0] if len(records) else None
         return cls(read.path, execution_id, fd, len(records), durability, read.valid_size, header, last)
 
