@@ -475,7 +475,7 @@ def _dec_tagged(tag: str, tree: dict[str, Any], resolve: Resolver) -> Any:
 
 def _dec_temporal(parse: Callable[[str], Any]) -> Callable[[Any, dict[str, Any], Resolver], Any]:
     def run(p: Any, tree: dict[str, Any], resolve: Resolver) -> Any:
-        value = parse(p)
+        value = parse(_text(p))
         if "tz" in tree:
             from zoneinfo import ZoneInfo
 
@@ -600,20 +600,49 @@ def _bare_exception(cls: type[BaseException]) -> BaseException:
     return base.__new__(cls)  # type: ignore[call-overload,no-any-return]  # a built-in base builds any subclass
 
 
+def _list(p: Any) -> list[Any]:
+    """The items of a tagged collection, which the encoder always writes as a JSON array (a
+    ValueError here becomes the DecodeError naming the tag)."""
+    if type(p) is not list:
+        raise ValueError(f"expected a list, not {type(p).__name__}")
+    return p
+
+
+def _pairs(p: Any) -> list[Any]:
+    """The [key, value] pairs of a `$dict`."""
+    pairs = _list(p)
+    for pair in pairs:
+        if type(pair) is not list or len(pair) != 2:
+            raise ValueError(f"expected [key, value] pairs, not {pair!r}")
+    return pairs
+
+
+def _text(p: Any) -> str:
+    if type(p) is not str:
+        raise ValueError(f"expected a string, not {type(p).__name__}")
+    return p
+
+
+def _timedelta(p: Any) -> dt.timedelta:
+    if type(p) is not list or len(p) != 3 or any(type(x) is not int for x in p):
+        raise ValueError("expected [days, seconds, microseconds]")
+    return dt.timedelta(days=p[0], seconds=p[1], microseconds=p[2])
+
+
 _DECODERS: dict[str, Callable[[Any, dict[str, Any], Resolver], Any]] = {
     "$int": lambda p, t, r: _int_of(p),
     "$float": lambda p, t, r: float(p) if p in ("nan", "inf", "-inf") else _bad(p),
-    "$dict": lambda p, t, r: {decode(k, r): decode(x, r) for k, x in p},
-    "$tuple": lambda p, t, r: tuple(decode(x, r) for x in p),
-    "$set": lambda p, t, r: {decode(x, r) for x in p},
-    "$frozenset": lambda p, t, r: frozenset(decode(x, r) for x in p),
-    "$bytes": lambda p, t, r: base64.b64decode(p.encode("ascii"), validate=True),
+    "$dict": lambda p, t, r: {decode(k, r): decode(x, r) for k, x in _pairs(p)},
+    "$tuple": lambda p, t, r: tuple(decode(x, r) for x in _list(p)),
+    "$set": lambda p, t, r: {decode(x, r) for x in _list(p)},
+    "$frozenset": lambda p, t, r: frozenset(decode(x, r) for x in _list(p)),
+    "$bytes": lambda p, t, r: base64.b64decode(_text(p).encode("ascii"), validate=True),
     "$datetime": _dec_temporal(dt.datetime.fromisoformat),
-    "$date": lambda p, t, r: dt.date.fromisoformat(p),
+    "$date": lambda p, t, r: dt.date.fromisoformat(_text(p)),
     "$time": _dec_temporal(dt.time.fromisoformat),
-    "$timedelta": lambda p, t, r: dt.timedelta(days=p[0], seconds=p[1], microseconds=p[2]),
-    "$decimal": lambda p, t, r: Decimal(p),
-    "$uuid": lambda p, t, r: uuid.UUID(p),
+    "$timedelta": lambda p, t, r: _timedelta(p),
+    "$decimal": lambda p, t, r: Decimal(_text(p)),
+    "$uuid": lambda p, t, r: uuid.UUID(_text(p)),
     "$enum": _dec_enum,
     "$dataclass": _dec_dataclass,
     "$namedtuple": _dec_namedtuple,

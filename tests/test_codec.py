@@ -509,11 +509,27 @@ def test_unknown_tag_raises_decode_error() -> None:
         {"$datetime": "2024-01-01T00:00:00", "tz": "No/Such_Zone"},
         {"$enum": 5, "v": 1},
         {"$enum": class_ref(Color), "v": "not a member"},
+        # Right JSON, wrong shape: a string or an object is not the list a collection is written as.
+        {"$set": "abc"},
+        {"$frozenset": {"a": 1}},
+        {"$tuple": "ab"},
+        {"$dict": ["ab"]},
+        {"$dict": [[1, 2, 3]]},
+        {"$timedelta": [1, 2, "3"]},
+        {"$decimal": 5},
+        {"$uuid": 5},
+        {"$datetime": 5},
+        {"$bytes": 5},
     ],
 )
 def test_malformed_tagged_values_raise_decode_error(tree: dict[str, Any]) -> None:
     with pytest.raises(DecodeError):
         decode(tree)
+
+
+def test_a_collection_written_as_anything_but_a_list_is_malformed() -> None:
+    with pytest.raises(DecodeError, match=r"malformed \$set value 'abc': expected a list, not str"):
+        decode({"$set": "abc"})
 
 
 def test_find_class_only_returns_classes_from_imported_modules() -> None:
