@@ -76,13 +76,25 @@ def delete_execution(execution_id: str, store: Any = None, *, force: bool = Fals
 def sweep_blobs(store: Store) -> int:
     """Deletes the stored outputs (blobs) nothing in the store names any more: no journal,
     replay snapshot or cache entry. A blob written or reused while this runs stays. Returns how
-    many went; 0 on stores that keep blobs with their executions (memory, PostgreSQL)."""
+    many went; 0 on stores that keep blobs with their executions (memory, PostgreSQL). On the
+    file store, the temporary files of processes killed while writing go too."""
     from flux._engine.stores.files import FileStore
 
     if not isinstance(store, FileStore):
         return 0
     started = time.time() - 1.0  # file times may lag the clock by a tick
+    store.sweep_leftovers(started)
     return store.blobs.sweep(store.blob_references(), started)
+
+
+def sweep_leftovers(store: Store) -> int:
+    """Deletes the temporary files of processes killed while writing (file store only); returns
+    how many went."""
+    from flux._engine.stores.files import FileStore
+
+    if not isinstance(store, FileStore):
+        return 0
+    return store.sweep_leftovers(time.time() - 1.0)
 
 
 @dataclass
@@ -153,4 +165,6 @@ def prune_store(
         result.journals += len(ids)
     if result.deleted and not dry_run:
         result.blobs = sweep_blobs(opened)
+    elif not dry_run:
+        sweep_leftovers(opened)
     return result

@@ -183,3 +183,31 @@ def test_a_stored_output_written_again_during_a_sweep_stays(tmp_path: Path) -> N
     assert files.blobs.get(old) == b'"old"' and files.blobs.get(fresh) == b'"fresh"'
     assert files.blobs.sweep(set(), time.time() + 5) == 2
     assert list((tmp_path / ".flux" / "blobs").iterdir()) == []
+
+
+def test_the_temporary_file_of_a_process_killed_while_writing_goes_with_the_next_sweep(tmp_path: Path) -> None:
+    store = tmp_path / ".flux"
+    project = write_project(tmp_path, flows_file(STORED))
+    # Killed between writing the stored output whole and renaming it into place.
+    killed = flux_cmd(
+        "exec", "flows.py", "keeps", "--input", '"x"', "--home", str(store), cwd=project,
+        env={**run_env(project), "FLUX_TEST_FAULTS": "kill:1:blob_rename"},
+    )
+    assert killed.returncode == -9, killed.stderr
+    leftovers = [p.name for p in (store / "blobs").iterdir()]
+    assert len(leftovers) == 1 and ".json.tmp-" in leftovers[0], leftovers
+    time.sleep(1.1)  # older than the sweep's start by more than a file-time tick
+    prune_store(str(store), finished_before="0s", now=time.time() + 1)
+    assert list((store / "blobs").iterdir()) == []
+
+
+STORED = """
+@task.with_options(output_storage=True)
+async def bulky(tag: str) -> str:
+    return tag * 1000
+
+
+@workflow
+async def keeps(ctx: ExecutionContext[str]) -> int:
+    return len(await bulky(ctx.input))
+"""

@@ -978,6 +978,31 @@ class FileStore:
             return None
         return found if isinstance(found, dict) else None
 
+    def sweep_leftovers(self, started: float) -> int:
+        """Deletes the temporary files a process killed while writing left behind (a file
+        written whole, then renamed: `NAME.tmp-PID-N`; a blob set aside by a sweep:
+        `NAME.gone-PID`), when that process is gone and the file is older than `started`.
+        Returns how many went."""
+        gone = 0
+        for folder in (self.dir, os.path.join(self.home, "blobs"), os.path.join(self.home, "cache")):
+            try:
+                names = os.listdir(folder)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for name in names:
+                found = _LEFTOVER.fullmatch(name)
+                if found is None or _alive(int(found.group(1) or found.group(2))):
+                    continue
+                path = os.path.join(folder, name)
+                try:
+                    if os.stat(path, follow_symlinks=False).st_mtime >= started:
+                        continue
+                    os.unlink(path)
+                    gone += 1
+                except FileNotFoundError:
+                    continue
+        return gone
+
     def blob_references(self) -> set[str]:
         """The digests of stored outputs that journals, replay snapshots and cache entries name."""
         found: set[str] = set()
@@ -1077,6 +1102,20 @@ def _write_file(path: str, data: bytes, *, sync: bool, point: str) -> None:
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+_LEFTOVER = re.compile(r".+\.(?:tmp-(\d+)-\d+|gone-(\d+))")
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process `pid` runs (as far as this process can tell)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # another user's: it exists
+    return True
 
 
 def _write_atomically(folder: str, name: str, data: bytes, *, point: str) -> str:
