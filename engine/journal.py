@@ -159,13 +159,14 @@ class LineOffsets(Sequence[int]):
 class Known:
     """A prefix of a journal already checked and indexed, as a replay snapshot records it: its
     size in bytes, its number of records and the CRC-32 of its bytes. If the journal still starts
-    with exactly those bytes, `read_journal` calls `accept()` and checks and visits only the
-    lines after it; otherwise it reads the whole journal as if nothing were known."""
+    with exactly those bytes, `read_journal` calls `accept()` and, when it returns True, checks
+    and visits only the lines after it; otherwise it reads the whole journal as if nothing were
+    known."""
 
     size: int
     records: int
     crc: int
-    accept: Callable[[], None]
+    accept: Callable[[], bool]  # False: what vouched for the prefix turned out unusable
 
 
 class Records(Sequence[dict[str, Any]]):
@@ -362,8 +363,7 @@ def check_journal(
         )
     pos = 0
     offsets = LineOffsets(data)
-    if known is not None and _starts_with(data, end, known):
-        known.accept()
+    if known is not None and _starts_with(data, end, known) and known.accept():
         pos = known.size
         offsets = LineOffsets(data, known.records)
     while pos < end:

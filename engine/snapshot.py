@@ -102,48 +102,53 @@ class Snapshot:
         ):
             return None
         records = state["records"]
-        for call in state["calls"]:
-            if not (
-                type(call) is list
-                and len(call) == 10
-                and type(call[0]) is str
-                and call[1] in _KINDS
-                and type(call[2]) is int
-                and 0 < call[2] < records
-                and type(call[3]) is str
-                and call[7] in _ENDS
-                and type(call[8]) is int
-                and (call[8] == -1 if call[7] is None else call[2] < call[8] < records)
-                and (call[9] is None or type(call[9]) is dict)
-            ):
-                return None
         return cls(state["size"], records, state["prefix_crc"], state)
 
-    def restore(self, index: History) -> None:
-        """Fills `index`, which has seen no record, with the calls and state of the snapshot."""
+    def restore(self, index: History) -> bool:
+        """Fills `index`, which has seen no record, with the calls and state of the snapshot.
+        Returns False, leaving `index` as it was, when a call's row is not of the shape this
+        engine writes: the journal is then read whole. (Rows are checked here, as they are
+        built, rather than in a pass of their own.)"""
         state = self.state
         source = index.source
-        calls = index.calls
         names = index._names
         kinds = _KINDS
         ends = _ENDS
+        records = self.records
+        calls: dict[str, CallHistory] = {}
         rows = state["calls"]
         state["calls"] = None
-        for i in range(len(rows)):
-            row = rows[i]
-            rows[i] = None  # each row is freed once its call is built, so both are never held whole
-            call_id, kind, seq, name, args, kwargs, value, end, end_seq, rare = row
-            call = CallHistory(source, kinds[kind], seq, names.setdefault(name, name), args, kwargs, value)
-            call.end = ends[end]
-            call.end_seq = end_seq
-            if rare is not None:
-                call.resumed = rare.get("resumed")
-                call.failures = rare.get("failures")
-                call.retries = set(rare["retries"]) if rare.get("retries") else None
-                call.handlers = rare.get("handlers")
-                call.cancelled = rare.get("cancelled")
-                call.child = rare.get("child")
-            calls[call_id] = call
+        try:
+            for i in range(len(rows)):
+                row = rows[i]
+                rows[i] = None  # each row is freed once its call is built, so both are never held whole
+                if type(row) is not list:
+                    return False
+                call_id, kind, seq, name, args, kwargs, value, end, end_seq, rare = row
+                ended = ends[end]
+                if not (
+                    type(call_id) is str
+                    and type(seq) is int
+                    and 0 < seq < records
+                    and type(name) is str
+                    and type(end_seq) is int
+                    and (end_seq == -1 if ended is None else seq < end_seq < records)
+                ):
+                    return False
+                call = CallHistory(source, kinds[kind], seq, names.setdefault(name, name), args, kwargs, value)
+                call.end = ended
+                call.end_seq = end_seq
+                if rare is not None:
+                    call.resumed = rare.get("resumed")
+                    call.failures = rare.get("failures")
+                    call.retries = set(rare["retries"]) if rare.get("retries") else None
+                    call.handlers = rare.get("handlers")
+                    call.cancelled = rare.get("cancelled")
+                    call.child = rare.get("child")
+                calls[call_id] = call
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return False  # a row of another length, an unknown kind or end, `rare` not an object
+        index.calls.update(calls)
         index.waiting = {call_id: calls[call_id] for call_id in state["waiting"] if call_id in calls}
         index.waiting_children = dict(state["waiting_children"])
         index.final = state["final"]
@@ -151,3 +156,4 @@ class Snapshot:
         index.cancel_requested = state["cancel_requested"]
         index.status = Status(state["status"])
         index.next_seq = self.records
+        return True

@@ -172,6 +172,36 @@ def test_a_damaged_or_foreign_snapshot_is_ignored(tmp_path: Path, damage: bytes)
     assert done.has_succeeded and done.output["second"] == "two"
 
 
+@pytest.mark.parametrize(
+    "row",
+    [
+        b'"not a row"',
+        b'["1","task","1","double",[0],null,0,"task_completed",4,null]',  # seq as a string
+        b'["1","task",1,"double",[0],null,0,"task_completed",99999,null]',  # ends past the prefix
+        b'["1","nothing",1,"double",[0],null,0,"task_completed",4,null]',  # an unknown kind
+        b'["1","task",1,"double",[0],null,0,"task_completed",4,"rare"]',
+        b'["1","task",1,"double"]',
+    ],
+)
+def test_a_sealed_snapshot_with_a_row_of_another_shape_is_not_used(tmp_path: Path, row: bytes) -> None:
+    """Rows are checked as the index is built from them: one that is not of the shape written
+    (sealed with a good checksum all the same) leaves the index untouched and the journal is
+    read whole."""
+    execution_id = _paused_twice(tmp_path)
+    path = _snapshot(tmp_path, execution_id)
+    state = orjson.loads(path.read_bytes())
+    del state["crc"]
+    state["calls"][0] = orjson.loads(row)
+    forged = encode_line_body(orjson.dumps(state), seed_for(execution_id))
+    snapshot = Snapshot.parse(forged, execution_id)
+    assert snapshot is not None  # its seal and its outline check out: only its rows are wrong
+    index = ReplayIndex(str(path))
+    assert snapshot.restore(index) is False and index.calls == {}
+    path.write_bytes(forged)
+    done = varied.resume(execution_id, "two", store=str(tmp_path), clock=VirtualClock())
+    assert done.has_succeeded and done.output["doubled"] == [0, 2, 4] and done.output["second"] == "two"
+
+
 def test_a_snapshot_whose_calls_lie_is_not_used_once_the_journal_changed(tmp_path: Path) -> None:
     """The snapshot vouches for the exact bytes it was built from: change one byte of the
     journal's prefix and the whole journal is checked again, which names the damaged line."""
