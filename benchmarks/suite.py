@@ -4,10 +4,14 @@ Run from the project root with the project's Python:
 
     .venv/bin/python benchmarks/suite.py [--runs N] [--quick] [--skip-peers] [--markdown]
 
-Every figure is the median of `--runs` timed runs (at least 5) with the range beside it, in µs per
-task unless the row says otherwise. Each figure is also given as a ratio to the plain loop that
-appends one orjson line and fsyncs it (P1), and, on our rows, as peer/ours for each peer: how many
-times faster we are. Setup and removal of each run's temporary store are never timed.
+Every figure is the median of `--runs` rounds (at least 5) with the range beside it, in µs per
+task unless the row says otherwise. Each round measures every system once (ours, the plain loops,
+then each peer in a process of its own), so that a noisy minute on a shared machine touches all of
+them alike; the load average at the start of each round is printed with the table. Each figure
+is also given as a ratio to the plain loop that appends one orjson line and fsyncs it (P1), and,
+on our rows, as peer/ours for each peer compared at the same durability (flux-core and Temporal
+with ours "os", DBOS with ours "fsync"; see suite_table.py): how many times faster we are. Setup
+and removal of each run's temporary store are never timed.
 
 Workloads (N = 1000 tasks unless --quick):
 
@@ -456,6 +460,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _merge_peer(into: dict[str, Any] | None, run: dict[str, Any]) -> dict[str, Any]:
+    """One round's JSON of a peer added to the rounds before: each workload's runs together."""
+    if into is None or "unavailable" in into:
+        return run
+    if "unavailable" in run:
+        return into  # a round that failed: the rounds that ran stand, with fewer runs
+    for key, w in run.get("workloads", {}).items():
+        kept = into.setdefault("workloads", {}).get(key)
+        if kept is None:
+            into["workloads"][key] = w
+            continue
+        kept["seconds"] += w["seconds"]
+        kept["us_per_task"] = [t / kept["tasks"] * 1e6 for t in kept["seconds"]]
+        kept["median_us"] = statistics.median(kept["us_per_task"])
+    return into
+
+
+def _add_samples(into: dict[str, Sample], more: dict[str, Sample]) -> None:
+    for key, sample in more.items():
+        kept = into.setdefault(key, Sample())
+        kept.seconds += sample.seconds
+        kept.peak_rss += sample.peak_rss
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     parent = os.path.abspath(args.dir)
@@ -463,22 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     figures: dict[str, Figure] = {}
     peers: dict[str, dict[str, Any]] = {}
-    try:
-        flux = flux_command()
-        print("our engine and the plain loops (in process) ...", file=sys.stderr)
-        cases = in_process_cases(sizes)
-        measure_in_process(cases, args.runs, parent)
-        for c in cases:
-            figures[c.key] = Figure(c.seconds, c.tasks)
-        print(f"W5 ({sizes.w5:,} tasks) and W6 (subprocesses) ...", file=sys.stderr)
-        w5, replay_option = measure_w5(sizes.w5, args.runs, parent, flux)
-        for key, sample in w5.items():
-            figures[key] = Figure(sample.seconds, sizes.w5, sample.peak_rss)
-        for key, sample in measure_w6(args.runs, parent, flux).items():
-            figures[key] = Figure(sample.seconds, 1, sample.peak_rss)
-    except BenchmarkError as err:
-        print(f"BenchmarkError: {err}", file=sys.stderr)
-        return 1
+    ready: dict[str, dict[str, Any]] = {}
     if args.skip_peers:
         peers = {name: {"unavailable": "--skip-peers"} for name in PEER_NAMES}
     else:
@@ -486,16 +499,45 @@ def main(argv: list[str] | None = None) -> int:
                                 or os.path.join(os.path.expanduser("~"), ".cache", "flux-bench-peers"))
         print(f"peers (environments in {cache}) ...", file=sys.stderr)
         for name, entry in setup_peers(cache).items():
-            if entry.get("status") != "ready":
+            if entry.get("status") == "ready":
+                ready[name] = entry
+            else:
                 peers[name] = {"unavailable": entry.get("reason", "not set up")}
-                continue
-            extra = ["--store", args.temporal_store] if name == "temporal" else []
-            print(f"  {name}: running {os.path.basename(entry['script'])} ...", file=sys.stderr)
-            peers[name] = run_peer(name, entry, sizes.n, args.runs, parent, extra)
+    # Rounds: each measures every system once, ours and each peer's, so that a noisy minute on a
+    # shared machine touches all of them alike; the load average is printed with each round.
+    loads: list[float] = []
+    w5: dict[str, Sample] = {}
+    w6: dict[str, Sample] = {}
+    replay_option = ""
+    try:
+        flux = flux_command()
+        cases = in_process_cases(sizes)
+        for round_ in range(1, args.runs + 1):
+            loads.append(os.getloadavg()[0])
+            print(f"round {round_}/{args.runs} (load average {loads[-1]:.2f}): our engine and the plain loops ...",
+                  file=sys.stderr)
+            measure_in_process(cases, 1, parent)
+            found, replay_option = measure_w5(sizes.w5, 1, parent, flux)
+            _add_samples(w5, found)
+            _add_samples(w6, measure_w6(1, parent, flux))
+            for name, entry in ready.items():
+                extra = ["--store", args.temporal_store] if name == "temporal" else []
+                print(f"  {name}: running {os.path.basename(entry['script'])} ...", file=sys.stderr)
+                peers[name] = _merge_peer(peers.get(name), run_peer(name, entry, sizes.n, 1, parent, extra))
+    except BenchmarkError as err:
+        print(f"BenchmarkError: {err}", file=sys.stderr)
+        return 1
+    for c in cases:
+        figures[c.key] = Figure(c.seconds, c.tasks)
+    for key, sample in w5.items():
+        figures[key] = Figure(sample.seconds, sizes.w5, sample.peak_rss)
+    for key, sample in w6.items():
+        figures[key] = Figure(sample.seconds, 1, sample.peak_rss)
     print(
-        f"Flux benchmark suite{' (--quick)' if args.quick else ''}: median of {args.runs} runs (min-max), N={sizes.n}; "
-        f"stores under {parent}; Python {platform.python_version()} on {platform.system()} {platform.machine()}, "
-        f"{os.cpu_count()} CPUs"
+        f"Flux benchmark suite{' (--quick)' if args.quick else ''}: median of {args.runs} interleaved rounds "
+        f"(min-max), N={sizes.n}; stores under {parent}; Python {platform.python_version()} on {platform.system()} "
+        f"{platform.machine()}, {os.cpu_count()} CPUs; load average at each round: "
+        + ", ".join(f"{load:.2f}" for load in loads)
     )
     print(render(figures, peers, sizes.n, sizes.small, sizes.large, sizes.w5,
                  replay_option=replay_option, markdown=args.markdown, history=HISTORY))

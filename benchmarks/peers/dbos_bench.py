@@ -157,7 +157,10 @@ def main() -> int:
         DBOS.destroy()
         shutil.rmtree(store, ignore_errors=True)
     notes = {
-        "store": "SQLite system database (DBOS default), one file for this process",
+        "store": (
+            "SQLite system database (DBOS default; SQLite defaults: synchronous=FULL, an fsync per commit), "
+            "one file for this process"
+        ),
         "W3": "fork_workflow(id, start_step=N+1) of a finished N-step workflow: the N recorded outputs replayed",
         "W4": "100 workflows started with start_workflow_async, awaited with asyncio.gather",
     }
