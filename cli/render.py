@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from flux._cli.base import printable
 from flux.divergence import ABSENT, describe_call
 from flux.timeline import error_summary
 
@@ -34,16 +35,6 @@ __all__ = [
     "printable_lines",
     "short",
 ]
-
-
-# Control characters in journal content (a workflow name, an error message) would reach the
-# terminal as escape sequences: they are shown as `\xNN` instead.
-_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]}
-
-
-def printable(text: Any) -> str:
-    """`text` with every control character shown escaped, for a terminal."""
-    return str(text).translate(_CONTROLS)
 
 
 def printable_lines(text: str) -> str:
