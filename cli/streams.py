@@ -37,7 +37,7 @@ _RICH_ENVIRONMENT = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
 def plain_text(markup: str) -> str | None:
     """The text rich prints for `markup` on a stream that is no terminal, when that is sure
     without rich: no tag, or one colour tag opened and closed; None otherwise."""
-    if _CONTROL.search(markup) or _EMOJI_CODE.search(markup):
+    if _CONTROL.search(markup) or _EMOJI_CODE.search(markup) or "\\[" in markup:  # rich unescapes `\[`
         return None
     tags = list(_TAG.finditer(markup))
     if not tags:
