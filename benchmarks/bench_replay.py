@@ -7,9 +7,14 @@ Run from the project root:
 
 Setup (not timed): one workflow of N trivial sequential tasks runs with durability "os" and ends
 at `pause("end")`, so its journal holds 2N+3 records. Each timed run is a fresh `python -m
-flux replay JOURNAL --summary` process, interpreter start-up and imports included; its peak
+flux replay JOURNAL --file THIS_FILE --summary` process, interpreter start-up and imports included; its peak
 RSS is that process's own VmHWM (benchmarks/peak_rss.py). A replay that does not report the code as
 matching stops the script: a fast wrong answer is not a measurement.
+
+The floor, timed in the same rounds (one replay then one floor process, in turn): a fresh process
+that only reads the same journal and checks every line as any reader must (its CRC, that it parses,
+that it is canonical, its seq: `read_journal`), interpreter start-up and that import included.
+The ratio is the replay's median over the floor's.
 """
 
 from __future__ import annotations
@@ -65,7 +70,8 @@ def replay_once(journal: str) -> tuple[float, float, int]:
     proc = subprocess.Popen(
         [
             sys.executable, os.path.join(ROOT, "benchmarks", "peak_rss.py"), peak_file,
-            "flux", "replay", journal, "--summary",
+            # The code named: peak_rss.py imports flux_workloads, whose `sequential` is another.
+            "flux", "replay", journal, "--file", os.path.abspath(__file__), "--summary",
         ],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
@@ -80,6 +86,26 @@ def replay_once(journal: str) -> tuple[float, float, int]:
     return seconds, usage.ru_utime + usage.ru_stime, peak_kib
 
 
+FLOOR = (
+    "import sys\n"
+    "from flux._engine.journal import read_journal\n"
+    "path = sys.argv[1]\n"
+    "read = read_journal(path, path.rsplit('/', 1)[-1][:-6])\n"
+    "print(len(read.offsets))\n"
+)
+
+
+def floor_once(journal: str, records: int) -> float:
+    """Wall seconds of a process that reads and checks the journal and nothing else."""
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    started = time.perf_counter()
+    run = subprocess.run([sys.executable, "-c", FLOOR, journal], cwd=ROOT, env=env, capture_output=True, check=False)
+    seconds = time.perf_counter() - started
+    if run.returncode != 0 or run.stdout.strip() != str(records).encode():
+        raise SystemExit(f"reading {journal} failed ({run.returncode}): {run.stdout!r} {run.stderr!r}")
+    return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -89,20 +115,29 @@ def main() -> None:
     base = tempfile.mkdtemp(prefix="bench-replay-", dir=args.dir)
     try:
         rows = []
+        load = os.getloadavg()
         for n in (int(s) for s in args.sizes.split(",")):
             journal = make_journal(n, os.path.join(base, f"n{n}"))
             size = os.path.getsize(journal)
             replay_once(journal)  # warm-up: page cache, .pyc files
-            runs = [replay_once(journal) for _ in range(args.runs)]
+            floor_once(journal, 2 * n + 3)
+            runs, floors = [], []
+            for _ in range(args.runs):
+                runs.append(replay_once(journal))
+                floors.append(floor_once(journal, 2 * n + 3))
             seconds = statistics.median(r[0] for r in runs)
+            spread = f"{min(r[0] for r in runs):.2f}-{max(r[0] for r in runs):.2f}"
             cpu = statistics.median(r[1] for r in runs)
             peak = max(r[2] for r in runs)
-            rows.append((n, 2 * n + 3, size, seconds, cpu, peak))
+            floor = statistics.median(floors)
+            rows.append((n, 2 * n + 3, size, seconds, spread, cpu, peak, floor))
         print(f"flux replay --summary, median of {args.runs} processes (python {sys.version.split()[0]}, "
-              f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs)")
-        print(f"{'tasks':>8} {'records':>8} {'journal MB':>11} {'wall s':>7} {'CPU s':>6} {'peak RSS MB':>12}")
-        for n, records, size, seconds, cpu, peak in rows:
-            print(f"{n:>8} {records:>8} {size / 1e6:>11.1f} {seconds:>7.2f} {cpu:>6.2f} {peak / 1024:>12.0f}")
+              f"load average {load[0]:.2f} before, {os.getloadavg()[0]:.2f} after, on {os.cpu_count()} CPUs)")
+        print(f"{'tasks':>8} {'records':>8} {'journal MB':>11} {'wall s':>7} {'(min-max)':>11} {'CPU s':>6} "
+              f"{'peak RSS MB':>12} {'floor s':>8} {'/ floor':>8}")
+        for n, records, size, seconds, spread, cpu, peak, floor in rows:
+            print(f"{n:>8} {records:>8} {size / 1e6:>11.1f} {seconds:>7.2f} {spread:>11} {cpu:>6.2f} "
+                  f"{peak / 1024:>12.0f} {floor:>8.2f} {seconds / floor:>8.2f}")
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
