@@ -14,7 +14,7 @@ matching stops the script: a fast wrong answer is not a measurement.
 The floor, timed in the same rounds (one replay then one floor process, in turn): a fresh process
 that only reads the same journal and checks every line as any reader must (its CRC, that it parses,
 that it is canonical, its seq: `read_journal`), interpreter start-up and that import included.
-The ratio is the replay's median over the floor's.
+The ratios are the replay's medians (wall, CPU) over the floor's.
 """
 
 from __future__ import annotations
@@ -95,15 +95,19 @@ FLOOR = (
 )
 
 
-def floor_once(journal: str, records: int) -> float:
-    """Wall seconds of a process that reads and checks the journal and nothing else."""
+def floor_once(journal: str, records: int) -> tuple[float, float]:
+    """Wall and CPU seconds of a process that reads and checks the journal and nothing else."""
     env = {**os.environ, "PYTHONPATH": ROOT}
     started = time.perf_counter()
-    run = subprocess.run([sys.executable, "-c", FLOOR, journal], cwd=ROOT, env=env, capture_output=True, check=False)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FLOOR, journal], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    out, err = proc.stdout.read(), proc.stderr.read()  # type: ignore[union-attr]
+    _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - started
-    if run.returncode != 0 or run.stdout.strip() != str(records).encode():
-        raise SystemExit(f"reading {journal} failed ({run.returncode}): {run.stdout!r} {run.stderr!r}")
-    return seconds
+    if os.waitstatus_to_exitcode(status) != 0 or out.strip() != str(records).encode():
+        raise SystemExit(f"reading {journal} failed: {out!r} {err!r}")
+    return seconds, usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -129,15 +133,17 @@ def main() -> None:
             spread = f"{min(r[0] for r in runs):.2f}-{max(r[0] for r in runs):.2f}"
             cpu = statistics.median(r[1] for r in runs)
             peak = max(r[2] for r in runs)
-            floor = statistics.median(floors)
-            rows.append((n, 2 * n + 3, size, seconds, spread, cpu, peak, floor))
+            floor = statistics.median(f[0] for f in floors)
+            floor_cpu = statistics.median(f[1] for f in floors)
+            rows.append((n, 2 * n + 3, size, seconds, spread, cpu, peak, floor, floor_cpu))
         print(f"flux replay --summary, median of {args.runs} processes (python {sys.version.split()[0]}, "
               f"load average {load[0]:.2f} before, {os.getloadavg()[0]:.2f} after, on {os.cpu_count()} CPUs)")
         print(f"{'tasks':>8} {'records':>8} {'journal MB':>11} {'wall s':>7} {'(min-max)':>11} {'CPU s':>6} "
-              f"{'peak RSS MB':>12} {'floor s':>8} {'/ floor':>8}")
-        for n, records, size, seconds, spread, cpu, peak, floor in rows:
+              f"{'peak RSS MB':>12} {'floor s':>8} {'/ floor':>8} {'floor CPU s':>12} {'/ floor CPU':>12}")
+        for n, records, size, seconds, spread, cpu, peak, floor, floor_cpu in rows:
             print(f"{n:>8} {records:>8} {size / 1e6:>11.1f} {seconds:>7.2f} {spread:>11} {cpu:>6.2f} "
-                  f"{peak / 1024:>12.0f} {floor:>8.2f} {seconds / floor:>8.2f}")
+                  f"{peak / 1024:>12.0f} {floor:>8.2f} {seconds / floor:>8.2f} {floor_cpu:>12.2f} "
+                  f"{cpu / floor_cpu:>12.2f}")
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
