@@ -21,12 +21,12 @@ def _extra_installed() -> bool:
 
 def main() -> None:
     """The `flux` script: the command line, or one line saying how to install it when the
-    package was installed without its `cli` extra. The plain form of `flux exec` runs without
-    building the typer app (flux._cli.quick)."""
+    package was installed without its `cli` extra. The plain forms of `flux exec` and `flux
+    replay --summary` run without building the typer app (flux._cli.quick)."""
     if _extra_installed():
-        from flux._cli.quick import run_exec
+        from flux._cli.quick import run as run_plain
 
-        if run_exec(sys.argv[1:]):
+        if run_plain(sys.argv[1:]):
             return
     try:
         from flux._cli.main import main as run

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from flux.errors import FluxError
 
 if TYPE_CHECKING:
     from flux.context import ExecutionContext
+    from flux.debug import ReplayResult
 
 __all__ = [
     "EXIT_BAD_INPUT",
@@ -38,12 +40,15 @@ __all__ = [
     "interruptible",
     "logging_to_stderr",
     "out",
+    "journal_arg",
     "printable",
     "progress_line",
     "read_input",
+    "replay_command",
     "report",
     "state",
     "store_arg",
+    "summary_parts",
 ]
 
 out = Stream()
@@ -256,3 +261,69 @@ def exec_command(
         )
     report(ctx, store, as_json)
 
+
+
+def journal_arg(text: str, store: str | None) -> str:
+    """A journal's path as given, or the full id of the execution an id or id prefix names."""
+    from flux._engine.store import is_execution_id
+
+    if os.path.exists(text) or not is_execution_id(text):
+        return text
+    return runner.resolve_execution_id(text, store)
+
+
+def summary_parts(result: ReplayResult) -> list[str | tuple[str, str]]:
+    """The one line `flux replay --summary` prints, as text and (text, colour) parts."""
+    return [
+        f"{result.execution_id}: replayed {result.replayed} of {result.records} records, ",
+        f"{result.call_count} calls, status {result.status} (recorded {result.recorded_status}), ",
+        (result.note, "green" if result.matches else "red"),
+        f", {result.seconds:.3f} s",
+    ]
+
+
+def replay_command(
+    *,
+    journal: str,
+    file: str | None,
+    module: str | None,
+    until: int | None,
+    break_at: str | None,
+    summary: bool,
+    as_json: bool,
+    store: str | None,
+    debug: bool,
+) -> None:
+    """`flux replay`: re-run a journal against the current code and print what it found; exit 1
+    when the code does not reproduce it, 2 on divergence. Only the table of calls, a divergence
+    and a breakpoint need rich."""
+    from flux import debug as debug_replay
+
+    journal = journal_arg(journal, store)
+
+    def on_break(point: debug_replay.BreakPoint) -> None:
+        from flux._cli.render import break_banner
+
+        out.print(break_banner(point))
+        debug_replay.break_into(point)
+
+    result = debug_replay.replay(
+        journal, store=store, file=file, module=module, until=until, break_at=break_at, on_break=on_break,
+        calls=not summary or as_json,
+    )
+    if as_json:
+        emit(result.as_json())
+    elif result.divergence is not None:
+        from flux._cli.render import render_divergence
+
+        out.print(render_divergence(result.divergence))
+    elif summary:
+        out.print_parts(*summary_parts(result))
+    else:
+        from flux._cli.render import render_replay
+
+        out.print(render_replay(result))
+    if result.divergence is not None:
+        fail(result.divergence.error)
+    if not result.matches:
+        raise SystemExit(EXIT_FAILED)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import os
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.table import Table
@@ -33,24 +32,17 @@ from flux._cli.base import (
     state,
 )
 from flux._cli.render import (
-    break_banner,
     printable_lines,
     render_calls,
     render_diff,
-    render_divergence,
     render_fork,
-    render_replay,
     render_timeline,
-    replay_summary,
     short,
 )
 from flux._cli.schedules import schedule_app
 from flux._engine.clock import iso, parse_moment
-from flux._engine.store import is_execution_id, open_store
+from flux._engine.store import open_store
 from flux.errors import FluxError
-
-if TYPE_CHECKING:
-    from flux import debug as debug_replay
 
 __all__ = ["app", "main"]
 
@@ -127,10 +119,7 @@ def _resolve(execution_id: str, store: str | None) -> str:
 
 
 def _journal_arg(text: str, store: str | None) -> str:
-    """A journal's path as given, or the full id of the execution an id or id prefix names."""
-    if os.path.exists(text) or not is_execution_id(text):
-        return text
-    return _resolve(text, store)
+    return base.journal_arg(text, store)
 
 
 @command("exec")
@@ -493,30 +482,10 @@ def replay(
     debug: bool = DebugOpt,
 ) -> None:
     """Re-run a journal against the current code without running any task body."""
-    from flux import debug as debug_replay
-
-    journal = _journal_arg(journal, store)
-
-    def on_break(point: debug_replay.BreakPoint) -> None:
-        out.print(break_banner(point))
-        debug_replay.break_into(point)
-
-    result = debug_replay.replay(
-        journal, store=store, file=file, module=module, until=until, break_at=break_at, on_break=on_break,
-        calls=not summary or as_json,
+    base.replay_command(
+        journal=journal, file=file, module=module, until=until, break_at=break_at, summary=summary,
+        as_json=as_json, store=store, debug=debug,
     )
-    if as_json:
-        emit(result.as_json())
-    elif result.divergence is not None:
-        out.print(render_divergence(result.divergence))
-    elif summary:
-        out.print(replay_summary(result))
-    else:
-        out.print(render_replay(result))
-    if result.divergence is not None:
-        _fail(result.divergence.error)
-    if not result.matches:
-        raise typer.Exit(EXIT_FAILED)
 
 
 @command()

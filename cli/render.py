@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from flux._cli.base import printable
+from flux._cli.base import printable, summary_parts
 from flux.divergence import ABSENT, describe_call
 from flux.timeline import error_summary
 
@@ -185,12 +185,7 @@ def render_calls(rows: list[CallRow]) -> Text:
 
 def replay_summary(result: ReplayResult) -> Text:
     """The one line `flux replay --summary` prints."""
-    colour = "green" if result.matches else "red"
-    text = Text(f"{result.execution_id}: replayed {result.replayed} of {result.records} records, ")
-    text.append(f"{result.call_count} calls, status {result.status} (recorded {result.recorded_status}), ")
-    text.append(result.note, style=colour)
-    text.append(f", {result.seconds:.3f} s")
-    return text
+    return Text.assemble(*summary_parts(result))
 
 
 def render_stop(result: ReplayResult) -> RenderableType:

@@ -93,9 +93,25 @@ class Stream:
         file.write(text + "\n")
         file.flush()  # as rich does after each print: the order with the other stream is kept
 
+    def print_parts(self, *parts: str | tuple[str, str]) -> None:
+        """Print `rich.text.Text.assemble(*parts)`: text, and (text, style) pairs, taken as they
+        are (no markup, no emoji codes); written directly when that is the same."""
+        texts = [part if isinstance(part, str) else part[0] for part in parts]
+        if self.is_terminal or any(_CONTROL.search(text) for text in texts) or not self._utf8():
+            from rich.text import Text
+
+            self.console.print(Text.assemble(*parts))
+            return
+        file = self.file
+        file.write("".join(texts) + "\n")
+        file.flush()
+
+    def _utf8(self) -> bool:
+        return (getattr(self.file, "encoding", None) or "").lower() in ("utf-8", "utf8")
+
     def _plain(self, objects: tuple[Any, ...], options: dict[str, Any]) -> str | None:
         if options or len(objects) != 1 or not isinstance(objects[0], str):
             return None
-        if self.is_terminal or (getattr(self.file, "encoding", None) or "").lower() not in ("utf-8", "utf8"):
+        if self.is_terminal or not self._utf8():
             return None
         return plain_text(objects[0])

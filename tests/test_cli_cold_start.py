@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from flux._cli.quick import parse_exec
+from flux._cli.quick import parse
 from flux._cli.streams import plain_text
 from tests.conftest import flux_cmd
 from tests.support.cli import invoke
@@ -127,28 +128,48 @@ def test_flux_exec_with_debug_is_typer_s_and_still_runs(project: Path) -> None:
         ["exec", "f.py", "--inpu", "1"],
         ["--store", "a", "--store", "b", "exec", "f.py"],
         ["--store", "exec"],
+        ["replay", "x"],
+        ["replay", "--summary"],
+        ["replay", "x", "y", "--summary"],
+        ["replay", "x", "--summary", "--until", "3"],
+        ["replay", "x", "--summary", "--break-at", "charge"],
+        ["replay", "x", "--summary", "--debug"],
+        ["replay", "x", "-q", "--summary"],
+        ["replay", "x", "--summary", "--input", "1"],
     ],
 )
 def test_every_form_but_the_plain_one_is_left_to_typer(argv: list[str]) -> None:
-    assert parse_exec(argv) is None
+    assert parse(argv) is None
 
 
 def test_the_plain_form_gives_exec_its_keywords() -> None:
-    parsed = parse_exec(
+    parsed = parse(
         ["--home", "g", "exec", "--json", "f.py", "-i", "[1]", "wf", "--input-file=-", "--id", "x", "--store=s"]
     )
     assert parsed is not None
-    before, keywords = parsed
-    assert before == "g"
+    command, before, keywords = parsed
+    assert (command, before) == ("exec", "g")
     assert keywords == {
         "target": "f.py", "workflow": "wf", "input": "[1]", "input_file": "-", "execution_id": "x", "store": "s",
         "durability": None, "detach": False, "as_json": True, "debug": False,
     }
-    assert parse_exec(["exec", "pkg.mod:wf"]) == (
+    assert parse(["exec", "pkg.mod:wf"]) == (
+        "exec",
         None,
         {
             "target": "pkg.mod:wf", "workflow": None, "input": None, "input_file": None, "execution_id": None,
             "store": None, "durability": None, "detach": False, "as_json": False, "debug": False,
+        },
+    )
+
+
+def test_the_plain_replay_gives_replay_its_keywords() -> None:
+    assert parse(["replay", "-m", "pkg.flows", "3f2a", "-q", "--home=h"]) == (
+        "replay",
+        None,
+        {
+            "journal": "3f2a", "file": None, "module": "pkg.flows", "store": "h", "summary": True, "as_json": False,
+            "until": None, "break_at": None, "debug": False,
         },
     )
 
@@ -244,3 +265,83 @@ def test_the_lines_flux_exec_prints_most_need_no_rich(markup: str) -> None:
 def test_a_line_rich_would_change_is_left_to_rich() -> None:
     for markup in ["output: \":smile:\"", "a \\[red] b", "x[bold]y[/bold]z[red]w[/red]", "tab\there", "[red]x[/green]"]:
         assert plain_text(markup) is None, markup
+
+
+CHANGED = '''
+from flux import ExecutionContext, task, workflow
+
+@task
+async def echo(value: object) -> object:
+    return value
+
+@task
+async def other(value: object) -> object:
+    return value
+
+@workflow
+async def same(ctx: ExecutionContext[object]) -> object:
+    await echo(ctx.input)
+    return "another output"
+
+@workflow
+async def fails(ctx: ExecutionContext[object]) -> object:
+    return await other(ctx.input)
+'''
+
+
+@pytest.fixture
+def replayed(project: Path) -> tuple[Path, Path]:
+    """A store with executions `one` (of `same`) and `two` (of `fails`), and a file where both
+    workflows changed: `same` returns another output, `fails` calls another task."""
+    store = project / "store"
+    for execution_id, name in (("one", "same"), ("two", "fails")):
+        run = flux_cmd(
+            "exec", "flows.py", name, "--input", '"x"', "--id", execution_id, "--store", str(store), cwd=project
+        )
+        assert run.returncode in (0, 1), run.stderr
+    (project / "changed.py").write_text(CHANGED)
+    # Under a name no other test's module has: the typer app runs in this process.
+    (project / "cold_start_flows.py").write_text(FLOWS)
+    return store, project / "changed.py"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["replay", "one", "--summary"],
+        ["replay", "on", "-q"],
+        ["replay", "two", "--quiet", "--json"],
+        ["replay", "one", "--summary", "--file", "CHANGED"],
+        ["replay", "two", "--summary", "--file", "CHANGED"],
+        ["replay", "three", "--summary"],
+        ["replay", "STORE/executions/one.jsonl", "--summary", "--module", "cold_start_flows"],
+    ],
+)
+def test_a_plain_replay_summary_prints_what_the_typer_app_prints(
+    project: Path, replayed: tuple[Path, Path], args: list[str]
+) -> None:
+    store, changed = replayed
+    full = [arg.replace("CHANGED", str(changed)).replace("STORE", str(store)) for arg in args]
+    path = f"{project}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+    env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1", "PYTHONPATH": path}
+    quick = flux_cmd(*full, "--store", str(store), cwd=project, env=env)
+    sys_path = list(sys.path)
+    cwd = os.getcwd()
+    os.chdir(project)
+    sys.path.insert(0, str(project))
+    try:
+        typed = invoke(*full, "--store", str(store))
+    finally:
+        os.chdir(cwd)
+        sys.path[:] = sys_path
+    imported = _imported(quick.stderr)
+    assert "flux.debug" in imported
+    assert not {"typer", "pydantic"} & imported
+    stderr = "\n".join(line for line in quick.stderr.splitlines() if not line.startswith("import time:"))
+    seconds = re.compile(r"\d+\.\d{3} s$|\"seconds\":[0-9.e-]+", re.M)
+    assert (quick.returncode, seconds.sub("S", quick.stdout), stderr.strip()) == (
+        typed.exit_code,
+        seconds.sub("S", typed.stdout),
+        typed.stderr.strip(),
+    )
+    assert quick.stdout or quick.stderr
