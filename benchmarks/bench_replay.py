@@ -4,6 +4,7 @@ table with the median wall time and the peak memory (max RSS) of the replaying p
 Run from the project root:
 
     .venv/bin/python benchmarks/bench_replay.py [--runs N] [--sizes 10,10000,100000] [--dir DIR]
+        [--compare OTHER_FLUX]
 
 Setup (not timed): one workflow of N trivial sequential tasks runs with durability "os" and ends
 at `pause("end")`, so its journal holds 2N+3 records. Each timed run is a fresh `python -m
@@ -95,19 +96,27 @@ FLOOR = (
 )
 
 
-def floor_once(journal: str, records: int) -> tuple[float, float]:
-    """Wall and CPU seconds of a process that reads and checks the journal and nothing else."""
-    env = {**os.environ, "PYTHONPATH": ROOT}
+def process_once(command: list[str], expect: bytes, env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Wall and CPU seconds of one process, whose standard output must hold `expect`."""
     started = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", FLOOR, journal], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = proc.stdout.read(), proc.stderr.read()  # type: ignore[union-attr]
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0 or out.strip() != str(records).encode():
-        raise SystemExit(f"reading {journal} failed: {out!r} {err!r}")
+    if os.waitstatus_to_exitcode(status) != 0 or expect not in out:
+        raise SystemExit(f"{' '.join(command)} failed: {out!r} {err!r}")
     return seconds, usage.ru_utime + usage.ru_stime
+
+
+def floor_once(journal: str, records: int) -> tuple[float, float]:
+    """Wall and CPU seconds of a process that reads and checks the journal and nothing else."""
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    return process_once([sys.executable, "-c", FLOOR, journal], f"{records}\n".encode(), env)
+
+
+def compare_once(flux: str, journal: str) -> tuple[float, float]:
+    """Wall and CPU seconds of `flux replay --summary` by another `flux` script (another tree)."""
+    return process_once([flux, "replay", journal, "--file", os.path.abspath(__file__), "--summary"], b"matches")
 
 
 def main() -> None:
@@ -115,20 +124,26 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sizes", default="10,10000,100000")
     parser.add_argument("--dir", default=None, help="where the journals go (default: a temporary directory)")
+    parser.add_argument("--compare", default=None, help="another flux script to time the same replay with")
     args = parser.parse_args()
     base = tempfile.mkdtemp(prefix="bench-replay-", dir=args.dir)
     try:
         rows = []
+        compared: list[tuple[int, float, float]] = []
         load = os.getloadavg()
         for n in (int(s) for s in args.sizes.split(",")):
             journal = make_journal(n, os.path.join(base, f"n{n}"))
             size = os.path.getsize(journal)
             replay_once(journal)  # warm-up: page cache, .pyc files
             floor_once(journal, 2 * n + 3)
-            runs, floors = [], []
+            runs, floors, others = [], [], []
             for _ in range(args.runs):
                 runs.append(replay_once(journal))
                 floors.append(floor_once(journal, 2 * n + 3))
+                if args.compare:
+                    others.append(compare_once(args.compare, journal))
+            if others:
+                compared.append((n, statistics.median(o[0] for o in others), statistics.median(o[1] for o in others)))
             seconds = statistics.median(r[0] for r in runs)
             spread = f"{min(r[0] for r in runs):.2f}-{max(r[0] for r in runs):.2f}"
             cpu = statistics.median(r[1] for r in runs)
@@ -144,6 +159,8 @@ def main() -> None:
             print(f"{n:>8} {records:>8} {size / 1e6:>11.1f} {seconds:>7.2f} {spread:>11} {cpu:>6.2f} "
                   f"{peak / 1024:>12.0f} {floor:>8.2f} {seconds / floor:>8.2f} {floor_cpu:>12.2f} "
                   f"{cpu / floor_cpu:>12.2f}")
+        for n, seconds, cpu in compared:
+            print(f"--compare {args.compare}, {n} tasks: wall {seconds:.2f} s, CPU {cpu:.2f} s (no peak RSS)")
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
