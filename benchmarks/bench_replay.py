@@ -4,12 +4,18 @@ table with the median wall time and the peak memory (max RSS) of the replaying p
 Run from the project root:
 
     .venv/bin/python benchmarks/bench_replay.py [--runs N] [--sizes 10,10000,100000] [--dir DIR]
+        [--compare OTHER_FLUX]
 
 Setup (not timed): one workflow of N trivial sequential tasks runs with durability "os" and ends
 at `pause("end")`, so its journal holds 2N+3 records. Each timed run is a fresh `python -m
-flux replay JOURNAL --summary` process, interpreter start-up and imports included; its peak
+flux replay JOURNAL --file THIS_FILE --summary` process, interpreter start-up and imports included; its peak
 RSS is that process's own VmHWM (benchmarks/peak_rss.py). A replay that does not report the code as
 matching stops the script: a fast wrong answer is not a measurement.
+
+The floor, timed in the same rounds (one replay then one floor process, in turn): a fresh process
+that only reads the same journal and checks every line as any reader must (its CRC, that it parses,
+that it is canonical, its seq: `read_journal`), interpreter start-up and that import included.
+The ratios are the replay's medians (wall, CPU) over the floor's.
 """
 
 from __future__ import annotations
@@ -65,7 +71,8 @@ def replay_once(journal: str) -> tuple[float, float, int]:
     proc = subprocess.Popen(
         [
             sys.executable, os.path.join(ROOT, "benchmarks", "peak_rss.py"), peak_file,
-            "flux", "replay", journal, "--summary",
+            # The code named: peak_rss.py imports flux_workloads, whose `sequential` is another.
+            "flux", "replay", journal, "--file", os.path.abspath(__file__), "--summary",
         ],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
@@ -80,29 +87,80 @@ def replay_once(journal: str) -> tuple[float, float, int]:
     return seconds, usage.ru_utime + usage.ru_stime, peak_kib
 
 
+FLOOR = (
+    "import sys\n"
+    "from flux._engine.journal import read_journal\n"
+    "path = sys.argv[1]\n"
+    "read = read_journal(path, path.rsplit('/', 1)[-1][:-6])\n"
+    "print(len(read.offsets))\n"
+)
+
+
+def process_once(command: list[str], expect: bytes, env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Wall and CPU seconds of one process, whose standard output must hold `expect`."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.stdout.read(), proc.stderr.read()  # type: ignore[union-attr]
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0 or expect not in out:
+        raise SystemExit(f"{' '.join(command)} failed: {out!r} {err!r}")
+    return seconds, usage.ru_utime + usage.ru_stime
+
+
+def floor_once(journal: str, records: int) -> tuple[float, float]:
+    """Wall and CPU seconds of a process that reads and checks the journal and nothing else."""
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    return process_once([sys.executable, "-c", FLOOR, journal], f"{records}\n".encode(), env)
+
+
+def compare_once(flux: str, journal: str) -> tuple[float, float]:
+    """Wall and CPU seconds of `flux replay --summary` by another `flux` script (another tree)."""
+    return process_once([flux, "replay", journal, "--file", os.path.abspath(__file__), "--summary"], b"matches")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--sizes", default="10,10000,100000")
     parser.add_argument("--dir", default=None, help="where the journals go (default: a temporary directory)")
+    parser.add_argument("--compare", default=None, help="another flux script to time the same replay with")
     args = parser.parse_args()
     base = tempfile.mkdtemp(prefix="bench-replay-", dir=args.dir)
     try:
         rows = []
+        compared: list[tuple[int, float, float]] = []
+        load = os.getloadavg()
         for n in (int(s) for s in args.sizes.split(",")):
             journal = make_journal(n, os.path.join(base, f"n{n}"))
             size = os.path.getsize(journal)
             replay_once(journal)  # warm-up: page cache, .pyc files
-            runs = [replay_once(journal) for _ in range(args.runs)]
+            floor_once(journal, 2 * n + 3)
+            runs, floors, others = [], [], []
+            for _ in range(args.runs):
+                runs.append(replay_once(journal))
+                floors.append(floor_once(journal, 2 * n + 3))
+                if args.compare:
+                    others.append(compare_once(args.compare, journal))
+            if others:
+                compared.append((n, statistics.median(o[0] for o in others), statistics.median(o[1] for o in others)))
             seconds = statistics.median(r[0] for r in runs)
+            spread = f"{min(r[0] for r in runs):.2f}-{max(r[0] for r in runs):.2f}"
             cpu = statistics.median(r[1] for r in runs)
             peak = max(r[2] for r in runs)
-            rows.append((n, 2 * n + 3, size, seconds, cpu, peak))
+            floor = statistics.median(f[0] for f in floors)
+            floor_cpu = statistics.median(f[1] for f in floors)
+            rows.append((n, 2 * n + 3, size, seconds, spread, cpu, peak, floor, floor_cpu))
         print(f"flux replay --summary, median of {args.runs} processes (python {sys.version.split()[0]}, "
-              f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs)")
-        print(f"{'tasks':>8} {'records':>8} {'journal MB':>11} {'wall s':>7} {'CPU s':>6} {'peak RSS MB':>12}")
-        for n, records, size, seconds, cpu, peak in rows:
-            print(f"{n:>8} {records:>8} {size / 1e6:>11.1f} {seconds:>7.2f} {cpu:>6.2f} {peak / 1024:>12.0f}")
+              f"load average {load[0]:.2f} before, {os.getloadavg()[0]:.2f} after, on {os.cpu_count()} CPUs)")
+        print(f"{'tasks':>8} {'records':>8} {'journal MB':>11} {'wall s':>7} {'(min-max)':>11} {'CPU s':>6} "
+              f"{'peak RSS MB':>12} {'floor s':>8} {'/ floor':>8} {'floor CPU s':>12} {'/ floor CPU':>12}")
+        for n, records, size, seconds, spread, cpu, peak, floor, floor_cpu in rows:
+            print(f"{n:>8} {records:>8} {size / 1e6:>11.1f} {seconds:>7.2f} {spread:>11} {cpu:>6.2f} "
+                  f"{peak / 1024:>12.0f} {floor:>8.2f} {seconds / floor:>8.2f} {floor_cpu:>12.2f} "
+                  f"{cpu / floor_cpu:>12.2f}")
+        for n, seconds, cpu in compared:
+            print(f"--compare {args.compare}, {n} tasks: wall {seconds:.2f} s, CPU {cpu:.2f} s (no peak RSS)")
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

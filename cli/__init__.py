@@ -9,9 +9,25 @@ __all__ = ["main"]
 _EXTRA = ("typer", "rich", "click")
 
 
+def _extra_installed() -> bool:
+    """Whether typer and rich can be imported, without importing them."""
+    from importlib.util import find_spec
+
+    try:
+        return find_spec("typer") is not None and find_spec("rich") is not None
+    except ModuleNotFoundError:  # a finder that refuses the name outright
+        return False
+
+
 def main() -> None:
     """The `flux` script: the command line, or one line saying how to install it when the
-    package was installed without its `cli` extra."""
+    package was installed without its `cli` extra. The plain forms of `flux exec` and `flux
+    replay --summary` run without building the typer app (flux._cli.quick)."""
+    if _extra_installed():
+        from flux._cli.quick import run as run_plain
+
+        if run_plain(sys.argv[1:]):
+            return
     try:
         from flux._cli.main import main as run
     except ModuleNotFoundError as error:

@@ -4,42 +4,45 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import json
-import os
 import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
 
-import orjson
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from flux import runner
-from flux._cli.render import (
-    break_banner,
+from flux._cli import base
+from flux._cli.base import (
+    COLOURS,
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    dumps,
+    emit,
+    err,
+    escape,
+    execution_shape,
+    interruptible,
+    out,
     printable,
+    progress_line,
+    read_input,
+    report,
+    state,
+)
+from flux._cli.render import (
     printable_lines,
     render_calls,
     render_diff,
-    render_divergence,
     render_fork,
-    render_replay,
     render_timeline,
-    replay_summary,
     short,
 )
 from flux._cli.schedules import schedule_app
 from flux._engine.clock import iso, parse_moment
-from flux._engine.store import is_execution_id, open_store
-from flux.context import ExecutionContext
+from flux._engine.store import open_store
 from flux.errors import FluxError
-
-if TYPE_CHECKING:
-    from flux import debug as debug_replay
 
 __all__ = ["app", "main"]
 
@@ -48,15 +51,6 @@ app = typer.Typer(
     help="Run durable workflows whose every step is recorded in a journal, and replay them.",
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
-
-# Options given before the command (`flux --store S --debug list`); one given after it wins.
-_state: dict[str, Any] = {"debug": False, "store": None}
 
 _STORE_HELP = (
     "The store: a directory or a store URL (default: $FLUX_STORE, else $FLUX_HOME, else the nearest .flux "
@@ -92,39 +86,11 @@ def _options(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     """Run durable workflows whose every step is recorded in a journal, and replay them."""
-    _state["store"], _state["debug"] = store, debug
-
-
-@contextlib.contextmanager
-def _logging_to_stderr(on: bool) -> Iterator[None]:
-    """With --debug: the library's log (INFO and up) on standard error while the command runs."""
-    if not on:
-        yield
-        return
-    import logging
-
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s flux %(levelname)s %(message)s"))
-    logger = logging.getLogger("flux")
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+    state["store"], state["debug"] = store, debug
 
 
 def _fail(error: BaseException) -> NoReturn:
-    if _state["debug"]:
-        import traceback
-
-        traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
-    name = type(error).__name__
-    message = printable(str(error).replace("\n", " "))
-    err.print(f"[red]{escape(name)}: {escape(message)}[/red]")
-    raise typer.Exit(EXIT_BAD_INPUT)
+    base.fail(error)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -135,15 +101,8 @@ def command(name: str | None = None) -> Callable[[F], F]:
     values and OS errors become one red line and exit 2 (`--debug` adds the traceback)."""
 
     def decorate(fn: F) -> F:
-        def run(*args: Any, **kwargs: Any) -> Any:
-            _state["debug"] = bool(_state["debug"] or kwargs.get("debug"))
-            if "store" in kwargs and kwargs["store"] is None:
-                kwargs["store"] = _state["store"]
-            try:
-                with _logging_to_stderr(_state["debug"]):
-                    return fn(*args, **kwargs)
-            except (FluxError, ValueError, OSError) as error:
-                _fail(error)
+        def run(**kwargs: Any) -> Any:
+            return base.guarded(fn, kwargs)
 
         # typer reads the signature and help of the command; `__wrapped__` would make it call
         # `fn` itself, past the boundary.
@@ -155,115 +114,12 @@ def command(name: str | None = None) -> Callable[[F], F]:
     return decorate
 
 
-@contextlib.contextmanager
-def _interruptible(execution_id: str, store: str | None) -> Iterator[None]:
-    """Ctrl-C stops the run where it is, as a crash would (nothing more is recorded): say which
-    execution it was and how to go on with it."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        store_arg = f" --store {store}" if store else ""
-        err.print(
-            f"interrupted: execution {execution_id} stopped where it was; "
-            f"continue it with: flux resume {execution_id}{store_arg}"
-        )
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-
-
-def _read_input(input: str | None, input_file: str | None) -> Any:
-    if input is not None and input_file is not None:
-        raise ValueError("give --input or --input-file, not both")
-    if input_file == "-":
-        try:
-            text = sys.stdin.buffer.read().decode("utf-8")
-        except UnicodeDecodeError:
-            raise ValueError("--input-file -: standard input is not UTF-8 text; give JSON") from None
-        return runner.parse_input(text, "--input-file - (standard input)")
-    if input_file is not None:
-        try:
-            with open(input_file, "rb") as fh:
-                text = fh.read().decode("utf-8")
-        except OSError as error:
-            raise ValueError(f"{input_file}: cannot read the input file ({error.strerror})") from None
-        except UnicodeDecodeError:
-            raise ValueError(f"{input_file}: the input file is not UTF-8 text; give JSON") from None
-        return runner.parse_input(text, input_file)
-    if input is None:
-        return None
-    return runner.parse_input(input)
-
-
-def dumps(data: Any) -> str:
-    """One JSON document: orjson, or the standard library for what orjson refuses (integers
-    beyond 64 bits)."""
-    try:
-        return orjson.dumps(data).decode()
-    except TypeError:
-        return json.dumps(data, ensure_ascii=False, default=repr)
-
-
-def _emit(data: Any) -> None:
-    sys.stdout.write(dumps(data) + "\n")
-
-
-def _execution(execution_id: str, store: str | None) -> dict[str, Any]:
-    """An execution as every command's --json prints it: `flux show --json` without its calls."""
-    shape = runner.read_execution(execution_id, store).to_json()
-    del shape["calls"]
-    return shape
-
-
-_COLOURS = {"completed": "green", "failed": "red", "paused": "yellow", "cancelled": "magenta"}
-
-
-def _report(ctx: ExecutionContext[Any], store: str | None, as_json: bool = False) -> None:
-    """What exec, resume and fork print: the execution as the run left it; values as recorded
-    (SPEC.md 3), never cut; exit 1 when it failed or was cancelled."""
-    shape = _execution(ctx.execution_id, store)
-    if as_json:
-        _emit(shape)
-    else:
-        status = shape["status"]
-        colour = _COLOURS.get(status, "white")
-        out.print(f"execution_id: {ctx.execution_id}")
-        out.print(f"workflow: {escape(printable(shape['workflow']))}")
-        out.print(f"status: [{colour}]{status}[/{colour}]")
-        if status == "completed":
-            out.print(f"output: {escape(printable(dumps(shape['output'])))}")
-        elif status == "failed" and shape["error"] is not None:
-            error = shape["error"]
-            out.print(f"[red]error: {escape(printable(error['type']))}: {escape(printable(error['message']))}[/red]")
-            out.print(f"traceback: flux show {ctx.execution_id}{_store_arg(store)}")
-        elif status == "paused":
-            out.print(f"resume with: flux resume {ctx.execution_id}{_store_arg(store)} --input '<json>'")
-        elif status == "cancelled":
-            out.print("the execution was cancelled; it will not run again")
-    if shape["status"] in ("failed", "cancelled"):
-        raise typer.Exit(EXIT_FAILED)
-
-
-def _store_arg(store: str | None) -> str:
-    return f" --store {store}" if store else ""
-
-
-def _progress(as_json: bool) -> Any:
-    """The live progress line, on a terminal only (and never with --json)."""
-    if as_json or not err.is_terminal:
-        return None
-    from flux._cli.progress import Progress
-
-    return Progress(err)
-
-
 def _resolve(execution_id: str, store: str | None) -> str:
     return runner.resolve_execution_id(execution_id, store)
 
 
 def _journal_arg(text: str, store: str | None) -> str:
-    """A journal's path as given, or the full id of the execution an id or id prefix names."""
-    if os.path.exists(text) or not is_execution_id(text):
-        return text
-    return _resolve(text, store)
+    return base.journal_arg(text, store)
 
 
 @command("exec")
@@ -280,23 +136,10 @@ def exec_(
     debug: bool = DebugOpt,
 ) -> None:
     """Run a new execution of a workflow: `flux exec app.py wf` or `flux exec pkg.module:wf`."""
-    value = _read_input(input, input_file)
-    if detach:
-        submitted = runner.submit_file(target, workflow, value, store=store, execution_id=execution_id)
-        if as_json:
-            _emit({"execution_id": submitted})
-        else:
-            out.print(submitted)
-        return
-    execution_id = execution_id or uuid.uuid4().hex
-    progress = _progress(as_json)
-    if err.is_terminal:
-        err.print(f"execution_id: {execution_id}")
-    with _interruptible(execution_id, store), progress or contextlib.nullcontext():
-        ctx = runner.exec_file(
-            target, workflow, value, store=store, durability=durability, execution_id=execution_id, observer=progress
-        )
-    _report(ctx, store, as_json)
+    base.exec_command(
+        target=target, workflow=workflow, input=input, input_file=input_file, execution_id=execution_id,
+        store=store, durability=durability, detach=detach, as_json=as_json, debug=debug,
+    )
 
 
 @command()
@@ -313,16 +156,16 @@ def resume(
     debug: bool = DebugOpt,
 ) -> None:
     """Continue a paused or interrupted execution (an unambiguous prefix of its id will do)."""
-    value = _read_input(input, input_file)
+    value = read_input(input, input_file)
     has_input = input is not None or input_file is not None
     execution_id = _resolve(execution_id, store)
-    progress = _progress(as_json)
-    with _interruptible(execution_id, store), progress or contextlib.nullcontext():
+    progress = progress_line(as_json)
+    with interruptible(execution_id, store), progress or contextlib.nullcontext():
         ctx = runner.resume_execution(
             execution_id, value, store=store, file=file, module=module, pause=pause, durability=durability,
             has_input=has_input, observer=progress,
         )
-    _report(ctx, store, as_json)
+    report(ctx, store, as_json)
 
 
 @command()
@@ -338,7 +181,7 @@ def cancel(
     execution_id = _resolve(execution_id, store)
     status = runner.cancel_execution(execution_id, store=store, file=file, module=module)
     if as_json:
-        _emit({**_execution(execution_id, store), "status": str(status)})
+        emit({**execution_shape(execution_id, store), "status": str(status)})
         return
     out.print(f"execution_id: {execution_id}")
     out.print(f"status: {status}")
@@ -358,7 +201,7 @@ def delete(
     execution_id = _resolve(execution_id, store)
     deleted = delete_execution(execution_id, store, force=force)
     if as_json:
-        _emit({"deleted": deleted})
+        emit({"deleted": deleted})
         return
     for one in deleted:
         out.print(f"deleted {one}")
@@ -385,7 +228,7 @@ def prune(
 
     pruned = prune_store(store, finished_before=finished_before, statuses=status or None, dry_run=dry_run)
     if as_json:
-        _emit({**pruned.to_json(), "dry_run": dry_run})
+        emit({**pruned.to_json(), "dry_run": dry_run})
         return
     verb = "would delete" if dry_run else "deleted"
     for one in pruned.deleted:
@@ -421,7 +264,7 @@ def recover(
 
     rows = recover_store(store, durability=durability, file=file, module=module, concurrency=concurrency)
     if as_json:
-        _emit({"executions": [
+        emit({"executions": [
             {
                 "execution_id": row.execution_id,
                 "workflow": row.workflow,
@@ -531,7 +374,7 @@ def list_(
         created_before=parse_moment(before, now, "--before") if before is not None else None,
     )
     if as_json:
-        _emit(page.to_json())
+        emit(page.to_json())
         return
     if jsonl:
         sys.stdout.write("".join(dumps(row.to_json()) + "\n" for row in page.items))
@@ -578,9 +421,9 @@ def show(
     execution_id = _resolve(execution_id, store)
     view = runner.read_execution(execution_id, store)
     if as_json:
-        _emit(view.to_json())
+        emit(view.to_json())
         return
-    colour = _COLOURS.get(view.status, "white")
+    colour = COLOURS.get(view.status, "white")
     out.print(f"execution_id: {view.execution_id}")
     out.print(f"workflow: {escape(printable(view.workflow))}")
     out.print(f"status: [{colour}]{view.status}[/{colour}]")
@@ -642,30 +485,10 @@ def replay(
     debug: bool = DebugOpt,
 ) -> None:
     """Re-run a journal against the current code without running any task body."""
-    from flux import debug as debug_replay
-
-    journal = _journal_arg(journal, store)
-
-    def on_break(point: debug_replay.BreakPoint) -> None:
-        out.print(break_banner(point))
-        debug_replay.break_into(point)
-
-    result = debug_replay.replay(
-        journal, store=store, file=file, module=module, until=until, break_at=break_at, on_break=on_break,
-        calls=not summary or as_json,
+    base.replay_command(
+        journal=journal, file=file, module=module, until=until, break_at=break_at, summary=summary,
+        as_json=as_json, store=store, debug=debug,
     )
-    if as_json:
-        _emit(result.as_json())
-    elif result.divergence is not None:
-        out.print(render_divergence(result.divergence))
-    elif summary:
-        out.print(replay_summary(result))
-    else:
-        out.print(render_replay(result))
-    if result.divergence is not None:
-        _fail(result.divergence.error)
-    if not result.matches:
-        raise typer.Exit(EXIT_FAILED)
 
 
 @command()
@@ -681,7 +504,7 @@ def diff(
 
     result = journals.diff_journals(_journal_arg(a, store), _journal_arg(b, store), store=store)
     if as_json:
-        _emit(result.as_json())
+        emit(result.as_json())
     else:
         out.print(render_diff(result))
     if not result.same:
@@ -703,7 +526,7 @@ def fork(
     """Make a new execution of the first AT records of another, then continue it live."""
     from flux import journals
 
-    value = _read_input(input, None)
+    value = read_input(input, None)
     change = journals.parse_set_result(set_result) if set_result is not None else None
     execution_id = _resolve(execution_id, store)
     made = journals.fork_execution(execution_id, at, set_result=change, store=store, durability=durability)
@@ -712,7 +535,7 @@ def fork(
     ctx = journals.continue_fork(
         made.execution_id, store=store, file=file, input=value, has_input=input is not None, durability=durability
     )
-    _report(ctx, store, as_json)
+    report(ctx, store, as_json)
 
 
 @command()
@@ -734,14 +557,14 @@ def check(
     from flux import testing
     from flux._cli.render_check import render_check
 
-    value = _read_input(input, input_file)
+    value = read_input(input, input_file)
     resumed = runner.parse_input(resume_input, "--resume-input") if resume_input is not None else None
     report = testing.check_file(
         file, workflow, value, resume_inputs=resumed, cuts="all" if cuts is None else cuts,
         subprocess_replay=not no_subprocess, tmp_dir=tmp_dir,
     )
     if as_json:
-        _emit(report.as_json())
+        emit(report.as_json())
         if not report.ok:
             raise typer.Exit(EXIT_FAILED)
         return
@@ -793,8 +616,8 @@ app.add_typer(db_app, name="db")
 @db_app.command("migrate")
 def db_migrate(store: str = StoreOpt, debug: bool = DebugOpt) -> None:
     """Create or update the Flux schema in a PostgreSQL database (safe beside other processes)."""
-    _state["debug"] = _state["debug"] or debug
-    store = store if store is not None else _state["store"]
+    state["debug"] = state["debug"] or debug
+    store = store if store is not None else state["store"]
     try:
         applied, version = runner.migrate_store(store)
     except (FluxError, ValueError, OSError) as error:
@@ -805,8 +628,8 @@ def db_migrate(store: str = StoreOpt, debug: bool = DebugOpt) -> None:
 @db_app.command("status")
 def db_status(store: str = StoreOpt, debug: bool = DebugOpt) -> None:
     """Print the schema version of a PostgreSQL store and the newest this Flux knows."""
-    _state["debug"] = _state["debug"] or debug
-    store = store if store is not None else _state["store"]
+    state["debug"] = state["debug"] or debug
+    store = store if store is not None else state["store"]
     try:
         version, newest = runner.schema_status(store)
     except (FluxError, ValueError, OSError) as error:

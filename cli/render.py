@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from flux._cli.base import printable, summary_parts
 from flux.divergence import ABSENT, describe_call
 from flux.timeline import error_summary
 
@@ -34,16 +35,6 @@ __all__ = [
     "printable_lines",
     "short",
 ]
-
-
-# Control characters in journal content (a workflow name, an error message) would reach the
-# terminal as escape sequences: they are shown as `\xNN` instead.
-_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]}
-
-
-def printable(text: Any) -> str:
-    """`text` with every control character shown escaped, for a terminal."""
-    return str(text).translate(_CONTROLS)
 
 
 def printable_lines(text: str) -> str:
@@ -194,12 +185,7 @@ def render_calls(rows: list[CallRow]) -> Text:
 
 def replay_summary(result: ReplayResult) -> Text:
     """The one line `flux replay --summary` prints."""
-    colour = "green" if result.matches else "red"
-    text = Text(f"{result.execution_id}: replayed {result.replayed} of {result.records} records, ")
-    text.append(f"{result.call_count} calls, status {result.status} (recorded {result.recorded_status}), ")
-    text.append(result.note, style=colour)
-    text.append(f", {result.seconds:.3f} s")
-    return text
+    return Text.assemble(*summary_parts(result))
 
 
 def render_stop(result: ReplayResult) -> RenderableType:

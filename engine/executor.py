@@ -446,11 +446,15 @@ class Executor(Outputs):
         context.run(traps.enter, traps.Branch(self, ""))
         # The workflow runs in a task of its own so that a cancellation can be delivered to it;
         # created directly, it takes no call slot.
-        self._root = root = asyncio.Task(body(workflow_input), context=context)
+        # Held by the executor only, never in a local of this frame: the exception that ends the
+        # root task (a pause, the end of the journal in a read-only replay, a failure) holds this
+        # frame in its traceback, and a local here would close a cycle through the task that
+        # keeps the executor and its history alive until the cycle collector runs.
+        self._root = asyncio.Task(body(workflow_input), context=context)
         if self.lease is not None:
             self._watch = asyncio.get_running_loop().call_later(_CANCEL_POLL, self._poll_cancel)
         try:
-            result = await root
+            result = await self._root
         except _Suspend:
             self._check_fatal()
             return await self._finish_paused(header, workflow_input, history)
@@ -461,7 +465,7 @@ class Executor(Outputs):
             self._check_fatal()
             if (
                 not self.cancelling
-                or not root.cancelled()
+                or not self._root.cancelled()
                 or (self._outer_cancelled() and not self._cancelled_by_parent)
             ):
                 self._sync_quietly()
@@ -644,6 +648,10 @@ class Executor(Outputs):
             self._waiters.pop(key, None)
             self._new_pauses.pop(key, None)
             self._waiting_children.pop(key, None)
+            # The _Suspend that ends the wait holds this frame in its traceback: the future that
+            # holds the _Suspend must not stay among its locals (a cycle that would keep the
+            # executor for the cycle collector).
+            del fut
 
     def _schedule_settle(self) -> None:
         if not self._settling:

@@ -16,7 +16,6 @@ import pdb
 import reprlib
 import sys
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType
@@ -539,17 +538,17 @@ def _replay(
         breakpoint=watch.hit if isinstance(watch, _BreakWatch) else None,
     )
     if divergence is not None:
-        _release(executor, box)
+        _release(box)
         return ReplayResult(status="diverged", matches=False, note=str(divergence.error), divergence=divergence, **base)
     outcome: Outcome = box[1]
     stop = None
     if watch.stop is not None and outcome.status == "replayed":
         stop = StopState(len(read.records) - 1, watch.stop[0], watch.stop[1])
     if isinstance(outcome.output, bdb.BdbQuit):
-        _release(executor, box)
+        _release(box)
         return ReplayResult(status="quit", matches=True, note="the debugger was quit", stop=stop, **base)
     verdict = _verdict(executor, outcome, holder)
-    _release(executor, box)
+    _release(box)
     status = "stopped" if until is not None and outcome.status == "replayed" else str(outcome.status)
     return ReplayResult(
         status=status, matches=verdict.matches, note=verdict.note, output=outcome.output, stop=stop, **base
@@ -577,12 +576,10 @@ async def _run(
     box.append(await executor.run(wf._body(executor, [])))
 
 
-def _release(executor: Executor, box: list[Any]) -> None:
-    """Lets the journal's records go as soon as the replay is over, without the cycle collector:
-    the exception that ended a replay at the journal's end holds frames that hold the records."""
-    root = executor._root
-    if root is not None and root.done() and not root.cancelled() and (error := root.exception()) is not None:
-        traceback.clear_frames(error.__traceback__)
+def _release(box: list[Any]) -> None:
+    """Lets the executor, its history and the journal's records go as soon as the replay is over.
+    They are freed by reference counts (the run leaves no cycle through them: tests/test_engine.py),
+    not by the cycle collector, which replay() holds off until it returns."""
     box.clear()
 
 
