@@ -239,9 +239,8 @@ def test_a_known_prefix_is_taken_as_it_is_only_while_the_journal_starts_with_it(
     assert stale == []  # a prefix that no longer matches is ignored: the whole journal is read
     # A prefix that matches, vouched for by something found unusable as it is taken (a snapshot
     # whose rows are not of the shape written): the whole journal is read and visited.
-    lease = store.acquire(
-        "e1", "fsync", visit=lambda r, o: seen.extend(x["seq"] for x in r), known=Known(size, records, crc, lambda: False)
-    )
+    unusable = Known(size, records, crc, lambda: False)
+    lease = store.acquire("e1", "fsync", visit=lambda r, o: seen.extend(x["seq"] for x in r), known=unusable)
     lease.close()
     assert seen == [0, 1, 2, 3]
 
