@@ -10,13 +10,14 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
 from flux._engine.journal import encode_line, seed_for
 from flux._engine.stores import file_list_index
 from flux._engine.stores.files import FileStore
-from flux.retention import delete_execution
+from flux.retention import delete_execution, prune_store
 from tests.stores.test_contract import AT, completed, header, make, started
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -189,6 +190,21 @@ def test_deleted_executions_are_ignored_and_a_mostly_dead_index_is_compacted(tmp
     assert FileStore(tmp_path).list_ids() == sorted(kept)
 
 
+def test_a_pruned_store_lists_what_is_left_and_its_index_is_compacted(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    for n in range(100):
+        make(store, f"p{n:03d}", started(), completed(n), workflow="alpha", created=created_at(n))
+    for n in range(30):
+        make(store, f"q{n:03d}", started(), workflow="beta", created=created_at(100 + n))
+    pruned = prune_store(str(tmp_path), finished_before="1d", now=time.time() + 400 * 86400)
+    assert len(pruned.deleted) == 100
+    left = [f"q{n:03d}" for n in range(29, -1, -1)]
+    assert [s.execution_id for s in FileStore(tmp_path).list().items] == left
+    assert len(index_lines(tmp_path)) == 30  # 200 of 230 lines were dead
+    assert [s.execution_id for s in FileStore(tmp_path).list(workflow="beta").items] == left
+    assert FileStore(tmp_path).list(workflow="alpha").items == ()
+
+
 def test_few_dead_lines_are_left_until_they_are_worth_compacting(tmp_path: Path) -> None:
     build(tmp_path)
     store = FileStore(tmp_path)
@@ -281,7 +297,8 @@ def test_processes_making_executions_at_once_keep_every_line_whole(tmp_path: Pat
         assert maker.wait(timeout=300) == 0
     data = index_path(tmp_path).read_bytes()
     index = file_list_index.read(str(tmp_path / "executions"))
-    assert data.endswith(b"\n") and index.lines == len(data.splitlines()) >= 600
+    lines = [line for line in data.splitlines() if line]  # an empty line is nothing (SPEC.md 1)
+    assert data.endswith(b"\n") and index.lines == len(lines) >= 600
     assert index.good == index.lines  # no line broken by another's write
     journals = {p.stem: p.stat().st_ino for p in (tmp_path / "executions").glob("*.jsonl")}
     assert len(journals) == 600 and ids_in(tmp_path) == journals

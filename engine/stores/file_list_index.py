@@ -94,7 +94,7 @@ def read(folder: str) -> Index:
         os.close(fd)
     data = b"".join(chunks)
     end = data.rfind(b"\n") + 1
-    pieces = data[: end - 1].split(b"\n") if end else []
+    pieces = [p for p in data[: end - 1].split(b"\n") if p] if end else []  # an empty line is nothing
     lines = len(pieces) + (1 if end < len(data) else 0)  # an unfinished last line counts as dead
     entries, good = _entries(pieces)
     return Index(entries, lines, good, st.st_ino, end)
