@@ -459,9 +459,9 @@ def test_files_are_private_to_their_owner_whatever_the_umask(tmp_path: Path) -> 
     executions = home / "executions"
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
     assert stat.S_IMODE(executions.stat().st_mode) == 0o700
-    for name in (f"{EID}.jsonl", f"{EID}.lock", f"{EID}.torn"):
+    for name in (f"{EID}.jsonl", f"{EID}.lock", f"{EID}.torn", ".list"):
         assert stat.S_IMODE((executions / name).stat().st_mode) == 0o600, name
-    assert sorted(os.listdir(executions)) == [f"{EID}.jsonl", f"{EID}.lock", f"{EID}.torn"]
+    assert sorted(os.listdir(executions)) == [".list", f"{EID}.jsonl", f"{EID}.lock", f"{EID}.torn"]
 
 
 # -- execution ids never name another path ----------------------------------------------------
@@ -549,7 +549,7 @@ def test_create_never_overwrites_an_execution(tmp_path: Path) -> None:
     with pytest.raises(ExecutionExistsError):
         FileStore(str(home)).create(EID, header(EID, workflow="other"), "fsync")
     assert path.read_bytes() == before
-    assert sorted(os.listdir(home / "executions")) == [f"{EID}.jsonl", f"{EID}.lock"]
+    assert sorted(os.listdir(home / "executions")) == [".list", f"{EID}.jsonl", f"{EID}.lock"]
     assert FileStore(str(home)).owner(EID) is None
 
 

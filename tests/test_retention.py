@@ -67,7 +67,7 @@ def _run(store: str, wf: Any, value: Any) -> str:
 
 def _files(store: Path) -> list[str]:
     """The journals in the store; and no file is left of an execution without one."""
-    names = [p.name for p in (store / "executions").iterdir()]
+    names = [p.name for p in (store / "executions").iterdir() if not p.name.startswith(".")]  # .list: the store's
     journals = sorted(n for n in names if n.endswith(".jsonl"))
     ids = {n[: -len(".jsonl")] for n in journals}
     assert all(n.partition(".")[0] in ids for n in names), names

@@ -61,7 +61,7 @@ def test_a_snapshot_that_cannot_be_written_leaves_no_file_behind(home: Path, arm
     faults.configure(rule)
     ctx = gated.run(3, execution_id="e1")
     assert ctx.status == "paused"  # a snapshot only saves work: the run is not stopped
-    assert sorted(p.name for p in (home / "executions").iterdir()) == ["e1.jsonl", "e1.lock", "e1.summary"]
+    assert sorted(p.name for p in (home / "executions").iterdir()) == [".list", "e1.jsonl", "e1.lock", "e1.summary"]
     faults.configure("none")
     assert gated.resume("e1", 1).output == 7
 

@@ -6,14 +6,15 @@
     <home>/executions/<execution_id>.cancel  a cancellation asked by another process
     <home>/executions/<execution_id>.index   replay snapshot written when a run pauses (optional)
     <home>/executions/<execution_id>.summary what a listing shows (engine/stores/file_summaries.py)
+    <home>/executions/.list                  the listing index (engine/stores/file_list_index.py)
     <home>/blobs/<sha256>.json               output storage
     <home>/cache/<key>.json                  the task cache
     <home>/secrets.json                      secrets (unless FLUX_SECRETS_FILE)
 
-Only this module touches those files (summaries: file_summaries.py). Every OSError is turned
-into an error of the tree here: `DurabilityError` when writing a journal fails, `StoreError` when
-the store cannot be used (no such directory, no permission, a FIFO or a directory where a file
-should be).
+Only this module touches those files (summaries: file_summaries.py; the index:
+file_list_index.py). Every OSError is turned into an error of the tree here: `DurabilityError`
+when writing a journal fails, `StoreError` when the store cannot be used (no such directory, no
+permission, a FIFO or a directory where a file should be).
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ from flux._engine.store import (
     schedule_of,
     validate_execution_id,
 )
+from flux._engine.stores import file_list_index
+from flux._engine.stores.file_list_index import Head
 from flux._engine.stores.file_summaries import TAIL_BYTES, Summary, tail_of, unfold
 from flux._engine.stores.file_summaries import from_header as summary_of
 from flux._engine.stores.file_summaries import load as load_summary
@@ -87,6 +90,7 @@ log = logging.getLogger("flux")
 
 DIR_MODE = 0o700
 _HOLDER_BYTES = 256  # a lock file's size: the holder's pid, host and start time, space-padded
+_FEW_ADDED = 16  # journals new to a listing that are read one by one rather than through the index
 
 # Test-only fault hooks (engine/faults.py), decided once at import so that normal runs pay for
 # one global lookup at each hooked place and nothing else.
@@ -436,13 +440,14 @@ class FileStore:
         self.cache = _Cache(self.home)
         self.schedules = FileBook(self.home)
         # What listing learnt, kept for the next listing (SPEC.md 1): each journal's header (its
-        # created time, workflow and parent never change), and its summary as of the journal
-        # file's (inode, size, mtime). Only an accelerator: a changed file is read again.
-        self._heads: dict[str, tuple[str, str, str | None]] = {}
+        # created time, workflow, parent and schedule never change), and its summary as of the
+        # journal file's (inode, size, mtime). Only an accelerator: a changed file is read again.
+        self._heads: dict[str, Head] = {}
         self._summaries: dict[str, tuple[tuple[int, int, int], ExecutionSummary]] = {}
         self._loaded: dict[str, Summary] = {}  # summary files read for a head, not yet used
         self._order: list[tuple[str, str]] = []  # (created, execution id), oldest first
         self._keys: dict[str, tuple[str, str]] = {}  # execution id -> its place in that order
+        self._inos: dict[str, int] = {}  # execution id -> its journal's inode when listed
         # the directory's (inode, mtime, size) when listed, and when
         self._listed: tuple[tuple[int, int, int], float] | None = None
         self._list_lock = threading.Lock()
@@ -579,6 +584,7 @@ class FileStore:
                 os.unlink(tmp)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
             try:
+                ino = os.fstat(fd).st_ino  # the journal's, once linked
                 write = _faults.writer("create_write") if _FAULTS else os.write
                 if write(fd, data) != len(data):
                     # A journal must never appear with half a header (SPEC.md 2.2).
@@ -601,6 +607,7 @@ class FileStore:
             if _FAULTS:
                 _faults.reach("create_dirsync")
             fsync_dir(self.dir)
+            file_list_index.append(self.dir, [file_list_index.live_line(execution_id, ino, _head_of(header))])
             journal_lock_fd = self._lock_journal(execution_id, path)
             read = JournalRead(path, Records.of([header]), [0], len(data))
             try:
@@ -810,10 +817,10 @@ class FileStore:
         whole = kept.size + used == st.st_size
         return _listed(execution_id, grown), dataclasses.replace(grown, mtime_ns=st.st_mtime_ns) if whole else None
 
-    def _head(self, execution_id: str) -> tuple[str, str, str | None]:
-        """(created, workflow, parent id) from the execution's summary file, else the journal's
-        header: what orders and filters a listing. A journal whose header cannot be read sorts
-        last, as its summary does."""
+    def _head(self, execution_id: str) -> Head:
+        """(created, workflow, parent id, schedule) from the execution's summary file, else the
+        journal's header: what orders and filters a listing when the index does not say. A
+        journal whose header cannot be read sorts last, as its summary does."""
         head = self._heads.get(execution_id)
         if head is None:
             path = self.journal_path(execution_id)
@@ -823,20 +830,54 @@ class FileStore:
             except OSError:
                 same = False
             if kept is not None and same:
-                head = (kept.created, kept.workflow, kept.parent)
+                head = (kept.created, kept.workflow, kept.parent, kept.schedule)
                 self._loaded[execution_id] = kept  # the page's summary starts from it
             else:
                 try:
-                    header = self.header(execution_id)
+                    head = _head_of(self.header(execution_id))
                 except (JournalCorruptError, StoreError, ExecutionNotFoundError):
-                    return ("", "?", None)
-                parent = header.get("parent")
-                head = (
-                    str(header.get("created", "")), str(header.get("workflow", "")),
-                    parent.get("execution_id") if isinstance(parent, dict) else None,
-                )
+                    return ("", "?", None, None)
             self._heads[execution_id] = head
         return head
+
+    def _journals(self) -> dict[str, int]:
+        """Every journal in the store: execution id -> the inode its directory entry names (no
+        file is opened or looked at)."""
+        found: dict[str, int] = {}
+        try:
+            with os.scandir(self.dir) as entries:
+                for entry in entries:
+                    name = entry.name
+                    if name.endswith(".jsonl") and is_execution_id(name[:-6]):
+                        found[name[:-6]] = entry.inode()
+        except FileNotFoundError:
+            return {}
+        except OSError as err:
+            raise StoreError(
+                f"{self.dir}: cannot list the store ({err.strerror or err}); give a directory as the store"
+            ) from err
+        return found
+
+    def _learn_heads(self, journals: dict[str, int], added: list[str]) -> None:
+        """Learns the heads of the journals `added` from the listing index (SPEC.md 1), each it
+        does not describe from its summary or header; then adds those to the index, or writes
+        it again when a third of it is dead."""
+        index = file_list_index.read(self.dir)
+        heads, dead = file_list_index.match(index, journals)
+        learnt: dict[str, tuple[int, Head]] = {}
+        for i in added:
+            head = heads.get(i)
+            if head is None:
+                head = self._head(i)
+                if head[1] != "?":  # a header that cannot be read is read again at every listing
+                    learnt[i] = (journals[i], head)
+            self._heads[i] = head
+        if file_list_index.worth_compacting(index, dead):
+            known = ((i, self._heads.get(i)) for i in journals)
+            live = {i: (journals[i], head) for i, head in known if head is not None and head[1] != "?"}
+            file_list_index.compact(self.dir, index, live)
+        elif learnt:
+            file_list_index.append(self.dir, [file_list_index.live_line(i, *entry) for i, entry in learnt.items()])
 
     def _ordered(self) -> list[tuple[str, str]]:
         """Every execution as (created, execution id), oldest first. The directory is listed
@@ -857,21 +898,27 @@ class FileStore:
             if listed is not None and listed[0] == key and listed[1] - st.st_mtime_ns / 1e9 > 1.0:
                 return self._order
             listed_at = time.time()
-            ids = self._journal_ids()
-            keys = self._keys
-            added, removed = ids - keys.keys(), keys.keys() - ids
+            journals = self._journals()
+            keys, inos = self._keys, self._inos
+            # A journal of another inode under a known id was deleted and made again: new facts.
+            removed = [i for i, ino in inos.items() if journals.get(i) != ino]
+            added = [i for i, ino in journals.items() if inos.get(i) != ino]
             # A new list, never one changed in place: a listing going on in another thread keeps
             # reading the one it was given.
             order = list(self._order) if len(added) + len(removed) <= 1000 else None
             for i in removed:
                 order_key = keys.pop(i)
+                del inos[i]
                 if order is not None:
                     del order[bisect.bisect_left(order, order_key)]
                 self._heads.pop(i, None)
                 self._summaries.pop(i, None)
                 self._loaded.pop(i, None)
+            if len(added) > _FEW_ADDED:
+                self._learn_heads(journals, added)  # one read of the index instead of a file each
             for i in added:
                 keys[i] = order_key = (self._head(i)[0], i)
+                inos[i] = journals[i]
                 if order is not None:
                     bisect.insort(order, order_key)
             self._order = order if order is not None else sorted(keys.values())
@@ -945,7 +992,10 @@ class FileStore:
                 _release_lock(journal_lock_fd)
                 raise
             try:
-                # The journal first: from here on the execution does not exist, and a process
+                # The index learns it first: should the id be made again with the same inode,
+                # its old line no longer counts (SPEC.md 1).
+                file_list_index.append(self.dir, [file_list_index.dead_line(execution_id, os.lstat(path).st_ino)])
+                # The journal next: from here on the execution does not exist, and a process
                 # that opened it meanwhile finds it gone when it holds the locks.
                 os.unlink(path)
                 base = path[:-6]
@@ -1053,6 +1103,15 @@ def _listed(execution_id: str, kept: Summary) -> ExecutionSummary:
         status = Status(kept.status)
     return ExecutionSummary(
         execution_id, kept.workflow, status, kept.created, kept.records, kept.parent, schedule=kept.schedule
+    )
+
+
+def _head_of(header: dict[str, Any]) -> Head:
+    """What orders and filters a listing, from a journal's header."""
+    parent = header.get("parent")
+    return (
+        str(header.get("created", "")), str(header.get("workflow", "")),
+        parent.get("execution_id") if isinstance(parent, dict) else None, schedule_of(header),
     )
 
 
