@@ -288,10 +288,12 @@ def resume_big(url: str, tasks: int, runs: int, files: str | None = None, snapsh
 
     from flux._engine.store import open_store
 
-    small = pg_flows.steps_then_pause.run(2, store=url, execution_id="shape", durability="os")
-    assert small.status == "paused"
+    # one shape execution per call: a second run of the same id would find it paused already
+    shape_id = f"shape{'f' if files else ''}{'s' if snapshot else ''}"
+    small = pg_flows.steps_then_pause.run(2, store=url, execution_id=shape_id, durability="os")
+    assert small.status == "paused", small.status
     store = open_store(url)
-    shape = list(store.read("shape").records)
+    shape = list(store.read(shape_id).records)
     src = next(r for r in shape if r["kind"] == "task_started")["src"]
     pause_src = next(r for r in shape if r["kind"] == "workflow_paused")["src"]
     out = []

@@ -201,6 +201,54 @@ def test_syncs_of_many_executions_share_statements(store: PostgresStore) -> None
     assert all(len(store.read(f"g{i}").records) == 4 for i in range(200))
 
 
+def test_one_statement_with_mixed_syncs_lands_each_as_sent(store: PostgresStore) -> None:
+    """One statement carrying syncs of one, two and many lines, with and without a lifecycle
+    status, beside a sync under a stale epoch: the others land with their exact lines, the
+    finished one gives its lease up, and only the stale one is refused."""
+    from flux._engine.journal import encode_line, seed_for
+    from flux._engine.stores.pg_flush import Flusher, Sync
+
+    ids = ["m0", "m1", "m2", "m3"]
+    leases = {eid: store.create(eid, header(eid), "fsync") for eid in ids}
+    counts = {"m0": 1, "m1": 2, "m2": 40, "m3": 1}
+    lines = {
+        eid: [encode_line({**task_started(str(k)), "seq": 1 + k}, seed_for(eid)) for k in range(counts[eid])]
+        for eid in ids
+    }
+    lines["m1"][-1] = encode_line({"seq": 2, "kind": "workflow_completed", "at": "x", "output": "é"}, seed_for("m1"))
+    outcomes: dict[str, BaseException | None] = {}
+    syncs = [
+        Sync(
+            eid,
+            leases[eid].epoch + (1 if eid == "m3" else 0),  # m3: an epoch nobody holds
+            1,
+            lines[eid],
+            "completed" if eid == "m1" else None,
+            lambda error, cancel, eid=eid: outcomes.__setitem__(eid, error),
+            eid,
+        )
+        for eid in ids
+    ]
+    flusher = Flusher(lambda: store._connect("fsync"), threads=1)
+    conn = flusher._flush(None, syncs)  # one statement for the four syncs
+    assert conn is not None
+    conn.close()
+    assert flusher.statements == 1 and flusher.syncs == 4
+    assert outcomes["m0"] is None and outcomes["m1"] is None and outcomes["m2"] is None
+    assert isinstance(outcomes["m3"], OwnershipLostError)
+    for eid in ("m0", "m1", "m2"):
+        data = store.journal_bytes(eid)
+        assert data.endswith(b"".join(lines[eid])) and len(store.read(eid).records) == 1 + counts[eid]
+    assert len(store.read("m3").records) == 1
+    assert store.summary("m1").status == "completed" and store.summary("m0").status == "created"
+    with store._conn("look") as conn:
+        row = conn.execute("SELECT holder, next_seq FROM flux.executions WHERE execution_id = 'm1'").fetchone()
+    assert row == (None, 3)  # the finishing statement gave the lease up
+    for lease in leases.values():
+        lease.released = True  # written behind the writers' backs: nothing more to release
+        lease.close()
+
+
 # -- durability ordering through the shared flusher ---------------------------------------------
 
 _SEEN: dict[str, bool] = {}

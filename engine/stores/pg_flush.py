@@ -9,6 +9,12 @@ still the writer's and `next_seq` is the first line's seq, and inserts the lines
 it updated: a writer whose lease was taken over appends nothing, and is told so
 (`OwnershipLostError`).
 
+The statement is prepared once per connection and planned once (`prepare=True` on a connection
+with `plan_cache_mode = force_generic_plan`, set by the store's `_connect`): planning its
+common table expressions again for every sync costs more than the commit it precedes. Its
+arrays are sent in PostgreSQL's binary array format, built here (`_array`), rather than
+adapted element by element by the driver.
+
 When the connection fails during the statement, whether it committed is unknown. The flusher
 then asks the database, once it answers again, where each execution stands: `next_seq` moved
 past the sync under the writer's epoch means committed; unchanged means not committed (sent
@@ -20,16 +26,19 @@ Only this module writes journal records to PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import psycopg
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 
 from flux._engine.errors import DurabilityError, OwnershipLostError
 
-__all__ = ["APPEND_SQL", "Flusher", "Sync"]
+__all__ = ["APPEND_SQL", "Flusher", "Sync", "register_arrays"]
 
 APPEND_SQL = """
 WITH b AS (
@@ -85,24 +94,90 @@ class Sync:
         self.where = where
 
 
+class _Array(bytes):
+    """A one-dimensional array already in PostgreSQL's binary format; `oid` is the array type's."""
+
+    oid = 0
+
+
+class _Int4s(_Array):
+    oid = 1007  # int4[]
+
+
+class _Int8s(_Array):
+    oid = 1016  # int8[]
+
+
+class _Texts(_Array):
+    oid = 1009  # text[]
+
+
+class _Byteas(_Array):
+    oid = 1001  # bytea[]
+
+
+_ELEMENT = {_Int4s: 23, _Int8s: 20, _Texts: 25, _Byteas: 17}
+_HEAD = struct.Struct(">iiIii")  # ndim, has NULLs, element type, length, lower bound
+
+
+def _array(kind: type[_Array], items: list[bytes | None]) -> _Array:
+    """`items` (each already encoded, None for NULL) as a binary array of `kind`."""
+    if not items:
+        return kind(struct.pack(">iiI", 0, 0, _ELEMENT[kind]))
+    has_null = None in items
+    parts = [_HEAD.pack(1, int(has_null), _ELEMENT[kind], len(items), 1)]
+    for item in items:
+        if item is None:
+            parts.append(b"\xff\xff\xff\xff")
+        else:
+            parts.append(len(item).to_bytes(4, "big"))
+            parts.append(item)
+    return kind(b"".join(parts))
+
+
+def _ints(kind: type[_Array], values: Iterable[int]) -> _Array:
+    size = 4 if kind is _Int4s else 8
+    return _array(kind, [v.to_bytes(size, "big", signed=True) for v in values])
+
+
+class _ArrayDumper(Dumper):
+    """Sends an `_Array` as it is, typed by its class."""
+
+    format = Format.BINARY
+
+    def __init__(self, cls: type, context: Any = None) -> None:
+        super().__init__(cls, context)
+        self.oid = cls.oid  # type: ignore[attr-defined]
+
+    def dump(self, obj: Any) -> bytes:
+        return bytes(obj)
+
+
+def register_arrays(conn: psycopg.Connection[Any]) -> None:
+    """Lets `conn` send the arrays of APPEND_SQL (call it on every flusher connection)."""
+    for kind in _ELEMENT:
+        conn.adapters.register_dumper(kind, _ArrayDumper)
+
+
 def _params(batch: list[Sync]) -> dict[str, Any]:
-    rids: list[str] = []
+    rids: list[bytes | None] = []
     ks: list[int] = []
-    lines: list[bytes] = []
-    for s in batch:
+    lines: list[bytes | None] = []
+    ids = [s.execution_id.encode() for s in batch]
+    for s, eid in zip(batch, ids, strict=True):
         n = len(s.lines)
-        rids += [s.execution_id] * n
+        rids += [eid] * n
         ks += range(n)
         lines += s.lines
     return {
-        "ids": [s.execution_id for s in batch],
-        "epochs": [s.epoch for s in batch],
-        "froms": [s.from_seq for s in batch],
-        "ns": [len(s.lines) for s in batch],
-        "statuses": [s.status for s in batch],
-        "rids": rids,
-        "ks": ks,
-        "lines": lines,
+        "ids": _array(_Texts, list(ids)),
+        "epochs": _ints(_Int8s, (s.epoch for s in batch)),
+        "froms": _ints(_Int4s, (s.from_seq for s in batch)),
+        "ns": _ints(_Int4s, (len(s.lines) for s in batch)),
+        "statuses": _array(_Texts, [None if s.status is None else s.status.encode() for s in batch]),
+        "rids": _array(_Texts, rids),
+        "ks": _ints(_Int4s, ks),
+        "lines": _array(_Byteas, lines),
     }
 
 
@@ -169,7 +244,7 @@ class Flusher:
             try:
                 if conn is None or conn.closed:
                     conn = self._connect()
-                rows = conn.execute(APPEND_SQL, _params(todo), binary=True).fetchall()
+                rows = conn.execute(APPEND_SQL, _params(todo), binary=True, prepare=True).fetchall()
             except psycopg.OperationalError as err:
                 # The connection failed: the statement may or may not have committed.
                 if conn is not None:

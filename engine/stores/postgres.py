@@ -73,7 +73,7 @@ from flux._engine.store import (
 from flux._engine.stores import pg_schema
 from flux._engine.stores.pg_capabilities import Blobs, Cache, Snapshots
 from flux._engine.stores.pg_fleet import LIVE, FleetMixin
-from flux._engine.stores.pg_flush import Flusher, Sync, loop_waker
+from flux._engine.stores.pg_flush import Flusher, Sync, loop_waker, register_arrays
 from flux._engine.stores.pg_schedules import PgBook
 
 __all__ = ["PostgresStore", "PgLease", "PgWriter", "redact_url"]
@@ -375,6 +375,10 @@ class PostgresStore(FleetMixin):
 
     def _connect(self, durability: str = "fsync") -> psycopg.Connection[Any]:
         conn = psycopg.connect(self._url, autocommit=True, application_name=f"flux-flusher-{durability}")
+        # The append statement is prepared and planned once: a custom plan per sync costs more
+        # than the commit (engine/stores/pg_flush.py).
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+        register_arrays(conn)
         if durability == "os":
             # An asynchronous commit: a crash of the server may lose the last few hundred
             # milliseconds of commits, as whole transactions (SPEC.md 13.3).
