@@ -167,6 +167,30 @@ def _basename(filename: str) -> str:
     return name
 
 
+# The `file:line` of each call site in user code, by (id of its code object, offset of its last
+# instruction): a line number is costly to work out from a frame, and a call site is the same
+# line every time. Each entry keeps its code object, so that the id is not another's meanwhile.
+_sites: dict[tuple[int, int], tuple[Any, str]] = {}
+_MAX_SITES = 100_000  # code made at run time (exec) could add sites without end
+
+
+def _site_of(frame: Any) -> str:
+    """`file:line` of the call being made in `frame`."""
+    code = frame.f_code
+    key = (id(code), frame.f_lasti)
+    known = _sites.get(key)
+    if known is not None:
+        return known[1]
+    filename = code.co_filename
+    if filename.startswith(_FLUX_DIR):  # called by pipeline, map, a Graph node: find the user's line
+        return _src_of(frame)  # (not kept: it depends on the frames outside)
+    src = f"{_basename(filename)}:{frame.f_lineno}"
+    if len(_sites) >= _MAX_SITES:
+        _sites.clear()
+    _sites[key] = (code, src)
+    return src
+
+
 class TaskMetadata:
     """What a task with `metadata=True` is handed as `metadata=`: its call id (`task_id`, the same
     on every attempt and replay) and its name."""
@@ -245,13 +269,11 @@ class TaskFunction(Generic[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
         frame = sys._getframe(1)
-        filename = frame.f_code.co_filename
         if self.requires_approval is not False:
             return _gated(self, self.spec, args, kwargs, _src_of(frame))
-        if filename.startswith(_FLUX_DIR):  # called by pipeline, map, a Graph node: find the user's line
-            return traps.call_task(self.spec, args, kwargs, _src_of(frame))  # type: ignore[return-value]
-        base = _basenames.get(filename) or _basename(filename)
-        return traps.call_task(self.spec, args, kwargs, f"{base}:{frame.f_lineno}")  # type: ignore[return-value]
+        known = _sites.get((id(frame.f_code), frame.f_lasti))
+        src = known[1] if known is not None else _site_of(frame)
+        return traps.call_task(self.spec, args, kwargs, src)  # type: ignore[return-value]
 
     def __get__(self, obj: Any, objtype: type | None = None) -> Any:
         if obj is None:

@@ -230,3 +230,36 @@ def test_calls_made_by_pipeline_map_and_graph_point_at_the_workflows_line(home: 
     assert ctx.output == [4, [2, 3], 4]
     sources = {r["src"].rpartition(":")[0] for r in records(ctx) if r["kind"] == "task_started"}
     assert sources == {"test_parallel.py"}
+
+
+@task
+async def where(i: int) -> int:
+    return i
+
+
+async def _helper_call(i: int) -> int:
+    return await where(i)  # SITE-HELPER
+
+
+@workflow
+async def sited(ctx: ExecutionContext[None]) -> int:
+    total = 0
+    for i in range(3):
+        total += await where(i)  # SITE-LOOP
+    total += await where(10)  # SITE-AFTER
+    total += await _helper_call(20)
+    return total + sum(await asyncio.gather(where(30), where(31)))  # SITE-GATHER
+
+
+def test_each_call_names_its_own_line_however_often_it_is_reached(home: Path) -> None:
+    lines = Path(__file__).read_text().splitlines()
+
+    def line_of(mark: str) -> str:
+        return f"test_parallel.py:{next(n for n, text in enumerate(lines, 1) if text.endswith(mark))}"
+
+    for _ in range(2):  # the second run finds each site known
+        ctx = sited.run()
+        assert ctx.output == 3 + 10 + 20 + 61
+        sites = [r["src"] for r in records(ctx) if r["kind"] == "task_started"]
+        loop, after, helper, gather = (line_of(f"# SITE-{m}") for m in ("LOOP", "AFTER", "HELPER", "GATHER"))
+        assert sites == [loop, loop, loop, after, helper, gather, gather]
