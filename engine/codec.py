@@ -149,7 +149,14 @@ def encode(value: Any, where: Place = "value") -> Any:
 
 def encode_args(args: tuple[Any, ...], where: Place) -> list[Any]:
     """`encode(list(args), where)`, with the commonest arguments (plain scalars) copied at once."""
-    for x in args:
+    if _all_plain(args):
+        return list(args)
+    return _enc(list(args), where, 0)  # type: ignore[no-any-return]
+
+
+def _all_plain(items: list[Any] | tuple[Any, ...]) -> bool:
+    """Whether every item is a scalar the journal holds as it is (so the items need no encoding)."""
+    for x in items:
         tx = type(x)
         if not (
             (tx is str and x.isascii())
@@ -158,8 +165,8 @@ def encode_args(args: tuple[Any, ...], where: Place) -> list[Any]:
             or x is None
             or (tx is float and math.isfinite(x))
         ):
-            return _enc(list(args), where, 0)  # type: ignore[no-any-return]
-    return list(args)
+            return False
+    return True
 
 
 def _check_str(v: str, where: Place) -> str:
@@ -195,17 +202,9 @@ def _enc(v: Any, where: Place, depth: int) -> Any:
         raise EncodeError(f"{place}: nested deeper than {_MAX_DEPTH} levels", type_name=t.__name__, where=place)
     d = depth + 1
     if t is list:
-        for x in v:  # a list of plain scalars, the commonest arguments, is copied as it is
-            tx = type(x)
-            if not (
-                (tx is str and x.isascii())
-                or (tx is int and _INT_MIN <= x <= _INT_MAX)
-                or tx is bool
-                or x is None
-                or (tx is float and math.isfinite(x))
-            ):
-                return [_enc(x, (where, "[]", i), d) for i, x in enumerate(v)]
-        return v.copy()
+        if _all_plain(v):  # a list of plain scalars, the commonest arguments, is copied as it is
+            return v.copy()
+        return [_enc(x, (where, "[]", i), d) for i, x in enumerate(v)]
     if t is dict:
         for k in v:
             if type(k) is not str or k[:1] == "$" or not k.isascii():
