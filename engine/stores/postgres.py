@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import orjson
@@ -664,7 +664,8 @@ class PostgresStore(FleetMixin):
         claim = self._claimed.pop(execution_id, None)
         self._claimed_snapshots.pop(execution_id, None)
         if claim is not None and claim[1] is not None and claim[2] is not None:
-            return self._adopt(claim[2], claim[1], durability, visit, known)
+            data = claim[1]
+            return self._adopt(claim[2], lambda: data, durability, visit, known)
         adopt = claim[0] if claim is not None else None
         row = self._one(
             "UPDATE flux.executions SET epoch = epoch + 1, holder = %s, owner = %s, "
@@ -691,21 +692,16 @@ class PostgresStore(FleetMixin):
         pk, epoch, next_seq = row
         lease = PgLease(self, execution_id, epoch, owner)
         self._hold(lease)
-        try:
-            data = self._journal_bytes(pk, next_seq)
-            lease.read = check_journal(data, self.describe(execution_id), execution_id, visit=visit, known=known)
-        except BaseException:
-            lease.writer = PgWriter(self, lease, execution_id, 0, durability, 0, 0)
-            lease.close()
-            raise
-        lease.writer = PgWriter(
-            self, lease, execution_id, len(lease.read.records), durability, len(data), zlib.crc32(data)
-        )
-        return lease
+        return self._adopt(lease, lambda: self._journal_bytes(pk, next_seq), durability, visit, known)
 
-    def _adopt(self, lease: PgLease, data: bytes, durability: str, visit: Visit | None, known: Known | None) -> PgLease:
+    def _adopt(
+        self, lease: PgLease, journal: Callable[[], bytes], durability: str, visit: Visit | None, known: Known | None
+    ) -> PgLease:
+        """Reads and checks the journal of an execution `lease` now holds (its bytes from
+        `journal()`) and gives the lease its writer; on any failure the lease is given up."""
         execution_id = lease.execution_id
         try:
+            data = journal()
             lease.read = check_journal(data, self.describe(execution_id), execution_id, visit=visit, known=known)
         except BaseException:
             lease.writer = PgWriter(self, lease, execution_id, 0, durability, 0, 0)
