@@ -9,13 +9,13 @@ import inspect
 import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Generic, Literal, Never, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypedDict, TypeVar, Unpack, overload
 
 from flux._engine import traps
 from flux._engine.errors import InvalidOptionError
 from flux._engine.executor import TaskSpec
 from flux.domain.events import register_task_function
-from flux.options import UNSET, _given, check_options, task_options, uses_output_storage
+from flux.options import UNSET, check_options, task_options, uses_output_storage
 
 if TYPE_CHECKING:
     from flux.output_storage import OutputStorage
@@ -136,6 +136,34 @@ Options (all keyword-only; checked when the decorator runs, InvalidOptionError o
         Accepted for programs that set them: this engine has no server to authorise calls,
         and identifies calls by their place in the program, not by a digest of arguments.
 """
+
+class TaskOptions(TypedDict, total=False):
+    """The options of `task.with_options(...)` and `TaskFunction.with_options(...)`, each
+    optional, typed for checkers (see `help(flux.task)`); an unknown one is refused by name."""
+
+    name: str | None
+    fallback: Callable[..., Any] | None
+    rollback: Callable[..., Any] | None
+    retry_max_attempts: int
+    retry_delay: float
+    retry_backoff: float
+    retry_max_delay: float | None
+    retry_jitter: float
+    retry_on: type[BaseException] | tuple[type[BaseException], ...]
+    non_retryable: type[BaseException] | tuple[type[BaseException], ...]
+    timeout: float | None
+    secret_requests: Sequence[str] | None
+    config_requests: Sequence[str] | None
+    output_storage: OutputStorage | bool | None
+    cache: bool
+    metadata: bool
+    auth_exempt: bool
+    digest_exclude: tuple[str, ...]
+    requires_approval: bool | Callable[..., bool | Awaitable[bool]]
+    approval_target: str | None
+    risk: Literal["read", "write", "exec", "external"] | None
+    sensitive: bool
+
 
 _basenames: dict[str, str] = {}
 _FLUX_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -286,40 +314,13 @@ class TaskFunction(Generic[P, R]):
 
         return map_task(self, items)
 
-    def with_options(
-        self,
-        *,
-        name: str | None = UNSET,
-        fallback: Callable[..., Any] | None = UNSET,
-        rollback: Callable[..., Any] | None = UNSET,
-        retry_max_attempts: int = UNSET,
-        retry_delay: float = UNSET,
-        retry_backoff: float = UNSET,
-        retry_max_delay: float | None = UNSET,
-        retry_jitter: float = UNSET,
-        retry_on: type[BaseException] | tuple[type[BaseException], ...] = UNSET,
-        non_retryable: type[BaseException] | tuple[type[BaseException], ...] = UNSET,
-        timeout: float | None = UNSET,
-        secret_requests: Sequence[str] | None = UNSET,
-        config_requests: Sequence[str] | None = UNSET,
-        output_storage: OutputStorage | bool | None = UNSET,
-        cache: bool = UNSET,
-        metadata: bool = UNSET,
-        auth_exempt: bool = UNSET,
-        digest_exclude: tuple[str, ...] = UNSET,
-        requires_approval: bool | Callable[..., bool | Awaitable[bool]] = UNSET,
-        approval_target: str | None = UNSET,
-        risk: Literal["read", "write", "exec", "external"] | None = UNSET,
-        sensitive: bool = UNSET,
-        **unknown: Never,
-    ) -> TaskFunction[P, R]:
+    def with_options(self, **options: Unpack[TaskOptions]) -> TaskFunction[P, R]:
         """A new task with these options changed and the others kept (see `help(flux.task)`).
 
         Raises:
             InvalidOptionError: for a bad value.
         """
-        changed = _given(locals())
-        return TaskFunction(self.fn, **{**self.options, **changed})
+        return TaskFunction(self.fn, **{**self.options, **options})
 
     def __repr__(self) -> str:
         return f"<task {self.name}>"
@@ -455,36 +456,10 @@ class _TaskDecorator:
     def __call__(self, fn: Callable[P, Any]) -> TaskFunction[P, Any]:
         return TaskFunction(fn)
 
-    def with_options(
-        self,
-        *,
-        name: str | None = UNSET,
-        fallback: Callable[..., Any] | None = UNSET,
-        rollback: Callable[..., Any] | None = UNSET,
-        retry_max_attempts: int = UNSET,
-        retry_delay: float = UNSET,
-        retry_backoff: float = UNSET,
-        retry_max_delay: float | None = UNSET,
-        retry_jitter: float = UNSET,
-        retry_on: type[BaseException] | tuple[type[BaseException], ...] = UNSET,
-        non_retryable: type[BaseException] | tuple[type[BaseException], ...] = UNSET,
-        timeout: float | None = UNSET,
-        secret_requests: Sequence[str] | None = UNSET,
-        config_requests: Sequence[str] | None = UNSET,
-        output_storage: OutputStorage | bool | None = UNSET,
-        cache: bool = UNSET,
-        metadata: bool = UNSET,
-        auth_exempt: bool = UNSET,
-        digest_exclude: tuple[str, ...] = UNSET,
-        requires_approval: bool | Callable[..., bool | Awaitable[bool]] = UNSET,
-        approval_target: str | None = UNSET,
-        risk: Literal["read", "write", "exec", "external"] | None = UNSET,
-        sensitive: bool = UNSET,
-        **unknown: Never,
-    ) -> _Decorate:
-        options = _given(locals())
-        check_options("task", options, _TASK_OPTIONS)
-        return _Decorate(options)
+    def with_options(self, **options: Unpack[TaskOptions]) -> _Decorate:
+        given = dict(options)
+        check_options("task", given, _TASK_OPTIONS)
+        return _Decorate(given)
 
 
 _TaskDecorator.with_options.__doc__ = "A decorator that makes a task with these options.\n" + _OPTIONS_HELP
