@@ -23,15 +23,20 @@ from __future__ import annotations
 import base64
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, runtime_checkable
 
 import orjson
 
 from flux._engine.errors import InvalidExecutionIdError, InvalidOptionError, StoreError
 from flux._engine.journal import JournalRead, Known, Visit
 from flux._engine.records import Status
+
+if TYPE_CHECKING:
+    from flux._engine.history import History
+
+_R = TypeVar("_R")
 
 __all__ = [
     "Blobs",
@@ -335,6 +340,27 @@ def status_now(store: Store, execution_id: str, status: Status) -> Status:
         except ValueError:  # damaged meanwhile
             return Status.INTERRUPTED if status == Status.RUNNING else status
     return status
+
+
+_JOURNAL_DECIDES = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.PAUSED})
+
+
+def read_settled(
+    store: Store, execution_id: str, read: Callable[[], tuple[_R, History]]
+) -> tuple[_R, History, Status]:
+    """`read()` (a journal read and its fold) and the status as of now, agreeing with each other.
+
+    A run that ends between its journal being read and its owner being asked looks unowned with
+    a stale journal; the store's summary then says how it ended. Such a read is made again, so
+    a status the journal decides (completed, failed, cancelled, paused) never comes without the
+    records that decide it.
+    """
+    for _ in range(8):
+        got, history = read()
+        status = status_now(store, execution_id, history.status)
+        if status == history.status or status not in _JOURNAL_DECIDES:
+            break
+    return got, history, status
 
 
 def import_journal(store: Store, data: bytes, where: str = "journal") -> ExecutionSummary:

@@ -45,7 +45,7 @@ from flux._engine.outputs import load_blob
 from flux._engine.pauses import WaitingPause, waiting_pauses
 from flux._engine.records import Status
 from flux._engine.refs import OutputStorageReference
-from flux._engine.store import Page, Store, open_store, status_now, validate_execution_id
+from flux._engine.store import Page, Store, open_store, read_settled, validate_execution_id
 from flux.context import ExecutionContext
 from flux.timeline import CallRow, error_summary, timeline
 
@@ -438,8 +438,7 @@ class Client:
     def context(self, execution_id: str) -> ExecutionContext[Any]:
         """The execution as its journal tells it now, as an ExecutionContext (values decoded
         with the classes loaded in this process)."""
-        read, history = self._read(execution_id)
-        status = self._status(execution_id, history)
+        read, history, status = self._settled(execution_id)
         resolve = find_class
 
         def load(tree: Any) -> Any:
@@ -484,10 +483,9 @@ class Client:
 
     def view(self, execution_id: str) -> ExecutionView:
         """`get`, for code without an event loop."""
-        read, history = self._read(execution_id)
+        read, history, status = self._settled(execution_id)
         records = read.records
         header = history.header or {}
-        status = self._status(execution_id, history)
         final = history.final
         output = final.get("value") if final is not None and final["kind"] == "workflow_completed" else None
         error = None
@@ -546,8 +544,8 @@ class Client:
         history.journal = read.records
         return read, history
 
-    def _status(self, execution_id: str, history: History) -> Status:
-        return status_now(self.store, execution_id, history.status)
+    def _settled(self, execution_id: str) -> tuple[JournalRead, History, Status]:
+        return read_settled(self.store, execution_id, lambda: self._read(execution_id))
 
 
 def has_fleet(store: Store) -> bool:

@@ -162,3 +162,45 @@ def test_the_sync_forms_refuse_to_run_inside_a_running_loop_and_say_what_to_use(
         assert ctx.status == "paused"
 
     asyncio.run(inside())
+
+
+def test_a_run_that_ends_between_reading_its_journal_and_asking_for_its_owner_is_read_again(home: Path) -> None:
+    """The journal is read while the run still goes on; its worker finishes and lets go before
+    the store is asked who owns it. The client must not answer "completed" with no output."""
+    from flux._engine.stores.files import FileStore
+
+    async def first() -> None:
+        async with Client(str(home)) as client:
+            await (await client.start(ordered, "r", execution_id="race-1")).result()
+            await client.resume("race-1", "yes")
+            await client.result("race-1", timeout=10)
+
+    asyncio.run(first())
+    journal = home / "executions" / "race-1.jsonl"
+    full = journal.read_bytes()
+    lines = full.splitlines(keepends=True)
+    assert b'"workflow_completed"' in lines[-1]
+
+    class FinishesMeanwhile(FileStore):
+        landed = 0
+
+        def owner(self, execution_id: str) -> dict[str, Any] | None:
+            if not self.landed:  # the last record lands now, and the worker lets go
+                journal.write_bytes(full)
+            self.landed += 1
+            return super().owner(execution_id)
+
+    for read in ("result", "get"):
+        journal.write_bytes(b"".join(lines[:-1]))  # as read while the run went on
+        store = FinishesMeanwhile(str(home))
+
+        async def scenario(store: FileStore = store, read: str = read) -> Any:
+            async with Client(store) as client:
+                if read == "result":
+                    return await client.result("race-1", timeout=10)
+                return await client.get("race-1")
+
+        seen = asyncio.run(scenario())
+        assert seen.status == "completed"
+        assert seen.output == ["R-1".upper(), "yes", "R-2"], read
+        assert store.landed == 1  # the run ended after its journal was first read

@@ -19,7 +19,7 @@ from flux._engine.executor import waiting_pauses
 from flux._engine.history import CallHistory, History
 from flux._engine.journal import JournalRead, Records, encode_line, seed_for
 from flux._engine.records import Status
-from flux._engine.store import Store, status_now, validate_execution_id
+from flux._engine.store import Store, read_settled, validate_execution_id
 from flux.schedules import upcoming
 from flux.timeline import CallRow, error_summary, row_of
 
@@ -57,16 +57,22 @@ def fold_execution(store: Store, execution_id: str, keep: bool = False) -> Folde
     Raises:
         ExecutionNotFoundError, InvalidExecutionIdError, JournalCorruptError.
     """
-    history = History(store.describe(validate_execution_id(execution_id)))
-    kept: list[dict[str, Any]] = []
+    validate_execution_id(execution_id)
 
-    def visit(records: list[dict[str, Any]], offsets: Any) -> None:
-        history.apply_all(records, offsets)
-        kept.extend(records)
+    def read_once() -> tuple[JournalRead, History]:
+        history = History(store.describe(execution_id))
+        kept: list[dict[str, Any]] = []
 
-    read = store.read(execution_id, visit=visit if keep else history.apply_all)
-    history.journal = kept if keep and len(kept) == len(read.records) else read.records
-    return Folded(execution_id, read, history, str(status_now(store, execution_id, history.status)))
+        def visit(records: list[dict[str, Any]], offsets: Any) -> None:
+            history.apply_all(records, offsets)
+            kept.extend(records)
+
+        read = store.read(execution_id, visit=visit if keep else history.apply_all)
+        history.journal = kept if keep and len(kept) == len(read.records) else read.records
+        return read, history
+
+    read, history, status = read_settled(store, execution_id, read_once)
+    return Folded(execution_id, read, history, str(status))
 
 
 def _raw(read: JournalRead) -> Records | None:
