@@ -5,8 +5,8 @@
 Builds a file store of N executions (copies of a few real runs of three workflows, with new ids,
 creation times and checksums; a tenth completed, failed, paused each...). The journals are
 written as files, as a store of an older Flux holds them (no listing index), so the first listing
-reads every one whole, keeps its summary and writes the index (SPEC.md 1): that listing is timed
-once, as "first listing". Then times, in fresh processes as a user runs
+reads every one whole, keeps its summary and writes the index with the settled states (SPEC.md 1):
+that listing is timed once, as "first listing". Then times, in fresh processes as a user runs
 them: `flux list` (the newest 50), `--status failed`, `--workflow`, `--since 1h`, the next page
 by `--cursor`, `--limit 0 --jsonl` (every execution) and `flux show` of one; and, inside a fresh
 process (the interpreter's and Flux's start-up left out), `FileStore.list()` of the newest 50,

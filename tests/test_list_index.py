@@ -78,7 +78,7 @@ def index_lines(home: Path) -> list[bytes]:
 
 
 def ids_in(home: Path) -> dict[str, int]:
-    return {i: ino for i, (ino, head) in file_list_index.read(str(home / "executions")).entries.items() if head}
+    return {i: ino for i, (ino, head, _) in file_list_index.read(str(home / "executions")).entries.items() if head}
 
 
 def without_index(home: Path) -> dict[str, Any]:
@@ -100,8 +100,13 @@ def test_each_journal_made_adds_its_line_and_listings_are_the_same_without_the_i
     assert with_index["beta"] and with_index["completed"] and with_index["prefix"] and with_index["window"]
     assert ("child1", "beta", "created", "e000", None) in with_index["beta"]
     assert ("fired1", "alpha", "created", None, "nightly") in with_index["pages"]
+    # The first listing that read the index added the state of each settled execution it showed.
+    after = index_lines(tmp_path)
+    assert after[:32] == lines and len(after) == 32 + 20
+    assert all(b'"status":"completed"' in line for line in after[32:])
     assert without_index(tmp_path) == with_index
-    assert index_lines(tmp_path) == lines  # a listing that found every journal indexed writes nothing
+    assert listings(tmp_path) == with_index
+    assert index_lines(tmp_path) == after  # a listing that found every journal indexed writes nothing
 
 
 def test_the_index_is_what_orders_and_filters_while_it_names_the_journal(tmp_path: Path) -> None:
@@ -182,8 +187,10 @@ def test_deleted_executions_are_ignored_and_a_mostly_dead_index_is_compacted(tmp
     assert len(index_lines(tmp_path)) == 180
     kept = [f"d{n:03d}" for n in range(119, 0, -2)]
     assert [s.execution_id for s in FileStore(tmp_path).list().items] == kept
-    # 120 of 180 lines were dead: the index was written again with the 60 that live
+    # 120 of 180 lines were dead: the index was written again with the 60 that live, each with
+    # the state the listing found
     assert len(index_lines(tmp_path)) == 60
+    assert all(b'"status":"completed"' in line for line in index_lines(tmp_path))
     assert ids_in(tmp_path) == {i: (tmp_path / "executions" / f"{i}.jsonl").stat().st_ino for i in kept}
     assert not (tmp_path / "executions" / ".list.new").exists()
     assert [s.execution_id for s in FileStore(tmp_path).list().items] == kept
@@ -214,7 +221,10 @@ def test_few_dead_lines_are_left_until_they_are_worth_compacting(tmp_path: Path)
     assert len(before) == 35
     rows = listings(tmp_path)
     assert not {"e001", "e002", "e004"} & {row[0] for row in rows["all"]}
-    assert index_lines(tmp_path) == before
+    after = index_lines(tmp_path)  # the states of the settled ones added; nothing written again
+    assert after[:35] == before and all(b'"status":"completed"' in line for line in after[35:])
+    assert len(after) == 35 + 17
+    assert listings(tmp_path) == rows and index_lines(tmp_path) == after
 
 
 def test_an_execution_deleted_and_made_again_under_its_id_lists_as_made_again(tmp_path: Path) -> None:
@@ -303,3 +313,113 @@ def test_processes_making_executions_at_once_keep_every_line_whole(tmp_path: Pat
     journals = {p.stem: p.stat().st_ino for p in (tmp_path / "executions").glob("*.jsonl")}
     assert len(journals) == 600 and ids_in(tmp_path) == journals
     assert listings(tmp_path) == without_index(tmp_path)
+
+
+# -- settled states ------------------------------------------------------------------------------
+
+
+def damage_keeping_size_and_time(path: Path) -> None:
+    """Overwrites a journal in place with bytes of the same length and puts its time back: a
+    change only a reader of its bytes can see."""
+    st = path.stat()
+    path.write_bytes(b"x" * st.st_size)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_ino == st.st_ino
+
+
+def statuses(home: Path) -> dict[str, str]:
+    return {s.execution_id: str(s.status) for s in FileStore(home).list().items}
+
+
+def test_a_settled_execution_is_listed_from_its_state_in_the_index_without_reading_its_journal(
+    tmp_path: Path,
+) -> None:
+    build(tmp_path)
+    first = statuses(tmp_path)  # learns the states
+    assert first["e023"] == "completed"
+    journal = tmp_path / "executions" / "e023.jsonl"
+    damage_keeping_size_and_time(journal)
+    # The index's state names this file, size and time: the listing opens neither the journal
+    # nor its summary (SPEC.md 1: what the index does not see)...
+    assert statuses(tmp_path) == first
+    # ...while a reader of the journal sees the damage,
+    from flux._engine.errors import JournalCorruptError
+
+    try:
+        FileStore(tmp_path).read("e023")
+        raise AssertionError("the damaged journal was read")
+    except JournalCorruptError:
+        pass
+    # and without its state line the listing reads it and says so.
+    kept = [line for line in index_lines(tmp_path) if not (b'"id":"e023"' in line and b'"status"' in line)]
+    index_path(tmp_path).write_bytes(b"".join(kept))
+    assert statuses(tmp_path)["e023"] == "damaged"
+
+
+def test_a_state_counts_only_while_the_journal_is_that_file_size_and_time(tmp_path: Path) -> None:
+    import asyncio
+
+    from flux.client import Client
+    from tests.test_client import ordered
+
+    async def start(n: int) -> None:
+        async with Client(str(tmp_path)) as client:
+            for i in range(n):
+                await (await client.start(ordered, f"s{i}", execution_id=f"s{i:02d}")).result()
+
+    asyncio.run(start(20))  # more than a listing reads one by one: it reads the index
+    assert set(statuses(tmp_path).values()) == {"paused"}
+    assert sum(b'"status":"paused"' in line for line in index_lines(tmp_path)) == 20
+
+    async def resume() -> None:
+        async with Client(str(tmp_path)) as client:
+            await client.resume("s03", "yes")
+            await client.result("s03", timeout=10)
+
+    asyncio.run(resume())  # the journal grew: its paused state no longer counts
+    assert statuses(tmp_path)["s03"] == "completed"
+    assert b'"id":"s03"' in index_lines(tmp_path)[-1] and b'"status":"completed"' in index_lines(tmp_path)[-1]
+    # Touched (same bytes, another time): read again, and its state written again.
+    journal = tmp_path / "executions" / "s05.jsonl"
+    os.utime(journal, ns=(journal.stat().st_atime_ns, journal.stat().st_mtime_ns + 1_000_000))
+    before = len(index_lines(tmp_path))
+    assert statuses(tmp_path)["s05"] == "paused"
+    assert len(index_lines(tmp_path)) == before + 1
+    # Copied over by another file (another inode): the line does not name it.
+    copy = tmp_path / "s07.copy"
+    shutil.copy2(tmp_path / "executions" / "s03.jsonl", copy)
+    data = copy.read_bytes()
+    (tmp_path / "executions" / "s07.jsonl").unlink()
+    os.rename(copy, tmp_path / "executions" / "s07.jsonl")
+    assert data and statuses(tmp_path).get("s07") == "damaged"  # s03's lines under s07's name
+
+
+def test_a_state_line_of_the_wrong_shape_is_not_believed(tmp_path: Path) -> None:
+    build(tmp_path)
+    statuses(tmp_path)
+    journal = tmp_path / "executions" / "e023.jsonl"
+    st = journal.stat()
+    damage_keeping_size_and_time(journal)
+    state = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "records": 3}
+    head = {"created": created_at(7), "workflow": "gamma", "parent": None, "schedule": None}
+
+    def listed_with(line: dict[str, Any]) -> str:
+        lines = [x for x in index_lines(tmp_path) if b'"id":"e023"' not in x]
+        seed = file_list_index._SEED
+        line = encode_line({"id": "e023", "ino": st.st_ino, **line}, seed)
+        index_path(tmp_path).write_bytes(b"".join([*lines, line]))
+        return statuses(tmp_path)["e023"]
+
+    assert listed_with({**head, **state, "status": "failed"}) == "failed"  # believed: the shape holds
+    for wrong in (
+        {**head, **state, "status": "running"},  # a status the journal alone does not settle
+        {**head, **state, "status": "interrupted"},
+        {**head, **state, "records": "3", "status": "failed"},
+        {**head, "size": st.st_size, "records": 3, "status": "failed"},
+        {**head, **state, "status": ["failed"]},
+        {**head, **state, "status": {"failed": True}},
+        {**head, **state, "status": None},
+        {**head, **state, "status": "failed", "deleted": True},
+        {**head, **state, "parent": 5, "status": "failed"},
+    ):
+        assert listed_with(wrong) == "damaged", wrong

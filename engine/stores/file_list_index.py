@@ -1,7 +1,10 @@
 """The file store's listing index (SPEC.md 1): `<home>/executions/.list`, one line per execution
 made, holding what its journal's header says and never changes (created, workflow, parent,
-schedule), so that a listing orders and filters executions without opening one file each. Only
-this module reads or writes it; it is never the truth.
+schedule), so that a listing orders and filters executions without opening one file each; and,
+once a listing has seen an execution settle (completed, failed, cancelled, paused), one more
+line with its status as of its journal file's size and modification time, so that a listing
+shows it without opening a file either. Only this module reads or writes it; it is never the
+truth.
 
 Every listing checks the index against the directory: a line counts only while a journal of its
 execution id is listed with the inode the line names (a journal deleted, replaced or copied in
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import operator
 import os
 import stat
 import zlib
@@ -27,7 +31,10 @@ import orjson
 
 from flux._engine.journal import FILE_MODE, encode_line
 
-__all__ = ["Head", "Index", "NAME", "append", "compact", "dead_line", "live_line", "match", "read", "worth_compacting"]
+__all__ = [
+    "Head", "Index", "NAME", "SETTLED", "State", "append", "compact", "dead_line", "live_line", "read",
+    "worth_compacting",
+]
 
 NAME = ".list"  # an execution id starts with a letter or digit: never the name of one of its files
 _LOCK = ".list.lock"
@@ -38,29 +45,37 @@ _COMPACT_MIN = 64  # dead lines before the index is worth writing again
 
 # (created, workflow, parent id, schedule name): what orders and filters a listing
 Head = tuple[str, str, str | None, str | None]
+# (journal size, journal mtime_ns, records, status): what a listing shows of a settled execution
+# while its journal file is of that size and modification time
+State = tuple[int, int, int, str]
+# Statuses the journal alone decides and that stay until it grows: the ones an index line keeps.
+SETTLED = frozenset({"completed", "failed", "cancelled", "paused"})
 
 
 @dataclass(frozen=True)
 class Index:
-    """The index as read: for each execution id its last line's inode and head (None for a
-    deletion), how many lines the file holds and how many of them check out, and the file's
-    inode and the size read."""
+    """The index as read: for each execution id its last line's inode, head (None for a
+    deletion) and state (None when the line has none), how many lines the file holds and how
+    many of them check out, and the file's inode and the size read."""
 
-    entries: dict[str, tuple[int, Head | None]]
+    entries: dict[str, tuple[int, Head | None, State | None]]
     lines: int
     good: int
     ino: int
     size: int
 
 
-def live_line(execution_id: str, ino: int, head: Head) -> bytes:
-    """The line saying that the journal `ino` of `execution_id` has this head."""
+def live_line(execution_id: str, ino: int, head: Head, state: State | None = None) -> bytes:
+    """The line saying that the journal `ino` of `execution_id` has this head, and with
+    `state`, that while it is of that size and time its execution is as `state` says."""
     created, workflow, parent, schedule = head
-    return encode_line(
-        {"id": execution_id, "ino": ino, "created": created, "workflow": workflow, "parent": parent,
-         "schedule": schedule},
-        _SEED,
-    )
+    line: dict[str, Any] = {
+        "id": execution_id, "ino": ino, "created": created, "workflow": workflow, "parent": parent,
+        "schedule": schedule,
+    }
+    if state is not None:
+        line["size"], line["mtime_ns"], line["records"], line["status"] = state
+    return encode_line(line, _SEED)
 
 
 def dead_line(execution_id: str, ino: int) -> bytes:
@@ -100,7 +115,7 @@ def read(folder: str) -> Index:
     return Index(entries, lines, good, st.st_ino, end)
 
 
-def _entries(pieces: list[bytes]) -> tuple[dict[str, tuple[int, Head | None]], int]:
+def _entries(pieces: list[bytes]) -> tuple[dict[str, tuple[int, Head | None, State | None]], int]:
     """The entries the lines give (the last line of an id counts), and how many lines check out."""
     good = [p for p in pieces if _checks_out(p)]
     try:
@@ -110,14 +125,48 @@ def _entries(pieces: list[bytes]) -> tuple[dict[str, tuple[int, Head | None]], i
         for piece in good:
             with contextlib.suppress(orjson.JSONDecodeError):
                 found.append(orjson.loads(piece))
-    entries: dict[str, tuple[int, Head | None]] = {}
+    entries: dict[str, tuple[int, Head | None, State | None]] = {}
     count = 0
     for item in found:
+        # The common lines (a head, with or without a state) checked inline; any other through
+        # `_entry`, which says the same of these.
+        try:
+            execution_id, ino, created, workflow, parent, schedule = _HEAD_FIELDS(item)
+        except (KeyError, TypeError):
+            execution_id = None
+        if (
+            type(execution_id) is str
+            and type(ino) is int
+            and type(created) is str
+            and type(workflow) is str
+            and (parent is None or type(parent) is str)
+            and (schedule is None or type(schedule) is str)
+            and "deleted" not in item
+        ):
+            status = item.get("status")
+            if status is None and "status" not in item:
+                entries[execution_id] = (ino, (created, workflow, parent, schedule), None)
+                count += 1
+                continue
+            size, mtime_ns, records = item.get("size"), item.get("mtime_ns"), item.get("records")
+            if (
+                type(size) is int
+                and type(mtime_ns) is int
+                and type(records) is int
+                and type(status) is str
+                and status in SETTLED
+            ):
+                entries[execution_id] = (ino, (created, workflow, parent, schedule), (size, mtime_ns, records, status))
+                count += 1
+                continue
         entry = _entry(item)
         if entry is not None:
             entries[entry[0]] = entry[1]
             count += 1
     return entries, count
+
+
+_HEAD_FIELDS = operator.itemgetter("id", "ino", "created", "workflow", "parent", "schedule")
 
 
 def _checks_out(line: bytes, crc32: Any = zlib.crc32) -> bool:
@@ -131,14 +180,15 @@ def _checks_out(line: bytes, crc32: Any = zlib.crc32) -> bool:
         return False
 
 
-def _entry(item: Any) -> tuple[str, tuple[int, Head | None]] | None:
-    """(id, (inode, head)) from a line's object, or None when it is not of the index's shape."""
+def _entry(item: Any) -> tuple[str, tuple[int, Head | None, State | None]] | None:
+    """(id, (inode, head, state)) from a line's object, or None when it is not of the index's
+    shape."""
     try:
         execution_id, ino = item["id"], item["ino"]
         if type(execution_id) is not str or type(ino) is not int:
             return None
         if "deleted" in item:
-            return (execution_id, (ino, None)) if item["deleted"] is True else None
+            return (execution_id, (ino, None, None)) if item["deleted"] is True else None
         created, workflow, parent, schedule = item["created"], item["workflow"], item["parent"], item["schedule"]
     except (KeyError, TypeError):
         return None
@@ -146,17 +196,15 @@ def _entry(item: Any) -> tuple[str, tuple[int, Head | None]] | None:
         return None
     if not (parent is None or type(parent) is str) or not (schedule is None or type(schedule) is str):
         return None
-    return execution_id, (ino, (created, workflow, parent, schedule))
-
-
-def match(index: Index, journals: dict[str, int]) -> tuple[dict[str, Head], int]:
-    """The heads the index gives for the journals listed (execution id -> inode), and how many
-    of its lines serve none of them (dead: deleted, replaced, repeated, torn or garbage)."""
-    heads: dict[str, Head] = {}
-    for execution_id, (ino, head) in index.entries.items():
-        if head is not None and journals.get(execution_id) == ino:
-            heads[execution_id] = head
-    return heads, index.lines - len(heads)
+    state: State | None = None
+    if "status" in item:
+        size, mtime_ns, records, status = item.get("size"), item.get("mtime_ns"), item.get("records"), item["status"]
+        if type(size) is not int or type(mtime_ns) is not int or type(records) is not int:
+            return None
+        if type(status) is not str or status not in SETTLED:
+            return None
+        state = (size, mtime_ns, records, status)
+    return execution_id, (ino, (created, workflow, parent, schedule), state)
 
 
 def worth_compacting(index: Index, dead: int) -> bool:
@@ -205,8 +253,8 @@ def append(folder: str, lines: Iterable[bytes]) -> None:
         os.close(fd)
 
 
-def compact(folder: str, index: Index, live: dict[str, tuple[int, Head]]) -> bool:
-    """Writes the index again holding only `live` (execution id -> (inode, head)) and the
+def compact(folder: str, index: Index, live: dict[str, tuple[int, Head, State | None]]) -> bool:
+    """Writes the index again holding only `live` (execution id -> (inode, head, state)) and the
     lines appended since `index` was read, to `.list.new` renamed over it, while holding
     `.list.lock`. Leaves it to another process compacting at the same moment, or that already
     did. Returns whether it wrote it; never raises."""
@@ -224,7 +272,7 @@ def compact(folder: str, index: Index, live: dict[str, tuple[int, Head]]) -> boo
         os.close(lock)  # releases the flock
 
 
-def _compact_locked(folder: str, index: Index, live: dict[str, tuple[int, Head]]) -> bool:
+def _compact_locked(folder: str, index: Index, live: dict[str, tuple[int, Head, State | None]]) -> bool:
     try:
         fd = os.open(_path(folder), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
@@ -248,7 +296,7 @@ def _compact_locked(folder: str, index: Index, live: dict[str, tuple[int, Head]]
     # Lines appended meanwhile (executions made since the directory was listed) are kept.
     kept = [p + b"\n" for p in later[: later.rfind(b"\n") + 1].split(b"\n")[:-1] if _checks_out(p)]
     ordered = sorted(live.items(), key=lambda item: (item[1][1][0], item[0]))
-    data = b"".join([*(live_line(i, ino, head) for i, (ino, head) in ordered), *kept])
+    data = b"".join([*(live_line(i, *entry) for i, entry in ordered), *kept])
     tmp = _path(folder, _NEW)
     try:
         out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)

@@ -443,6 +443,12 @@ class FileStore:
         # created time, workflow, parent and schedule never change), and its summary as of the
         # journal file's (inode, size, mtime). Only an accelerator: a changed file is read again.
         self._heads: dict[str, Head] = {}
+        # The settled states the listing index gave (execution id -> (inode, size, mtime_ns,
+        # records, status)), and whether this object has read the index (only then does a
+        # listing append the states it learns: it knows which ones the index lacks).
+        self._states: dict[str, tuple[int, int, int, int, str]] = {}
+        self._indexed = False
+        self._compact: file_list_index.Index | None = None  # an index read that is due a rewrite
         self._summaries: dict[str, tuple[tuple[int, int, int], ExecutionSummary]] = {}
         self._loaded: dict[str, Summary] = {}  # summary files read for a head, not yet used
         self._order: list[tuple[str, str]] = []  # (created, execution id), oldest first
@@ -724,10 +730,18 @@ class FileStore:
 
     def summary(self, execution_id: str) -> ExecutionSummary:
         """What `list` shows of one execution; a damaged journal is summarized as damaged. The
-        journal is read only when its summary file does not describe it (SPEC.md 1), and then
-        only past what the summary describes when it can be; in this process, only when the
-        journal's file changed since the last summary of it."""
-        path = self.journal_path(execution_id)
+        journal is read only when neither the listing index nor its summary file describes it
+        (SPEC.md 1), and then only past what the summary describes when it can be; in this
+        process, only when the journal's file changed since the last summary of it."""
+        return self._summary(execution_id)[0]
+
+    def _summary(
+        self, execution_id: str, listed: bool = False
+    ) -> tuple[ExecutionSummary, tuple[int, int, int] | None, bool]:
+        """The summary, the journal file's (inode, size, mtime_ns) it was made for (None: the
+        file could not be looked at) and whether the listing index gave it. `listed`: the id
+        comes from listing the directory, so it is a valid one."""
+        path = f"{self.dir}/{execution_id}.jsonl" if listed else self.journal_path(execution_id)
         try:
             st = os.lstat(path)
             key = (st.st_ino, st.st_size, st.st_mtime_ns)
@@ -737,6 +751,18 @@ class FileStore:
         fresh: Summary | None = None
         if key is not None and cached is not None and cached[0] == key:
             found = cached[1]
+        elif (
+            key is not None
+            and (state := self._states.get(execution_id)) is not None
+            and state[:3] == key
+            and (head := self._heads.get(execution_id)) is not None
+        ):
+            # Settled as of this very file, size and time (SPEC.md 1): no file opened.
+            found = ExecutionSummary(
+                execution_id, head[1], _STATUSES[state[4]], head[0], state[3], head[2], schedule=head[3]
+            )
+            self._summaries[execution_id] = (key, found)
+            return found, key, True
         else:
             found, fresh = self._read_summary(execution_id, path)
             if key is not None:
@@ -752,7 +778,33 @@ class FileStore:
             # Learnt by reading the journal: kept for the next listing, unless a run is writing
             # it (its writer keeps one when it ends).
             save_summary(path[:-6] + ".summary", execution_id, fresh)
-        return found
+        return found, key, False
+
+    def _settle(self, learnt: list[tuple[ExecutionSummary, tuple[int, int, int]]]) -> None:
+        """Adds to the listing index the settled states a listing learnt without it (SPEC.md 1),
+        when this object has read the index (so it knows the index lacks them); or writes the
+        index again when a third of it was found dead."""
+        lines = []
+        for found, key in learnt:
+            execution_id = found.execution_id
+            head = self._heads.get(execution_id)
+            if head is None or self._inos.get(execution_id) != key[0]:
+                continue
+            state = (*key, found.records, str(found.status))
+            if self._states.get(execution_id) != state:
+                self._states[execution_id] = state
+                lines.append(file_list_index.live_line(execution_id, key[0], head, state[1:]))
+        index, self._compact = self._compact, None
+        if index is not None:
+            live: dict[str, tuple[int, Head, file_list_index.State | None]] = {}
+            for i, ino in self._inos.items():
+                head = self._heads.get(i)
+                if head is not None and head[1] != "?":
+                    got = self._states.get(i)
+                    live[i] = (ino, head, got[1:] if got is not None and got[0] == ino else None)
+            file_list_index.compact(self.dir, index, live)
+        elif lines:
+            file_list_index.append(self.dir, lines)
 
     def _read_summary(self, execution_id: str, path: str) -> tuple[ExecutionSummary, Summary | None]:
         """The summary of the journal as it is now, and a Summary to keep when it was learnt by
@@ -863,19 +915,32 @@ class FileStore:
         does not describe from its summary or header; then adds those to the index, or writes
         it again when a third of it is dead."""
         index = file_list_index.read(self.dir)
-        heads, dead = file_list_index.match(index, journals)
+        self._indexed = True
+        entries = index.entries
+        heads, states = self._heads, self._states
         learnt: dict[str, tuple[int, Head]] = {}
-        for i in added:
-            head = heads.get(i)
-            if head is None:
+        only = set(added) if len(added) != len(journals) else None
+        live = 0  # lines that name a journal listed; the others are dead
+        for i, ino in journals.items():
+            entry = entries.get(i)
+            named = entry[1] if entry is not None and entry[0] == ino else None
+            if named is not None:
+                live += 1
+            if only is not None and i not in only:
+                continue
+            if named is not None:
+                head = named
+                state = entry[2] if entry is not None else None
+                if state is not None:
+                    states[i] = (ino, *state)
+            else:
                 head = self._head(i)
                 if head[1] != "?":  # a header that cannot be read is read again at every listing
-                    learnt[i] = (journals[i], head)
-            self._heads[i] = head
+                    learnt[i] = (ino, head)
+            heads[i] = head
+        dead = index.lines - live
         if file_list_index.worth_compacting(index, dead):
-            known = ((i, self._heads.get(i)) for i in journals)
-            live = {i: (journals[i], head) for i, head in known if head is not None and head[1] != "?"}
-            file_list_index.compact(self.dir, index, live)
+            self._compact = index  # once the listing has learnt the states of its page
         elif learnt:
             file_list_index.append(self.dir, [file_list_index.live_line(i, *entry) for i, entry in learnt.items()])
 
@@ -912,6 +977,7 @@ class FileStore:
                 if order is not None:
                     del order[bisect.bisect_left(order, order_key)]
                 self._heads.pop(i, None)
+                self._states.pop(i, None)
                 self._summaries.pop(i, None)
                 self._loaded.pop(i, None)
             if len(added) > _FEW_ADDED:
@@ -944,6 +1010,8 @@ class FileStore:
             end = bisect.bisect_left(order, (created_before, ""), 0, end)
         wanted = {status} if isinstance(status, str) else set(status) if status else None
         rows: list[tuple[tuple[str, str], ExecutionSummary]] = []
+        learnt: list[tuple[ExecutionSummary, tuple[int, int, int]]] = []
+        settled = file_list_index.SETTLED
         for n in range(end - 1, -1, -1):
             if limit is not None and len(rows) > limit:
                 break
@@ -954,9 +1022,13 @@ class FileStore:
                 continue
             if workflow is not None and self._head(i)[1] != workflow:
                 continue
-            found = self.summary(i)
+            found, key, from_index = self._summary(i, listed=True)
+            if self._indexed and not from_index and key is not None and str(found.status) in settled:
+                learnt.append((found, key))
             if wanted is None or str(found.status) in wanted:
                 rows.append(((created, i), found))
+        if learnt or self._compact is not None:
+            self._settle(learnt)
         if limit is None or len(rows) <= limit:
             return Page(tuple(found for _, found in rows), None)
         kept = rows[:limit]
@@ -1094,6 +1166,8 @@ class FileStore:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._cancel_path(execution_id))
 
+
+_STATUSES = {str(status): status for status in Status}
 
 
 def _listed(execution_id: str, kept: Summary) -> ExecutionSummary:
