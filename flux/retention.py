@@ -75,13 +75,15 @@ def delete_execution(execution_id: str, store: Any = None, *, force: bool = Fals
 
 def sweep_blobs(store: Store) -> int:
     """Deletes the stored outputs (blobs) nothing in the store names any more: no journal,
-    replay snapshot or cache entry. A blob written or reused while this runs stays. Returns how
-    many went; 0 on stores that keep blobs with their executions (memory, PostgreSQL). On the
-    file store, the temporary files of processes killed while writing go too."""
+    replay snapshot or cache entry. A blob written or reused while this runs stays (on
+    PostgreSQL, one written or reused in the last minute). Returns how many went; 0 on the
+    memory store, which keeps blobs for as long as the process lives. On the file store, the
+    temporary files of processes killed while writing go too."""
     from flux._engine.stores.files import FileStore
 
     if not isinstance(store, FileStore):
-        return 0
+        sweep = getattr(getattr(store, "blobs", None), "sweep_unreferenced", None)
+        return int(sweep()) if sweep is not None else 0
     started = time.time() - 1.0  # file times may lag the clock by a tick
     store.sweep_leftovers(started)
     return store.blobs.sweep(store.blob_references(), started)
@@ -142,6 +144,8 @@ def prune_store(
         for execution_id, journals in bulk(cutoff, wanted):
             result.deleted.append(execution_id)
             result.journals += journals
+        if result.deleted:
+            result.blobs = sweep_blobs(opened)
         return result
     # An execution that finished before the cutoff was created before it too: the listing's
     # filter on `created` narrows the journals read.

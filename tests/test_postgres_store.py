@@ -76,12 +76,12 @@ def test_a_database_without_the_schema_says_to_migrate(pg_server: PgServer, tmp_
     assert [p.returncode for p in procs] == [0, 0, 0, 0], outputs
     applied_by = [out.split("applied migrations: ", 1)[1].split(";", 1)[0] for out, _ in outputs]
     numbers = [n for each in applied_by if each != "none" for n in each.split(", ")]
-    assert sorted(numbers) == ["1", "2", "3"], applied_by  # each by one process (not always the same)
+    assert sorted(numbers) == ["1", "2", "3", "4"], applied_by  # each by one process (not always the same)
     with psycopg.connect(url) as conn:
         applied = conn.execute("SELECT version, count(*) FROM flux.migrations GROUP BY version ORDER BY version")
-        assert applied.fetchall() == [(1, 1), (2, 1), (3, 1)]
+        assert applied.fetchall() == [(1, 1), (2, 1), (3, 1), (4, 1)]
     status = flux_cmd("db", "status", "--store", url, cwd=tmp_path)
-    assert status.returncode == 0 and "schema version 3" in status.stdout
+    assert status.returncode == 0 and "schema version 4" in status.stdout
     assert flux_cmd("list", "--store", url, cwd=tmp_path).stdout.startswith("no executions in store postgresql://")
 
 
@@ -341,3 +341,51 @@ def test_flux_serve_runs_what_it_starts_on_a_postgresql_store(pg_url: str, tmp_p
         server.stop()
     shown = flux_cmd("show", "served-1", "--store", pg_url, cwd=tmp_path)
     assert "status: completed" in shown.stdout, shown.stderr
+
+
+def test_stored_outputs_nothing_names_any_more_are_swept_from_the_database(store: PostgresStore, pg_url: str) -> None:
+    """Output storage on PostgreSQL (one table, outputs shared by content): deleting or purging
+    the last execution naming an output deletes it; one still named (by a journal or a cache
+    entry) stays, and so does one written or reused in the last minute."""
+    import time
+
+    from flux.retention import delete_execution, prune_store, sweep_blobs
+    from tests.test_retention import stores
+
+    def run(tags: list[str]) -> str:
+        return str(stores.run(tags, store=store, durability="os").execution_id)
+
+    def blobs() -> dict[str, bytes]:
+        with psycopg.connect(pg_url) as conn:
+            return {d: bytes(v) for d, v in conn.execute("SELECT digest, data FROM flux.blobs").fetchall()}
+
+    def age_them() -> None:  # as if each had been written an hour ago
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("UPDATE flux.blobs SET touched_at = now() - interval '1 hour'")
+
+    shared_bytes = b'"' + b"shared" * 1000 + b'"'
+    first = run(["shared", "only-first"])
+    second = run(["shared"])
+    assert len(blobs()) == 2
+    # Its last journal deleted, but written a moment ago (a run may be about to record it): kept.
+    assert delete_execution(first, store) == [first]
+    assert len(blobs()) == 2
+    age_them()
+    assert sweep_blobs(store) == 1
+    assert list(blobs().values()) == [shared_bytes]  # still named by the second execution
+    # Reused just before a sweep: its time is renewed, so it stays until it is old again.
+    lone = store.blobs.put(b'"lone"')
+    age_them()
+    assert store.blobs.put(b'"lone"') == lone
+    assert sweep_blobs(store) == 0 and lone in blobs()
+    age_them()
+    assert sweep_blobs(store) == 1 and lone not in blobs()
+    # A cache entry naming it keeps it when the last journal naming it is purged.
+    (shared,) = blobs()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO flux.cache (key, data) VALUES ('k', %s)", (b'{"$blob":"' + shared.encode() + b'"}',))
+    pruned = prune_store(store, finished_before="0s", now=time.time() + 5)
+    assert pruned.deleted == [second] and pruned.blobs == 0 and list(blobs()) == [shared]
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM flux.cache")
+    assert sweep_blobs(store) == 1 and blobs() == {}

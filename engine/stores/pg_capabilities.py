@@ -51,6 +51,29 @@ class Snapshots:
         )
 
 
+SWEEP_GRACE = 60.0  # seconds: outputs written or reused this lately stay
+
+# `encode(..., 'escape')` turns any bytes into text (a snapshot need not be UTF-8); the digests
+# named are plain ASCII in it.
+_SWEEP_SQL = r"""
+WITH named AS (
+    SELECT m[1] AS digest
+      FROM flux.records r, regexp_matches(encode(r.line, 'escape'), '"\$blob":"([0-9a-f]{64})"', 'g') AS m
+     WHERE position('"$blob"'::bytea IN r.line) > 0
+    UNION
+    SELECT m[1] FROM flux.snapshots s, regexp_matches(encode(s.data, 'escape'), '"\$blob":"([0-9a-f]{64})"', 'g') AS m
+    UNION
+    SELECT m[1] FROM flux.cache c, regexp_matches(encode(c.data, 'escape'), '"\$blob":"([0-9a-f]{64})"', 'g') AS m
+), gone AS (
+    DELETE FROM flux.blobs b
+     WHERE b.touched_at < now() - make_interval(secs => %s)
+       AND NOT EXISTS (SELECT 1 FROM named WHERE named.digest = b.digest)
+    RETURNING 1
+)
+SELECT count(*) FROM gone
+"""
+
+
 class Blobs:
     """Output storage (SPEC.md 4.8): content-addressed bytes, checked on the way out."""
 
@@ -59,12 +82,22 @@ class Blobs:
 
     def put(self, data: bytes) -> str:
         digest = hashlib.sha256(data).hexdigest()
+        # Reusing one renews its time: a sweep that began before leaves it (SPEC.md 13.8).
         self._store._one(
-            "INSERT INTO flux.blobs (digest, data) VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING 1",
+            "INSERT INTO flux.blobs (digest, data) VALUES (%s, %s) "
+            "ON CONFLICT (digest) DO UPDATE SET touched_at = now() RETURNING 1",
             (digest, bytes(data)),
             "store an output",
         )
         return digest
+
+    def sweep_unreferenced(self, grace: float = SWEEP_GRACE) -> int:
+        """Deletes the stored outputs that no journal record, replay snapshot or cache entry
+        names, except those written or reused in the last `grace` seconds (by the database's
+        clock: a run may be about to record one); returns how many went. One statement: it
+        reads every record that holds `"$blob"`, so it costs a scan of the records table."""
+        row = self._store._one(_SWEEP_SQL, (float(grace),), "sweep the stored outputs")
+        return int(row[0]) if row else 0
 
     def get(self, digest: str) -> bytes:
         if not re.fullmatch(r"[0-9a-f]{64}", digest):

@@ -105,6 +105,15 @@ MIGRATIONS: list[tuple[int, str, str]] = [
            AND jsonb_typeof(convert_from(r.line, 'UTF8')::jsonb -> 'schedule') = 'object';
         """,
     ),
+    (
+        4,
+        "when each stored output was last written or reused",
+        # What a sweep of the outputs nothing names any more goes by (SPEC.md 13.8): one written
+        # or reused lately may be about to be recorded. Those stored before count as written now.
+        """
+        ALTER TABLE flux.blobs ADD COLUMN touched_at timestamptz NOT NULL DEFAULT now();
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]
