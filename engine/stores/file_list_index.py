@@ -33,7 +33,7 @@ from flux._engine.journal import FILE_MODE, encode_line
 
 __all__ = [
     "Head", "Index", "NAME", "SETTLED", "State", "append", "compact", "dead_line", "live_line", "read",
-    "worth_compacting",
+    "state_of", "worth_compacting",
 ]
 
 NAME = ".list"  # an execution id starts with a letter or digit: never the name of one of its files
@@ -55,10 +55,11 @@ SETTLED = frozenset({"completed", "failed", "cancelled", "paused"})
 @dataclass(frozen=True)
 class Index:
     """The index as read: for each execution id its last line's inode, head (None for a
-    deletion) and state (None when the line has none), how many lines the file holds and how
-    many of them check out, and the file's inode and the size read."""
+    deletion) and, for a state line, the line's object (checked by `state_of` only when a
+    listing looks at that execution), how many lines the file holds and how many of them check
+    out, and the file's inode and the size read."""
 
-    entries: dict[str, tuple[int, Head | None, State | None]]
+    entries: dict[str, tuple[int, Head | None, dict[str, Any] | None]]
     lines: int
     good: int
     ino: int
@@ -115,7 +116,7 @@ def read(folder: str) -> Index:
     return Index(entries, lines, good, st.st_ino, end)
 
 
-def _entries(pieces: list[bytes]) -> tuple[dict[str, tuple[int, Head | None, State | None]], int]:
+def _entries(pieces: list[bytes]) -> tuple[dict[str, tuple[int, Head | None, dict[str, Any] | None]], int]:
     """The entries the lines give (the last line of an id counts), and how many lines check out."""
     good = [p for p in pieces if _checks_out(p)]
     try:
@@ -125,7 +126,7 @@ def _entries(pieces: list[bytes]) -> tuple[dict[str, tuple[int, Head | None, Sta
         for piece in good:
             with contextlib.suppress(orjson.JSONDecodeError):
                 found.append(orjson.loads(piece))
-    entries: dict[str, tuple[int, Head | None, State | None]] = {}
+    entries: dict[str, tuple[int, Head | None, dict[str, Any] | None]] = {}
     count = 0
     for item in found:
         # The common lines (a head, with or without a state) checked inline; any other through
@@ -143,22 +144,9 @@ def _entries(pieces: list[bytes]) -> tuple[dict[str, tuple[int, Head | None, Sta
             and (schedule is None or type(schedule) is str)
             and "deleted" not in item
         ):
-            status = item.get("status")
-            if status is None and "status" not in item:
-                entries[execution_id] = (ino, (created, workflow, parent, schedule), None)
-                count += 1
-                continue
-            size, mtime_ns, records = item.get("size"), item.get("mtime_ns"), item.get("records")
-            if (
-                type(size) is int
-                and type(mtime_ns) is int
-                and type(records) is int
-                and type(status) is str
-                and status in SETTLED
-            ):
-                entries[execution_id] = (ino, (created, workflow, parent, schedule), (size, mtime_ns, records, status))
-                count += 1
-                continue
+            entries[execution_id] = (ino, (created, workflow, parent, schedule), item if "status" in item else None)
+            count += 1
+            continue
         entry = _entry(item)
         if entry is not None:
             entries[entry[0]] = entry[1]
@@ -180,9 +168,9 @@ def _checks_out(line: bytes, crc32: Any = zlib.crc32) -> bool:
         return False
 
 
-def _entry(item: Any) -> tuple[str, tuple[int, Head | None, State | None]] | None:
-    """(id, (inode, head, state)) from a line's object, or None when it is not of the index's
-    shape."""
+def _entry(item: Any) -> tuple[str, tuple[int, Head | None, dict[str, Any] | None]] | None:
+    """(id, (inode, head, the object of a state line)) from a line's object, or None when it is
+    not of the index's shape."""
     try:
         execution_id, ino = item["id"], item["ino"]
         if type(execution_id) is not str or type(ino) is not int:
@@ -196,15 +184,19 @@ def _entry(item: Any) -> tuple[str, tuple[int, Head | None, State | None]] | Non
         return None
     if not (parent is None or type(parent) is str) or not (schedule is None or type(schedule) is str):
         return None
-    state: State | None = None
-    if "status" in item:
-        size, mtime_ns, records, status = item.get("size"), item.get("mtime_ns"), item.get("records"), item["status"]
-        if type(size) is not int or type(mtime_ns) is not int or type(records) is not int:
-            return None
-        if type(status) is not str or status not in SETTLED:
-            return None
-        state = (size, mtime_ns, records, status)
-    return execution_id, (ino, (created, workflow, parent, schedule), state)
+    return execution_id, (ino, (created, workflow, parent, schedule), item if "status" in item else None)
+
+
+def state_of(item: dict[str, Any]) -> State | None:
+    """The state a state line's object gives, or None when it is not of a state's shape (its
+    status not one the journal settles, a number that is not an integer): then the line's
+    head still counts, its state does not."""
+    size, mtime_ns, records, status = item.get("size"), item.get("mtime_ns"), item.get("records"), item.get("status")
+    if type(size) is not int or type(mtime_ns) is not int or type(records) is not int:
+        return None
+    if type(status) is not str or status not in SETTLED:
+        return None
+    return size, mtime_ns, records, status
 
 
 def worth_compacting(index: Index, dead: int) -> bool:

@@ -447,6 +447,7 @@ class FileStore:
         # records, status)), and whether this object has read the index (only then does a
         # listing append the states it learns: it knows which ones the index lacks).
         self._states: dict[str, tuple[int, int, int, int, str]] = {}
+        self._unchecked: dict[str, tuple[int, dict[str, Any]]] = {}  # state lines not yet looked at
         self._indexed = False
         self._compact: file_list_index.Index | None = None  # an index read that is due a rewrite
         self._summaries: dict[str, tuple[tuple[int, int, int], ExecutionSummary]] = {}
@@ -753,7 +754,7 @@ class FileStore:
             found = cached[1]
         elif (
             key is not None
-            and (state := self._states.get(execution_id)) is not None
+            and (state := self._states.get(execution_id) or self._check_state(execution_id)) is not None
             and state[:3] == key
             and (head := self._heads.get(execution_id)) is not None
         ):
@@ -780,6 +781,18 @@ class FileStore:
             save_summary(path[:-6] + ".summary", execution_id, fresh)
         return found, key, False
 
+    def _check_state(self, execution_id: str) -> tuple[int, int, int, int, str] | None:
+        """The state the index's line gave the execution, checked now that a listing looks at
+        it (a line's state is checked only when used: a page of 50 checks 50)."""
+        unchecked = self._unchecked.pop(execution_id, None)
+        if unchecked is None:
+            return None
+        state = file_list_index.state_of(unchecked[1])
+        if state is None:
+            return None
+        checked = self._states[execution_id] = (unchecked[0], *state)
+        return checked
+
     def _settle(self, learnt: list[tuple[ExecutionSummary, tuple[int, int, int]]]) -> None:
         """Adds to the listing index the settled states a listing learnt without it (SPEC.md 1),
         when this object has read the index (so it knows the index lacks them); or writes the
@@ -800,7 +813,7 @@ class FileStore:
             for i, ino in self._inos.items():
                 head = self._heads.get(i)
                 if head is not None and head[1] != "?":
-                    got = self._states.get(i)
+                    got = self._states.get(i) or self._check_state(i)
                     live[i] = (ino, head, got[1:] if got is not None and got[0] == ino else None)
             file_list_index.compact(self.dir, index, live)
         elif lines:
@@ -917,7 +930,7 @@ class FileStore:
         index = file_list_index.read(self.dir)
         self._indexed = True
         entries = index.entries
-        heads, states = self._heads, self._states
+        heads, unchecked = self._heads, self._unchecked
         learnt: dict[str, tuple[int, Head]] = {}
         only = set(added) if len(added) != len(journals) else None
         live = 0  # lines that name a journal listed; the others are dead
@@ -930,9 +943,9 @@ class FileStore:
                 continue
             if named is not None:
                 head = named
-                state = entry[2] if entry is not None else None
-                if state is not None:
-                    states[i] = (ino, *state)
+                line = entry[2] if entry is not None else None
+                if line is not None:
+                    unchecked[i] = (ino, line)
             else:
                 head = self._head(i)
                 if head[1] != "?":  # a header that cannot be read is read again at every listing
@@ -978,6 +991,7 @@ class FileStore:
                     del order[bisect.bisect_left(order, order_key)]
                 self._heads.pop(i, None)
                 self._states.pop(i, None)
+                self._unchecked.pop(i, None)
                 self._summaries.pop(i, None)
                 self._loaded.pop(i, None)
             if len(added) > _FEW_ADDED:
