@@ -126,6 +126,8 @@ def main() -> None:
     parser.add_argument("--dir", default=None, help="where the journals go (default: a temporary directory)")
     parser.add_argument("--compare", default=None, help="another flux script to time the same replay with")
     args = parser.parse_args()
+    if args.dir is not None:
+        os.makedirs(args.dir, exist_ok=True)  # a folder named but not made yet
     base = tempfile.mkdtemp(prefix="bench-replay-", dir=args.dir)
     try:
         rows = []
