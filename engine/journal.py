@@ -37,6 +37,7 @@ __all__ = [
     "read_journal",
     "read_regular_file",
     "seed_for",
+    "write_all",
 ]
 
 FORMAT_VERSION = 1
@@ -49,6 +50,17 @@ MAX_RECORD_BYTES = int(os.environ.get("FLUX_MAX_RECORD_BYTES", str(1 << 20)))
 _CRC_OPEN = b',"crc":"'
 _SUFFIX_LEN = len(_CRC_OPEN) + 8 + 2  # ,"crc":"xxxxxxxx"}
 _HEX = b"0123456789abcdef"
+
+
+def write_all(fd: int, data: bytes, write: Callable[[int, memoryview], int] = os.write) -> None:
+    """Writes all of `data` to `fd` (a short write goes on from where it stopped); a write that
+    makes no progress is an OSError, never a loop."""
+    view = memoryview(data)
+    while view:
+        written = write(fd, view)
+        if written <= 0:
+            raise OSError(errno.EIO, "write returned no progress")
+        view = view[written:]
 
 
 def seed_for(execution_id: str) -> int:

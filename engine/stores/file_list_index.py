@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from flux._engine.journal import FILE_MODE, encode_line
+from flux._engine.journal import FILE_MODE, encode_line, write_all
 
 __all__ = [
     "Head", "Index", "NAME", "SETTLED", "State", "append", "compact", "dead_line", "live_line", "read",
@@ -293,9 +293,7 @@ def _compact_locked(folder: str, index: Index, live: dict[str, tuple[int, Head, 
     try:
         out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(out, view):]
+            write_all(out, data)
         finally:
             os.close(out)
         os.replace(tmp, _path(folder))

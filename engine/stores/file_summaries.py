@@ -25,7 +25,7 @@ import orjson
 
 from flux._engine import records as R
 from flux._engine.errors import JournalCorruptError
-from flux._engine.journal import FILE_MODE, check_lines, checks_out, encode_line, seed_for
+from flux._engine.journal import FILE_MODE, check_lines, checks_out, encode_line, seed_for, write_all
 
 __all__ = ["Summary", "TAIL_BYTES", "from_header", "load", "save", "tail_of", "unfold"]
 
@@ -129,9 +129,7 @@ def save(path: str, execution_id: str, summary: Summary, again: bool = True) -> 
         return  # a store this user may read but not write: listings read journals whole
     try:
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            write_all(fd, data)
         finally:
             os.close(fd)
         os.replace(tmp, path)

@@ -34,7 +34,7 @@ import stat
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -65,6 +65,7 @@ from flux._engine.journal import (
     read_journal,
     read_regular_file,
     seed_for,
+    write_all,
 )
 from flux._engine.records import LIFECYCLE, Status
 from flux._engine.schedules import FileBook
@@ -105,15 +106,6 @@ def fsync_dir(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _write_all(fd: int, data: bytes, write: Callable[[int, memoryview], int] = os.write) -> None:
-    view = memoryview(data)
-    while view:
-        written = write(fd, view)
-        if written <= 0:
-            raise OSError(errno.EIO, "write returned no progress")
-        view = view[written:]
 
 
 @contextlib.contextmanager
@@ -175,7 +167,7 @@ class FileWriter(BufferedWriter):
                     kept = os.fstat(side).st_size
                     entry = b"%d " % read.valid_size + read.torn + b"\n"
                     try:
-                        _write_all(side, entry, _faults.writer("torn_write") if _FAULTS else os.write)
+                        write_all(side, entry, _faults.writer("torn_write") if _FAULTS else os.write)
                         os.fsync(side)
                     except BaseException:
                         # Half an entry would run into the next one: take it back.
@@ -210,7 +202,7 @@ class FileWriter(BufferedWriter):
                 raise self._broken
             if _FAULTS:
                 _faults.reach("before_write", self)
-            _write_all(self.fd, data, _WRITE)
+            write_all(self.fd, data, _WRITE)
             if _FAULTS:
                 _faults.reach("after_write", self)
             if self.durability == "fsync":
@@ -1242,7 +1234,7 @@ def _write_file(path: str, data: bytes, *, sync: bool, point: str) -> None:
     """Writes a whole file; `point` names its kind for the fault hooks (`blob`, `cache`, `snapshot`)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, FILE_MODE)
     try:
-        _write_all(fd, data, _faults.writer(point + "_write") if _FAULTS else os.write)
+        write_all(fd, data, _faults.writer(point + "_write") if _FAULTS else os.write)
         if sync:
             if _FAULTS:
                 _faults.reach(point + "_fsync")
