@@ -137,6 +137,8 @@ class ReplayCore:
         """The decision for a task call (name formatted, arguments in their recorded form)."""
         call = self.calls.get(call_id)
         if call is None:
+            if not self.cancel_pending and not self.replay_only:
+                return LIVE, None  # new work: the commonest live call
             asked = {"kind": "task", "name": name, "args": args, "kwargs": kwargs, "src": src}
             return self.live(call_id, None, asked), None
         call.visited = True

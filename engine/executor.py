@@ -815,7 +815,9 @@ class Executor(Outputs):
             self.record_cancelled(call_id)
             raise
         finally:
-            self._idle()
+            self._busy -= 1  # _idle, inline
+            if not self._busy and self._waiters:
+                self._schedule_settle()
         return self.complete(call_id, name, spec, result)
 
     def _know_secrets(self, spec: TaskSpec) -> None:

@@ -52,10 +52,15 @@ _SUFFIX_LEN = len(_CRC_OPEN) + 8 + 2  # ,"crc":"xxxxxxxx"}
 _HEX = b"0123456789abcdef"
 
 
-def write_all(fd: int, data: bytes, write: Callable[[int, memoryview], int] = os.write) -> None:
+def write_all(fd: int, data: bytes, write: Callable[[int, bytes | memoryview], int] = os.write) -> None:
     """Writes all of `data` to `fd` (a short write goes on from where it stopped); a write that
     makes no progress is an OSError, never a loop."""
-    view = memoryview(data)
+    written = write(fd, data)  # the commonest case: all of it at once
+    if written == len(data):
+        return
+    if written <= 0:
+        raise OSError(errno.EIO, "write returned no progress")
+    view = memoryview(data)[written:]
     while view:
         written = write(fd, view)
         if written <= 0:
@@ -83,7 +88,8 @@ def encode_record_line(record: dict[str, Any], seed: int) -> bytes:
     Raises:
         RecordTooLargeError: naming the record's kind and the limit.
     """
-    line = encode_line(record, seed)
+    prefix = _dumps(record)[:-1]  # encode_line, inline: it runs twice per task
+    line = prefix + b',"crc":"%08x"}\n' % _crc32(prefix, seed)
     if len(line) > MAX_RECORD_BYTES:
         what = "workflow input" if record.get("kind") == "header" else f"{record.get('kind')} record"
         raise RecordTooLargeError(
@@ -611,11 +617,15 @@ class BufferedWriter:
         Raises:
             DurabilityError: when the write fails; the writer is then unusable.
         """
-        if not self._pending:
-            if self._broken is not None:
-                raise DurabilityError(f"{self.where}: an earlier write failed; the run cannot go on") from self._broken
+        if self._broken is not None:
+            raise DurabilityError(f"{self.where}: an earlier write failed; the run cannot go on") from self._broken
+        pending = self._pending
+        if not pending:
             return
-        data, first = self._take()
+        # _take, inline: this runs once per task in a sequential workflow.
+        first = self.next_seq - len(pending)
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
         self._write(data, first)
         self.synced_seq = self.next_seq - 1
 

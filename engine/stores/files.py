@@ -213,7 +213,7 @@ class FileWriter(BufferedWriter):
             raise DurabilityError(f"{self.path}: writing the journal failed ({err.strerror or err}); stopped") from err
         self.end += len(data)
         self.synced_seq = self.next_seq - 1
-        self._tail = (self._tail + data[-TAIL_BYTES:])[-TAIL_BYTES:]
+        self._tail = data[-TAIL_BYTES:]  # whole lines: the last write ends with the journal's tail
         if _FAULTS:
             _faults.reach("after_fsync", self)
 
