@@ -136,6 +136,12 @@ class Blobs(Protocol):
 
     def get(self, digest: str) -> bytes: ...
 
+    def sweep_unreferenced(self) -> int:
+        """Deletes the stored outputs that no journal, replay snapshot or cache entry names,
+        except those written or reused lately (a run may be about to record one); returns how
+        many went."""
+        ...
+
 
 class Cache(Protocol):
     """The task cache (SPEC.md 4.9): entries by key; anything unreadable is a miss."""

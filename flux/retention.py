@@ -79,14 +79,10 @@ def sweep_blobs(store: Store) -> int:
     PostgreSQL, one written or reused in the last minute). Returns how many went; 0 on the
     memory store, which keeps blobs for as long as the process lives. On the file store, the
     temporary files of processes killed while writing go too."""
-    from flux._engine.stores.files import FileStore
-
-    if not isinstance(store, FileStore):
-        sweep = getattr(getattr(store, "blobs", None), "sweep_unreferenced", None)
-        return int(sweep()) if sweep is not None else 0
-    started = time.time() - 1.0  # file times may lag the clock by a tick
-    store.sweep_leftovers(started)
-    return store.blobs.sweep(store.blob_references(), started)
+    blobs = store.blobs
+    swept = blobs.sweep_unreferenced() if blobs is not None else 0
+    sweep_leftovers(store)
+    return swept
 
 
 def sweep_leftovers(store: Store) -> int:

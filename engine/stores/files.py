@@ -34,7 +34,7 @@ import stat
 import threading
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -311,8 +311,9 @@ class _Blobs:
     """`<home>/blobs/<sha256>.json`, written atomically and fsynced before the record that
     names them (SPEC.md 4.8)."""
 
-    def __init__(self, home: str) -> None:
+    def __init__(self, home: str, references: Callable[[], set[str]]) -> None:
         self._home = home
+        self._references = references  # the digests the store's files name (FileStore.blob_references)
 
     def path(self, digest: str) -> str:
         if not re.fullmatch(r"[0-9a-f]{64}", digest):
@@ -338,6 +339,10 @@ class _Blobs:
             reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
             raise DurabilityError(f"{path}: writing the stored output failed ({reason}); stopped") from err
         return digest
+
+    def sweep_unreferenced(self) -> int:
+        started = time.time() - 1.0  # file times may lag the clock by a tick
+        return self.sweep(self._references(), started)
 
     def sweep(self, referenced: set[str], started: float) -> int:
         """Deletes the blobs no journal, snapshot or cache entry names (`referenced`, gathered
@@ -428,7 +433,7 @@ class FileStore:
         self.home = os.fspath(home)
         self.dir = os.path.join(self.home, "executions")
         self.snapshots = _Snapshots(self.dir)
-        self.blobs = _Blobs(self.home)
+        self.blobs = _Blobs(self.home, self.blob_references)
         self.cache = _Cache(self.home)
         self.schedules = FileBook(self.home)
         # What listing learnt, kept for the next listing (SPEC.md 1): each journal's header (its
