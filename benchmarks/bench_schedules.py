@@ -46,13 +46,21 @@ def main() -> None:
         with psycopg.connect(url, autocommit=True) as conn:
             pg_schema.migrate(conn)
         store = PostgresStore(url)
-        create_schedule(store, "tick", "stamped", interval(seconds=1, overlap="allow"))
         env = {**os.environ, "PYTHONPATH": ROOT}
         flows = os.path.join(ROOT, "tests", "schedule_workflows.py")
         cmd = [sys.executable, "-m", "flux", "worker", flows, "--store", url]
         tmp = tempfile.mkdtemp(prefix="bench-sched-")
         workers = [subprocess.Popen(cmd, env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                    for _ in range(args.workers)]
+        # The schedule starts once every worker has registered: a fire due while the workers
+        # were still starting would measure their start-up, not the firing.
+        deadline = time.monotonic() + 60
+        with psycopg.connect(url, autocommit=True) as conn:
+            while conn.execute("SELECT count(*) FROM flux.workers").fetchone()[0] < args.workers:  # type: ignore[index]
+                if time.monotonic() > deadline:
+                    raise SystemExit("the workers did not register within 60 s")
+                time.sleep(0.05)
+        create_schedule(store, "tick", "stamped", interval(seconds=1, overlap="allow"))
         time.sleep(args.seconds)
         pause_schedule(store, "tick")
         time.sleep(2)
