@@ -353,6 +353,7 @@ StatusOpt = typer.Option(
 def list_(
     status: list[str] = StatusOpt,
     workflow: str = typer.Option(None, "--workflow", "-w", help="Only executions of this workflow."),
+    schedule: str = typer.Option(None, "--schedule", help="Only executions this schedule started."),
     since: str = typer.Option(None, "--since", help="Only those started since: an age (12h, 30d) or an ISO time."),
     before: str = typer.Option(None, "--before", help="Only those started before: an age (12h, 30d) or an ISO time."),
     limit: int = typer.Option(50, "--limit", "-n", help="At most this many (0: no limit)."),
@@ -372,6 +373,7 @@ def list_(
         cursor=cursor,
         created_after=parse_moment(since, now, "--since") if since is not None else None,
         created_before=parse_moment(before, now, "--before") if before is not None else None,
+        schedule=schedule,
     )
     if as_json:
         emit(page.to_json())
@@ -384,7 +386,7 @@ def list_(
     rows = page.items
     if not rows:
         where = runner.store_place(open_store(store))
-        filtered = any(x is not None for x in (workflow, since, before, cursor)) or bool(status)
+        filtered = any(x is not None for x in (workflow, schedule, since, before, cursor)) or bool(status)
         out.print(f"no executions{' match' if filtered else ''} in store {escape(printable(where))}")
         return
     # Plain aligned text: a rich Table takes seconds to lay out for thousands of rows. The

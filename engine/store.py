@@ -211,7 +211,8 @@ def decode_cursor(cursor: str) -> tuple[str, str]:
 
 def page_of(summaries: list[ExecutionSummary], *, status: str | Sequence[str] | None, workflow: str | None,
             limit: int | None, cursor: str | None, prefix: str | None = None,
-            created_after: str | None = None, created_before: str | None = None) -> Page:
+            created_after: str | None = None, created_before: str | None = None,
+            schedule: str | None = None) -> Page:
     """Filters, orders (newest first) and cuts a list of summaries: the listing rule every store
     that lists in memory shares."""
     wanted = {status} if isinstance(status, str) else set(status) if status else None
@@ -222,6 +223,7 @@ def page_of(summaries: list[ExecutionSummary], *, status: str | Sequence[str] | 
         and (prefix is None or s.execution_id.startswith(prefix))
         and (created_after is None or s.created >= created_after)
         and (created_before is None or s.created < created_before)
+        and (schedule is None or s.schedule == schedule)
     ]
     rows.sort(key=lambda s: (s.created, s.execution_id), reverse=True)
     if cursor is not None:
@@ -293,7 +295,7 @@ class Store(Protocol):
     def list(
         self, *, status: str | Sequence[str] | None = None, workflow: str | None = None, limit: int | None = None,
         cursor: str | None = None, prefix: str | None = None, created_after: str | None = None,
-        created_before: str | None = None,
+        created_before: str | None = None, schedule: str | None = None,
     ) -> Page: ...
 
     def summary(self, execution_id: str) -> ExecutionSummary: ...

@@ -531,11 +531,13 @@ class Client:
         prefix: str | None = None,
         created_after: str | None = None,
         created_before: str | None = None,
+        schedule: str | None = None,
     ) -> Page:
-        """A page of executions, newest first; give `page.cursor` back for the next page."""
+        """A page of executions, newest first; give `page.cursor` back for the next page.
+        `schedule` keeps those a schedule of that name started (its fires and triggers)."""
         return self.store.list(
             status=status, workflow=workflow, limit=limit, cursor=cursor, prefix=prefix,
-            created_after=created_after, created_before=created_before,
+            created_after=created_after, created_before=created_before, schedule=schedule,
         )
 
     def _read(self, execution_id: str) -> tuple[JournalRead, History]:

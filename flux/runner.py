@@ -155,12 +155,13 @@ def clear_cache(store: Any = None) -> int:
 def list_executions(
     store: Any = None, *, status: str | Sequence[str] | None = None, workflow: str | None = None,
     limit: int | None = None, cursor: str | None = None, created_after: str | None = None,
-    created_before: str | None = None,
+    created_before: str | None = None, schedule: str | None = None,
 ) -> Page:
-    """Executions of a store, newest first; damaged journals are listed with their problem."""
+    """Executions of a store, newest first; damaged journals are listed with their problem.
+    `schedule` keeps those a schedule of that name started."""
     return open_store(store).list(
         status=status, workflow=workflow, limit=limit, cursor=cursor, created_after=created_after,
-        created_before=created_before,
+        created_before=created_before, schedule=schedule,
     )
 
 

@@ -230,6 +230,10 @@ def test_flux_list_shows_the_schedule_column_only_when_a_row_has_one(tmp_path: P
     assert sorted((row["schedule"] or "") for row in listed) == ["", "daily"]
     only = flux_cmd("list", "--jsonl", "--status", "created", "--store", s, cwd=tmp_path).stdout.splitlines()
     assert [orjson.loads(line)["schedule"] for line in only] == ["daily"]  # not run: no worker
+    by_schedule = flux_cmd("list", "--schedule", "daily", "--jsonl", "--store", s, cwd=tmp_path).stdout.splitlines()
+    assert [orjson.loads(line)["execution_id"] for line in by_schedule] == [fired_id]
+    none = flux_cmd("list", "--schedule", "dail", "--store", s, cwd=tmp_path)
+    assert none.returncode == 0 and none.stdout.startswith("no executions match")
 
 
 def test_a_second_scheduler_or_a_retry_never_starts_a_fire_twice(tmp_path: Path) -> None:

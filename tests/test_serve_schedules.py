@@ -154,6 +154,13 @@ def test_trigger_starts_an_execution_that_records_its_schedule_and_runs_here(api
     assert [row["execution_id"] for row in listed] == [execution_id]
     again = api.post("/api/v1/schedules/reports/trigger").json()  # without wait: answered once it exists
     assert again["execution_id"] != execution_id and again["status"] in ("created", "running", "completed")
+    by_hand = api.post(
+        "/api/v1/workflows/stamped/executions", params={"execution_id": "reports-by-hand", "wait": 20}, json=None
+    )
+    assert by_hand.status_code == 201, by_hand.text  # its id looks like the schedule's; its header says no schedule
+    by_schedule = api.get("/api/v1/executions", params={"schedule": "reports"}).json()["items"]
+    assert sorted(row["execution_id"] for row in by_schedule) == sorted([execution_id, again["execution_id"]])
+    assert api.get("/api/v1/executions", params={"schedule": "report"}).json()["items"] == []
 
 
 def test_delete_leaves_the_executions(api: httpx.Client) -> None:

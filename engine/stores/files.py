@@ -1005,7 +1005,7 @@ class FileStore:
     def list(
         self, *, status: str | Sequence[str] | None = None, workflow: str | None = None, limit: int | None = None,
         cursor: str | None = None, prefix: str | None = None, created_after: str | None = None,
-        created_before: str | None = None,
+        created_before: str | None = None, schedule: str | None = None,
     ) -> Page:
         """A page of executions, newest first (SPEC.md 1). Headers order the listing; only the
         executions a page shows (and, with a status filter, those looked at to fill it) are
@@ -1032,6 +1032,8 @@ class FileStore:
             if prefix is not None and not i.startswith(prefix):
                 continue
             if workflow is not None and self._head(i)[1] != workflow:
+                continue
+            if schedule is not None and self._head(i)[3] != schedule:
                 continue
             found, key, from_index = self._summary(i, listed=True)
             if self._indexed and not from_index and key is not None and str(found.status) in settled:

@@ -283,12 +283,12 @@ class MemoryStore:
     def list(
         self, *, status: str | Sequence[str] | None = None, workflow: str | None = None, limit: int | None = None,
         cursor: str | None = None, prefix: str | None = None, created_after: str | None = None,
-        created_before: str | None = None,
+        created_before: str | None = None, schedule: str | None = None,
     ) -> Page:
         ids = [i for i in self.list_ids() if prefix is None or i.startswith(prefix)]
         return page_of(
             [self.summary(i) for i in ids], status=status, workflow=workflow, limit=limit, cursor=cursor,
-            created_after=created_after, created_before=created_before,
+            created_after=created_after, created_before=created_before, schedule=schedule,
         )
 
     def delete(self, execution_id: str) -> None:

@@ -811,6 +811,7 @@ class PostgresStore(FleetMixin):
         prefix: str | None = None,
         created_after: str | None = None,
         created_before: str | None = None,
+        schedule: str | None = None,
     ) -> Page:
         if limit is not None and limit < 0:
             raise InvalidOptionError(f"limit={limit} must be >= 0")
@@ -833,6 +834,9 @@ class PostgresStore(FleetMixin):
         if workflow is not None:
             where.append("workflow = %s")
             params.append(workflow)
+        if schedule is not None:
+            where.append("schedule = %s")
+            params.append(schedule)
         if prefix is not None:
             where.append("starts_with(execution_id, %s)")
             params.append(prefix)

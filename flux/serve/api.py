@@ -115,6 +115,7 @@ async def executions(
     created_after: str | None = Query(None, description="ISO-8601 date or time (UTC when no offset)."),
     created_before: str | None = Query(None, description="ISO-8601 date or time (UTC when no offset)."),
     prefix: str | None = Query(None, description="Execution ids starting with this."),
+    schedule: str | None = Query(None, description="Only executions this schedule started (its fires and triggers)."),
     limit: int = Query(50, ge=1, le=1000),
     cursor: str | None = Query(None, description="The `cursor` of the previous page."),
 ) -> JSON:
@@ -126,6 +127,7 @@ async def executions(
         prefix=prefix or None,
         created_after=_utc(created_after, "created_after"),
         created_before=_utc(created_before, "created_before"),
+        schedule=schedule or None,
     )
     return JSON(page)
 

@@ -304,6 +304,23 @@ def test_listing_filters_orders_newest_first_and_pages_with_a_cursor(store: Stor
         store.list(cursor="not a cursor")
 
 
+def test_listing_by_schedule_keeps_only_what_that_schedule_started(store: Store) -> None:
+    # The name is the header's, never guessed from the id: "daily-2" is another schedule.
+    fired = {"daily-x": "daily", "daily-2-x": "daily-2", "nightly-x": "nightly", "daily-by-hand": None}
+    for n, (execution_id, name) in enumerate(fired.items()):
+        first = header(execution_id, created=f"2026-01-01T00:00:{n:02d}.000000+00:00")
+        if name is not None:
+            first["schedule"] = {"name": name, "at": first["created"]}
+        store.create(execution_id, first, "fsync").close()
+    daily = store.list(schedule="daily")
+    assert [(s.execution_id, s.schedule) for s in daily.items] == [("daily-x", "daily")]
+    assert [s.execution_id for s in store.list(schedule="daily-2", workflow="wf").items] == ["daily-2-x"]
+    assert store.list(schedule="daily", workflow="other").items == ()
+    assert store.list(schedule="weekly").items == ()
+    both = store.list(limit=1, schedule="nightly")
+    assert [s.execution_id for s in both.items] == ["nightly-x"] and both.cursor is None
+
+
 # -- cancellation requests and capabilities ----------------------------------------------------------
 
 
