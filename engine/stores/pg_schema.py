@@ -114,6 +114,15 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         ALTER TABLE flux.blobs ADD COLUMN touched_at timestamptz NOT NULL DEFAULT now();
         """,
     ),
+    (
+        5,
+        "executions listed by the schedule that started them",
+        # `flux list --schedule NAME` (SPEC.md 12), newest first, without reading the others.
+        """
+        CREATE INDEX executions_schedule ON flux.executions (schedule, created DESC, execution_id DESC)
+            WHERE schedule IS NOT NULL;
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]
