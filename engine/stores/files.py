@@ -34,7 +34,7 @@ import stat
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -311,9 +311,8 @@ class _Blobs:
     """`<home>/blobs/<sha256>.json`, written atomically and fsynced before the record that
     names them (SPEC.md 4.8)."""
 
-    def __init__(self, home: str, references: Callable[[], set[str]]) -> None:
+    def __init__(self, home: str) -> None:
         self._home = home
-        self._references = references  # the digests the store's files name (FileStore.blob_references)
 
     def path(self, digest: str) -> str:
         if not re.fullmatch(r"[0-9a-f]{64}", digest):
@@ -342,7 +341,25 @@ class _Blobs:
 
     def sweep_unreferenced(self) -> int:
         started = time.time() - 1.0  # file times may lag the clock by a tick
-        return self.sweep(self._references(), started)
+        return self.sweep(self.references(), started)
+
+    def references(self) -> set[str]:
+        """The digests of stored outputs that journals, replay snapshots and cache entries name."""
+        found: set[str] = set()
+        for folder in (os.path.join(self._home, "executions"), os.path.join(self._home, "cache")):
+            try:
+                names = os.listdir(folder)
+            except FileNotFoundError:
+                continue
+            for name in names:
+                if not name.endswith((".jsonl", ".index", ".json", ".torn")):
+                    continue
+                try:
+                    data = read_regular_file(os.path.join(folder, name))
+                except OSError:
+                    continue
+                found.update(m.decode() for m in _BLOB_REF.findall(data))
+        return found
 
     def sweep(self, referenced: set[str], started: float) -> int:
         """Deletes the blobs no journal, snapshot or cache entry names (`referenced`, gathered
@@ -433,7 +450,7 @@ class FileStore:
         self.home = os.fspath(home)
         self.dir = os.path.join(self.home, "executions")
         self.snapshots = _Snapshots(self.dir)
-        self.blobs = _Blobs(self.home, self.blob_references)
+        self.blobs = _Blobs(self.home)
         self.cache = _Cache(self.home)
         self.schedules = FileBook(self.home)
         # What listing learnt, kept for the next listing (SPEC.md 1): each journal's header (its
@@ -1137,24 +1154,6 @@ class FileStore:
                 except FileNotFoundError:
                     continue
         return gone
-
-    def blob_references(self) -> set[str]:
-        """The digests of stored outputs that journals, replay snapshots and cache entries name."""
-        found: set[str] = set()
-        for folder in (self.dir, os.path.join(self.home, "cache")):
-            try:
-                names = os.listdir(folder)
-            except FileNotFoundError:
-                continue
-            for name in names:
-                if not name.endswith((".jsonl", ".index", ".json", ".torn")):
-                    continue
-                try:
-                    data = read_regular_file(os.path.join(folder, name))
-                except OSError:
-                    continue
-                found.update(m.decode() for m in _BLOB_REF.findall(data))
-        return found
 
     # -- cancellation requests (SPEC.md 4.6) ---------------------------------------------------
 
