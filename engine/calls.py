@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-import anyio.to_thread
-
 from flux._engine.core import EndOfJournal, format_call
 from flux._engine.handling import TaskOptions
 from flux._engine.history import History
@@ -104,6 +102,8 @@ class TaskSpec:
         if self.is_async:
             return await self.fn(*args, **kwargs)
         # A plain function runs in a worker thread so it cannot stall other branches.
+        import anyio.to_thread  # here: a workflow of async tasks never needs it
+
         return await anyio.to_thread.run_sync(lambda: self.fn(*args, **kwargs))
 
 

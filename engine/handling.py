@@ -21,8 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import anyio.to_thread
-
 from flux._engine import records as R
 from flux._engine import traps
 from flux._engine.clock import finishes_within
@@ -150,6 +148,8 @@ async def _run_handler(
     try:
         if inspect.iscoroutinefunction(fn) or getattr(fn, "__flux_task__", False):
             return await fn(*args, **kwargs)
+        import anyio.to_thread  # here: a workflow of async tasks never needs it
+
         return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
     finally:
         ex._idle()

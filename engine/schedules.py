@@ -24,8 +24,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -37,6 +36,9 @@ from flux._engine.errors import (
     ScheduleNotFoundError,
     StoreError,
 )
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
 
 __all__ = [
     "MISSED",
@@ -107,6 +109,8 @@ _ALLOWED = {
 
 
 def zone(name: str) -> ZoneInfo:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # here: `flux exec` lists no schedule
+
     if not isinstance(name, str) or not name or name == "local":
         raise InvalidOptionError(f"timezone={name!r}: give an IANA time zone name such as 'Europe/Lisbon' or 'UTC'")
     try:
