@@ -126,12 +126,13 @@ class LineOffsets(Sequence[int]):
     them is first asked for: a run that never looks at them never pays for finding them.
     """
 
-    __slots__ = ("_data", "_head", "_head_lines", "_tail", "append")
+    __slots__ = ("_data", "_head", "_head_lines", "_head_size", "_tail", "append")
 
-    def __init__(self, data: bytes = b"", head_lines: int = 0) -> None:
+    def __init__(self, data: bytes = b"", head_lines: int = 0, head_size: int = 0) -> None:
         self._data = data
         self._head: array[int] | None = None if head_lines else array("q")
         self._head_lines = head_lines
+        self._head_size = head_size  # bytes of those lines (0: not known)
         self._tail = array("q")
         self.append = self._tail.append  # the offset of the next line read
 
@@ -161,6 +162,15 @@ class LineOffsets(Sequence[int]):
                     for _ in range(i):
                         pos = self._data.find(b"\n", pos) + 1
                     return pos
+                back = self._head_lines - i
+                if back <= 64 and self._head_size:
+                    # One of the prefix's last lines (a pause waiting at its end, say): found
+                    # from the prefix's end, again without indexing the whole prefix.
+                    pos = self._head_size - 1  # the newline that ends the prefix
+                    rfind = self._data.rfind
+                    for _ in range(back):
+                        pos = rfind(b"\n", 0, pos)
+                    return pos + 1
                 head = self._find_head()
             return head[i]
         return self._tail[i - self._head_lines]
@@ -383,7 +393,7 @@ def check_journal(
     offsets = LineOffsets(data)
     if known is not None and _starts_with(data, end, known) and known.accept():
         pos = known.size
-        offsets = LineOffsets(data, known.records)
+        offsets = LineOffsets(data, known.records, known.size)
     while pos < end:
         stop = data.rfind(b"\n", pos, pos + _CHUNK_BYTES) + 1
         if stop <= pos:  # one line longer than a chunk

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from flux._engine.errors import ExecutionExistsError, ExecutionLockedError, InvalidExecutionIdError, JournalCorruptError
-from flux._engine.journal import check_journal, encode_line, read_journal, seed_for
+from flux._engine.journal import LineOffsets, check_journal, encode_line, read_journal, seed_for
 from flux._engine.store import Lease, validate_execution_id
 from flux._engine.stores.files import FileStore
 
@@ -91,6 +91,25 @@ def test_written_journal_reads_back_exactly(tmp_path: Path) -> None:
         # The checksum covers every byte before `,"crc"`, seeded with the execution id (SPEC.md).
         prefix = line[: line.rindex(b',"crc":"')]
         assert int(parsed["crc"], 16) == zlib.crc32(prefix, zlib.crc32(EID.encode()))
+
+
+def test_the_offsets_of_a_known_prefix_are_found_from_either_end_and_agree_with_a_full_index() -> None:
+    lines = [b'{"n":%d,"pad":"%s"}\n' % (i, b"x" * (i % 7)) for i in range(500)]
+    data = b"".join(lines) + b'{"after":1}\n'
+    truth = [sum(len(line) for line in lines[:i]) for i in range(501)]
+    offsets = LineOffsets(data, 500, len(data) - len(b'{"after":1}\n'))
+    offsets.append(truth[500])  # the line read after the prefix
+    # The header's lines and the prefix's last lines (a pause waiting at the end of a resumed
+    # run) are found without indexing the whole prefix...
+    asked = (0, 1, 3, 436, 437, 499, 500, -1, -2)
+    assert [offsets[i] for i in asked] == [truth[i] for i in (0, 1, 3, 436, 437, 499, 500, 500, 499)]
+    assert offsets._head is None
+    # ...and a line in the middle indexes it, with the same answers.
+    assert offsets[250] == truth[250] and offsets._head is not None
+    assert list(offsets) == truth
+    # A prefix whose size is not known is indexed for any line past the header's.
+    unsized = LineOffsets(data, 500)
+    assert unsized[499] == truth[499] and unsized._head is not None
 
 
 def test_records_with_awkward_text_stay_one_line_each(tmp_path: Path) -> None:
