@@ -96,12 +96,11 @@ class LocalFileStorage(OutputStorage):
         return decode(orjson.loads(self._blobs().get(reference.reference_id)))
 
     def delete(self, reference: OutputStorageReference) -> None:
+        """Deletes nothing at once: stored outputs are shared by content, and a journal that
+        names this one replays from it. `flux delete` and `flux prune` sweep the outputs that
+        nothing names any more (SPEC.md 4.8)."""
         if reference.storage_type != "local_file":
             raise ValueError(f"Invalid storage type: {reference.storage_type}")
-        blobs = self._blobs()
-        remove = getattr(blobs, "delete", None)
-        if remove is not None:
-            remove(reference.reference_id)
 
     def __repr__(self) -> str:
         return "LocalFileStorage()"

@@ -12,7 +12,7 @@ import pytest
 
 from flux import ExecutionContext, task, workflow
 from flux.errors import ExecutionError
-from flux.output_storage import InlineOutputStorage, OutputStorage, OutputStorageReference
+from flux.output_storage import InlineOutputStorage, LocalFileStorage, OutputStorage, OutputStorageReference
 from flux.secret_managers import SecretManager
 from flux.tasks import pause
 from tests.support.journals import records
@@ -140,3 +140,19 @@ def test_inline_storage_keeps_the_value_in_its_reference() -> None:
     ref = InlineOutputStorage().store("x", [1, 2])
     assert ref.to_dict() == {"storage_type": "inline", "reference_id": "x", "metadata": {"value": [1, 2]}}
     assert InlineOutputStorage().retrieve(OutputStorageReference.from_dict(ref.to_dict())) == [1, 2]
+
+
+@workflow.with_options(output_storage=LocalFileStorage())
+async def stored_locally(ctx: ExecutionContext[None]) -> list[int]:
+    return [1, 2, 3]
+
+
+def test_deleting_a_local_output_leaves_it_for_the_journals_that_name_it(home: Path) -> None:
+    ctx = stored_locally.run()
+    ref = ctx.output
+    assert isinstance(ref, OutputStorageReference) and ref.storage_type == "local_file"
+    LocalFileStorage().delete(ref)
+    assert LocalFileStorage().retrieve(ref) == [1, 2, 3]  # shared by content: swept, never deleted at once
+    assert stored_locally.run(execution_id=ctx.execution_id).output == ref  # the journal still reads it
+    with pytest.raises(ValueError, match="Invalid storage type"):
+        LocalFileStorage().delete(OutputStorageReference("inline", "x", {}))
