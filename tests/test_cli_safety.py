@@ -40,6 +40,9 @@ def test_ctrl_c_names_the_execution_and_how_to_continue_it(tmp_path: Path) -> No
     proc = subprocess.Popen(
         [sys.executable, "-m", "flux", "exec", "app.py", "wf"], cwd=tmp_path, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # Ctrl-C as at a terminal, even when the suite itself was started in the background
+        # (a shell starts background commands with SIGINT ignored, and children inherit that).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     executions = tmp_path / "store" / "executions"
     for _ in range(600):  # until the slow body runs
