@@ -21,7 +21,8 @@ first, so drift in the machine touches every row alike and the ratios compare li
   the journal, replays the N recorded results without running a body, and finishes. R3 is its
   floor: plain code that reads the same journal, checks each line's CRC-32 and parses it.
 - Scaling: W1 at N/10 and 10*N tasks; the per-task cost should not depend on N. The fixed cost of
-  one run (W0, an empty workflow) is shown because it weighs on the small run.
+  one run (W0, an empty workflow) is shown because it weighs on the small run. W2 at 100*N tasks
+  (100,000 by default) against W2 at N: at most 1.1x a task.
 
 A result that is wrong (a workflow that did not complete, a replay that ran a task again) stops
 the script with an error: a fast wrong answer is not a measurement. Missed targets do not.
@@ -249,7 +250,7 @@ def plain_read(n: int) -> Callable[[str], tuple[Timed, Verify]]:
     return prepare
 
 
-def build_cases(n: int, small: int, large: int) -> list[Case]:
+def build_cases(n: int, small: int, large: int, fan_out: int) -> list[Case]:
     return [
         Case("P0", "P0 append, no fsync", n, plain_appends(n, fsync=False)),
         Case("P1", "P1 append + fsync each", n, plain_appends(n, fsync=True)),
@@ -257,6 +258,10 @@ def build_cases(n: int, small: int, large: int) -> list[Case]:
         Case("W1o", "W1 sequential, os", n, run_workflow(sequential, n, "os", n)),
         Case("F2", "F2 asyncio gather floor, fsync", n, plain_gather(n)),
         Case("W2", "W2 gather + sum, fsync", n, run_workflow(parallel, n, "fsync", n * (n - 1) // 2)),
+        Case(
+            "W2L", "W2 gather + sum, fsync, large", fan_out,
+            run_workflow(parallel, fan_out, "fsync", fan_out * (fan_out - 1) // 2),
+        ),
         Case("R3", "R3 read + CRC + parse floor", n, plain_read(n)),
         Case("W3", "W3 replay + finish, fsync", n, replay_to_end(n)),
         Case("W0", "W0 empty workflow, os", 0, run_workflow(sequential, 0, "os", 0)),
@@ -354,6 +359,19 @@ def render(cases: list[Case]) -> list[tuple[str, ...]]:
                 _verdict(net <= 1.2),
             )
         )
+    # W2's per-task cost at 100*N over N: the fan-out's bookkeeping (and the cycle collector's
+    # traversals of its live tasks) must not grow with its width.
+    w2_growth = by["W2L"].us_per_task / by["W2"].us_per_task
+    rows.append(
+        (
+            "scaling W2 fsync",
+            f"{by['W2L'].tasks}/{by['W2'].tasks}",
+            "", "", "", "", "",
+            "<= 1.1x",
+            f"{w2_growth:.2f}x",
+            _verdict(w2_growth <= 1.1),
+        )
+    )
     return rows
 
 
@@ -402,7 +420,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="timed runs per row; the median is shown (>= 5)")
     parser.add_argument(
-        "--tasks", type=int, default=1000, help="tasks per workflow (P0, P1, W1, W2, W3); scaling uses N/10 and 10*N"
+        "--tasks", type=int, default=1000,
+        help="tasks per workflow (P0, P1, W1, W2, W3); scaling uses N/10 and 10*N for W1, 100*N for W2",
     )
     parser.add_argument("--dir", default=".", help="parent of the per-run temporary directories (default: .)")
     parser.add_argument(
@@ -425,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile == "W1":
         profile_w1(large, parent)
         return 0
-    cases = build_cases(n, small, large)
+    cases = build_cases(n, small, large, args.tasks * 100)
     started = time.perf_counter()
     try:
         measure(cases, args.runs, parent)
