@@ -55,11 +55,12 @@ async def waits(ctx: ExecutionContext[object]) -> object:
 
 # Modules a one-task `flux exec` has no use for: the typer app's parser (typer 0.29 coerces
 # arguments through pydantic), rich, the HTTP server, PostgreSQL, the debugger, journal diffs,
-# the worker threads of plain-function tasks (anyio), the time zones of schedules.
+# the worker threads of plain-function tasks (anyio). (Not zoneinfo: schedules import it only
+# when they need a time zone, but orjson's oldest allowed version imports it itself.)
 NOT_IMPORTED = (
     "typer", "click", "rich", "pydantic", "pydantic_core", "fastapi", "starlette", "uvicorn", "psycopg",
     "psycopg_pool", "flux.debug", "flux.journals", "flux.divergence", "flux.replay_log", "difflib", "pdb",
-    "anyio", "zoneinfo",
+    "anyio",
 )
 
 
