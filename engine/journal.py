@@ -613,14 +613,6 @@ class BufferedWriter:
         self.next_seq -= len(self._pending)
         self._pending.clear()
 
-    def _take(self) -> tuple[bytes, int]:
-        if self._broken is not None:
-            raise DurabilityError(f"{self.where}: an earlier write failed; the run cannot go on") from self._broken
-        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
-        first = self.next_seq - len(self._pending)
-        self._pending.clear()
-        return data, first
-
     def sync(self) -> None:
         """Writes every buffered record and, in `fsync` durability, waits until it is durable.
 
@@ -632,7 +624,6 @@ class BufferedWriter:
         pending = self._pending
         if not pending:
             return
-        # _take, inline: this runs once per task in a sequential workflow.
         first = self.next_seq - len(pending)
         data = pending[0] if len(pending) == 1 else b"".join(pending)
         pending.clear()
