@@ -322,6 +322,110 @@ def test_a_flush_waits_for_its_records_even_when_another_flush_sent_them(store: 
     lease.close()
 
 
+def test_a_lone_execution_commits_from_its_own_thread_and_two_share_the_flusher(store: PostgresStore) -> None:
+    """One execution held by the process has nothing to share a commit with: each of its syncs
+    is sent from the thread that runs it (no hand-over to a flusher thread and back). Two held
+    at once go through the flusher threads (which group syncs that wait together: see
+    test_syncs_of_many_executions_share_statements)."""
+    lone = store.create("lone", header("lone"), "fsync")
+
+    async def one(lease: Any, calls: int) -> None:
+        lease.writer.append(started())
+        for k in range(calls):
+            lease.writer.append(task_started(str(k)))
+            await lease.writer.flush()
+
+    flusher = store._flusher("fsync")
+    here, before = flusher.sent_here, store.flush_statistics()
+    asyncio.run(one(lone, 20))
+    statements, syncs = (a - b for a, b in zip(store.flush_statistics(), before, strict=True))
+    assert (statements, syncs, flusher.sent_here - here) == (20, 20, 20)
+    lone.close()
+    assert len(store.read("lone").records) == 22
+
+    pair = [store.create(eid, header(eid), "fsync") for eid in ("pair-a", "pair-b")]
+
+    async def both() -> None:
+        await asyncio.gather(*(one(lease, 20) for lease in pair))
+
+    here, before = flusher.sent_here, store.flush_statistics()
+    asyncio.run(both())
+    statements, syncs = (a - b for a, b in zip(store.flush_statistics(), before, strict=True))
+    assert syncs == 40 and statements <= 40 and flusher.sent_here == here
+    for lease in pair:
+        lease.close()
+    assert [len(store.read(eid).records) for eid in ("pair-a", "pair-b")] == [22, 22]
+
+
+class _CutAfterCommit:
+    """A real connection that fails right after its next statement committed, before its
+    answer is read: the writer cannot tell whether the records landed."""
+
+    def __init__(self, real: psycopg.Connection[Any]) -> None:
+        self.real = real
+
+    @property
+    def closed(self) -> bool:
+        return self.real.closed
+
+    def close(self) -> None:
+        self.real.close()
+
+    def execute(self, *args: Any, **kwargs: Any) -> Any:
+        self.real.execute(*args, **kwargs).fetchall()
+        self.real.close()
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+
+@pytest.mark.parametrize("cut", ["before the statement", "after its commit"])
+def test_a_commit_sent_from_the_running_thread_whose_connection_fails_lands_once(
+    store: PostgresStore, pg_url: str, cut: str
+) -> None:
+    """The connection of a lone execution's commit fails: before the statement reached the
+    server (its backend terminated), or after the statement committed (its answer lost). The
+    flusher threads find out which, send again only what did not land, and the run goes on with
+    every record exactly once."""
+    from flux._engine.stores.pg_flush import Flusher
+
+    lease = store.create("cut", header("cut"), "fsync")
+    connects = [0]
+
+    def connect() -> Any:
+        connects[0] += 1
+        conn = store._connect("fsync")
+        if connects[0] == 1 and cut == "after its commit":
+            return _CutAfterCommit(conn)
+        return conn
+
+    flusher = Flusher(connect)
+    store._flusher("fsync").close()
+    store._flushers["fsync"] = flusher  # this store's writers use it from now on
+
+    async def scenario() -> None:
+        writer = lease.writer
+        writer.append(started())
+        await writer.flush()  # sent from this thread, on the first connection
+        if cut == "before the statement":
+            with psycopg.connect(pg_url, autocommit=True) as other:
+                pid = flusher._here.info.backend_pid  # type: ignore[union-attr]
+                other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            writer.append(task_started("1"))
+            await writer.flush()  # the connection is gone: the flusher resolves and resends
+        writer.append(task_started("2"))
+        await writer.flush()
+
+    asyncio.run(scenario())
+    kinds = [r["kind"] for r in store.read("cut").records]
+    assert kinds == ["header", "workflow_started", "task_started", "task_started"][
+        : 4 if cut == "before the statement" else 3
+    ]
+    calls = [r.get("call_id") for r in store.read("cut").records if r["kind"] == "task_started"]
+    assert calls == (["1", "2"] if cut == "before the statement" else ["2"])
+    assert lease.writer.synced_seq == len(kinds) - 1
+    assert connects[0] >= 2  # the flusher looked the outcome up on a connection of its own
+    lease.close()
+
+
 def test_flux_serve_runs_what_it_starts_on_a_postgresql_store(pg_url: str, tmp_path: Path) -> None:
     """No worker runs: the server runs the execution it starts itself, and serves it back."""
     from tests.serve_helpers import Server

@@ -15,6 +15,12 @@ common table expressions again for every sync costs more than the commit it prec
 arrays are sent in PostgreSQL's binary array format, built here (`_array`), rather than
 adapted element by element by the driver.
 
+A process that runs one execution alone has nothing to share a commit with: its writer sends
+each sync from its own thread, on a connection kept for that (`Flusher.send_here`), and spares
+the two thread wake-ups of a hand-over to a flusher thread and back, which cost about as much as
+the commit on a small machine. As soon as a second execution is held, or a sync already waits,
+syncs go to the flusher threads again.
+
 When the connection fails during the statement, whether it committed is unknown. The flusher
 then asks the database, once it answers again, where each execution stands: `next_seq` moved
 past the sync under the writer's epoch means committed; unchanged means not committed (sent
@@ -191,22 +197,56 @@ class Flusher:
         self._threads_wanted = threads
         self._threads: list[threading.Thread] = []
         self._waiting: list[Sync] = []
+        self._unsure: list[Sync] = []  # sent from a caller's thread by a statement that failed
+        self._here: psycopg.Connection[Any] | None = None  # send_here's connection
+        self._here_lock = threading.Lock()
         self._cond = threading.Condition()
         self._closed = False
         self.outage = outage  # seconds a flush keeps trying to reach the database
         self.statements = 0  # statements sent, for tests and benchmarks
         self.syncs = 0
+        self.sent_here = 0  # of those statements, sent by send_here
 
-    def submit(self, syncs: list[Sync]) -> None:
+    def submit(self, syncs: list[Sync], *, unsure: bool = False) -> None:
+        """Hands `syncs` to the flusher threads. `unsure`: they were sent by a statement whose
+        connection failed, so whether they committed is found out first."""
         with self._cond:
             if self._closed:
                 raise DurabilityError("the store was closed; nothing more can be written")
-            self._waiting.extend(syncs)
+            (self._unsure if unsure else self._waiting).extend(syncs)
             if len(self._threads) < self._threads_wanted:
                 thread = threading.Thread(target=self._work, name="flux-pg-flusher", daemon=True)
                 self._threads.append(thread)
                 thread.start()
             self._cond.notify()
+
+    def send_here(self, sync: Sync) -> bool:
+        """Sends `sync` from the calling thread when nothing else waits to be sent and no other
+        thread is sending this way; False when it did not (submit it then). `sync.done` has been
+        called when it returns True, unless the connection failed during the statement: the
+        flusher threads then find out whether it committed, as they do for their own."""
+        if self._waiting or self._closed or not self._here_lock.acquire(blocking=False):
+            return False
+        try:
+            conn = self._here
+            try:
+                if conn is None or conn.closed:
+                    conn = self._here = self._connect()
+                rows = conn.execute(APPEND_SQL, _params([sync]), binary=True, prepare=True).fetchall()
+            except psycopg.OperationalError:
+                if conn is not None:
+                    conn.close()
+                self._here = None
+                self.submit([sync], unsure=True)
+                return True
+            except psycopg.Error as err:
+                _finish(sync, DurabilityError(f"{sync.where}: appending to the journal failed ({err}); stopped"), False)
+                return True
+            self.sent_here += 1
+            self._landed([sync], rows)
+            return True
+        finally:
+            self._here_lock.release()
 
     def close(self) -> None:
         with self._cond:
@@ -214,31 +254,43 @@ class Flusher:
             self._cond.notify_all()
         for thread in self._threads:
             thread.join(timeout=5)
+        with self._here_lock:
+            if self._here is not None:
+                self._here.close()
+                self._here = None
 
-    def _take(self) -> list[Sync] | None:
+    def _take(self) -> tuple[list[Sync], list[Sync]] | None:
         with self._cond:
-            while not self._waiting:
+            while not self._waiting and not self._unsure:
                 if self._closed:
                     return None
                 self._cond.wait()
             batch, self._waiting = self._waiting, []
-            return batch
+            unsure, self._unsure = self._unsure, []
+            return batch, unsure
 
     def _work(self) -> None:
         conn: psycopg.Connection[Any] | None = None
         try:
             while True:
-                batch = self._take()
-                if batch is None:
+                taken = self._take()
+                if taken is None:
                     return
-                conn = self._flush(conn, batch)
+                conn = self._flush(conn, *taken)
         finally:
             if conn is not None:
                 conn.close()
 
-    def _flush(self, conn: psycopg.Connection[Any] | None, batch: list[Sync]) -> psycopg.Connection[Any] | None:
+    def _flush(
+        self, conn: psycopg.Connection[Any] | None, batch: list[Sync], unsure: list[Sync] | None = None
+    ) -> psycopg.Connection[Any] | None:
         deadline = time.monotonic() + self.outage
         todo = batch
+        if unsure:
+            if conn is not None:
+                conn.close()
+            again, conn = self._resolve(unsure, deadline, DurabilityError("the connection failed during a commit"))
+            todo = again + batch
         delay = 0.05
         while todo:
             try:
@@ -259,16 +311,21 @@ class Flusher:
                 for s in todo:
                     _finish(s, DurabilityError(f"{s.where}: appending to the journal failed ({err}); stopped"), False)
                 return conn
-            self.statements += 1
-            self.syncs += len(todo)
-            landed = {eid: bool(cancel) for eid, cancel in rows}
-            for s in todo:
-                if s.execution_id in landed:
-                    _finish(s, None, landed[s.execution_id])
-                else:
-                    _finish(s, _lost(s), False)
+            self._landed(todo, rows)
             todo = []
         return conn
+
+    def _landed(self, todo: list[Sync], rows: list[Any]) -> None:
+        """Finishes the syncs one statement sent: those it names in `rows` landed, the others
+        were refused (their lease was taken over)."""
+        self.statements += 1
+        self.syncs += len(todo)
+        landed = {eid: bool(cancel) for eid, cancel in rows}
+        for s in todo:
+            if s.execution_id in landed:
+                _finish(s, None, landed[s.execution_id])
+            else:
+                _finish(s, _lost(s), False)
 
     def _resolve(
         self, todo: list[Sync], deadline: float, cause: BaseException
@@ -327,7 +384,9 @@ def _finish(s: Sync, error: BaseException | None, cancel: bool) -> None:
 def loop_waker(
     loop: asyncio.AbstractEventLoop, fut: asyncio.Future[Any], apply: Callable[[BaseException | None, bool], None]
 ) -> Callable[[BaseException | None, bool], None]:
-    """A `Sync.done` that applies the outcome in the event loop's thread and wakes the waiter."""
+    """A `Sync.done` that applies the outcome in the event loop's thread and wakes the waiter
+    (at once when called in that thread: a sync sent from it)."""
+    home = threading.get_ident()
 
     def in_loop(error: BaseException | None, cancel: bool) -> None:
         apply(error, cancel)
@@ -338,6 +397,9 @@ def loop_waker(
                 fut.set_exception(error)
 
     def done(error: BaseException | None, cancel: bool) -> None:
+        if threading.get_ident() == home:
+            in_loop(error, cancel)
+            return
         try:
             loop.call_soon_threadsafe(in_loop, error, cancel)
         except RuntimeError:  # the loop is closed: nobody waits any more

@@ -191,7 +191,7 @@ class PgWriter(BufferedWriter):
             finished.set()
 
         sync = self._sync_of(done)
-        self._store._flusher(self.durability).submit([sync])
+        self._send(sync)
         finished.wait()
         self._applied(sync, outcome[0], False)
         if outcome[0] is not None:
@@ -220,12 +220,20 @@ class PgWriter(BufferedWriter):
                 sync = self._sync_of(loop_waker(loop, inflight, apply))
                 holder.append(sync)
                 self._inflight = inflight
-                self._store._flusher(self.durability).submit([sync])
-            # wait() neither raises the write's error (the writer keeps it) nor cancels the
-            # write when this caller is cancelled.
-            await asyncio.wait([inflight])
+                self._send(sync)
+            if not inflight.done():
+                # wait() neither raises the write's error (the writer keeps it) nor cancels the
+                # write when this caller is cancelled.
+                await asyncio.wait([inflight])
         if self._broken is not None and self.synced_seq < target:
             self._raise_broken()
+
+    def _send(self, sync: Sync) -> None:
+        """Sends a sync from this thread when this is the only execution the process holds
+        (nothing to share a commit with), else hands it to the flusher threads."""
+        flusher = self._store._flusher(self.durability)
+        if not (len(self._store._held) == 1 and flusher.send_here(sync)):
+            flusher.submit([sync])
 
     def _raise_broken(self) -> None:
         if isinstance(self._broken, DurabilityError):
