@@ -18,7 +18,7 @@ import contextvars
 import logging
 import types
 from collections.abc import Callable, Coroutine, Iterator
-from typing import Any
+from typing import Any, cast
 
 from flux._engine import records as R
 from flux._engine import traps
@@ -57,6 +57,32 @@ __all__ = [
     "format_call",
     "waiting_pauses",
 ]
+
+
+def _unwinding(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """What a group of exceptions unwound the workflow for, when every one of them is the
+    engine's own unwinding: the first EndOfJournal (a read-only replay reached the journal's
+    end) if any, else the first _Suspend (the run ended paused, or was parked). None when any
+    other exception is among them: the group is then the workflow's own outcome."""
+    _, other = group.split((_Suspend, EndOfJournal))
+    if other is not None:
+        return None
+    leaves = list(_leaves(group))
+    return next((e for e in leaves if isinstance(e, EndOfJournal)), leaves[0] if leaves else None)
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    """The exceptions of a group and of the groups in it, their tracebacks dropped: those hold
+    the frames of the workflow and its branches, and so the TaskGroup, its tasks and this
+    executor, which hold them in turn (a cycle that would keep the whole run for the cycle
+    collector). Nothing reads them: debuggers take their frames when the run stops."""
+    group.__traceback__ = None
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            exc.__traceback__ = None
+            yield exc
 
 
 def _reference(blob: dict[str, Any]) -> OutputStorageReference:
@@ -454,11 +480,24 @@ class Executor(Outputs):
         if self.lease is not None:
             self._watch = asyncio.get_running_loop().call_later(_CANCEL_POLL, self._poll_cancel)
         try:
-            result = await self._root
-        except _Suspend:
+            try:
+                result = await self._root
+            except BaseExceptionGroup as group:
+                # A TaskGroup in the workflow collects what unwound its branches: a run that
+                # ended paused (or parked, or reached the end of a read-only replay) inside one
+                # ends so here too.
+                # (No local holds the exception raised: it would close a cycle through this frame.)
+                if _unwinding(group) is None:
+                    raise
+                raise cast(BaseException, _unwinding(group)) from None
+        except _Suspend as unwound:
+            # Raised from a TaskGroup's exception group (above), it has that group as its
+            # context, and the group holds it: a cycle (with this frame) for the cycle collector.
+            unwound.__context__ = None
             self._check_fatal()
             return await self._finish_paused(header, workflow_input, history)
-        except EndOfJournal:
+        except EndOfJournal as unwound:
+            unwound.__context__ = None
             self._check_fatal()
             return self._outcome("replayed", None, header, workflow_input)
         except asyncio.CancelledError:
@@ -995,6 +1034,11 @@ class Executor(Outputs):
         branches = [t for t in self._tasks if not t.done()]
         if root is not None and not root.done():
             branches.append(root)
-        # A task blocked on a future holds it in `_fut_waiter` (both asyncio implementations).
-        return all(t._fut_waiter is not None for t in branches)  # type: ignore[attr-defined]
+        # A task blocked on a future holds it in `_fut_waiter` (both asyncio implementations);
+        # one whose future is done already (cancelled: a TaskGroup or `parallel` aborting it
+        # because a sibling failed) runs at the next turn.
+        return all(
+            (waiter := t._fut_waiter) is not None and not waiter.done()  # type: ignore[attr-defined]
+            for t in branches
+        )
 

@@ -83,6 +83,20 @@ async def nap_flow(ctx: ExecutionContext[float]) -> str:
     return await stamp()
 
 
+@workflow
+async def grouped_nap_flow(ctx: ExecutionContext[float]) -> list[str]:
+    """Two branches of a TaskGroup, each asleep for `ctx.input` seconds, then a stamp."""
+
+    async def lane() -> str:
+        await sleep(ctx.input)
+        return await stamp()
+
+    async with asyncio.TaskGroup() as group:
+        first = group.create_task(lane())
+        second = group.create_task(lane())
+    return [first.result(), second.result()]
+
+
 @task
 def stamp() -> str:
     effect("stamp")

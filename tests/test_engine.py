@@ -382,3 +382,32 @@ def test_a_read_only_replay_leaves_nothing_for_the_cycle_collector(tmp_path: Pat
         assert result.status == "replayed" and result.matches
 
     assert _left_for_the_cycle_collector(replayed) == []
+
+
+@workflow
+async def pauses_in_a_task_group(ctx: ExecutionContext[int]) -> int:
+    async with asyncio.TaskGroup() as group:
+        echoed = group.create_task(echo(ctx.input))
+        first = group.create_task(pause("first"))
+        second = group.create_task(pause("second"))
+    return echoed.result() + first.result() + second.result()
+
+
+def test_a_run_that_ends_paused_in_a_task_group_and_its_replay_leave_nothing_for_the_cycle_collector(
+    tmp_path: Path,
+) -> None:
+    """The TaskGroup raises an exception group holding the pauses' unwinding: its tracebacks
+    hold the TaskGroup, which holds the root task, which holds the group; and the exception the
+    run ends with has the group as its context."""
+    from flux.debug import replay
+
+    home = str(tmp_path)
+    paused = pauses_in_a_task_group.run(1, store=home)
+    assert paused.status == "paused"
+    assert _left_for_the_cycle_collector(lambda: pauses_in_a_task_group.run(2, store=home).status) == []
+
+    def replayed() -> None:
+        result = replay(paused.execution_id, store=home, calls=False)
+        assert result.status == "replayed" and result.matches
+
+    assert _left_for_the_cycle_collector(replayed) == []

@@ -454,6 +454,32 @@ def test_cancel_and_resume_from_another_process(fleet: Fleet) -> None:
     assert fleet.query("SELECT n FROM effects WHERE kind = 'stamp'") == [(1,)]
 
 
+def test_a_run_whose_task_group_only_sleeps_is_parked_not_retried(fleet: Fleet) -> None:
+    """Parking unwinds each sleeping branch; inside a TaskGroup that arrives as an exception
+    group, which parks the run as a lone sleep would (counted and logged as parked, not as a
+    worker task that crashed): it holds no worker until due, and is claimed once more then."""
+    [eid] = fleet.submit(fw.grouped_nap_flow, [4.0], "grouped")
+    fleet.worker("--concurrency", "4", "--park-after", "1")
+    deadline = time.monotonic() + 30
+    while fleet.statuses().get("sleeping") != 1:
+        assert time.monotonic() < deadline, fleet.statuses()
+        time.sleep(0.05)
+    fleet.wait_finished(1, within=30)
+    assert fleet.statuses() == {"completed": 1}
+    store = PostgresStore(fleet.url)
+    try:
+        records = store.read(eid).records
+    finally:
+        store.close()
+    kinds = [r["kind"] for r in records]
+    assert kinds.count("workflow_resumed") == 1, kinds  # claimed again once, when due
+    assert kinds.count("timer_fired") == 2 and kinds.count("task_completed") == 2, kinds
+    assert records[-1]["value"] == ["woke", "woke"]
+    fleet.stop()
+    logs = fleet.logs()
+    assert "Traceback" not in logs and "1 parked" in logs and "0 errors" in logs, logs[-3000:]
+
+
 def test_code_that_diverges_is_stopped_kept_and_never_retried(fleet: Fleet) -> None:
     [changing] = fleet.submit(fw.changing_flow, [1.5], "change")
     old = fleet.worker("--concurrency", "4", "--park-after", "1")

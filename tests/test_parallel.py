@@ -28,7 +28,7 @@ from tests.builtin_workflows import (
     ran,
     reset,
 )
-from tests.support.journals import completed, events, kinds, labels, records, started
+from tests.support.journals import completed, events, journal_path, kinds, labels, records, started
 
 
 @pytest.fixture(autouse=True)
@@ -263,3 +263,71 @@ def test_each_call_names_its_own_line_however_often_it_is_reached(home: Path) ->
         sites = [r["src"] for r in records(ctx) if r["kind"] == "task_started"]
         loop, after, helper, gather = (line_of(f"# SITE-{m}") for m in ("LOOP", "AFTER", "HELPER", "GATHER"))
         assert sites == [loop, loop, loop, after, helper, gather, gather]
+
+
+# -- asyncio.TaskGroup: what unwinds a run (a pause, the end of a replay) unwinds it inside one too
+
+
+@workflow
+async def grouped_approval(ctx: ExecutionContext[int]) -> int:
+    async with asyncio.TaskGroup() as group:
+        squared = group.create_task(square(ctx.input))
+        answer = group.create_task(pause("approve"))
+        other = group.create_task(pause("second look"))
+    return squared.result() + answer.result() + other.result()
+
+
+def test_pauses_inside_a_task_group_end_the_run_paused_and_each_gets_its_answer(home: Path) -> None:
+    """The pauses unwind their branches; the TaskGroup gathers that into an exception group,
+    which ends the run paused as a lone pause would, not as a crash."""
+    ctx = grouped_approval.run(3)
+    assert ctx.status == "paused", ctx.status
+    assert kinds(ctx)[-2:] == ["workflow_paused", "workflow_paused"]
+    ctx = grouped_approval.resume(ctx.execution_id, 10, pause="approve")
+    assert ctx.status == "paused"  # the second look still waits
+    ctx = grouped_approval.resume(ctx.execution_id, 100, pause="second look")
+    assert ctx.status == "completed" and ctx.output == 9 + 10 + 100
+    assert LOG.count("start:3") == 1  # the body ran once, and replayed on each resume
+    from flux import debug
+
+    replayed = debug.replay(str(journal_path(ctx)))
+    assert replayed.matches and replayed.status == "completed" and replayed.call_count == 3
+
+
+def test_a_replay_of_a_run_paused_inside_a_task_group_stops_at_the_journals_end(home: Path) -> None:
+    from flux import debug
+
+    ctx = grouped_approval.run(4)
+    replayed = debug.replay(str(journal_path(ctx)))
+    assert replayed.matches, replayed.note
+    assert replayed.recorded_status == "paused" and replayed.call_count == 3
+
+
+@workflow
+async def grouped_failure(ctx: ExecutionContext[None]) -> str:
+    try:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(pause("never answered"))
+            group.create_task(fails(1))
+    except ExceptionGroup as caught:
+        return f"caught {[type(e).__name__ for e in caught.exceptions]}"
+    return "no failure"
+
+
+@workflow
+async def parallel_failure(ctx: ExecutionContext[None]) -> str:
+    try:
+        await parallel(pause("never answered"), fails(1))
+    except ExecutionError as err:
+        return f"caught {type(err.inner_exception).__name__}"
+    return "no failure"
+
+
+@pytest.mark.parametrize("flow", [grouped_failure, parallel_failure], ids=["TaskGroup", "parallel"])
+def test_a_sibling_failure_cancels_a_pause_which_is_then_never_recorded(home: Path, flow: Any) -> None:
+    """The failure aborts the branch waiting at the pause; the engine must not take that branch
+    (its wait cancelled, its wake-up queued) for one still waiting, end the run paused and record
+    the pause (SPEC.md 4.5)."""
+    ctx = flow.run(None)
+    assert ctx.status == "completed" and ctx.output in ("caught ['ExecutionError']", "caught ValueError"), ctx.output
+    assert "workflow_paused" not in kinds(ctx)
