@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import os
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import Any
 
 from flux._engine.core import EndOfJournal, format_call
 from flux._engine.handling import TaskOptions
 from flux._engine.history import History
 from flux._engine.journal import JournalRead
+from flux._engine.sites import user_frame
 
 __all__ = [
     "EndOfJournal",
@@ -29,13 +27,6 @@ __all__ = [
     "format_call",
     "user_frame",
 ]
-
-# Flux's own code, which `user_frame` walks past: this package (engine/, installed as
-# flux._engine) and the `flux` package, wherever each is installed.
-ENGINE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-FLUX_DIR = (
-    os.path.dirname(os.path.abspath(sys.modules[__name__.rpartition("._engine")[0] or "flux"].__file__ or "")) + os.sep
-)
 
 
 @dataclass(frozen=True, eq=False)
@@ -155,17 +146,6 @@ class _Suspend(BaseException):
 class Parked(_Suspend):
     """Unwinds a run whose every branch waits on the clock (engine/parking.py); nothing is
     written for it: the journal already holds every wake-up time."""
-
-
-def user_frame() -> Any:
-    """The innermost frame of user code (outside engine/ and flux/), for debuggers."""
-    frame: FrameType | None = sys._getframe(1)
-    while frame is not None:
-        name = frame.f_code.co_filename
-        if not (name.startswith(ENGINE_DIR) or name.startswith(FLUX_DIR) or "asyncio" in name):
-            return frame
-        frame = frame.f_back
-    return None
 
 
 def child_execution_id(parent_id: str, call_id: str) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from flux._engine.errors import OutsideWorkflowError
+from flux._engine.sites import site_of, user_frame
 
 if TYPE_CHECKING:
     from flux._engine.executor import Executor, TaskSpec
@@ -25,6 +26,7 @@ __all__ = [
     "Branch",
     "call_task",
     "cancelling",
+    "creation_site",
     "current_call_id",
     "current_executor",
     "idempotency_key",
@@ -36,6 +38,7 @@ __all__ = [
     "record_value",
     "replaying",
     "sleep",
+    "takes_site",
 ]
 
 
@@ -47,6 +50,7 @@ class Branch:
     prefix: str
     slots: int = 0
     call_id: str | None = None  # set inside a task body: the call that runs it
+    site: str | None = None  # for a task made from a built-in's coroutine: the line that made it
 
     def next_id(self) -> str:
         self.slots += 1
@@ -169,9 +173,31 @@ def idempotency_key() -> str:
     return f"{branch.executor.execution_id}:{branch.call_id}"
 
 
+# The code of the built-ins (`pause`, `sleep`, ...) that take their call's `src` when they run:
+# made into a task of its own (`gather(pause(...))`, `TaskGroup.create_task(sleep(...))`), such
+# a coroutine runs under the event loop, far from the line that made it, so the task factory
+# notes that line on the new branch (`site`). Looked up by the coroutine's qualified name, then
+# compared by identity: the factory looks at every task, and hashing a code object hashes all
+# of it.
+_SITE_CODES: dict[str, Any] = {}
+
+
+def takes_site(*codes: Any) -> None:
+    """Built-ins whose coroutines (`codes`) name the line that made them when made into tasks."""
+    for code in codes:
+        _SITE_CODES[code.co_qualname] = code
+
+
+def creation_site() -> str | None:
+    """The line a built-in's coroutine was made on, when it runs as a task of its own."""
+    branch = _branch.get()
+    return None if branch is None else branch.site
+
+
 def _factory_for(previous: Any) -> Any:
     copy_context = contextvars.copy_context
     new_task = asyncio.Task
+    site_codes = _SITE_CODES
 
     def factory(
         loop: asyncio.AbstractEventLoop, coro: Any, context: contextvars.Context | None = None, **kwargs: Any
@@ -182,6 +208,10 @@ def _factory_for(previous: Any) -> Any:
             # order, so the same code gives the same ids however the children later interleave.
             parent.slots += 1
             child = Branch(parent.executor, f"{parent.prefix}{parent.slots}.")
+            code = site_codes.get(getattr(coro, "__qualname__", None))  # type: ignore[arg-type]
+            if code is not None and coro.cr_code is code:
+                frame = user_frame(2)
+                child.site = None if frame is None else site_of(frame)
             context = copy_context() if context is None else context.copy()
             context.run(_branch.set, child)
         task: asyncio.Task[Any]

@@ -46,8 +46,8 @@ __all__ = [
     "replay",
 ]
 
-from flux._engine.calls import ENGINE_DIR as _ENGINE_DIR
-from flux._engine.calls import FLUX_DIR as _FLUX_DIR
+from flux._engine.sites import ENGINE_DIR as _ENGINE_DIR
+from flux._engine.sites import FLUX_DIR as _FLUX_DIR
 
 _HIDDEN_FRAMES = (_ENGINE_DIR, _FLUX_DIR)
 

@@ -331,3 +331,38 @@ def test_a_sibling_failure_cancels_a_pause_which_is_then_never_recorded(home: Pa
     ctx = flow.run(None)
     assert ctx.status == "completed" and ctx.output in ("caught ['ExecutionError']", "caught ValueError"), ctx.output
     assert "workflow_paused" not in kinds(ctx)
+
+
+@workflow
+async def built_ins_as_tasks(ctx: ExecutionContext[None]) -> list[Any]:
+    from flux.tasks import now, sleep, uuid4
+
+    gathered = await asyncio.gather(now(), uuid4(), sleep(0))  # LINE-GATHER
+    async with asyncio.TaskGroup() as group:
+        paused = group.create_task(pause("approve"))  # LINE-GROUP
+    done = await parallel(sleep(0), now(), raise_on_error=False)  # LINE-PARALLEL
+    return [len(gathered), paused.result(), len(done)]
+
+
+def _line_of(marker: str) -> str:
+    lines = Path(__file__).read_text().splitlines()
+    return f"test_parallel.py:{next(i for i, line in enumerate(lines, 1) if line.endswith(f'# {marker}'))}"
+
+
+def test_built_ins_made_into_tasks_of_their_own_name_the_line_that_made_them(home: Path) -> None:
+    """`gather(now())`, `create_task(pause(...))`: the built-in runs under the event loop, far
+    from the workflow's line; its record still names that line, as a direct await's does."""
+    ctx = built_ins_as_tasks.run(None)
+    assert ctx.status == "paused"
+    ctx = built_ins_as_tasks.resume(ctx.execution_id, "yes")
+    assert ctx.output == [3, "yes", 2]
+    sources = [(r["kind"], r.get("name"), r["src"]) for r in records(ctx) if "src" in r]
+    gather, group, par = _line_of("LINE-GATHER"), _line_of("LINE-GROUP"), _line_of("LINE-PARALLEL")
+    assert sources == [
+        ("value_recorded", "now", gather),
+        ("value_recorded", "uuid4", gather),
+        ("timer_started", "sleep", gather),
+        ("workflow_paused", "approve", group),
+        ("timer_started", "sleep", par),
+        ("value_recorded", "now", par),
+    ], sources

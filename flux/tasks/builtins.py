@@ -14,12 +14,14 @@ import inspect
 import os
 import random as _random
 import sys
+import types
 import uuid as _uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar, cast
 
 from flux._engine import traps
 from flux._engine.errors import EngineError, InvalidOptionError
+from flux._engine.sites import FLUX_DIR
 
 __all__ = [
     "choice",
@@ -39,7 +41,14 @@ _rng = _random.SystemRandom()
 
 
 def _src(depth: int = 2) -> str:
+    """The line of workflow code that awaits the calling built-in (`file.py:line`); for one
+    made into a task of its own, the line that made it."""
     frame = sys._getframe(depth)
+    name = frame.f_code.co_filename
+    if "asyncio" in name or name.startswith(FLUX_DIR):
+        site = traps.creation_site()
+        if site is not None:
+            return site
     return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
 
 
@@ -183,3 +192,9 @@ async def pipeline(*steps: Callable[[Any], Awaitable[Any]], input: Any = None) -
 def map_task(task: Callable[[Any], Awaitable[T]], items: Iterable[Any]) -> Awaitable[list[T]]:
     """`task(item)` for each item, concurrently; results in order."""
     return parallel(*(task(item) for item in items))
+
+
+# Built-ins (and `parallel`'s wrappers) that run as tasks of their own take their `src` from
+# the line that made them (engine/traps.py, `takes_site`).
+traps.takes_site(*(f.__code__ for f in (now, uuid4, randint, randrange, choice, sleep, _none_on_error)))
+traps.takes_site(*(c for c in parallel.__code__.co_consts if isinstance(c, types.CodeType) and c.co_name == "limited"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from flux._engine import traps
 from flux.tasks.builtins import _src
 
 if TYPE_CHECKING:
@@ -47,3 +48,6 @@ async def call(workflow: Workflow[Any, Any] | str, *args: Any) -> Any:
 
     value = args[0] if len(args) == 1 else (tuple(args) if args else None)
     return await run_child(workflow, value, _src())
+
+
+traps.takes_site(call.__code__)  # made into a task of its own, it names the line that made it
