@@ -2,6 +2,7 @@
 same server with the same workloads; prints one table (medians of `--runs` runs, with the range).
 
     .venv/bin/python benchmarks/bench_pg.py [--quick] [--runs N] [--skip-dbos] [--markdown]
+    .venv/bin/python benchmarks/bench_pg.py --sequential-only [--runs N]   (P1-PG and W1-PG only)
 
 It starts its own server (tests/pg.py: a temporary cluster on a Unix socket, `fsync=on`,
 `synchronous_commit=on`, run as an unprivileged user when run as root). DBOS is installed by
@@ -396,14 +397,47 @@ def load() -> str:
     return f"load average {one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} cores"
 
 
+def sequential_only(runs: int) -> int:
+    """P1-PG and W1-PG in turn, `runs` rounds on one server: the median ratio and each round's."""
+    server = PgServer()
+    load_before = load()
+    try:
+        server.start()
+        url = server.create_database("flux_bench")
+        from flux._engine.stores import pg_schema
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            pg_schema.migrate(conn)
+        floors, tasks = [], []
+        for _ in range(runs):
+            floors.append(p1_pg(url, 200))
+            tasks.append(w1_pg(url, 300))
+    finally:
+        server.close()
+    p1pg, w1 = statistics.median(floors), statistics.median(tasks)
+    print(
+        f"P1-PG {fmt(p1pg, 'us')}, W1-PG {fmt(w1, 'us')} a task: {w1 / p1pg:.2f}x (target 1.3x); rounds "
+        + ", ".join(f"{t / f:.2f}x" for f, t in zip(floors, tasks, strict=True))
+        + f"; before: {load_before}; after: {load()}"
+    )
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     parser.add_argument("--runs", type=int, default=None, help="runs per figure (default 5, quick 1)")
     parser.add_argument("--skip-dbos", action="store_true")
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument(
+        "--sequential-only",
+        action="store_true",
+        help="only P1-PG and W1-PG, alternating, with each round's ratio (for comparing two trees)",
+    )
     args = parser.parse_args()
     runs = args.runs or (1 if args.quick else 5)
+    if args.sequential_only:
+        return sequential_only(runs)
     scale = 0.2 if args.quick else 1.0
     started = time.time()
     load_before = load()
