@@ -357,6 +357,30 @@ def test_a_lone_execution_commits_from_its_own_thread_and_two_share_the_flusher(
     assert [len(store.read(eid).records) for eid in ("pair-a", "pair-b")] == [22, 22]
 
 
+def test_a_journal_read_in_parts_joined_by_the_server_is_its_lines_in_seq_order(store: PostgresStore) -> None:
+    """The server joins each run of records' lines (engine/stores/postgres.py, `_LINES_PER_PART`):
+    across several parts, and cut at a seq inside one, the bytes are the lines one by one."""
+    from flux._engine.stores import postgres
+
+    lease = store.create("parts", header("parts"), "os")
+    count = 3 * postgres._LINES_PER_PART + 17
+    for k in range(count):
+        lease.writer.append(task_started(str(k), name="t" * (k % 300)))  # lines of many lengths
+        if k % 100 == 99:
+            lease.writer.sync()
+    lease.writer.sync()
+    lease.close()
+    with store._conn("look") as conn:
+        (pk,) = conn.execute("SELECT pk FROM flux.executions WHERE execution_id = 'parts'").fetchone()
+        rows = conn.execute("SELECT line FROM flux.records WHERE exec_pk = %s ORDER BY seq", (pk,)).fetchall()
+    lines = [bytes(r[0]) for r in rows]
+    assert len(lines) == count + 1
+    assert store.journal_bytes("parts") == b"".join(lines)
+    cut = postgres._LINES_PER_PART + 5
+    assert store._journal_bytes(pk, cut) == b"".join(lines[:cut])
+    assert len(store.read("parts").records) == count + 1
+
+
 class _CutAfterCommit:
     """A real connection that fails right after its next statement committed, before its
     answer is read: the writer cannot tell whether the records landed."""

@@ -52,6 +52,7 @@ from flux._engine.errors import (
     StoreError,
 )
 from flux._engine.journal import (
+    MAX_RECORD_BYTES,
     BufferedWriter,
     JournalRead,
     Known,
@@ -112,6 +113,17 @@ def db_errors(url: str, doing: str) -> Iterator[None]:
         ) from err
     except psycopg.Error as err:
         raise StoreError(f"{redact_url(url)}: cannot {doing} ({str(err).strip() or type(err).__name__})") from err
+
+
+# Reading a journal: the lines of each part are joined by the server, in seq order. A part holds
+# at most 256 MiB of lines at the record size limit (the default: 256 lines of 1 MiB), far below
+# PostgreSQL's 1 GB for one value.
+_LINES_PER_PART = max(1, min(4096, (256 << 20) // max(1, MAX_RECORD_BYTES)))
+_NO_SEQ = 2**31 - 1  # above every seq (an integer column)
+_READ_SQL = (
+    "SELECT seq / %(rows)s AS part, string_agg(line, ''::bytea ORDER BY seq) FROM flux.records "
+    "WHERE exec_pk = %(pk)s AND seq < %(upto)s GROUP BY part ORDER BY part"
+)
 
 
 class PgWriter(BufferedWriter):
@@ -721,16 +733,15 @@ class PostgresStore(FleetMixin):
         return lease
 
     def _journal_bytes(self, pk: int, next_seq: int | None = None) -> bytes:
+        # The server joins the lines of each run of `_LINES_PER_PART` records, in seq order: a
+        # few hundred values to fetch rather than one row per record (a 100,000-task journal,
+        # 200,000 rows, cost the client about a tenth of a second more).
         with self._conn("read the journal") as conn:
             cur = conn.cursor(binary=True)
-            if next_seq is None:
-                cur.execute("SELECT line FROM flux.records WHERE exec_pk = %s ORDER BY seq", (pk,))
-            else:
-                cur.execute(
-                    "SELECT line FROM flux.records WHERE exec_pk = %s AND seq < %s ORDER BY seq", (pk, next_seq)
-                )
-            lines = [r[0] for r in cur.fetchall()]
-        return b"".join(lines)
+            upto = _NO_SEQ if next_seq is None else next_seq
+            cur.execute(_READ_SQL, {"pk": pk, "upto": upto, "rows": _LINES_PER_PART})
+            parts = [r[1] for r in cur.fetchall()]
+        return b"".join(parts)
 
     def export(self, execution_id: str) -> bytes:
         data = self.journal_bytes(execution_id)
