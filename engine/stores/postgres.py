@@ -128,8 +128,9 @@ _READ_SQL = (
 
 class PgWriter(BufferedWriter):
     """Appends to one execution under its lease's epoch. `flush()` hands the buffer to the
-    store's flusher and waits with the other executions of the process (group commit); `sync()`
-    does the same and blocks."""
+    store's flusher and waits with the other executions of the process (group commit), or, when
+    the process holds this execution alone, sends it from the running thread; `sync()` does the
+    same and blocks."""
 
     is_async = True
 
