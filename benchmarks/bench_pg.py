@@ -397,17 +397,23 @@ def load() -> str:
     return f"load average {one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} cores"
 
 
+def migrated_database(server: PgServer) -> str:
+    """Starts `server` and makes the benchmark's database, migrated; returns its URL."""
+    from flux._engine.stores import pg_schema
+
+    server.start()
+    url = server.create_database("flux_bench")
+    with psycopg.connect(url, autocommit=True) as conn:
+        pg_schema.migrate(conn)
+    return url
+
+
 def sequential_only(runs: int) -> int:
     """P1-PG and W1-PG in turn, `runs` rounds on one server: the median ratio and each round's."""
     server = PgServer()
     load_before = load()
     try:
-        server.start()
-        url = server.create_database("flux_bench")
-        from flux._engine.stores import pg_schema
-
-        with psycopg.connect(url, autocommit=True) as conn:
-            pg_schema.migrate(conn)
+        url = migrated_database(server)
         floors, tasks = [], []
         for _ in range(runs):
             floors.append(p1_pg(url, 200))
@@ -445,12 +451,7 @@ def main() -> int:
     rows: list[tuple[str, str, str, str, str]] = []  # workload, engine, median (range), per worker, target
     results: dict[str, Any] = {}
     try:
-        server.start()
-        url = server.create_database("flux_bench")
-        from flux._engine.stores import pg_schema
-
-        with psycopg.connect(url, autocommit=True) as conn:
-            pg_schema.migrate(conn)
+        url = migrated_database(server)
         p1 = median_range([p1_file(200) for _ in range(runs)])
         p1pg = median_range([p1_pg(url, 200) for _ in range(runs)])
         w1 = median_range([w1_pg(url, 300) for _ in range(runs)])
