@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
+from flux._engine.completion import original_wait
+
 __all__ = ["Clock", "SystemClock", "VirtualClock", "finishes_within", "iso", "parse_moment", "stamper"]
 
 
@@ -127,7 +129,7 @@ async def finishes_within(fut: asyncio.Future[Any], clock: Clock, timeout: float
     """
     timer = asyncio.Task(clock.sleep(timeout))
     try:
-        await asyncio.wait({fut, timer}, return_when=asyncio.FIRST_COMPLETED)
+        await original_wait({fut, timer}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         timer.cancel()
     return fut.done()

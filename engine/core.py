@@ -377,6 +377,17 @@ class ReplayCore:
             current,
         )
 
+    def observation_mismatch(self, call_id: str, asked: str, src: str) -> None:
+        """An observation of completion order (SPEC.md 4.1) recorded tasks the code does not
+        wait on: NondeterminismError."""
+        call = self.calls[call_id]
+        self.diverge(
+            f"{self.path}:{call.seq + 1}: workflow {self.history.workflow!r} asked for {asked} at call {call_id} "
+            f"({src}), but the journal recorded {_short(call.value)} done there ({call.start.get('src', '?')}). {_SEE}",
+            call,
+            {"kind": "value", "name": call.name, "src": src, "call_id": call_id},
+        )
+
     def diverge(
         self, message: str, call: CallHistory | None, current: dict[str, Any] | None = None, *, line: int | None = None
     ) -> None:

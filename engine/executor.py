@@ -983,6 +983,28 @@ class Executor(Outputs):
         )
         return value
 
+    def observe(self, branch: traps.Branch, name: str, src: str) -> tuple[str, CallHistory | None]:
+        """The slot of an observation of completion order (`asyncio.wait`, `as_completed`;
+        SPEC.md 4.1) and its record, None when it is made live (`observed` records it)."""
+        call_id, call = self._slot(branch, "value", name, f"{name}()", src)
+        if call is not None:
+            assert self.core is not None
+            self.core.replayed(call_id, call, "start")
+            return call_id, call
+        self._live(call_id, None, {"kind": "value", "name": name, "src": src})
+        return call_id, None
+
+    def observed(self, call_id: str, name: str, value: Any, src: str) -> None:
+        """Records what a live observation saw (task keys: plain JSON, nothing to encode)."""
+        self.append({"seq": 0, "kind": R.VALUE, "at": self.stamp(), "call_id": call_id, "name": name,
+                     "value": value, "src": src})
+
+    def observation_diverged(self, call_id: str, asked: str, src: str) -> None:
+        """Stops the run: the recorded observation names tasks this code does not wait on."""
+        assert self.core is not None
+        self._stop_writing()
+        self.core.observation_mismatch(call_id, asked, src)
+
     async def sleep(self, branch: traps.Branch, seconds: float, src: str) -> None:
         """A durable timer: the wake-up time is recorded, a resume waits only for what is left."""
         call_id, call = self._slot(branch, "timer", "sleep", f"sleep({seconds:g})", src)

@@ -207,7 +207,8 @@ def _factory_for(previous: Any) -> Any:
             # The child takes the parent's next slot: creation order within a parent is program
             # order, so the same code gives the same ids however the children later interleave.
             parent.slots += 1
-            child = Branch(parent.executor, f"{parent.prefix}{parent.slots}.")
+            # A task body's own tasks stay in its call (idempotency key, progress, live waits).
+            child = Branch(parent.executor, f"{parent.prefix}{parent.slots}.", call_id=parent.call_id)
             code = site_codes.get(getattr(coro, "__qualname__", None))  # type: ignore[arg-type]
             if code is not None and coro.cr_code is code:
                 frame = user_frame(2)
@@ -219,6 +220,14 @@ def _factory_for(previous: Any) -> Any:
             if context is not None:
                 kwargs["context"] = context
             task = previous(loop, coro, **kwargs)
+            if parent is not None and kwargs.get("name") is None:
+                task.set_name(child.prefix)
+        elif parent is not None:
+            # Named after its branch: the key by which a recorded `asyncio.wait` knows it
+            # (engine/completion.py); a name the code gives wins.
+            if kwargs.get("name") is None:
+                kwargs["name"] = child.prefix
+            task = new_task(coro, loop=loop, context=context, **kwargs)
         else:
             task = new_task(coro, loop=loop, context=context, **kwargs)
         if parent is not None:

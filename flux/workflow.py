@@ -17,7 +17,7 @@ if sys.version_info >= (3, 13):
 else:  # TypeVar defaults (PEP 696)
     from typing_extensions import TypeVar
 
-from flux._engine import traps
+from flux._engine import completion, traps
 from flux._engine.calls import Outcome, RunRequest, TaskSpec, child_execution_id
 from flux._engine.clock import Clock
 from flux._engine.errors import ExecutionStateError, InvalidOptionError, OutsideWorkflowError
@@ -123,6 +123,7 @@ class Workflow(Generic[In, Out]):
         self.routing: dict[str, Any] | None = options.get("routing")
         self.hooks: list[dict[str, Any]] | None = options.get("hooks")
         functools.update_wrapper(self, fn)
+        completion.adopt(fn.__globals__)  # `from asyncio import wait` made before Flux was imported
         register(self)
 
     @property

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar, cast
 
 from flux._engine import traps
+from flux._engine.completion import original_wait
 from flux._engine.errors import EngineError, InvalidOptionError
 from flux._engine.sites import FLUX_DIR
 
@@ -156,7 +157,7 @@ async def parallel(
     for t in tasks:
         t.add_done_callback(note_failure)
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        await original_wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
     except BaseException:
         for t in tasks:
             t.cancel()

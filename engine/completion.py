@@ -1,0 +1,248 @@
+"""Completion order made durable: `asyncio.wait` and `asyncio.as_completed` in workflow code.
+
+Which of several tasks finished first is timing, and on replay every recorded result is there at
+once. Inside a workflow these two functions therefore record what they observed (a
+`value_recorded` of the tasks found done, by key) and a replay hands back the same observation,
+waiting only for the tasks it names (SPEC.md 4.1). Outside a workflow, in a task body, and for
+`asyncio.wait` of every task without a timeout they are asyncio's own.
+
+A task is known by its name: the engine names each task made in a workflow after its branch
+(`"2."`), so the key does not depend on the order of a set; a name given by the code is its key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Awaitable, Iterable, Iterator
+from typing import Any
+
+from flux._engine import traps
+from flux._engine.errors import InvalidOptionError
+from flux._engine.sites import site_of, user_frame
+
+__all__ = ["as_completed", "install", "adopt", "original_wait", "wait"]
+
+original_wait = asyncio.wait
+original_as_completed = asyncio.as_completed
+
+WAIT = "asyncio.wait"
+AS_COMPLETED = "asyncio.as_completed"
+_MISSING: Any = object()
+
+
+def install() -> None:
+    """Puts the recording versions in the `asyncio` module (idempotent); outside a workflow
+    they call asyncio's own."""
+    asyncio.wait = wait  # type: ignore[assignment]
+    asyncio.as_completed = as_completed  # type: ignore[assignment]
+
+
+def adopt(namespace: dict[str, Any]) -> None:
+    """Rebinds names a workflow's module imported from asyncio before Flux was imported
+    (`from asyncio import wait`) to the recording versions."""
+    for name, value in list(namespace.items()):
+        if value is original_wait:
+            namespace[name] = wait
+        elif value is original_as_completed:
+            namespace[name] = as_completed
+
+
+def _recording() -> traps.Branch | None:
+    """The branch to record in: workflow code, not a task body (which runs live every time)."""
+    branch = traps.current_branch()
+    return branch if branch is not None and branch.call_id is None else None
+
+
+def _site() -> str:
+    frame = user_frame(1)
+    return "?" if frame is None else site_of(frame)
+
+
+def _keys(futures: list[asyncio.Future[Any]], ordered: bool, what: str) -> list[str]:
+    """One key per future: a task's name; a position for another future of a list."""
+    keys: list[str] = []
+    for i, fut in enumerate(futures):
+        if isinstance(fut, asyncio.Task):
+            keys.append(fut.get_name())
+        elif ordered:
+            keys.append(f"#{i}")
+        else:
+            raise InvalidOptionError(
+                f"{what} in a workflow was given a set holding a future that is not an asyncio task "
+                f"({type(fut).__name__}): pass a list, or make it a task with asyncio.ensure_future()"
+            )
+    if len(set(keys)) != len(keys):
+        twice = next(k for k in keys if keys.count(k) > 1)
+        raise InvalidOptionError(
+            f"{what} in a workflow was given two tasks named {twice!r}: give each task a name of its own, or none"
+        )
+    return keys
+
+
+def _recorded(branch: traps.Branch, name: str, src: str) -> tuple[str, Any]:
+    """The slot of one observation and what the journal recorded there (_MISSING when live)."""
+    executor = branch.executor
+    call_id, call = executor.observe(branch, name, src)
+    return call_id, (call.value if call is not None else _MISSING)
+
+
+async def wait(
+    fs: Iterable[asyncio.Future[Any]], *, timeout: float | None = None, return_when: str = asyncio.ALL_COMPLETED
+) -> tuple[set[asyncio.Future[Any]], set[asyncio.Future[Any]]]:
+    """`asyncio.wait`; in workflow code with a timeout or another `return_when`, recorded."""
+    branch = _recording()
+    if branch is None or (return_when == asyncio.ALL_COMPLETED and timeout is None):
+        return await original_wait(fs, timeout=timeout, return_when=return_when)
+    if asyncio.isfuture(fs) or asyncio.iscoroutine(fs):
+        raise TypeError(f"expect a list of futures, not {type(fs).__name__}")
+    ordered = not isinstance(fs, (set, frozenset))
+    futures = list(dict.fromkeys(fs))
+    if not futures:
+        raise ValueError("Set of Tasks/Futures is empty.")
+    if return_when not in (asyncio.FIRST_COMPLETED, asyncio.FIRST_EXCEPTION, asyncio.ALL_COMPLETED):
+        raise ValueError(f"Invalid return_when value: {return_when}")
+    if any(asyncio.iscoroutine(f) for f in futures):
+        raise TypeError("Passing coroutines is forbidden, use tasks explicitly.")
+    keys = _keys(futures, ordered, "asyncio.wait()")
+    src = _site()
+    call_id, recorded = _recorded(branch, WAIT, src)
+    if recorded is not _MISSING:
+        known = isinstance(recorded, list) and all(isinstance(k, str) for k in recorded)
+        if not (known and set(recorded) <= set(keys)):
+            branch.executor.observation_diverged(call_id, f"asyncio.wait() of {sorted(keys)}", src)
+        named = set(recorded)
+        done = {f for f, k in zip(futures, keys, strict=True) if k in named}
+        # A live wait always lets the loop turn, so the tasks made before it had started by
+        # the time it returned: so does a replay, even of an observation that found none done.
+        if done:
+            await original_wait(done)
+        else:
+            await asyncio.sleep(0)
+        return done, set(futures) - done
+    done, pending = await original_wait(futures, timeout=timeout, return_when=return_when)
+    branch.executor.observed(call_id, WAIT, sorted(k for f, k in zip(futures, keys, strict=True) if f in done), src)
+    return done, pending
+
+
+def as_completed(fs: Iterable[Any], *, timeout: float | None = None) -> Iterator[Awaitable[Any]]:
+    """`asyncio.as_completed`; in workflow code each result handed out is a recorded observation.
+
+    Coroutines are made into tasks in the order given (asyncio makes them in a set's order,
+    which changes from run to run), so their call ids are stable too.
+    """
+    branch = _recording()
+    if branch is None:
+        return original_as_completed(fs, timeout=timeout)
+    if asyncio.isfuture(fs) or asyncio.iscoroutine(fs):
+        raise TypeError(f"expect an iterable of futures, not {type(fs).__name__}")
+    ordered = not isinstance(fs, (set, frozenset))
+    items = list(fs)
+    if not ordered and any(asyncio.iscoroutine(f) for f in items):
+        for f in items:
+            if asyncio.iscoroutine(f):
+                f.close()  # never started: no "never awaited" warning
+        raise InvalidOptionError(
+            "asyncio.as_completed() in a workflow was given a set of coroutines, whose order changes from run "
+            "to run (and with it the call ids of their tasks): pass a list"
+        )
+    loop = asyncio.get_running_loop()
+    futures = list(dict.fromkeys(asyncio.ensure_future(f, loop=loop) for f in items))
+    return _Completions(futures, _keys(futures, ordered, "asyncio.as_completed()"), timeout, loop)
+
+
+class _Completions:
+    """What `as_completed` returns in workflow code: iterated, it gives one awaitable per
+    future; iterated with `async for` (as Python 3.13 allows), the futures themselves."""
+
+    def __init__(
+        self,
+        futures: list[asyncio.Future[Any]],
+        keys: list[str],
+        timeout: float | None,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self._left = dict(zip(keys, futures, strict=True))  # not handed out yet
+        self._key_of = {id(f): k for f, k in zip(futures, keys, strict=True)}
+        self._finished: collections.deque[asyncio.Future[Any]] = collections.deque()  # in the order they finished
+        self._given = 0
+        self._count = len(futures)
+        self._loop = loop
+        self._wakeup: asyncio.Future[None] | None = None
+        self._deadline = None if timeout is None else loop.time() + timeout
+        for fut in futures:
+            fut.add_done_callback(self._on_done)
+
+    def _on_done(self, fut: asyncio.Future[Any]) -> None:
+        self._finished.append(fut)
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+    def __iter__(self) -> Iterator[Awaitable[Any]]:
+        return self
+
+    def __next__(self) -> Awaitable[Any]:
+        if self._given >= self._count:
+            raise StopIteration
+        self._given += 1
+        return self._result()
+
+    def __aiter__(self) -> _Completions:
+        return self
+
+    async def __anext__(self) -> asyncio.Future[Any]:
+        if not self._left:
+            raise StopAsyncIteration
+        return await self._take(_site())
+
+    async def _result(self) -> Any:
+        fut = await self._take(_site())
+        return fut.result()
+
+    async def _take(self, src: str) -> asyncio.Future[Any]:
+        branch = _recording()
+        if branch is None:  # awaited outside the workflow that made it: nothing to record in
+            return await self._first(None)
+        call_id, recorded = _recorded(branch, AS_COMPLETED, src)
+        if recorded is not _MISSING:
+            if recorded is None:
+                raise TimeoutError
+            if not isinstance(recorded, str) or recorded not in self._left:
+                branch.executor.observation_diverged(call_id, f"asyncio.as_completed() of {sorted(self._left)}", src)
+            fut = self._left.pop(recorded)
+            if not fut.done():
+                await original_wait([fut])
+            return fut
+        try:
+            fut = await self._first(self._deadline)
+        except TimeoutError:
+            branch.executor.observed(call_id, AS_COMPLETED, None, src)
+            raise
+        branch.executor.observed(call_id, AS_COMPLETED, self._key_of[id(fut)], src)
+        return fut
+
+    async def _first(self, deadline: float | None) -> asyncio.Future[Any]:
+        """The first future to finish among those not handed out yet, live."""
+        while True:
+            while self._finished:
+                fut = self._finished.popleft()
+                if self._left.pop(self._key_of[id(fut)], None) is not None:
+                    return fut
+            if deadline is not None and self._loop.time() >= deadline:
+                raise TimeoutError
+            self._wakeup = self._loop.create_future()
+            timer = None if deadline is None else self._loop.call_at(deadline, _wake, self._wakeup)
+            try:
+                await self._wakeup
+            finally:
+                if timer is not None:
+                    timer.cancel()
+                self._wakeup = None
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+install()
