@@ -1,10 +1,10 @@
-"""Completion order made durable: `asyncio.wait` and `asyncio.as_completed` in workflow code.
+"""Completion order made durable: `asyncio.wait`, `as_completed` and `wait_for` in workflow code.
 
-Which of several tasks finished first is timing, and on replay every recorded result is there at
-once. Inside a workflow these two functions therefore record what they observed (a
-`value_recorded` of the tasks found done, by key) and a replay hands back the same observation,
-waiting only for the tasks it names (SPEC.md 4.1). Outside a workflow, in a task body, and for
-`asyncio.wait` of every task without a timeout they are asyncio's own.
+Which of several tasks finished first (or whether a timeout came first) is timing, and on replay
+every recorded result is there at once. Inside a workflow these functions therefore record what
+they observed (a `value_recorded` of the tasks found done, by key) and a replay hands back the
+same observation, waiting only for the tasks it names (SPEC.md 4.1). Outside a workflow, in a
+task body, and without a timeout or another `return_when` they are asyncio's own.
 
 A task is known by its name: the engine names each task made in a workflow after its branch
 (`"2."`), so the key does not depend on the order of a set; a name given by the code is its key.
@@ -15,18 +15,22 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Awaitable, Iterable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from flux._engine import traps
 from flux._engine.errors import InvalidOptionError
 from flux._engine.sites import site_of, user_frame
 
-__all__ = ["as_completed", "install", "adopt", "original_wait", "wait"]
+__all__ = ["adopt", "as_completed", "install", "original_wait", "wait", "wait_for"]
 
 original_wait = asyncio.wait
 original_as_completed = asyncio.as_completed
+original_wait_for = asyncio.wait_for
+
+T = TypeVar("T")
 
 WAIT = "asyncio.wait"
+WAIT_FOR = "asyncio.wait_for"
 AS_COMPLETED = "asyncio.as_completed"
 _MISSING: Any = object()
 
@@ -36,6 +40,7 @@ def install() -> None:
     they call asyncio's own."""
     asyncio.wait = wait  # type: ignore[assignment]
     asyncio.as_completed = as_completed  # type: ignore[assignment]
+    asyncio.wait_for = wait_for  # type: ignore[assignment]
 
 
 def adopt(namespace: dict[str, Any]) -> None:
@@ -46,6 +51,8 @@ def adopt(namespace: dict[str, Any]) -> None:
             namespace[name] = wait
         elif value is original_as_completed:
             namespace[name] = as_completed
+        elif value is original_wait_for:
+            namespace[name] = wait_for
 
 
 def _recording() -> traps.Branch | None:
@@ -104,13 +111,23 @@ async def wait(
         raise ValueError(f"Invalid return_when value: {return_when}")
     if any(asyncio.iscoroutine(f) for f in futures):
         raise TypeError("Passing coroutines is forbidden, use tasks explicitly.")
-    keys = _keys(futures, ordered, "asyncio.wait()")
+    return await _observed_wait(branch, WAIT, futures, _keys(futures, ordered, "asyncio.wait()"), timeout, return_when)
+
+
+async def _observed_wait(
+    branch: traps.Branch,
+    name: str,
+    futures: list[asyncio.Future[Any]],
+    keys: list[str],
+    timeout: float | None,
+    return_when: str,
+) -> tuple[set[asyncio.Future[Any]], set[asyncio.Future[Any]]]:
     src = _site()
-    call_id, recorded = _recorded(branch, WAIT, src)
+    call_id, recorded = _recorded(branch, name, src)
     if recorded is not _MISSING:
         known = isinstance(recorded, list) and all(isinstance(k, str) for k in recorded)
         if not (known and set(recorded) <= set(keys)):
-            branch.executor.observation_diverged(call_id, f"asyncio.wait() of {sorted(keys)}", src)
+            branch.executor.observation_diverged(call_id, f"{name}() of {sorted(keys)}", src)
         named = set(recorded)
         done = {f for f, k in zip(futures, keys, strict=True) if k in named}
         # A live wait always lets the loop turn, so the tasks made before it had started by
@@ -121,8 +138,36 @@ async def wait(
             await asyncio.sleep(0)
         return done, set(futures) - done
     done, pending = await original_wait(futures, timeout=timeout, return_when=return_when)
-    branch.executor.observed(call_id, WAIT, sorted(k for f, k in zip(futures, keys, strict=True) if f in done), src)
+    branch.executor.observed(call_id, name, sorted(k for f, k in zip(futures, keys, strict=True) if f in done), src)
     return done, pending
+
+
+async def wait_for(aw: Awaitable[T], timeout: float | None) -> T:
+    """`asyncio.wait_for`; in workflow code with a timeout, a recorded `wait` of one task.
+
+    The awaitable always runs as a task of its own (as asyncio 3.11 does; 3.12 does not), so
+    its call ids are the same on every Python. A timeout cancels it (its running call records
+    `task_cancelled`) and raises TimeoutError, on replay too.
+    """
+    branch = _recording()
+    if timeout is None or branch is None:
+        return await original_wait_for(aw, timeout)
+    inner = asyncio.ensure_future(aw)
+    try:
+        done, _ = await _observed_wait(
+            branch, WAIT_FOR, [inner], _keys([inner], True, "asyncio.wait_for()"), max(timeout, 0.0),
+            asyncio.ALL_COMPLETED,
+        )
+    except BaseException:
+        inner.cancel()
+        raise
+    if done:
+        return inner.result()
+    inner.cancel()
+    await original_wait([inner])  # its cancellation done (raises only if this caller is cancelled)
+    if not inner.cancelled():  # finished while being cancelled: asyncio.wait_for gives its result too
+        return inner.result()
+    raise TimeoutError
 
 
 def as_completed(fs: Iterable[Any], *, timeout: float | None = None) -> Iterator[Awaitable[Any]]:

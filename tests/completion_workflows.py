@@ -122,3 +122,13 @@ async def task_names(ctx: ExecutionContext[None]) -> list[str]:
     named = asyncio.create_task(fetch("b", 0), name="backup")
     await asyncio.gather(mine, named)
     return [mine.get_name(), named.get_name()]
+
+
+@workflow
+async def bounded(ctx: ExecutionContext[float]) -> str:
+    """wait_for: a source slower than the limit is given up on."""
+    try:
+        got = await asyncio.wait_for(fetch("source", ctx.input), timeout=0.05)
+    except TimeoutError:
+        got = "timed out"
+    return await report(got)

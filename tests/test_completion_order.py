@@ -1,5 +1,5 @@
 """Completion order in workflow code (SPEC.md 4.1): `asyncio.wait` with FIRST_COMPLETED, a
-timeout or FIRST_EXCEPTION, and `asyncio.as_completed`, record what they observed; replay and
+timeout or FIRST_EXCEPTION, `asyncio.as_completed` and `asyncio.wait_for` record what they observed; replay and
 resume hand back the same observation, whatever order recorded results now arrive in (all at
 once). Each replay test fails on an engine that lets asyncio observe the replay's own order."""
 
@@ -92,6 +92,21 @@ def test_races_hold_every_determinism_property(home: Path, flow: Any, given: lis
     assert {r.name: r.status for r in report.results} == dict.fromkeys(
         ("run", "resume", "no-rerun", "replay", "replay-subprocess", "completion-order"), "pass"
     )
+
+
+@pytest.mark.parametrize("delay,done,output", [(30.0, [], "reported timed out"), (0.001, ["1."], "reported source")])
+def test_wait_for_records_whether_the_timeout_came_first(
+    home: Path, delay: float, done: list[str], output: str
+) -> None:
+    ctx = W.bounded.run(delay)
+    assert ctx.output == output
+    assert observations(ctx) == [("2", "asyncio.wait_for", done)]
+    # The awaitable ran as a task of its own (call 1.1) on every Python; given up on, its call
+    # records task_cancelled, which a replay meets at once: asyncio's wait_for would then raise
+    # CancelledError instead of TimeoutError.
+    ended = {r["call_id"]: r["kind"] for r in records(ctx) if r["kind"] in ("task_completed", "task_cancelled")}
+    assert ended["1.1"] == ("task_cancelled" if not done else "task_completed")
+    replays_alike(ctx)
 
 
 def test_a_task_body_races_live_and_records_nothing(home: Path) -> None:
