@@ -1,4 +1,4 @@
-"""Completion order made durable: `asyncio.wait`, `as_completed` and `wait_for` in workflow code.
+"""Completion order made durable: `asyncio.wait`, `as_completed`, `wait_for`, `timeout` in workflows.
 
 Which of several tasks finished first (or whether a timeout came first) is timing, and on replay
 every recorded result is there at once. Inside a workflow these functions therefore record what
@@ -26,11 +26,14 @@ __all__ = ["adopt", "as_completed", "install", "original_wait", "wait", "wait_fo
 original_wait = asyncio.wait
 original_as_completed = asyncio.as_completed
 original_wait_for = asyncio.wait_for
+original_timeout = asyncio.timeout
+original_timeout_at = asyncio.timeout_at
 
 T = TypeVar("T")
 
 WAIT = "asyncio.wait"
 WAIT_FOR = "asyncio.wait_for"
+TIMEOUT = "asyncio.timeout"
 AS_COMPLETED = "asyncio.as_completed"
 _MISSING: Any = object()
 
@@ -41,6 +44,8 @@ def install() -> None:
     asyncio.wait = wait  # type: ignore[assignment]
     asyncio.as_completed = as_completed  # type: ignore[assignment]
     asyncio.wait_for = wait_for  # type: ignore[assignment]
+    asyncio.timeout = timeout
+    asyncio.timeout_at = timeout_at
 
 
 def adopt(namespace: dict[str, Any]) -> None:
@@ -53,6 +58,10 @@ def adopt(namespace: dict[str, Any]) -> None:
             namespace[name] = as_completed
         elif value is original_wait_for:
             namespace[name] = wait_for
+        elif value is original_timeout:
+            namespace[name] = timeout
+        elif value is original_timeout_at:
+            namespace[name] = timeout_at
 
 
 def _recording() -> traps.Branch | None:
@@ -289,5 +298,122 @@ def _wake(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
 
+
+
+def timeout(delay: float | None) -> Any:
+    """`asyncio.timeout`; in workflow code, whether it expired is recorded."""
+    branch = _recording()
+    if branch is None:
+        return original_timeout(delay)
+    return RecordedTimeout(branch, None if delay is None else asyncio.get_running_loop().time() + delay)
+
+
+def timeout_at(when: float | None) -> Any:
+    """`asyncio.timeout_at`; in workflow code, whether it expired is recorded."""
+    branch = _recording()
+    if branch is None:
+        return original_timeout_at(when)
+    return RecordedTimeout(branch, when)
+
+
+class RecordedTimeout:
+    """`asyncio.Timeout` for workflow code (SPEC.md 4.1). Entering takes a slot; the deadline
+    passing records `true` at once (before the cancellation it sends lands anywhere), a block
+    that ends first records `false`. The call the expiry interrupts records `task_cancelled`,
+    even in the workflow's own task, so a replay meets the same cancellation there and, the
+    expiry being recorded, turns it into TimeoutError as the live run did. A replay of a block
+    that ended in time sets no timer."""
+
+    def __init__(self, branch: traps.Branch, when: float | None) -> None:
+        self._branch = branch
+        self._when = when
+        self._task: asyncio.Task[Any] | None = None
+        self._handle: asyncio.Handle | None = None
+        self._state = "created"
+        self._recorded: Any = _MISSING
+        self._call_id = ""
+        self._src = "?"
+        self._cancelling = 0
+
+    def when(self) -> float | None:
+        return self._when
+
+    def expired(self) -> bool:
+        return self._state in ("expiring", "expired")
+
+    def reschedule(self, when: float | None) -> None:
+        if self._state != "entered":
+            raise RuntimeError("Timeout has not been entered" if self._state == "created"
+                               else f"Cannot change state of {self._state} Timeout")
+        self._when = when
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        if when is None or self._recorded is False:  # replay of a block that ended in time
+            return
+        loop = asyncio.get_running_loop()
+        self._handle = loop.call_soon(self._expire) if when <= loop.time() else loop.call_at(when, self._expire)
+
+    def __repr__(self) -> str:
+        return f"<Timeout [{self._state}] when={self._when}>"
+
+    async def __aenter__(self) -> RecordedTimeout:
+        if self._state != "created":
+            raise RuntimeError("Timeout has already been entered")
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("Timeout should be used inside a task")
+        self._src = _site()
+        self._call_id, self._recorded = _recorded(self._branch, TIMEOUT, self._src)
+        if self._recorded is not _MISSING and not isinstance(self._recorded, bool):
+            found = f"{_short_value(self._recorded)}, not true or false,"
+            self._branch.executor.observation_diverged(self._call_id, "an asyncio.timeout() block", self._src, found)
+        self._task = task
+        self._cancelling = task.cancelling()
+        self._state = "entered"
+        self.reschedule(self._when)
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        assert self._task is not None
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        executor = self._branch.executor
+        cancelled = exc_type is asyncio.CancelledError
+        if self._state == "expiring":
+            self._state = "expired"
+            executor.cancelled_by_code.discard(self._task)
+            if self._task.uncancel() <= self._cancelling and cancelled:
+                raise TimeoutError from exc
+            return
+        if self._recorded is True:
+            # A replay: the deadline passed in the recorded run, and the call it interrupted
+            # raised its recorded cancellation (or the block ended before it could land).
+            self._state = "expired"
+            if cancelled and self._task.cancelling() <= self._cancelling:
+                raise TimeoutError from exc
+            return
+        self._state = "exited"
+        # A cancellation that is not this block's (an outer timeout's, a shutdown's) leaves it
+        # unrecorded unless the workflow's own code sent it.
+        if self._recorded is _MISSING and (not cancelled or self._task in executor.cancelled_by_code):
+            executor.observed(self._call_id, TIMEOUT, False, self._src)
+
+    def _expire(self) -> None:
+        assert self._task is not None
+        executor = self._branch.executor
+        if self._recorded is _MISSING:
+            executor.observed(self._call_id, TIMEOUT, True, self._src)
+            self._recorded = True
+        executor.cancelled_by_code.add(self._task)
+        self._task.cancel()
+        self._state = "expiring"
+        self._handle = None
+
+
+def _short_value(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:59] + "…"
 
 install()

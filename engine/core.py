@@ -377,13 +377,15 @@ class ReplayCore:
             current,
         )
 
-    def observation_mismatch(self, call_id: str, asked: str, src: str) -> None:
-        """An observation of completion order (SPEC.md 4.1) recorded tasks the code does not
-        wait on: NondeterminismError."""
+    def observation_mismatch(self, call_id: str, asked: str, src: str, found: str | None = None) -> None:
+        """An observation of completion order (SPEC.md 4.1) recorded what this code cannot
+        have seen (tasks it does not wait on; `found`, or the recorded tasks done):
+        NondeterminismError."""
         call = self.calls[call_id]
+        found = found or f"{_short(call.value)} done"
         self.diverge(
             f"{self.path}:{call.seq + 1}: workflow {self.history.workflow!r} asked for {asked} at call {call_id} "
-            f"({src}), but the journal recorded {_short(call.value)} done there ({call.start.get('src', '?')}). {_SEE}",
+            f"({src}), but the journal recorded {found} there ({call.start.get('src', '?')}). {_SEE}",
             call,
             {"kind": "value", "name": call.name, "src": src, "call_id": call_id},
         )

@@ -123,6 +123,9 @@ class Executor(Outputs):
         self._cancel_recorded = False
         self._cancelled_by_parent = False
         self._root: asyncio.Task[Any] | None = None
+        # Tasks the workflow's own code is cancelling (an `asyncio.timeout` that expired): the
+        # call they interrupt records task_cancelled even in the root task.
+        self.cancelled_by_code: set[asyncio.Task[Any]] = set()
         self._watch: asyncio.TimerHandle | None = None
         self.observer = request.observer
         self._tell: Callable[[dict[str, Any]], None] | None = None  # record listeners (SPEC.md 4.11)
@@ -881,8 +884,8 @@ class Executor(Outputs):
 
     def record_cancelled(self, call_id: str) -> None:
         """Records that the workflow itself cancelled a running body (a sibling failed in
-        `parallel`, a task group was cancelled, a requested cancellation): replay cancels the
-        call at the same place.
+        `parallel`, a task group was cancelled, an `asyncio.timeout` expired, a requested
+        cancellation): replay cancels the call at the same place.
 
         A cancellation of the whole run by the process shutting down is not recorded per
         call: the run ends there and the call stays open to run again, as after a crash.
@@ -890,8 +893,9 @@ class Executor(Outputs):
         if self.writer is None or self.fatal is not None:
             return
         root = self._root
-        if not self.cancelling and (
-            root is None or root.cancelling() or (task := asyncio.current_task()) is None or task is root
+        task = asyncio.current_task()
+        if not self.cancelling and task not in self.cancelled_by_code and (
+            root is None or root.cancelling() or task is None or task is root
         ):
             return  # the process is shutting down: the call stays open, as after a crash
         self.append({"seq": 0, "kind": R.TASK_CANCELLED, "at": self.stamp(), "call_id": call_id})
@@ -999,11 +1003,11 @@ class Executor(Outputs):
         self.append({"seq": 0, "kind": R.VALUE, "at": self.stamp(), "call_id": call_id, "name": name,
                      "value": value, "src": src})
 
-    def observation_diverged(self, call_id: str, asked: str, src: str) -> None:
-        """Stops the run: the recorded observation names tasks this code does not wait on."""
+    def observation_diverged(self, call_id: str, asked: str, src: str, found: str | None = None) -> None:
+        """Stops the run: the recorded observation is not one this code can have made."""
         assert self.core is not None
         self._stop_writing()
-        self.core.observation_mismatch(call_id, asked, src)
+        self.core.observation_mismatch(call_id, asked, src, found)
 
     async def sleep(self, branch: traps.Branch, seconds: float, src: str) -> None:
         """A durable timer: the wake-up time is recorded, a resume waits only for what is left."""

@@ -10,6 +10,7 @@ import asyncio
 from asyncio import FIRST_COMPLETED, wait
 
 from flux import ExecutionContext, task, workflow
+from flux.tasks import pause
 
 BODIES: list[str] = []  # every body that ran, in order: "fetch <source>"
 
@@ -132,3 +133,55 @@ async def bounded(ctx: ExecutionContext[float]) -> str:
     except TimeoutError:
         got = "timed out"
     return await report(got)
+
+
+@workflow
+async def scoped(ctx: ExecutionContext[float]) -> str:
+    """asyncio.timeout around a task call that takes `ctx.input` seconds."""
+    try:
+        async with asyncio.timeout(0.05):
+            got = await fetch("source", ctx.input)
+    except TimeoutError:
+        got = "timed out"
+    return await report(got)
+
+
+@workflow
+async def scoped_at(ctx: ExecutionContext[float]) -> str:
+    """asyncio.timeout_at, moved with reschedule once entered."""
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout_at(None) as scope:
+            scope.reschedule(loop.time() + 0.05)
+            got = await fetch("source", ctx.input)
+    except TimeoutError:
+        got = "timed out"
+    return await report(got)
+
+
+@workflow
+async def scoped_then_pause(ctx: ExecutionContext[float]) -> str:
+    try:
+        async with asyncio.timeout(0.05):
+            got = await fetch("source", ctx.input)
+    except TimeoutError:
+        got = "timed out"
+    answer = await pause("confirm")
+    return await report(f"{got}, {answer}")
+
+
+@workflow
+async def nested_scopes(ctx: ExecutionContext[None]) -> list[str]:
+    """The outer deadline passes first: it cuts through the inner block, which does not expire."""
+    out: list[str] = []
+    try:
+        async with asyncio.timeout(0.05):
+            try:
+                async with asyncio.timeout(10):
+                    out.append(await fetch("source", 30.0))
+            except TimeoutError:
+                out.append("inner expired")
+    except TimeoutError:
+        out.append("outer expired")
+    out.append(await report("done"))
+    return out

@@ -1,5 +1,6 @@
 """Completion order in workflow code (SPEC.md 4.1): `asyncio.wait` with FIRST_COMPLETED, a
-timeout or FIRST_EXCEPTION, `asyncio.as_completed` and `asyncio.wait_for` record what they observed; replay and
+timeout or FIRST_EXCEPTION, `asyncio.as_completed`, `asyncio.wait_for` and `asyncio.timeout`
+record what they observed; replay and
 resume hand back the same observation, whatever order recorded results now arrive in (all at
 once). Each replay test fails on an engine that lets asyncio observe the replay's own order."""
 
@@ -83,8 +84,12 @@ def test_the_loop_that_hands_pending_back_to_wait_knows_tasks_by_the_names_given
     replays_alike(ctx)
 
 
-@pytest.mark.parametrize("flow,given", [(W.race, [0.05, 0.001, 0.02]), (W.arrivals, [0.05, 0.001, 0.02])])
-def test_races_hold_every_determinism_property(home: Path, flow: Any, given: list[float]) -> None:
+@pytest.mark.parametrize(
+    "flow,given",
+    [(W.race, [0.05, 0.001, 0.02]), (W.arrivals, [0.05, 0.001, 0.02]), (W.bounded, 30.0), (W.scoped, 30.0)],
+    ids=["wait", "as_completed", "wait_for", "timeout"],
+)
+def test_races_hold_every_determinism_property(home: Path, flow: Any, given: Any) -> None:
     """Cut after every record and resumed, replayed in eight processes, run with other delays:
     a run that observed another order is held to a replay of its own journal."""
     report = check_once(flow, given)
@@ -107,6 +112,40 @@ def test_wait_for_records_whether_the_timeout_came_first(
     ended = {r["call_id"]: r["kind"] for r in records(ctx) if r["kind"] in ("task_completed", "task_cancelled")}
     assert ended["1.1"] == ("task_cancelled" if not done else "task_completed")
     replays_alike(ctx)
+
+
+@pytest.mark.parametrize("flow", [W.scoped, W.scoped_at], ids=["timeout", "timeout_at"])
+@pytest.mark.parametrize(
+    "delay,expired,output", [(30.0, True, "reported timed out"), (0.001, False, "reported source")]
+)
+def test_an_asyncio_timeout_block_records_whether_it_expired(
+    home: Path, flow: Any, delay: float, expired: bool, output: str
+) -> None:
+    ctx = flow.run(delay)
+    assert ctx.output == output
+    assert observations(ctx) == [("1", "asyncio.timeout", expired)]
+    # The call the expiry interrupted, in the workflow's own task, records its cancellation:
+    # otherwise it stays open, and a replay finds the block asking for it past the journal.
+    ended = {r["call_id"]: r["kind"] for r in records(ctx) if r["kind"] in ("task_completed", "task_cancelled")}
+    assert ended["2"] == ("task_cancelled" if expired else "task_completed")
+    replays_alike(ctx)
+
+
+def test_an_outer_timeout_cutting_through_an_inner_one_is_the_outer_ones_on_replay(home: Path) -> None:
+    ctx = W.nested_scopes.run()
+    assert ctx.output == ["outer expired", "reported done"]
+    assert observations(ctx) == [("1", "asyncio.timeout", True), ("2", "asyncio.timeout", False)]
+    replays_alike(ctx)
+
+
+def test_a_call_an_asyncio_timeout_cut_short_does_not_run_again_when_resumed(home: Path) -> None:
+    ctx = W.scoped_then_pause.run(30.0)
+    assert ctx.status == "paused"
+    assert W.BODIES == ["fetch source"]
+    done = W.scoped_then_pause.resume(ctx.execution_id, "ok")
+    assert done.output == "reported timed out, ok"
+    assert W.BODIES == ["fetch source", "report timed out, ok"]  # the cancelled fetch did not run again
+    replays_alike(done)
 
 
 def test_a_task_body_races_live_and_records_nothing(home: Path) -> None:
