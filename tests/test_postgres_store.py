@@ -51,6 +51,28 @@ def test_one_store_per_url_in_a_process(pg_url: str) -> None:
     assert "postgresql://" in a.describe("e1") and a.describe("e1").endswith("#e1")
 
 
+def test_every_connection_notices_a_vanished_server_unless_the_url_says_otherwise(pg_url: str) -> None:
+    """TCP keepalives and a user timeout on the pool's and the writers' connections (SPEC.md 13):
+    a partition fails a statement instead of holding it (and the loop of a lone execution)."""
+    expected = {"keepalives": "1", "keepalives_idle": "10", "keepalives_interval": "5", "keepalives_count": "3"}
+    if psycopg.pq.version() >= 120000:
+        expected["tcp_user_timeout"] = "15000"
+    for url, idle in ((pg_url, "10"), (pg_url + ("&" if "?" in pg_url else "?") + "keepalives_idle=60", "60")):
+        made = PostgresStore(url)
+        try:
+            with made._conn("look") as pooled:
+                pool_params = pooled.info.get_parameters()
+            writer = made._connect()
+            try:
+                writer_params = writer.info.get_parameters()
+            finally:
+                writer.close()
+        finally:
+            made.close()
+        for params in (pool_params, writer_params):
+            assert {k: params.get(k) for k in expected} == {**expected, "keepalives_idle": idle}
+
+
 def test_a_database_without_the_schema_says_to_migrate(pg_server: PgServer, tmp_path: Path) -> None:
     url = pg_server.create_database("bare")
     fresh = PostgresStore(url)

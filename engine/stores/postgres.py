@@ -86,6 +86,27 @@ DEFAULT_LEASE = 15.0
 logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
 log = logging.getLogger("flux")
 _FINISHED = ("completed", "failed", "cancelled")
+
+# TCP liveness for every connection the store opens, unless the URL sets its own (SPEC.md 13):
+# a server that vanished without closing the connection (a partition, a host powered off) is
+# noticed within about 25 s on an idle connection, and a statement whose bytes the server does
+# not acknowledge fails after 15 s, instead of hanging until the kernel's own limits (hours).
+_LIVENESS: dict[str, Any] = {
+    "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
+    "tcp_user_timeout": 15000,
+}
+
+
+def liveness_options(url: str) -> dict[str, Any]:
+    """The connection options of `_LIVENESS` that `url` does not set itself."""
+    try:
+        given = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return {}  # a malformed URL: connecting says so, once
+    options = {k: v for k, v in _LIVENESS.items() if k not in given}
+    if psycopg.pq.version() < 120000:  # libpq before 12 does not know the option
+        options.pop("tcp_user_timeout", None)
+    return options
 _LIVE = LIVE
 
 
@@ -318,6 +339,7 @@ class PostgresStore(FleetMixin):
         if not self.lease > 0:
             raise InvalidOptionError(f"lease={self.lease:g} must be > 0 seconds")
         self.queue = queue or os.environ.get("FLUX_QUEUE") or "default"
+        self._options = liveness_options(url)
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self.snapshots = Snapshots(self)
         self.blobs = Blobs(self)
@@ -327,7 +349,7 @@ class PostgresStore(FleetMixin):
             url,
             min_size=1,
             max_size=pool_size,
-            kwargs={"autocommit": True},
+            kwargs={"autocommit": True, **self._options},
             open=False,
             name="flux",
             timeout=30.0,
@@ -382,7 +404,7 @@ class PostgresStore(FleetMixin):
                     with db_errors(self._url, "connect to the database"):
                         # One direct connection first: a wrong URL or a server that is down is
                         # one clear error now, not a pool retrying in the background.
-                        psycopg.connect(self._url, autocommit=True, connect_timeout=10).close()
+                        psycopg.connect(self._url, autocommit=True, connect_timeout=10, **self._options).close()
                     self._pool.open(wait=False)
                     self._opened = True
                     _open_stores.add(self)
@@ -395,7 +417,9 @@ class PostgresStore(FleetMixin):
             return conn.execute(sql, params).fetchone()
 
     def _connect(self, durability: str = "fsync") -> psycopg.Connection[Any]:
-        conn = psycopg.connect(self._url, autocommit=True, application_name=f"flux-flusher-{durability}")
+        conn = psycopg.connect(
+            self._url, autocommit=True, application_name=f"flux-flusher-{durability}", **self._options
+        )
         # The append statement is prepared and planned once: a custom plan per sync costs more
         # than the commit (engine/stores/pg_flush.py).
         conn.execute("SET plan_cache_mode = force_generic_plan")
@@ -568,7 +592,7 @@ class PostgresStore(FleetMixin):
             self._hinted = False
             try:
                 if conn is None or conn.closed:
-                    conn = psycopg.connect(self._url, autocommit=True)
+                    conn = psycopg.connect(self._url, autocommit=True, **self._options)
                 conn.execute("NOTIFY flux_ready")
             except psycopg.Error:
                 if conn is not None:
@@ -585,7 +609,7 @@ class PostgresStore(FleetMixin):
         def run() -> None:
             while not self._stop.is_set():
                 try:
-                    with psycopg.connect(self._url, autocommit=True) as conn:
+                    with psycopg.connect(self._url, autocommit=True, **self._options) as conn:
                         conn.execute("LISTEN flux_ready")
                         while not self._stop.is_set():
                             for _ in conn.notifies(timeout=0.5, stop_after=1):
