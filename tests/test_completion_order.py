@@ -14,9 +14,11 @@ import pytest
 
 from flux import debug
 from flux._engine.journal import encode_line, seed_for
+from flux._engine.store import open_store
 from flux.errors import InvalidOptionError, NondeterminismError
 from flux.testing import check_once
 from tests import completion_workflows as W
+from tests.conftest import empty_pg
 from tests.support.journals import journal_path, records
 
 
@@ -188,3 +190,20 @@ def test_what_cannot_be_made_deterministic_is_refused_with_what_to_do(home: Path
 
 def test_tasks_made_in_a_workflow_are_named_after_their_branch_unless_named(home: Path) -> None:
     assert W.task_names.run().output == ["1.", "backup"]
+
+
+def test_observations_are_recorded_and_replayed_the_same_on_postgresql(pg_url: str) -> None:
+    empty_pg(pg_url)
+    ctx = W.race.run([0.3, 0.001, 0.1], store=pg_url)
+    assert ctx.output == {"done": 1, "pending": 2, "report": "reported fast"}
+    paused = W.scoped_then_pause.run(30.0, store=pg_url)
+    assert paused.status == "paused"
+    done = W.scoped_then_pause.resume(paused.execution_id, "ok", store=pg_url)
+    assert done.output == "reported timed out, ok"
+    assert W.BODIES.count("fetch source") == 1  # not run again by the resume
+    for execution_id, expected in ((ctx.execution_id, [("4", "asyncio.wait", ["2."])]),
+                                   (done.execution_id, [("1", "asyncio.timeout", True)])):
+        kept = [orjson.loads(line) for line in open_store(pg_url).export(execution_id).splitlines()]
+        assert [(r["call_id"], r["name"], r["value"]) for r in kept if r["kind"] == "value_recorded"] == expected
+        replayed = debug.replay(execution_id, store=pg_url)
+        assert replayed.matches, replayed.note
