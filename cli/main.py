@@ -152,6 +152,9 @@ def resume(
     file: str = FileOpt,
     module: str = ModuleOpt,
     durability: str = DurabilityOpt,
+    detach: bool = typer.Option(
+        False, "--detach", help="Only record the answer (or make it runnable): print its id; `flux worker` runs it."
+    ),
     as_json: bool = JsonOpt,
     debug: bool = DebugOpt,
 ) -> None:
@@ -159,6 +162,15 @@ def resume(
     value = read_input(input, input_file)
     has_input = input is not None or input_file is not None
     execution_id = _resolve(execution_id, store)
+    if detach:
+        handed = runner.hand_off_resume(
+            execution_id, value, store=store, pause=pause, durability=durability, has_input=has_input
+        )
+        if as_json:
+            emit({"execution_id": handed})
+        else:
+            out.print(handed)
+        return
     progress = progress_line(as_json)
     with interruptible(execution_id, store), progress or contextlib.nullcontext():
         ctx = runner.resume_execution(

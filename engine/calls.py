@@ -111,6 +111,7 @@ class RunRequest:
     resume_pause: str | tuple[str, ...] | None = None  # which pause: a name or call id, or a route of call ids
     resume_has_input: bool = True  # False: `flux resume` without --input (a timed pause may go on)
     cancel: bool = False  # cancel the execution: deliver CancelledError at its first live point
+    hand_off: bool = False  # record the resume's answer only: whoever runs the store's work runs it
     parent: dict[str, Any] | None = None  # for a sub-workflow: the parent's execution_id and call_id
     create: bool = False
     durability: str = "fsync"

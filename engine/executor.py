@@ -424,6 +424,8 @@ class Executor(Outputs):
                 return self._outcome(Status.PAUSED, None, header, workflow_input)
             if req.resume and not req.cancel:
                 answered = self._pick_answer(history)
+        if req.hand_off:
+            return await self._hand_off(history, answered, header, workflow_input)
         if not self.replay_only:
             parent = header.get("parent")
             self._audience = listeners_for(
@@ -561,6 +563,34 @@ class Executor(Outputs):
         self._check_fatal()
         log.info("execution %s completed", self.execution_id)
         return self._outcome(Status.COMPLETED, result, header, workflow_input)
+
+    async def _hand_off(
+        self, history: History, answered: WaitingPause | None, header: dict[str, Any], workflow_input: Any
+    ) -> Outcome:
+        """A resume left to whoever runs the store's work (SPEC.md 13.5): the pause's answer is
+        recorded and durable, no code runs here, and the lease is released runnable at once (a
+        worker's run then writes its own `workflow_resumed`). Without an answer (an interrupted
+        or diverged execution) nothing is written: taking and releasing it makes it runnable."""
+        if answered is not None:
+            if len(answered.route) > 1:
+                raise ExecutionStateError(
+                    f"execution {self.execution_id} waits at pause {answered.name!r} inside the sub-workflow called "
+                    f"at {answered.route[0]}: resume it here (without --detach), so that its answer reaches the "
+                    "sub-workflow's journal"
+                )
+            resumed: dict[str, Any] = {
+                "seq": 0, "kind": R.RESUMED, "at": self.stamp(), "call_id": answered.route[0],
+                "input": encode(self.request.resume_input, "resume input"),
+            }
+            owner = self.lease.owner if self.lease is not None else {}
+            for key in ("pid", "host"):
+                if key in owner:
+                    resumed[key] = owner[key]
+            self.append(resumed)
+            history.apply(resumed)
+            await self.durable()
+            log.info("execution %s: pause %r answered, left to the store's workers", self.execution_id, answered.name)
+        return self._outcome(str(history.status), None, header, workflow_input)
 
     def _pick_answer(self, history: History) -> WaitingPause:
         """The waiting pause this resume answers; checks that a timed one may go on without input."""

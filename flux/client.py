@@ -295,18 +295,28 @@ class Client:
         module: str | None = None,
         aliases: dict[str, str] | None = None,
         observer: Any = None,
+        run_here: bool = True,
     ) -> ExecutionHandle:
         """Answers a waiting pause with `input` and runs the execution on here (an interrupted
         one is continued; a finished one comes back as it is).
 
         `pause` names the pause (its name or call id) when several wait; one inside a
         sub-workflow is answered through its parent. `has_input=False` continues a timed pause
-        whose time has come without an input.
+        whose time has come without an input. `run_here=False` (`flux resume --detach`) only
+        records the answer and leaves the run to the store's workers (an interrupted or diverged
+        execution is made runnable); the workflow's code is not needed then.
 
         Raises:
             ExecutionStateError: several pauses wait and none was named, or none of that name.
             ExecutionLockedError, ExecutionNotFoundError, WorkflowLoadError, EngineError.
         """
+        if not run_here:
+            hand_off = RunRequest(
+                execution_id=execution_id, resume_input=input, resume=True, resume_pause=pause,
+                resume_has_input=has_input, durability=check_durability(durability or self.durability), hand_off=True,
+            )
+            await Executor(self.store, hand_off, self.clock).run(_never_run)
+            return ExecutionHandle(self, execution_id)
         wf, found_aliases = self._workflow_of(execution_id, workflow, file, module)
         request = RunRequest(
             execution_id=execution_id,
@@ -581,3 +591,7 @@ def context_of(executor: Executor, outcome: Outcome, ctx: ExecutionContext[Any] 
     ctx.journal_path = outcome.path
     ctx._settle(str(outcome.status), outcome.output, outcome.records, executor.recorded_value_of)
     return ctx
+
+
+async def _never_run(_: Any) -> Any:  # pragma: no cover - a hand-off runs no workflow code
+    raise AssertionError("a resume left to the workers ran workflow code")

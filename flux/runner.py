@@ -134,6 +134,26 @@ def resume_execution(
     return run_sync(go())
 
 
+def hand_off_resume(
+    execution_id: str,
+    input: Any = None,
+    *,
+    store: Any = None,
+    pause: str | None = None,
+    durability: str | None = None,
+    has_input: bool = True,
+) -> str:
+    """`flux resume --detach`: records the answer to the waiting pause and leaves the run to
+    `flux worker` (an interrupted or diverged execution is made runnable); returns the id."""
+
+    async def go() -> str:
+        client = Client(store, durability=durability)
+        handle = await client.resume(execution_id, input, pause=pause, has_input=has_input, run_here=False)
+        return handle.execution_id
+
+    return run_sync(go())
+
+
 def cancel_execution(
     execution_id: str, *, store: Any = None, file: str | None = None, module: str | None = None, wait: float = 30.0
 ) -> str:

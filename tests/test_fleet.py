@@ -454,6 +454,34 @@ def test_cancel_and_resume_from_another_process(fleet: Fleet) -> None:
     assert fleet.query("SELECT n FROM effects WHERE kind = 'stamp'") == [(1,)]
 
 
+def test_a_detached_resume_is_answered_here_and_run_by_the_fleet(fleet: Fleet) -> None:
+    """`flux resume --detach` from a machine without the code: the answer is recorded and
+    durable, a worker claims the execution at once and runs it (SCALE-OUT 5.5)."""
+    [asked] = fleet.submit(fw.approval_flow, ["p1"], "ask")
+    fleet.worker("--concurrency", "4")
+    deadline = time.monotonic() + 30
+    while fleet.statuses().get("paused") != 1:
+        assert time.monotonic() < deadline, fleet.statuses()
+        time.sleep(0.05)
+    handed = flux_cmd(
+        "resume", asked, "--input", '"yes"', "--detach", "--module", "no_such_module", "--store", fleet.url,
+        cwd=fleet.tmp,
+    )
+    assert handed.returncode == 0 and handed.stdout.strip() == asked, handed.stderr
+    fleet.wait_finished(1, within=30)
+    assert _outputs(fleet.url, [asked]) == {asked: "2:yes"}
+    store = PostgresStore(fleet.url)
+    try:
+        resumed = [r for r in store.read(asked).records if r["kind"] == "workflow_resumed"]
+    finally:
+        store.close()
+    # The answer (written by the command), then the worker's run.
+    assert [("call_id" in r, r.get("input")) for r in resumed] == [(True, "yes"), (False, None)]
+    again = flux_cmd("resume", asked, "--input", '"no"', "--detach", "--store", fleet.url, cwd=fleet.tmp)
+    assert again.returncode == 0  # a finished execution is left as it is
+    assert _outputs(fleet.url, [asked]) == {asked: "2:yes"}
+
+
 def test_a_run_whose_task_group_only_sleeps_is_parked_not_retried(fleet: Fleet) -> None:
     """Parking unwinds each sleeping branch; inside a TaskGroup that arrives as an exception
     group, which parks the run as a lone sleep would (counted and logged as parked, not as a
@@ -506,6 +534,24 @@ def test_code_that_diverges_is_stopped_kept_and_never_retried(fleet: Fleet) -> N
     shown = flux_cmd("show", changing, "--store", fleet.url, cwd=fleet.tmp)
     assert "status: diverged" in shown.stdout and "diverged:" in shown.stdout and "step_a" in shown.stdout
     assert _outputs(fleet.url, others) == dict.fromkeys(others, 2)  # nothing else was stranded
+    # Handed back to the fleet (as after deploying a fix): claimed once, still diverges with
+    # this deploy's code, and is marked again, not retried in a loop.
+    listed = flux_cmd("list", "--status", "diverged", "--store", fleet.url, cwd=fleet.tmp).stdout
+    assert changing in listed
+    handed = flux_cmd("resume", changing, "--detach", "--store", fleet.url, cwd=fleet.tmp)
+    assert handed.returncode == 0 and handed.stdout.strip() == changing, handed.stderr
+    while fleet.query("SELECT epoch FROM flux.executions WHERE execution_id = %s", changing)[0][0] < epoch + 2:
+        assert time.monotonic() < deadline + 60
+        time.sleep(0.1)
+    while fleet.query("SELECT divergence IS NULL FROM flux.executions WHERE execution_id = %s", changing)[0][0]:
+        assert time.monotonic() < deadline + 60
+        time.sleep(0.1)
+    epoch = fleet.query("SELECT epoch FROM flux.executions WHERE execution_id = %s", changing)[0][0]
+    time.sleep(2.0)
+    assert fleet.query("SELECT epoch, ready_at FROM flux.executions WHERE execution_id = %s", changing)[0] == (
+        epoch,
+        None,
+    )
     fixed = flux_cmd("resume", changing, "--store", fleet.url, cwd=fleet.tmp, env=fleet.env)  # with the old code
     assert fixed.returncode == 0 and "status: completed" in fixed.stdout and 'output: "aa"' in fixed.stdout, (
         fixed.stderr

@@ -112,6 +112,20 @@ def test_a_child_that_pauses_pauses_its_parent_and_resuming_the_parent_answers_i
     assert resumed[0]["call_id"] == "1" and resumed[0]["input"] == "the answer"
 
 
+def test_a_pause_inside_a_child_is_not_left_to_the_workers_but_answered_where_it_runs(home: Path) -> None:
+    """`flux resume --detach` records the answer in the execution's own journal only: one that
+    must reach a child's journal is refused, saying what to do, and nothing is written."""
+    from flux import runner
+    from flux.errors import ExecutionStateError
+
+    ctx = parent_of_pause.run(1)
+    before = Path(ctx.journal_path).read_bytes()
+    with pytest.raises(ExecutionStateError, match=r"inside the sub-workflow called at 1: resume it here"):
+        runner.hand_off_resume(ctx.execution_id, "the answer", store=str(home))
+    assert Path(ctx.journal_path).read_bytes() == before
+    assert parent_of_pause.resume(ctx.execution_id, "the answer").output == "the answer"
+
+
 def test_a_parent_cut_while_the_child_ran_resumes_both_without_running_a_completed_task(home: Path) -> None:
     first = parent.run(1)
     child_id = f"{first.execution_id}-2"

@@ -78,6 +78,15 @@ def test_a_worker_recovers_a_file_store_by_itself(tmp_path: Path) -> None:
             assert time.monotonic() < deadline and worker.poll() is None
             time.sleep(0.2)
         assert _status(store, "asked", tmp_path) == "paused"  # an untimed pause waits for its input
+        # Answered from elsewhere without running it (no code needed there): the worker runs it.
+        handed = flux_cmd(
+            "resume", "asked", "--input", '"yes"', "--detach", "--module", "no_such_module", "--store", str(store),
+            cwd=tmp_path,
+        )
+        assert handed.returncode == 0 and handed.stdout.strip() == "asked", handed.stderr
+        while _status(store, "asked", tmp_path) != "completed":
+            assert time.monotonic() < deadline and worker.poll() is None
+            time.sleep(0.2)
         worker.send_signal(signal.SIGTERM)
         out, err = worker.communicate(timeout=20)
     finally:
@@ -85,7 +94,9 @@ def test_a_worker_recovers_a_file_store_by_itself(tmp_path: Path) -> None:
             worker.kill()
             worker.communicate()
     assert worker.returncode == 0, err
-    assert "worker stopped: 4 claimed, 4 finished" in out, out
+    assert "worker stopped: 5 claimed, 5 finished" in out, out
+    answered = flux_cmd("show", "asked", "--store", str(store), cwd=tmp_path).stdout
+    assert answered.count("resumed") >= 1 and ':yes"' in answered, answered
     assert others_done < 15.0  # the 15-second sleep held up nothing else
     shown = flux_cmd("show", "timed", "--store", str(store), cwd=tmp_path).stdout
     assert "status: completed" in shown and "resumed with null" in shown  # the timed pause went on by itself
