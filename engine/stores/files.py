@@ -84,6 +84,7 @@ from flux._engine.stores.file_summaries import TAIL_BYTES, Summary, tail_of, unf
 from flux._engine.stores.file_summaries import from_header as summary_of
 from flux._engine.stores.file_summaries import load as load_summary
 from flux._engine.stores.file_summaries import save as save_summary
+from flux._engine.stores.mounts import network_filesystem
 
 __all__ = ["FileStore", "FileWriter", "fsync_dir"]
 
@@ -472,6 +473,7 @@ class FileStore:
         # the directory's (inode, mtime, size) when listed, and when
         self._listed: tuple[tuple[int, int, int], float] | None = None
         self._list_lock = threading.Lock()
+        self._mount_checked = False  # whether the store's file system was looked at (on the first lock)
 
     @property
     def url(self) -> str:
@@ -495,6 +497,14 @@ class FileStore:
     # -- ownership (SPEC.md 5) -----------------------------------------------------------------
 
     def _lock(self, execution_id: str) -> tuple[int, dict[str, Any]]:
+        if not self._mount_checked:
+            self._mount_checked = True
+            fstype = network_filesystem(self.home)
+            if fstype is not None:
+                log.warning(
+                    "%s: the store is on a network file system (%s), where file locks may not hold: two processes "
+                    "could both take an execution; keep stores on a local disk", self.home, fstype,
+                )
         path = os.path.join(self.dir, execution_id + ".lock")
         while True:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, FILE_MODE)
