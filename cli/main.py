@@ -623,6 +623,51 @@ def import_(
     out.print(f"records: {summary.records}")
 
 
+queue_app = typer.Typer(no_args_is_help=True, help="The PostgreSQL fleet's queues and their limits.")
+app.add_typer(queue_app, name="queue")
+
+
+@queue_app.command("set")
+def queue_set(
+    name: str = typer.Argument(..., help="The queue (`flux worker --queue`, FLUX_QUEUE when submitting)."),
+    concurrency: int = typer.Option(None, "--concurrency", help="At most this many of its executions run at once."),
+    unlimited: bool = typer.Option(False, "--unlimited", help="Take the queue's limit away."),
+    store: str = StoreOpt,
+    debug: bool = DebugOpt,
+) -> None:
+    """Limit how many executions of a queue the whole fleet runs at once (PostgreSQL)."""
+    state["debug"] = state["debug"] or debug
+    store = store if store is not None else state["store"]
+    try:
+        if (concurrency is None) == (not unlimited):
+            raise ValueError("give either --concurrency N or --unlimited")
+        runner.set_queue_limit(name, None if unlimited else concurrency, store)
+    except (FluxError, ValueError, OSError) as error:
+        _fail(error)
+    out.print(f"queue {escape(name)}: " + ("no limit" if unlimited else f"at most {concurrency} at once"))
+
+
+@queue_app.command("list")
+def queue_list(store: str = StoreOpt, as_json: bool = JsonOpt, debug: bool = DebugOpt) -> None:
+    """The queues with executions or a limit: the limit, how many run now, how many are ready."""
+    state["debug"] = state["debug"] or debug
+    store = store if store is not None else state["store"]
+    try:
+        rows = runner.queue_table(store)
+    except (FluxError, ValueError, OSError) as error:
+        _fail(error)
+    if as_json:
+        emit({"queues": [{"name": n, "concurrency": c, "running": h, "ready": r} for n, c, h, r in rows]})
+        return
+    if not rows:
+        out.print("no queues")
+        return
+    table = Table("queue", "limit", "running", "ready")
+    for name, limit, held, ready in rows:
+        table.add_row(escape(name), "-" if limit is None else str(limit), str(held), str(ready))
+    out.print(table)
+
+
 db_app = typer.Typer(no_args_is_help=True, help="The PostgreSQL store's schema.")
 app.add_typer(db_app, name="db")
 

@@ -195,7 +195,9 @@ def _database_store(store: Any) -> Any:
 
     opened = open_store(store)
     if not hasattr(opened, "migrate"):
-        raise StoreError(f"{opened.url}: not a database store; `flux db` is for postgresql://... stores")
+        raise StoreError(
+            f"{opened.url}: not a database store; `flux db` and `flux queue` are for postgresql://... stores"
+        )
     return opened
 
 
@@ -212,6 +214,17 @@ def schema_status(store: Any = None) -> tuple[int, int]:
     from flux._engine.stores.pg_schema import SCHEMA_VERSION
 
     return _database_store(store).schema_version(), SCHEMA_VERSION
+
+
+def set_queue_limit(queue: str, concurrency: int | None, store: Any = None) -> None:
+    """At most `concurrency` executions of `queue` held at once across a PostgreSQL fleet
+    (None: no limit)."""
+    _database_store(store).set_queue_limit(queue, concurrency)
+
+
+def queue_table(store: Any = None) -> list[tuple[str, int | None, int, int]]:
+    """(queue, limit or None, executions held now, executions runnable now) of a database store."""
+    return list(_database_store(store).queues())
 
 
 def export_execution(execution_id: str, store: Any = None) -> bytes:

@@ -650,3 +650,46 @@ def test_a_worker_claims_only_its_queues_and_workflows(fleet: Fleet) -> None:
         (on_default[0], "default", "created"),  # no worker of its queue: untouched
         (urgent, "urgent", "completed"),
     ]
+
+
+def test_a_queue_limit_holds_across_the_fleet_and_only_for_its_queue(fleet: Fleet) -> None:
+    """`flux queue set narrow --concurrency 2`: two workers with eight places each never hold
+    more than two of narrow's executions at once; the default queue beside it is not limited."""
+    limited = flux_cmd("queue", "set", "narrow", "--concurrency", "2", "--store", fleet.url, cwd=fleet.tmp)
+    assert limited.returncode == 0 and "narrow: at most 2 at once" in limited.stdout, limited.stderr
+    narrow_store = PostgresStore(fleet.url, queue="narrow")
+
+    async def submit_narrow() -> list[str]:
+        client = Client(narrow_store)
+        return [(await client.start(fw.long_flow, 4, execution_id=f"n{i}")).execution_id for i in range(8)]
+
+    try:
+        narrow = asyncio.run(submit_narrow())
+    finally:
+        narrow_store.close()
+    wide = fleet.submit(fw.long_flow, [4] * 8, "w")
+    listed = flux_cmd("queue", "list", "--json", "--store", fleet.url, cwd=fleet.tmp)
+    assert json.loads(listed.stdout) == {"queues": [
+        {"name": "default", "concurrency": None, "running": 0, "ready": 8},
+        {"name": "narrow", "concurrency": 2, "running": 0, "ready": 8},
+    ]}
+    held = {"narrow": 0, "default": 0}
+
+    def sample() -> None:
+        for queue, count in fleet.query(
+            "SELECT queue, count(*) FROM flux.executions WHERE holder IS NOT NULL AND lease_until > now() "
+            "AND status NOT IN ('completed', 'failed', 'cancelled') GROUP BY queue"
+        ):
+            held[queue] = max(held[queue], count)
+
+    env = {"FLUX_TEST_TASK_SECONDS": "0.1"}
+    for _ in range(2):
+        fleet.worker("--concurrency", "8", "--queue", "narrow", "--queue", "default", env=env)
+    fleet.wait_finished(16, within=90, during=sample)
+    assert _outputs(fleet.url, narrow + wide) == dict.fromkeys(narrow + wide, 12)  # charge("long", i) is 2 * i
+    assert held["narrow"] == 2, held  # reached, never passed
+    assert held["default"] > 2, held
+    lifted = flux_cmd("queue", "set", "narrow", "--unlimited", "--store", fleet.url, cwd=fleet.tmp)
+    assert lifted.returncode == 0 and "narrow: no limit" in lifted.stdout
+    bad = flux_cmd("queue", "set", "narrow", "--concurrency", "0", "--store", fleet.url, cwd=fleet.tmp)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "must be at least 1" in bad.stderr, bad.stderr

@@ -17,12 +17,13 @@ whole backlog).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from flux._engine.errors import ExecutionLockedError, ExecutionNotFoundError
+from flux._engine.errors import ExecutionLockedError, ExecutionNotFoundError, InvalidOptionError
 from flux._engine.store import validate_execution_id
 
 __all__ = ["LIVE", "Claim", "FleetMixin"]
@@ -46,6 +47,11 @@ class Claim:
 # Executions due within this many seconds are claimed already: the run waits the rest itself
 # (a timer never fires early), so the claim's own latency does not make timers late.
 CLAIM_AHEAD = 0.2
+QUEUE_LIMITS_FOR = 1.0  # seconds a worker goes by the queue limits it read last
+
+_HELD_SQL = """
+SELECT count(*) FROM flux.executions WHERE queue = %s AND holder IS NOT NULL AND lease_until > now()
+"""
 
 _CLAIM_SQL = """
 UPDATE flux.executions e
@@ -60,6 +66,19 @@ UPDATE flux.executions e
            FOR UPDATE SKIP LOCKED) c
  WHERE e.pk = c.pk
 RETURNING e.execution_id, e.workflow, e.status, e.cancel_requested, e.epoch, e.pk, e.next_seq
+"""
+
+_QUEUES_SQL = """
+SELECT q.name, l.concurrency,
+       (SELECT count(*) FROM flux.executions e
+         WHERE e.queue = q.name AND e.holder IS NOT NULL AND e.lease_until > now()),
+       (SELECT count(*) FROM flux.executions e
+         WHERE e.queue = q.name AND e.ready_at <= now() AND e.parent_id IS NULL
+           AND (e.holder IS NULL OR e.lease_until <= now()))
+  FROM (SELECT DISTINCT queue AS name FROM flux.executions WHERE ready_at IS NOT NULL OR holder IS NOT NULL
+        UNION SELECT name FROM flux.queues) q
+  LEFT JOIN flux.queues l ON l.name = q.name
+ ORDER BY q.name
 """
 
 _LINES_SQL = """
@@ -118,7 +137,21 @@ class FleetMixin:
         }
         lines: dict[int, list[bytes]] = {}
         with self._conn("claim executions") as conn:  # type: ignore[attr-defined]
-            rows = conn.execute(_CLAIM_SQL, params).fetchall() if n > 0 else []
+            limits = self._queue_limits(conn)
+            free = [q for q in queues if q not in limits]
+            rows = conn.execute(_CLAIM_SQL, {**params, "queues": free}).fetchall() if n > 0 and free else []
+            for queue in queues:
+                room = n - len(rows)
+                if queue not in limits or room <= 0:
+                    continue
+                # A limited queue: its held executions are counted and claimed under its lock,
+                # so two workers never both fill its last place (SPEC.md 13.5).
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"flux.queue:{queue}",))
+                    held = conn.execute(_HELD_SQL, (queue,)).fetchone()[0]
+                    take = min(room, limits[queue] - held)
+                    if take > 0:
+                        rows += conn.execute(_CLAIM_SQL, {**params, "queues": [queue], "n": take}).fetchall()
             if rows:
                 # The journals of what was claimed, read after the claim committed: every record
                 # of the previous owners is in them (SPEC.md 13.2).
@@ -141,6 +174,36 @@ class FleetMixin:
             claims.append(Claim(eid, wf, status, bool(cancel), epoch))
             self.claimed(eid, epoch, b"".join(lines.get(pk, ())), owner_of, snaps.get(eid))  # type: ignore[attr-defined]
         return claims, (float(due) if due is not None else None)
+
+    def _queue_limits(self, conn: Any) -> dict[str, int]:
+        """The queues with a limit, read at most once a second."""
+        cached: tuple[float, dict[str, int]] | None = getattr(self, "_limits_read", None)
+        if cached is not None and time.monotonic() - cached[0] < QUEUE_LIMITS_FOR:
+            return cached[1]
+        found = conn.execute("SELECT name, concurrency FROM flux.queues WHERE concurrency IS NOT NULL").fetchall()
+        limits = dict(found)
+        self._limits_read = (time.monotonic(), limits)
+        return limits
+
+    def set_queue_limit(self, queue: str, concurrency: int | None) -> None:
+        """At most `concurrency` executions of `queue` held at once by the fleet (None: no limit)."""
+        if concurrency is not None and concurrency < 1:
+            raise InvalidOptionError(f"--concurrency {concurrency} must be at least 1 (or leave the queue unlimited)")
+        self._one(  # type: ignore[attr-defined]
+            "INSERT INTO flux.queues (name, concurrency) VALUES (%s, %s) "
+            "ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency RETURNING 1",
+            (queue, concurrency),
+            "set the queue's limit",
+        )
+
+    def queues(self) -> list[tuple[str, int | None, int, int]]:
+        """(queue, limit, executions held now, executions runnable now) for every queue that has
+        executions or a limit."""
+        with self._conn("list the queues") as conn:  # type: ignore[attr-defined]
+            return [
+                (name, limit, int(held), int(ready))
+                for name, limit, held, ready in conn.execute(_QUEUES_SQL).fetchall()
+            ]
 
     def reap(self, n: int = 500) -> list[str]:
         """Hands back every expired lease (at most `n`), fencing its owner: the ids."""

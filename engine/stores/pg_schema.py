@@ -123,6 +123,19 @@ MIGRATIONS: list[tuple[int, str, str]] = [
             WHERE schedule IS NOT NULL;
         """,
     ),
+    (
+        6,
+        "a limit on the executions of a queue held at once, across the fleet",
+        # SPEC.md 13.5: a claim from a limited queue counts the queue's held executions (the
+        # partial index keeps that to the few held ones) under the queue's advisory lock.
+        """
+        CREATE TABLE flux.queues (
+            name text PRIMARY KEY,
+            concurrency integer CHECK (concurrency IS NULL OR concurrency > 0)
+        );
+        CREATE INDEX executions_queue_held ON flux.executions (queue) WHERE holder IS NOT NULL;
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]
