@@ -112,6 +112,15 @@ def test_a_bad_store_url_is_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and done.stderr.startswith("StoreError")
 
 
+def test_queue_commands_on_a_file_store_say_they_are_for_postgresql(tmp_path: Path) -> None:
+    for args in (("queue", "set", "q", "--concurrency", "2"), ("queue", "list"), ("db", "status")):
+        done = flux_cmd(*args, "--store", str(tmp_path / "files"), cwd=tmp_path)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, (args, done.stderr)
+        assert done.stderr.startswith("StoreError") and "are for postgresql://... stores" in done.stderr
+    both = flux_cmd("queue", "set", "q", "--concurrency", "2", "--unlimited", "--store", str(tmp_path), cwd=tmp_path)
+    assert both.returncode == 2 and "give either --concurrency N or --unlimited" in both.stderr, both.stderr
+
+
 def test_racing_owners_never_interleave_their_records(store: PostgresStore, pg_url: str) -> None:
     """Writers keep taking the execution from each other (an expired lease, forced by hand) and
     appending: every refused append raised OwnershipLostError, the journal stays dense, and
