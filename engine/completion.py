@@ -395,9 +395,12 @@ class RecordedTimeout:
                 raise TimeoutError from exc
             return
         self._state = "exited"
-        # A cancellation that is not this block's (an outer timeout's, a shutdown's) leaves it
-        # unrecorded unless the workflow's own code sent it.
-        if self._recorded is _MISSING and (not cancelled or self._task in executor.cancelled_by_code):
+        # Ended in time: returned or raised. A cancellation that is not this block's (an outer
+        # timeout's, a shutdown's) leaves it unrecorded unless the workflow's own code sent it,
+        # as does the engine unwinding the run (a pause, parking, the end of a replay): the block
+        # has not ended then, and starts its deadline again when the run is resumed.
+        ended = exc_type is None or issubclass(exc_type, Exception)
+        if self._recorded is _MISSING and (ended or (cancelled and self._task in executor.cancelled_by_code)):
             executor.observed(self._call_id, TIMEOUT, False, self._src)
 
     def _expire(self) -> None:

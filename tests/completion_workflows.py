@@ -185,3 +185,13 @@ async def nested_scopes(ctx: ExecutionContext[None]) -> list[str]:
         out.append("outer expired")
     out.append(await report("done"))
     return out
+
+
+@workflow
+async def pause_in_scope(ctx: ExecutionContext[None]) -> str:
+    try:
+        async with asyncio.timeout(30):
+            answer = await pause("inside")
+    except TimeoutError:
+        answer = "timed out"
+    return await report(str(answer))

@@ -140,6 +140,17 @@ def test_an_outer_timeout_cutting_through_an_inner_one_is_the_outer_ones_on_repl
     replays_alike(ctx)
 
 
+def test_a_pause_inside_an_asyncio_timeout_block_leaves_it_open_until_the_run_goes_on(home: Path) -> None:
+    """The run ends paused inside the block: that is not the block ending in time, so nothing is
+    recorded for it until the resumed run leaves it (SPEC.md 4.1: the deadline starts again)."""
+    ctx = W.pause_in_scope.run()
+    assert ctx.status == "paused" and observations(ctx) == []
+    done = W.pause_in_scope.resume(ctx.execution_id, "yes")
+    assert done.output == "reported yes"
+    assert observations(done) == [("1", "asyncio.timeout", False)]
+    replays_alike(done)
+
+
 def test_a_call_an_asyncio_timeout_cut_short_does_not_run_again_when_resumed(home: Path) -> None:
     ctx = W.scoped_then_pause.run(30.0)
     assert ctx.status == "paused"
