@@ -508,6 +508,21 @@ def test_a_run_whose_task_group_only_sleeps_is_parked_not_retried(fleet: Fleet) 
     assert "Traceback" not in logs and "1 parked" in logs and "0 errors" in logs, logs[-3000:]
 
 
+def _stays_diverged(fleet: Fleet, execution_id: str, until: float) -> int:
+    """Waits for the execution to be marked diverged, then checks that nobody claims it again
+    (its epoch stays, it is not runnable); returns the epoch."""
+    while fleet.query("SELECT divergence IS NULL FROM flux.executions WHERE execution_id = %s", execution_id)[0][0]:
+        assert time.monotonic() < until
+        time.sleep(0.1)
+    epoch = fleet.query("SELECT epoch FROM flux.executions WHERE execution_id = %s", execution_id)[0][0]
+    time.sleep(2.5)
+    assert fleet.query("SELECT epoch, ready_at FROM flux.executions WHERE execution_id = %s", execution_id)[0] == (
+        epoch,
+        None,
+    )
+    return int(epoch)
+
+
 def test_code_that_diverges_is_stopped_kept_and_never_retried(fleet: Fleet) -> None:
     [changing] = fleet.submit(fw.changing_flow, [1.5], "change")
     old = fleet.worker("--concurrency", "4", "--park-after", "1")
@@ -520,15 +535,7 @@ def test_code_that_diverges_is_stopped_kept_and_never_retried(fleet: Fleet) -> N
     fleet.worker("--concurrency", "4", "--park-after", "1", env={"FLUX_TEST_VARIANT": "b"})  # a new deploy
     others = fleet.submit(fw.order_flow, [{"id": f"d{i}", "n": 2, "flaky": False} for i in range(20)], "d")
     fleet.wait_finished(20, within=60)
-    while fleet.query("SELECT divergence IS NULL FROM flux.executions WHERE execution_id = %s", changing)[0][0]:
-        assert time.monotonic() < deadline + 30
-        time.sleep(0.1)
-    epoch = fleet.query("SELECT epoch FROM flux.executions WHERE execution_id = %s", changing)[0][0]
-    time.sleep(3.0)
-    assert fleet.query("SELECT epoch, ready_at FROM flux.executions WHERE execution_id = %s", changing)[0] == (
-        epoch,
-        None,
-    )
+    epoch = _stays_diverged(fleet, changing, deadline + 30)
     listed = flux_cmd("list", "--store", fleet.url, cwd=fleet.tmp).stdout
     assert f"{changing}" in listed and "diverged" in listed
     shown = flux_cmd("show", changing, "--store", fleet.url, cwd=fleet.tmp)
@@ -543,15 +550,7 @@ def test_code_that_diverges_is_stopped_kept_and_never_retried(fleet: Fleet) -> N
     while fleet.query("SELECT epoch FROM flux.executions WHERE execution_id = %s", changing)[0][0] < epoch + 2:
         assert time.monotonic() < deadline + 60
         time.sleep(0.1)
-    while fleet.query("SELECT divergence IS NULL FROM flux.executions WHERE execution_id = %s", changing)[0][0]:
-        assert time.monotonic() < deadline + 60
-        time.sleep(0.1)
-    epoch = fleet.query("SELECT epoch FROM flux.executions WHERE execution_id = %s", changing)[0][0]
-    time.sleep(2.0)
-    assert fleet.query("SELECT epoch, ready_at FROM flux.executions WHERE execution_id = %s", changing)[0] == (
-        epoch,
-        None,
-    )
+    _stays_diverged(fleet, changing, deadline + 60)
     fixed = flux_cmd("resume", changing, "--store", fleet.url, cwd=fleet.tmp, env=fleet.env)  # with the old code
     assert fixed.returncode == 0 and "status: completed" in fixed.stdout and 'output: "aa"' in fixed.stdout, (
         fixed.stderr
