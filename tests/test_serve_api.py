@@ -353,6 +353,25 @@ def test_resume_answers_the_named_pause(api: httpx.Client) -> None:
     _problem(api.post(f"/api/v1/executions/{execution_id}/resume", content="{not json"), 422, "BadRequest")
 
 
+def test_a_detached_resume_records_the_answer_and_runs_nothing_here(server: Server, api: httpx.Client) -> None:
+    data = start(api, "two_pauses", None, wait=10)
+    execution_id = data["execution_id"]
+    url = f"/api/v1/executions/{execution_id}/resume"
+    _problem(api.post(url, json={"input": "R", "pause": "right", "detach": 1}), 422, "BadRequest")
+    handed = api.post(url, json={"input": "R", "pause": "right", "detach": True})
+    assert handed.status_code == 200, handed.text
+    # Answered and durable, left to whoever runs the store's work: nothing ran here.
+    assert handed.json()["status"] == "interrupted" and handed.json()["output"] is None
+    journal = [json.loads(line) for line in _journal(server, api, execution_id).splitlines()]
+    assert journal[-1]["kind"] == "workflow_resumed" and journal[-1]["input"] == "R" and "call_id" in journal[-1]
+    # The run taken up later (here, continued by the server) finds the answer: only the other
+    # pause waits then.
+    continued = api.post(url, params={"wait": 10}, json={}).json()
+    assert continued["status"] == "paused" and [w["name"] for w in continued["waiting"]] == ["left"], continued
+    done = api.post(url, params={"wait": 10}, json={"input": 1}).json()
+    assert done["status"] == "completed" and done["output"] == [1, "R"], done
+
+
 def test_cancel_stops_a_running_execution_and_refuses_a_finished_one(api: httpx.Client) -> None:
     data = start(api, "slow", 60)
     wait_for(

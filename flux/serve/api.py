@@ -200,7 +200,7 @@ async def stream(
 @router.post(
     "/executions/{execution_id}/resume",
     openapi_extra=JSON_BODY,
-    summary='Answer a waiting pause: {"input": <recorded form>, "pause": "<name or call id>"}',
+    summary='Answer a waiting pause: {"input": <recorded form>, "pause": "<name or call id>", "detach": false}',
 )
 async def resume(request: Request, execution_id: str = ID, wait: float = WAIT) -> JSON:
     _, body = await json_body(request)
@@ -208,7 +208,10 @@ async def resume(request: Request, execution_id: str = ID, wait: float = WAIT) -
     pause = body.get("pause")
     if pause is not None and not isinstance(pause, str):
         raise BadRequest("pause must be the name or call id of a waiting pause")
-    data = await service_of(request).resume(execution_id, body.get("input"), "input" in body, pause, wait)
+    detach = body.get("detach", False)
+    if not isinstance(detach, bool):
+        raise BadRequest("detach must be true or false")
+    data = await service_of(request).resume(execution_id, body.get("input"), "input" in body, pause, wait, detach)
     return JSON(data)
 
 

@@ -177,12 +177,24 @@ class Service:
         return await self.execution(handle.execution_id), not existed
 
     async def resume(
-        self, execution_id: str, input_tree: Any, has_input: bool, pause: str | None, wait: float | None
+        self,
+        execution_id: str,
+        input_tree: Any,
+        has_input: bool,
+        pause: str | None,
+        wait: float | None,
+        detach: bool = False,
     ) -> dict[str, Any]:
         summary = await anyio.to_thread.run_sync(self.store.summary, validate_execution_id(execution_id))
         owner = self._owner(execution_id) if str(summary.status) == str(Status.RUNNING) else None
         if owner is not None:
             raise ExecutionLockedError(execution_id, owner)
+        if detach and str(summary.status) in _RESUMABLE | {"diverged"}:
+            # Only the answer is recorded here; whoever runs the store's work runs it (SPEC.md 13.5).
+            await self.client.resume(
+                execution_id, _decode_input(input_tree), pause=pause, has_input=has_input, run_here=False
+            )
+            return await self.execution(execution_id)
         if str(summary.status) not in _RESUMABLE:
             raise ExecutionStateError(
                 f"execution {execution_id} is {summary.status}; only a paused or interrupted execution can be resumed"
