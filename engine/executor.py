@@ -441,23 +441,7 @@ class Executor(Outputs):
                 log.info("execution %s of workflow %r started", self.execution_id, name)
                 self.append({"seq": 0, "kind": R.STARTED, "at": self.stamp()})
             else:
-                resumed: dict[str, Any] = {"seq": 0, "kind": R.RESUMED, "at": self.stamp()}
-                if answered is not None:
-                    resumed["call_id"] = answered.route[0]
-                    if len(answered.route) == 1:
-                        resumed["input"] = encode(req.resume_input, "resume input")
-                    else:
-                        child = history.calls[answered.route[0]].child
-                        assert child is not None
-                        resumed["child"] = child
-                        self.child_resumes[child] = (answered.route[1:], req.resume_input, req.resume_has_input)
-                owner = self.lease.owner if self.lease is not None else {}
-                if "pid" in owner:
-                    resumed["pid"] = owner["pid"]
-                if "host" in owner:
-                    resumed["host"] = owner["host"]
-                self.append(resumed)
-                history.apply(resumed)
+                self._record_resumed(history, answered)
                 if answered is not None:
                     if len(answered.route) == 1:
                         self.answering = answered.route[0]
@@ -564,6 +548,28 @@ class Executor(Outputs):
         log.info("execution %s completed", self.execution_id)
         return self._outcome(Status.COMPLETED, result, header, workflow_input)
 
+    def _record_resumed(self, history: History, answered: WaitingPause | None) -> None:
+        """Appends `workflow_resumed`: answering `answered` when given (with the resume's input,
+        or naming the sub-workflow the pause waits in, whose journal records the answer)."""
+        req = self.request
+        resumed: dict[str, Any] = {"seq": 0, "kind": R.RESUMED, "at": self.stamp()}
+        if answered is not None:
+            resumed["call_id"] = answered.route[0]
+            if len(answered.route) == 1:
+                resumed["input"] = encode(req.resume_input, "resume input")
+            else:
+                child = history.calls[answered.route[0]].child
+                assert child is not None
+                resumed["child"] = child
+                self.child_resumes[child] = (answered.route[1:], req.resume_input, req.resume_has_input)
+        owner = self.lease.owner if self.lease is not None else {}
+        if "pid" in owner:
+            resumed["pid"] = owner["pid"]
+        if "host" in owner:
+            resumed["host"] = owner["host"]
+        self.append(resumed)
+        history.apply(resumed)
+
     async def _hand_off(
         self, history: History, answered: WaitingPause | None, header: dict[str, Any], workflow_input: Any
     ) -> Outcome:
@@ -578,16 +584,7 @@ class Executor(Outputs):
                     f"at {answered.route[0]}: resume it here (without --detach), so that its answer reaches the "
                     "sub-workflow's journal"
                 )
-            resumed: dict[str, Any] = {
-                "seq": 0, "kind": R.RESUMED, "at": self.stamp(), "call_id": answered.route[0],
-                "input": encode(self.request.resume_input, "resume input"),
-            }
-            owner = self.lease.owner if self.lease is not None else {}
-            for key in ("pid", "host"):
-                if key in owner:
-                    resumed[key] = owner[key]
-            self.append(resumed)
-            history.apply(resumed)
+            self._record_resumed(history, answered)
             await self.durable()
             log.info("execution %s: pause %r answered, left to the store's workers", self.execution_id, answered.name)
         return self._outcome(str(history.status), None, header, workflow_input)
@@ -1002,24 +999,20 @@ class Executor(Outputs):
 
     async def record_value(self, branch: traps.Branch, name: str, produce: Callable[[], Any], src: str) -> Any:
         """A value the workflow must see again on replay (a time, a uuid, a random number)."""
-        call_id, call = self._slot(branch, "value", name, f"{name}()", src)
+        call_id, call = self.observe(branch, name, src)
         if call is not None:
-            assert self.core is not None
-            self.core.replayed(call_id, call, "start")
             return self.recorded(call.value, call.seq)
-        self._live(call_id, None, {"kind": "value", "name": name, "src": src})
         value = produce()
         tree = encode(value, (None, "{}() value", name))
         if self.redactions:
             tree = redact(tree, self.redactions)[0]  # replay puts the secret back (SPEC.md 4.7)
-        self.append(
-            {"seq": 0, "kind": R.VALUE, "at": self.stamp(), "call_id": call_id, "name": name, "value": tree, "src": src}
-        )
+        self.observed(call_id, name, tree, src)
         return value
 
     def observe(self, branch: traps.Branch, name: str, src: str) -> tuple[str, CallHistory | None]:
-        """The slot of an observation of completion order (`asyncio.wait`, `as_completed`;
-        SPEC.md 4.1) and its record, None when it is made live (`observed` records it)."""
+        """The slot of a recorded value or of an observation of completion order (`asyncio.wait`,
+        `as_completed`; SPEC.md 4.1) and its record, None when it is made live (`observed`
+        records it then)."""
         call_id, call = self._slot(branch, "value", name, f"{name}()", src)
         if call is not None:
             assert self.core is not None
@@ -1029,7 +1022,7 @@ class Executor(Outputs):
         return call_id, None
 
     def observed(self, call_id: str, name: str, value: Any, src: str) -> None:
-        """Records what a live observation saw (task keys: plain JSON, nothing to encode)."""
+        """Records what a live observation saw (`value` already in its recorded form)."""
         self.append({"seq": 0, "kind": R.VALUE, "at": self.stamp(), "call_id": call_id, "name": name,
                      "value": value, "src": src})
 

@@ -135,15 +135,19 @@ async def bounded(ctx: ExecutionContext[float]) -> str:
     return await report(got)
 
 
-@workflow
-async def scoped(ctx: ExecutionContext[float]) -> str:
-    """asyncio.timeout around a task call that takes `ctx.input` seconds."""
+async def fetch_within_deadline(delay: float) -> str:
+    """asyncio.timeout around a task call that takes `delay` seconds (awaited in the caller's
+    branch: the timeout's call id comes first, then the fetch's)."""
     try:
         async with asyncio.timeout(0.05):
-            got = await fetch("source", ctx.input)
+            return await fetch("source", delay)
     except TimeoutError:
-        got = "timed out"
-    return await report(got)
+        return "timed out"
+
+
+@workflow
+async def scoped(ctx: ExecutionContext[float]) -> str:
+    return await report(await fetch_within_deadline(ctx.input))
 
 
 @workflow
@@ -161,11 +165,7 @@ async def scoped_at(ctx: ExecutionContext[float]) -> str:
 
 @workflow
 async def scoped_then_pause(ctx: ExecutionContext[float]) -> str:
-    try:
-        async with asyncio.timeout(0.05):
-            got = await fetch("source", ctx.input)
-    except TimeoutError:
-        got = "timed out"
+    got = await fetch_within_deadline(ctx.input)
     answer = await pause("confirm")
     return await report(f"{got}, {answer}")
 
