@@ -1,5 +1,7 @@
 """Times `flux replay --summary` as a whole process on journals of N sequential tasks; prints one
-table with the median wall time and the peak memory (max RSS) of the replaying process.
+table with the median wall time and the peak memory (max RSS) of the replaying process, for the
+summary as users run it (starting from the replay snapshot the pause left, as a resume does) and
+with `--full` (every line checked and parsed again, as for a journal that has no snapshot).
 
 Run from the project root:
 
@@ -60,9 +62,9 @@ def make_journal(n: int, home: str) -> str:
     return os.path.join(home, "executions", ctx.execution_id + ".jsonl")
 
 
-def replay_once(journal: str) -> tuple[float, float, int]:
+def replay_once(journal: str, full: bool) -> tuple[float, float, int]:
     """Wall seconds, CPU seconds (user + system) and peak RSS in KiB of one `flux replay
-    --summary` process."""
+    --summary` process (with `--full` when `full`)."""
     env = {**os.environ, "PYTHONPATH": ROOT}
     peak_file = journal + ".peak"
     started = time.perf_counter()
@@ -72,7 +74,7 @@ def replay_once(journal: str) -> tuple[float, float, int]:
         [
             sys.executable, os.path.join(ROOT, "benchmarks", "peak_rss.py"), peak_file,
             # The code named: peak_rss.py imports flux_workloads, whose `sequential` is another.
-            "flux", "replay", journal, "--file", os.path.abspath(__file__), "--summary",
+            "flux", "replay", journal, "--file", os.path.abspath(__file__), "--summary", *(["--full"] if full else []),
         ],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
@@ -136,29 +138,32 @@ def main() -> None:
         for n in (int(s) for s in args.sizes.split(",")):
             journal = make_journal(n, os.path.join(base, f"n{n}"))
             size = os.path.getsize(journal)
-            replay_once(journal)  # warm-up: page cache, .pyc files
+            replay_once(journal, False)  # warm-up: page cache, .pyc files
             floor_once(journal, 2 * n + 3)
-            runs, floors, others = [], [], []
+            runs: dict[str, list[tuple[float, float, int]]] = {"summary": [], "--full": []}
+            floors, others = [], []
             for _ in range(args.runs):
-                runs.append(replay_once(journal))
+                runs["summary"].append(replay_once(journal, False))
+                runs["--full"].append(replay_once(journal, True))
                 floors.append(floor_once(journal, 2 * n + 3))
                 if args.compare:
                     others.append(compare_once(args.compare, journal))
             if others:
                 compared.append((n, statistics.median(o[0] for o in others), statistics.median(o[1] for o in others)))
-            seconds = statistics.median(r[0] for r in runs)
-            spread = f"{min(r[0] for r in runs):.2f}-{max(r[0] for r in runs):.2f}"
-            cpu = statistics.median(r[1] for r in runs)
-            peak = max(r[2] for r in runs)
             floor = statistics.median(f[0] for f in floors)
             floor_cpu = statistics.median(f[1] for f in floors)
-            rows.append((n, 2 * n + 3, size, seconds, spread, cpu, peak, floor, floor_cpu))
+            for mode, got in runs.items():
+                seconds = statistics.median(r[0] for r in got)
+                spread = f"{min(r[0] for r in got):.2f}-{max(r[0] for r in got):.2f}"
+                cpu = statistics.median(r[1] for r in got)
+                peak = max(r[2] for r in got)
+                rows.append((n, mode, 2 * n + 3, size, seconds, spread, cpu, peak, floor, floor_cpu))
         print(f"flux replay --summary, median of {args.runs} processes (python {sys.version.split()[0]}, "
               f"load average {load[0]:.2f} before, {os.getloadavg()[0]:.2f} after, on {os.cpu_count()} CPUs)")
-        print(f"{'tasks':>8} {'records':>8} {'journal MB':>11} {'wall s':>7} {'(min-max)':>11} {'CPU s':>6} "
-              f"{'peak RSS MB':>12} {'floor s':>8} {'/ floor':>8} {'floor CPU s':>12} {'/ floor CPU':>12}")
-        for n, records, size, seconds, spread, cpu, peak, floor, floor_cpu in rows:
-            print(f"{n:>8} {records:>8} {size / 1e6:>11.1f} {seconds:>7.2f} {spread:>11} {cpu:>6.2f} "
+        print(f"{'tasks':>8} {'mode':>8} {'records':>8} {'journal MB':>11} {'wall s':>7} {'(min-max)':>11} "
+              f"{'CPU s':>6} {'peak RSS MB':>12} {'floor s':>8} {'/ floor':>8} {'floor CPU s':>12} {'/ floor CPU':>12}")
+        for n, mode, records, size, seconds, spread, cpu, peak, floor, floor_cpu in rows:
+            print(f"{n:>8} {mode:>8} {records:>8} {size / 1e6:>11.1f} {seconds:>7.2f} {spread:>11} {cpu:>6.2f} "
                   f"{peak / 1024:>12.0f} {floor:>8.2f} {seconds / floor:>8.2f} {floor_cpu:>12.2f} "
                   f"{cpu / floor_cpu:>12.2f}")
         for n, seconds, cpu in compared:

@@ -293,6 +293,7 @@ def replay_command(
     as_json: bool,
     store: str | None,
     debug: bool,
+    full: bool = False,
 ) -> None:
     """`flux replay`: re-run a journal against the current code and print what it found; exit 1
     when the code does not reproduce it, 2 on divergence. Only the table of calls, a divergence
@@ -309,7 +310,7 @@ def replay_command(
 
     result = debug_replay.replay(
         journal, store=store, file=file, module=module, until=until, break_at=break_at, on_break=on_break,
-        calls=not summary or as_json,
+        calls=not summary or as_json, snapshot=not full,
     )
     if as_json:
         emit(result.as_json())

@@ -494,6 +494,9 @@ def replay(
         None, "--break-at", help="Start pdb in the workflow when this seq (or task name) is replayed."
     ),
     summary: bool = typer.Option(False, "--summary", "--quiet", "-q", help="Print one line only."),
+    full: bool = typer.Option(
+        False, "--full", help="With --summary: check every line, even those a replay snapshot vouches for."
+    ),
     as_json: bool = JsonOpt,
     store: str = StoreOpt,
     debug: bool = DebugOpt,
@@ -501,7 +504,7 @@ def replay(
     """Re-run a journal against the current code without running any task body."""
     base.replay_command(
         journal=journal, file=file, module=module, until=until, break_at=break_at, summary=summary,
-        as_json=as_json, store=store, debug=debug,
+        as_json=as_json, store=store, debug=debug, full=full,
     )
 
 

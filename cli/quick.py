@@ -45,7 +45,7 @@ _FORMS = {
     ),
     "replay": _Form(
         valued={"--file": "file", "--module": "module", "-m": "module", **_STORE},
-        flags={"--summary": "summary", "--quiet": "summary", "-q": "summary", "--json": "as_json"},
+        flags={"--summary": "summary", "--quiet": "summary", "-q": "summary", "--json": "as_json", "--full": "full"},
         arguments=("journal",),
         required=1,
         needs=("summary",),

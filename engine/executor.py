@@ -37,7 +37,7 @@ from flux._engine.pauses import WaitingPause, pick_pause, waiting_pauses
 from flux._engine.records import Status
 from flux._engine.refs import OutputStorageReference
 from flux._engine.secrets import Secrets, redact
-from flux._engine.snapshot import Snapshot, snapshot_of
+from flux._engine.snapshot import known_prefix, snapshot_of
 from flux._engine.store import Lease, Store
 
 _COMPLETED = R.TASK_COMPLETED
@@ -248,13 +248,8 @@ class Executor(Outputs):
         """The journal prefix a snapshot vouches for, if the store has a usable snapshot."""
         snapshots = self.store.snapshots
         data = snapshots.load(self.execution_id) if snapshots is not None else None
-        if not data:
-            return None
-        self._had_snapshot = True
-        snapshot = Snapshot.parse(data, self.execution_id)
-        if snapshot is None:
-            return None
-        return Known(snapshot.size, snapshot.records, snapshot.crc, lambda: snapshot.restore(history))
+        self._had_snapshot = bool(data)
+        return known_prefix(data, self.execution_id, history)
 
     def _save_snapshot(self, history: History) -> None:
         """Saves the fold of the whole journal, so that resuming reads only what follows. Any

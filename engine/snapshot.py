@@ -15,10 +15,10 @@ from typing import Any
 import orjson
 
 from flux._engine.history import CallHistory, History
-from flux._engine.journal import checks_out, encode_line_body, seed_for
+from flux._engine.journal import Known, checks_out, encode_line_body, seed_for
 from flux._engine.records import Status
 
-__all__ = ["SNAPSHOT_FORMAT", "Snapshot", "snapshot_of"]
+__all__ = ["SNAPSHOT_FORMAT", "Snapshot", "known_prefix", "snapshot_of"]
 
 SNAPSHOT_FORMAT = 2
 _KINDS = {"task": "task", "pause": "pause", "value": "value", "timer": "timer"}
@@ -63,6 +63,15 @@ def snapshot_of(index: History, execution_id: str, size: int, records: int, crc:
     # Sealed like a journal line: a checksum of every byte before it, seeded with the execution
     # id, so a damaged or foreign snapshot is never taken for a good one.
     return encode_line_body(body, seed_for(execution_id))
+
+
+def known_prefix(data: bytes | None, execution_id: str, index: History) -> Known | None:
+    """The journal prefix the snapshot in `data` vouches for (None when there is no usable
+    snapshot); when the journal still starts with it, reading fills `index` from the snapshot."""
+    snapshot = Snapshot.parse(data, execution_id) if data else None
+    if snapshot is None:
+        return None
+    return Known(snapshot.size, snapshot.records, snapshot.crc, lambda: snapshot.restore(index))
 
 
 @dataclass

@@ -275,8 +275,9 @@ class Store(Protocol):
         Raises ExecutionNotFoundError, ExecutionLockedError, JournalCorruptError."""
         ...
 
-    def read(self, execution_id: str, visit: Visit | None = None) -> JournalRead:
-        """Reads a journal without taking ownership or changing anything."""
+    def read(self, execution_id: str, visit: Visit | None = None, known: Known | None = None) -> JournalRead:
+        """Reads a journal without taking ownership or changing anything; `visit` and `known` as
+        for `check_journal`."""
         ...
 
     def header(self, execution_id: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import bdb
+import contextlib
 import dataclasses
 import fnmatch
 import gc
@@ -26,8 +27,9 @@ from flux._engine.codec import encode
 from flux._engine.errors import EncodeError, ExecutionNotFoundError, NondeterminismError, WorkflowLoadError
 from flux._engine.executor import Executor, Outcome
 from flux._engine.history import History
-from flux._engine.journal import JournalRead, Visit, read_journal
+from flux._engine.journal import JournalRead, Known, Visit, read_journal, read_regular_file
 from flux._engine.outputs import load_blob
+from flux._engine.snapshot import known_prefix
 from flux._engine.store import Store, open_store, validate_execution_id
 from flux._engine.stores.files import FileStore
 from flux.divergence import Divergence
@@ -69,14 +71,21 @@ def _is_path(ref: str) -> bool:
     return ref.endswith(".jsonl") or os.sep in ref or os.path.exists(ref)
 
 
-def open_folded(ref: str, store: Any, *, keep: bool) -> tuple[JournalRead, str, History, Store]:
+def open_folded(
+    ref: str, store: Any, *, keep: bool, snapshot: bool = False
+) -> tuple[JournalRead, str, History, Store]:
     """`open_journal`, folding the journal as it is read; also the store that holds it (for
     output storage). With `keep`, every record is kept as a dict (a debugger that shows calls
     looks at all of them, often more than once); without, records stay as the journal's bytes
-    and are parsed when asked for."""
+    and are parsed when asked for. With `snapshot` (and not `keep`), the fold starts from the
+    execution's replay snapshot when the journal still begins with the bytes it was made from,
+    as a resume's does (SPEC.md 2.3)."""
     kept: list[dict[str, Any]] = []
+    snapshot = snapshot and not keep
 
-    def read_with(read: Callable[[Visit], JournalRead], path: str) -> tuple[JournalRead, History]:
+    def read_with(
+        read: Callable[[Visit, Known | None], JournalRead], path: str, execution_id: str, data: bytes | None
+    ) -> tuple[JournalRead, History]:
         index = History(path)
 
         def visit(records: list[dict[str, Any]], offsets: Any) -> None:
@@ -84,7 +93,7 @@ def open_folded(ref: str, store: Any, *, keep: bool) -> tuple[JournalRead, str, 
             if keep:
                 kept.extend(records)
 
-        done = read(visit)
+        done = read(visit, known_prefix(data, execution_id, index))
         if keep:
             done = dataclasses.replace(done, records=kept)
         index.journal = done.records
@@ -95,14 +104,26 @@ def open_folded(ref: str, store: Any, *, keep: bool) -> tuple[JournalRead, str, 
         if not name.endswith(".jsonl"):
             raise WorkflowLoadError(f"{ref}: a journal file ends in .jsonl")
         execution_id = validate_execution_id(name[:-6])
+        data: bytes | None = None
+        if snapshot:
+            with contextlib.suppress(OSError):  # none beside the journal, or not a file: read it whole
+                data = read_regular_file(ref[:-6] + ".index")
         try:
-            done, index = read_with(lambda visit: read_journal(ref, execution_id, visit=visit), ref)
+            done, index = read_with(
+                lambda visit, known: read_journal(ref, execution_id, visit=visit, known=known), ref, execution_id, data
+            )
         except FileNotFoundError:
             raise ExecutionNotFoundError(execution_id, ref) from None
         return done, execution_id, index, FileStore(_home_of(ref))
     opened = open_store(store)
     execution_id = validate_execution_id(ref)
-    done, index = read_with(lambda visit: opened.read(execution_id, visit=visit), opened.describe(execution_id))
+    snapshots = opened.snapshots if snapshot else None
+    done, index = read_with(
+        lambda visit, known: opened.read(execution_id, visit=visit, known=known),
+        opened.describe(execution_id),
+        execution_id,
+        snapshots.load(execution_id) if snapshots is not None else None,
+    )
     return done, execution_id, index, opened
 
 
@@ -444,6 +465,7 @@ def replay(
     break_at: str | None = None,
     on_break: Callable[[BreakPoint], None] | None = None,
     calls: bool = True,
+    snapshot: bool = False,
 ) -> ReplayResult:
     """Replays a journal against the current code without running any task body or writing.
 
@@ -457,6 +479,9 @@ def replay(
         break_at: a seq or a task name (a glob pattern works): when that call's recorded outcome is
             handed to the workflow, `on_break` is called (default: pdb in the workflow frame).
         calls: build the timeline of calls (False: only the summary).
+        snapshot: with `calls` False and no `until` or `break_at`, take what the execution's
+            replay snapshot vouches for as a resume does, rather than checking every line again
+            (SPEC.md 2.3): the answer a resume would get, in less time.
 
     Returns:
         The result; a divergence is reported in `divergence` (status "diverged"), not raised.
@@ -472,7 +497,7 @@ def replay(
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _replay(ref, store, file, module, until, break_at, on_break, calls)
+        return _replay(ref, store, file, module, until, break_at, on_break, calls, snapshot)
     finally:
         if enabled:
             gc.enable()
@@ -487,11 +512,12 @@ def _replay(
     break_at: str | None,
     on_break: Callable[[BreakPoint], None] | None,
     calls: bool,
+    snapshot: bool,
 ) -> ReplayResult:
     # Showing calls, stopping early or breaking needs every record at hand; a summary needs only
     # the fold, built as the journal is read, and no record kept as a dict.
     keep = calls or break_at is not None or until is not None
-    read, execution_id, history, holder = open_folded(ref, store, keep=keep)
+    read, execution_id, history, holder = open_folded(ref, store, keep=keep, snapshot=snapshot)
     records = read.records
     # A journal named by its path may come from anywhere (a golden journal checked into a
     # repository): the code its header names is not imported unless the user names it.

@@ -172,7 +172,7 @@ def test_the_plain_replay_gives_replay_its_keywords() -> None:
         None,
         {
             "journal": "3f2a", "file": None, "module": "pkg.flows", "store": "h", "summary": True, "as_json": False,
-            "until": None, "break_at": None, "debug": False,
+            "until": None, "break_at": None, "debug": False, "full": False,
         },
     )
 
@@ -315,6 +315,7 @@ def replayed(project: Path) -> tuple[Path, Path]:
         ["replay", "on", "-q"],
         ["replay", "two", "--quiet", "--json"],
         ["replay", "one", "--summary", "--file", "CHANGED"],
+        ["replay", "one", "--summary", "--full"],
         ["replay", "two", "--summary", "--file", "CHANGED"],
         ["replay", "three", "--summary"],
         ["replay", "STORE/executions/one.jsonl", "--summary", "--module", "cold_start_flows"],

@@ -9,6 +9,7 @@ import pdb
 import subprocess
 import sys
 import textwrap
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,8 @@ import orjson
 import pytest
 
 from flux import debug
-from flux._engine.journal import encode_line, seed_for
+from flux._engine.errors import JournalCorruptError
+from flux._engine.journal import encode_line, encode_line_body, seed_for
 from flux.errors import WorkflowLoadError
 from flux.loader import load_file
 from flux.timeline import error_summary, timeline
@@ -172,6 +174,71 @@ def test_summary_is_one_line(recorded: dict[str, Any]) -> None:
     assert "matches the journal up to its last record" in line and "8 calls" in line
     by_id = _invoke("replay", Path(recorded["waiting"]).stem, "--home", recorded["home"], "--summary")
     assert by_id.exit_code == 0 and Path(recorded["waiting"]).stem in by_id.output and "8 calls" in by_id.output
+
+
+def _copy_paused(recorded: dict[str, Any], into: Path) -> tuple[Path, Path]:
+    """The paused execution's journal and its replay snapshot, copied into a store of their own."""
+    source = Path(recorded["waiting"])
+    executions = into / "store" / "executions"
+    executions.mkdir(parents=True)
+    journal = executions / source.name
+    journal.write_bytes(source.read_bytes())
+    snapshot = journal.with_suffix(".index")
+    snapshot.write_bytes(source.with_suffix(".index").read_bytes())
+    return journal, snapshot
+
+
+def test_a_summary_starts_from_the_snapshot_a_pause_left_and_finds_what_a_full_check_finds(
+    recorded: dict[str, Any], tmp_path: Path
+) -> None:
+    journal, _ = _copy_paused(recorded, tmp_path)
+    flows = str(recorded["root"] / "flows_dbg.py")
+    fast = debug.replay(str(journal), file=flows, calls=False, snapshot=True)
+    slow = debug.replay(str(journal), file=flows, calls=False)
+    fields = ("status", "recorded_status", "matches", "note", "records", "replayed", "call_count")
+    assert [getattr(fast, f) for f in fields] == [getattr(slow, f) for f in fields]
+    assert fast.matches and fast.call_count == 8 and fast.recorded_status == "paused"
+
+    changed = tmp_path / "flows_snapshot_changed.py"
+    changed.write_text(FLOWS.replace("b = await double(a)", "b = await double(a + 1)"))
+    fast = debug.replay(str(journal), file=str(changed), calls=False, snapshot=True)
+    slow = debug.replay(str(journal), file=str(changed), calls=False)
+    assert fast.divergence is not None and slow.divergence is not None
+    assert fast.divergence.as_json() == slow.divergence.as_json()
+    assert fast.divergence.as_json()["recorded"]["args"] == [10]
+
+
+def test_a_summary_takes_the_lines_a_snapshot_vouches_for_and_full_checks_them_again(
+    recorded: dict[str, Any], tmp_path: Path
+) -> None:
+    """A line rewritten with a space and sealed again (its CRC holds; no Flux wrote it), and the
+    snapshot sealed again over the new bytes: the summary takes the prefix as the snapshot
+    vouches for it, as a resume does; `--full` checks every line and names that one."""
+    journal, snapshot = _copy_paused(recorded, tmp_path)
+    execution_id = journal.stem
+    seed = seed_for(execution_id)
+    lines = journal.read_bytes().splitlines(keepends=True)
+    at = next(i for i, line in enumerate(lines) if b'"kind":"task_started"' in line)
+    body = lines[at][: lines[at].rindex(b',"crc":"')] + b"}"
+    lines[at] = encode_line_body(body.replace(b'"kind":', b'"kind": ', 1), seed)
+    data = b"".join(lines)
+    journal.write_bytes(data)
+    state = orjson.loads(snapshot.read_bytes())
+    del state["crc"]
+    state["size"], state["prefix_crc"] = len(data), zlib.crc32(data)
+    snapshot.write_bytes(encode_line_body(orjson.dumps(state), seed))
+
+    flows = str(recorded["root"] / "flows_dbg.py")
+    summary = _invoke("replay", str(journal), "--file", flows, "--summary")
+    assert summary.exit_code == 0, summary.output
+    assert "matches the journal up to its last record" in summary.output
+    full = flux_cmd("replay", str(journal), "--file", flows, "--summary", "--full", cwd=recorded["root"])
+    assert full.returncode == 2 and full.stdout == ""
+    assert f"{journal}:{at + 1}" in full.stderr and "not as Flux writes it" in full.stderr
+    with pytest.raises(JournalCorruptError) as caught:
+        debug.replay(str(journal), file=flows, calls=False)
+    assert caught.value.line == at + 1
+    assert journal.read_bytes() == data and snapshot.exists()  # nothing changed
 
 
 # -- --until ------------------------------------------------------------------------------------

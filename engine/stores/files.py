@@ -699,12 +699,12 @@ class FileStore:
         if not stat.S_ISREG(st.st_mode):
             raise UnsafePathError(errno.EINVAL, f"{path}: is not a regular file; remove it or restore the journal")
 
-    def read(self, execution_id: str, visit: Visit | None = None) -> JournalRead:
-        """Reads a journal without locking or changing it; `visit` as for `check_journal`."""
+    def read(self, execution_id: str, visit: Visit | None = None, known: Known | None = None) -> JournalRead:
+        """Reads a journal without locking or changing it; `visit` and `known` as for `check_journal`."""
         path = self.journal_path(execution_id)
         with _store_errors(path, "read the journal"):
             try:
-                return read_journal(path, execution_id, visit=visit)
+                return read_journal(path, execution_id, visit=visit, known=known)
             except FileNotFoundError:
                 raise ExecutionNotFoundError(execution_id, self.home) from None
 

@@ -233,11 +233,12 @@ class MemoryStore:
         writer = MemoryWriter(self, journal, execution_id, len(read.records), durability, owner["token"])
         return MemoryLease(self, execution_id, read, writer, owner)
 
-    def read(self, execution_id: str, visit: Visit | None = None) -> JournalRead:
+    def read(self, execution_id: str, visit: Visit | None = None, known: Known | None = None) -> JournalRead:
         journal = self._journals.get(validate_execution_id(execution_id))
         if journal is None:
             raise ExecutionNotFoundError(execution_id, self.url)
-        return check_journal(bytes(journal.data), self.describe(execution_id), execution_id, visit=visit)
+        data = bytes(journal.data)
+        return check_journal(data, self.describe(execution_id), execution_id, visit=visit, known=known)
 
     def header(self, execution_id: str) -> dict[str, Any]:
         journal = self._journals.get(validate_execution_id(execution_id))

@@ -784,9 +784,9 @@ class PostgresStore(FleetMixin):
             raise ExecutionNotFoundError(execution_id, redact_url(self._url))
         return self._journal_bytes(row[0])
 
-    def read(self, execution_id: str, visit: Visit | None = None) -> JournalRead:
+    def read(self, execution_id: str, visit: Visit | None = None, known: Known | None = None) -> JournalRead:
         data = self.journal_bytes(execution_id)
-        return check_journal(data, self.describe(execution_id), execution_id, visit=visit)
+        return check_journal(data, self.describe(execution_id), execution_id, visit=visit, known=known)
 
     def header(self, execution_id: str) -> dict[str, Any]:
         claim = self._claimed.get(execution_id)

@@ -243,6 +243,13 @@ def test_a_known_prefix_is_taken_as_it_is_only_while_the_journal_starts_with_it(
     lease = store.acquire("e1", "fsync", visit=lambda r, o: seen.extend(x["seq"] for x in r), known=unusable)
     lease.close()
     assert seen == [0, 1, 2, 3]
+    # A read without ownership takes a known prefix the same way (a `flux replay --summary`).
+    seen.clear()
+    read = store.read("e1", visit=lambda r, o: seen.extend(x["seq"] for x in r), known=Known(size, records, crc, take))
+    assert taken == [True, True] and seen == [3] and len(read.records) == 4
+    assert read.records[2]["kind"] == "task_started"  # a record of the prefix, parsed when asked for
+    read = store.read("e1", visit=lambda r, o: seen.extend(x["seq"] for x in r), known=unusable)
+    assert seen == [3, 0, 1, 2, 3]
 
 
 # -- listing ---------------------------------------------------------------------------------------
