@@ -12,8 +12,11 @@ runs benchmarks/peers/dbos_pg_bench.py there, on another database of the same se
 Rows:
 - P1: append one 200-byte line to a file and fsync it (the file store's floor).
 - P1-PG: one autocommit INSERT of one row (one commit: the floor of a durable sync).
+- A1-PG: the engine's fenced append statement alone (engine/stores/pg_flush.py), two lines a
+  statement on one connection, as a sequential run's syncs send it: P1-PG's commit plus what the
+  fence (the executions row updated under its epoch) and the records table's key cost.
 - W1-PG: one execution of 300 sequential tasks run in this process (`wf.run`), per task
-  (target <= 1.3x P1-PG).
+  (target <= 1.3x P1-PG); its ratio to A1-PG is what the engine adds to the statement.
 - Fleet: 1 and 2 worker processes (`flux worker`, 256 slots each), executions of 1, 10 and 100
   sequential no-op tasks submitted at once (one statement) while the workers wait; from the
   submission's commit to the last execution finished (targets per worker process: >= 5,000
@@ -91,6 +94,45 @@ def p1_pg(url: str, n: int) -> float:
         for _ in range(n):
             conn.execute("INSERT INTO p1 (line) VALUES (%s)", (line,))
         return (time.perf_counter() - began) / n * 1e6
+
+
+def a1_pg(url: str, n: int) -> float:
+    """The engine's fenced append statement alone (engine/stores/pg_flush.py), sent as the file
+    flusher sends it, two lines at a time (a sequential task's `task_completed` and the next
+    `task_started`): what one durable sync of W1-PG costs before any engine work."""
+    from flux._engine.journal import FORMAT_VERSION
+    from flux._engine.store import open_store
+    from flux._engine.stores.pg_flush import APPEND_SQL, Sync, _params, register_arrays
+
+    store = open_store(url)
+    execution_id = f"a1{time.monotonic_ns()}"
+    header = {
+        "seq": 0, "kind": "header", "format": FORMAT_VERSION, "execution_id": execution_id, "workflow": "a1",
+        "code": {}, "input": None, "created": "2026-01-01T00:00:00.000000+00:00",
+    }
+    lease = store.create(execution_id, header, "fsync")
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("SET plan_cache_mode = force_generic_plan")
+            register_arrays(conn)
+            epoch, seq = conn.execute(
+                "SELECT epoch, next_seq FROM flux.executions WHERE execution_id = %s", (execution_id,)
+            ).fetchone()
+            lines = [b'{"seq":1,"kind":"task_completed","at":"2026-01-01T00:00:00.000000+00:00","call_id":"1",'
+                     b'"value":1,"crc":"00000000"}',
+                     b'{"seq":2,"kind":"task_started","at":"2026-01-01T00:00:00.000000+00:00","call_id":"2",'
+                     b'"name":"step","args":[1],"src":"pg_flows.py:12","crc":"00000000"}']
+            began = time.perf_counter()
+            for _ in range(n):
+                sync = Sync(execution_id, epoch, seq, lines, None, lambda error, cancel: None, execution_id)
+                (row,) = conn.execute(APPEND_SQL, _params([sync]), binary=True, prepare=True).fetchall()
+                assert row[0] == execution_id, row  # the fence let it through
+                seq += 2
+            return (time.perf_counter() - began) / n * 1e6
+    finally:
+        lease.writer.discard()
+        lease.close()
+        store.close()
 
 
 # -- Flux -----------------------------------------------------------------------------------------------
@@ -414,15 +456,17 @@ def sequential_only(runs: int) -> int:
     load_before = load()
     try:
         url = migrated_database(server)
-        floors, tasks = [], []
+        floors, appends, tasks = [], [], []
         for _ in range(runs):
             floors.append(p1_pg(url, 200))
+            appends.append(a1_pg(url, 200))
             tasks.append(w1_pg(url, 300))
     finally:
         server.close()
-    p1pg, w1 = statistics.median(floors), statistics.median(tasks)
+    p1pg, a1, w1 = statistics.median(floors), statistics.median(appends), statistics.median(tasks)
     print(
-        f"P1-PG {fmt(p1pg, 'us')}, W1-PG {fmt(w1, 'us')} a task: {w1 / p1pg:.2f}x (target 1.3x); rounds "
+        f"P1-PG {fmt(p1pg, 'us')}, A1-PG {fmt(a1, 'us')} ({a1 / p1pg:.2f}x P1-PG), W1-PG {fmt(w1, 'us')} a task: "
+        f"{w1 / p1pg:.2f}x P1-PG (target 1.3x), {w1 / a1:.2f}x A1-PG; rounds "
         + ", ".join(f"{t / f:.2f}x" for f, t in zip(floors, tasks, strict=True))
         + f"; before: {load_before}; after: {load()}"
     )
@@ -454,8 +498,9 @@ def main() -> int:
         url = migrated_database(server)
         p1 = median_range([p1_file(200) for _ in range(runs)])
         p1pg = median_range([p1_pg(url, 200) for _ in range(runs)])
+        a1 = median_range([a1_pg(url, 200) for _ in range(runs)])
         w1 = median_range([w1_pg(url, 300) for _ in range(runs)])
-        results.update(p1=p1, p1pg=p1pg, w1=w1)
+        results.update(p1=p1, p1pg=p1pg, a1=a1, w1=w1)
         rows.append(
             (
                 "P1 file append + fsync",
@@ -474,13 +519,22 @@ def main() -> int:
                 "",
             )
         )
+        rows.append(
+            (
+                "A1-PG the fenced append statement alone, 2 lines",
+                "plain loop",
+                f"{fmt(a1[0], 'us')} ({fmt(a1[1], 'us')}-{fmt(a1[2], 'us')})",
+                f"{a1[0] / p1pg[0]:.2f}x P1-PG",
+                "",
+            )
+        )
         ratio = w1[0] / p1pg[0]
         rows.append(
             (
                 "W1-PG 300 sequential tasks, per task",
                 "flux",
                 f"{fmt(w1[0], 'us')} ({fmt(w1[1], 'us')}-{fmt(w1[2], 'us')})",
-                f"{ratio:.2f}x P1-PG",
+                f"{ratio:.2f}x P1-PG, {w1[0] / a1[0]:.2f}x A1-PG",
                 f"<= 1.3x P1-PG: {'PASS' if ratio <= 1.3 else 'MISS'}",
             )
         )
