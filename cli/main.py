@@ -634,25 +634,36 @@ app.add_typer(queue_app, name="queue")
 def queue_set(
     name: str = typer.Argument(..., help="The queue (`flux worker --queue`, FLUX_QUEUE when submitting)."),
     concurrency: int = typer.Option(None, "--concurrency", help="At most this many of its executions run at once."),
-    unlimited: bool = typer.Option(False, "--unlimited", help="Take the queue's limit away."),
+    rate: int = typer.Option(None, "--rate", help="At most this many of its executions start in any --per seconds."),
+    per: float = typer.Option(None, "--per", help="The window of --rate, in seconds."),
+    unlimited: bool = typer.Option(False, "--unlimited", help="Take the queue's limits away."),
     store: str = StoreOpt,
     debug: bool = DebugOpt,
 ) -> None:
-    """Limit how many executions of a queue the whole fleet runs at once (PostgreSQL)."""
+    """Limit how many executions of a queue the whole fleet runs at once, or starts in a window
+    of time (PostgreSQL). A limit not given is kept."""
     state["debug"] = state["debug"] or debug
     store = store if store is not None else state["store"]
     try:
-        if (concurrency is None) == (not unlimited):
-            raise ValueError("give either --concurrency N or --unlimited")
-        runner.set_queue_limit(name, None if unlimited else concurrency, store)
+        limited = concurrency is not None or rate is not None or per is not None
+        if limited == unlimited:
+            raise ValueError("give --concurrency N, --rate N --per SECONDS, or --unlimited")
+        if (rate is None) != (per is None):
+            raise ValueError("give --rate N together with --per SECONDS")
+        if unlimited or concurrency is not None:
+            runner.set_queue_limit(name, concurrency, store)
+        if unlimited or rate is not None:
+            runner.set_queue_rate(name, rate, per, store)
     except (FluxError, ValueError, OSError) as error:
         _fail(error)
-    out.print(f"queue {escape(name)}: " + ("no limit" if unlimited else f"at most {concurrency} at once"))
+    said = [] if concurrency is None else [f"at most {concurrency} at once"]
+    said += [] if rate is None else [f"at most {rate} started per {per:g} s"]
+    out.print(f"queue {escape(name)}: " + ("no limit" if unlimited else ", ".join(said)))
 
 
 @queue_app.command("list")
 def queue_list(store: str = StoreOpt, as_json: bool = JsonOpt, debug: bool = DebugOpt) -> None:
-    """The queues with executions or a limit: the limit, how many run now, how many are ready."""
+    """The queues with executions or a limit: the limits, how many run now, how many are ready."""
     state["debug"] = state["debug"] or debug
     store = store if store is not None else state["store"]
     try:
@@ -660,14 +671,24 @@ def queue_list(store: str = StoreOpt, as_json: bool = JsonOpt, debug: bool = Deb
     except (FluxError, ValueError, OSError) as error:
         _fail(error)
     if as_json:
-        emit({"queues": [{"name": n, "concurrency": c, "running": h, "ready": r} for n, c, h, r in rows]})
+        emit({"queues": [
+            {
+                "name": row.name, "concurrency": row.concurrency,
+                "rate": None if row.rate is None else {"limit": row.rate, "per": row.per},
+                "running": row.running, "ready": row.ready,
+            }
+            for row in rows
+        ]})
         return
     if not rows:
         out.print("no queues")
         return
-    table = Table("queue", "limit", "running", "ready")
-    for name, limit, held, ready in rows:
-        table.add_row(escape(name), "-" if limit is None else str(limit), str(held), str(ready))
+    table = Table("queue", "limit", "rate", "running", "ready")
+    for row in rows:
+        table.add_row(
+            escape(row.name), "-" if row.concurrency is None else str(row.concurrency),
+            "-" if row.rate is None else f"{row.rate} per {row.per:g} s", str(row.running), str(row.ready),
+        )
     out.print(table)
 
 

@@ -222,8 +222,14 @@ def set_queue_limit(queue: str, concurrency: int | None, store: Any = None) -> N
     _database_store(store).set_queue_limit(queue, concurrency)
 
 
-def queue_table(store: Any = None) -> list[tuple[str, int | None, int, int]]:
-    """(queue, limit or None, executions held now, executions runnable now) of a database store."""
+def set_queue_rate(queue: str, rate: int | None, per: float | None, store: Any = None) -> None:
+    """At most `rate` executions of `queue` started across a PostgreSQL fleet in any `per`
+    seconds (None, None: no such limit)."""
+    _database_store(store).set_queue_rate(queue, rate, per)
+
+
+def queue_table(store: Any = None) -> list[Any]:
+    """The queues of a database store (`QueueRow`: name, concurrency, rate, per, running, ready)."""
     return list(_database_store(store).queues())
 
 

@@ -104,6 +104,6 @@ def empty_pg(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "TRUNCATE flux.executions, flux.records, flux.snapshots, flux.blobs, flux.cache, flux.workers, "
-            "flux.schedules "
+            "flux.schedules, flux.queues, flux.queue_starts "
             "RESTART IDENTITY"
         )

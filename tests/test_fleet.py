@@ -669,8 +669,8 @@ def test_a_queue_limit_holds_across_the_fleet_and_only_for_its_queue(fleet: Flee
     wide = fleet.submit(fw.long_flow, [4] * 8, "w")
     listed = flux_cmd("queue", "list", "--json", "--store", fleet.url, cwd=fleet.tmp)
     assert json.loads(listed.stdout) == {"queues": [
-        {"name": "default", "concurrency": None, "running": 0, "ready": 8},
-        {"name": "narrow", "concurrency": 2, "running": 0, "ready": 8},
+        {"name": "default", "concurrency": None, "rate": None, "running": 0, "ready": 8},
+        {"name": "narrow", "concurrency": 2, "rate": None, "running": 0, "ready": 8},
     ]}
     held = {"narrow": 0, "default": 0}
 
@@ -692,3 +692,122 @@ def test_a_queue_limit_holds_across_the_fleet_and_only_for_its_queue(fleet: Flee
     assert lifted.returncode == 0 and "narrow: no limit" in lifted.stdout
     bad = flux_cmd("queue", "set", "narrow", "--concurrency", "0", "--store", fleet.url, cwd=fleet.tmp)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "must be at least 1" in bad.stderr, bad.stderr
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_worker_facing_a_full_queue_waits_rather_than_asking_again_at_once(fleet: Fleet) -> None:
+    """The second execution of a queue limited to one is due, but the queue will not let it go:
+    the worker asks again every 50 ms, not in a loop (which burns a core, and the database's)."""
+    assert flux_cmd("queue", "set", "one", "--concurrency", "1", "--store", fleet.url, cwd=fleet.tmp).returncode == 0
+    store = PostgresStore(fleet.url, queue="one")
+
+    async def submit() -> list[str]:
+        client = Client(store)
+        return [(await client.start(fw.long_flow, 3, execution_id=f"one{i}")).execution_id for i in range(2)]
+
+    try:
+        ids = asyncio.run(submit())
+    finally:
+        store.close()
+    worker = fleet.worker("--concurrency", "4", "--queue", "one", env={"FLUX_TEST_TASK_SECONDS": "1.5"})
+    deadline = time.monotonic() + 30
+    while not fleet.query("SELECT 1 FROM flux.executions WHERE holder IS NOT NULL AND lease_until > now()"):
+        assert time.monotonic() < deadline, fleet.logs()
+        time.sleep(0.05)
+    time.sleep(0.5)  # past the worker's start-up
+    before, began = _cpu_seconds(worker.pid), time.monotonic()
+    time.sleep(2.0)
+    used = _cpu_seconds(worker.pid) - before
+    waited = time.monotonic() - began
+    assert fleet.query("SELECT count(*) FROM flux.executions WHERE status = 'created'")[0][0] == 1  # still held back
+    assert used < 0.25 * waited, f"{used:.2f} s of CPU in {waited:.2f} s"
+    fleet.wait_finished(2, within=60)
+    assert _outputs(fleet.url, ids) == dict.fromkeys(ids, 6)
+
+
+def _first_starts(fleet: Fleet, queue: str) -> list[float]:
+    """When each execution of `queue` wrote its `workflow_started`, in epoch seconds, in order."""
+    starts = {}
+    for execution_id, line in fleet.query(
+        "SELECT e.execution_id, convert_from(r.line, 'UTF8') FROM flux.records r JOIN flux.executions e "
+        "ON e.pk = r.exec_pk WHERE e.queue = %s ORDER BY r.seq", queue
+    ):
+        record = json.loads(line)
+        if record["kind"] == "workflow_started":
+            starts.setdefault(execution_id, _seconds(record["at"]))
+    return sorted(starts.values())
+
+
+def test_a_queue_rate_limit_holds_across_the_fleet(fleet: Fleet) -> None:
+    """`flux queue set metered --rate 3 --per 2`: two workers with eight places each start at
+    most three of its executions in any two seconds, and every one of them runs."""
+    limited = flux_cmd("queue", "set", "metered", "--rate", "3", "--per", "2", "--store", fleet.url, cwd=fleet.tmp)
+    assert limited.returncode == 0 and "metered: at most 3 started per 2 s" in limited.stdout, limited.stderr
+    store = PostgresStore(fleet.url, queue="metered")
+
+    async def submit() -> list[str]:
+        client = Client(store)
+        return [(await client.start(fw.long_flow, 2, execution_id=f"m{i}")).execution_id for i in range(9)]
+
+    try:
+        ids = asyncio.run(submit())
+    finally:
+        store.close()
+    listed = flux_cmd("queue", "list", "--json", "--store", fleet.url, cwd=fleet.tmp)
+    assert json.loads(listed.stdout)["queues"] == [
+        {"name": "metered", "concurrency": None, "rate": {"limit": 3, "per": 2.0}, "running": 0, "ready": 9}
+    ]
+    for _ in range(2):
+        fleet.worker("--concurrency", "8", "--queue", "metered")
+    fleet.wait_finished(9, within=60)
+    assert _outputs(fleet.url, ids) == dict.fromkeys(ids, 2)
+    starts = _first_starts(fleet, "metered")
+    assert len(starts) == 9
+    # Three windows of two seconds at least; a start's record is written a little after its
+    # claim, so the windows are checked a quarter of a second short.
+    for i, at in enumerate(starts):
+        assert sum(1 for t in starts[i:] if t < at + 1.75) <= 3, starts
+    assert starts[-1] - starts[0] > 3.5, starts
+    lifted = flux_cmd("queue", "set", "metered", "--unlimited", "--store", fleet.url, cwd=fleet.tmp)
+    assert lifted.returncode == 0 and "metered: no limit" in lifted.stdout
+    for args, says in (
+        (("--rate", "0", "--per", "1"), "must be at least 1"),
+        (("--rate", "2"), "together with --per"),
+        (("--rate", "2", "--per", "0"), "above 0"),
+    ):
+        bad = flux_cmd("queue", "set", "metered", *args, "--store", fleet.url, cwd=fleet.tmp)
+        assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and says in bad.stderr, (args, bad.stderr)
+
+
+def test_a_rate_limit_counts_starts_only_and_says_when_to_ask_again(fleet: Fleet) -> None:
+    """A run already started (handed back, or due again) goes on whatever the rate; a claim
+    that the rate held back says when the window frees a start, not "at once"."""
+    fleet.query("INSERT INTO flux.queues (name, rate, per) VALUES ('slow', 1, 60) RETURNING 1")
+    submitter = PostgresStore(fleet.url, queue="slow")
+
+    async def submit() -> list[str]:
+        client = Client(submitter)
+        return [(await client.start(fw.long_flow, 1, execution_id=f"s{i}")).execution_id for i in range(3)]
+
+    try:
+        ids = asyncio.run(submit())
+    finally:
+        submitter.close()
+    store = PostgresStore(fleet.url)
+    try:
+        first, due = store.claim(["slow"], ["long_flow"], 8)
+        assert [c.execution_id for c in first] == [ids[0]] and due is not None and 55 < due <= 60
+        again, due = store.claim(["slow"], ["long_flow"], 8)
+        assert again == [] and due is not None and 55 < due <= 60
+        # One of the others ran before (a worker handed it back): it is not a start.
+        fleet.query("UPDATE flux.executions SET status = 'running' WHERE execution_id = %s RETURNING 1", ids[2])
+        going_on, _ = store.claim(["slow"], ["long_flow"], 8)
+        assert [c.execution_id for c in going_on] == [ids[2]]
+        assert fleet.query("SELECT count(*) FROM flux.queue_starts")[0][0] == 1
+    finally:
+        store.close()

@@ -118,7 +118,9 @@ def test_queue_commands_on_a_file_store_say_they_are_for_postgresql(tmp_path: Pa
         assert done.returncode == 2 and done.stderr.count("\n") == 1, (args, done.stderr)
         assert done.stderr.startswith("StoreError") and "are for postgresql://... stores" in done.stderr
     both = flux_cmd("queue", "set", "q", "--concurrency", "2", "--unlimited", "--store", str(tmp_path), cwd=tmp_path)
-    assert both.returncode == 2 and "give either --concurrency N or --unlimited" in both.stderr, both.stderr
+    assert both.returncode == 2 and "give --concurrency N, --rate N --per SECONDS, or --unlimited" in both.stderr
+    rate = flux_cmd("queue", "set", "q", "--rate", "2", "--per", "1", "--store", str(tmp_path), cwd=tmp_path)
+    assert rate.returncode == 2 and "are for postgresql://... stores" in rate.stderr, rate.stderr
 
 
 def test_racing_owners_never_interleave_their_records(store: PostgresStore, pg_url: str) -> None:

@@ -100,7 +100,7 @@ def test_migration_3_names_the_schedule_of_executions_made_before_it(pg_server: 
                 "INSERT INTO flux.records (exec_pk, seq, epoch, line) SELECT pk, 0, 1, %s FROM e",
                 (execution_id, line),
             )
-        assert pg_schema.migrate(conn) == [3, 4, 5, 6]
+        assert pg_schema.migrate(conn) == [3, 4, 5, 6, 7]
     store = PostgresStore(url)
     try:
         assert {r.execution_id: r.schedule for r in store.list().items} == {

@@ -17,16 +17,17 @@ whole backlog).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 from flux._engine.errors import ExecutionLockedError, ExecutionNotFoundError, InvalidOptionError
 from flux._engine.store import validate_execution_id
 
-__all__ = ["LIVE", "Claim", "FleetMixin"]
+__all__ = ["LIVE", "Claim", "FleetMixin", "QueueLimit", "QueueRow"]
 
 # A lease that is held and not expired, by the database's clock.
 LIVE = "(holder IS NOT NULL AND lease_until > now())"
@@ -48,19 +49,45 @@ class Claim:
 # (a timer never fires early), so the claim's own latency does not make timers late.
 CLAIM_AHEAD = 0.2
 QUEUE_LIMITS_FOR = 1.0  # seconds a worker goes by the queue limits it read last
+# Seconds before a worker asks again a queue whose limit let it take nothing (rather than at
+# once, as it would for executions that are due: the queue's ready ones are due, but not its).
+QUEUE_RECHECK = 0.05
+
+
+@dataclass(frozen=True)
+class QueueLimit:
+    """A queue's limits across the fleet: executions held at once, executions started per
+    `per` seconds (None: no such limit)."""
+
+    concurrency: int | None
+    rate: int | None
+    per: float | None
+
+
+class QueueRow(NamedTuple):
+    """A queue as `flux queue list` shows it."""
+
+    name: str
+    concurrency: int | None
+    rate: int | None
+    per: float | None
+    running: int
+    ready: int
 
 _HELD_SQL = """
 SELECT count(*) FROM flux.executions WHERE queue = %s AND holder IS NOT NULL AND lease_until > now()
 """
 
-_CLAIM_SQL = """
+
+def _claim_sql(only: str = "") -> str:
+    return f"""
 UPDATE flux.executions e
    SET epoch = e.epoch + 1, holder = %(holder)s, owner = %(owner)s,
        lease_until = now() + make_interval(secs => %(lease)s), ready_at = NULL
   FROM (SELECT pk FROM flux.executions
          WHERE queue = ANY(%(queues)s) AND workflow = ANY(%(workflows)s)
            AND ready_at <= now() + make_interval(secs => %(ahead)s)
-           AND parent_id IS NULL AND (holder IS NULL OR lease_until <= now())
+           AND parent_id IS NULL AND (holder IS NULL OR lease_until <= now()){only}
          ORDER BY status = 'created', ready_at
          LIMIT %(n)s
            FOR UPDATE SKIP LOCKED) c
@@ -68,8 +95,24 @@ UPDATE flux.executions e
 RETURNING e.execution_id, e.workflow, e.status, e.cancel_requested, e.epoch, e.pk, e.next_seq
 """
 
+
+_CLAIM_SQL = _claim_sql()
+# Only starts (`fresh`: executions never run, what a rate limit counts) or only the others.
+_CLAIM_KIND_SQL = _claim_sql("\n           AND (status = 'created') = %(fresh)s")
+
+# A rate-limited queue's starts in its window (those older are pruned first), and in how many
+# seconds the oldest of them leaves it.
+_PRUNE_STARTS_SQL = """
+DELETE FROM flux.queue_starts WHERE queue = %(queue)s AND at <= now() - make_interval(secs => %(per)s)
+"""
+_STARTS_SQL = """
+SELECT count(*), extract(epoch FROM min(at) + make_interval(secs => %(per)s) - now())
+  FROM flux.queue_starts WHERE queue = %(queue)s
+"""
+_START_SQL = "INSERT INTO flux.queue_starts (queue, at) SELECT %s, now() FROM generate_series(1, %s)"
+
 _QUEUES_SQL = """
-SELECT q.name, l.concurrency,
+SELECT q.name, l.concurrency, l.rate, l.per,
        (SELECT count(*) FROM flux.executions e
          WHERE e.queue = q.name AND e.holder IS NOT NULL AND e.lease_until > now()),
        (SELECT count(*) FROM flux.executions e
@@ -136,22 +179,15 @@ class FleetMixin:
             "ahead": CLAIM_AHEAD,
         }
         lines: dict[int, list[bytes]] = {}
+        held_back: dict[str, float] = {}  # limited queues that had more ready than they let go
         with self._conn("claim executions") as conn:  # type: ignore[attr-defined]
             limits = self._queue_limits(conn)
             free = [q for q in queues if q not in limits]
             rows = conn.execute(_CLAIM_SQL, {**params, "queues": free}).fetchall() if n > 0 and free else []
             for queue in queues:
                 room = n - len(rows)
-                if queue not in limits or room <= 0:
-                    continue
-                # A limited queue: its held executions are counted and claimed under its lock,
-                # so two workers never both fill its last place (SPEC.md 13.5).
-                with conn.transaction():
-                    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"flux.queue:{queue}",))
-                    held = conn.execute(_HELD_SQL, (queue,)).fetchone()[0]
-                    take = min(room, limits[queue] - held)
-                    if take > 0:
-                        rows += conn.execute(_CLAIM_SQL, {**params, "queues": [queue], "n": take}).fetchall()
+                if queue in limits and room > 0:
+                    rows += self._claim_limited(conn, params, queue, limits[queue], room, held_back)
             if rows:
                 # The journals of what was claimed, read after the claim committed: every record
                 # of the previous owners is in them (SPEC.md 13.2).
@@ -167,7 +203,13 @@ class FleetMixin:
                         ([r[0] for r in rows],),
                     ).fetchall()
                 )
-            due = conn.execute(_NEXT_SQL, params).fetchone()[0]
+            # A queue held back by its limit has executions due that it will not let go yet: it
+            # is asked again soon (or when its window frees a start), not at once.
+            waiting = [q for q in queues if q not in held_back]
+            due = conn.execute(_NEXT_SQL, {**params, "queues": waiting}).fetchone()[0] if waiting else None
+            if held_back:
+                soonest = min(held_back.values())
+                due = soonest if due is None else min(float(due), soonest)
         claims = []
         owner_of = orjson.loads(owner)
         for eid, wf, status, cancel, epoch, pk, _next_seq in rows:
@@ -175,13 +217,48 @@ class FleetMixin:
             self.claimed(eid, epoch, b"".join(lines.get(pk, ())), owner_of, snaps.get(eid))  # type: ignore[attr-defined]
         return claims, (float(due) if due is not None else None)
 
-    def _queue_limits(self, conn: Any) -> dict[str, int]:
+    def _claim_limited(
+        self, conn: Any, params: dict[str, Any], queue: str, limit: QueueLimit, room: int, held_back: dict[str, float]
+    ) -> list[Any]:
+        """Claims from a limited queue in a transaction of its own, under the queue's advisory
+        lock, so two workers never both take its last place or its last start (SPEC.md 13.5).
+        Notes in `held_back` a queue whose limit let less go than `room`, and when to ask again."""
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"flux.queue:{queue}",))
+            take = room
+            if limit.concurrency is not None:
+                take = min(take, limit.concurrency - conn.execute(_HELD_SQL, (queue,)).fetchone()[0])
+                if take <= 0:
+                    held_back[queue] = QUEUE_RECHECK
+                    return []
+            one = {**params, "queues": [queue], "n": take}
+            if limit.rate is None or limit.per is None:
+                return list(conn.execute(_CLAIM_SQL, one).fetchall())
+            # Runs already started go on whatever the rate; only starts count against it.
+            window = {"queue": queue, "per": limit.per}
+            conn.execute(_PRUNE_STARTS_SQL, window)
+            started, frees_in = conn.execute(_STARTS_SQL, window).fetchone()
+            rows = list(conn.execute(_CLAIM_KIND_SQL, {**one, "fresh": False}).fetchall())
+            allowed = min(take - len(rows), limit.rate - int(started))
+            if allowed > 0:
+                fresh = conn.execute(_CLAIM_KIND_SQL, {**one, "n": allowed, "fresh": True}).fetchall()
+                if fresh:
+                    conn.execute(_START_SQL, (queue, len(fresh)))
+                    rows += fresh
+                    started += len(fresh)
+            if started >= limit.rate:
+                held_back[queue] = max(QUEUE_RECHECK, float(frees_in) if frees_in is not None else limit.per)
+            return rows
+
+    def _queue_limits(self, conn: Any) -> dict[str, QueueLimit]:
         """The queues with a limit, read at most once a second."""
-        cached: tuple[float, dict[str, int]] | None = getattr(self, "_limits_read", None)
+        cached: tuple[float, dict[str, QueueLimit]] | None = getattr(self, "_limits_read", None)
         if cached is not None and time.monotonic() - cached[0] < QUEUE_LIMITS_FOR:
             return cached[1]
-        found = conn.execute("SELECT name, concurrency FROM flux.queues WHERE concurrency IS NOT NULL").fetchall()
-        limits = dict(found)
+        found = conn.execute(
+            "SELECT name, concurrency, rate, per FROM flux.queues WHERE concurrency IS NOT NULL OR rate IS NOT NULL"
+        ).fetchall()
+        limits = {name: QueueLimit(concurrency, rate, per) for name, concurrency, rate, per in found}
         self._limits_read = (time.monotonic(), limits)
         return limits
 
@@ -196,13 +273,29 @@ class FleetMixin:
             "set the queue's limit",
         )
 
-    def queues(self) -> list[tuple[str, int | None, int, int]]:
-        """(queue, limit, executions held now, executions runnable now) for every queue that has
-        executions or a limit."""
+    def set_queue_rate(self, queue: str, rate: int | None, per: float | None) -> None:
+        """At most `rate` executions of `queue` started by the fleet in any `per` seconds (None,
+        None: no such limit); its concurrency limit is kept."""
+        if (rate is None) != (per is None):
+            raise InvalidOptionError("give --rate N together with --per SECONDS")
+        if rate is not None and rate < 1:
+            raise InvalidOptionError(f"--rate {rate} must be at least 1 (or leave the queue unlimited)")
+        if per is not None and not (math.isfinite(per) and per > 0):
+            raise InvalidOptionError(f"--per {per} must be a number of seconds above 0")
+        self._one(  # type: ignore[attr-defined]
+            "INSERT INTO flux.queues (name, rate, per) VALUES (%s, %s, %s) "
+            "ON CONFLICT (name) DO UPDATE SET rate = excluded.rate, per = excluded.per RETURNING 1",
+            (queue, rate, per),
+            "set the queue's rate",
+        )
+
+    def queues(self) -> list[QueueRow]:
+        """Every queue that has executions or a limit: its limits, executions held now, executions
+        runnable now."""
         with self._conn("list the queues") as conn:  # type: ignore[attr-defined]
             return [
-                (name, limit, int(held), int(ready))
-                for name, limit, held, ready in conn.execute(_QUEUES_SQL).fetchall()
+                QueueRow(name, limit, rate, per, int(held), int(ready))
+                for name, limit, rate, per, held, ready in conn.execute(_QUEUES_SQL).fetchall()
             ]
 
     def reap(self, n: int = 500) -> list[str]:

@@ -136,6 +136,20 @@ MIGRATIONS: list[tuple[int, str, str]] = [
         CREATE INDEX executions_queue_held ON flux.executions (queue) WHERE holder IS NOT NULL;
         """,
     ),
+    (
+        7,
+        "a limit on the executions a queue starts in a window of time, across the fleet",
+        # SPEC.md 13.5: a claim from a rate-limited queue counts the queue's starts in the window
+        # (kept in queue_starts, pruned as it goes) under the queue's advisory lock.
+        """
+        ALTER TABLE flux.queues
+            ADD COLUMN rate integer CHECK (rate IS NULL OR rate > 0),
+            ADD COLUMN per double precision CHECK (per IS NULL OR per > 0),
+            ADD CHECK ((rate IS NULL) = (per IS NULL));
+        CREATE TABLE flux.queue_starts (queue text NOT NULL, at timestamptz NOT NULL);
+        CREATE INDEX queue_starts_window ON flux.queue_starts (queue, at);
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = MIGRATIONS[-1][0]
