@@ -109,14 +109,14 @@ def encode_line_body(body: bytes, seed: int) -> bytes:
 
 def checks_out(line: bytes, seed: int) -> bool:
     """Whether `line` ends with the checksum member of its own bytes (a trailing newline allowed)."""
-    line = line[:-1] if line.endswith(b"\n") else line
-    n = len(line)
-    if n < _SUFFIX_LEN + 2 or line[n - _SUFFIX_LEN : n - 10] != _CRC_OPEN or line[-2:] != b'"}':
+    n = len(line) - 1 if line.endswith(b"\n") else len(line)
+    if n < _SUFFIX_LEN + 2 or line[n - _SUFFIX_LEN : n - 10] != _CRC_OPEN or line[n - 2 : n] != b'"}':
         return False
     digits = line[n - 10 : n - 2]
     if digits.strip(_HEX):
         return False
-    return _crc32(line[: n - _SUFFIX_LEN], seed) == int(digits, 16)
+    # Through a view: a snapshot is megabytes long, and a slice would copy it.
+    return _crc32(memoryview(line)[: n - _SUFFIX_LEN], seed) == int(digits, 16)
 
 
 class LineOffsets(Sequence[int]):
