@@ -42,6 +42,7 @@ from flux._engine.errors import (
 )
 from flux._engine.executor import Executor, waiting_pauses
 from flux._engine.history import History
+from flux._engine.pacing import collector_paced
 from flux._engine.parking import ParkingClock
 from flux._engine.records import Status
 from flux._engine.store import Store, open_store
@@ -135,6 +136,13 @@ class Worker:
 
     async def run(self, stop: asyncio.Event | None = None) -> WorkerStats:
         """Runs until `stop` is set; then stops the runs in flight and hands them back."""
+        # Runs start and end all the time here: the collector keeps the pace of running runs
+        # (SPEC.md 7) for as long as the worker does, rather than going back to Python's own
+        # each time none is running, which collects at once everything made since.
+        with collector_paced():
+            return await self._serve(stop)
+
+    async def _serve(self, stop: asyncio.Event | None) -> WorkerStats:
         self._stop = stop = stop or asyncio.Event()
         housekeeping = asyncio.create_task(self._housekeeping(stop)) if self.fleet else None
         firing = asyncio.create_task(self.scheduler.run(stop)) if self.scheduler is not None else None

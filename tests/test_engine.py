@@ -304,6 +304,30 @@ def test_the_cycle_collector_is_paced_while_runs_last_and_restored_after(tmp_pat
     assert gc.get_threshold() == before
 
 
+def test_a_worker_keeps_the_pace_between_its_runs_and_restores_it_when_it_stops(tmp_path: Path) -> None:
+    """A worker's runs come and go: going back to Python's pace whenever none runs would collect
+    at once everything made since, many times a second under load."""
+    from flux.worker import Worker
+
+    before = gc.get_threshold()
+    seen: list[int] = []
+
+    async def scenario() -> list[Any]:
+        worker = Worker(str(tmp_path), [reads_the_collector_pace], poll=0.02)
+        stop = asyncio.Event()
+        serving = asyncio.create_task(worker.run(stop))
+        ctx = await reads_the_collector_pace.run_async(0, store=str(tmp_path))
+        await asyncio.sleep(0.1)  # no run now: the worker still keeps the pace
+        seen.append(gc.get_threshold()[0])
+        stop.set()
+        await serving
+        return list(ctx.output)
+
+    assert asyncio.run(scenario()) == [10_000, 10_000, max(100, before[1])]
+    assert seen == [10_000]
+    assert gc.get_threshold() == before
+
+
 @workflow
 async def changes_the_collector_pace(ctx: ExecutionContext[None]) -> int:
     gc.set_threshold(5_000)
