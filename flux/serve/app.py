@@ -24,6 +24,7 @@ from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from flux._engine.errors import FluxError, InvalidOptionError
+from flux._engine.pacing import collector_paced
 from flux.client import Client
 from flux.serve import api, compat
 from flux.serve.problems import problem, problem_of
@@ -99,7 +100,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         service.warm()
-        yield
+        # Runs come and go with the requests: the collector keeps the pace of running runs
+        # while the app serves (SPEC.md 7), as in `flux worker`.
+        with collector_paced():
+            yield
         await service.close()
 
     extra: dict[str, Any] = {}
