@@ -21,8 +21,10 @@ them with getattr.
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import re
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, runtime_checkable
@@ -53,10 +55,18 @@ __all__ = [
     "open_store",
     "schedule_of",
     "store_spec",
+    "this_host",
     "validate_execution_id",
 ]
 
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+@functools.cache
+def this_host() -> str:
+    """The name of this machine, as an owner's record says where it runs (asked once: it is a
+    system call, and a store asks on every lease)."""
+    return socket.gethostname()
 
 
 def schedule_of(header: dict[str, Any]) -> str | None:

@@ -29,7 +29,6 @@ import hashlib
 import logging
 import os
 import re
-import socket
 import stat
 import threading
 import time
@@ -76,6 +75,7 @@ from flux._engine.store import (
     encode_cursor,
     is_execution_id,
     schedule_of,
+    this_host,
     validate_execution_id,
 )
 from flux._engine.stores import file_list_index
@@ -532,7 +532,7 @@ class FileStore:
         register_inherited_fd(fd)
         # Who holds the lock, padded to a fixed size and written over the last holder's: JSON
         # allows the trailing spaces, and no truncation (a journalled metadata change) is needed.
-        owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+        owner = {"pid": os.getpid(), "host": this_host(), "since": time.time()}
         info = orjson.dumps(owner).ljust(_HOLDER_BYTES)
         try:
             if _FAULTS:

@@ -12,7 +12,6 @@ import asyncio
 import hashlib
 import os
 import re
-import socket
 import threading
 import time
 import zlib
@@ -39,7 +38,7 @@ from flux._engine.journal import (
 )
 from flux._engine.records import Status
 from flux._engine.schedules import MemoryBook
-from flux._engine.store import ExecutionSummary, Page, page_of, schedule_of, validate_execution_id
+from flux._engine.store import ExecutionSummary, Page, page_of, schedule_of, this_host, validate_execution_id
 
 __all__ = ["MemoryStore"]
 
@@ -190,7 +189,7 @@ class MemoryStore:
         return None
 
     def _owner(self) -> dict[str, Any]:
-        return {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(), "token": object()}
+        return {"pid": os.getpid(), "host": this_host(), "since": time.time(), "token": object()}
 
     def create(self, execution_id: str, header: dict[str, Any], durability: str) -> MemoryLease:
         validate_execution_id(execution_id)

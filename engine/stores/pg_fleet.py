@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from flux._engine.errors import ExecutionLockedError, ExecutionNotFoundError, InvalidOptionError
-from flux._engine.store import validate_execution_id
+from flux._engine.store import this_host, validate_execution_id
 
 __all__ = ["LIVE", "Claim", "FleetMixin", "QueueLimit", "QueueRow"]
 
@@ -355,13 +355,12 @@ class FleetMixin:
 
     def heartbeat(self, queues: list[str], workflows: list[str], slots: int, running: int) -> None:
         import os
-        import socket
 
         self._one(  # type: ignore[attr-defined]
             "INSERT INTO flux.workers (worker_id, host, pid, queues, workflows, slots, running) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (worker_id) DO UPDATE SET heartbeat = now(), "
             "running = excluded.running RETURNING 1",
-            (self.holder, socket.gethostname(), os.getpid(), queues, workflows, slots, running),
+            (self.holder, this_host(), os.getpid(), queues, workflows, slots, running),
             "send a heartbeat",
         )
 

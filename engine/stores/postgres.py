@@ -21,7 +21,6 @@ import contextlib
 import logging
 import os
 import re
-import socket
 import threading
 import time
 import uuid
@@ -69,6 +68,7 @@ from flux._engine.store import (
     decode_cursor,
     encode_cursor,
     schedule_of,
+    this_host,
     validate_execution_id,
 )
 from flux._engine.stores import pg_schema
@@ -340,7 +340,7 @@ class PostgresStore(FleetMixin):
             raise InvalidOptionError(f"lease={self.lease:g} must be > 0 seconds")
         self.queue = queue or os.environ.get("FLUX_QUEUE") or "default"
         self._options = liveness_options(url)
-        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        self.holder = f"{this_host()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self.snapshots = Snapshots(self)
         self.blobs = Blobs(self)
         self.cache = Cache(self)
@@ -476,7 +476,7 @@ class PostgresStore(FleetMixin):
     # -- ownership (SPEC.md 13.4) ---------------------------------------------------------------
 
     def _owner(self) -> dict[str, Any]:
-        return {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(), "worker": self.holder}
+        return {"pid": os.getpid(), "host": this_host(), "since": time.time(), "worker": self.holder}
 
     def _hold(self, lease: PgLease) -> None:
         with self._lock:
