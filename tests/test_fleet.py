@@ -81,15 +81,22 @@ class Fleet:
     def logs(self) -> str:
         return "\n".join((self.tmp / f"worker-{i}.log").read_text() for i in range(len(self.workers)))
 
-    def submit(self, wf: Any, inputs: list[Any], prefix: str) -> list[str]:
+    def submit(self, wf: Any, inputs: list[Any], prefix: str, queue: str | None = None) -> list[str]:
+        """Submits one execution per input (ids `prefix0`, `prefix1`, ...), to `queue` when given."""
+        store = PostgresStore(self.url, queue=queue) if queue is not None else None
+
         async def go() -> list[str]:
-            client = Client(self.url)
+            client = Client(store if store is not None else self.url)
             return [
                 (await client.start(wf, value, execution_id=f"{prefix}{i}")).execution_id
                 for i, value in enumerate(inputs)
             ]
 
-        return asyncio.run(go())
+        try:
+            return asyncio.run(go())
+        finally:
+            if store is not None:
+                store.close()
 
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.url, autocommit=True) as conn:
@@ -656,16 +663,7 @@ def test_a_queue_limit_holds_across_the_fleet_and_only_for_its_queue(fleet: Flee
     more than two of narrow's executions at once; the default queue beside it is not limited."""
     limited = flux_cmd("queue", "set", "narrow", "--concurrency", "2", "--store", fleet.url, cwd=fleet.tmp)
     assert limited.returncode == 0 and "narrow: at most 2 at once" in limited.stdout, limited.stderr
-    narrow_store = PostgresStore(fleet.url, queue="narrow")
-
-    async def submit_narrow() -> list[str]:
-        client = Client(narrow_store)
-        return [(await client.start(fw.long_flow, 4, execution_id=f"n{i}")).execution_id for i in range(8)]
-
-    try:
-        narrow = asyncio.run(submit_narrow())
-    finally:
-        narrow_store.close()
+    narrow = fleet.submit(fw.long_flow, [4] * 8, "n", queue="narrow")
     wide = fleet.submit(fw.long_flow, [4] * 8, "w")
     listed = flux_cmd("queue", "list", "--json", "--store", fleet.url, cwd=fleet.tmp)
     assert json.loads(listed.stdout) == {"queues": [
@@ -704,16 +702,7 @@ def test_a_worker_facing_a_full_queue_waits_rather_than_asking_again_at_once(fle
     """The second execution of a queue limited to one is due, but the queue will not let it go:
     the worker asks again every 50 ms, not in a loop (which burns a core, and the database's)."""
     assert flux_cmd("queue", "set", "one", "--concurrency", "1", "--store", fleet.url, cwd=fleet.tmp).returncode == 0
-    store = PostgresStore(fleet.url, queue="one")
-
-    async def submit() -> list[str]:
-        client = Client(store)
-        return [(await client.start(fw.long_flow, 3, execution_id=f"one{i}")).execution_id for i in range(2)]
-
-    try:
-        ids = asyncio.run(submit())
-    finally:
-        store.close()
+    ids = fleet.submit(fw.long_flow, [3, 3], "one", queue="one")
     worker = fleet.worker("--concurrency", "4", "--queue", "one", env={"FLUX_TEST_TASK_SECONDS": "1.5"})
     deadline = time.monotonic() + 30
     while not fleet.query("SELECT 1 FROM flux.executions WHERE holder IS NOT NULL AND lease_until > now()"):
@@ -748,16 +737,7 @@ def test_a_queue_rate_limit_holds_across_the_fleet(fleet: Fleet) -> None:
     most three of its executions in any two seconds, and every one of them runs."""
     limited = flux_cmd("queue", "set", "metered", "--rate", "3", "--per", "2", "--store", fleet.url, cwd=fleet.tmp)
     assert limited.returncode == 0 and "metered: at most 3 started per 2 s" in limited.stdout, limited.stderr
-    store = PostgresStore(fleet.url, queue="metered")
-
-    async def submit() -> list[str]:
-        client = Client(store)
-        return [(await client.start(fw.long_flow, 2, execution_id=f"m{i}")).execution_id for i in range(9)]
-
-    try:
-        ids = asyncio.run(submit())
-    finally:
-        store.close()
+    ids = fleet.submit(fw.long_flow, [2] * 9, "m", queue="metered")
     listed = flux_cmd("queue", "list", "--json", "--store", fleet.url, cwd=fleet.tmp)
     assert json.loads(listed.stdout)["queues"] == [
         {"name": "metered", "concurrency": None, "rate": {"limit": 3, "per": 2.0}, "running": 0, "ready": 9}
@@ -788,16 +768,7 @@ def test_a_rate_limit_counts_starts_only_and_says_when_to_ask_again(fleet: Fleet
     """A run already started (handed back, or due again) goes on whatever the rate; a claim
     that the rate held back says when the window frees a start, not "at once"."""
     fleet.query("INSERT INTO flux.queues (name, rate, per) VALUES ('slow', 1, 60) RETURNING 1")
-    submitter = PostgresStore(fleet.url, queue="slow")
-
-    async def submit() -> list[str]:
-        client = Client(submitter)
-        return [(await client.start(fw.long_flow, 1, execution_id=f"s{i}")).execution_id for i in range(3)]
-
-    try:
-        ids = asyncio.run(submit())
-    finally:
-        submitter.close()
+    ids = fleet.submit(fw.long_flow, [1] * 3, "s", queue="slow")
     store = PostgresStore(fleet.url)
     try:
         first, due = store.claim(["slow"], ["long_flow"], 8)
