@@ -28,7 +28,7 @@ def main() -> None:
     finally:
         # The command is over and its output written: what is left is freed as the interpreter
         # exits, without the cycle collector going over every object of every module again
-        # (a fifth of a one-task `flux exec`'s wall time). Exit handlers still run.
+        # (15% of a one-task `flux exec`'s wall time). Exit handlers still run.
         import gc
 
         gc.freeze()

@@ -121,7 +121,7 @@ class ReplayCore:
         self.cancelling = history.cancel_requested  # a cancellation is unwinding the workflow
         self.observer = observer
         # Looked up once: most observers (a plain `flux replay`) have no `replayed`, and asking
-        # for a missing attribute on every replayed call costs a tenth of the replay.
+        # for a missing attribute on every replayed call costs a few percent of a replay.
         self._on_replayed: Callable[..., Any] | None = getattr(observer, "replayed", None)
         self.frame_of = frame_of
         self.asked: dict[str, Any] | None = None  # what the code asked for where the journal ended

@@ -49,8 +49,8 @@ class Claim:
 # (a timer never fires early), so the claim's own latency does not make timers late.
 CLAIM_AHEAD = 0.2
 QUEUE_LIMITS_FOR = 1.0  # seconds a worker goes by the queue limits it read last
-# Seconds before a worker asks again a queue whose limit let it take nothing (rather than at
-# once, as it would for executions that are due: the queue's ready ones are due, but not its).
+# Seconds before a worker asks again a queue whose limit held back executions that are due
+# (were it to go by their due time, it would ask again at once, in a loop).
 QUEUE_RECHECK = 0.05
 
 
