@@ -93,6 +93,7 @@ log = logging.getLogger("flux")
 DIR_MODE = 0o700
 _HOLDER_BYTES = 256  # a lock file's size: the holder's pid, host and start time, space-padded
 _FEW_ADDED = 16  # journals new to a listing that are read one by one rather than through the index
+_HOMES_CHECKED: set[str] = set()  # store homes whose file system was looked at in this process
 
 # Test-only fault hooks (engine/faults.py), decided once at import so that normal runs pay for
 # one global lookup at each hooked place and nothing else.
@@ -499,7 +500,13 @@ class FileStore:
     def _lock(self, execution_id: str) -> tuple[int, dict[str, Any]]:
         if not self._mount_checked:
             self._mount_checked = True
-            fstype = network_filesystem(self.home)
+            # Looked at once a process for each home: every `wf.run(store=path)` makes a store,
+            # and reading the mount table costs a tenth of a millisecond.
+            if self.home not in _HOMES_CHECKED:
+                _HOMES_CHECKED.add(self.home)
+                fstype = network_filesystem(self.home)
+            else:
+                fstype = None
             if fstype is not None:
                 log.warning(
                     "%s: the store is on a network file system (%s), where file locks may not hold: two processes "
