@@ -28,10 +28,22 @@ import orjson
 from flux._engine import errors as _errors
 from flux._engine.errors import DecodeError, EncodeError, RecordedError
 
-__all__ = ["Resolver", "class_ref", "decode", "encode", "encode_args", "find_class", "register_codec"]
+__all__ = [
+    "PLAIN_TYPES",
+    "Resolver",
+    "all_plain",
+    "class_ref",
+    "decode",
+    "encode",
+    "encode_args",
+    "find_class",
+    "register_codec",
+]
 
 _INT_MIN = -(2**63)
 _INT_MAX = 2**63 - 1
+# Recorded as themselves: a value of one of these types decodes to itself.
+PLAIN_TYPES = frozenset({int, float, str, bool, type(None)})
 _MAX_DEPTH = 80  # a tagged value takes up to 3 JSON levels; orjson stops at 255
 
 Resolver = Callable[[str], "type | None"]
@@ -149,12 +161,12 @@ def encode(value: Any, where: Place = "value") -> Any:
 
 def encode_args(args: tuple[Any, ...], where: Place) -> list[Any]:
     """`encode(list(args), where)`, with the commonest arguments (plain scalars) copied at once."""
-    if _all_plain(args):
+    if all_plain(args):
         return list(args)
     return _enc(list(args), where, 0)  # type: ignore[no-any-return]
 
 
-def _all_plain(items: list[Any] | tuple[Any, ...]) -> bool:
+def all_plain(items: list[Any] | tuple[Any, ...]) -> bool:
     """Whether every item is a scalar the journal holds as it is (so the items need no encoding)."""
     for x in items:
         tx = type(x)
@@ -202,7 +214,7 @@ def _enc(v: Any, where: Place, depth: int) -> Any:
         raise EncodeError(f"{place}: nested deeper than {_MAX_DEPTH} levels", type_name=t.__name__, where=place)
     d = depth + 1
     if t is list:
-        if _all_plain(v):  # a list of plain scalars, the commonest arguments, is copied as it is
+        if all_plain(v):  # a list of plain scalars, the commonest arguments, is copied as it is
             return v.copy()
         return [_enc(x, (where, "[]", i), d) for i, x in enumerate(v)]
     if t is dict:

@@ -24,7 +24,7 @@ from flux._engine import records as R
 from flux._engine import traps
 from flux._engine.calls import Outcome, RunRequest, TaskSpec, _Suspend, child_execution_id, user_frame
 from flux._engine.clock import Clock, SystemClock, iso, stamper
-from flux._engine.codec import decode, encode, encode_args, encode_exception, find_class
+from flux._engine.codec import PLAIN_TYPES, all_plain, decode, encode, encode_args, encode_exception, find_class
 from flux._engine.core import CANCEL, LIVE, REPLAY, RERUN, EndOfJournal, ReplayCore, format_call
 from flux._engine.errors import EncodeError, EngineError, ExecutionStateError, SecretError
 from flux._engine.handling import run_attempt, run_handled
@@ -788,9 +788,13 @@ class Executor(Outputs):
                 return await branch.executor.call_task(branch, spec, args, kwargs, src)
         if self.fatal is not None:
             raise self.fatal
-        call_id = branch.next_id()
+        branch.slots += 1  # Branch.next_id, inline: one frame less on every call
+        call_id = f"{branch.prefix}{branch.slots}"
         name = spec.display_name(args, kwargs) if spec.signature is not None else spec.name
-        enc_args = encode_args(args, (None, "task {!r} argument", name)) if args else None
+        if args:
+            enc_args = list(args) if all_plain(args) else encode_args(args, (None, "task {!r} argument", name))
+        else:
+            enc_args = None
         enc_kwargs = encode(kwargs, (None, "task {!r} argument", name)) if kwargs else None
         if self.redactions:
             name = redact(name, self.redactions)[0]
@@ -809,7 +813,11 @@ class Executor(Outputs):
         if decision == REPLAY:
             assert call is not None
             if call.end == _COMPLETED and spec.plain:
-                return self.recorded(call.value, call.end_seq)  # the commonest replay, at once
+                # The commonest replay, at once; a number, string, bool or null stands for itself.
+                value = call.value
+                if type(value) in PLAIN_TYPES and not self.redactions:
+                    return value
+                return self.recorded(value, call.end_seq)
             if spec.secrets:
                 self._know_secrets(spec)
             if call.end == R.TASK_COMPLETED:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from flux._engine import records as R
-from flux._engine.codec import decode, encode, encode_exception
+from flux._engine.codec import PLAIN_TYPES, decode, encode, encode_exception
 from flux._engine.errors import (
     BlobError,
     DecodeError,
@@ -24,8 +24,6 @@ from flux._engine.errors import (
     RetryError,
 )
 from flux._engine.secrets import redact, unredact
-
-_PLAIN = frozenset({int, float, str, bool, type(None)})
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -118,7 +116,7 @@ class Outputs:
         Raises:
             DecodeError, BlobError: naming `path:line`.
         """
-        if type(tree) in _PLAIN and not self.redactions:
+        if type(tree) in PLAIN_TYPES and not self.redactions:
             return tree  # a number, string, bool or null stands for itself
         try:
             return self.value_of(tree) if stored else decode(tree, self.resolve)

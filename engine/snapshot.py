@@ -124,6 +124,7 @@ class Snapshot:
         kinds = _KINDS
         ends = _ENDS
         records = self.records
+        new = CallHistory.__new__
         calls: dict[str, CallHistory] = {}
         rows = state["calls"]
         state["calls"] = None
@@ -144,9 +145,19 @@ class Snapshot:
                     and (end_seq == -1 if ended is None else seq < end_seq < records)
                 ):
                     return False
-                call = CallHistory(source, kinds[kind], seq, names.setdefault(name, name), args, kwargs, value)
+                # Every slot set here rather than through CallHistory(): one frame less per call.
+                call = new(CallHistory)
+                call.source = source
+                call.kind = kinds[kind]
+                call.seq = seq
+                call.name = names.setdefault(name, name)
+                call.args = args
+                call.kwargs = kwargs
+                call.value = value
                 call.end = ended
                 call.end_seq = end_seq
+                call.rare = None
+                call.visited = False
                 if rare is not None:
                     call.resumed = rare.get("resumed")
                     call.failures = rare.get("failures")

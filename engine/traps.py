@@ -60,8 +60,9 @@ class Branch:
 _branch: contextvars.ContextVar[Branch | None] = contextvars.ContextVar("flux_branch", default=None)
 
 
-def current_branch() -> Branch | None:
-    return _branch.get()
+# The branch running here, or None outside a workflow (the context variable's own `get`: it is
+# asked on every call a workflow makes).
+current_branch: Callable[[], Branch | None] = _branch.get
 
 
 # enter(branch) makes `branch` current and returns a token; leave(token) restores the one before.

@@ -13,6 +13,7 @@ import pytest
 from flux import ExecutionContext, task, workflow
 from flux._engine.clock import VirtualClock
 from flux._engine.errors import JournalCorruptError
+from flux._engine.history import CallHistory
 from flux._engine.history import History as ReplayIndex
 from flux._engine.journal import encode_line_body, read_journal, seed_for
 from flux._engine.snapshot import Snapshot
@@ -79,10 +80,14 @@ def _snapshot(home: Path, execution_id: str) -> Path:
 
 
 def _index_state(index: ReplayIndex) -> dict[str, Any]:
+    # Every slot but the journal's source, which must be the index's own, and `rare`, whose
+    # fields are compared one by one: a slot left unset fails here.
+    assert all(c.source is index.source for c in index.calls.values())
+    plain = [s for s in CallHistory.__slots__ if s not in ("source", "rare")]
     calls = {
         call_id: (
-            c.kind, c.seq, c.name, c.args, c.kwargs, c.value, c.end, c.end_seq,
-            c.resumed, c.failures, c.retries, c.handlers, c.cancelled,
+            *(getattr(c, s) for s in plain),
+            c.resumed, c.failures, c.retries, c.handlers, c.cancelled, c.child,
         )
         for call_id, c in index.calls.items()
     }
