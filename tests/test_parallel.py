@@ -6,6 +6,7 @@ SIGKILL tests are in tests/test_builtins_crash.py)."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import warnings
 from pathlib import Path
@@ -366,3 +367,41 @@ def test_built_ins_made_into_tasks_of_their_own_name_the_line_that_made_them(hom
         ("timer_started", "sleep", par),
         ("value_recorded", "now", par),
     ], sources
+
+
+_WHO: contextvars.ContextVar[int] = contextvars.ContextVar("who", default=-1)
+
+
+@task
+async def bounded_body(i: int, limit: float) -> list[Any]:
+    """Plain asyncio in a task body: a timeout (which needs the task it runs in), the task
+    itself, and a context variable set before the first await."""
+    _WHO.set(i)
+    me = asyncio.current_task()
+    async with asyncio.timeout(limit):
+        await asyncio.sleep(0.001 if i % 2 else 0)
+        if i == 0:
+            await asyncio.sleep(10)  # the timeout ends it
+    return [asyncio.current_task() is me and me is not None, _WHO.get()]
+
+
+@workflow
+async def gathered_bodies(ctx: ExecutionContext[int]) -> list[Any]:
+    return await asyncio.gather(
+        *(bounded_body(i, 0.05) for i in range(ctx.input)), return_exceptions=True
+    )
+
+
+def test_each_gathered_body_is_a_task_of_its_own_with_its_own_context(home: Path) -> None:
+    """Each body of a fan-out runs in an asyncio task of its own, from its first line: an
+    `asyncio.timeout` in it cuts that body alone, `current_task()` is the same before and after
+    an await, and a context variable set in one body is not seen by another. (Running bodies
+    eagerly in a task shared by the batch would fail each of these.)"""
+    ctx = gathered_bodies.run(20)
+    assert ctx.has_succeeded, ctx.output
+    first, *rest = ctx.output
+    assert isinstance(first, ExecutionError) and "TimeoutError" in str(first), first
+    assert rest == [[True, i] for i in range(1, 20)], rest
+    # Replayed, the recorded outcomes come back as they were, the timeout included.
+    again = gathered_bodies.run(20, execution_id=ctx.execution_id)
+    assert again.has_succeeded and again.output[1:] == rest
