@@ -200,7 +200,7 @@ class Executor(Outputs):
     def open(self, history: History | None = None) -> tuple[JournalRead, History]:
         """Reads the journal (and takes ownership unless replaying), folding it as it is read.
 
-        A new execution's header is durable when this returns.
+        A new execution's header is written when this returns (durable, with fsync durability).
         """
         req = self.request
         if history is None:
@@ -359,7 +359,7 @@ class Executor(Outputs):
         """Replays and continues the execution; returns where it ended.
 
         `opened` is what `open()` returned, when the caller opened the execution itself (to
-        know that its header is durable before the run goes on).
+        know that its header is written before the run goes on).
 
         Raises:
             EngineError subclasses (divergence, corruption, a lock held elsewhere, a failed write):

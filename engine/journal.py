@@ -391,8 +391,13 @@ def check_journal(
     if end == 0:
         # The header is written whole before the journal appears (SPEC.md 2.2), so a journal
         # without a complete first line is damage, never a torn tail to cut.
+        # (With durability "os" nothing is fsynced, the header included: a power loss can leave
+        # such a journal empty. Nothing of the execution was durable then, and it is said so.)
         raise _corrupt(
-            path, 1, 0, "journal is empty (no header)" if not torn else "journal has no complete header line"
+            path, 1, 0,
+            "journal is empty (no header): emptied, or created with durability \"os\" and lost in a power "
+            "loss; nothing of the execution is left, remove the file to use its id again"
+            if not torn else "journal has no complete header line",
         )
     pos = 0
     offsets = LineOffsets(data)

@@ -3,7 +3,7 @@
     from flux.client import Client
 
     async with Client(store) as client:                           # a path, a URL or a store object
-        handle = await client.start(wf, input, execution_id=None)  # once the header is durable
+        handle = await client.start(wf, input, execution_id=None)  # once the header is written
         ctx = await handle.result()                                # when it finishes or pauses
         view = await client.get(handle.execution_id)               # status, input, output, calls
         page = await client.list(status="paused", limit=50)        # newest first; page.cursor
@@ -191,7 +191,7 @@ class Client:
         observer: Any = None,
         run_here: bool | None = None,
     ) -> ExecutionHandle:
-        """Starts a new execution; returns once its header is durable.
+        """Starts a new execution; returns once its header is written (durable, with fsync durability).
 
         It runs here (a task of the running event loop) on a store of files or memory; on a
         store with a worker fleet (PostgreSQL) it is submitted to the fleet, and `result` reads

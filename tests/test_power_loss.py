@@ -4,6 +4,7 @@ acknowledged, so it is a torn tail, cut and kept aside, never damage that stops 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import orjson
@@ -13,6 +14,7 @@ from flux import ExecutionContext, task, workflow
 from flux._engine.errors import JournalCorruptError
 from flux._engine.stores.files import FileStore
 from flux.client import Client
+from tests.support.cli import invoke
 
 BODIES: list[int] = []
 
@@ -67,3 +69,45 @@ def test_damage_without_an_unwritten_page_is_still_damage(home: Path) -> None:
     journal.write_bytes(bytes(data))
     with pytest.raises(JournalCorruptError, match=":2: "):
         FileStore(str(home)).read(journal.stem)
+
+
+def test_a_run_with_os_durability_makes_no_fsync_not_even_for_its_new_journal(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`os` promises nothing across a power loss (SPEC.md 6), so creating the journal pays for no
+    fsync either; `fsync` makes the header durable, then the directory entry, then each sync."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    squares.run(1, durability="os")  # the store's directories are made, and made durable, once
+    monkeypatch.setattr(os, "fsync", fsync)
+    assert squares.run(3, durability="os").output == 5
+    assert synced == []
+    done = squares.run(3, durability="fsync")
+    journal = os.path.realpath(done.journal_path)
+    assert synced[:2] == [f"{journal}.new-{os.getpid()}", os.path.dirname(journal)], synced
+    assert len(synced) > 2 and set(synced[2:]) == {journal}, synced
+
+
+def test_an_empty_journal_is_damage_at_its_first_line_that_says_what_to_do(home: Path) -> None:
+    """What a power loss can leave of a journal created with `os` durability: no byte of it. It is
+    reported, one line naming the file and what to do, and left as it is."""
+    done = squares.run(2, durability="os")
+    journal = Path(done.journal_path)
+    journal.write_bytes(b"")
+    with pytest.raises(JournalCorruptError, match=r":1: .*journal is empty"):
+        FileStore(str(home)).read(journal.stem)
+    shown = invoke("show", done.execution_id)
+    assert shown.exit_code == 2, shown.output
+    said = shown.stderr.strip()
+    assert said.count("\n") == 0 and f"{journal}:1" in said, said
+    assert 'durability "os"' in said and "remove the file to use its id again" in said, said
+    listed = invoke("list")
+    assert listed.exit_code == 0 and done.execution_id in listed.output, listed.output
+    assert journal.read_bytes() == b""
+    journal.unlink()
+    assert squares.run(2, execution_id=done.execution_id, durability="os").output == 1

@@ -596,10 +596,12 @@ class FileStore:
     # -- journals ------------------------------------------------------------------------------
 
     def create(self, execution_id: str, header: dict[str, Any], durability: str) -> FileLease:
-        """Creates a new journal holding only `header`, durable before this returns.
+        """Creates a new journal holding only `header` (durable before this returns with
+        durability "fsync").
 
         A new journal is written to `<id>.jsonl.new-<pid>`, fsynced, linked to `<id>.jsonl` (a
-        link never replaces an existing file) and the directory is fsynced (SPEC.md 2.2).
+        link never replaces an existing file) and the directory is fsynced (SPEC.md 2.2). With
+        durability "os" neither fsync is made, as no later write is fsynced either.
 
         Raises:
             ExecutionExistsError: when the execution already exists.
@@ -629,7 +631,8 @@ class FileStore:
                     raise OSError(errno.ENOSPC, "short write of the journal header")
                 if _FAULTS:
                     _faults.reach("create_fsync")
-                os.fsync(fd)
+                if durability == "fsync":
+                    os.fsync(fd)
             except BaseException:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
@@ -644,7 +647,8 @@ class FileStore:
                 os.unlink(tmp)
             if _FAULTS:
                 _faults.reach("create_dirsync")
-            fsync_dir(self.dir)
+            if durability == "fsync":
+                fsync_dir(self.dir)
             file_list_index.append(self.dir, [file_list_index.live_line(execution_id, ino, _head_of(header))])
             journal_lock_fd = self._lock_journal(execution_id, path)
             read = JournalRead(path, Records.of([header]), [0], len(data))
