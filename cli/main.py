@@ -648,8 +648,8 @@ def queue_set(
         limited = concurrency is not None or rate is not None or per is not None
         if limited == unlimited:
             raise ValueError("give --concurrency N, --rate N --per SECONDS, or --unlimited")
-        if (rate is None) != (per is None):
-            raise ValueError("give --rate N together with --per SECONDS")
+        # Every limit is checked before any is written: a command refused changes nothing.
+        runner.check_queue_limits(concurrency, rate, per)
         if unlimited or concurrency is not None:
             runner.set_queue_limit(name, concurrency, store)
         if unlimited or rate is not None:

@@ -216,6 +216,13 @@ def schema_status(store: Any = None) -> tuple[int, int]:
     return _database_store(store).schema_version(), SCHEMA_VERSION
 
 
+def check_queue_limits(concurrency: int | None, rate: int | None, per: float | None) -> None:
+    """Refuses bad queue limits (InvalidOptionError) before any is written."""
+    from flux._engine.stores.pg_fleet import check_queue_limits as check
+
+    check(concurrency, rate, per)
+
+
 def set_queue_limit(queue: str, concurrency: int | None, store: Any = None) -> None:
     """At most `concurrency` executions of `queue` held at once across a PostgreSQL fleet
     (None: no limit)."""

@@ -759,9 +759,16 @@ def test_a_queue_rate_limit_holds_across_the_fleet(fleet: Fleet) -> None:
         (("--rate", "0", "--per", "1"), "must be at least 1"),
         (("--rate", "2"), "together with --per"),
         (("--rate", "2", "--per", "0"), "above 0"),
+        (("--concurrency", "0", "--rate", "2", "--per", "1"), "--concurrency 0 must be at least 1"),
+        (("--concurrency", "2", "--rate", "2", "--per", "-1"), "above 0"),
     ):
         bad = flux_cmd("queue", "set", "metered", *args, "--store", fleet.url, cwd=fleet.tmp)
         assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and says in bad.stderr, (args, bad.stderr)
+    # A command refused wrote nothing, not even its good limit.
+    listed = flux_cmd("queue", "list", "--json", "--store", fleet.url, cwd=fleet.tmp)
+    assert json.loads(listed.stdout)["queues"] == [
+        {"name": "metered", "concurrency": None, "rate": None, "running": 0, "ready": 0}
+    ], listed.stdout
 
 
 def test_a_rate_limit_counts_starts_only_and_says_when_to_ask_again(fleet: Fleet) -> None:

@@ -54,6 +54,19 @@ QUEUE_LIMITS_FOR = 1.0  # seconds a worker goes by the queue limits it read last
 QUEUE_RECHECK = 0.05
 
 
+def check_queue_limits(concurrency: int | None, rate: int | None, per: float | None) -> None:
+    """Refuses a bad queue limit (InvalidOptionError), so that a command setting several checks
+    them all before it writes any."""
+    if concurrency is not None and concurrency < 1:
+        raise InvalidOptionError(f"--concurrency {concurrency} must be at least 1 (or leave the queue unlimited)")
+    if (rate is None) != (per is None):
+        raise InvalidOptionError("give --rate N together with --per SECONDS")
+    if rate is not None and rate < 1:
+        raise InvalidOptionError(f"--rate {rate} must be at least 1 (or leave the queue unlimited)")
+    if per is not None and not (math.isfinite(per) and per > 0):
+        raise InvalidOptionError(f"--per {per} must be a number of seconds above 0")
+
+
 @dataclass(frozen=True)
 class QueueLimit:
     """A queue's limits across the fleet: executions held at once, executions started per
@@ -264,8 +277,7 @@ class FleetMixin:
 
     def set_queue_limit(self, queue: str, concurrency: int | None) -> None:
         """At most `concurrency` executions of `queue` held at once by the fleet (None: no limit)."""
-        if concurrency is not None and concurrency < 1:
-            raise InvalidOptionError(f"--concurrency {concurrency} must be at least 1 (or leave the queue unlimited)")
+        check_queue_limits(concurrency, None, None)
         self._one(  # type: ignore[attr-defined]
             "INSERT INTO flux.queues (name, concurrency) VALUES (%s, %s) "
             "ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency RETURNING 1",
@@ -276,12 +288,7 @@ class FleetMixin:
     def set_queue_rate(self, queue: str, rate: int | None, per: float | None) -> None:
         """At most `rate` executions of `queue` started by the fleet in any `per` seconds (None,
         None: no such limit); its concurrency limit is kept."""
-        if (rate is None) != (per is None):
-            raise InvalidOptionError("give --rate N together with --per SECONDS")
-        if rate is not None and rate < 1:
-            raise InvalidOptionError(f"--rate {rate} must be at least 1 (or leave the queue unlimited)")
-        if per is not None and not (math.isfinite(per) and per > 0):
-            raise InvalidOptionError(f"--per {per} must be a number of seconds above 0")
+        check_queue_limits(None, rate, per)
         self._one(  # type: ignore[attr-defined]
             "INSERT INTO flux.queues (name, rate, per) VALUES (%s, %s, %s) "
             "ON CONFLICT (name) DO UPDATE SET rate = excluded.rate, per = excluded.per RETURNING 1",
