@@ -6,7 +6,6 @@ in place) is ignored; torn and damaged tails list as the journal says; delete re
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -159,18 +158,66 @@ def test_a_run_that_owns_its_journal_lists_as_running_and_readers_keep_no_summar
     assert statuses(tmp_path)["run1"] == ("interrupted", 2)
 
 
-def test_delete_removes_the_summary_and_a_stale_temporary_file_goes(tmp_path: Path) -> None:
+def test_delete_removes_the_summary_and_a_temporary_file_an_older_writer_left(tmp_path: Path) -> None:
     store = FileStore(tmp_path)
     make(store, "a", started(), completed(1))
     make(store, "b", started(), completed(1))
-    stale = tmp_path / "executions" / "b.summary.new"
-    stale.write_bytes(b"half")
-    os.utime(stale, (time.time() - 60, time.time() - 60))
-    summary_file(tmp_path, "b").unlink()
-    assert statuses(tmp_path)["b"] == ("completed", 3)
-    assert not stale.exists()  # a writer that died left it: the next one removed it
-    (tmp_path / "executions" / "a.summary.new").write_bytes(b"half")
+    (tmp_path / "executions" / "a.summary.new").write_bytes(b"half")  # older writers renamed one into place
     store.delete("a")
     assert sorted(p.name for p in (tmp_path / "executions").iterdir() if p.name.startswith("a.")) == []
     assert orjson.loads(summary_file(tmp_path, "b").read_bytes())["status"] == "completed"
     assert Status(statuses(tmp_path)["b"][0]) == Status.COMPLETED
+
+
+def test_a_summary_is_rewritten_in_place_and_cut_to_its_new_length(tmp_path: Path) -> None:
+    """No temporary file and no rename (each a directory change): the same file is overwritten."""
+    store = FileStore(tmp_path)
+    make(store, "a", started(), PAUSED)
+    path = summary_file(tmp_path, "a")
+    path.write_bytes(path.read_bytes() + b"x" * 500)  # longer than any summary: it must be cut
+    first = path.stat()
+    lease = store.acquire("a", "fsync")
+    try:
+        lease.writer.append({"seq": 0, "kind": "workflow_resumed", "at": AT, "call_id": "1", "input": 1})
+        lease.writer.append(completed(2))
+        lease.writer.sync()
+    finally:
+        lease.close()
+    again = path.stat()
+    assert again.st_ino == first.st_ino and again.st_size < first.st_size - 400
+    kept = load(str(path), "a")
+    assert kept is not None and kept.status == "completed" and kept.records == 5
+    assert sorted(p.name for p in (tmp_path / "executions").iterdir()) == [".list", "a.jsonl", "a.lock", "a.summary"]
+
+
+def test_a_summary_half_overwritten_is_a_miss_and_lists_as_the_journal_says(tmp_path: Path) -> None:
+    store = FileStore(tmp_path)
+    make(store, "a", started(), PAUSED)
+    make(store, "b", started(), completed(1))
+    a, b = summary_file(tmp_path, "a"), summary_file(tmp_path, "b")
+    a.write_bytes(b.read_bytes()[:40] + a.read_bytes()[40:])  # one writer's bytes over another's
+    assert load(str(a), "a") is None
+    assert statuses(tmp_path)["a"] == ("paused", 3)
+
+
+def test_a_summary_that_is_a_link_is_never_written_through(tmp_path: Path) -> None:
+    """A hard or symbolic link planted under a summary's name leaves the file it names as it
+    was; the execution still lists as its journal says."""
+    store = FileStore(tmp_path)
+    make(store, "a", started())
+    make(store, "b", started())
+    outside = tmp_path / "precious.txt"
+    outside.write_bytes(b"keep me\n")
+    for execution_id in ("a", "b"):
+        summary_file(tmp_path, execution_id).unlink()
+    os.link(outside, summary_file(tmp_path, "a"))
+    os.symlink(outside, summary_file(tmp_path, "b"))
+    for execution_id in ("a", "b"):
+        lease = store.acquire(execution_id, "fsync")
+        try:
+            lease.writer.append(completed(1))
+            lease.writer.sync()
+        finally:
+            lease.close()
+    assert outside.read_bytes() == b"keep me\n"
+    assert statuses(tmp_path)["a"] == ("completed", 3) and statuses(tmp_path)["b"] == ("completed", 3)

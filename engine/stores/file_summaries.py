@@ -14,10 +14,8 @@ make a listing show a status the journal does not hold: summaries are written wi
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +29,6 @@ __all__ = ["Summary", "TAIL_BYTES", "from_header", "load", "save", "tail_of", "u
 
 TAIL_BYTES = 19  # `,"crc":"xxxxxxxx"}\n`: the end of every journal line
 _CRC_OPEN = b',"crc":"'
-_STALE_SECONDS = 10.0  # a temporary file this old was left by a process that died
 
 
 @dataclass(frozen=True)
@@ -105,37 +102,31 @@ def load(path: str, execution_id: str) -> Summary | None:
     return Summary(**fields)
 
 
-def save(path: str, execution_id: str, summary: Summary, again: bool = True) -> None:
-    """Replaces the summary at `path` (a temporary `<path>.new`, renamed over it), or leaves it
-    when another process is writing one right now. Never raises for a file system trouble: a
-    summary not written is a miss, not an error."""
-    tmp = path + ".new"
+def save(path: str, execution_id: str, summary: Summary) -> None:
+    """Writes the summary at `path` in place: the file is made when there is none, else its bytes
+    are overwritten and it is cut to the new length. Never raises for a file system trouble: a
+    summary not written is a miss, not an error.
+
+    No temporary file and no rename: each of those is a directory change, and on a busy disk they
+    were most of what a small run's end cost. A reader that meets the file half written, or two
+    writers at once, gets bytes that do not check out (a miss); a summary that checks out is whole.
+    A symbolic link, a file that is not a regular one, or one with another name (a hard link)
+    is left alone."""
     data = encode_line(summary.to_record(), seed_for(execution_id))
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, FILE_MODE)
-    except FileExistsError:
-        # Another process writes it now (it is left to finish), or one died while writing (that
-        # file goes, and this summary is written).
-        try:
-            stale = time.time() - os.lstat(tmp).st_mtime > _STALE_SECONDS
-            if stale:
-                os.unlink(tmp)
-        except OSError:
-            return
-        if stale and again:
-            save(path, execution_id, summary, again=False)
-        return
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, FILE_MODE)
     except OSError:
         return  # a store this user may read but not write: listings read journals whole
     try:
-        try:
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
             write_all(fd, data)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+            if st.st_size > len(data):
+                os.ftruncate(fd, len(data))
     except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        pass
+    finally:
+        os.close(fd)
 
 
 def unfold(summary: Summary, data: bytes, where: str, execution_id: str) -> tuple[Summary, int]:
