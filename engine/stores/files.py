@@ -474,7 +474,6 @@ class FileStore:
         # the directory's (inode, mtime, size) when listed, and when
         self._listed: tuple[tuple[int, int, int], float] | None = None
         self._list_lock = threading.Lock()
-        self._mount_checked = False  # whether the store's file system was looked at (on the first lock)
 
     @property
     def url(self) -> str:
@@ -498,15 +497,11 @@ class FileStore:
     # -- ownership (SPEC.md 5) -----------------------------------------------------------------
 
     def _lock(self, execution_id: str) -> tuple[int, dict[str, Any]]:
-        if not self._mount_checked:
-            self._mount_checked = True
-            # Looked at once a process for each home: every `wf.run(store=path)` makes a store,
-            # and reading the mount table costs a tenth of a millisecond.
-            if self.home not in _HOMES_CHECKED:
-                _HOMES_CHECKED.add(self.home)
-                fstype = network_filesystem(self.home)
-            else:
-                fstype = None
+        # Looked at once a process for each home, on its first lock: every `wf.run(store=path)`
+        # makes a store, and reading the mount table costs a tenth of a millisecond.
+        if self.home not in _HOMES_CHECKED:
+            _HOMES_CHECKED.add(self.home)
+            fstype = network_filesystem(self.home)
             if fstype is not None:
                 log.warning(
                     "%s: the store is on a network file system (%s), where file locks may not hold: two processes "
